@@ -1,0 +1,144 @@
+//! The JSON envelope every answer wears, the one error type that maps onto it, and the
+//! JSON extractor that turns any bad body into the envelope's 405 instead of axum's text.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::AppState;
+
+pub const OK_MSG: &str = "操作成功";
+
+#[derive(Serialize)]
+pub struct Envelope<T: Serialize> {
+    pub code: i32,
+    pub msg: String,
+    pub data: T,
+}
+
+impl<T: Serialize> Envelope<T> {
+    pub fn ok(data: T) -> Json<Envelope<T>> {
+        Self::ok_with(OK_MSG, data)
+    }
+
+    pub fn ok_with(msg: impl Into<String>, data: T) -> Json<Envelope<T>> {
+        Json(Envelope { code: 0, msg: msg.into(), data })
+    }
+}
+
+#[derive(Serialize)]
+pub struct PageEnvelope<T: Serialize> {
+    pub code: i32,
+    pub msg: &'static str,
+    pub total: i64,
+    pub rows: Vec<T>,
+}
+
+impl<T: Serialize> PageEnvelope<T> {
+    pub fn ok(total: i64, rows: Vec<T>) -> Json<PageEnvelope<T>> {
+        Json(PageEnvelope { code: 0, msg: OK_MSG, total, rows })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Code 405: the request is wrong; the message says how, in words a person reads.
+    #[error("{0}")]
+    BadRequest(String),
+    /// HTTP and code 413.
+    #[error("请求体过大，上限为 {0} 字节")]
+    TooLarge(usize),
+    /// Code 500: the detail goes to the log only.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        ApiError::Internal(e.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, msg) = match &self {
+            ApiError::BadRequest(msg) => (StatusCode::OK, 405, msg.clone()),
+            ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, 413, self.to_string()),
+            ApiError::Internal(e) => {
+                tracing::error!(error = format!("{e:#}"), "request failed");
+                (StatusCode::OK, 500, "系统异常，请稍后重试".to_string())
+            }
+        };
+        (status, Json(Envelope { code, msg, data: () })).into_response()
+    }
+}
+
+/// A JSON body. Any body is read as JSON whatever its Content-Type (ops teams curl
+/// without headers); every failure names the field and what it should be.
+pub struct ApiJson<T>(pub T);
+
+/// The JSON shape a request body must have. Checked before the fields, because serde
+/// would otherwise also read a struct from an array, by position.
+pub trait RequestBody: DeserializeOwned {
+    fn check_shape(body: &Value) -> Result<(), ApiError>;
+}
+
+/// For bodies that are one JSON object.
+pub fn must_be_object(body: &Value) -> Result<(), ApiError> {
+    if body.is_object() { Ok(()) } else { Err(ApiError::bad("请求体应为 JSON 对象")) }
+}
+
+impl<T: RequestBody> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.settings.api.max_body_bytes;
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(limit)
+            } else {
+                ApiError::bad(format!("读取请求体失败：{e}"))
+            }
+        })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("请求体不能为空，应为 JSON"));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad(format!("请求体不是合法的 JSON（第 {} 行第 {} 列）", e.line(), e.column()))
+    })?;
+    T::check_shape(&value)?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::bad(format!("参数 {path} {}", describe(&e.into_inner().to_string())))
+    })
+}
+
+/// Our own field deserializers already speak Chinese; serde's structural messages
+/// ("invalid type: …, expected …") are rephrased.
+fn describe(serde_msg: &str) -> String {
+    match serde_msg.split_once(", expected ") {
+        Some((_, expected)) if serde_msg.starts_with("invalid type") => format!("类型错误：应为{expected}"),
+        _ => serde_msg.to_string(),
+    }
+}
+
+/// An enveloped answer with its own HTTP status (404, 405), outside the handlers.
+pub fn status(status: StatusCode, code: i32, msg: &str) -> Response {
+    (status, Json(Envelope { code, msg: msg.to_string(), data: () })).into_response()
+}

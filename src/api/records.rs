@@ -1,0 +1,165 @@
+//! records/list and calltype/uuid.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
+use super::{AppState, lenient, paging};
+use crate::domain::{ApiTime, CallType, RecordFilter};
+use crate::store::CallRecord;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordListRequest {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub uuid: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub page_num: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub page_size: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub call_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub telephone: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub callout_time_start: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub callout_time_end: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub time_len_start: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub time_len_end: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub extnum: Option<String>,
+}
+
+impl RequestBody for RecordListRequest {
+    fn check_shape(body: &Value) -> Result<(), ApiError> {
+        must_be_object(body)
+    }
+}
+
+impl RecordListRequest {
+    pub fn into_filter(self, time: &ApiTime) -> Result<RecordFilter, ApiError> {
+        let call_type = parse_call_type(self.call_type)?;
+        let page = paging::page(self.page_num, self.page_size, Some((1, 10)))?;
+        let (callout_from_ms, callout_until_ms) = paging::time_range(
+            time,
+            ("calloutTimeStart", self.callout_time_start),
+            ("calloutTimeEnd", self.callout_time_end),
+        )?;
+        for (name, v) in [("timeLenStart", self.time_len_start), ("timeLenEnd", self.time_len_end)] {
+            if v.is_some_and(|v| v < 0) {
+                return Err(ApiError::bad(format!("{name} 不能为负数")));
+            }
+        }
+        if let (Some(a), Some(b)) = (self.time_len_start, self.time_len_end)
+            && a > b
+        {
+            return Err(ApiError::bad("timeLenStart 不能大于 timeLenEnd"));
+        }
+        Ok(RecordFilter {
+            call_type,
+            uuid: lenient::filter(self.uuid),
+            telephone: lenient::filter(self.telephone),
+            extnum: lenient::filter(self.extnum),
+            callout_from_ms,
+            callout_until_ms,
+            time_len_min: self.time_len_start,
+            time_len_max: self.time_len_end,
+            page,
+        })
+    }
+}
+
+fn parse_call_type(raw: Option<String>) -> Result<CallType, ApiError> {
+    let raw = lenient::filter(raw)
+        .ok_or_else(|| ApiError::bad("callType 不能为空：01 呼入、02 AI 外呼、03 人工外呼"))?;
+    raw.parse()
+        .map_err(|_| ApiError::bad(format!("callType 应为 01、02 或 03（不支持混合查询），收到 \"{raw}\"")))
+}
+
+/// One row of records/list, field for field as the spec shows it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordRow {
+    uuid: String,
+    telephone: String,
+    call_type: &'static str,
+    callout_time: String,
+    answered_time: String,
+    call_end_time: String,
+    hangup_cause: String,
+    wav_file_url: String,
+    dialogue: Box<RawValue>,
+    extnum: Option<String>,
+    time_len: i64,
+}
+
+impl RecordRow {
+    pub fn new(r: CallRecord, time: &ApiTime, public_url: &str) -> Result<RecordRow, ApiError> {
+        let wav_file_url = if r.wav_path.is_empty() {
+            String::new()
+        } else {
+            format!("{}/recordings/files?filename={}", public_url.trim_end_matches('/'), r.wav_path)
+        };
+        let dialogue = RawValue::from_string(r.dialogue_json)
+            .map_err(|e| ApiError::Internal(anyhow::anyhow!("record {} has a bad dialogue: {e}", r.uuid)))?;
+        Ok(RecordRow {
+            call_type: r.call_type.code(),
+            callout_time: time.format(r.callout_ms),
+            answered_time: r.answered_ms.map(|ms| time.format(ms)).unwrap_or_default(),
+            call_end_time: time.format(r.ended_ms),
+            hangup_cause: r.hangup_cause,
+            wav_file_url,
+            dialogue,
+            extnum: r.extnum,
+            time_len: r.time_len,
+            telephone: r.telephone,
+            uuid: r.uuid,
+        })
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RecordListRequest>,
+) -> Result<Json<PageEnvelope<RecordRow>>, ApiError> {
+    let filter = req.into_filter(&state.time)?;
+    let page = state.store.list_records(&filter).await?;
+    let public_url = &state.settings.server.public_url;
+    let rows = page
+        .rows
+        .into_iter()
+        .map(|r| RecordRow::new(r, &state.time, public_url))
+        .collect::<Result<_, _>>()?;
+    Ok(PageEnvelope::ok(page.total, rows))
+}
+
+#[derive(Deserialize)]
+pub struct CallTypeQuery {
+    uuid: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallTypeAnswer {
+    call_type: &'static str,
+}
+
+/// The call type of one call, which the spec's own front end asks before it lists a call.
+pub async fn call_type(
+    State(state): State<AppState>,
+    query: Result<Query<CallTypeQuery>, QueryRejection>,
+) -> Result<Json<Envelope<CallTypeAnswer>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::bad(format!("查询参数不正确：{e}")))?;
+    let uuid = lenient::filter(q.uuid).ok_or_else(|| ApiError::bad("uuid 不能为空"))?;
+    match state.store.call_type_of(&uuid).await? {
+        Some(t) => Ok(Envelope::ok(CallTypeAnswer { call_type: t.code() })),
+        None => Err(ApiError::bad(format!("未找到 uuid 为 {uuid} 的通话"))),
+    }
+}

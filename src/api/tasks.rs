@@ -1,0 +1,246 @@
+//! calltask/list, createTasks and stopTasks.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
+use super::{AppState, lenient, paging};
+use crate::domain::{ApiTime, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
+use crate::store::TaskRow;
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskListRequest {
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub page_num: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub page_size: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_int")]
+    pub batch_id: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub create_time_start: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub create_time_end: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ticket_no: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub phone: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub status: Option<String>,
+}
+
+impl RequestBody for TaskListRequest {
+    fn check_shape(body: &Value) -> Result<(), ApiError> {
+        must_be_object(body)
+    }
+}
+
+impl TaskListRequest {
+    pub fn into_filter(self, time: &ApiTime) -> Result<TaskFilter, ApiError> {
+        let page = paging::page(self.page_num, self.page_size, None)?;
+        let (created_from_ms, created_until_ms) = paging::time_range(
+            time,
+            ("createTimeStart", self.create_time_start),
+            ("createTimeEnd", self.create_time_end),
+        )?;
+        let status = match lenient::filter(self.status) {
+            None => None,
+            Some(s) => Some(TaskStatus::from_label(&s).ok_or_else(|| {
+                let labels: Vec<_> = TaskStatus::ALL.iter().map(|t| t.label()).collect();
+                ApiError::bad(format!("status 应为 {} 之一，收到 \"{s}\"", labels.join("、")))
+            })?),
+        };
+        Ok(TaskFilter {
+            batch_id: self.batch_id,
+            created_from_ms,
+            created_until_ms,
+            ticket_no: lenient::filter(self.ticket_no),
+            phone: lenient::filter(self.phone),
+            status,
+            page,
+        })
+    }
+}
+
+/// One row of calltask/list: the spec's fields, then the promised call statistics.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRowJson {
+    batch_id: i64,
+    task_type: i64,
+    #[serde(rename = "createtime")]
+    created: i64,
+    stop_time: Option<i64>,
+    connected: bool,
+    ticket_no: String,
+    phone: String,
+    username: String,
+    ticket_type: String,
+    ticket_content: String,
+    status: &'static str,
+    call_count: i64,
+    last_hangup_cause: Option<String>,
+}
+
+impl From<TaskRow> for TaskRowJson {
+    fn from(t: TaskRow) -> TaskRowJson {
+        TaskRowJson {
+            batch_id: t.batch_id,
+            task_type: t.task_type,
+            created: t.created_ms,
+            stop_time: t.stopped_ms,
+            connected: t.connected,
+            ticket_no: t.ticket_no,
+            phone: t.phone,
+            username: t.username,
+            ticket_type: t.ticket_type,
+            ticket_content: t.ticket_content,
+            status: t.status.label(),
+            call_count: t.call_count,
+            last_hangup_cause: t.last_hangup_cause,
+        }
+    }
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<TaskListRequest>,
+) -> Result<Json<PageEnvelope<TaskRowJson>>, ApiError> {
+    let filter = req.into_filter(&state.time)?;
+    let page = state.store.list_tasks(&filter).await?;
+    Ok(PageEnvelope::ok(page.total, page.rows.into_iter().map(TaskRowJson::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TicketIn {
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ticket_no: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub phone: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ticket_type: Option<String>,
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub ticket_content: Option<String>,
+}
+
+impl RequestBody for Vec<TicketIn> {
+    fn check_shape(body: &Value) -> Result<(), ApiError> {
+        let tickets = body.as_array().ok_or_else(|| ApiError::bad("请求体应为工单的 JSON 数组"))?;
+        match tickets.iter().position(|t| !t.is_object()) {
+            Some(i) => Err(ApiError::bad(format!("第 {} 条工单（下标 {i}）应为 JSON 对象", i + 1))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Longest accepted value per field, in characters.
+const MAX_SHORT_FIELD: usize = 100;
+const MAX_CONTENT: usize = 5000;
+
+/// Checks every ticket; the first problem rejects them all, naming the ticket and field.
+pub fn parse_tickets(tickets: Vec<TicketIn>, max: usize) -> Result<Vec<NewTask>, ApiError> {
+    if tickets.is_empty() {
+        return Err(ApiError::bad("工单列表不能为空"));
+    }
+    if tickets.len() > max {
+        return Err(ApiError::bad(format!("一次最多创建 {max} 个工单，收到 {} 个", tickets.len())));
+    }
+    let mut seen: HashMap<String, usize> = HashMap::with_capacity(tickets.len());
+    let mut out = Vec::with_capacity(tickets.len());
+    for (i, t) in tickets.into_iter().enumerate() {
+        let at = |field: &str, problem: &str| {
+            ApiError::bad(format!("第 {} 条工单（下标 {i}）的 {field} {problem}", i + 1))
+        };
+        let field = |name: &'static str, v: Option<String>, max_chars: usize| -> Result<String, ApiError> {
+            match v {
+                Some(s) if !s.trim().is_empty() => {
+                    if s.chars().count() > max_chars {
+                        Err(at(name, &format!("过长，最多 {max_chars} 个字符")))
+                    } else {
+                        Ok(s)
+                    }
+                }
+                _ => Err(at(name, "不能为空")),
+            }
+        };
+        let ticket_no = field("ticketNo", t.ticket_no, MAX_SHORT_FIELD)?;
+        let phone = field("phone", t.phone, MAX_SHORT_FIELD)?;
+        let phone = Phone::parse(&phone).map_err(|why| at("phone", &format!("格式不正确：{why}")))?;
+        let username = field("username", t.username, MAX_SHORT_FIELD)?;
+        let ticket_type = field("ticketType", t.ticket_type, MAX_SHORT_FIELD)?;
+        let ticket_content = field("ticketContent", t.ticket_content, MAX_CONTENT)?;
+        if let Some(first) = seen.insert(ticket_no.clone(), i) {
+            return Err(at("ticketNo", &format!("与第 {} 条工单重复：\"{ticket_no}\"", first + 1)));
+        }
+        out.push(NewTask { ticket_no, phone, username, ticket_type, ticket_content });
+    }
+    Ok(out)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Created {
+    batch_id: i64,
+    ticket_no: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiJson(tickets): ApiJson<Vec<TicketIn>>,
+) -> Result<Json<Envelope<Vec<Created>>>, ApiError> {
+    let tasks = parse_tickets(tickets, state.settings.api.max_tasks_per_request)?;
+    let ids = state.store.create_tasks(&tasks, now_ms()).await?;
+    state.dialer.wake.notify_one();
+    let data = tasks
+        .into_iter()
+        .zip(ids)
+        .map(|(t, batch_id)| Created { batch_id, ticket_no: t.ticket_no })
+        .collect();
+    Ok(Envelope::ok_with("任务创建成功", data))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StopRequest {
+    #[serde(default, deserialize_with = "lenient::int_list")]
+    pub batch_ids: Vec<i64>,
+    #[serde(default, deserialize_with = "lenient::string_list")]
+    pub ticket_nos: Vec<String>,
+}
+
+impl RequestBody for StopRequest {
+    fn check_shape(body: &Value) -> Result<(), ApiError> {
+        must_be_object(body)
+    }
+}
+
+/// Most ids one stopTasks may name.
+const MAX_STOP_IDS: usize = 10_000;
+
+pub async fn stop(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StopRequest>,
+) -> Result<Json<Envelope<()>>, ApiError> {
+    if req.batch_ids.is_empty() && req.ticket_nos.is_empty() {
+        return Err(ApiError::bad("batchIds 与 ticketNos 至少提供一个非空列表"));
+    }
+    if req.batch_ids.len() + req.ticket_nos.len() > MAX_STOP_IDS {
+        return Err(ApiError::bad(format!("一次最多停止 {MAX_STOP_IDS} 个任务")));
+    }
+    let outcome = state.store.stop_tasks(&req.batch_ids, &req.ticket_nos, now_ms()).await?;
+    if outcome.hanging_up > 0 {
+        state.dialer.stop_check.notify_one();
+    }
+    let msg = match outcome.hanging_up {
+        0 => format!("已停止 {} 个任务", outcome.stopped),
+        n => format!("已停止 {} 个任务，其中 {n} 个通话正在挂断", outcome.stopped + n),
+    };
+    Ok(Envelope::ok_with(msg, ()))
+}

@@ -1,0 +1,376 @@
+//! Typed settings. Defaults are built in; `config/default.toml` (when present in the
+//! working directory), then `--config FILE`, then `CALLCENTER__SECTION__KEY` variables
+//! overlay them. Unknown keys in a file stop the start; unknown variables are warned about.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveTime;
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+const ENV_PREFIX: &str = "CALLCENTER__";
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub timezone: Timezone,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub recordings: RecordingSettings,
+    pub api: ApiSettings,
+    pub log: LogSettings,
+    pub dialer: DialerSettings,
+    pub sim: SimSettings,
+    pub agent: AgentSettings,
+}
+
+/// An IANA time zone name, checked when the settings load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone(chrono_tz::Asia::Shanghai)
+    }
+}
+
+impl TryFrom<String> for Timezone {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+            .map(Timezone)
+            .map_err(|_| format!("unknown time zone `{name}` (expected an IANA name such as Asia/Shanghai)"))
+    }
+}
+
+impl From<Timezone> for String {
+    fn from(tz: Timezone) -> String {
+        tz.0.name().to_string()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    pub bind: String,
+    /// Prefix of `wavFileUrl`; empty gives the relative `/recordings/files?filename=…`.
+    pub public_url: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { bind: "127.0.0.1:8899".into(), public_url: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    pub url: String,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings { url: "sqlite://data/callcenter.db".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSettings {
+    pub dir: PathBuf,
+}
+
+impl Default for RecordingSettings {
+    fn default() -> Self {
+        RecordingSettings { dir: "data/recordings".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    pub max_tasks_per_request: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { max_tasks_per_request: 1000, max_body_bytes: 10 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialerSettings {
+    pub enabled: bool,
+    pub node_id: NodeId,
+    pub carrier: CarrierKind,
+    pub max_concurrent_calls: u32,
+    pub calls_per_second: u32,
+    pub calling_hours: CallingHours,
+    pub max_attempts: u32,
+    pub retry_delay_secs: u64,
+    pub ring_timeout_secs: u64,
+    pub max_call_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for DialerSettings {
+    fn default() -> Self {
+        DialerSettings {
+            enabled: true,
+            node_id: NodeId("01".into()),
+            carrier: CarrierKind::Sim,
+            max_concurrent_calls: 30,
+            calls_per_second: 5,
+            calling_hours: CallingHours::ALWAYS,
+            max_attempts: 3,
+            retry_delay_secs: 600,
+            ring_timeout_secs: 45,
+            max_call_secs: 300,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+/// Two digits that go into every call uuid; distinct per node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(pub String);
+
+impl TryFrom<String> for NodeId {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit()) {
+            Ok(NodeId(s))
+        } else {
+            Err(format!("node_id must be two digits such as \"01\", got `{s}`"))
+        }
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(n: NodeId) -> String {
+        n.0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierKind {
+    Sim,
+}
+
+/// A daily window `HH:MM-HH:MM` in the configured time zone; `00:00-24:00` is always open.
+/// A window whose end is before its start runs past midnight (`20:00-08:00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CallingHours {
+    /// Minutes after midnight.
+    pub start: u32,
+    pub end: u32,
+}
+
+impl CallingHours {
+    pub const ALWAYS: CallingHours = CallingHours { start: 0, end: 24 * 60 };
+
+    pub fn is_always(&self) -> bool {
+        self.start == 0 && self.end == 24 * 60
+    }
+
+    pub fn contains(&self, t: NaiveTime) -> bool {
+        use chrono::Timelike;
+        let m = t.hour() * 60 + t.minute();
+        if self.start <= self.end { self.start <= m && m < self.end } else { m >= self.start || m < self.end }
+    }
+}
+
+impl TryFrom<String> for CallingHours {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("calling_hours must look like \"08:00-21:00\", got `{s}`");
+        let minutes = |hm: &str| -> Option<u32> {
+            let (h, m) = hm.trim().split_once(':')?;
+            let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+            (m < 60 && (h < 24 || (h == 24 && m == 0))).then_some(h * 60 + m)
+        };
+        let (a, b) = s.split_once('-').ok_or_else(bad)?;
+        let (start, end) = (minutes(a).ok_or_else(bad)?, minutes(b).ok_or_else(bad)?);
+        if start == end || start == 24 * 60 {
+            return Err(bad());
+        }
+        Ok(CallingHours { start, end })
+    }
+}
+
+impl From<CallingHours> for String {
+    fn from(h: CallingHours) -> String {
+        format!("{:02}:{:02}-{:02}:{:02}", h.start / 60, h.start % 60, h.end / 60, h.end % 60)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    /// Probability that an ordinary number answers.
+    pub answer_rate: f64,
+    /// Scales ringing and talking time; 0 = instant.
+    pub time_scale: f64,
+    pub seed: u64,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings { answer_rate: 0.7, time_scale: 1.0, seed: 42 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    Script,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub kind: AgentKind,
+    pub script: ScriptSettings,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings { kind: AgentKind::Script, script: ScriptSettings::default() }
+    }
+}
+
+/// The script agent's lines. `{username}`, `{ticketType}` and `{ticketContent}` are
+/// replaced with the ticket's fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptSettings {
+    pub greeting: String,
+    pub body: String,
+    pub confirm: String,
+    pub on_confirmed: String,
+    pub on_question: String,
+    pub on_refused: String,
+    pub on_silence: String,
+    pub closing: String,
+}
+
+impl Default for ScriptSettings {
+    fn default() -> Self {
+        ScriptSettings {
+            greeting: "您好，请问是{username}吗？这里是客服中心的智能助理。".into(),
+            body: "关于您的{ticketType}：{ticketContent}".into(),
+            confirm: "请问您清楚了吗？".into(),
+            on_confirmed: "好的，感谢您的确认。".into(),
+            on_question: "您的问题我们已记录，稍后会有专人回电为您解答。再跟您确认一下要点：{ticketContent}"
+                .into(),
+            on_refused: "好的，打扰您了。".into(),
+            on_silence: "抱歉，我没有听清。".into(),
+            closing: "祝您生活愉快，再见。".into(),
+        }
+    }
+}
+
+/// The loaded settings and the warnings to log once logging is up.
+pub struct Loaded {
+    pub settings: Settings,
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Loads the layers in order. `cwd_default` is `config/default.toml` when present.
+    pub fn load(config_file: Option<&Path>) -> Result<Loaded, String> {
+        let cwd_default = Path::new("config/default.toml");
+        let env = std::env::vars().collect::<Vec<_>>();
+        Self::load_from(cwd_default.exists().then_some(cwd_default), config_file, &env)
+    }
+
+    pub fn load_from(
+        cwd_default: Option<&Path>,
+        config_file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Loaded, String> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = cwd_default {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(format!("config file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let known = known_keys();
+        let mut warnings = Vec::new();
+        let mut overrides = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else { continue };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            if known.contains(&key) {
+                overrides.push((key, value.clone()));
+            } else {
+                warnings.push(format!("ignoring unknown setting {name} (no key `{key}`)"));
+            }
+        }
+        // Values from the environment are typed by the key they set, so that
+        // `node_id=01` stays a string and `max_attempts=abc` is an error naming the key.
+        let defaults = serde_json::to_value(Settings::default()).expect("settings serialize");
+        for (key, raw) in overrides {
+            let value = match lookup(&defaults, &key) {
+                Some(serde_json::Value::String(_)) => figment::value::Value::from(raw.clone()),
+                _ => raw.parse::<figment::value::Value>().unwrap_or_else(|_| raw.clone().into()),
+            };
+            figment = figment.merge((key.as_str(), value));
+        }
+        let settings: Settings = figment.extract().map_err(|e| {
+            e.into_iter().map(|e| format!("invalid configuration: {e}")).collect::<Vec<_>>().join("\n")
+        })?;
+        Ok(Loaded { settings, warnings })
+    }
+}
+
+fn lookup<'a>(v: &'a serde_json::Value, dotted: &str) -> Option<&'a serde_json::Value> {
+    dotted.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// Every leaf key of the settings, dotted (`dialer.max_attempts`).
+fn known_keys() -> BTreeSet<String> {
+    fn walk(prefix: &str, v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&key, v, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk("", &serde_json::to_value(Settings::default()).expect("settings serialize"), &mut out);
+    out
+}

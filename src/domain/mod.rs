@@ -1,0 +1,50 @@
+//! Types that parse, don't validate: once built, a value is known good.
+
+mod call_id;
+mod hangup;
+mod phone;
+mod query;
+mod status;
+mod time;
+
+pub use call_id::CallIdGenerator;
+pub use hangup::HangupCause;
+pub use phone::Phone;
+pub use query::{Page, RecordFilter, TaskFilter};
+pub use status::{CallType, TaskStatus};
+pub use time::{ApiTime, now_ms};
+
+use serde::{Deserialize, Serialize};
+
+/// One ticket handed to createTasks, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTask {
+    pub ticket_no: String,
+    pub phone: Phone,
+    pub username: String,
+    pub ticket_type: String,
+    pub ticket_content: String,
+}
+
+/// Who spoke a line of a call's dialogue. A system prompt is never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Assistant,
+    User,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Turn {
+    pub fn assistant(content: impl Into<String>) -> Turn {
+        Turn { role: Role::Assistant, content: content.into() }
+    }
+    pub fn user(content: impl Into<String>) -> Turn {
+        Turn { role: Role::User, content: content.into() }
+    }
+}

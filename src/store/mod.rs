@@ -1,0 +1,211 @@
+//! The repository: every read and write of tasks and call records goes through `Store`.
+//! SQLite is the embedded default; a PostgreSQL implementation fits behind the same trait.
+
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::domain::{CallType, HangupCause, NewTask, RecordFilter, TaskFilter, TaskStatus, Turn};
+
+pub use sqlite::SqliteStore;
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database url `{0}` (expected sqlite://…)")]
+    UnsupportedUrl(String),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// A task as calltask/list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRow {
+    pub batch_id: i64,
+    pub task_type: i64,
+    pub created_ms: i64,
+    pub stopped_ms: Option<i64>,
+    pub connected: bool,
+    pub ticket_no: String,
+    pub phone: String,
+    pub username: String,
+    pub ticket_type: String,
+    pub ticket_content: String,
+    pub status: TaskStatus,
+    pub call_count: i64,
+    pub last_hangup_cause: Option<String>,
+}
+
+/// An ended call as records/list shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    pub uuid: String,
+    pub call_type: CallType,
+    pub batch_id: Option<i64>,
+    pub telephone: String,
+    pub extnum: Option<String>,
+    pub callout_ms: i64,
+    pub answered_ms: Option<i64>,
+    pub ended_ms: i64,
+    pub time_len: i64,
+    pub hangup_cause: String,
+    /// Relative to `recordings.dir`; empty when there is no recording.
+    pub wav_path: String,
+    /// The dialogue as stored JSON (`[{role, content}]`), passed through untouched.
+    pub dialogue_json: String,
+}
+
+impl CallRecord {
+    /// `timeLen`: whole seconds from calloutTime to callEndTime as the API shows them,
+    /// for an answered call; 0 for one never answered.
+    pub fn time_len_of(callout_ms: i64, answered_ms: Option<i64>, ended_ms: i64) -> i64 {
+        match answered_ms {
+            Some(_) => (ended_ms.div_euclid(1000) - callout_ms.div_euclid(1000)).max(0),
+            None => 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub total: i64,
+    pub rows: Vec<T>,
+}
+
+/// What stopTasks did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StopOutcome {
+    /// Waiting tasks that became 已停止.
+    pub stopped: u64,
+    /// Tasks with a call in progress, asked to hang up.
+    pub hanging_up: u64,
+}
+
+/// A task claimed for one call attempt, with the attempt's uuid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedCall {
+    pub batch_id: i64,
+    pub ticket_no: String,
+    pub phone: String,
+    pub username: String,
+    pub ticket_type: String,
+    pub ticket_content: String,
+    /// Attempts so far, this one included.
+    pub attempt: i64,
+    pub call_uuid: String,
+    pub call_started_ms: i64,
+    /// For a call taken over from a dead node: when it was answered, if it was.
+    pub call_answered_ms: Option<i64>,
+    /// For a call taken over from a dead node: its last heartbeat.
+    pub heartbeat_ms: Option<i64>,
+}
+
+/// Where the task goes after an attempt. A stop requested meanwhile wins over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// 已完成.
+    Complete,
+    /// 等待重呼 until this time (epoch ms).
+    RetryAt(i64),
+    /// 已停止.
+    Stop,
+}
+
+/// An attempt that has ended: its record and what becomes of its task.
+#[derive(Debug, Clone)]
+pub struct FinishedAttempt {
+    pub batch_id: i64,
+    pub node: String,
+    pub uuid: String,
+    pub telephone: String,
+    pub callout_ms: i64,
+    pub answered_ms: Option<i64>,
+    pub ended_ms: i64,
+    pub hangup_cause: HangupCause,
+    pub wav_path: String,
+    pub dialogue: Vec<Turn>,
+    pub next: NextStep,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates one task per ticket, all or nothing, and returns their batchIds in input
+    /// order. A ticket whose ticketNo already has an unfinished task gets that task's
+    /// batchId and creates nothing.
+    async fn create_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<Vec<i64>>;
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> Result<Paged<TaskRow>>;
+
+    async fn list_records(&self, filter: &RecordFilter) -> Result<Paged<CallRecord>>;
+
+    async fn call_type_of(&self, uuid: &str) -> Result<Option<CallType>>;
+
+    /// Stops the tasks named by batchId or ticketNo: waiting ones end as 已停止 at once,
+    /// ones with a call in progress are flagged for the dialer to hang up.
+    async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome>;
+
+    // ---- the dialer's side ----
+
+    /// Claims up to `limit` due tasks for `node` with a lease until `lease_until_ms`,
+    /// counting the attempt and giving it a uuid from `next_uuid`.
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+        next_uuid: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<Vec<ClaimedCall>>;
+
+    /// Takes over calls whose node died: leases expired before `now_ms`, or (at start,
+    /// `own_too`) any lease held by `node` itself from an earlier run.
+    async fn claim_orphans(
+        &self,
+        node: &str,
+        own_too: bool,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<ClaimedCall>>;
+
+    /// Records that the call in progress on this task was answered.
+    async fn mark_answered(&self, batch_id: i64, node: &str, answered_ms: i64) -> Result<()>;
+
+    /// Extends the leases of `node`'s calls in progress.
+    async fn renew_leases(
+        &self,
+        node: &str,
+        batch_ids: &[i64],
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<()>;
+
+    /// `node`'s calls in progress whose task was asked to stop.
+    async fn stop_requested(&self, node: &str) -> Result<Vec<i64>>;
+
+    /// Writes the attempt's record and moves its task on, in one transaction; the task
+    /// moves only while `node` still holds its lease. Returns the task's new status.
+    async fn finish_attempt(&self, attempt: &FinishedAttempt) -> Result<Option<TaskStatus>>;
+
+    /// When the next waiting task is due, if any.
+    async fn next_due_ms(&self) -> Result<Option<i64>>;
+
+    /// The largest call uuid in `[from, to]` (records and calls in progress), so a
+    /// restarted node can continue its counter.
+    async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>>;
+}
+
+/// Opens the store that `url` names, creating and migrating it as needed.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}

@@ -1,0 +1,488 @@
+//! The SQLite store: one file in WAL mode, a pool of readers and a single writer
+//! connection (SQLite has one writer at a time anyway; one connection means no lock
+//! upgrades and no SQLITE_BUSY between our own writes).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+
+use super::{
+    CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
+    TaskRow,
+};
+use crate::domain::{CallType, NewTask, RecordFilter, TaskFilter, TaskStatus};
+
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+const OPEN: &str = "('pending', 'calling', 'retry_wait')";
+const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
+     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> Result<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory");
+        if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        }
+        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let reader =
+            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        Ok(SqliteStore { reader, writer })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskDb {
+    batch_id: i64,
+    task_type: i64,
+    created_ms: i64,
+    stopped_ms: Option<i64>,
+    connected: bool,
+    ticket_no: String,
+    phone: String,
+    username: String,
+    ticket_type: String,
+    ticket_content: String,
+    status: String,
+    call_count: i64,
+    last_hangup_cause: Option<String>,
+}
+
+impl TryFrom<TaskDb> for TaskRow {
+    type Error = StoreError;
+    fn try_from(t: TaskDb) -> Result<TaskRow> {
+        let status = TaskStatus::from_db_name(&t.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("task {} has status `{}`", t.batch_id, t.status)))?;
+        Ok(TaskRow {
+            batch_id: t.batch_id,
+            task_type: t.task_type,
+            created_ms: t.created_ms,
+            stopped_ms: t.stopped_ms,
+            connected: t.connected,
+            ticket_no: t.ticket_no,
+            phone: t.phone,
+            username: t.username,
+            ticket_type: t.ticket_type,
+            ticket_content: t.ticket_content,
+            status,
+            call_count: t.call_count,
+            last_hangup_cause: t.last_hangup_cause,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordDb {
+    uuid: String,
+    call_type: String,
+    batch_id: Option<i64>,
+    telephone: String,
+    extnum: Option<String>,
+    callout_ms: i64,
+    answered_ms: Option<i64>,
+    ended_ms: i64,
+    time_len: i64,
+    hangup_cause: String,
+    wav_path: String,
+    dialogue: String,
+}
+
+impl TryFrom<RecordDb> for CallRecord {
+    type Error = StoreError;
+    fn try_from(r: RecordDb) -> Result<CallRecord> {
+        let call_type = r
+            .call_type
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("record {} has call type `{}`", r.uuid, r.call_type)))?;
+        Ok(CallRecord {
+            uuid: r.uuid,
+            call_type,
+            batch_id: r.batch_id,
+            telephone: r.telephone,
+            extnum: r.extnum,
+            callout_ms: r.callout_ms,
+            answered_ms: r.answered_ms,
+            ended_ms: r.ended_ms,
+            time_len: r.time_len,
+            hangup_cause: r.hangup_cause,
+            wav_path: r.wav_path,
+            dialogue_json: r.dialogue,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedDb {
+    batch_id: i64,
+    ticket_no: String,
+    phone: String,
+    username: String,
+    ticket_type: String,
+    ticket_content: String,
+    attempt: i64,
+    call_uuid: String,
+    call_started_ms: i64,
+    call_answered_ms: Option<i64>,
+    heartbeat_ms: Option<i64>,
+}
+
+impl From<ClaimedDb> for ClaimedCall {
+    fn from(c: ClaimedDb) -> ClaimedCall {
+        ClaimedCall {
+            batch_id: c.batch_id,
+            ticket_no: c.ticket_no,
+            phone: c.phone,
+            username: c.username,
+            ticket_type: c.ticket_type,
+            ticket_content: c.ticket_content,
+            attempt: c.attempt,
+            call_uuid: c.call_uuid,
+            call_started_ms: c.call_started_ms,
+            call_answered_ms: c.call_answered_ms,
+            heartbeat_ms: c.heartbeat_ms,
+        }
+    }
+}
+
+fn push_task_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {
+    q.push(" WHERE 1 = 1");
+    if let Some(id) = f.batch_id {
+        q.push(" AND batch_id = ").push_bind(id);
+    }
+    if let Some(ms) = f.created_from_ms {
+        q.push(" AND created_ms >= ").push_bind(ms);
+    }
+    if let Some(ms) = f.created_until_ms {
+        q.push(" AND created_ms < ").push_bind(ms);
+    }
+    if let Some(t) = &f.ticket_no {
+        q.push(" AND ticket_no = ").push_bind(t.clone());
+    }
+    if let Some(p) = &f.phone {
+        q.push(" AND phone = ").push_bind(p.clone());
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").push_bind(s.db_name());
+    }
+}
+
+fn push_record_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
+    q.push(" WHERE call_type = ").push_bind(f.call_type.code());
+    if let Some(u) = &f.uuid {
+        q.push(" AND uuid = ").push_bind(u.clone());
+    }
+    if let Some(t) = &f.telephone {
+        q.push(" AND telephone = ").push_bind(t.clone());
+    }
+    if let Some(e) = &f.extnum {
+        q.push(" AND extnum = ").push_bind(e.clone());
+    }
+    if let Some(ms) = f.callout_from_ms {
+        q.push(" AND callout_ms >= ").push_bind(ms);
+    }
+    if let Some(ms) = f.callout_until_ms {
+        q.push(" AND callout_ms < ").push_bind(ms);
+    }
+    if let Some(s) = f.time_len_min {
+        q.push(" AND time_len >= ").push_bind(s);
+    }
+    if let Some(s) = f.time_len_max {
+        q.push(" AND time_len <= ").push_bind(s);
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
+        let mut tx = self.writer.begin().await?;
+        let mut ids = Vec::with_capacity(tasks.len());
+        for t in tasks {
+            let inserted: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING batch_id",
+            )
+            .bind(&t.ticket_no)
+            .bind(t.phone.as_str())
+            .bind(&t.username)
+            .bind(&t.ticket_type)
+            .bind(&t.ticket_content)
+            .bind(now_ms)
+            .bind(now_ms)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let id = match inserted {
+                Some(id) => id,
+                None => {
+                    sqlx::query_scalar(&format!(
+                        "SELECT batch_id FROM tasks WHERE ticket_no = ? AND status IN {OPEN}"
+                    ))
+                    .bind(&t.ticket_no)
+                    .fetch_one(&mut *tx)
+                    .await?
+                }
+            };
+            ids.push(id);
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    async fn list_tasks(&self, f: &TaskFilter) -> Result<Paged<TaskRow>> {
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
+        push_task_filter(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
+        let mut q = QueryBuilder::new(
+            "SELECT batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
+             ticket_type, ticket_content, status, call_count, last_hangup_cause FROM tasks",
+        );
+        push_task_filter(&mut q, f);
+        q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
+        q.push(" OFFSET ").push_bind(f.page.offset());
+        let rows = q.build_query_as::<TaskDb>().fetch_all(&self.reader).await?;
+        Ok(Paged { total, rows: rows.into_iter().map(TaskRow::try_from).collect::<Result<_>>()? })
+    }
+
+    async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
+        push_record_filter(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
+        let mut q = QueryBuilder::new(
+            "SELECT uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
+             time_len, hangup_cause, wav_path, dialogue FROM call_records",
+        );
+        push_record_filter(&mut q, f);
+        q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
+        q.push(" OFFSET ").push_bind(f.page.offset());
+        let rows = q.build_query_as::<RecordDb>().fetch_all(&self.reader).await?;
+        Ok(Paged { total, rows: rows.into_iter().map(CallRecord::try_from).collect::<Result<_>>()? })
+    }
+
+    async fn call_type_of(&self, uuid: &str) -> Result<Option<CallType>> {
+        let code: Option<String> = sqlx::query_scalar("SELECT call_type FROM call_records WHERE uuid = ?")
+            .bind(uuid)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(code.and_then(|c| c.parse().ok()))
+    }
+
+    async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome> {
+        let ids = serde_json::to_string(batch_ids).expect("ids serialize");
+        let tickets = serde_json::to_string(ticket_nos).expect("tickets serialize");
+        let named = "(batch_id IN (SELECT value FROM json_each(?1)) OR ticket_no IN (SELECT value FROM json_each(?2)))";
+        let mut tx = self.writer.begin().await?;
+        let stopped = sqlx::query(&format!(
+            "UPDATE tasks SET status = 'stopped', stopped_ms = ?3
+             WHERE {named} AND status IN ('pending', 'retry_wait')"
+        ))
+        .bind(&ids)
+        .bind(&tickets)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let hanging_up = sqlx::query(&format!(
+            "UPDATE tasks SET stop_requested = 1 WHERE {named} AND status = 'calling' AND stop_requested = 0"
+        ))
+        .bind(&ids)
+        .bind(&tickets)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(StopOutcome { stopped, hanging_up })
+    }
+
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+        next_uuid: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<Vec<ClaimedCall>> {
+        let mut tx = self.writer.begin().await?;
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT batch_id FROM tasks WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= ?
+             ORDER BY next_attempt_ms, batch_id LIMIT ?",
+        )
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for batch_id in due {
+            // The status guard makes the claim safe even against another process on the file.
+            let row: Option<ClaimedDb> = sqlx::query_as(&format!(
+                "UPDATE tasks SET status = 'calling', call_count = call_count + 1, locked_by = ?, \
+                 locked_until_ms = ?, heartbeat_ms = ?, call_uuid = ?, call_started_ms = ?, call_answered_ms = NULL \
+                 WHERE batch_id = ? AND status IN ('pending', 'retry_wait') RETURNING {CLAIMED_COLUMNS}"
+            ))
+            .bind(node)
+            .bind(lease_until_ms)
+            .bind(now_ms)
+            .bind(next_uuid())
+            .bind(now_ms)
+            .bind(batch_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            claimed.extend(row.map(ClaimedCall::from));
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn claim_orphans(
+        &self,
+        node: &str,
+        own_too: bool,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<ClaimedCall>> {
+        let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
+            "UPDATE tasks SET locked_by = ?1, locked_until_ms = ?2
+             WHERE status = 'calling' AND (locked_until_ms < ?3 OR (?4 AND locked_by = ?1))
+             RETURNING {CLAIMED_COLUMNS}"
+        ))
+        .bind(node)
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(own_too)
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(rows.into_iter().map(ClaimedCall::from).collect())
+    }
+
+    async fn mark_answered(&self, batch_id: i64, node: &str, answered_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET call_answered_ms = ? WHERE batch_id = ? AND locked_by = ? AND status = 'calling'",
+        )
+        .bind(answered_ms)
+        .bind(batch_id)
+        .bind(node)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_leases(
+        &self,
+        node: &str,
+        batch_ids: &[i64],
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET locked_until_ms = ?, heartbeat_ms = ?
+             WHERE locked_by = ? AND status = 'calling' AND batch_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(node)
+        .bind(serde_json::to_string(batch_ids).expect("ids serialize"))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn stop_requested(&self, node: &str) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT batch_id FROM tasks WHERE locked_by = ? AND status = 'calling' AND stop_requested = 1",
+        )
+        .bind(node)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn finish_attempt(&self, a: &FinishedAttempt) -> Result<Option<TaskStatus>> {
+        let time_len = CallRecord::time_len_of(a.callout_ms, a.answered_ms, a.ended_ms);
+        let dialogue = serde_json::to_string(&a.dialogue).expect("dialogue serializes");
+        let cause = a.hangup_cause.to_string();
+        let (next, next_ms) = match a.next {
+            NextStep::Complete => (TaskStatus::Completed, a.ended_ms),
+            NextStep::RetryAt(ms) => (TaskStatus::RetryWait, ms),
+            NextStep::Stop => (TaskStatus::Stopped, a.ended_ms),
+        };
+        let mut tx = self.writer.begin().await?;
+        // A record may already stand for this uuid when another node took the call over
+        // as an orphan; what the node that made the call knows is better.
+        sqlx::query(
+            "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
+                 ended_ms, time_len, hangup_cause, wav_path, dialogue)
+             VALUES (?, '02', ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (uuid) DO UPDATE SET answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms,
+                 time_len = excluded.time_len, hangup_cause = excluded.hangup_cause,
+                 wav_path = excluded.wav_path, dialogue = excluded.dialogue",
+        )
+        .bind(&a.uuid)
+        .bind(a.batch_id)
+        .bind(&a.telephone)
+        .bind(a.callout_ms)
+        .bind(a.answered_ms)
+        .bind(a.ended_ms)
+        .bind(time_len)
+        .bind(&cause)
+        .bind(&a.wav_path)
+        .bind(&dialogue)
+        .execute(&mut *tx)
+        .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE tasks SET
+                 status = CASE WHEN stop_requested = 1 THEN 'stopped' ELSE ?1 END,
+                 stopped_ms = CASE WHEN stop_requested = 1 OR ?1 <> 'retry_wait' THEN ?2 END,
+                 connected = connected OR ?3,
+                 last_hangup_cause = ?4,
+                 next_attempt_ms = ?5,
+                 locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
+                 call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
+             WHERE batch_id = ?6 AND locked_by = ?7 AND status = 'calling' AND call_uuid = ?8
+             RETURNING status",
+        )
+        .bind(next.db_name())
+        .bind(a.ended_ms)
+        .bind(a.answered_ms.is_some())
+        .bind(&cause)
+        .bind(next_ms)
+        .bind(a.batch_id)
+        .bind(&a.node)
+        .bind(&a.uuid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        status
+            .map(|s| TaskStatus::from_db_name(&s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`"))))
+            .transpose()
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM tasks WHERE status IN ('pending', 'retry_wait')",
+        )
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(u) FROM (
+                 SELECT MAX(uuid) AS u FROM call_records WHERE uuid BETWEEN ?1 AND ?2
+                 UNION ALL
+                 SELECT MAX(call_uuid) FROM tasks WHERE status = 'calling' AND call_uuid BETWEEN ?1 AND ?2)",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+}

@@ -1,0 +1,85 @@
+//! The phone network, behind one trait: the dialer places calls only through `Carrier`,
+//! and a call in progress is one `CallSession`. The sim carrier is the default; a SIP
+//! trunk or FreeSWITCH fits behind the same traits.
+
+pub mod sim;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::domain::{HangupCause, Phone};
+
+/// One attempt to place.
+#[derive(Debug, Clone)]
+pub struct DialRequest {
+    /// The attempt's 19-digit uuid (also the recording's file name).
+    pub call_id: String,
+    pub phone: Phone,
+    /// Give up ringing after this long: the result is `NO_ANSWER:sip:480`.
+    pub ring_timeout: Duration,
+    /// Where the WAV goes; `None` records nothing.
+    pub recording: Option<PathBuf>,
+}
+
+pub enum DialResult {
+    Answered(Box<dyn CallSession>),
+    Failed(HangupCause),
+}
+
+#[async_trait]
+pub trait Carrier: Send + Sync + 'static {
+    /// Places a call and resolves once it is answered or has failed (busy, rang out,
+    /// unallocated, network error, ring timeout). Dropping the future abandons the
+    /// attempt; a carrier that must tell the network (SIP CANCEL) does so on drop.
+    async fn dial(&self, request: DialRequest) -> DialResult;
+}
+
+/// What `listen` heard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Heard {
+    /// The callee said something (recognised text, or a placeholder such as `[语音 3秒]`
+    /// when no speech recogniser is configured).
+    Speech(String),
+    /// Nothing within the wait.
+    Silence,
+}
+
+/// The callee hung up; carries the cause to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HungUp(pub HangupCause);
+
+/// Why we end a call from our side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupReason {
+    /// The conversation is over.
+    Completed,
+    /// stopTasks asked for it.
+    Stopped,
+    /// `dialer.max_call_secs` passed.
+    MaxDuration,
+    /// The node is shutting down.
+    Shutdown,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallEnd {
+    pub cause: HangupCause,
+    /// Whether the WAV at `DialRequest::recording` was written.
+    pub recorded: bool,
+}
+
+/// One answered call. The agent drives it with `say` and `listen`; the dialer ends it
+/// with `hang_up`, also after the callee hung up (to close the recording).
+#[async_trait]
+pub trait CallSession: Send {
+    /// Speaks a line to the callee; returns when it has been played.
+    async fn say(&mut self, text: &str) -> Result<(), HungUp>;
+    /// Waits up to `max_wait` for the callee to speak and finish a turn.
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp>;
+    /// Ends the call (if the callee has not already) and closes the recording.
+    /// The cause is the callee's own if they hung up first.
+    async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd;
+}
