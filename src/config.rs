@@ -347,7 +347,28 @@ impl Settings {
         let settings: Settings = figment.extract().map_err(|e| {
             e.into_iter().map(|e| format!("invalid configuration: {e}")).collect::<Vec<_>>().join("\n")
         })?;
+        settings.validate()?;
         Ok(Loaded { settings, warnings })
+    }
+
+    /// Ranges that types alone do not express.
+    fn validate(&self) -> Result<(), String> {
+        let d = &self.dialer;
+        let checks = [
+            (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),
+            (d.calls_per_second >= 1, "dialer.calls_per_second must be at least 1"),
+            (d.max_attempts >= 1, "dialer.max_attempts must be at least 1"),
+            (d.ring_timeout_secs >= 1, "dialer.ring_timeout_secs must be at least 1"),
+            (d.max_call_secs >= 1, "dialer.max_call_secs must be at least 1"),
+            ((0.0..=1.0).contains(&self.sim.answer_rate), "sim.answer_rate must be between 0 and 1"),
+            ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
+            (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
+            (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(format!("invalid configuration: {why}")),
+            None => Ok(()),
+        }
     }
 }
 

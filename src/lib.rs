@@ -1,14 +1,14 @@
 //! An AI outbound-call callcenter: takes call tasks over REST, dials them with a voice
 //! agent, records every call with its dialogue, and answers list queries.
 
-//TMP pub mod agent;
+pub mod agent;
 pub mod api;
 pub mod config;
 pub mod dialer;
 pub mod domain;
-//TMP pub mod recording;
+pub mod recording;
 pub mod store;
-//TMP pub mod telephony;
+pub mod telephony;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -16,16 +16,18 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::AppState;
 use crate::config::Settings;
-use crate::dialer::DialerSignals;
+use crate::dialer::{Dialer, DialerSignals};
 use crate::domain::ApiTime;
 
 /// A built server: store open and migrated, listener bound, not yet serving.
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    dialer: Option<Dialer>,
 }
 
 impl App {
@@ -39,17 +41,41 @@ impl App {
             settings: Arc::new(settings),
             dialer: DialerSignals::default(),
         };
-        Ok(App { listener, state })
+        let dialer = state.settings.dialer.enabled.then(|| {
+            Dialer::new(
+                state.store.clone(),
+                telephony::carrier(&state.settings),
+                agent::agent(&state.settings),
+                state.settings.clone(),
+            )
+        });
+        Ok(App { listener, state, dialer })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` resolves, then drains requests in flight.
+    /// Serves and dials until `shutdown` resolves, then drains requests in flight and
+    /// lets the dialer end its calls (see `Dialer::run`).
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let router = api::router(self.state.clone());
-        axum::serve(self.listener, router).with_graceful_shutdown(shutdown).await?;
-        Ok(())
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                stop.cancel();
+            }
+        });
+        let dialer = self.dialer.map(|d| tokio::spawn(d.run(self.state.dialer.clone(), stop.clone())));
+        let router = api::router(self.state);
+        let served =
+            axum::serve(self.listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
+        // The server may also stop on its own (an accept error): the dialer stops with it.
+        stop.cancel();
+        if let Some(dialer) = dialer {
+            dialer.await??;
+        }
+        Ok(served?)
     }
 }

@@ -30,3 +30,12 @@ pub trait Agent: Send + Sync + 'static {
         dialogue: &mut Vec<Turn>,
     ) -> Result<(), HungUp>;
 }
+
+/// The agent that `agent.kind` names.
+pub fn agent(settings: &crate::config::Settings) -> std::sync::Arc<dyn Agent> {
+    match settings.agent.kind {
+        crate::config::AgentKind::Script => {
+            std::sync::Arc::new(script::ScriptAgent::new(&settings.agent.script))
+        }
+    }
+}

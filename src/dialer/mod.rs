@@ -1,8 +1,39 @@
-//! The worker that turns tasks into calls.
+//! The worker that turns tasks into calls, inside the server process.
+//!
+//! It claims due tasks with a lease (so a crashed node's calls are found again), paces
+//! them (at most `max_concurrent_calls` at once, `calls_per_second` started, only within
+//! `calling_hours`), places each through the `Carrier`, lets the `Agent` talk, and writes
+//! the attempt's record and the task's next state in one transaction.
 
-use std::sync::Arc;
+mod call;
+mod hours;
 
-use tokio::sync::Notify;
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use governor::{Quota, RateLimiter};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agent::Agent;
+use crate::config::Settings;
+use crate::domain::{ApiTime, CallIdGenerator, now_ms};
+use crate::store::{ClaimedCall, Store};
+use crate::telephony::{Carrier, HangupReason};
+
+/// How long a claim holds without a heartbeat; another node takes the call over after.
+const LEASE: Duration = Duration::from_secs(30);
+/// How often leases are renewed and expired ones looked for.
+const UPKEEP_EVERY: Duration = Duration::from_secs(10);
+/// How often stop requests made on other nodes are looked for.
+const STOP_POLL_EVERY: Duration = Duration::from_millis(250);
+/// Longest sleep while idle: a fallback for work created by another process.
+const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Most tasks claimed in one transaction.
+const CLAIM_BATCH: usize = 64;
 
 /// How the API nudges the dialer in this process.
 #[derive(Clone, Default)]
@@ -11,4 +42,236 @@ pub struct DialerSignals {
     pub wake: Arc<Notify>,
     /// Tasks with calls in progress were stopped: hang them up now.
     pub stop_check: Arc<Notify>,
+}
+
+/// The calls in progress on this node, each with the channel that ends it early.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<HashMap<i64, watch::Sender<Option<HangupReason>>>>>);
+
+impl Calls {
+    fn add(&self, batch_id: i64) -> watch::Receiver<Option<HangupReason>> {
+        let (tx, rx) = watch::channel(None);
+        self.0.lock().expect("calls lock").insert(batch_id, tx);
+        rx
+    }
+
+    fn remove(&self, batch_id: i64) {
+        self.0.lock().expect("calls lock").remove(&batch_id);
+    }
+
+    fn ids(&self) -> Vec<i64> {
+        self.0.lock().expect("calls lock").keys().copied().collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().expect("calls lock").is_empty()
+    }
+
+    fn end(&self, batch_id: i64, reason: HangupReason) {
+        if let Some(tx) = self.0.lock().expect("calls lock").get(&batch_id) {
+            tx.send_if_modified(|r| r.is_none() && r.replace(reason).is_none());
+        }
+    }
+
+    fn end_all(&self, reason: HangupReason) {
+        for id in self.ids() {
+            self.end(id, reason);
+        }
+    }
+}
+
+pub struct Dialer {
+    inner: Arc<Inner>,
+}
+
+/// What every call task shares.
+struct Inner {
+    store: Arc<dyn Store>,
+    carrier: Arc<dyn Carrier>,
+    agent: Arc<dyn Agent>,
+    settings: Arc<Settings>,
+    time: ApiTime,
+    ids: CallIdGenerator,
+    calls: Calls,
+    node: String,
+}
+
+impl Dialer {
+    pub fn new(
+        store: Arc<dyn Store>,
+        carrier: Arc<dyn Carrier>,
+        agent: Arc<dyn Agent>,
+        settings: Arc<Settings>,
+    ) -> Dialer {
+        let node = settings.dialer.node_id.0.clone();
+        let tz = settings.timezone.0;
+        Dialer {
+            inner: Arc::new(Inner {
+                store,
+                carrier,
+                agent,
+                ids: CallIdGenerator::new(&node, tz),
+                time: ApiTime(tz),
+                settings,
+                calls: Calls::default(),
+                node,
+            }),
+        }
+    }
+
+    /// Dials until `shutdown` is cancelled, then lets calls in progress end for up to
+    /// `shutdown_grace_secs`, hangs up the rest and records them.
+    pub async fn run(self, signals: DialerSignals, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let inner = self.inner;
+        let tracker = TaskTracker::new();
+        let (first, last) = inner.ids.range_of_second(now_ms());
+        if let Some(issued) = inner.store.max_call_uuid_between(&first, &last).await? {
+            inner.ids.resume_after(&issued);
+        }
+        // Calls this node was making when it last died are over: record them first.
+        call::recover_orphans(&inner, true).await;
+
+        let upkeep_stop = CancellationToken::new();
+        let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
+        claim_loop(&inner, &tracker, &signals, &shutdown).await;
+
+        let grace = Duration::from_secs(inner.settings.dialer.shutdown_grace_secs);
+        if !inner.calls.is_empty() {
+            tracing::info!(calls = inner.calls.ids().len(), ?grace, "waiting for calls in progress to end");
+        }
+        tracker.close();
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!(calls = inner.calls.ids().len(), "grace period over: hanging up the calls left");
+            inner.calls.end_all(HangupReason::Shutdown);
+            tracker.wait().await;
+        }
+        upkeep_stop.cancel();
+        let _ = upkeep.await;
+        Ok(())
+    }
+}
+
+/// Claims due tasks as concurrency, pace and calling hours allow, and starts their calls.
+async fn claim_loop(
+    inner: &Arc<Inner>,
+    tracker: &TaskTracker,
+    signals: &DialerSignals,
+    shutdown: &CancellationToken,
+) {
+    let d = &inner.settings.dialer;
+    let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
+    let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
+    let pace = RateLimiter::direct(Quota::per_second(cps));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hours::wait_until_open(d.calling_hours, inner.time) => {}
+        }
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = pace.until_ready() => {}
+        }
+        // Take as many more as are free right now, to claim in one transaction.
+        let mut permits = vec![first];
+        while permits.len() < CLAIM_BATCH
+            && pace.check().is_ok()
+            && let Ok(p) = slots.clone().try_acquire_owned()
+        {
+            permits.push(p);
+        }
+        let now = now_ms();
+        let lease_until = now + LEASE.as_millis() as i64;
+        let claimed = inner
+            .store
+            .claim_due(&inner.node, permits.len() as u32, now, lease_until, &|| inner.ids.next(now))
+            .await;
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "claiming tasks failed; retrying shortly");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if claimed.is_empty() {
+            drop(permits);
+            let wait = idle_wait(inner).await;
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = signals.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        for (task, permit) in claimed.into_iter().zip(permits) {
+            start_call(inner, tracker, task, permit);
+        }
+    }
+}
+
+fn start_call(
+    inner: &Arc<Inner>,
+    tracker: &TaskTracker,
+    task: ClaimedCall,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let ended = inner.calls.add(task.batch_id);
+    let inner = inner.clone();
+    tracker.spawn(async move {
+        let batch_id = task.batch_id;
+        call::place(&inner, task, ended).await;
+        inner.calls.remove(batch_id);
+        drop(permit);
+    });
+}
+
+/// Until the next waiting task is due, within the idle poll.
+async fn idle_wait(inner: &Inner) -> Duration {
+    match inner.store.next_due_ms().await {
+        Ok(Some(due)) => {
+            Duration::from_millis((due - now_ms()).clamp(10, IDLE_POLL.as_millis() as i64) as u64)
+        }
+        _ => IDLE_POLL,
+    }
+}
+
+/// Renews leases, hangs up stopped calls, and takes over calls of dead nodes.
+async fn upkeep(inner: Arc<Inner>, signals: DialerSignals, stop: CancellationToken) {
+    let mut renew = tokio::time::interval(UPKEEP_EVERY);
+    let mut stops = tokio::time::interval(STOP_POLL_EVERY);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    stops.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = renew.tick() => {
+                let now = now_ms();
+                let ids = inner.calls.ids();
+                if !ids.is_empty()
+                    && let Err(e) = inner.store.renew_leases(&inner.node, &ids, now, now + LEASE.as_millis() as i64).await
+                {
+                    tracing::error!(error = %e, "renewing leases failed");
+                }
+                call::recover_orphans(&inner, false).await;
+            }
+            _ = stops.tick() => check_stops(&inner).await,
+            _ = signals.stop_check.notified() => check_stops(&inner).await,
+        }
+    }
+}
+
+async fn check_stops(inner: &Inner) {
+    if inner.calls.is_empty() {
+        return;
+    }
+    match inner.store.stop_requested(&inner.node).await {
+        Ok(ids) => ids.into_iter().for_each(|id| inner.calls.end(id, HangupReason::Stopped)),
+        Err(e) => tracing::error!(error = %e, "looking for stop requests failed"),
+    }
 }

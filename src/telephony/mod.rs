@@ -83,3 +83,10 @@ pub trait CallSession: Send {
     /// The cause is the callee's own if they hung up first.
     async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd;
 }
+
+/// The carrier that `dialer.carrier` names.
+pub fn carrier(settings: &crate::config::Settings) -> std::sync::Arc<dyn Carrier> {
+    match settings.dialer.carrier {
+        crate::config::CarrierKind::Sim => std::sync::Arc::new(sim::SimCarrier::new(&settings.sim)),
+    }
+}

@@ -1,0 +1,346 @@
+//! The script agent: reads the ticket out, asks for confirmation, and reacts to the
+//! answer with one of the configured lines. No speech model needed; the callee's reply
+//! is sorted by keywords.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{Agent, TaskContext};
+use crate::config::ScriptSettings;
+use crate::domain::Turn;
+use crate::telephony::{CallSession, Heard, HungUp};
+
+/// How long to wait for the callee to answer the confirmation question.
+const LISTEN_WAIT: Duration = Duration::from_secs(8);
+
+pub struct ScriptAgent {
+    script: ScriptSettings,
+}
+
+impl ScriptAgent {
+    pub fn new(script: &ScriptSettings) -> ScriptAgent {
+        ScriptAgent { script: script.clone() }
+    }
+}
+
+#[async_trait]
+impl Agent for ScriptAgent {
+    async fn converse(
+        &self,
+        task: &TaskContext,
+        call: &mut dyn CallSession,
+        dialogue: &mut Vec<Turn>,
+    ) -> Result<(), HungUp> {
+        let s = &self.script;
+        speak(call, dialogue, &s.greeting, task).await?;
+        speak(call, dialogue, &s.body, task).await?;
+        speak(call, dialogue, &s.confirm, task).await?;
+
+        let mut reply = hear(call, dialogue).await?;
+        if reply == Reply::Unclear {
+            // One more try; after that, leave it.
+            speak(call, dialogue, &s.on_silence, task).await?;
+            speak(call, dialogue, &s.confirm, task).await?;
+            reply = hear(call, dialogue).await?;
+        }
+        let reaction = match reply {
+            Reply::Confirmed => &s.on_confirmed,
+            Reply::Question => &s.on_question,
+            Reply::Refused => &s.on_refused,
+            // Still nothing clear: straight to the closing.
+            Reply::Unclear => "",
+        };
+        speak(call, dialogue, reaction, task).await?;
+        speak(call, dialogue, &s.closing, task).await
+    }
+}
+
+/// Says one scripted line, recording it in the dialogue as it is spoken.
+async fn speak(
+    call: &mut dyn CallSession,
+    dialogue: &mut Vec<Turn>,
+    template: &str,
+    task: &TaskContext,
+) -> Result<(), HungUp> {
+    let line = fill(template, task);
+    // An operator may blank out a line they don't want.
+    if line.trim().is_empty() {
+        return Ok(());
+    }
+    dialogue.push(Turn::assistant(line.clone()));
+    call.say(&line).await
+}
+
+/// Listens for the callee's answer, recording what was said (silence is not a turn).
+async fn hear(call: &mut dyn CallSession, dialogue: &mut Vec<Turn>) -> Result<Reply, HungUp> {
+    Ok(match call.listen(LISTEN_WAIT).await? {
+        Heard::Speech(text) => {
+            let reply = classify(&text);
+            dialogue.push(Turn::user(text));
+            reply
+        }
+        Heard::Silence => Reply::Unclear,
+    })
+}
+
+/// What the callee's answer amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    Confirmed,
+    Question,
+    Refused,
+    /// Nothing heard, or nothing we recognise (e.g. `[语音 3秒]` without a recogniser).
+    Unclear,
+}
+
+/// Sorts a reply by keywords. A question wins (it needs an answer whatever else was
+/// said), then a refusal (`不行` and `不知道` contain confirming words), then a confirmation.
+fn classify(text: &str) -> Reply {
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if has(&["？", "?", "什么", "怎么", "哪", "吗"]) {
+        Reply::Question
+    } else if has(&["不", "没空", "别", "拒绝"]) {
+        Reply::Refused
+    } else if has(&["好", "可以", "知道", "明白", "确认", "行", "嗯"]) {
+        Reply::Confirmed
+    } else {
+        Reply::Unclear
+    }
+}
+
+/// Replaces `{username}`, `{ticketType}` and `{ticketContent}` in one pass, so text in
+/// a ticket that looks like a placeholder stays as written.
+fn fill(template: &str, task: &TaskContext) -> String {
+    let fields = [
+        ("{username}", task.username.as_str()),
+        ("{ticketType}", task.ticket_type.as_str()),
+        ("{ticketContent}", task.ticket_content.as_str()),
+    ];
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        match fields.iter().find(|(key, _)| rest.starts_with(key)) {
+            Some((key, value)) => {
+                out.push_str(value);
+                rest = &rest[key.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::domain::{HangupCause, Role};
+    use crate::telephony::{CallEnd, HangupReason};
+
+    /// A callee that answers from a list and can hang up after a number of lines.
+    #[derive(Default)]
+    struct FakeCall {
+        replies: VecDeque<Heard>,
+        hang_up_after_lines: Option<usize>,
+        said: Vec<String>,
+        listened: usize,
+    }
+
+    impl FakeCall {
+        fn replying(replies: &[Heard]) -> FakeCall {
+            FakeCall { replies: replies.iter().cloned().collect(), ..FakeCall::default() }
+        }
+
+        fn gone(&self) -> Result<(), HungUp> {
+            match self.hang_up_after_lines {
+                Some(n) if self.said.len() >= n => Err(HungUp(HangupCause::normal_clearing())),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    #[async_trait]
+    impl CallSession for FakeCall {
+        async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+            self.gone()?;
+            self.said.push(text.to_string());
+            Ok(())
+        }
+        async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+            assert_eq!(max_wait, LISTEN_WAIT);
+            self.gone()?;
+            self.listened += 1;
+            Ok(self.replies.pop_front().unwrap_or(Heard::Silence))
+        }
+        async fn hang_up(self: Box<Self>, _: HangupReason) -> CallEnd {
+            unreachable!("the agent never hangs up")
+        }
+    }
+
+    fn task() -> TaskContext {
+        TaskContext {
+            batch_id: 10001,
+            ticket_no: "T1".into(),
+            username: "张三".into(),
+            ticket_type: "维修工单".into(),
+            ticket_content: "明天上午九点上门维修".into(),
+        }
+    }
+
+    fn speech(text: &str) -> Heard {
+        Heard::Speech(text.into())
+    }
+
+    async fn converse(call: &mut FakeCall) -> (Result<(), HungUp>, Vec<Turn>) {
+        let mut dialogue = Vec::new();
+        let result =
+            ScriptAgent::new(&ScriptSettings::default()).converse(&task(), call, &mut dialogue).await;
+        (result, dialogue)
+    }
+
+    fn lines(dialogue: &[Turn]) -> Vec<(Role, &str)> {
+        dialogue.iter().map(|t| (t.role, t.content.as_str())).collect()
+    }
+
+    const GREETING: &str = "您好，请问是张三吗？这里是客服中心的智能助理。";
+    const BODY: &str = "关于您的维修工单：明天上午九点上门维修";
+    const CONFIRM: &str = "请问您清楚了吗？";
+    const CLOSING: &str = "祝您生活愉快，再见。";
+
+    #[tokio::test]
+    async fn a_callee_who_confirms_is_thanked_and_bid_goodbye() {
+        let mut call = FakeCall::replying(&[speech("好的，我知道了")]);
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            lines(&dialogue),
+            [
+                (Role::Assistant, GREETING),
+                (Role::Assistant, BODY),
+                (Role::Assistant, CONFIRM),
+                (Role::User, "好的，我知道了"),
+                (Role::Assistant, "好的，感谢您的确认。"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+        // What was said is exactly what the dialogue shows.
+        let said: Vec<&str> =
+            dialogue.iter().filter(|t| t.role == Role::Assistant).map(|t| &*t.content).collect();
+        assert_eq!(call.said, said);
+    }
+
+    #[tokio::test]
+    async fn a_question_gets_a_callback_promise_and_the_key_point_again() {
+        let mut call = FakeCall::replying(&[speech("请问具体是什么时间？")]);
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::User, "请问具体是什么时间？"),
+                (
+                    Role::Assistant,
+                    "您的问题我们已记录，稍后会有专人回电为您解答。再跟您确认一下要点：明天上午九点上门维修"
+                ),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_accepted_politely() {
+        let mut call = FakeCall::replying(&[speech("不需要，谢谢")]);
+        let (_, dialogue) = converse(&mut call).await;
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [(Role::User, "不需要，谢谢"), (Role::Assistant, "好的，打扰您了。"), (Role::Assistant, CLOSING)]
+        );
+    }
+
+    #[tokio::test]
+    async fn silence_gets_the_question_once_more_and_is_never_a_turn() {
+        let mut call = FakeCall::replying(&[Heard::Silence, speech("嗯，明白")]);
+        let (_, dialogue) = converse(&mut call).await;
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::Assistant, "抱歉，我没有听清。"),
+                (Role::Assistant, CONFIRM),
+                (Role::User, "嗯，明白"),
+                (Role::Assistant, "好的，感谢您的确认。"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_callee_silent_twice_hears_the_closing_after_one_retry() {
+        let mut call = FakeCall::replying(&[]);
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(call.listened, 2);
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [(Role::Assistant, "抱歉，我没有听清。"), (Role::Assistant, CONFIRM), (Role::Assistant, CLOSING)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_callee_who_hangs_up_ends_the_conversation_without_a_closing() {
+        let mut call = FakeCall { hang_up_after_lines: Some(1), ..FakeCall::default() };
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Err(HungUp(HangupCause::normal_clearing())));
+        // The line being spoken when they hung up stays in the dialogue.
+        assert_eq!(lines(&dialogue), [(Role::Assistant, GREETING), (Role::Assistant, BODY)]);
+        assert_eq!(call.listened, 0);
+    }
+
+    #[tokio::test]
+    async fn blank_script_lines_are_skipped() {
+        let script = ScriptSettings { body: String::new(), closing: " ".into(), ..ScriptSettings::default() };
+        let mut call = FakeCall::replying(&[speech("可以")]);
+        let mut dialogue = Vec::new();
+        ScriptAgent::new(&script).converse(&task(), &mut call, &mut dialogue).await.unwrap();
+        assert_eq!(call.said, [GREETING, CONFIRM, "好的，感谢您的确认。"]);
+    }
+
+    #[test]
+    fn replies_are_sorted_by_keywords() {
+        for (text, expected) in [
+            ("好的，我知道了", Reply::Confirmed),
+            ("可以", Reply::Confirmed),
+            ("嗯", Reply::Confirmed),
+            ("明白了，确认", Reply::Confirmed),
+            ("请问具体是什么时间？", Reply::Question),
+            ("这个要怎么处理", Reply::Question),
+            ("是哪个部门", Reply::Question),
+            ("好的，不过几点来?", Reply::Question),
+            ("不需要，谢谢", Reply::Refused),
+            ("不行", Reply::Refused),
+            ("我现在没空", Reply::Refused),
+            ("别打了", Reply::Refused),
+            ("[语音 3秒]", Reply::Unclear),
+            ("", Reply::Unclear),
+        ] {
+            assert_eq!(classify(text), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn templates_take_the_ticket_fields_and_leave_other_braces_alone() {
+        let mut t = task();
+        t.ticket_content = "内容含{username}".into();
+        assert_eq!(
+            fill("{username}/{ticketType}/{ticketContent}/{other}/{", &t),
+            "张三/维修工单/内容含{username}/{other}/{"
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! One call attempt, from dial to record, and what becomes of its task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{Inner, LEASE};
+use crate::agent::TaskContext;
+use crate::domain::{HangupCause, Phone, now_ms};
+use crate::recording;
+use crate::store::{ClaimedCall, FinishedAttempt, NextStep};
+use crate::telephony::{DialRequest, DialResult, HangupReason};
+
+/// How an attempt ended, before it is written down.
+struct Outcome {
+    answered_ms: Option<i64>,
+    cause: HangupCause,
+    /// Why we hung up, if we did.
+    reason: Option<HangupReason>,
+    recorded: bool,
+    dialogue: Vec<crate::domain::Turn>,
+}
+
+/// Places the call, lets the agent talk, and records the attempt.
+pub(super) async fn place(
+    inner: &Arc<Inner>,
+    task: ClaimedCall,
+    mut ended: watch::Receiver<Option<HangupReason>>,
+) {
+    let d = &inner.settings.dialer;
+    let relative = recording::relative_path(&task.call_uuid, inner.time.local(task.call_started_ms));
+    let outcome = match Phone::parse(&task.phone) {
+        Err(_) => Outcome::failed(HangupCause::from_sip(484)),
+        Ok(phone) => {
+            let request = DialRequest {
+                call_id: task.call_uuid.clone(),
+                phone,
+                ring_timeout: Duration::from_secs(d.ring_timeout_secs),
+                recording: Some(inner.settings.recordings.dir.join(&relative)),
+            };
+            converse(inner, &task, request, &mut ended).await
+        }
+    };
+    let wav_path = if outcome.recorded { relative } else { String::new() };
+    finish(inner, &task, outcome, wav_path, now_ms()).await;
+}
+
+impl Outcome {
+    fn failed(cause: HangupCause) -> Outcome {
+        Outcome { answered_ms: None, cause, reason: None, recorded: false, dialogue: Vec::new() }
+    }
+}
+
+async fn converse(
+    inner: &Arc<Inner>,
+    task: &ClaimedCall,
+    request: DialRequest,
+    ended: &mut watch::Receiver<Option<HangupReason>>,
+) -> Outcome {
+    let early_end = async |ended: &mut watch::Receiver<Option<HangupReason>>| -> HangupReason {
+        // The sender goes only when the call is over; then nothing ends it early.
+        let reason = ended.wait_for(Option::is_some).await.map(|r| *r);
+        match reason {
+            Ok(reason) => reason.expect("waited for Some"),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    let session = tokio::select! {
+        result = inner.carrier.dial(request) => match result {
+            DialResult::Answered(session) => session,
+            DialResult::Failed(cause) => return Outcome::failed(cause),
+        },
+        reason = early_end(ended) => {
+            return Outcome { reason: Some(reason), ..Outcome::failed(cause_of(reason)) };
+        }
+    };
+    let answered_ms = now_ms();
+    if let Err(e) = inner.store.mark_answered(task.batch_id, &inner.node, answered_ms).await {
+        tracing::warn!(uuid = %task.call_uuid, error = %e, "could not note the answer; the record will still have it");
+    }
+    let context = TaskContext {
+        batch_id: task.batch_id,
+        ticket_no: task.ticket_no.clone(),
+        username: task.username.clone(),
+        ticket_type: task.ticket_type.clone(),
+        ticket_content: task.ticket_content.clone(),
+    };
+    let mut session = session;
+    let mut dialogue = Vec::new();
+    let max_call = Duration::from_secs(inner.settings.dialer.max_call_secs);
+    let reason = tokio::select! {
+        _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+        reason = early_end(ended) => reason,
+        _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
+    };
+    let end = session.hang_up(reason).await;
+    let reason = (reason != HangupReason::Completed).then_some(reason);
+    Outcome { answered_ms: Some(answered_ms), cause: end.cause, reason, recorded: end.recorded, dialogue }
+}
+
+/// The cause recorded when we end a call that was still ringing.
+fn cause_of(reason: HangupReason) -> HangupCause {
+    match reason {
+        HangupReason::Stopped => HangupCause::manager_request(),
+        HangupReason::Shutdown => HangupCause::system_shutdown(),
+        HangupReason::MaxDuration => HangupCause::max_duration(),
+        HangupReason::Completed => HangupCause::normal_clearing(),
+    }
+}
+
+/// Where the task goes after an attempt.
+pub(super) fn next_step(
+    cause: &HangupCause,
+    answered: bool,
+    reason: Option<HangupReason>,
+    attempt: i64,
+    max_attempts: u32,
+    now_ms: i64,
+    retry_delay: Duration,
+) -> NextStep {
+    let attempts_left = attempt < i64::from(max_attempts);
+    match reason {
+        Some(HangupReason::Stopped) => NextStep::Stop,
+        // Cut off by our own shutdown (or a crash): not the callee's doing, so try again soon.
+        Some(HangupReason::Shutdown) if attempts_left => NextStep::RetryAt(now_ms),
+        _ if *cause == HangupCause::crash() && attempts_left => NextStep::RetryAt(now_ms),
+        _ if answered => NextStep::Complete,
+        _ if cause.is_retryable() && attempts_left => {
+            NextStep::RetryAt(now_ms + retry_delay.as_millis() as i64)
+        }
+        _ => NextStep::Complete,
+    }
+}
+
+async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: String, ended_ms: i64) {
+    let d = &inner.settings.dialer;
+    let next = next_step(
+        &outcome.cause,
+        outcome.answered_ms.is_some(),
+        outcome.reason,
+        task.attempt,
+        d.max_attempts,
+        ended_ms,
+        Duration::from_secs(d.retry_delay_secs),
+    );
+    let attempt = FinishedAttempt {
+        batch_id: task.batch_id,
+        node: inner.node.clone(),
+        uuid: task.call_uuid.clone(),
+        telephone: task.phone.clone(),
+        callout_ms: task.call_started_ms,
+        answered_ms: outcome.answered_ms,
+        ended_ms,
+        hangup_cause: outcome.cause,
+        wav_path,
+        dialogue: outcome.dialogue,
+        next,
+    };
+    // The call happened: keep trying to write it down while our lease lasts. After
+    // that, another start finds the task as an orphan and records the attempt itself.
+    let give_up = tokio::time::Instant::now() + LEASE;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match inner.store.finish_attempt(&attempt).await {
+            Ok(status) => {
+                let masked = Phone::parse(&task.phone).map(|p| p.masked()).unwrap_or_default();
+                tracing::info!(
+                    uuid = %attempt.uuid,
+                    batch_id = task.batch_id,
+                    attempt = task.attempt,
+                    phone = %masked,
+                    cause = %attempt.hangup_cause,
+                    status = status.map(|s| s.label()).unwrap_or("（租约已失效）"),
+                    "call ended"
+                );
+                return;
+            }
+            Err(e) if tokio::time::Instant::now() + backoff < give_up => {
+                tracing::warn!(uuid = %attempt.uuid, error = %e, "writing the call record failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                tracing::error!(uuid = %attempt.uuid, error = %e, "could not write the call record; the lease will bring it back");
+                return;
+            }
+        }
+    }
+}
+
+/// Records the calls of dead nodes (leases expired) or, at start, of this node's last
+/// run, and moves their tasks on. Whether such a call was answered is known from the
+/// note `mark_answered` left; it ended at its last heartbeat.
+pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
+    let now = now_ms();
+    let orphans =
+        match inner.store.claim_orphans(&inner.node, own_too, now, now + LEASE.as_millis() as i64).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!(error = %e, "looking for orphaned calls failed");
+                return;
+            }
+        };
+    for task in orphans {
+        let ended_ms = task.heartbeat_ms.unwrap_or(task.call_started_ms).clamp(task.call_started_ms, now);
+        tracing::warn!(uuid = %task.call_uuid, batch_id = task.batch_id, "taking over a call whose node stopped");
+        let outcome = Outcome {
+            answered_ms: task.call_answered_ms,
+            cause: HangupCause::crash(),
+            reason: None,
+            recorded: false,
+            dialogue: Vec::new(),
+        };
+        finish(inner, &task, outcome, String::new(), ended_ms).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DELAY: Duration = Duration::from_secs(600);
+
+    fn step(cause: HangupCause, answered: bool, reason: Option<HangupReason>, attempt: i64) -> NextStep {
+        next_step(&cause, answered, reason, attempt, 3, 1_000, DELAY)
+    }
+
+    #[test]
+    fn an_answered_call_completes_the_task() {
+        assert_eq!(step(HangupCause::normal_clearing(), true, None, 1), NextStep::Complete);
+    }
+
+    #[test]
+    fn busy_no_answer_and_gateway_failures_are_retried_until_the_last_attempt() {
+        for cause in [HangupCause::user_busy(), HangupCause::no_answer(), HangupCause::temporary_failure()] {
+            assert_eq!(step(cause.clone(), false, None, 1), NextStep::RetryAt(601_000));
+            assert_eq!(step(cause.clone(), false, None, 2), NextStep::RetryAt(601_000));
+            assert_eq!(step(cause, false, None, 3), NextStep::Complete);
+        }
+    }
+
+    #[test]
+    fn an_unallocated_number_is_never_retried() {
+        assert_eq!(step(HangupCause::unallocated_number(), false, None, 1), NextStep::Complete);
+    }
+
+    #[test]
+    fn a_stop_wins_over_everything() {
+        assert_eq!(
+            step(HangupCause::manager_request(), true, Some(HangupReason::Stopped), 1),
+            NextStep::Stop
+        );
+    }
+
+    #[test]
+    fn calls_cut_by_shutdown_or_crash_go_back_at_once_while_attempts_remain() {
+        let shutdown = Some(HangupReason::Shutdown);
+        assert_eq!(step(HangupCause::system_shutdown(), true, shutdown, 1), NextStep::RetryAt(1_000));
+        assert_eq!(step(HangupCause::system_shutdown(), false, shutdown, 3), NextStep::Complete);
+        assert_eq!(step(HangupCause::crash(), false, None, 2), NextStep::RetryAt(1_000));
+        assert_eq!(step(HangupCause::crash(), true, None, 3), NextStep::Complete);
+    }
+}

@@ -1,0 +1,619 @@
+//! A simulated carrier for demos and tests: test numbers force an outcome, other
+//! numbers answer at `sim.answer_rate`, and an answered callee plays one of a few
+//! behaviours. Ringing and talking take real time scaled by `sim.time_scale`, and the
+//! recording is a synthetic voice laid on the call's real timeline.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::rngs::SmallRng;
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use tokio::time::{Instant, sleep, sleep_until};
+
+use super::{CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp};
+use crate::config::SimSettings;
+use crate::domain::HangupCause;
+use crate::recording;
+
+/// Speaking pace of both sides, per character of text.
+const PER_CHAR: Duration = Duration::from_millis(250);
+const AGENT_PITCH_HZ: f32 = 120.0;
+const CALLEE_PITCH_HZ: f32 = 220.0;
+
+const CONFIRMS: &[&str] = &["好的，我知道了。", "嗯，可以，明白了。", "行，知道了，谢谢。"];
+const QUESTIONS: &[&str] = &["请问具体是什么时间？", "这个要怎么处理呢？", "需要我准备什么材料吗？"];
+const REFUSALS: &[&str] = &["不需要，谢谢。", "我现在没空，别再打了。", "不用了。"];
+
+pub struct SimCarrier {
+    answer_rate: f64,
+    time_scale: f64,
+    /// One generator for the carrier, so a seed and a call order give the same calls.
+    rng: Mutex<SmallRng>,
+}
+
+impl SimCarrier {
+    pub fn new(settings: &SimSettings) -> SimCarrier {
+        // `Duration::mul_f64` panics on a negative, non-finite or overflowing factor.
+        let time_scale = if (0.0..=1000.0).contains(&settings.time_scale) {
+            settings.time_scale
+        } else {
+            tracing::warn!(time_scale = settings.time_scale, "sim.time_scale must be 0…1000; using 1");
+            1.0
+        };
+        SimCarrier {
+            answer_rate: settings.answer_rate,
+            time_scale,
+            rng: Mutex::new(SmallRng::seed_from_u64(settings.seed)),
+        }
+    }
+
+    /// Draws everything the call needs at once, so the lock is never held across a wait.
+    fn plan(&self, number: &str) -> Plan {
+        let mut rng = self.rng.lock().expect("sim rng lock");
+        let test_outcome = [
+            ("4860", HangupCause::user_busy()),
+            ("4800", HangupCause::no_answer()),
+            ("4040", HangupCause::unallocated_number()),
+            ("5030", HangupCause::temporary_failure()),
+        ]
+        .into_iter()
+        .find(|(suffix, _)| number.ends_with(suffix))
+        .map(|(_, cause)| cause);
+
+        let failed = match test_outcome {
+            Some(cause) => Some(cause),
+            None if rng.random::<f64>() < self.answer_rate => None,
+            None => Some(HangupCause::no_answer()),
+        };
+        let ringing = match &failed {
+            None => secs(&mut rng, 2.0..8.0),
+            Some(cause) if *cause == HangupCause::no_answer() => secs(&mut rng, 25.0..40.0),
+            Some(_) => secs(&mut rng, 0.5..1.5),
+        };
+        Plan { failed, ringing: self.scaled(ringing), session_seed: rng.random() }
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        d.mul_f64(self.time_scale)
+    }
+}
+
+struct Plan {
+    /// `None` answers.
+    failed: Option<HangupCause>,
+    ringing: Duration,
+    session_seed: u64,
+}
+
+#[async_trait]
+impl Carrier for SimCarrier {
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let plan = self.plan(request.phone.as_str());
+        if plan.ringing > request.ring_timeout {
+            pause(request.ring_timeout).await;
+            tracing::debug!(call_id = %request.call_id, phone = %request.phone, "sim: ring timeout");
+            return DialResult::Failed(HangupCause::no_answer());
+        }
+        pause(plan.ringing).await;
+        match plan.failed {
+            Some(cause) => {
+                tracing::debug!(call_id = %request.call_id, phone = %request.phone, %cause, "sim: not answered");
+                DialResult::Failed(cause)
+            }
+            None => {
+                let mut rng = SmallRng::seed_from_u64(plan.session_seed);
+                let callee = Callee::pick(&mut rng);
+                tracing::debug!(call_id = %request.call_id, phone = %request.phone, ?callee, "sim: answered");
+                let session =
+                    SimSession::new(request.call_id, callee, self.time_scale, rng, request.recording);
+                DialResult::Answered(Box::new(session))
+            }
+        }
+    }
+}
+
+/// How a simulated callee behaves once they pick up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Callee {
+    Confirms,
+    /// Asks a question first, then confirms.
+    Asks,
+    Refuses,
+    Silent,
+    /// Hangs up a moment after the greeting.
+    HangsUp,
+}
+
+impl Callee {
+    fn pick(rng: &mut SmallRng) -> Callee {
+        match rng.random_range(0..100) {
+            0..45 => Callee::Confirms,
+            45..65 => Callee::Asks,
+            65..80 => Callee::Refuses,
+            80..90 => Callee::Silent,
+            _ => Callee::HangsUp,
+        }
+    }
+}
+
+struct SimSession {
+    call_id: String,
+    callee: Callee,
+    time_scale: f64,
+    rng: SmallRng,
+    answered_at: Instant,
+    turns_heard: usize,
+    /// When the callee will hang up (or did), once decided.
+    hangup_at: Option<Instant>,
+    recording: Option<Recording>,
+}
+
+struct Recording {
+    path: PathBuf,
+    speech: Vec<Speech>,
+}
+
+/// One line spoken, placed on the call's timeline (offsets from answer).
+struct Speech {
+    start: Duration,
+    len: Duration,
+    syllables: usize,
+    pitch_hz: f32,
+}
+
+impl SimSession {
+    fn new(
+        call_id: String,
+        callee: Callee,
+        time_scale: f64,
+        rng: SmallRng,
+        recording: Option<PathBuf>,
+    ) -> SimSession {
+        SimSession {
+            call_id,
+            callee,
+            time_scale,
+            rng,
+            answered_at: Instant::now(),
+            turns_heard: 0,
+            hangup_at: None,
+            recording: recording.map(|path| Recording { path, speech: Vec::new() }),
+        }
+    }
+
+    fn callee_gone(&self) -> bool {
+        self.hangup_at.is_some_and(|at| at <= Instant::now())
+    }
+
+    fn check_line(&self) -> Result<(), HungUp> {
+        if self.callee_gone() { Err(HungUp(HangupCause::normal_clearing())) } else { Ok(()) }
+    }
+
+    /// Spends `d` on the line, unless the callee hangs up first.
+    async fn spend(&mut self, d: Duration) -> Result<(), HungUp> {
+        match self.hangup_at {
+            Some(at) if at <= Instant::now() + d => {
+                if at > Instant::now() {
+                    sleep_until(at).await;
+                }
+                Err(HungUp(HangupCause::normal_clearing()))
+            }
+            _ => {
+                pause(d).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Speaks `text` for its natural length (scaled, at most `limit`), recording it at `pitch_hz`.
+    async fn speak(&mut self, text: &str, pitch_hz: f32, limit: Duration) -> Result<(), HungUp> {
+        let start = self.answered_at.elapsed();
+        let len = self.scaled(PER_CHAR * text.chars().count() as u32).min(limit);
+        let result = self.spend(len).await;
+        if let Some(rec) = &mut self.recording {
+            let len = self.answered_at.elapsed().saturating_sub(start);
+            let syllables = text.chars().filter(|c| c.is_alphanumeric()).count();
+            rec.speech.push(Speech { start, len, syllables, pitch_hz });
+        }
+        result
+    }
+
+    /// What the callee says to the agent's next question, if anything.
+    fn next_reply(&mut self) -> Option<&'static str> {
+        let lines = match self.callee {
+            Callee::Confirms => CONFIRMS,
+            Callee::Asks if self.turns_heard == 0 => QUESTIONS,
+            Callee::Asks => CONFIRMS,
+            Callee::Refuses => REFUSALS,
+            Callee::Silent | Callee::HangsUp => return None,
+        };
+        self.turns_heard += 1;
+        lines.choose(&mut self.rng).copied()
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        d.mul_f64(self.time_scale)
+    }
+}
+
+#[async_trait]
+impl CallSession for SimSession {
+    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+        self.check_line()?;
+        self.speak(text, AGENT_PITCH_HZ, Duration::MAX).await?;
+        if self.callee == Callee::HangsUp && self.hangup_at.is_none() {
+            let after = secs(&mut self.rng, 0.5..2.5);
+            self.hangup_at = Some(Instant::now() + self.scaled(after));
+        }
+        Ok(())
+    }
+
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+        self.check_line()?;
+        let Some(reply) = self.next_reply() else {
+            // Silence lasts the whole wait, scaled like everything else, but never longer.
+            self.spend(self.scaled(max_wait).min(max_wait)).await?;
+            return Ok(Heard::Silence);
+        };
+        // A pause to think, then the reply, all within the wait.
+        let think = secs(&mut self.rng, 0.4..1.2);
+        let think = self.scaled(think).min(max_wait);
+        self.spend(think).await?;
+        self.speak(reply, CALLEE_PITCH_HZ, max_wait - think).await?;
+        Ok(Heard::Speech(reply.to_string()))
+    }
+
+    async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd {
+        let talk = self.answered_at.elapsed();
+        let cause = if self.callee_gone() {
+            HangupCause::normal_clearing()
+        } else {
+            match reason {
+                HangupReason::Completed => HangupCause::normal_clearing(),
+                HangupReason::Stopped => HangupCause::manager_request(),
+                HangupReason::MaxDuration => HangupCause::max_duration(),
+                HangupReason::Shutdown => HangupCause::system_shutdown(),
+            }
+        };
+        let recorded = match self.recording {
+            Some(rec) => save(&self.call_id, rec, talk).await,
+            None => false,
+        };
+        CallEnd { cause, recorded }
+    }
+}
+
+/// Renders the timeline to `talk` long and writes it, off the async threads.
+async fn save(call_id: &str, rec: Recording, talk: Duration) -> bool {
+    let written = tokio::task::spawn_blocking(move || {
+        let samples = render(&rec.speech, talk);
+        recording::write_wav(&rec.path, &samples)
+    })
+    .await;
+    let error = match written {
+        Ok(Ok(())) => return true,
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(call_id, error, "sim: could not write the recording");
+    false
+}
+
+/// Silence `talk` long, with each line's synthetic voice at its place.
+fn render(speech: &[Speech], talk: Duration) -> Vec<i16> {
+    let mut samples = vec![0i16; recording::samples_in(talk)];
+    for line in speech {
+        let start = recording::samples_in(line.start).min(samples.len());
+        let end = (start + recording::samples_in(line.len)).min(samples.len());
+        let voice = recording::synth_speech(line.syllables, end - start, line.pitch_hz);
+        samples[start..end].copy_from_slice(&voice);
+    }
+    samples
+}
+
+/// Sleeps, but not at all for zero (`time_scale = 0` must be instant).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        sleep(d).await;
+    }
+}
+
+fn secs(rng: &mut SmallRng, range: Range<f64>) -> Duration {
+    Duration::from_secs_f64(rng.random_range(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Phone;
+
+    fn carrier(answer_rate: f64, time_scale: f64, seed: u64) -> SimCarrier {
+        SimCarrier::new(&SimSettings { answer_rate, time_scale, seed })
+    }
+
+    fn request(phone: &str) -> DialRequest {
+        DialRequest {
+            call_id: "2508162111590110001".into(),
+            phone: Phone::parse(phone).unwrap(),
+            ring_timeout: Duration::from_secs(45),
+            recording: None,
+        }
+    }
+
+    fn cause(result: DialResult) -> Option<HangupCause> {
+        match result {
+            DialResult::Answered(_) => None,
+            DialResult::Failed(cause) => Some(cause),
+        }
+    }
+
+    fn session(callee: Callee, time_scale: f64, recording: Option<PathBuf>) -> Box<SimSession> {
+        Box::new(SimSession::new("c1".into(), callee, time_scale, SmallRng::seed_from_u64(7), recording))
+    }
+
+    fn wav(path: &std::path::Path) -> (hound::WavSpec, Vec<i16>) {
+        let mut reader = hound::WavReader::open(path).unwrap();
+        (reader.spec(), reader.samples::<i16>().map(Result::unwrap).collect())
+    }
+
+    fn rms(samples: &[i16]) -> f64 {
+        let sum: f64 = samples.iter().map(|&s| (s as f64).powi(2)).sum();
+        (sum / samples.len().max(1) as f64).sqrt()
+    }
+
+    #[tokio::test]
+    async fn test_numbers_force_their_outcome_even_when_everyone_answers() {
+        let sim = carrier(1.0, 0.0, 1);
+        for (phone, expected) in [
+            ("13900004860", HangupCause::user_busy()),
+            ("13900004800", HangupCause::no_answer()),
+            ("13900004040", HangupCause::unallocated_number()),
+            ("+8613900005030", HangupCause::temporary_failure()),
+        ] {
+            assert_eq!(cause(sim.dial(request(phone)).await), Some(expected), "{phone}");
+        }
+        assert_eq!(cause(sim.dial(request("13900001234")).await), None);
+    }
+
+    #[tokio::test]
+    async fn ordinary_numbers_answer_at_roughly_the_answer_rate() {
+        let sim = carrier(0.7, 0.0, 42);
+        let mut answered = 0;
+        for _ in 0..2000 {
+            match sim.dial(request("13912345678")).await {
+                DialResult::Answered(_) => answered += 1,
+                DialResult::Failed(cause) => assert_eq!(cause, HangupCause::no_answer()),
+            }
+        }
+        assert!((1300..1500).contains(&answered), "{answered} of 2000 answered");
+    }
+
+    #[tokio::test]
+    async fn the_same_seed_gives_the_same_calls() {
+        async fn run(seed: u64) -> Vec<String> {
+            let sim = carrier(0.7, 0.0, seed);
+            let mut log = Vec::new();
+            for _ in 0..30 {
+                match sim.dial(request("13912345678")).await {
+                    DialResult::Failed(cause) => log.push(cause.to_string()),
+                    DialResult::Answered(mut call) => {
+                        call.say("您好").await.ok();
+                        log.push(format!("{:?}", call.listen(Duration::from_secs(8)).await));
+                    }
+                }
+            }
+            log
+        }
+        assert_eq!(run(5).await, run(5).await);
+        assert_ne!(run(5).await, run(6).await);
+    }
+
+    /// Real-clock timing: a sleep never ends early, and on a busy machine may end late.
+    fn assert_took(elapsed: Duration, at_least_ms: u64, at_most_ms: u64) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        assert!(
+            (at_least_ms as f64..(at_most_ms + SLACK_MS) as f64).contains(&ms),
+            "took {ms:.1} ms, expected {at_least_ms}..{at_most_ms} ms"
+        );
+    }
+    const SLACK_MS: u64 = 150;
+
+    #[tokio::test]
+    async fn ringing_takes_scaled_time() {
+        let sim = carrier(1.0, 0.05, 3);
+        let t = Instant::now();
+        assert!(cause(sim.dial(request("13912345678")).await).is_none());
+        assert_took(t.elapsed(), 100, 400); // 2–8 s
+
+        let t = Instant::now();
+        assert!(cause(sim.dial(request("13900004860")).await).is_some());
+        assert_took(t.elapsed(), 25, 75); // 0.5–1.5 s
+    }
+
+    #[tokio::test]
+    async fn ringing_past_the_ring_timeout_gives_no_answer_at_the_timeout() {
+        let sim = carrier(1.0, 0.05, 3);
+        let mut req = request("13900004800"); // rings 1.25–2 s scaled
+        req.ring_timeout = Duration::from_millis(100);
+        let t = Instant::now();
+        assert_eq!(cause(sim.dial(req).await), Some(HangupCause::no_answer()));
+        assert_took(t.elapsed(), 100, 100);
+
+        // Even a callee who would answer rings out if the timeout is shorter.
+        let sim = carrier(1.0, 1.0, 3);
+        let mut req = request("13912345678");
+        req.ring_timeout = Duration::from_millis(50);
+        let t = Instant::now();
+        assert_eq!(cause(sim.dial(req).await), Some(HangupCause::no_answer()));
+        assert_took(t.elapsed(), 50, 50);
+    }
+
+    #[tokio::test]
+    async fn time_scale_zero_never_waits() {
+        // Real clock: a single sleep would show.
+        let sim = carrier(1.0, 0.0, 1);
+        let t = std::time::Instant::now();
+        let DialResult::Answered(mut call) = sim.dial(request("13912345678")).await else { panic!() };
+        call.say("您好，这是一条很长很长的通知。").await.ok();
+        call.listen(Duration::from_secs(8)).await.ok();
+        call.hang_up(HangupReason::Completed).await;
+        assert!(t.elapsed() < Duration::from_millis(20), "{:?}", t.elapsed());
+    }
+
+    #[tokio::test]
+    async fn callees_reply_in_character() {
+        let wait = Duration::from_secs(8);
+        let mut confirms = session(Callee::Confirms, 0.0, None);
+        let Heard::Speech(text) = confirms.listen(wait).await.unwrap() else { panic!() };
+        assert!(CONFIRMS.contains(&text.as_str()));
+
+        let mut asks = session(Callee::Asks, 0.0, None);
+        let Heard::Speech(text) = asks.listen(wait).await.unwrap() else { panic!() };
+        assert!(QUESTIONS.contains(&text.as_str()));
+        let Heard::Speech(text) = asks.listen(wait).await.unwrap() else { panic!() };
+        assert!(CONFIRMS.contains(&text.as_str()));
+
+        let mut refuses = session(Callee::Refuses, 0.0, None);
+        let Heard::Speech(text) = refuses.listen(wait).await.unwrap() else { panic!() };
+        assert!(REFUSALS.contains(&text.as_str()));
+
+        let mut silent = session(Callee::Silent, 0.0, None);
+        assert_eq!(silent.listen(wait).await, Ok(Heard::Silence));
+    }
+
+    #[tokio::test]
+    async fn a_silent_callee_lets_the_scaled_wait_run_out() {
+        let mut silent = session(Callee::Silent, 0.01, None);
+        let t = Instant::now();
+        assert_eq!(silent.listen(Duration::from_secs(8)).await, Ok(Heard::Silence));
+        assert_took(t.elapsed(), 80, 80);
+
+        // A slowed-down sim still waits no longer than asked.
+        let mut silent = session(Callee::Silent, 3.0, None);
+        let t = Instant::now();
+        assert_eq!(silent.listen(Duration::from_millis(50)).await, Ok(Heard::Silence));
+        assert_took(t.elapsed(), 50, 50);
+    }
+
+    #[tokio::test]
+    async fn a_reply_never_outlasts_the_wait() {
+        let mut call = session(Callee::Refuses, 1.0, None);
+        let t = Instant::now();
+        assert!(matches!(call.listen(Duration::from_millis(60)).await, Ok(Heard::Speech(_))));
+        assert_took(t.elapsed(), 60, 60);
+    }
+
+    #[tokio::test]
+    async fn saying_takes_time_in_proportion_to_the_text() {
+        let mut call = session(Callee::Confirms, 0.01, None);
+        let t = Instant::now();
+        call.say("一二三四五六七八").await.unwrap();
+        assert_took(t.elapsed(), 20, 20);
+        let t = Instant::now();
+        call.say(&"八".repeat(40)).await.unwrap();
+        assert_took(t.elapsed(), 100, 100);
+    }
+
+    #[tokio::test]
+    async fn a_callee_who_hangs_up_early_does_so_after_the_greeting() {
+        for time_scale in [0.0, 0.01] {
+            let mut call = session(Callee::HangsUp, time_scale, None);
+            call.say("您好，请问是张先生吗？").await.unwrap();
+            // Hangs up 0.5–2.5 s (scaled) later, in the middle of this long line.
+            let cut = call.say(&"很长的内容".repeat(20)).await;
+            assert_eq!(cut, Err(HungUp(HangupCause::normal_clearing())));
+            assert_eq!(
+                call.listen(Duration::from_secs(8)).await,
+                Err(HungUp(HangupCause::normal_clearing()))
+            );
+            // The callee's hang-up wins over ours.
+            let end = call.hang_up(HangupReason::Stopped).await;
+            assert_eq!(end.cause, HangupCause::normal_clearing(), "time_scale {time_scale}");
+        }
+    }
+
+    #[tokio::test]
+    async fn our_hang_up_reason_sets_the_cause() {
+        for (reason, expected) in [
+            (HangupReason::Completed, HangupCause::normal_clearing()),
+            (HangupReason::Stopped, HangupCause::manager_request()),
+            (HangupReason::MaxDuration, HangupCause::max_duration()),
+            (HangupReason::Shutdown, HangupCause::system_shutdown()),
+        ] {
+            let end = session(Callee::Confirms, 0.0, None).hang_up(reason).await;
+            assert_eq!(end, CallEnd { cause: expected, recorded: false });
+        }
+    }
+
+    #[tokio::test]
+    async fn the_recording_carries_both_voices_with_silence_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ai_call/2025/08/16/21/c1.wav");
+        let mut call = session(Callee::Confirms, 0.1, Some(path.clone()));
+        call.say("您好，请问是张先生吗？").await.unwrap();
+        call.listen(Duration::from_secs(8)).await.unwrap();
+        sleep(Duration::from_millis(200)).await; // a pause before we hang up
+        let lines: Vec<Range<usize>> = call
+            .recording
+            .as_ref()
+            .unwrap()
+            .speech
+            .iter()
+            .map(|s| recording::samples_in(s.start)..recording::samples_in(s.start + s.len))
+            .collect();
+        assert!(call.hang_up(HangupReason::Completed).await.recorded);
+
+        let (spec, samples) = wav(&path);
+        assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+        let [agent, callee] = &lines[..] else { panic!("{lines:?}") };
+        assert!(rms(&samples[agent.clone()]) > 1000.0, "agent rms {}", rms(&samples[agent.clone()]));
+        assert!(rms(&samples[callee.clone()]) > 1000.0, "callee rms {}", rms(&samples[callee.clone()]));
+        // Quiet while the callee thinks and after they finish.
+        assert!(samples[agent.end..callee.start].iter().all(|&s| s == 0));
+        assert!(samples[callee.end..].iter().all(|&s| s == 0));
+        assert!(samples.len() - callee.end >= 1600, "the 200 ms pause is recorded");
+    }
+
+    #[tokio::test]
+    async fn the_recording_matches_the_wall_clock_talk_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c1.wav");
+        let mut call = session(Callee::Asks, 0.05, Some(path.clone()));
+        let answered = std::time::Instant::now();
+        call.say("您好，请问是张先生吗？这里是客服中心。").await.unwrap();
+        call.listen(Duration::from_secs(8)).await.unwrap();
+        call.say("稍后会有专人回电。").await.unwrap();
+        let talk = answered.elapsed();
+        assert!(call.hang_up(HangupReason::Completed).await.recorded);
+
+        let (_, samples) = wav(&path);
+        let recorded = samples.len() as f64 / 8000.0;
+        assert!((recorded - talk.as_secs_f64()).abs() < 0.05, "{recorded} s vs {talk:?}");
+        assert!(rms(&samples) > 500.0);
+    }
+
+    #[tokio::test]
+    async fn an_instant_call_still_writes_a_valid_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c1.wav");
+        let mut call = session(Callee::Confirms, 0.0, Some(path.clone()));
+        call.say("您好").await.unwrap();
+        assert!(call.hang_up(HangupReason::Completed).await.recorded);
+        let (spec, samples) = wav(&path);
+        assert_eq!(spec.sample_rate, 8000);
+        assert!(samples.len() < 80, "{} samples", samples.len());
+    }
+
+    #[tokio::test]
+    async fn a_recording_that_cannot_be_written_is_reported_as_not_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("file"), b"x").unwrap();
+        let call = session(Callee::Confirms, 0.0, Some(dir.path().join("file/c1.wav")));
+        let end = call.hang_up(HangupReason::Completed).await;
+        assert_eq!(end, CallEnd { cause: HangupCause::normal_clearing(), recorded: false });
+    }
+}
