@@ -395,3 +395,96 @@ fn known_keys() -> BTreeSet<String> {
     walk("", &serde_json::to_value(Settings::default()).expect("settings serialize"), &mut out);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn file(text: &str) -> tempfile::NamedTempFile {
+        let f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        std::fs::write(f.path(), text).unwrap();
+        f
+    }
+
+    #[test]
+    fn with_nothing_given_the_embedded_defaults_apply() {
+        let s = Settings::load_from(None, None, &[]).unwrap().settings;
+        assert_eq!(s.server.bind, "127.0.0.1:8899");
+        assert_eq!(s.database.url, "sqlite://data/callcenter.db");
+        assert_eq!(s.timezone.0, chrono_tz::Asia::Shanghai);
+        assert_eq!(s.dialer.node_id.0, "01");
+        assert!(s.dialer.calling_hours.is_always());
+    }
+
+    #[test]
+    fn the_shipped_default_file_matches_the_embedded_defaults() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/default.toml");
+        let s = Settings::load_from(Some(&shipped), None, &[]).unwrap().settings;
+        assert_eq!(serde_json::to_value(&s).unwrap(), serde_json::to_value(Settings::default()).unwrap());
+    }
+
+    #[test]
+    fn a_config_file_then_the_environment_override_the_defaults() {
+        let f = file("timezone = \"UTC\"\n[dialer]\nmax_attempts = 5\nnode_id = \"07\"\n");
+        let vars = env(&[("CALLCENTER__DIALER__MAX_ATTEMPTS", "9"), ("CALLCENTER__DIALER__NODE_ID", "02")]);
+        let s = Settings::load_from(None, Some(f.path()), &vars).unwrap().settings;
+        assert_eq!(s.timezone.0, chrono_tz::UTC);
+        assert_eq!(s.dialer.max_attempts, 9);
+        assert_eq!(s.dialer.node_id.0, "02", "a numeric-looking value stays a string where one belongs");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_file_stops_the_start_naming_it() {
+        let f = file("[dialer]\nmax_atempts = 5\n");
+        let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(err.contains("max_atempts"), "{err}");
+    }
+
+    #[test]
+    fn an_ill_typed_setting_stops_the_start_naming_it() {
+        let f = file("[dialer]\nmax_attempts = \"three\"\n");
+        let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(err.contains("max_attempts"), "{err}");
+        let vars = env(&[("CALLCENTER__DIALER__CALLS_PER_SECOND", "fast")]);
+        let err = Settings::load_from(None, None, &vars).err().unwrap();
+        assert!(err.contains("calls_per_second"), "{err}");
+        for (key, value) in [
+            ("CALLCENTER__TIMEZONE", "Mars/Olympus"),
+            ("CALLCENTER__DIALER__CALLING_HOURS", "8-21"),
+            ("CALLCENTER__DIALER__NODE_ID", "1"),
+            ("CALLCENTER__DIALER__CALLS_PER_SECOND", "0"),
+            ("CALLCENTER__SIM__ANSWER_RATE", "1.5"),
+        ] {
+            assert!(Settings::load_from(None, None, &env(&[(key, value)])).is_err(), "{key}={value}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_environment_variable_is_a_warning_not_an_error() {
+        let vars = env(&[("CALLCENTER__DIALER__MAX_ATEMPTS", "5"), ("OTHER", "x")]);
+        let loaded = Settings::load_from(None, None, &vars).unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("CALLCENTER__DIALER__MAX_ATEMPTS"));
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        assert!(Settings::load_from(None, Some(Path::new("/nonexistent/cc.toml")), &[]).is_err());
+    }
+
+    #[test]
+    fn calling_hours_parse_and_contain_their_times() {
+        let h = CallingHours::try_from("08:00-21:00".to_string()).unwrap();
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).unwrap();
+        assert!(h.contains(t(8, 0)) && h.contains(t(20, 59)));
+        assert!(!h.contains(t(21, 0)) && !h.contains(t(7, 59)));
+        assert_eq!(String::from(h), "08:00-21:00");
+        for bad in ["", "08:00", "25:00-26:00", "08:60-09:00", "09:00-09:00"] {
+            assert!(CallingHours::try_from(bad.to_string()).is_err(), "{bad}");
+        }
+    }
+}

@@ -35,11 +35,13 @@ impl App {
         let store = store::connect(&settings.database.url)
             .await
             .with_context(|| format!("opening database {}", settings.database.url))?;
+        let signals = DialerSignals::default();
+        store.watch_changes(signals.wake.clone(), signals.stop_check.clone());
         let state = AppState {
             store,
             time: ApiTime(settings.timezone.0),
             settings: Arc::new(settings),
-            dialer: DialerSignals::default(),
+            dialer: signals,
         };
         let dialer = state.settings.dialer.enabled.then(|| {
             Dialer::new(

@@ -124,9 +124,21 @@ pub fn parse_json<T: RequestBody>(bytes: &[u8]) -> Result<T, ApiError> {
     })?;
     T::check_shape(&value)?;
     serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::bad(format!("参数 {path} {}", describe(&e.into_inner().to_string())))
+        let field = field_name(&e.path().to_string());
+        ApiError::bad(format!("{field} {}", describe(&e.into_inner().to_string())))
     })
+}
+
+/// `pageNum` → `参数 pageNum`; `[2].phone` (an array body: tickets) → `第 3 条工单（下标 2）的 phone`.
+fn field_name(path: &str) -> String {
+    let item = path
+        .strip_prefix('[')
+        .and_then(|p| p.split_once("]."))
+        .and_then(|(i, rest)| Some((i.parse::<usize>().ok()?, rest)));
+    match item {
+        Some((i, rest)) => format!("第 {} 条工单（下标 {i}）的 {rest}", i + 1),
+        None => format!("参数 {path}"),
+    }
 }
 
 /// Our own field deserializers already speak Chinese; serde's structural messages

@@ -6,6 +6,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use tokio::sync::Notify;
 
 use crate::domain::{CallType, HangupCause, NewTask, RecordFilter, TaskFilter, TaskStatus, Turn};
 
@@ -195,6 +196,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the next waiting task is due, if any.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
+
+    /// For stores shared by several nodes: notifies `created` when any node creates
+    /// tasks and `stopped` when any node stops tasks, so that every dialer reacts at once.
+    /// A store with one process needs nothing: the API notifies its own dialer directly.
+    fn watch_changes(&self, _created: Arc<Notify>, _stopped: Arc<Notify>) {}
 
     /// The largest call uuid in `[from, to]` (records and calls in progress), so a
     /// restarted node can continue its counter.

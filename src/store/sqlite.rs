@@ -2,6 +2,7 @@
 //! connection (SQLite has one writer at a time anyway; one connection means no lock
 //! upgrades and no SQLITE_BUSY between our own writes).
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -206,12 +207,27 @@ fn push_record_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
+        let ticket_nos: Vec<&str> = tasks.iter().map(|t| t.ticket_no.as_str()).collect();
         let mut tx = self.writer.begin().await?;
+        // Tickets with an unfinished task keep it (a retried request must not ring twice).
+        let open: HashMap<String, i64> = sqlx::query_as(&format!(
+            "SELECT ticket_no, batch_id FROM tasks
+             WHERE status IN {OPEN} AND ticket_no IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(serde_json::to_string(&ticket_nos).expect("tickets serialize"))
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
         let mut ids = Vec::with_capacity(tasks.len());
         for t in tasks {
-            let inserted: Option<i64> = sqlx::query_scalar(
+            if let Some(&id) = open.get(&t.ticket_no) {
+                ids.push(id);
+                continue;
+            }
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
-                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING batch_id",
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING batch_id",
             )
             .bind(&t.ticket_no)
             .bind(t.phone.as_str())
@@ -220,19 +236,8 @@ impl Store for SqliteStore {
             .bind(&t.ticket_content)
             .bind(now_ms)
             .bind(now_ms)
-            .fetch_optional(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-            let id = match inserted {
-                Some(id) => id,
-                None => {
-                    sqlx::query_scalar(&format!(
-                        "SELECT batch_id FROM tasks WHERE ticket_no = ? AND status IN {OPEN}"
-                    ))
-                    .bind(&t.ticket_no)
-                    .fetch_one(&mut *tx)
-                    .await?
-                }
-            };
             ids.push(id);
         }
         tx.commit().await?;

@@ -1,0 +1,242 @@
+//! The test harness: a real server on port 0 with a fresh database each.
+//!
+//! The backend is chosen by `CALLCENTER_TEST_DB`: `sqlite` (the default; a new file in a
+//! temporary directory) or `postgres` (a new database on the server that
+//! `CALLCENTER_TEST_PG` names, default `postgres://postgres@127.0.0.1:5432/test`,
+//! dropped after the test).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use callcenter::App;
+use callcenter::config::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A fresh database, removed when dropped.
+pub struct TestDb {
+    pub url: String,
+    pg_name: Option<String>,
+    pg_admin: String,
+}
+
+impl TestDb {
+    pub async fn new(dir: &Path) -> TestDb {
+        let pg_admin = std::env::var("CALLCENTER_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        match std::env::var("CALLCENTER_TEST_DB").as_deref() {
+            Ok("postgres") => {
+                let name = format!("cc_test_{}", uuid_like());
+                psql(&pg_admin, &format!("CREATE DATABASE {name}"));
+                let base = pg_admin.rsplit_once('/').expect("a database url").0;
+                TestDb { url: format!("{base}/{name}"), pg_name: Some(name), pg_admin }
+            }
+            _ => TestDb {
+                url: format!("sqlite://{}", dir.join("callcenter.db").display()),
+                pg_name: None,
+                pg_admin,
+            },
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.pg_name.is_some()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            psql(&self.pg_admin, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("{}_{}_{}", std::process::id(), nanos, N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Settings for tests: the given database, instant sim calls, no pacing to speak of.
+pub fn test_settings(db: &TestDb, dir: &Path) -> Settings {
+    let mut s = Settings::default();
+    s.server.bind = "127.0.0.1:0".into();
+    s.database.url = db.url.clone();
+    s.recordings.dir = dir.join("recordings");
+    s.sim.time_scale = 0.0;
+    s.dialer.calls_per_second = 1000;
+    s.dialer.max_concurrent_calls = 100;
+    s.dialer.retry_delay_secs = 600;
+    s.dialer.shutdown_grace_secs = 5;
+    s
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub settings: Settings,
+    pub client: reqwest::Client,
+    /// Dropping it (with the server) shuts the server down.
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    pub db: TestDb,
+    pub dir: TempDir,
+}
+
+impl TestServer {
+    /// API only: the dialer is off, so tasks stay as created.
+    pub async fn start() -> TestServer {
+        Self::start_with(|s| s.dialer.enabled = false).await
+    }
+
+    /// With the dialer on and the sim carrier at `time_scale` 0, changed by `tweak`.
+    pub async fn start_with(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = TestDb::new(dir.path()).await;
+        let mut settings = test_settings(&db, dir.path());
+        tweak(&mut settings);
+        Self::start_on(settings, db, dir).await
+    }
+
+    pub async fn start_on(settings: Settings, db: TestDb, dir: TempDir) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let app = App::build(settings.clone(), listener).await.expect("server builds");
+        let base = format!("http://{}", app.local_addr());
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            settings,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            handle: Some(handle),
+            db,
+            dir,
+        }
+    }
+
+    /// Shuts down gracefully and waits for it; gives back the database and directory
+    /// so that a test can start again on them.
+    pub async fn stop(mut self) -> (Settings, TestDb, TempDir) {
+        self.shutdown.take().map(|tx| tx.send(()));
+        if let Some(h) = self.handle.take() {
+            h.await.expect("server task").expect("server ran");
+        }
+        let TestServer { settings, db, dir, .. } = self;
+        (settings, db, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// POSTs JSON and returns the HTTP status and the parsed body.
+    pub async fn post_status(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let res = self.client.post(self.url(path)).json(body).send().await.expect("request");
+        let status = res.status();
+        (status, res.json().await.expect("a JSON answer"))
+    }
+
+    /// POSTs JSON, expects HTTP 200, returns the envelope.
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        let (status, v) = self.post_status(path, body).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {v}");
+        v
+    }
+
+    /// POSTs raw bytes; returns the status and the body parsed as JSON.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let res = self.client.post(self.url(path)).body(body).send().await.expect("request");
+        let status = res.status();
+        let text = res.text().await.expect("body");
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}")))
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    pub async fn create(&self, tickets: &[Value]) -> Vec<i64> {
+        let v = self.post("/api/aicall/createTasks", &json!(tickets)).await;
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"].as_array().unwrap().iter().map(|d| d["batchId"].as_i64().unwrap()).collect()
+    }
+
+    pub async fn tasks(&self, filter: Value) -> Value {
+        let mut body = json!({"pageNum": 1, "pageSize": 1000});
+        merge(&mut body, filter);
+        let v = self.post("/api/aicall/calltask/list", &body).await;
+        assert_eq!(v["code"], 0, "{v}");
+        v
+    }
+
+    pub async fn task(&self, batch_id: i64) -> Value {
+        self.tasks(json!({ "batchId": batch_id })).await["rows"][0].clone()
+    }
+
+    pub async fn records(&self, filter: Value) -> Value {
+        let mut body = json!({"callType": "02", "pageNum": 1, "pageSize": 1000});
+        merge(&mut body, filter);
+        let v = self.post("/api/aicall/records/list", &body).await;
+        assert_eq!(v["code"], 0, "{v}");
+        v
+    }
+
+    /// Waits (up to `limit`) until `done` holds for the task list, polling as a client would.
+    pub async fn wait_tasks(&self, limit: Duration, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let rows = self.tasks(json!({})).await["rows"].as_array().unwrap().clone();
+            if done(&rows) {
+                return rows;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "timed out waiting; tasks: {rows:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until every task has ended.
+    pub async fn wait_all_ended(&self, limit: Duration) -> Vec<Value> {
+        self.wait_tasks(limit, |rows| rows.iter().all(|t| ENDED.contains(&t["status"].as_str().unwrap())))
+            .await
+    }
+
+    pub fn recordings_dir(&self) -> PathBuf {
+        self.settings.recordings.dir.clone()
+    }
+}
+
+pub const ENDED: [&str; 3] = ["已完成", "已停止", "已拦截"];
+
+fn merge(base: &mut Value, extra: Value) {
+    if let (Some(b), Value::Object(e)) = (base.as_object_mut(), extra) {
+        b.extend(e);
+    }
+}
+
+/// A valid ticket; `phone` picks the sim outcome by its last digits.
+pub fn ticket(no: &str, phone: &str) -> Value {
+    json!({
+        "ticketNo": no,
+        "phone": phone,
+        "username": "张三",
+        "ticketType": "活动通知",
+        "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
+    })
+}
