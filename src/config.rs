@@ -58,11 +58,13 @@ pub struct ServerSettings {
     pub bind: String,
     /// Prefix of `wavFileUrl`; empty gives the relative `/recordings/files?filename=…`.
     pub public_url: String,
+    /// Origins allowed to call the API from a browser (CORS); `["*"]` allows any.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { bind: "127.0.0.1:8899".into(), public_url: String::new() }
+        ServerSettings { bind: "127.0.0.1:8899".into(), public_url: String::new(), cors_origins: Vec::new() }
     }
 }
 
@@ -95,11 +97,20 @@ impl Default for RecordingSettings {
 pub struct ApiSettings {
     pub max_tasks_per_request: usize,
     pub max_body_bytes: usize,
+    /// A request still running after this long is answered with code 500 (HTTP 503).
+    pub request_timeout_secs: u64,
+    /// Requests served at once; more are refused at once with HTTP 503 (code 500).
+    pub max_concurrent_requests: usize,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { max_tasks_per_request: 1000, max_body_bytes: 10 * 1024 * 1024 }
+        ApiSettings {
+            max_tasks_per_request: 1000,
+            max_body_bytes: 10 * 1024 * 1024,
+            request_timeout_secs: 30,
+            max_concurrent_requests: 1024,
+        }
     }
 }
 
@@ -364,6 +375,8 @@ impl Settings {
             ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
+            (self.api.request_timeout_secs >= 1, "api.request_timeout_secs must be at least 1"),
+            (self.api.max_concurrent_requests >= 1, "api.max_concurrent_requests must be at least 1"),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(format!("invalid configuration: {why}")),

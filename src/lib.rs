@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod dialer;
 pub mod domain;
+pub mod metrics;
 pub mod recording;
 pub mod store;
 pub mod telephony;
@@ -32,6 +33,7 @@ pub struct App {
 
 impl App {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
+        metrics::handle();
         let store = store::connect(&settings.database.url)
             .await
             .with_context(|| format!("opening database {}", settings.database.url))?;

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, IntoResponseParts, Response, ResponseParts};
 use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -80,7 +80,19 @@ impl IntoResponse for ApiError {
                 (StatusCode::OK, 500, "系统异常，请稍后重试".to_string())
             }
         };
-        (status, Json(Envelope { code, msg, data: () })).into_response()
+        (status, EnvelopeCode(code), Json(Envelope { code, msg, data: () })).into_response()
+    }
+}
+
+/// The envelope code of an answer that is not a success, for the request metrics.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvelopeCode(pub i32);
+
+impl IntoResponseParts for EnvelopeCode {
+    type Error = std::convert::Infallible;
+    fn into_response_parts(self, mut res: ResponseParts) -> Result<ResponseParts, Self::Error> {
+        res.extensions_mut().insert(self);
+        Ok(res)
     }
 }
 
@@ -152,5 +164,5 @@ fn describe(serde_msg: &str) -> String {
 
 /// An enveloped answer with its own HTTP status (404, 405), outside the handlers.
 pub fn status(status: StatusCode, code: i32, msg: &str) -> Response {
-    (status, Json(Envelope { code, msg: msg.to_string(), data: () })).into_response()
+    (status, EnvelopeCode(code), Json(Envelope { code, msg: msg.to_string(), data: () })).into_response()
 }

@@ -1,7 +1,9 @@
 //! HTTP only: parse requests into domain types, call the store, shape the envelope.
 
 mod envelope;
+mod health;
 mod lenient;
+mod limits;
 mod paging;
 mod recordings;
 mod records;
@@ -9,11 +11,16 @@ mod tasks;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::Response;
 use axum::routing::{get, post};
+use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
@@ -32,9 +39,15 @@ pub struct AppState {
     pub dialer: DialerSignals,
 }
 
-/// Every route under each of its names (the spec's clients use several prefixes).
+/// Every route under each of its names (the spec's clients use several prefixes),
+/// behind the limits: body size, request timeout, concurrent requests, CORS.
 pub fn router(state: AppState) -> Router {
-    let body_limit = state.settings.api.max_body_bytes;
+    let api = &state.settings.api;
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(limits::refused))
+        .load_shed()
+        .concurrency_limit(api.max_concurrent_requests)
+        .timeout(Duration::from_secs(api.request_timeout_secs));
     let mut app = Router::new();
     for prefix in ["/api/aicall", "/aicall/api"] {
         app = app
@@ -46,10 +59,16 @@ pub fn router(state: AppState) -> Router {
     }
     app.route("/aicall/stopTasks", post(tasks::stop))
         .route("/recordings/files", get(recordings::file))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(DefaultBodyLimit::max(api.max_body_bytes))
+        .layer(limits)
+        .layer(limits::cors(&state.settings.server.cors_origins))
         .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn(limits::record_metrics))
         .with_state(state)
 }
 

@@ -43,7 +43,10 @@ pub(super) async fn place(
         }
     };
     let wav_path = if outcome.recorded { relative } else { String::new() };
-    finish(inner, &task, outcome, wav_path, now_ms()).await;
+    let ended_ms = now_ms();
+    let talk = outcome.answered_ms.map(|a| Duration::from_millis((ended_ms - a).max(0) as u64));
+    crate::metrics::call_ended(&outcome.cause, talk);
+    finish(inner, &task, outcome, wav_path, ended_ms).await;
 }
 
 impl Outcome {

@@ -10,6 +10,7 @@ mod hours;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +43,8 @@ pub struct DialerSignals {
     pub wake: Arc<Notify>,
     /// Tasks with calls in progress were stopped: hang them up now.
     pub stop_check: Arc<Notify>,
+    /// Whether the dialer is running (for /readyz).
+    pub running: Arc<AtomicBool>,
 }
 
 /// The calls in progress on this node, each with the channel that ends it early.
@@ -131,9 +134,11 @@ impl Dialer {
         // Calls this node was making when it last died are over: record them first.
         call::recover_orphans(&inner, true).await;
 
+        signals.running.store(true, Ordering::Relaxed);
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
         claim_loop(&inner, &tracker, &signals, &shutdown).await;
+        signals.running.store(false, Ordering::Relaxed);
 
         let grace = Duration::from_secs(inner.settings.dialer.shutdown_grace_secs);
         if !inner.calls.is_empty() {
@@ -167,6 +172,7 @@ async fn claim_loop(
             _ = shutdown.cancelled() => return,
             _ = hours::wait_until_open(d.calling_hours, inner.time) => {}
         }
+        let waiting_since = tokio::time::Instant::now();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
             permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
@@ -175,6 +181,7 @@ async fn claim_loop(
             _ = shutdown.cancelled() => return,
             _ = pace.until_ready() => {}
         }
+        let pacing_delay = waiting_since.elapsed();
         // Take as many more as are free right now, to claim in one transaction.
         let mut permits = vec![first];
         while permits.len() < CLAIM_BATCH
@@ -210,6 +217,7 @@ async fn claim_loop(
             continue;
         }
         for (task, permit) in claimed.into_iter().zip(permits) {
+            crate::metrics::call_started(pacing_delay);
             start_call(inner, tracker, task, permit);
         }
     }

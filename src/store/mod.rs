@@ -1,6 +1,7 @@
 //! The repository: every read and write of tasks and call records goes through `Store`.
-//! SQLite is the embedded default; a PostgreSQL implementation fits behind the same trait.
+//! SQLite is the embedded default; PostgreSQL serves several nodes on one database.
 
+mod postgres;
 mod sqlite;
 
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::sync::Notify;
 
 use crate::domain::{CallType, HangupCause, NewTask, RecordFilter, TaskFilter, TaskStatus, Turn};
 
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -20,7 +22,7 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("unsupported database url `{0}` (expected sqlite://…)")]
+    #[error("unsupported database url `{0}` (expected sqlite://… or postgres://…)")]
     UnsupportedUrl(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -78,6 +80,16 @@ impl CallRecord {
 pub struct Paged<T> {
     pub total: i64,
     pub rows: Vec<T>,
+}
+
+/// Database numbers for /metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Tasks 待呼叫 or 等待重呼.
+    pub tasks_waiting: i64,
+    /// Connections open in the pools, and of those idle.
+    pub pool_open: u32,
+    pub pool_idle: u32,
 }
 
 /// What stopTasks did.
@@ -197,6 +209,9 @@ pub trait Store: Send + Sync + 'static {
     /// When the next waiting task is due, if any.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
 
+    /// Numbers for /metrics, read when it is scraped.
+    async fn gauges(&self) -> Result<StoreGauges>;
+
     /// For stores shared by several nodes: notifies `created` when any node creates
     /// tasks and `stopped` when any node stops tasks, so that every dialer reacts at once.
     /// A store with one process needs nothing: the API notifies its own dialer directly.
@@ -211,6 +226,8 @@ pub trait Store: Send + Sync + 'static {
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

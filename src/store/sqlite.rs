@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
     CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
-    TaskRow,
+    StoreGauges, TaskRow,
 };
 use crate::domain::{CallType, NewTask, RecordFilter, TaskFilter, TaskStatus};
 
@@ -468,6 +468,18 @@ impl Store for SqliteStore {
         status
             .map(|s| TaskStatus::from_db_name(&s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`"))))
             .transpose()
+    }
+
+    async fn gauges(&self) -> Result<StoreGauges> {
+        let tasks_waiting =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(StoreGauges {
+            tasks_waiting,
+            pool_open: self.reader.size() + self.writer.size(),
+            pool_idle: (self.reader.num_idle() + self.writer.num_idle()) as u32,
+        })
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {

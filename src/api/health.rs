@@ -1,0 +1,61 @@
+//! Health for load balancers and orchestrators, and metrics for Prometheus.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::json;
+
+use super::AppState;
+use super::envelope::Envelope;
+
+/// Alive: the process answers HTTP.
+pub async fn healthz() -> Json<Envelope<&'static str>> {
+    Envelope::ok("alive")
+}
+
+#[derive(Serialize)]
+pub struct Readiness {
+    database: String,
+    dialer: &'static str,
+}
+
+/// Ready: the database answers (its migrations were applied at start, or the start
+/// failed) and the dialer is running, if it is enabled. 503 otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = match state.store.next_due_ms().await {
+        Ok(_) => "ok".to_string(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database unreachable");
+            "unreachable".to_string()
+        }
+    };
+    let dialer = match (state.settings.dialer.enabled, state.dialer.running.load(Ordering::Relaxed)) {
+        (false, _) => "disabled",
+        (true, true) => "running",
+        (true, false) => "stopped",
+    };
+    let ready = database == "ok" && dialer != "stopped";
+    let (status, code, msg) = if ready {
+        (StatusCode::OK, 0, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, 500, "not ready")
+    };
+    (status, Json(json!({"code": code, "msg": msg, "data": Readiness { database, dialer }}))).into_response()
+}
+
+/// The Prometheus text format. Database gauges are read at scrape time, so they are exact.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match state.store.gauges().await {
+        Ok(g) => {
+            crate::metrics::tasks_waiting(g.tasks_waiting);
+            crate::metrics::db_pool(g.pool_open, g.pool_idle);
+        }
+        Err(e) => tracing::warn!(error = %e, "metrics: database gauges unavailable"),
+    }
+    let body = crate::metrics::handle().render();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}

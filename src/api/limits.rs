@@ -1,0 +1,52 @@
+//! What stands around every route: refusals when overloaded or too slow, CORS, and the
+//! request metrics.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower::BoxError;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use super::envelope::{self, EnvelopeCode};
+
+/// The answer when the concurrency cap or the request timeout refuses a request.
+pub async fn refused(err: BoxError) -> Response {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        envelope::status(StatusCode::SERVICE_UNAVAILABLE, 500, "请求超时，请稍后重试")
+    } else if err.is::<tower::load_shed::error::Overloaded>() {
+        envelope::status(StatusCode::SERVICE_UNAVAILABLE, 500, "服务繁忙，请稍后重试")
+    } else {
+        tracing::error!(error = %err, "request failed in a middleware");
+        envelope::status(StatusCode::INTERNAL_SERVER_ERROR, 500, "系统异常，请稍后重试")
+    }
+}
+
+/// CORS for dashboards that call from a browser: the listed origins, or any with `*`.
+pub fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods([Method::GET, Method::POST]).allow_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// Counts every request by route (the pattern, not the path: bounded labels) and by
+/// envelope code, and times it.
+pub async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
+    let method = req.method().clone();
+    let started = Instant::now();
+    let res = next.run(req).await;
+    let code = match res.extensions().get::<EnvelopeCode>() {
+        Some(EnvelopeCode(code)) => code.to_string(),
+        None if res.status().is_success() => "0".to_string(),
+        None => res.status().as_u16().to_string(),
+    };
+    crate::metrics::http_request(&route, method.as_str(), &code, started.elapsed());
+    res
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics: one process-wide recorder, rendered by `GET /metrics`.
+//! Names are the contract of dashboards and alerts; keep them stable.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::domain::HangupCause;
+
+/// Installs the recorder once per process (tests start many servers in one process).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+                        60.0, 300.0,
+                    ],
+                )
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (an embedding program): then ours
+            // still renders what it is given directly, which is nothing; say so.
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!("http_requests_total", "HTTP requests by route, method and envelope code");
+    describe_histogram!("http_request_duration_seconds", Unit::Seconds, "HTTP request latency by route");
+    describe_gauge!("callcenter_calls_in_progress", "Calls in progress on this node");
+    describe_counter!("callcenter_calls_started_total", "Call attempts started on this node");
+    describe_counter!("callcenter_call_attempts_ended_total", "Call attempts ended, by hangup class");
+    describe_gauge!("callcenter_answer_rate", "Share of ended attempts that were answered, since start");
+    describe_histogram!("callcenter_call_talk_seconds", Unit::Seconds, "Talk time of answered calls");
+    describe_histogram!(
+        "callcenter_dialer_pacing_delay_seconds",
+        Unit::Seconds,
+        "Time a call waited for a free line and a pacing token"
+    );
+    describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
+    describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
+}
+
+pub fn http_request(route: &str, method: &str, code: &str, elapsed: Duration) {
+    counter!("http_requests_total", "route" => route.to_string(), "method" => method.to_string(), "code" => code.to_string())
+        .increment(1);
+    histogram!("http_request_duration_seconds", "route" => route.to_string()).record(elapsed.as_secs_f64());
+}
+
+pub fn call_started(pacing_delay: Duration) {
+    counter!("callcenter_calls_started_total").increment(1);
+    gauge!("callcenter_calls_in_progress").increment(1.0);
+    histogram!("callcenter_dialer_pacing_delay_seconds").record(pacing_delay.as_secs_f64());
+}
+
+/// An attempt ended; `talk` is its talk time when it was answered.
+pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
+    static ENDED: AtomicU64 = AtomicU64::new(0);
+    static ANSWERED: AtomicU64 = AtomicU64::new(0);
+    gauge!("callcenter_calls_in_progress").decrement(1.0);
+    let class = if talk.is_some() { "answered" } else { hangup_class(cause) };
+    counter!("callcenter_call_attempts_ended_total", "class" => class).increment(1);
+    let ended = ENDED.fetch_add(1, Ordering::Relaxed) + 1;
+    let answered =
+        ANSWERED.fetch_add(u64::from(talk.is_some()), Ordering::Relaxed) + u64::from(talk.is_some());
+    gauge!("callcenter_answer_rate").set(answered as f64 / ended as f64);
+    if let Some(talk) = talk {
+        histogram!("callcenter_call_talk_seconds").record(talk.as_secs_f64());
+    }
+}
+
+/// A small, fixed set of label values for an unanswered attempt.
+fn hangup_class(cause: &HangupCause) -> &'static str {
+    match cause.name.as_str() {
+        "USER_BUSY" => "busy",
+        "NO_ANSWER" | "NO_USER_RESPONSE" | "ORIGINATOR_CANCEL" => "no_answer",
+        "UNALLOCATED_NUMBER" | "NUMBER_CHANGED" | "INVALID_NUMBER_FORMAT" => "unallocated",
+        "CALL_REJECTED" => "rejected",
+        "MANAGER_REQUEST" => "stopped",
+        "SYSTEM_SHUTDOWN" | "CRASH" => "interrupted",
+        _ => "failed",
+    }
+}
+
+pub fn tasks_waiting(n: i64) {
+    gauge!("callcenter_tasks_waiting").set(n as f64);
+}
+
+pub fn db_pool(open: u32, idle: u32) {
+    gauge!("callcenter_db_pool_connections", "state" => "open").set(f64::from(open));
+    gauge!("callcenter_db_pool_connections", "state" => "idle").set(f64::from(idle));
+}

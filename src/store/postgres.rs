@@ -1,0 +1,663 @@
+//! The PostgreSQL store, for several nodes on one database.
+//!
+//! Same semantics and same answers as the SQLite store; what differs is how nodes share
+//! the work:
+//! - the dialer claims with `FOR UPDATE SKIP LOCKED`, so two nodes never take one task,
+//!   and holds it by a lease (`locked_by`, `locked_until_ms`) as on SQLite;
+//! - `create_tasks` and `stop_tasks` send `NOTIFY` in their transaction, and
+//!   `watch_changes` LISTENs, so every node's dialer reacts at once (polling stays as
+//!   the fallback);
+//! - task creation is serialised by a transaction-level advisory lock, which keeps
+//!   batchIds gapless (a retried ticket burns no sequence value) and idempotency by
+//!   ticketNo free of races between nodes.
+//!
+//! When the database goes away, a query fails after at most `ACQUIRE_TIMEOUT` (the API
+//! answers 500, the dialer backs off and retries); the pool and the listener reconnect
+//! by themselves when it is back.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{PgPool, Postgres, QueryBuilder};
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use super::{
+    CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
+    TaskRow,
+};
+use crate::domain::{CallType, NewTask, RecordFilter, TaskFilter, TaskStatus};
+
+/// Connections per node for queries (the listener has its own). The dialer's writes are
+/// short transactions, so a few connections serve hundreds of concurrent calls.
+const MAX_CONNECTIONS: u32 = 10;
+/// How long a query waits for a connection, connecting included, before it fails: when
+/// the database is away, the API answers 500 after this rather than hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Backoff between attempts to bring the listener back.
+const RELISTEN_MIN: Duration = Duration::from_millis(250);
+const RELISTEN_MAX: Duration = Duration::from_secs(5);
+
+/// NOTIFY channels: tasks were created (dialers look for due work), calls in progress
+/// were asked to stop (the node making the call hangs it up).
+pub const CREATED_CHANNEL: &str = "callcenter_tasks_created";
+pub const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
+
+/// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
+const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
+
+const OPEN: &str = "('pending', 'calling', 'retry_wait')";
+const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
+     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
+
+pub struct PgStore {
+    pool: PgPool,
+    options: PgConnectOptions,
+    /// The LISTEN tasks started by `watch_changes`, ended with the store.
+    watchers: Mutex<Vec<AbortHandle>>,
+}
+
+impl PgStore {
+    /// Connects and applies the migrations. sqlx's migrator holds a session advisory lock
+    /// while it runs, so nodes starting together on a fresh database apply them once.
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let options = PgConnectOptions::from_str(url)?.application_name("callcenter");
+        let pool = PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(300))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()) })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        let watchers = self.watchers.get_mut().unwrap_or_else(|e| e.into_inner());
+        for w in watchers.drain(..) {
+            w.abort();
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TaskDb {
+    batch_id: i64,
+    task_type: i64,
+    created_ms: i64,
+    stopped_ms: Option<i64>,
+    connected: bool,
+    ticket_no: String,
+    phone: String,
+    username: String,
+    ticket_type: String,
+    ticket_content: String,
+    status: String,
+    call_count: i64,
+    last_hangup_cause: Option<String>,
+}
+
+impl TryFrom<TaskDb> for TaskRow {
+    type Error = StoreError;
+    fn try_from(t: TaskDb) -> Result<TaskRow> {
+        let status = TaskStatus::from_db_name(&t.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("task {} has status `{}`", t.batch_id, t.status)))?;
+        Ok(TaskRow {
+            batch_id: t.batch_id,
+            task_type: t.task_type,
+            created_ms: t.created_ms,
+            stopped_ms: t.stopped_ms,
+            connected: t.connected,
+            ticket_no: t.ticket_no,
+            phone: t.phone,
+            username: t.username,
+            ticket_type: t.ticket_type,
+            ticket_content: t.ticket_content,
+            status,
+            call_count: t.call_count,
+            last_hangup_cause: t.last_hangup_cause,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct RecordDb {
+    uuid: String,
+    call_type: String,
+    batch_id: Option<i64>,
+    telephone: String,
+    extnum: Option<String>,
+    callout_ms: i64,
+    answered_ms: Option<i64>,
+    ended_ms: i64,
+    time_len: i64,
+    hangup_cause: String,
+    wav_path: String,
+    dialogue: String,
+}
+
+impl TryFrom<RecordDb> for CallRecord {
+    type Error = StoreError;
+    fn try_from(r: RecordDb) -> Result<CallRecord> {
+        let call_type = r
+            .call_type
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("record {} has call type `{}`", r.uuid, r.call_type)))?;
+        Ok(CallRecord {
+            uuid: r.uuid,
+            call_type,
+            batch_id: r.batch_id,
+            telephone: r.telephone,
+            extnum: r.extnum,
+            callout_ms: r.callout_ms,
+            answered_ms: r.answered_ms,
+            ended_ms: r.ended_ms,
+            time_len: r.time_len,
+            hangup_cause: r.hangup_cause,
+            wav_path: r.wav_path,
+            dialogue_json: r.dialogue,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedDb {
+    batch_id: i64,
+    ticket_no: String,
+    phone: String,
+    username: String,
+    ticket_type: String,
+    ticket_content: String,
+    attempt: i64,
+    call_uuid: String,
+    call_started_ms: i64,
+    call_answered_ms: Option<i64>,
+    heartbeat_ms: Option<i64>,
+}
+
+impl From<ClaimedDb> for ClaimedCall {
+    fn from(c: ClaimedDb) -> ClaimedCall {
+        ClaimedCall {
+            batch_id: c.batch_id,
+            ticket_no: c.ticket_no,
+            phone: c.phone,
+            username: c.username,
+            ticket_type: c.ticket_type,
+            ticket_content: c.ticket_content,
+            attempt: c.attempt,
+            call_uuid: c.call_uuid,
+            call_started_ms: c.call_started_ms,
+            call_answered_ms: c.call_answered_ms,
+            heartbeat_ms: c.heartbeat_ms,
+        }
+    }
+}
+
+/// PostgreSQL text cannot hold NUL, so no stored value contains one: a filter that does
+/// matches nothing (SQLite answers the same), rather than failing the query.
+fn has_nul(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| s.contains('\0'))
+}
+
+fn push_task_filter(q: &mut QueryBuilder<'_, Postgres>, f: &TaskFilter) {
+    q.push(" WHERE TRUE");
+    if let Some(id) = f.batch_id {
+        q.push(" AND batch_id = ").push_bind(id);
+    }
+    if let Some(ms) = f.created_from_ms {
+        q.push(" AND created_ms >= ").push_bind(ms);
+    }
+    if let Some(ms) = f.created_until_ms {
+        q.push(" AND created_ms < ").push_bind(ms);
+    }
+    if let Some(t) = &f.ticket_no {
+        q.push(" AND ticket_no = ").push_bind(t.clone());
+    }
+    if let Some(p) = &f.phone {
+        q.push(" AND phone = ").push_bind(p.clone());
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").push_bind(s.db_name());
+    }
+}
+
+fn push_record_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RecordFilter) {
+    q.push(" WHERE call_type = ").push_bind(f.call_type.code());
+    if let Some(u) = &f.uuid {
+        q.push(" AND uuid = ").push_bind(u.clone());
+    }
+    if let Some(t) = &f.telephone {
+        q.push(" AND telephone = ").push_bind(t.clone());
+    }
+    if let Some(e) = &f.extnum {
+        q.push(" AND extnum = ").push_bind(e.clone());
+    }
+    if let Some(ms) = f.callout_from_ms {
+        q.push(" AND callout_ms >= ").push_bind(ms);
+    }
+    if let Some(ms) = f.callout_until_ms {
+        q.push(" AND callout_ms < ").push_bind(ms);
+    }
+    if let Some(s) = f.time_len_min {
+        q.push(" AND time_len >= ").push_bind(s);
+    }
+    if let Some(s) = f.time_len_max {
+        q.push(" AND time_len <= ").push_bind(s);
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn create_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
+        let ticket_nos: Vec<&str> = tasks.iter().map(|t| t.ticket_no.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        // One creator at a time across nodes: the lookup below then cannot race another
+        // node's insert of the same ticket, and no sequence value is burnt by a conflict.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CREATE_LOCK).execute(&mut *tx).await?;
+        // Tickets with an unfinished task keep it (a retried request must not ring twice).
+        let mut ids: HashMap<String, i64> = sqlx::query_as(&format!(
+            "SELECT ticket_no, batch_id FROM tasks WHERE status IN {OPEN} AND ticket_no = ANY($1)"
+        ))
+        .bind(&ticket_nos)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let mut new: Vec<&NewTask> = Vec::with_capacity(tasks.len());
+        let mut queued = std::collections::HashSet::new();
+        for t in tasks {
+            if !ids.contains_key(&t.ticket_no) && queued.insert(t.ticket_no.as_str()) {
+                new.push(t);
+            }
+        }
+        if !new.is_empty() {
+            let column = |f: fn(&NewTask) -> &str| new.iter().map(|t| f(t)).collect::<Vec<&str>>();
+            // Rows are inserted (and numbered) in input order.
+            let inserted: Vec<(String, i64)> = sqlx::query_as(
+                "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
+                 SELECT t.ticket_no, t.phone, t.username, t.ticket_type, t.ticket_content, $6, $6
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                     WITH ORDINALITY AS t (ticket_no, phone, username, ticket_type, ticket_content, ord)
+                 ORDER BY t.ord
+                 RETURNING ticket_no, batch_id",
+            )
+            .bind(column(|t| &t.ticket_no))
+            .bind(column(|t| t.phone.as_str()))
+            .bind(column(|t| &t.username))
+            .bind(column(|t| &t.ticket_type))
+            .bind(column(|t| &t.ticket_content))
+            .bind(now_ms)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CREATED_CHANNEL)
+                .bind(inserted.len().to_string())
+                .execute(&mut *tx)
+                .await?;
+            ids.extend(inserted);
+        }
+        tx.commit().await?;
+        tasks
+            .iter()
+            .map(|t| {
+                ids.get(&t.ticket_no)
+                    .copied()
+                    .ok_or_else(|| StoreError::Corrupt(format!("ticket `{}` got no task", t.ticket_no)))
+            })
+            .collect()
+    }
+
+    async fn list_tasks(&self, f: &TaskFilter) -> Result<Paged<TaskRow>> {
+        if has_nul(&f.ticket_no) || has_nul(&f.phone) {
+            return Ok(Paged { total: 0, rows: Vec::new() });
+        }
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
+        push_task_filter(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = QueryBuilder::new(
+            "SELECT batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
+             ticket_type, ticket_content, status, call_count, last_hangup_cause FROM tasks",
+        );
+        push_task_filter(&mut q, f);
+        q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
+        q.push(" OFFSET ").push_bind(f.page.offset());
+        let rows = q.build_query_as::<TaskDb>().fetch_all(&self.pool).await?;
+        Ok(Paged { total, rows: rows.into_iter().map(TaskRow::try_from).collect::<Result<_>>()? })
+    }
+
+    async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
+        if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
+            return Ok(Paged { total: 0, rows: Vec::new() });
+        }
+        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
+        push_record_filter(&mut count, f);
+        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let mut q = QueryBuilder::new(
+            "SELECT uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
+             time_len, hangup_cause, wav_path, dialogue FROM call_records",
+        );
+        push_record_filter(&mut q, f);
+        q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
+        q.push(" OFFSET ").push_bind(f.page.offset());
+        let rows = q.build_query_as::<RecordDb>().fetch_all(&self.pool).await?;
+        Ok(Paged { total, rows: rows.into_iter().map(CallRecord::try_from).collect::<Result<_>>()? })
+    }
+
+    async fn call_type_of(&self, uuid: &str) -> Result<Option<CallType>> {
+        if uuid.contains('\0') {
+            return Ok(None);
+        }
+        let code: Option<String> = sqlx::query_scalar("SELECT call_type FROM call_records WHERE uuid = $1")
+            .bind(uuid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(code.and_then(|c| c.parse().ok()))
+    }
+
+    async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome> {
+        let ticket_nos: Vec<&str> =
+            ticket_nos.iter().map(String::as_str).filter(|t| !t.contains('\0')).collect();
+        let mut tx = self.pool.begin().await?;
+        // One statement: waiting tasks end as stopped, calls in progress are flagged for
+        // the node making them. (SET expressions see the row as it was.)
+        let statuses: Vec<String> = sqlx::query_scalar(
+            "UPDATE tasks SET
+                 status = CASE WHEN status = 'calling' THEN status ELSE 'stopped' END,
+                 stopped_ms = CASE WHEN status = 'calling' THEN stopped_ms ELSE $3 END,
+                 stop_requested = stop_requested OR status = 'calling'
+             WHERE (batch_id = ANY($1) OR ticket_no = ANY($2))
+               AND (status IN ('pending', 'retry_wait') OR (status = 'calling' AND NOT stop_requested))
+             RETURNING status",
+        )
+        .bind(batch_ids)
+        .bind(&ticket_nos)
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        let hanging_up = statuses.iter().filter(|s| *s == "calling").count() as u64;
+        let stopped = statuses.len() as u64 - hanging_up;
+        if hanging_up > 0 {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(STOPPED_CHANNEL)
+                .bind(hanging_up.to_string())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(StopOutcome { stopped, hanging_up })
+    }
+
+    async fn claim_due(
+        &self,
+        node: &str,
+        limit: u32,
+        now_ms: i64,
+        lease_until_ms: i64,
+        next_uuid: &(dyn Fn() -> String + Send + Sync),
+    ) -> Result<Vec<ClaimedCall>> {
+        let mut tx = self.pool.begin().await?;
+        // Rows another node is claiming right now are skipped, not waited for.
+        let due: Vec<i64> = sqlx::query_scalar(
+            "SELECT batch_id FROM tasks
+             WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= $1
+             ORDER BY next_attempt_ms, batch_id
+             LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        if due.is_empty() {
+            tx.rollback().await?;
+            return Ok(Vec::new());
+        }
+        let uuids: Vec<String> = due.iter().map(|_| next_uuid()).collect();
+        let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
+            "UPDATE tasks SET status = 'calling', call_count = call_count + 1, locked_by = $1,
+                 locked_until_ms = $2, heartbeat_ms = $3, call_uuid = c.claim_uuid, call_started_ms = $3,
+                 call_answered_ms = NULL
+             FROM UNNEST($4::bigint[], $5::text[]) AS c (claim_id, claim_uuid)
+             WHERE batch_id = c.claim_id
+             RETURNING {CLAIMED_COLUMNS}"
+        ))
+        .bind(node)
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(&due)
+        .bind(&uuids)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        // In the order they fell due.
+        let position: HashMap<i64, usize> = due.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let mut claimed: Vec<ClaimedCall> = rows.into_iter().map(ClaimedCall::from).collect();
+        claimed.sort_by_key(|c| position.get(&c.batch_id).copied());
+        Ok(claimed)
+    }
+
+    async fn claim_orphans(
+        &self,
+        node: &str,
+        own_too: bool,
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<Vec<ClaimedCall>> {
+        let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
+            "UPDATE tasks SET locked_by = $1, locked_until_ms = $2
+             WHERE batch_id IN (
+                 SELECT batch_id FROM tasks
+                 WHERE status = 'calling' AND (locked_until_ms < $3 OR ($4 AND locked_by = $1))
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING {CLAIMED_COLUMNS}"
+        ))
+        .bind(node)
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(own_too)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(ClaimedCall::from).collect())
+    }
+
+    async fn mark_answered(&self, batch_id: i64, node: &str, answered_ms: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET call_answered_ms = $1
+             WHERE batch_id = $2 AND locked_by = $3 AND status = 'calling'",
+        )
+        .bind(answered_ms)
+        .bind(batch_id)
+        .bind(node)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn renew_leases(
+        &self,
+        node: &str,
+        batch_ids: &[i64],
+        now_ms: i64,
+        lease_until_ms: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE tasks SET locked_until_ms = $1, heartbeat_ms = $2
+             WHERE locked_by = $3 AND status = 'calling' AND batch_id = ANY($4)",
+        )
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(node)
+        .bind(batch_ids)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn stop_requested(&self, node: &str) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT batch_id FROM tasks WHERE locked_by = $1 AND status = 'calling' AND stop_requested",
+        )
+        .bind(node)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn finish_attempt(&self, a: &FinishedAttempt) -> Result<Option<TaskStatus>> {
+        let time_len = CallRecord::time_len_of(a.callout_ms, a.answered_ms, a.ended_ms);
+        let dialogue = serde_json::to_string(&a.dialogue).expect("dialogue serializes");
+        let cause = a.hangup_cause.to_string();
+        let (next, next_ms) = match a.next {
+            NextStep::Complete => (TaskStatus::Completed, a.ended_ms),
+            NextStep::RetryAt(ms) => (TaskStatus::RetryWait, ms),
+            NextStep::Stop => (TaskStatus::Stopped, a.ended_ms),
+        };
+        let mut tx = self.pool.begin().await?;
+        // A record may already stand for this uuid when another node took the call over
+        // as an orphan; what the node that made the call knows is better.
+        sqlx::query(
+            "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
+                 ended_ms, time_len, hangup_cause, wav_path, dialogue)
+             VALUES ($1, '02', $2, $3, NULL, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (uuid) DO UPDATE SET answered_ms = EXCLUDED.answered_ms, ended_ms = EXCLUDED.ended_ms,
+                 time_len = EXCLUDED.time_len, hangup_cause = EXCLUDED.hangup_cause,
+                 wav_path = EXCLUDED.wav_path, dialogue = EXCLUDED.dialogue",
+        )
+        .bind(&a.uuid)
+        .bind(a.batch_id)
+        .bind(&a.telephone)
+        .bind(a.callout_ms)
+        .bind(a.answered_ms)
+        .bind(a.ended_ms)
+        .bind(time_len)
+        .bind(&cause)
+        .bind(&a.wav_path)
+        .bind(&dialogue)
+        .execute(&mut *tx)
+        .await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE tasks SET
+                 status = CASE WHEN stop_requested THEN 'stopped' ELSE $1::text END,
+                 stopped_ms = CASE WHEN stop_requested OR $1::text <> 'retry_wait' THEN $2::bigint END,
+                 connected = connected OR $3,
+                 last_hangup_cause = $4,
+                 next_attempt_ms = $5,
+                 locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
+                 call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
+             WHERE batch_id = $6 AND locked_by = $7 AND status = 'calling' AND call_uuid = $8
+             RETURNING status",
+        )
+        .bind(next.db_name())
+        .bind(a.ended_ms)
+        .bind(a.answered_ms.is_some())
+        .bind(&cause)
+        .bind(next_ms)
+        .bind(a.batch_id)
+        .bind(&a.node)
+        .bind(&a.uuid)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        status
+            .map(|s| TaskStatus::from_db_name(&s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`"))))
+            .transpose()
+    }
+
+    async fn gauges(&self) -> Result<super::StoreGauges> {
+        let tasks_waiting =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(super::StoreGauges {
+            tasks_waiting,
+            pool_open: self.pool.size(),
+            pool_idle: self.pool.num_idle() as u32,
+        })
+    }
+
+    async fn next_due_ms(&self) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_attempt_ms) FROM tasks WHERE status IN ('pending', 'retry_wait')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    fn watch_changes(&self, created: Arc<Notify>, stopped: Arc<Notify>) {
+        let task = tokio::spawn(listen_forever(self.options.clone(), created, stopped));
+        self.watchers.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
+    }
+
+    async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MAX(u) FROM (
+                 SELECT MAX(uuid) AS u FROM call_records WHERE uuid BETWEEN $1 AND $2
+                 UNION ALL
+                 SELECT MAX(call_uuid) FROM tasks WHERE status = 'calling' AND call_uuid BETWEEN $1 AND $2
+             ) AS m",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+/// LISTENs on both channels on a connection of its own and passes notifications on,
+/// reconnecting with a backoff whenever the connection or the database goes away. After a
+/// reconnection both `Notify`s fire, since notifications sent meanwhile were lost.
+async fn listen_forever(options: PgConnectOptions, created: Arc<Notify>, stopped: Arc<Notify>) {
+    let mut backoff = RELISTEN_MIN;
+    let mut lost = false;
+    loop {
+        // A pool of one of its own, new each time, so that a dead connection never lingers.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        let connecting = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let error = match connecting.await {
+            Ok(mut listener) => {
+                if lost {
+                    tracing::info!("listening for task changes again");
+                    created.notify_one();
+                    stopped.notify_one();
+                    lost = false;
+                }
+                backoff = RELISTEN_MIN;
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) if n.channel() == CREATED_CHANNEL => created.notify_one(),
+                        Ok(Some(n)) if n.channel() == STOPPED_CHANNEL => stopped.notify_one(),
+                        Ok(Some(_)) => {}
+                        // The connection dropped and was re-established at once.
+                        Ok(None) => {
+                            created.notify_one();
+                            stopped.notify_one();
+                        }
+                        Err(e) => break e,
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        if !lost {
+            tracing::warn!(error = %error, "lost the database listener; polling until it is back");
+            lost = true;
+        } else {
+            tracing::debug!(error = %error, "the database listener cannot reconnect yet");
+        }
+        drop(pool);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RELISTEN_MAX);
+    }
+}

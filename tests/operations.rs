@@ -1,0 +1,189 @@
+//! What an ops team runs it with: health, metrics, limits, CORS, and SQL that stays data.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, ticket};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn healthz_says_alive_and_readyz_checks_database_and_dialer() {
+    let s = TestServer::start_with(|_| {}).await;
+    let v: Value = s.get("/healthz").await.json().await.unwrap();
+    assert_eq!(v["code"], 0);
+    // The dialer starts right after the server: wait for it, as a load balancer would.
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        let res = s.get("/readyz").await;
+        let status = res.status();
+        ready = res.json().await.unwrap();
+        if status == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ready["code"], 0, "{ready}");
+    assert_eq!(ready["data"], json!({"database": "ok", "dialer": "running"}));
+
+    let api_only = TestServer::start().await;
+    let v: Value = api_only.get("/readyz").await.json().await.unwrap();
+    assert_eq!(v["data"]["dialer"], "disabled");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_envelope_code_and_calls_by_outcome() {
+    let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
+    s.post("/api/aicall/records/list", &json!({"callType": "09"})).await;
+    s.create(&[ticket("M1", "13900000001"), ticket("M2", "13900004860")]).await;
+    s.wait_tasks(Duration::from_secs(10), |rows| rows.iter().all(|t| !t["lastHangupCause"].is_null())).await;
+    let res = s.get("/metrics").await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    for needle in [
+        r#"http_requests_total{route="/api/aicall/records/list",method="POST",code="405"}"#,
+        r#"http_requests_total{route="/api/aicall/createTasks",method="POST",code="0"}"#,
+        "http_request_duration_seconds_bucket",
+        "callcenter_calls_started_total",
+        r#"callcenter_call_attempts_ended_total{class="answered"}"#,
+        r#"callcenter_call_attempts_ended_total{class="busy"}"#,
+        "callcenter_answer_rate",
+        "callcenter_call_talk_seconds",
+        "callcenter_dialer_pacing_delay_seconds",
+        "callcenter_calls_in_progress",
+        "callcenter_tasks_waiting",
+        r#"callcenter_db_pool_connections{state="open"}"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+}
+
+/// A request whose body arrives slowly holds its place until the body is complete.
+fn trickled_body(hold: Duration) -> reqwest::Body {
+    let chunks = futures::stream::iter(0..2).then(move |i| async move {
+        if i == 1 {
+            tokio::time::sleep(hold).await;
+        }
+        Ok::<_, std::io::Error>(if i == 0 { b"{\"callType\":".to_vec() } else { b"\"02\"}".to_vec() })
+    });
+    reqwest::Body::wrap_stream(chunks)
+}
+
+use futures::StreamExt;
+
+#[tokio::test]
+async fn past_the_concurrency_cap_requests_are_refused_at_once_with_503_in_the_envelope() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.enabled = false;
+        c.api.max_concurrent_requests = 1;
+    })
+    .await;
+    let slow = s
+        .client
+        .post(s.url("/api/aicall/records/list"))
+        .body(trickled_body(Duration::from_millis(800)))
+        .send();
+    let slow = tokio::spawn(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, v) = s.post_status("/api/aicall/records/list", &json!({"callType": "02"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["code"], 500);
+    assert!(v["msg"].as_str().unwrap().contains("繁忙"), "{v}");
+    let first: Value = slow.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(first["code"], 0, "the request that held the place is served: {first}");
+    let (status, _) = s.post_status("/api/aicall/records/list", &json!({"callType": "02"})).await;
+    assert_eq!(status, StatusCode::OK, "and the place is free again");
+}
+
+#[tokio::test]
+async fn a_request_past_the_timeout_gets_503_in_the_envelope() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.enabled = false;
+        c.api.request_timeout_secs = 1;
+    })
+    .await;
+    let res = s
+        .client
+        .post(s.url("/api/aicall/records/list"))
+        .body(trickled_body(Duration::from_millis(2500)))
+        .send()
+        .await;
+    let res = res.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let v: Value = res.json().await.unwrap();
+    assert_eq!(v["code"], 500);
+    assert!(v["msg"].as_str().unwrap().contains("超时"), "{v}");
+}
+
+#[tokio::test]
+async fn cors_allows_the_configured_origins_only() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.enabled = false;
+        c.server.cors_origins = vec!["https://dash.example.com".into()];
+    })
+    .await;
+    let preflight = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/api/aicall/records/list"))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "content-type")
+            .send()
+    };
+    let ok = preflight("https://dash.example.com").await.unwrap();
+    assert_eq!(ok.headers()["access-control-allow-origin"], "https://dash.example.com");
+    let other = preflight("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn sql_injection_strings_in_every_string_filter_are_plain_values() {
+    let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
+    s.create(&[ticket("T1", "13900000001")]).await;
+    s.wait_all_ended(Duration::from_secs(10)).await;
+    let hostile = [
+        "' OR '1'='1",
+        "1; DROP TABLE tasks; --",
+        "\" OR 1=1 --",
+        "') OR ('a'='a",
+        "%' OR 1=1 --",
+        "1 UNION SELECT * FROM call_records --",
+        "'; DELETE FROM call_records; --",
+        "\\'; SELECT pg_sleep(5); --",
+    ];
+    for h in hostile {
+        for field in ["uuid", "telephone", "extnum"] {
+            let v = s.records(json!({ field: h })).await;
+            assert_eq!(v["total"], 0, "{field}={h}");
+        }
+        for field in ["ticketNo", "phone"] {
+            let v = s.tasks(json!({ field: h })).await;
+            assert_eq!(v["total"], 0, "{field}={h}");
+        }
+        let v = s.post("/api/aicall/records/list", &json!({"callType": "02", "calloutTimeStart": h})).await;
+        assert_eq!(v["code"], 405);
+        let v =
+            s.post("/api/aicall/calltask/list", &json!({"pageNum": 1, "pageSize": 10, "status": h})).await;
+        assert_eq!(v["code"], 405);
+        let v = s.post("/api/aicall/stopTasks", &json!({"ticketNos": [h]})).await;
+        assert_eq!(v["msg"], "已停止 0 个任务", "{h}");
+        let v: Value =
+            s.get(&format!("/api/aicall/calltype/uuid?uuid={}", urlencode(h))).await.json().await.unwrap();
+        assert_eq!(v["code"], 405);
+    }
+    // A ticket may itself hold such text: it is stored and shown as written.
+    let nasty = ticket("'; DROP TABLE tasks; --", "13900000002");
+    s.create(&[nasty]).await;
+    let v = s.tasks(json!({"ticketNo": "'; DROP TABLE tasks; --"})).await;
+    assert_eq!(v["total"], 1);
+    assert_eq!(s.tasks(json!({})).await["total"], 2, "nothing was dropped");
+    assert_eq!(s.records(json!({})).await["total"].as_i64().unwrap() >= 1, true);
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
