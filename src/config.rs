@@ -21,6 +21,7 @@ pub struct Settings {
     pub recordings: RecordingSettings,
     pub api: ApiSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
     pub dialer: DialerSettings,
     pub sim: SimSettings,
     pub agent: AgentSettings,
@@ -126,6 +127,19 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields, default)]
 pub struct LogSettings {
     pub format: LogFormat,
+}
+
+/// API keys. Empty: the API is open (fine on loopback; warned about elsewhere).
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    pub api_keys: Vec<String>,
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AuthSettings {{ api_keys: [{} hidden] }}", self.api_keys.len())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,6 +50,12 @@ async fn main() -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(&settings.server.bind)
                 .await
                 .with_context(|| format!("binding {}", settings.server.bind))?;
+            let loopback = listener.local_addr().map(|a| a.ip().is_loopback()).unwrap_or(false);
+            if settings.auth.api_keys.is_empty() && !loopback {
+                tracing::warn!(
+                    "no auth.api_keys set and listening beyond loopback: anyone who reaches this port can use the API"
+                );
+            }
             let app = App::build(settings, listener).await?;
             tracing::info!(addr = %app.local_addr(), "listening");
             app.run_until(shutdown_signal()).await?;

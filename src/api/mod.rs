@@ -1,5 +1,6 @@
 //! HTTP only: parse requests into domain types, call the store, shape the envelope.
 
+mod auth;
 mod envelope;
 mod health;
 mod lenient;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
         .layer(limits)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(limits::cors(&state.settings.server.cors_origins))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(limits::record_metrics))

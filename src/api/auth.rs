@@ -1,0 +1,72 @@
+//! API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every API and
+//! recording request, when `auth.api_keys` is set.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{AppState, envelope};
+
+/// Paths that need a key; health, metrics, the OpenAPI document and the console's own
+/// files stay open (they hold no data).
+fn is_protected(path: &str) -> bool {
+    (path.starts_with("/api/") && path != "/api/openapi.json")
+        || path.starts_with("/aicall/")
+        || path.starts_with("/recordings/")
+}
+
+pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let keys = &state.settings.auth.api_keys;
+    if keys.is_empty() || !is_protected(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let headers = req.headers();
+    let presented = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer "))
+        .map(str::trim);
+    match presented {
+        Some(key) if matches_any(key, keys) => next.run(req).await,
+        _ => envelope::status(
+            StatusCode::UNAUTHORIZED,
+            401,
+            "缺少或无效的 API 密钥：请在 Authorization: Bearer 或 X-API-Key 中提供",
+        ),
+    }
+}
+
+/// Compares digests (equal length) in constant time, against every key, so that the
+/// answer's timing tells nothing about how much of a key was right or which key.
+fn matches_any(presented: &str, keys: &[String]) -> bool {
+    let digest = Sha256::digest(presented.as_bytes());
+    keys.iter()
+        .fold(subtle::Choice::from(0), |found, key| found | Sha256::digest(key.as_bytes()).ct_eq(&digest))
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_matches_only_itself() {
+        let keys = vec!["alpha-key".to_string(), "beta-key".to_string()];
+        assert!(matches_any("beta-key", &keys));
+        assert!(!matches_any("beta-ke", &keys));
+        assert!(!matches_any("", &keys));
+    }
+
+    #[test]
+    fn health_metrics_and_the_openapi_document_stay_open() {
+        for open in ["/healthz", "/readyz", "/metrics", "/api/openapi.json", "/", "/console/app.js"] {
+            assert!(!is_protected(open), "{open}");
+        }
+        for closed in ["/api/aicall/records/list", "/aicall/stopTasks", "/recordings/files"] {
+            assert!(is_protected(closed), "{closed}");
+        }
+    }
+}
