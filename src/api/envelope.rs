@@ -14,7 +14,7 @@ use super::AppState;
 
 pub const OK_MSG: &str = "操作成功";
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct Envelope<T: Serialize> {
     pub code: i32,
     pub msg: String,
@@ -31,7 +31,11 @@ impl<T: Serialize> Envelope<T> {
     }
 }
 
-#[derive(Serialize)]
+/// `data` of an answer that carries none: serializes as `null`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Null;
+
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct PageEnvelope<T: Serialize> {
     pub code: i32,
     pub msg: &'static str,

@@ -5,6 +5,7 @@ mod envelope;
 mod health;
 mod lenient;
 mod limits;
+mod openapi;
 mod paging;
 mod recordings;
 mod records;
@@ -20,7 +21,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::trace::TraceLayer;
 
@@ -30,6 +31,7 @@ use crate::domain::ApiTime;
 use crate::store::Store;
 
 pub use envelope::{ApiError, Envelope};
+pub use openapi::document as openapi_document;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -40,6 +42,16 @@ pub struct AppState {
     pub dialer: DialerSignals,
 }
 
+/// The other names of the routes, as the spec's clients use them: (alias, route).
+pub const ALIASES: &[(&str, &str)] = &[
+    ("/aicall/api/records/list", "/api/aicall/records/list"),
+    ("/aicall/api/calltype/uuid", "/api/aicall/calltype/uuid"),
+    ("/aicall/api/calltask/list", "/api/aicall/calltask/list"),
+    ("/aicall/api/createTasks", "/api/aicall/createTasks"),
+    ("/aicall/api/stopTasks", "/api/aicall/stopTasks"),
+    ("/aicall/stopTasks", "/api/aicall/stopTasks"),
+];
+
 /// Every route under each of its names (the spec's clients use several prefixes),
 /// behind the limits: body size, request timeout, concurrent requests, CORS.
 pub fn router(state: AppState) -> Router {
@@ -49,17 +61,22 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(api.max_concurrent_requests)
         .timeout(Duration::from_secs(api.request_timeout_secs));
+    let endpoints: [(&str, MethodRouter<AppState>); 5] = [
+        ("/api/aicall/records/list", post(records::list)),
+        ("/api/aicall/calltype/uuid", get(records::call_type)),
+        ("/api/aicall/calltask/list", post(tasks::list)),
+        ("/api/aicall/createTasks", post(tasks::create)),
+        ("/api/aicall/stopTasks", post(tasks::stop)),
+    ];
     let mut app = Router::new();
-    for prefix in ["/api/aicall", "/aicall/api"] {
-        app = app
-            .route(&format!("{prefix}/records/list"), post(records::list))
-            .route(&format!("{prefix}/calltype/uuid"), get(records::call_type))
-            .route(&format!("{prefix}/calltask/list"), post(tasks::list))
-            .route(&format!("{prefix}/createTasks"), post(tasks::create))
-            .route(&format!("{prefix}/stopTasks"), post(tasks::stop));
+    for (path, handler) in endpoints {
+        for (alias, _) in ALIASES.iter().filter(|(_, canonical)| *canonical == path) {
+            app = app.route(alias, handler.clone());
+        }
+        app = app.route(path, handler);
     }
-    app.route("/aicall/stopTasks", post(tasks::stop))
-        .route("/recordings/files", get(recordings::file))
+    app.route("/recordings/files", get(recordings::file))
+        .route("/api/openapi.json", get(openapi::serve))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -6,13 +6,15 @@ use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, CallType, RecordFilter};
 use crate::store::CallRecord;
 
-#[derive(Debug, Deserialize)]
+/// records/list. Integers may also be sent as numeric strings; blank strings mean no filter.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordListRequest {
     #[serde(default, deserialize_with = "lenient::opt_string")]
@@ -21,13 +23,17 @@ pub struct RecordListRequest {
     pub page_num: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub page_size: Option<i64>,
+    /// 01 inbound, 02 AI outbound, 03 manual outbound.
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "02")]
     pub call_type: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub telephone: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "2025-08-16 00:00:00")]
     pub callout_time_start: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "2025-08-16 00:00:00")]
     pub callout_time_end: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub time_len_start: Option<i64>,
@@ -84,7 +90,7 @@ fn parse_call_type(raw: Option<String>) -> Result<CallType, ApiError> {
 }
 
 /// One row of records/list, field for field as the spec shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordRow {
     uuid: String,
@@ -95,6 +101,7 @@ pub struct RecordRow {
     call_end_time: String,
     hangup_cause: String,
     wav_file_url: String,
+    #[schema(value_type = Vec<crate::domain::Turn>)]
     dialogue: Box<RawValue>,
     extnum: Option<String>,
     time_len: i64,
@@ -125,6 +132,8 @@ impl RecordRow {
     }
 }
 
+#[utoipa::path(post, path = "/api/aicall/records/list", tag = "records", request_body = RecordListRequest,
+    responses((status = 200, description = "Ended calls, newest first; code 405 for bad parameters", body = PageEnvelope<RecordRow>)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RecordListRequest>,
@@ -140,18 +149,20 @@ pub async fn list(
     Ok(PageEnvelope::ok(page.total, rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 pub struct CallTypeQuery {
     uuid: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CallTypeAnswer {
     call_type: &'static str,
 }
 
 /// The call type of one call, which the spec's own front end asks before it lists a call.
+#[utoipa::path(get, path = "/api/aicall/calltype/uuid", tag = "records", params(CallTypeQuery),
+    responses((status = 200, description = "The call's type; code 405 for an unknown uuid", body = Envelope<CallTypeAnswer>)))]
 pub async fn call_type(
     State(state): State<AppState>,
     query: Result<Query<CallTypeQuery>, QueryRejection>,

@@ -6,18 +6,22 @@ use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
-use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
+use super::envelope::{ApiError, ApiJson, Envelope, Null, PageEnvelope, RequestBody, must_be_object};
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
 use crate::store::TaskRow;
 
-#[derive(Debug, Deserialize)]
+/// calltask/list. Integers may also be sent as numeric strings; blank strings mean no filter.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskListRequest {
     #[serde(default, deserialize_with = "lenient::opt_int")]
+    #[schema(required, value_type = i64, minimum = 1)]
     pub page_num: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
+    #[schema(required, value_type = i64, minimum = 1, maximum = 1000)]
     pub page_size: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_int")]
     pub batch_id: Option<i64>,
@@ -67,7 +71,7 @@ impl TaskListRequest {
 }
 
 /// One row of calltask/list: the spec's fields, then the promised call statistics.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRowJson {
     batch_id: i64,
@@ -81,6 +85,7 @@ pub struct TaskRowJson {
     username: String,
     ticket_type: String,
     ticket_content: String,
+    /// 待呼叫, 呼叫中, 等待重呼, 已完成, 已停止 or 已拦截.
     status: &'static str,
     call_count: i64,
     last_hangup_cause: Option<String>,
@@ -106,6 +111,8 @@ impl From<TaskRow> for TaskRowJson {
     }
 }
 
+#[utoipa::path(post, path = "/api/aicall/calltask/list", tag = "tasks", request_body = TaskListRequest,
+    responses((status = 200, description = "Tasks, newest batchId first; code 405 for bad parameters", body = PageEnvelope<TaskRowJson>)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TaskListRequest>,
@@ -115,18 +122,25 @@ pub async fn list(
     Ok(PageEnvelope::ok(page.total, page.rows.into_iter().map(TaskRowJson::from).collect()))
 }
 
-#[derive(Debug, Deserialize)]
+/// A ticket to call. Every field is a required non-blank string.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TicketIn {
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "T20231001001")]
     pub ticket_no: Option<String>,
+    /// An optional + and 5…20 digits.
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "13912345678")]
     pub phone: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "张三")]
     pub username: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "活动通知1")]
     pub ticket_type: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(required, value_type = String, example = "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。")]
     pub ticket_content: Option<String>,
 }
 
@@ -184,13 +198,15 @@ pub fn parse_tickets(tickets: Vec<TicketIn>, max: usize) -> Result<Vec<NewTask>,
     Ok(out)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Created {
     batch_id: i64,
     ticket_no: String,
 }
 
+#[utoipa::path(post, path = "/api/aicall/createTasks", tag = "tasks", request_body = Vec<TicketIn>,
+    responses((status = 200, description = "batchIds in input order (msg 任务创建成功); code 405 naming the bad ticket", body = Envelope<Vec<Created>>)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(tickets): ApiJson<Vec<TicketIn>>,
@@ -206,7 +222,8 @@ pub async fn create(
     Ok(Envelope::ok_with("任务创建成功", data))
 }
 
-#[derive(Debug, Deserialize)]
+/// stopTasks: by batchId and/or ticketNo; at least one non-empty list.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StopRequest {
     #[serde(default, deserialize_with = "lenient::int_list")]
@@ -224,10 +241,12 @@ impl RequestBody for StopRequest {
 /// Most ids one stopTasks may name.
 const MAX_STOP_IDS: usize = 10_000;
 
+#[utoipa::path(post, path = "/api/aicall/stopTasks", tag = "tasks", request_body = StopRequest,
+    responses((status = 200, description = "msg says how many stopped; data null", body = Envelope<Null>)))]
 pub async fn stop(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<StopRequest>,
-) -> Result<Json<Envelope<()>>, ApiError> {
+) -> Result<Json<Envelope<Null>>, ApiError> {
     if req.batch_ids.is_empty() && req.ticket_nos.is_empty() {
         return Err(ApiError::bad("batchIds 与 ticketNos 至少提供一个非空列表"));
     }
@@ -242,5 +261,5 @@ pub async fn stop(
         0 => format!("已停止 {} 个任务", outcome.stopped),
         n => format!("已停止 {} 个任务，其中 {n} 个通话正在挂断", outcome.stopped + n),
     };
-    Ok(Envelope::ok_with(msg, ()))
+    Ok(Envelope::ok_with(msg, Null))
 }

@@ -408,7 +408,8 @@ impl Store for PgStore {
             "SELECT batch_id FROM tasks
              WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= $1
              ORDER BY next_attempt_ms, batch_id
-             LIMIT $2",
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
         )
         .bind(now_ms)
         .bind(limit as i64)
@@ -424,7 +425,7 @@ impl Store for PgStore {
                  locked_until_ms = $2, heartbeat_ms = $3, call_uuid = c.claim_uuid, call_started_ms = $3,
                  call_answered_ms = NULL
              FROM UNNEST($4::bigint[], $5::text[]) AS c (claim_id, claim_uuid)
-             WHERE batch_id = c.claim_id
+             WHERE batch_id = c.claim_id AND status IN ('pending', 'retry_wait')
              RETURNING {CLAIMED_COLUMNS}"
         ))
         .bind(node)
