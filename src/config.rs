@@ -22,8 +22,11 @@ pub struct Settings {
     pub api: ApiSettings,
     pub log: LogSettings,
     pub auth: AuthSettings,
+    pub webhook: WebhookSettings,
     pub dialer: DialerSettings,
     pub sim: SimSettings,
+    pub sip: crate::telephony::sip::SipSettings,
+    pub freeswitch: crate::telephony::freeswitch::FreeswitchSettings,
     pub agent: AgentSettings,
 }
 
@@ -142,6 +145,36 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
+/// Completion webhooks. Empty `url`: none are sent (and no events are kept).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Callcenter-Signature`.
+    pub secret: String,
+    /// Give an event up when it could not be delivered for this long.
+    pub max_age_secs: u64,
+    /// How long one delivery may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings { url: String::new(), secret: String::new(), max_age_secs: 86_400, timeout_secs: 10 }
+    }
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "(hidden)" })
+            .field("max_age_secs", &self.max_age_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DialerSettings {
@@ -156,6 +189,8 @@ pub struct DialerSettings {
     pub ring_timeout_secs: u64,
     pub max_call_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// Most calls one number may get per day, over all its tasks (0 = no cap).
+    pub max_calls_per_number_per_day: u32,
 }
 
 impl Default for DialerSettings {
@@ -172,6 +207,7 @@ impl Default for DialerSettings {
             ring_timeout_secs: 45,
             max_call_secs: 300,
             shutdown_grace_secs: 30,
+            max_calls_per_number_per_day: 0,
         }
     }
 }
@@ -202,6 +238,8 @@ impl From<NodeId> for String {
 #[serde(rename_all = "lowercase")]
 pub enum CarrierKind {
     Sim,
+    Sip,
+    Freeswitch,
 }
 
 /// A daily window `HH:MM-HH:MM` in the configured time zone; `00:00-24:00` is always open.
@@ -378,6 +416,9 @@ impl Settings {
 
     /// Ranges that types alone do not express.
     fn validate(&self) -> Result<(), String> {
+        if self.dialer.carrier == CarrierKind::Sip {
+            self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        }
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),
@@ -389,6 +430,11 @@ impl Settings {
             ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
+            (self.webhook.timeout_secs >= 1, "webhook.timeout_secs must be at least 1"),
+            (
+                self.webhook.url.is_empty() || self.webhook.url.starts_with("http://") || self.webhook.url.starts_with("https://"),
+                "webhook.url must be an http:// or https:// URL",
+            ),
             (self.api.request_timeout_secs >= 1, "api.request_timeout_secs must be at least 1"),
             (self.api.max_concurrent_requests >= 1, "api.max_concurrent_requests must be at least 1"),
         ];

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod recording;
 pub mod store;
 pub mod telephony;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,18 +24,22 @@ use crate::api::AppState;
 use crate::config::Settings;
 use crate::dialer::{Dialer, DialerSignals};
 use crate::domain::ApiTime;
+use crate::store::StoreOptions;
 
 /// A built server: store open and migrated, listener bound, not yet serving.
 pub struct App {
     listener: TcpListener,
     state: AppState,
     dialer: Option<Dialer>,
+    webhooks: Option<(webhook::Deliverer, Arc<tokio::sync::Notify>)>,
 }
 
 impl App {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
         metrics::handle();
-        let store = store::connect(&settings.database.url)
+        let events_written = Arc::new(tokio::sync::Notify::new());
+        let options = StoreOptions { emit_events: !settings.webhook.url.is_empty(), events_written: events_written.clone() };
+        let store = store::connect(&settings.database.url, options)
             .await
             .with_context(|| format!("opening database {}", settings.database.url))?;
         let signals = DialerSignals::default();
@@ -53,7 +58,11 @@ impl App {
                 state.settings.clone(),
             )
         });
-        Ok(App { listener, state, dialer })
+        let webhooks = match state.settings.webhook.url.is_empty() {
+            true => None,
+            false => Some((webhook::Deliverer::new(state.store.clone(), state.settings.clone())?, events_written)),
+        };
+        Ok(App { listener, state, dialer, webhooks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -72,6 +81,7 @@ impl App {
             }
         });
         let dialer = self.dialer.map(|d| tokio::spawn(d.run(self.state.dialer.clone(), stop.clone())));
+        let webhooks = self.webhooks.map(|(w, written)| tokio::spawn(w.run(written, stop.clone())));
         let router = api::router(self.state);
         let served =
             axum::serve(self.listener, router).with_graceful_shutdown(stop.clone().cancelled_owned()).await;
@@ -79,6 +89,9 @@ impl App {
         stop.cancel();
         if let Some(dialer) = dialer {
             dialer.await??;
+        }
+        if let Some(webhooks) = webhooks {
+            webhooks.await?;
         }
         Ok(served?)
     }

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let settings = loaded.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            callcenter::store::connect(&settings.database.url).await?;
+            callcenter::store::connect(&settings.database.url, Default::default()).await?;
             tracing::info!("database is up to date");
         }
         Command::Serve => {

@@ -52,6 +52,7 @@ fn describe() {
         "Time a call waited for a free line and a pacing token"
     );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
+    describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");
     describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
 }
 
@@ -98,6 +99,10 @@ fn hangup_class(cause: &HangupCause) -> &'static str {
 
 pub fn tasks_waiting(n: i64) {
     gauge!("callcenter_tasks_waiting").set(n as f64);
+}
+
+pub fn webhook_backlog(n: i64) {
+    gauge!("callcenter_webhook_backlog").set(n as f64);
 }
 
 pub fn db_pool(open: u32, idle: u32) {

@@ -1,8 +1,10 @@
 //! API keys: `Authorization: Bearer <key>` or `X-API-Key: <key>` on every API and
-//! recording request, when `auth.api_keys` is set.
+//! recording request, when `auth.api_keys` is set. HTTP Basic with the key as password
+//! is accepted too, for clients that can send nothing else (FreeSWITCH's mod_json_cdr).
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
 use axum::middleware::Next;
 use axum::response::Response;
 use sha2::{Digest, Sha256};
@@ -23,20 +25,27 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     if keys.is_empty() || !is_protected(req.uri().path()) {
         return next.run(req).await;
     }
-    let headers = req.headers();
-    let presented = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| headers.get("authorization")?.to_str().ok()?.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
-        Some(key) if matches_any(key, keys) => next.run(req).await,
+    match presented_key(req.headers()) {
+        Some(key) if matches_any(&key, keys) => next.run(req).await,
         _ => envelope::status(
             StatusCode::UNAUTHORIZED,
             401,
             "缺少或无效的 API 密钥：请在 Authorization: Bearer 或 X-API-Key 中提供",
         ),
     }
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<String> {
+    if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(key.trim().to_string());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    if let Some(key) = auth.strip_prefix("Bearer ") {
+        return Some(key.trim().to_string());
+    }
+    let basic = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
+    let (_, password) = String::from_utf8(basic).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some(password)
 }
 
 /// Compares digests (equal length) in constant time, against every key, so that the

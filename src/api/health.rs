@@ -52,6 +52,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.store.gauges().await {
         Ok(g) => {
             crate::metrics::tasks_waiting(g.tasks_waiting);
+            crate::metrics::webhook_backlog(g.webhook_backlog);
             crate::metrics::db_pool(g.pool_open, g.pool_idle);
         }
         Err(e) => tracing::warn!(error = %e, "metrics: database gauges unavailable"),

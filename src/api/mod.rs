@@ -1,8 +1,10 @@
 //! HTTP only: parse requests into domain types, call the store, shape the envelope.
 
 mod auth;
+mod dnc;
 mod envelope;
 mod health;
+mod imports;
 mod lenient;
 mod limits;
 mod openapi;
@@ -31,6 +33,8 @@ use crate::domain::ApiTime;
 use crate::store::Store;
 
 pub use envelope::{ApiError, Envelope};
+pub use records::RecordRow;
+pub use tasks::TaskRowJson;
 pub use openapi::document as openapi_document;
 
 /// What every handler gets.
@@ -61,8 +65,13 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(api.max_concurrent_requests)
         .timeout(Duration::from_secs(api.request_timeout_secs));
-    let endpoints: [(&str, MethodRouter<AppState>); 5] = [
+    let endpoints: [(&str, MethodRouter<AppState>); 10] = [
         ("/api/aicall/records/list", post(records::list)),
+        ("/api/aicall/records/import", post(imports::import)),
+        ("/api/cdr/freeswitch", post(imports::freeswitch_cdr)),
+        ("/api/aicall/dnc/add", post(dnc::add)),
+        ("/api/aicall/dnc/remove", post(dnc::remove)),
+        ("/api/aicall/dnc/list", post(dnc::list)),
         ("/api/aicall/calltype/uuid", get(records::call_type)),
         ("/api/aicall/calltask/list", post(tasks::list)),
         ("/api/aicall/createTasks", post(tasks::create)),

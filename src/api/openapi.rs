@@ -3,13 +3,24 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{records, tasks};
+use super::{dnc, imports, records, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "callcenter", description = "AI outbound-call callcenter API. Every answer is an envelope: \
         code 0 success, 405 bad parameters, 500 system error, 401 missing API key."),
-    paths(records::list, records::call_type, tasks::list, tasks::create, tasks::stop),
+    paths(
+        records::list,
+        records::call_type,
+        tasks::list,
+        tasks::create,
+        tasks::stop,
+        imports::import,
+        imports::freeswitch_cdr,
+        dnc::add,
+        dnc::remove,
+        dnc::list
+    ),
     components(schemas(crate::domain::Turn, crate::domain::Role)),
     modifiers(&Security)
 )]

@@ -109,7 +109,9 @@ pub struct RecordRow {
 
 impl RecordRow {
     pub fn new(r: CallRecord, time: &ApiTime, public_url: &str) -> Result<RecordRow, ApiError> {
-        let wav_file_url = if r.wav_path.is_empty() {
+        let wav_file_url = if !r.wav_url.is_empty() {
+            r.wav_url
+        } else if r.wav_path.is_empty() {
             String::new()
         } else {
             format!("{}/recordings/files?filename={}", public_url.trim_end_matches('/'), r.wav_path)

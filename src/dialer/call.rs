@@ -194,7 +194,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
 
 /// Records the calls of dead nodes (leases expired) or, at start, of this node's last
 /// run, and moves their tasks on. Whether such a call was answered is known from the
-/// note `mark_answered` left; it ended at its last heartbeat.
+/// note `mark_answered` left; it ended at its last heartbeat (or answer, if later).
 pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
     let now = now_ms();
     let orphans =
@@ -206,7 +206,9 @@ pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
             }
         };
     for task in orphans {
-        let ended_ms = task.heartbeat_ms.unwrap_or(task.call_started_ms).clamp(task.call_started_ms, now);
+        // The last sign of life: the answer may have come after the last heartbeat.
+        let last_seen = task.heartbeat_ms.max(task.call_answered_ms).unwrap_or(task.call_started_ms);
+        let ended_ms = last_seen.clamp(task.call_started_ms, now);
         tracing::warn!(uuid = %task.call_uuid, batch_id = task.batch_id, "taking over a call whose node stopped");
         let outcome = Outcome {
             answered_ms: task.call_answered_ms,

@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::agent::Agent;
 use crate::config::Settings;
 use crate::domain::{ApiTime, CallIdGenerator, now_ms};
-use crate::store::{ClaimedCall, Store};
+use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 
 /// How long a claim holds without a heartbeat; another node takes the call over after.
@@ -166,7 +166,10 @@ async fn claim_loop(
     let d = &inner.settings.dialer;
     let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
     let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
-    let pace = RateLimiter::direct(Quota::per_second(cps));
+    // No burst: starts are spaced 1/cps apart, so no one-second window (a carrier's CPS
+    // limit, or a calendar second in the records) sees more than `calls_per_second`.
+    // Quota::per_second's default burst of `cps` would let almost twice as many through.
+    let pace = RateLimiter::direct(Quota::per_second(cps).allow_burst(NonZeroU32::MIN));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -192,9 +195,10 @@ async fn claim_loop(
         }
         let now = now_ms();
         let lease_until = now + LEASE.as_millis() as i64;
+        let rules = claim_rules(inner, now);
         let claimed = inner
             .store
-            .claim_due(&inner.node, permits.len() as u32, now, lease_until, &|| inner.ids.next(now))
+            .claim_due(&inner.node, permits.len() as u32, now, lease_until, &rules, &|| inner.ids.next(now))
             .await;
         let claimed = match claimed {
             Ok(c) => c,
@@ -237,6 +241,19 @@ fn start_call(
         inner.calls.remove(batch_id);
         drop(permit);
     });
+}
+
+/// The per-number daily cap and today's bounds in the configured zone.
+fn claim_rules(inner: &Inner, now: i64) -> ClaimRules {
+    let today = inner.time.local(now).date_naive();
+    let midnight = |d: chrono::NaiveDate| {
+        inner.time.parse(&format!("{} 00:00:00", d.format("%Y-%m-%d"))).unwrap_or(now)
+    };
+    ClaimRules {
+        per_number_daily_cap: inner.settings.dialer.max_calls_per_number_per_day,
+        today_from_ms: midnight(today),
+        today_until_ms: midnight(today.succ_opt().unwrap_or(today)),
+    }
 }
 
 /// Until the next waiting task is due, within the idle poll.

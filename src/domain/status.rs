@@ -38,7 +38,8 @@ impl fmt::Display for CallType {
 }
 
 /// Where a task stands. Stored by its English name, shown by its Chinese label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
     /// 待呼叫: not called yet.
     Pending,

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::domain::{CallType, HangupCause, NewTask, RecordFilter, TaskFilter, TaskStatus, Turn};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{CallType, HangupCause, NewTask, Page, RecordFilter, TaskFilter, TaskStatus, Turn};
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -28,8 +30,8 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// A task as calltask/list shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A task as calltask/list shows it. Serialized as a webhook event's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskRow {
     pub batch_id: i64,
     pub task_type: i64,
@@ -59,8 +61,10 @@ pub struct CallRecord {
     pub ended_ms: i64,
     pub time_len: i64,
     pub hangup_cause: String,
-    /// Relative to `recordings.dir`; empty when there is no recording.
+    /// Relative to `recordings.dir`; empty when there is no recording here.
     pub wav_path: String,
+    /// A recording kept elsewhere (imported calls); used when not empty.
+    pub wav_url: String,
     /// The dialogue as stored JSON (`[{role, content}]`), passed through untouched.
     pub dialogue_json: String,
 }
@@ -76,6 +80,61 @@ impl CallRecord {
     }
 }
 
+/// A number on the do-not-call list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DncEntry {
+    pub phone: String,
+    pub reason: String,
+    pub created_ms: i64,
+}
+
+/// What the dialer must respect when it claims, beyond due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// Most calls one number may get per day (0 = no cap); a task over it waits for
+    /// `today_until_ms` without spending an attempt.
+    pub per_number_daily_cap: u32,
+    /// Today in the configured zone: `[from, until)`, epoch ms.
+    pub today_from_ms: i64,
+    pub today_until_ms: i64,
+}
+
+/// Kinds of webhook events.
+pub const CALL_ENDED: &str = "call.ended";
+pub const TASK_ENDED: &str = "task.ended";
+
+/// A webhook event waiting in the outbox, leased to one deliverer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    pub id: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub task: TaskRow,
+    pub record_uuid: Option<String>,
+    pub created_ms: i64,
+    pub attempts: i64,
+}
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventOutcome {
+    /// The receiver answered 2xx: the event is done.
+    Delivered,
+    /// Try again at this time.
+    RetryAt { next_attempt_ms: i64, error: String },
+    /// Older than `webhook.max_age_secs`: given up.
+    Expired,
+}
+
+/// How a store is opened.
+#[derive(Clone, Default)]
+pub struct StoreOptions {
+    /// Write webhook events to the outbox (only when a webhook is configured).
+    pub emit_events: bool,
+    /// Notified after a transaction that wrote events, to wake the deliverer.
+    pub events_written: Arc<Notify>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Paged<T> {
     pub total: i64,
@@ -87,6 +146,8 @@ pub struct Paged<T> {
 pub struct StoreGauges {
     /// Tasks 待呼叫 or 等待重呼.
     pub tasks_waiting: i64,
+    /// Webhook events not yet delivered.
+    pub webhook_backlog: i64,
     /// Connections open in the pools, and of those idle.
     pub pool_open: u32,
     pub pool_idle: u32,
@@ -160,6 +221,28 @@ pub trait Store: Send + Sync + 'static {
 
     async fn call_type_of(&self, uuid: &str) -> Result<Option<CallType>>;
 
+    async fn record(&self, uuid: &str) -> Result<Option<CallRecord>>;
+
+    /// Stores calls made elsewhere (inbound, manual outbound), all or nothing; a uuid
+    /// already stored is skipped. Returns how many were new.
+    async fn import_records(&self, records: &[CallRecord]) -> Result<u64>;
+
+    /// Adds numbers to the do-not-call list (a number already there keeps its entry);
+    /// returns how many were new.
+    async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64>;
+
+    /// Removes numbers from the do-not-call list; returns how many were there.
+    async fn dnc_remove(&self, phones: &[String]) -> Result<u64>;
+
+    /// The do-not-call list, newest first, optionally one number.
+    async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>>;
+
+    /// Leases up to `limit` webhook events that are due, oldest first.
+    async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>>;
+
+    /// Settles a leased event: done, retried later, or given up.
+    async fn settle_event(&self, id: i64, outcome: &EventOutcome) -> Result<()>;
+
     /// Stops the tasks named by batchId or ticketNo: waiting ones end as 已停止 at once,
     /// ones with a call in progress are flagged for the dialer to hang up.
     async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome>;
@@ -167,13 +250,16 @@ pub trait Store: Send + Sync + 'static {
     // ---- the dialer's side ----
 
     /// Claims up to `limit` due tasks for `node` with a lease until `lease_until_ms`,
-    /// counting the attempt and giving it a uuid from `next_uuid`.
+    /// counting the attempt and giving it a uuid from `next_uuid`. On the way, a task
+    /// for a do-not-call number ends as 已拦截, and one whose number reached its daily
+    /// cap waits for tomorrow.
     async fn claim_due(
         &self,
         node: &str,
         limit: u32,
         now_ms: i64,
         lease_until_ms: i64,
+        rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>>;
 
@@ -223,11 +309,11 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Opens the store that `url` names, creating and migrating it as needed.
-pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url).await?))
+        Ok(Arc::new(PgStore::connect(url, options).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

@@ -27,10 +27,11 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::{
+    CALL_ENDED, ClaimRules, DncEntry, EventOutcome, OutboxEvent, StoreGauges, StoreOptions, TASK_ENDED,
     CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
     TaskRow,
 };
-use crate::domain::{CallType, NewTask, RecordFilter, TaskFilter, TaskStatus};
+use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
 /// Connections per node for queries (the listener has its own). The dialer's writes are
 /// short transactions, so a few connections serve hundreds of concurrent calls.
@@ -51,6 +52,10 @@ pub const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
 
 const OPEN: &str = "('pending', 'calling', 'retry_wait')";
+const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
+     ticket_type, ticket_content, status, call_count, last_hangup_cause";
+const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
+     time_len, hangup_cause, wav_path, wav_url, dialogue";
 const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
      call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
 
@@ -59,12 +64,13 @@ pub struct PgStore {
     options: PgConnectOptions,
     /// The LISTEN tasks started by `watch_changes`, ended with the store.
     watchers: Mutex<Vec<AbortHandle>>,
+    events: StoreOptions,
 }
 
 impl PgStore {
     /// Connects and applies the migrations. sqlx's migrator holds a session advisory lock
     /// while it runs, so nodes starting together on a fresh database apply them once.
-    pub async fn connect(url: &str) -> Result<PgStore> {
+    pub async fn connect(url: &str, events: StoreOptions) -> Result<PgStore> {
         let options = PgConnectOptions::from_str(url)?.application_name("callcenter");
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
@@ -74,7 +80,39 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()) })
+        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()), events })
+    }
+
+    /// Writes a webhook event into the outbox, in the caller's transaction.
+    async fn emit(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        event_type: &str,
+        task: &TaskRow,
+        record_uuid: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        if !self.events.emit_events {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, created_ms, next_attempt_ms)
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event_type)
+        .bind(serde_json::to_string(task).expect("task serializes"))
+        .bind(record_uuid)
+        .bind(now_ms)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn events_written(&self) {
+        if self.events.emit_events {
+            self.events.events_written.notify_one();
+        }
     }
 }
 
@@ -87,7 +125,7 @@ impl Drop for PgStore {
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct TaskDb {
     batch_id: i64,
     task_type: i64,
@@ -140,6 +178,7 @@ struct RecordDb {
     time_len: i64,
     hangup_cause: String,
     wav_path: String,
+    wav_url: String,
     dialogue: String,
 }
 
@@ -162,6 +201,7 @@ impl TryFrom<RecordDb> for CallRecord {
             time_len: r.time_len,
             hangup_cause: r.hangup_cause,
             wav_path: r.wav_path,
+            wav_url: r.wav_url,
             dialogue_json: r.dialogue,
         })
     }
@@ -321,10 +361,7 @@ impl Store for PgStore {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
         push_task_filter(&mut count, f);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut q = QueryBuilder::new(
-            "SELECT batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
-             ticket_type, ticket_content, status, call_count, last_hangup_cause FROM tasks",
-        );
+        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
         push_task_filter(&mut q, f);
         q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
         q.push(" OFFSET ").push_bind(f.page.offset());
@@ -339,10 +376,7 @@ impl Store for PgStore {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
         push_record_filter(&mut count, f);
         let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut q = QueryBuilder::new(
-            "SELECT uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-             time_len, hangup_cause, wav_path, dialogue FROM call_records",
-        );
+        let mut q = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM call_records"));
         push_record_filter(&mut q, f);
         q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
         q.push(" OFFSET ").push_bind(f.page.offset());
@@ -367,22 +401,25 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // One statement: waiting tasks end as stopped, calls in progress are flagged for
         // the node making them. (SET expressions see the row as it was.)
-        let statuses: Vec<String> = sqlx::query_scalar(
+        let changed: Vec<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET
                  status = CASE WHEN status = 'calling' THEN status ELSE 'stopped' END,
                  stopped_ms = CASE WHEN status = 'calling' THEN stopped_ms ELSE $3 END,
                  stop_requested = stop_requested OR status = 'calling'
              WHERE (batch_id = ANY($1) OR ticket_no = ANY($2))
                AND (status IN ('pending', 'retry_wait') OR (status = 'calling' AND NOT stop_requested))
-             RETURNING status",
-        )
+             RETURNING {TASK_COLUMNS}"
+        ))
         .bind(batch_ids)
         .bind(&ticket_nos)
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
-        let hanging_up = statuses.iter().filter(|s| *s == "calling").count() as u64;
-        let stopped = statuses.len() as u64 - hanging_up;
+        let hanging_up = changed.iter().filter(|t| t.status == "calling").count() as u64;
+        let stopped = changed.len() as u64 - hanging_up;
+        for task in changed.into_iter().filter(|t| t.status == "stopped") {
+            self.emit(&mut tx, TASK_ENDED, &TaskRow::try_from(task)?, None, now_ms).await?;
+        }
         if hanging_up > 0 {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(STOPPED_CHANNEL)
@@ -391,6 +428,9 @@ impl Store for PgStore {
                 .await?;
         }
         tx.commit().await?;
+        if stopped > 0 {
+            self.events_written();
+        }
         Ok(StopOutcome { stopped, hanging_up })
     }
 
@@ -400,12 +440,14 @@ impl Store for PgStore {
         limit: u32,
         now_ms: i64,
         lease_until_ms: i64,
+        rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
         let mut tx = self.pool.begin().await?;
         // Rows another node is claiming right now are skipped, not waited for.
-        let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT batch_id FROM tasks
+        let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT batch_id, phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = tasks.phone)
+             FROM tasks
              WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= $1
              ORDER BY next_attempt_ms, batch_id
              LIMIT $2
@@ -415,8 +457,47 @@ impl Store for PgStore {
         .bind(limit as i64)
         .fetch_all(&mut *tx)
         .await?;
+        let mut due = Vec::with_capacity(candidates.len());
+        let mut blocked_any = false;
+        for (batch_id, phone, do_not_call) in candidates {
+            if do_not_call {
+                let task: TaskDb = sqlx::query_as(&format!(
+                    "UPDATE tasks SET status = 'blocked', stopped_ms = $1 WHERE batch_id = $2 RETURNING {TASK_COLUMNS}"
+                ))
+                .bind(now_ms)
+                .bind(batch_id)
+                .fetch_one(&mut *tx)
+                .await?;
+                self.emit(&mut tx, TASK_ENDED, &TaskRow::try_from(task)?, None, now_ms).await?;
+                blocked_any = true;
+                continue;
+            }
+            if rules.per_number_daily_cap > 0 {
+                let calls_today: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM call_records WHERE telephone = $1 AND callout_ms >= $2 AND callout_ms < $3)
+                          + (SELECT COUNT(*) FROM tasks WHERE phone = $1 AND status = 'calling')",
+                )
+                .bind(&phone)
+                .bind(rules.today_from_ms)
+                .bind(rules.today_until_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                if calls_today >= i64::from(rules.per_number_daily_cap) {
+                    sqlx::query("UPDATE tasks SET next_attempt_ms = $1 WHERE batch_id = $2")
+                        .bind(rules.today_until_ms)
+                        .bind(batch_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                }
+            }
+            due.push(batch_id);
+        }
         if due.is_empty() {
-            tx.rollback().await?;
+            tx.commit().await?;
+            if blocked_any {
+                self.events_written();
+            }
             return Ok(Vec::new());
         }
         let uuids: Vec<String> = due.iter().map(|_| next_uuid()).collect();
@@ -436,6 +517,9 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
+        if blocked_any {
+            self.events_written();
+        }
         // In the order they fell due.
         let position: HashMap<i64, usize> = due.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         let mut claimed: Vec<ClaimedCall> = rows.into_iter().map(ClaimedCall::from).collect();
@@ -541,7 +625,7 @@ impl Store for PgStore {
         .bind(&dialogue)
         .execute(&mut *tx)
         .await?;
-        let status: Option<String> = sqlx::query_scalar(
+        let task: Option<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET
                  status = CASE WHEN stop_requested THEN 'stopped' ELSE $1::text END,
                  stopped_ms = CASE WHEN stop_requested OR $1::text <> 'retry_wait' THEN $2::bigint END,
@@ -551,8 +635,8 @@ impl Store for PgStore {
                  locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
                  call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
              WHERE batch_id = $6 AND locked_by = $7 AND status = 'calling' AND call_uuid = $8
-             RETURNING status",
-        )
+             RETURNING {TASK_COLUMNS}"
+        ))
         .bind(next.db_name())
         .bind(a.ended_ms)
         .bind(a.answered_ms.is_some())
@@ -563,22 +647,151 @@ impl Store for PgStore {
         .bind(&a.uuid)
         .fetch_optional(&mut *tx)
         .await?;
+        let task = task.map(TaskRow::try_from).transpose()?;
+        if let Some(task) = &task {
+            self.emit(&mut tx, CALL_ENDED, task, Some(&a.uuid), a.ended_ms).await?;
+            if task.status.is_final() {
+                self.emit(&mut tx, TASK_ENDED, task, None, a.ended_ms).await?;
+            }
+        }
         tx.commit().await?;
-        status
-            .map(|s| TaskStatus::from_db_name(&s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`"))))
-            .transpose()
+        self.events_written();
+        Ok(task.map(|t| t.status))
     }
 
-    async fn gauges(&self) -> Result<super::StoreGauges> {
-        let tasks_waiting =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
-                .fetch_one(&self.pool)
-                .await?;
-        Ok(super::StoreGauges {
+    async fn gauges(&self) -> Result<StoreGauges> {
+        let (tasks_waiting, webhook_backlog): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')),
+                    (SELECT COUNT(*) FROM webhook_outbox)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(StoreGauges {
             tasks_waiting,
+            webhook_backlog,
             pool_open: self.pool.size(),
             pool_idle: self.pool.num_idle() as u32,
         })
+    }
+
+    async fn record(&self, uuid: &str) -> Result<Option<CallRecord>> {
+        if uuid.contains('\0') {
+            return Ok(None);
+        }
+        let row: Option<RecordDb> =
+            sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = $1"))
+                .bind(uuid)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn import_records(&self, records: &[CallRecord]) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for r in records {
+            inserted += sqlx::query(&format!(
+                "INSERT INTO call_records ({RECORD_COLUMNS})
+                 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 ON CONFLICT (uuid) DO NOTHING"
+            ))
+            .bind(&r.uuid)
+            .bind(r.call_type.code())
+            .bind(&r.telephone)
+            .bind(&r.extnum)
+            .bind(r.callout_ms)
+            .bind(r.answered_ms)
+            .bind(r.ended_ms)
+            .bind(r.time_len)
+            .bind(&r.hangup_cause)
+            .bind(&r.wav_path)
+            .bind(&r.wav_url)
+            .bind(&r.dialogue_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64> {
+        Ok(sqlx::query(
+            "INSERT INTO dnc_numbers (phone, reason, created_ms) SELECT p, $2, $3 FROM UNNEST($1::text[]) AS p
+             ON CONFLICT (phone) DO NOTHING",
+        )
+        .bind(phones)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    async fn dnc_remove(&self, phones: &[String]) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM dnc_numbers WHERE phone = ANY($1)")
+            .bind(phones)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
+    async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1")
+                .bind(phone)
+                .fetch_one(&self.pool)
+                .await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT phone, reason, created_ms FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1
+             ORDER BY created_ms DESC, phone LIMIT $2 OFFSET $3",
+        )
+        .bind(phone)
+        .bind(page.size as i64)
+        .bind(page.offset())
+        .fetch_all(&self.pool)
+        .await?;
+        let rows = rows.into_iter().map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms }).collect();
+        Ok(Paged { total, rows })
+    }
+
+    async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {
+        let rows: Vec<(i64, String, String, String, Option<String>, i64, i64)> = sqlx::query_as(
+            "UPDATE webhook_outbox SET locked_until_ms = $1
+             WHERE id IN (SELECT id FROM webhook_outbox
+                          WHERE next_attempt_ms <= $2 AND (locked_until_ms IS NULL OR locked_until_ms < $2)
+                          ORDER BY next_attempt_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING id, event_id, event_type, task_json, record_uuid, created_ms, attempts",
+        )
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, event_id, event_type, task_json, record_uuid, created_ms, attempts)| {
+                let task = serde_json::from_str(&task_json)
+                    .map_err(|e| StoreError::Corrupt(format!("webhook event {event_id}: {e}")))?;
+                Ok(OutboxEvent { id, event_id, event_type, task, record_uuid, created_ms, attempts })
+            })
+            .collect()
+    }
+
+    async fn settle_event(&self, id: i64, outcome: &EventOutcome) -> Result<()> {
+        let q = match outcome {
+            EventOutcome::Delivered | EventOutcome::Expired => {
+                sqlx::query("DELETE FROM webhook_outbox WHERE id = $1").bind(id)
+            }
+            EventOutcome::RetryAt { next_attempt_ms, error } => sqlx::query(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = $2, last_error = $3,
+                     locked_until_ms = NULL WHERE id = $1",
+            )
+            .bind(id)
+            .bind(*next_attempt_ms)
+            .bind(error.replace('\0', "")),
+        };
+        q.execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {

@@ -11,22 +11,29 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
+    CALL_ENDED, ClaimRules, DncEntry, EventOutcome, OutboxEvent, StoreOptions, TASK_ENDED,
     CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
     StoreGauges, TaskRow,
 };
-use crate::domain::{CallType, NewTask, RecordFilter, TaskFilter, TaskStatus};
+use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    options: StoreOptions,
 }
 
 const OPEN: &str = "('pending', 'calling', 'retry_wait')";
+const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
+     ticket_type, ticket_content, status, call_count, last_hangup_cause";
+const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
+     time_len, hangup_cause, wav_path, wav_url, dialogue";
 const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
      call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<SqliteStore> {
+    pub async fn connect(url: &str, options: StoreOptions) -> Result<SqliteStore> {
+        let store_options = options;
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -40,11 +47,44 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
         let reader =
             SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore { reader, writer, options: store_options })
+    }
+
+    /// Writes a webhook event into the outbox, in the caller's transaction.
+    async fn emit(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        event_type: &str,
+        task: &TaskRow,
+        record_uuid: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        if !self.options.emit_events {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, created_ms, next_attempt_ms)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event_type)
+        .bind(serde_json::to_string(task).expect("task serializes"))
+        .bind(record_uuid)
+        .bind(now_ms)
+        .bind(now_ms)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    fn events_written(&self) {
+        if self.options.emit_events {
+            self.options.events_written.notify_one();
+        }
     }
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 struct TaskDb {
     batch_id: i64,
     task_type: i64,
@@ -97,6 +137,7 @@ struct RecordDb {
     time_len: i64,
     hangup_cause: String,
     wav_path: String,
+    wav_url: String,
     dialogue: String,
 }
 
@@ -119,6 +160,7 @@ impl TryFrom<RecordDb> for CallRecord {
             time_len: r.time_len,
             hangup_cause: r.hangup_cause,
             wav_path: r.wav_path,
+            wav_url: r.wav_url,
             dialogue_json: r.dialogue,
         })
     }
@@ -248,10 +290,7 @@ impl Store for SqliteStore {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
         push_task_filter(&mut count, f);
         let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
-        let mut q = QueryBuilder::new(
-            "SELECT batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
-             ticket_type, ticket_content, status, call_count, last_hangup_cause FROM tasks",
-        );
+        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
         push_task_filter(&mut q, f);
         q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
         q.push(" OFFSET ").push_bind(f.page.offset());
@@ -263,10 +302,7 @@ impl Store for SqliteStore {
         let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
         push_record_filter(&mut count, f);
         let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
-        let mut q = QueryBuilder::new(
-            "SELECT uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-             time_len, hangup_cause, wav_path, dialogue FROM call_records",
-        );
+        let mut q = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM call_records"));
         push_record_filter(&mut q, f);
         q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
         q.push(" OFFSET ").push_bind(f.page.offset());
@@ -287,16 +323,18 @@ impl Store for SqliteStore {
         let tickets = serde_json::to_string(ticket_nos).expect("tickets serialize");
         let named = "(batch_id IN (SELECT value FROM json_each(?1)) OR ticket_no IN (SELECT value FROM json_each(?2)))";
         let mut tx = self.writer.begin().await?;
-        let stopped = sqlx::query(&format!(
+        let stopped: Vec<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'stopped', stopped_ms = ?3
-             WHERE {named} AND status IN ('pending', 'retry_wait')"
+             WHERE {named} AND status IN ('pending', 'retry_wait') RETURNING {TASK_COLUMNS}"
         ))
         .bind(&ids)
         .bind(&tickets)
         .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        for task in &stopped {
+            self.emit(&mut tx, TASK_ENDED, &TaskRow::try_from(task.clone())?, None, now_ms).await?;
+        }
         let hanging_up = sqlx::query(&format!(
             "UPDATE tasks SET stop_requested = 1 WHERE {named} AND status = 'calling' AND stop_requested = 0"
         ))
@@ -306,7 +344,10 @@ impl Store for SqliteStore {
         .await?
         .rows_affected();
         tx.commit().await?;
-        Ok(StopOutcome { stopped, hanging_up })
+        if !stopped.is_empty() {
+            self.events_written();
+        }
+        Ok(StopOutcome { stopped: stopped.len() as u64, hanging_up })
     }
 
     async fn claim_due(
@@ -315,11 +356,13 @@ impl Store for SqliteStore {
         limit: u32,
         now_ms: i64,
         lease_until_ms: i64,
+        rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
         let mut tx = self.writer.begin().await?;
-        let due: Vec<i64> = sqlx::query_scalar(
-            "SELECT batch_id FROM tasks WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= ?
+        let due: Vec<(i64, String, bool)> = sqlx::query_as(
+            "SELECT batch_id, phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = tasks.phone)
+             FROM tasks WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= ?
              ORDER BY next_attempt_ms, batch_id LIMIT ?",
         )
         .bind(now_ms)
@@ -327,7 +370,42 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut claimed = Vec::with_capacity(due.len());
-        for batch_id in due {
+        let mut blocked_any = false;
+        for (batch_id, phone, do_not_call) in due {
+            if do_not_call {
+                let task: Option<TaskDb> = sqlx::query_as(&format!(
+                    "UPDATE tasks SET status = 'blocked', stopped_ms = ?
+                     WHERE batch_id = ? AND status IN ('pending', 'retry_wait') RETURNING {TASK_COLUMNS}"
+                ))
+                .bind(now_ms)
+                .bind(batch_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(task) = task {
+                    self.emit(&mut tx, TASK_ENDED, &TaskRow::try_from(task)?, None, now_ms).await?;
+                    blocked_any = true;
+                }
+                continue;
+            }
+            if rules.per_number_daily_cap > 0 {
+                let calls_today: i64 = sqlx::query_scalar(
+                    "SELECT (SELECT COUNT(*) FROM call_records WHERE telephone = ?1 AND callout_ms >= ?2 AND callout_ms < ?3)
+                          + (SELECT COUNT(*) FROM tasks WHERE phone = ?1 AND status = 'calling')",
+                )
+                .bind(&phone)
+                .bind(rules.today_from_ms)
+                .bind(rules.today_until_ms)
+                .fetch_one(&mut *tx)
+                .await?;
+                if calls_today >= i64::from(rules.per_number_daily_cap) {
+                    sqlx::query("UPDATE tasks SET next_attempt_ms = ? WHERE batch_id = ?")
+                        .bind(rules.today_until_ms)
+                        .bind(batch_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    continue;
+                }
+            }
             // The status guard makes the claim safe even against another process on the file.
             let row: Option<ClaimedDb> = sqlx::query_as(&format!(
                 "UPDATE tasks SET status = 'calling', call_count = call_count + 1, locked_by = ?, \
@@ -345,6 +423,9 @@ impl Store for SqliteStore {
             claimed.extend(row.map(ClaimedCall::from));
         }
         tx.commit().await?;
+        if blocked_any {
+            self.events_written();
+        }
         Ok(claimed)
     }
 
@@ -442,7 +523,7 @@ impl Store for SqliteStore {
         .bind(&dialogue)
         .execute(&mut *tx)
         .await?;
-        let status: Option<String> = sqlx::query_scalar(
+        let task: Option<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET
                  status = CASE WHEN stop_requested = 1 THEN 'stopped' ELSE ?1 END,
                  stopped_ms = CASE WHEN stop_requested = 1 OR ?1 <> 'retry_wait' THEN ?2 END,
@@ -452,8 +533,8 @@ impl Store for SqliteStore {
                  locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
                  call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
              WHERE batch_id = ?6 AND locked_by = ?7 AND status = 'calling' AND call_uuid = ?8
-             RETURNING status",
-        )
+             RETURNING {TASK_COLUMNS}"
+        ))
         .bind(next.db_name())
         .bind(a.ended_ms)
         .bind(a.answered_ms.is_some())
@@ -464,10 +545,16 @@ impl Store for SqliteStore {
         .bind(&a.uuid)
         .fetch_optional(&mut *tx)
         .await?;
+        let task = task.map(TaskRow::try_from).transpose()?;
+        if let Some(task) = &task {
+            self.emit(&mut tx, CALL_ENDED, task, Some(&a.uuid), a.ended_ms).await?;
+            if task.status.is_final() {
+                self.emit(&mut tx, TASK_ENDED, task, None, a.ended_ms).await?;
+            }
+        }
         tx.commit().await?;
-        status
-            .map(|s| TaskStatus::from_db_name(&s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`"))))
-            .transpose()
+        self.events_written();
+        Ok(task.map(|t| t.status))
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {
@@ -475,11 +562,132 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
                 .fetch_one(&self.reader)
                 .await?;
+        let webhook_backlog = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.reader).await?;
         Ok(StoreGauges {
             tasks_waiting,
+            webhook_backlog,
             pool_open: self.reader.size() + self.writer.size(),
             pool_idle: (self.reader.num_idle() + self.writer.num_idle()) as u32,
         })
+    }
+
+    async fn record(&self, uuid: &str) -> Result<Option<CallRecord>> {
+        let row: Option<RecordDb> = sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))
+            .bind(uuid)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(CallRecord::try_from).transpose()
+    }
+
+    async fn import_records(&self, records: &[CallRecord]) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut inserted = 0;
+        for r in records {
+            inserted += sqlx::query(&format!(
+                "INSERT INTO call_records ({RECORD_COLUMNS}) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (uuid) DO NOTHING"
+            ))
+            .bind(&r.uuid)
+            .bind(r.call_type.code())
+            .bind(&r.telephone)
+            .bind(&r.extnum)
+            .bind(r.callout_ms)
+            .bind(r.answered_ms)
+            .bind(r.ended_ms)
+            .bind(r.time_len)
+            .bind(&r.hangup_cause)
+            .bind(&r.wav_path)
+            .bind(&r.wav_url)
+            .bind(&r.dialogue_json)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64> {
+        let mut tx = self.writer.begin().await?;
+        let mut added = 0;
+        for phone in phones {
+            added += sqlx::query(
+                "INSERT INTO dnc_numbers (phone, reason, created_ms) VALUES (?, ?, ?) ON CONFLICT (phone) DO NOTHING",
+            )
+            .bind(phone)
+            .bind(reason)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    async fn dnc_remove(&self, phones: &[String]) -> Result<u64> {
+        Ok(sqlx::query("DELETE FROM dnc_numbers WHERE phone IN (SELECT value FROM json_each(?))")
+            .bind(serde_json::to_string(phones).expect("phones serialize"))
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
+    }
+
+    async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1")
+            .bind(phone)
+            .fetch_one(&self.reader)
+            .await?;
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT phone, reason, created_ms FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1
+             ORDER BY created_ms DESC, phone LIMIT ?2 OFFSET ?3",
+        )
+        .bind(phone)
+        .bind(page.size as i64)
+        .bind(page.offset())
+        .fetch_all(&self.reader)
+        .await?;
+        let rows = rows.into_iter().map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms }).collect();
+        Ok(Paged { total, rows })
+    }
+
+    async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {
+        let rows: Vec<(i64, String, String, String, Option<String>, i64, i64)> = sqlx::query_as(
+            "UPDATE webhook_outbox SET locked_until_ms = ?1
+             WHERE id IN (SELECT id FROM webhook_outbox
+                          WHERE next_attempt_ms <= ?2 AND (locked_until_ms IS NULL OR locked_until_ms < ?2)
+                          ORDER BY next_attempt_ms, id LIMIT ?3)
+             RETURNING id, event_id, event_type, task_json, record_uuid, created_ms, attempts",
+        )
+        .bind(lease_until_ms)
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(&self.writer)
+        .await?;
+        rows.into_iter()
+            .map(|(id, event_id, event_type, task_json, record_uuid, created_ms, attempts)| {
+                let task = serde_json::from_str(&task_json)
+                    .map_err(|e| StoreError::Corrupt(format!("webhook event {event_id}: {e}")))?;
+                Ok(OutboxEvent { id, event_id, event_type, task, record_uuid, created_ms, attempts })
+            })
+            .collect()
+    }
+
+    async fn settle_event(&self, id: i64, outcome: &EventOutcome) -> Result<()> {
+        let q = match outcome {
+            EventOutcome::Delivered | EventOutcome::Expired => {
+                sqlx::query("DELETE FROM webhook_outbox WHERE id = ?").bind(id)
+            }
+            EventOutcome::RetryAt { next_attempt_ms, error } => sqlx::query(
+                "UPDATE webhook_outbox SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ?,
+                     locked_until_ms = NULL WHERE id = ?",
+            )
+            .bind(*next_attempt_ms)
+            .bind(error.clone())
+            .bind(id),
+        };
+        q.execute(&self.writer).await?;
+        Ok(())
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {

@@ -2,7 +2,9 @@
 //! and a call in progress is one `CallSession`. The sim carrier is the default; a SIP
 //! trunk or FreeSWITCH fits behind the same traits.
 
+pub mod freeswitch;
 pub mod sim;
+pub mod sip;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,5 +90,9 @@ pub trait CallSession: Send {
 pub fn carrier(settings: &crate::config::Settings) -> std::sync::Arc<dyn Carrier> {
     match settings.dialer.carrier {
         crate::config::CarrierKind::Sim => std::sync::Arc::new(sim::SimCarrier::new(&settings.sim)),
+        crate::config::CarrierKind::Sip => std::sync::Arc::new(sip::SipCarrier::new(settings)),
+        crate::config::CarrierKind::Freeswitch => {
+            std::sync::Arc::new(freeswitch::FreeswitchCarrier::from_settings(settings))
+        }
     }
 }

@@ -1,0 +1,390 @@
+//! One answered FreeSWITCH call: speaking, listening, and hanging up over the event socket.
+//!
+//! A line is spoken by executing `speak` with `sendmsg`:
+//!
+//! ```text
+//! sendmsg <uuid>
+//! call-command: execute
+//! execute-app-name: speak
+//! execute-app-arg: <engine>|<voice>|<text>
+//! Event-UUID: <uuid>-<n>
+//! ```
+//!
+//! which is what `uuid_broadcast <uuid> speak::<engine>|<voice>|<text> aleg` does, except
+//! that `uuid_broadcast` splits its arguments at spaces (mod_commands reads
+//! `<uuid> <path> [leg]`), so a line with a space in it would be cut short. The
+//! `Event-UUID` comes back as `Application-UUID` on the CHANNEL_EXECUTE_COMPLETE that ends
+//! the line, so that event is known to be this line's and no earlier one's.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::esl::Event;
+use super::link::{Link, LinkDown, Route, Signal};
+use super::{hangup_cause, one_line, temporary_failure};
+use crate::domain::HangupCause;
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp};
+
+/// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
+/// (a TTS engine first synthesises, then speaks at about four characters a second).
+const SAY_BASE: Duration = Duration::from_secs(5);
+const SAY_PER_CHAR: Duration = Duration::from_millis(400);
+/// How long `hang_up` waits for FreeSWITCH to confirm the hangup.
+const HANGUP_WAIT: Duration = Duration::from_secs(5);
+/// How long a command refused because the channel is gone waits for its hangup event.
+const GONE_WAIT: Duration = Duration::from_secs(2);
+/// How long the closed recording may take to appear on the shared storage.
+const RECORDING_WAIT: Duration = Duration::from_secs(2);
+
+/// A recording FreeSWITCH was asked to make.
+pub(super) struct Recording {
+    /// Where the server serves it from.
+    pub server_path: PathBuf,
+    /// Where FreeSWITCH writes it (the same file on shared storage).
+    pub fs_path: String,
+}
+
+/// How the channel ended, once it has.
+#[derive(Debug, Clone)]
+enum Ended {
+    /// FreeSWITCH reported the hangup (CHANNEL_HANGUP_COMPLETE) with this cause.
+    Hangup(HangupCause),
+    /// The event socket connection dropped: the call is lost to us.
+    Lost,
+}
+
+pub(super) struct FsCall {
+    uuid: String,
+    link: Link,
+    route: Route,
+    recording: Option<Recording>,
+    speak_prefix: String,
+    ended: Option<Ended>,
+    /// What the callee said that no `listen` has taken yet.
+    heard: VecDeque<String>,
+    lines: u64,
+    /// `hang_up` ran to its end; dropping the call needs no cleanup.
+    finished: bool,
+}
+
+impl FsCall {
+    pub(super) fn new(
+        uuid: String,
+        link: Link,
+        route: Route,
+        recording: Option<Recording>,
+        speak_prefix: String,
+    ) -> FsCall {
+        FsCall {
+            uuid,
+            link,
+            route,
+            recording,
+            speak_prefix,
+            ended: None,
+            heard: VecDeque::new(),
+            lines: 0,
+            finished: false,
+        }
+    }
+
+    /// Takes in what happened on the channel; gives the event back for the caller's own use.
+    fn absorb(&mut self, signal: Option<Signal>) -> Option<Arc<Event>> {
+        let event = match signal {
+            Some(Signal::Event(event)) => event,
+            Some(Signal::LinkLost) | None => {
+                self.ended.get_or_insert(Ended::Lost);
+                return None;
+            }
+        };
+        match event.name() {
+            "CHANNEL_HANGUP_COMPLETE" if self.ended.is_none() => {
+                let cause = hangup_cause(&event);
+                tracing::debug!(call_id = %self.uuid, %cause, "FreeSWITCH: hung up");
+                self.ended = Some(Ended::Hangup(cause));
+            }
+            "DETECTED_SPEECH" => {
+                if let Some(text) = recognised(&event) {
+                    tracing::debug!(call_id = %self.uuid, text, "FreeSWITCH: speech detected");
+                    self.heard.push_back(text);
+                }
+            }
+            _ => {}
+        }
+        Some(event)
+    }
+
+    /// Takes in whatever has already arrived, without waiting.
+    fn drain(&mut self) {
+        while let Ok(signal) = self.route.rx.try_recv() {
+            self.absorb(Some(signal));
+        }
+    }
+
+    fn cause(&self) -> Option<HangupCause> {
+        self.ended.as_ref().map(|e| match e {
+            Ended::Hangup(cause) => cause.clone(),
+            Ended::Lost => temporary_failure(),
+        })
+    }
+
+    /// `Err` once the call has ended.
+    fn check(&self) -> Result<(), HungUp> {
+        match self.cause() {
+            Some(cause) => Err(HungUp(cause)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits up to `limit` for the call to end (FreeSWITCH said the channel is gone).
+    async fn await_end(&mut self, limit: Duration) -> HangupCause {
+        let deadline = Instant::now() + limit;
+        while self.ended.is_none() {
+            match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
+                Ok(signal) => {
+                    self.absorb(signal);
+                }
+                Err(_) => {
+                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH lost the channel without reporting its hangup");
+                    self.ended =
+                        Some(Ended::Hangup(HangupCause { name: "NORMAL_UNSPECIFIED".into(), sip: None }));
+                }
+            }
+        }
+        self.cause().expect("ended")
+    }
+
+    /// Whether the recording was made: started, the call ended as FreeSWITCH reported
+    /// (so the file is closed), and the file is where the server serves it from.
+    async fn recorded(&self) -> bool {
+        let Some(rec) = &self.recording else { return false };
+        if !matches!(self.ended, Some(Ended::Hangup(_))) {
+            return false;
+        }
+        let deadline = Instant::now() + RECORDING_WAIT;
+        loop {
+            if tokio::fs::try_exists(&rec.server_path).await.unwrap_or(false) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    call_id = %self.uuid,
+                    freeswitch_path = %rec.fs_path,
+                    server_path = %rec.server_path.display(),
+                    "FreeSWITCH recorded the call, but the file is not where the server serves it from: \
+                     freeswitch.recordings_dir must be the same storage as recordings.dir"
+                );
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+#[async_trait]
+impl CallSession for FsCall {
+    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+        self.drain();
+        self.check()?;
+        let text = one_line(text);
+        if text.is_empty() {
+            return Ok(());
+        }
+        self.lines += 1;
+        let line_id = format!("{}-{}", self.uuid, self.lines);
+        let arg = format!("{}{text}", self.speak_prefix);
+        let headers = [
+            ("call-command", "execute"),
+            ("execute-app-name", "speak"),
+            ("execute-app-arg", arg.as_str()),
+            ("Event-UUID", line_id.as_str()),
+        ];
+        match self.link.sendmsg(&self.uuid, &headers).await {
+            Ok(reply) if reply.starts_with("+OK") => {}
+            Ok(reply) => {
+                tracing::debug!(call_id = %self.uuid, %reply, "FreeSWITCH: cannot speak on the channel");
+                return Err(HungUp(self.await_end(GONE_WAIT).await));
+            }
+            Err(LinkDown) => {
+                self.ended.get_or_insert(Ended::Lost);
+                return Err(HungUp(temporary_failure()));
+            }
+        }
+        let limit = SAY_BASE + SAY_PER_CHAR * text.chars().count() as u32;
+        let deadline = Instant::now() + limit;
+        loop {
+            let signal = match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
+                Ok(signal) => signal,
+                Err(_) => {
+                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is freeswitch.tts_engine loaded?)");
+                    let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
+                    return Ok(());
+                }
+            };
+            if let Some(event) = self.absorb(signal)
+                && event.name() == "CHANNEL_EXECUTE_COMPLETE"
+                && is_line(&event, &line_id, &arg)
+            {
+                return Ok(());
+            }
+            self.check()?;
+        }
+    }
+
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+        self.drain();
+        if let Some(text) = self.heard.pop_front() {
+            return Ok(Heard::Speech(text));
+        }
+        self.check()?;
+        let deadline = Instant::now() + max_wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
+                Ok(signal) => {
+                    self.absorb(signal);
+                }
+                Err(_) => return Ok(Heard::Silence),
+            }
+            if let Some(text) = self.heard.pop_front() {
+                return Ok(Heard::Speech(text));
+            }
+            self.check()?;
+        }
+    }
+
+    async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
+        self.drain();
+        if let Some(cause) = self.cause() {
+            let recorded = self.recorded().await;
+            self.finished = true;
+            return CallEnd { cause, recorded };
+        }
+        let (ours, asked) = match reason {
+            HangupReason::Completed => (HangupCause::normal_clearing(), "NORMAL_CLEARING"),
+            HangupReason::Stopped => (HangupCause::manager_request(), "MANAGER_REQUEST"),
+            HangupReason::MaxDuration => (HangupCause::max_duration(), "ALLOTTED_TIMEOUT"),
+            HangupReason::Shutdown => (HangupCause::system_shutdown(), "SYSTEM_SHUTDOWN"),
+        };
+        match self.link.api(&format!("uuid_kill {} {asked}", self.uuid)).await {
+            Ok(reply) if reply.starts_with("+OK") => {}
+            // "-ERR No such channel!": it hung up a moment ago; its event is on the way.
+            Ok(reply) => tracing::debug!(call_id = %self.uuid, %reply, "FreeSWITCH: uuid_kill"),
+            Err(LinkDown) => {
+                self.ended.get_or_insert(Ended::Lost);
+            }
+        }
+        let deadline = Instant::now() + HANGUP_WAIT;
+        while self.ended.is_none() {
+            match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
+                Ok(signal) => {
+                    self.absorb(signal);
+                }
+                Err(_) => break,
+            }
+        }
+        let cause = match &self.ended {
+            // FreeSWITCH confirms our hangup: the cause is ours, as the design names it
+            // (`MANAGER_REQUEST:null` for a stop), whatever SIP said to the BYE.
+            Some(Ended::Hangup(cause)) if cause.name == asked => ours,
+            // The callee (or FreeSWITCH) ended it first.
+            Some(Ended::Hangup(cause)) => cause.clone(),
+            Some(Ended::Lost) | None => {
+                if self.ended.is_none() {
+                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not confirm the hangup in {HANGUP_WAIT:?}");
+                }
+                // Make sure it ends, now or once connected again.
+                self.link.kill(&self.uuid, asked);
+                ours
+            }
+        };
+        let recorded = self.recorded().await;
+        self.finished = true;
+        CallEnd { cause, recorded }
+    }
+}
+
+impl Drop for FsCall {
+    fn drop(&mut self) {
+        // Abandoned without `hang_up` (a panic, a cancelled shutdown): end the channel.
+        if !self.finished && self.ended.is_none() {
+            self.link.kill(&self.uuid, "NORMAL_CLEARING");
+        }
+    }
+}
+
+/// Whether a CHANNEL_EXECUTE_COMPLETE is the end of the line sent with `line_id`
+/// (FreeSWITCH versions without `Application-UUID`: the same application and text).
+fn is_line(event: &Event, line_id: &str, arg: &str) -> bool {
+    match event.header("Application-UUID") {
+        Some(id) => id == line_id,
+        None => {
+            event.header("Application").is_some_and(|a| a.eq_ignore_ascii_case("speak"))
+                && event.header("Application-Data") == Some(arg)
+        }
+    }
+}
+
+/// The text of a DETECTED_SPEECH result: the body, or the `<input>` of an NLSML result
+/// (what MRCP recognisers return). `begin-speaking` and empty results are not speech.
+fn recognised(event: &Event) -> Option<String> {
+    if event.header("Speech-Type").is_some_and(|t| t != "detected-speech") {
+        return None;
+    }
+    let body = event.body.as_deref()?.trim();
+    let text = match body.find("<input") {
+        Some(start) => {
+            let inner = &body[start..];
+            let open_end = inner.find('>')? + 1;
+            let close = inner.find("</input>")?;
+            inner.get(open_end..close)?.trim()
+        }
+        None if body.starts_with('<') => return None,
+        None => body,
+    };
+    (!text.is_empty()).then(|| text.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(headers: &[(&str, &str)], body: Option<&str>) -> Event {
+        Event {
+            headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            body: body.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn the_end_of_a_line_is_matched_by_its_application_uuid() {
+        let done = event(&[("Application", "speak"), ("Application-UUID", "u-2")], None);
+        assert!(is_line(&done, "u-2", "e|v|x"));
+        assert!(!is_line(&done, "u-3", "e|v|x"), "an earlier line's end");
+        let old_fs = event(&[("Application", "speak"), ("Application-Data", "e|v|x")], None);
+        assert!(is_line(&old_fs, "u-3", "e|v|x"));
+        assert!(!is_line(&old_fs, "u-3", "e|v|y"));
+        let park = event(&[("Application", "park")], None);
+        assert!(!is_line(&park, "u-3", "e|v|x"));
+    }
+
+    #[test]
+    fn detected_speech_is_read_from_plain_and_nlsml_results() {
+        let plain = event(&[("Speech-Type", "detected-speech")], Some("好的，我知道了。\n"));
+        assert_eq!(recognised(&plain).as_deref(), Some("好的，我知道了。"));
+        let nlsml = event(
+            &[("Speech-Type", "detected-speech")],
+            Some(
+                r#"<?xml version="1.0"?><result><interpretation confidence="90"><instance/><input mode="speech">可以</input></interpretation></result>"#,
+            ),
+        );
+        assert_eq!(recognised(&nlsml).as_deref(), Some("可以"));
+        assert_eq!(recognised(&event(&[("Speech-Type", "begin-speaking")], Some("x"))), None);
+        assert_eq!(recognised(&event(&[("Speech-Type", "detected-speech")], Some("  "))), None);
+        assert_eq!(recognised(&event(&[("Speech-Type", "detected-speech")], Some("<result/>"))), None);
+    }
+}

@@ -1,0 +1,450 @@
+//! A carrier that places calls through FreeSWITCH, driven over its event socket
+//! (mod_event_socket, inbound mode) as the Java system this server replaces did.
+//!
+//! - **Dial**: `bgapi originate {origination_uuid=<call uuid>,ignore_early_media=true,
+//!   originate_timeout=<ring timeout>[,origination_caller_id_number=…]}<dial string> &park()`.
+//!   The channel's uuid is the call's 19-digit uuid, so every event about it is matched by
+//!   `Unique-ID` (and the job's result by `Job-UUID`, which is the same id). CHANNEL_ANSWER
+//!   answers; a CHANNEL_HANGUP_COMPLETE before it (or an `-ERR` result) fails the dial with
+//!   `<Hangup-Cause>:<variable_proto_specific_hangup_cause>`, e.g. `USER_BUSY:sip:486`.
+//! - **Record**: `uuid_record <uuid> start <path>` right after the answer, to the anchor
+//!   path under `freeswitch.recordings_dir` (the same storage as `recordings.dir`).
+//! - **Say**: the `speak` application with `<tts_engine>|<tts_voice>|<text>`, executed with
+//!   `sendmsg` (see [`call`]); the line has been spoken when its CHANNEL_EXECUTE_COMPLETE
+//!   arrives.
+//! - **Listen**: FreeSWITCH recognises no speech by itself. When it does (`detect_speech`
+//!   started by the dialplan or a module), its DETECTED_SPEECH events are what the callee
+//!   said; without them every `listen` waits its full time and hears silence.
+//! - **Hang up**: `uuid_kill <uuid> <cause>` and the CHANNEL_HANGUP_COMPLETE that follows.
+//!
+//! One connection serves every call; it reconnects by itself (see [`link`]).
+
+mod call;
+pub mod esl;
+mod link;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use self::esl::Event;
+use self::link::{Endpoint, Link, LinkDown, Signal};
+use super::{Carrier, DialRequest, DialResult};
+use crate::domain::HangupCause;
+
+/// `[freeswitch]`: where the event socket is and how calls are placed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreeswitchSettings {
+    /// Event socket address (`event_socket.conf.xml`: listen-ip, listen-port, password).
+    pub host: String,
+    pub port: u16,
+    pub password: String,
+    /// What `originate` dials; `{gateway}` and `{phone}` are filled in.
+    pub dial_string: String,
+    /// The SIP gateway (sofia profile gateway name) that `{gateway}` stands for.
+    pub gateway: String,
+    /// Caller ID number shown to the callee; empty leaves it to the gateway.
+    pub caller_id_number: String,
+    /// `recordings.dir` as FreeSWITCH sees it (the same storage, e.g. a shared volume,
+    /// maybe mounted elsewhere); empty = the server's `recordings.dir`, made absolute.
+    pub recordings_dir: String,
+    /// The `speak` application's engine and voice (`speak::<engine>|<voice>|<text>`).
+    pub tts_engine: String,
+    pub tts_voice: String,
+}
+
+impl Default for FreeswitchSettings {
+    fn default() -> Self {
+        FreeswitchSettings {
+            host: "127.0.0.1".into(),
+            port: 8021,
+            password: "ClueCon".into(),
+            dial_string: "sofia/gateway/{gateway}/{phone}".into(),
+            gateway: "trunk".into(),
+            caller_id_number: String::new(),
+            recordings_dir: String::new(),
+            tts_engine: "tts_commandline".into(),
+            tts_voice: "default".into(),
+        }
+    }
+}
+
+/// How long after the ring timeout FreeSWITCH may still take to report the outcome of an
+/// originate before we give up on it ourselves.
+const ORIGINATE_GRACE: Duration = Duration::from_secs(15);
+/// After an `-ERR` originate result, how long to wait for the channel's hangup event,
+/// which carries the SIP code.
+const HANGUP_AFTER_JOB: Duration = Duration::from_secs(2);
+
+pub struct FreeswitchCarrier {
+    link: Link,
+    plan: Arc<Plan>,
+}
+
+/// What every call of this carrier is placed with.
+struct Plan {
+    dial_string: String,
+    gateway: String,
+    caller_id_number: Option<String>,
+    /// The FreeSWITCH-side recordings directory; `None` = the server's, made absolute.
+    fs_recordings_dir: Option<String>,
+    server_recordings_dir: PathBuf,
+    /// `<engine>|<voice>|`, to which the text is appended.
+    speak_prefix: String,
+}
+
+impl FreeswitchCarrier {
+    /// Starts connecting to the event socket in the background (needs a Tokio runtime).
+    /// `recordings_dir` is the server's `recordings.dir`.
+    pub fn new(settings: &FreeswitchSettings, recordings_dir: &Path) -> FreeswitchCarrier {
+        let s = settings;
+        if !s.dial_string.contains("{phone}") {
+            tracing::warn!(dial_string = %s.dial_string, "freeswitch.dial_string has no {{phone}}: every call dials the same target");
+        }
+        if s.dial_string.contains(char::is_whitespace) || s.gateway.contains(char::is_whitespace) {
+            tracing::warn!(dial_string = %s.dial_string, gateway = %s.gateway, "freeswitch.dial_string and gateway may not contain spaces: originate would split them");
+        }
+        if s.recordings_dir.contains(char::is_whitespace) {
+            tracing::warn!(recordings_dir = %s.recordings_dir, "freeswitch.recordings_dir contains a space: uuid_record would split the path");
+        }
+        let caller_id_number = match s.caller_id_number.trim() {
+            "" => None,
+            cid if cid.chars().all(|c| c.is_ascii_alphanumeric() || "+*#._-".contains(c)) => {
+                Some(cid.to_string())
+            }
+            cid => {
+                tracing::error!(
+                    caller_id_number = cid,
+                    "freeswitch.caller_id_number may only hold digits, letters and + * # . _ -; not sending it"
+                );
+                None
+            }
+        };
+        let plan = Plan {
+            dial_string: s.dial_string.trim().to_string(),
+            gateway: s.gateway.trim().to_string(),
+            caller_id_number,
+            fs_recordings_dir: Some(s.recordings_dir.trim().trim_end_matches('/').to_string())
+                .filter(|d| !d.is_empty()),
+            server_recordings_dir: recordings_dir.to_path_buf(),
+            speak_prefix: format!("{}|{}|", one_line(&s.tts_engine), one_line(&s.tts_voice)),
+        };
+        let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });
+        FreeswitchCarrier { link, plan: Arc::new(plan) }
+    }
+
+    /// The carrier `dialer.carrier = "freeswitch"` selects.
+    pub fn from_settings(settings: &crate::config::Settings) -> FreeswitchCarrier {
+        if settings.dialer.calling_hours.is_always() {
+            tracing::warn!(
+                "dialer.calling_hours is 00:00-24:00 with a real carrier: people may be called at night; \
+                 set a window such as \"08:00-21:00\""
+            );
+        }
+        let fs = &settings.freeswitch;
+        tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");
+        FreeswitchCarrier::new(fs, &settings.recordings.dir)
+    }
+}
+
+impl Plan {
+    /// The `originate` command (without `bgapi`) for one call.
+    fn originate(&self, request: &DialRequest) -> String {
+        let timeout_secs = request.ring_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        let mut vars = vec![
+            format!("origination_uuid={}", request.call_id),
+            "ignore_early_media=true".to_string(),
+            format!("originate_timeout={timeout_secs}"),
+        ];
+        if let Some(cid) = &self.caller_id_number {
+            vars.push(format!("origination_caller_id_number={cid}"));
+        }
+        let target =
+            self.dial_string.replace("{gateway}", &self.gateway).replace("{phone}", request.phone.as_str());
+        format!("originate {{{}}}{target} &park()", vars.join(","))
+    }
+
+    /// Where FreeSWITCH is to write the recording the server expects at `server_path`.
+    fn fs_path(&self, server_path: &Path) -> String {
+        let slashed = |p: &Path| p.to_string_lossy().replace('\\', "/");
+        match (&self.fs_recordings_dir, server_path.strip_prefix(&self.server_recordings_dir)) {
+            (Some(dir), Ok(relative)) => format!("{dir}/{}", slashed(relative)),
+            _ => slashed(&std::path::absolute(server_path).unwrap_or_else(|_| server_path.to_path_buf())),
+        }
+    }
+}
+
+#[async_trait]
+impl Carrier for FreeswitchCarrier {
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let uuid = request.call_id.clone();
+        if !self.link.wait_up(request.ring_timeout).await {
+            tracing::debug!(call_id = %uuid, "FreeSWITCH is not connected: the call fails for now");
+            return DialResult::Failed(temporary_failure());
+        }
+        // Routed before the originate goes out, so no event about the channel is missed.
+        let mut route = self.link.route(&uuid);
+        let mut guard =
+            DialGuard { link: self.link.clone(), uuid: uuid.clone(), cause: Some("ORIGINATOR_CANCEL") };
+        match self.link.bgapi(&self.plan.originate(&request), &uuid).await {
+            Ok(reply) if reply.starts_with("+OK") => {}
+            Ok(reply) => {
+                tracing::warn!(call_id = %uuid, %reply, "FreeSWITCH refused the originate");
+                guard.cause = None;
+                return DialResult::Failed(temporary_failure());
+            }
+            Err(LinkDown) => return DialResult::Failed(temporary_failure()),
+        }
+        tracing::debug!(call_id = %uuid, phone = %request.phone, "FreeSWITCH: originating");
+
+        let give_up = Instant::now() + request.ring_timeout + ORIGINATE_GRACE;
+        // An `-ERR` originate result, waiting for the hangup event with the SIP code.
+        let mut job_failed: Option<(HangupCause, Instant)> = None;
+        loop {
+            let until = match &job_failed {
+                Some((_, at)) => (*at + HANGUP_AFTER_JOB).min(give_up),
+                None => give_up,
+            };
+            let signal = match tokio::time::timeout_at(until, route.rx.recv()).await {
+                Ok(signal) => signal,
+                Err(_) => {
+                    if let Some((cause, _)) = job_failed {
+                        guard.cause = None;
+                        return DialResult::Failed(cause);
+                    }
+                    tracing::warn!(call_id = %uuid, "FreeSWITCH reported no outcome of the originate in time; cancelling it");
+                    return DialResult::Failed(unanswered(HangupCause {
+                        name: "NO_ANSWER".into(),
+                        sip: None,
+                    }));
+                }
+            };
+            let event = match signal {
+                Some(Signal::Event(event)) => event,
+                Some(Signal::LinkLost) | None => return DialResult::Failed(temporary_failure()),
+            };
+            match event.name() {
+                "CHANNEL_ANSWER" => break,
+                "BACKGROUND_JOB" => {
+                    let result = event.body.as_deref().unwrap_or("").trim();
+                    if result.starts_with("+OK") {
+                        break; // answered, though its CHANNEL_ANSWER has not arrived (yet)
+                    }
+                    tracing::debug!(call_id = %uuid, result, "FreeSWITCH: originate failed");
+                    job_failed = Some((unanswered(job_error_cause(result)), Instant::now()));
+                }
+                "CHANNEL_HANGUP_COMPLETE" => {
+                    guard.cause = None;
+                    let cause = unanswered(hangup_cause(&event));
+                    tracing::debug!(call_id = %uuid, %cause, "FreeSWITCH: not answered");
+                    return DialResult::Failed(cause);
+                }
+                "CHANNEL_PROGRESS" | "CHANNEL_PROGRESS_MEDIA" => {
+                    tracing::debug!(call_id = %uuid, event = event.name(), "FreeSWITCH: ringing");
+                }
+                _ => {}
+            }
+        }
+
+        // Answered: from here on, abandoning the call hangs it up normally.
+        guard.cause = Some("NORMAL_CLEARING");
+        tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
+        let recording = match request.recording {
+            Some(path) => self.start_recording(&uuid, path).await,
+            None => None,
+        };
+        guard.cause = None;
+        let session =
+            call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone());
+        DialResult::Answered(Box::new(session))
+    }
+}
+
+impl FreeswitchCarrier {
+    /// `uuid_record <uuid> start <path>`; the recording if FreeSWITCH started it.
+    async fn start_recording(&self, uuid: &str, server_path: PathBuf) -> Option<call::Recording> {
+        // FreeSWITCH creates the hour's directory itself (as its own user, so that it can
+        // write there).
+        let fs_path = self.plan.fs_path(&server_path);
+        match self.link.api(&format!("uuid_record {uuid} start {fs_path}")).await {
+            Ok(reply) if reply.starts_with("+OK") => Some(call::Recording { server_path, fs_path }),
+            Ok(reply) => {
+                tracing::warn!(call_id = %uuid, path = %fs_path, %reply, "FreeSWITCH did not start the recording");
+                None
+            }
+            Err(LinkDown) => None,
+        }
+    }
+}
+
+/// Hangs the channel up if `dial` is abandoned (dropped) before it returns: with
+/// ORIGINATOR_CANCEL while it rings (a SIP CANCEL), NORMAL_CLEARING once answered.
+struct DialGuard {
+    link: Link,
+    uuid: String,
+    cause: Option<&'static str>,
+}
+
+impl Drop for DialGuard {
+    fn drop(&mut self) {
+        if let Some(cause) = self.cause {
+            tracing::debug!(call_id = %self.uuid, cause, "abandoning the originate");
+            self.link.kill(&self.uuid, cause);
+        }
+    }
+}
+
+/// What FreeSWITCH says ended a channel: the `Hangup-Cause` header's Q.850 name and the
+/// SIP code of `variable_proto_specific_hangup_cause` (`sip:486`), `null` without one.
+pub fn hangup_cause(event: &Event) -> HangupCause {
+    let name = event.header("Hangup-Cause").map(str::trim).filter(|n| !n.is_empty());
+    let sip = event
+        .header("variable_proto_specific_hangup_cause")
+        .and_then(|v| v.trim().strip_prefix("sip:"))
+        .and_then(|code| code.parse().ok());
+    HangupCause { name: name.unwrap_or("NORMAL_UNSPECIFIED").to_string(), sip }
+}
+
+/// The cause in an `-ERR <CAUSE>` originate result; a result that names no cause (an
+/// error of the command itself) counts as a temporary failure.
+fn job_error_cause(result: &str) -> HangupCause {
+    let word = result.strip_prefix("-ERR").unwrap_or(result).split_whitespace().next().unwrap_or("");
+    let is_cause =
+        !word.is_empty() && word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if is_cause { HangupCause { name: word.to_string(), sip: None } } else { temporary_failure() }
+}
+
+/// The cause of a call that was never answered. FreeSWITCH ending the ringing itself
+/// (`originate_timeout`) may show as ORIGINATOR_CANCEL, with the 487 that answered its
+/// own CANCEL: that is the callee not answering, so it is NO_ANSWER, without the 487.
+/// (We cancel only dials nobody waits for any more.)
+fn unanswered(cause: HangupCause) -> HangupCause {
+    match cause.name.as_str() {
+        "ORIGINATOR_CANCEL" => HangupCause { name: "NO_ANSWER".into(), sip: cause.sip.filter(|&c| c != 487) },
+        _ => cause,
+    }
+}
+
+/// Why a call is cut off when FreeSWITCH cannot be reached or the connection drops.
+fn temporary_failure() -> HangupCause {
+    HangupCause { name: "NORMAL_TEMPORARY_FAILURE".into(), sip: None }
+}
+
+/// The text on one line: a line break would end an event-socket command.
+fn one_line(text: &str) -> String {
+    text.split(['\r', '\n']).map(str::trim).filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Phone;
+
+    fn plan(settings: FreeswitchSettings) -> Plan {
+        // `new` starts a connection; the plan alone is what these tests need.
+        Plan {
+            dial_string: settings.dial_string,
+            gateway: settings.gateway,
+            caller_id_number: Some(settings.caller_id_number).filter(|c| !c.is_empty()),
+            fs_recordings_dir: Some(settings.recordings_dir).filter(|d| !d.is_empty()),
+            server_recordings_dir: "data/recordings".into(),
+            speak_prefix: String::new(),
+        }
+    }
+
+    fn request(ring_timeout: Duration) -> DialRequest {
+        DialRequest {
+            call_id: "2508162111590110001".into(),
+            phone: Phone::parse("13912345678").unwrap(),
+            ring_timeout,
+            recording: None,
+        }
+    }
+
+    fn event(headers: &[(&str, &str)]) -> Event {
+        Event { headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), body: None }
+    }
+
+    #[test]
+    fn the_originate_carries_our_uuid_the_ring_timeout_and_the_filled_dial_string() {
+        let p = plan(FreeswitchSettings { caller_id_number: "01088886666".into(), ..Default::default() });
+        assert_eq!(
+            p.originate(&request(Duration::from_secs(45))),
+            "originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=45,\
+             origination_caller_id_number=01088886666}sofia/gateway/trunk/13912345678 &park()"
+        );
+        let p = plan(FreeswitchSettings {
+            dial_string: "sofia/external/{phone}@10.0.0.1".into(),
+            ..Default::default()
+        });
+        assert_eq!(
+            p.originate(&request(Duration::from_millis(1500))),
+            "originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=2}\
+             sofia/external/13912345678@10.0.0.1 &park()"
+        );
+    }
+
+    #[test]
+    fn recordings_go_to_the_same_relative_path_under_the_freeswitch_directory() {
+        let p =
+            plan(FreeswitchSettings { recordings_dir: "/mnt/cc-recordings".into(), ..Default::default() });
+        let server = Path::new("data/recordings/ai_call/2025/08/16/21/2508162111590110001.wav");
+        assert_eq!(p.fs_path(server), "/mnt/cc-recordings/ai_call/2025/08/16/21/2508162111590110001.wav");
+
+        let same_storage = plan(FreeswitchSettings::default());
+        let fs = same_storage.fs_path(server);
+        assert!(
+            fs.starts_with('/')
+                && fs.ends_with("/data/recordings/ai_call/2025/08/16/21/2508162111590110001.wav"),
+            "{fs}"
+        );
+    }
+
+    #[test]
+    fn the_cause_is_the_q850_name_with_the_sip_code_or_null() {
+        let busy = event(&[
+            ("Event-Name", "CHANNEL_HANGUP_COMPLETE"),
+            ("Hangup-Cause", "USER_BUSY"),
+            ("variable_proto_specific_hangup_cause", "sip:486"),
+        ]);
+        assert_eq!(hangup_cause(&busy).to_string(), "USER_BUSY:sip:486");
+        let killed = event(&[("Hangup-Cause", "MANAGER_REQUEST")]);
+        assert_eq!(hangup_cause(&killed).to_string(), "MANAGER_REQUEST:null");
+        let odd = event(&[
+            ("Hangup-Cause", "NORMAL_CLEARING"),
+            ("variable_proto_specific_hangup_cause", "q850:16"),
+        ]);
+        assert_eq!(hangup_cause(&odd).to_string(), "NORMAL_CLEARING:null");
+        assert_eq!(hangup_cause(&event(&[])).to_string(), "NORMAL_UNSPECIFIED:null");
+    }
+
+    #[test]
+    fn freeswitch_ending_the_ringing_itself_is_no_answer() {
+        let cancel = HangupCause { name: "ORIGINATOR_CANCEL".into(), sip: Some(487) };
+        assert_eq!(unanswered(cancel).to_string(), "NO_ANSWER:null");
+        assert_eq!(unanswered(HangupCause::no_answer()).to_string(), "NO_ANSWER:sip:480");
+        assert_eq!(unanswered(HangupCause::user_busy()).to_string(), "USER_BUSY:sip:486");
+    }
+
+    #[test]
+    fn an_err_originate_result_names_the_cause() {
+        assert_eq!(job_error_cause("-ERR USER_BUSY").to_string(), "USER_BUSY:null");
+        assert_eq!(job_error_cause("-ERR NO_ROUTE_DESTINATION").to_string(), "NO_ROUTE_DESTINATION:null");
+        assert_eq!(
+            job_error_cause("-ERR originate Command not found!").to_string(),
+            "NORMAL_TEMPORARY_FAILURE:null"
+        );
+        assert_eq!(job_error_cause("-ERR").to_string(), "NORMAL_TEMPORARY_FAILURE:null");
+    }
+
+    #[test]
+    fn text_is_put_on_one_line() {
+        assert_eq!(one_line("您好，\r\n请问是张三吗？\n"), "您好， 请问是张三吗？");
+        assert_eq!(one_line(" a  b "), "a  b");
+    }
+}

@@ -1,0 +1,385 @@
+//! The SIP carrier (`dialer.carrier = "sip"`): calls go to a SIP trunk as INVITEs, the
+//! agent talks over RTP (G.711), and both sides are recorded.
+//!
+//! - `signalling`: the user agent on rsipstack; INVITE, CANCEL, BYE, auth, in-dialog requests
+//! - `sdp`: our offer and what we read from the answer
+//! - `rtp`: the paced sender, the receiver, RTP ports
+//! - `g711`: PCMA / PCMU
+//! - `tts`: the `Tts` trait and its engines; `vad` + `asr`: turns of speech and their text
+//! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
+
+pub mod asr;
+pub mod g711;
+pub mod recorder;
+pub mod rtp;
+pub mod sdp;
+pub mod session;
+pub mod signalling;
+pub mod tts;
+pub mod vad;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OnceCell, watch};
+
+use self::g711::Codec;
+use self::recorder::Recorder;
+use self::rtp::{Media, PortRange};
+use self::session::{Engines, SipSession};
+use self::signalling::{DialogEvents, Ua, UaConfig};
+use self::tts::{Tts, TtsEngine};
+use self::vad::VadParams;
+use super::{Carrier, DialRequest, DialResult};
+use crate::config::Settings;
+use crate::domain::HangupCause;
+
+/// `[sip]`: the trunk, who we call as, where we listen, and how we speak and hear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipSettings {
+    /// The SIP trunk (or SBC / proxy) every INVITE goes to: `host[:port]`, port 5060 by default.
+    pub trunk: String,
+    pub transport: SipTransport,
+    /// Host part of request URIs and From/To (`sip:<number>@<domain>`); empty = the trunk.
+    pub domain: String,
+    /// Digest authentication (401/407), when the trunk asks; empty = none.
+    pub username: String,
+    pub password: String,
+    /// Caller ids (the From user), used in turn call by call; empty = `username`, or `callcenter`.
+    pub caller_ids: Vec<String>,
+    /// Put before every number dialled (a trunk's routing prefix).
+    pub dial_prefix: String,
+    /// Local SIP address (UDP, and TCP with `transport = "tcp"`).
+    pub bind: String,
+    /// Address announced in Via, Contact and SDP (behind NAT: the public one); empty = the
+    /// local address the system routes to the trunk from.
+    pub external_ip: String,
+    /// Local RTP ports (even ones are used); `rtp_port_min = 0` takes any free port.
+    pub rtp_port_min: u16,
+    pub rtp_port_max: u16,
+    /// Offered in this order of preference.
+    pub codecs: Vec<Codec>,
+    /// Offer RFC 4733 telephone-events (DTMF).
+    pub telephone_event: bool,
+    pub tts_engine: TtsEngine,
+    /// With `tts_engine = "command"`: program and arguments; `{text}` and `{wav}` are replaced.
+    pub tts_command: Vec<String>,
+    pub espeak_voice: String,
+    /// Words per minute.
+    pub espeak_speed: u32,
+    /// A speech recogniser: program and arguments, `{wav}` replaced by the turn's audio; it
+    /// prints the text. Empty = none: what the callee says is heard as `[语音 N秒]`.
+    pub asr_command: Vec<String>,
+    /// Loudness (RMS of a 20 ms frame, 16-bit scale) above which the callee is speaking.
+    pub vad_threshold: u32,
+    /// Quiet that ends the callee's turn.
+    pub vad_silence_ms: u64,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        SipSettings {
+            trunk: String::new(),
+            transport: SipTransport::Udp,
+            domain: String::new(),
+            username: String::new(),
+            password: String::new(),
+            caller_ids: Vec::new(),
+            dial_prefix: String::new(),
+            bind: "0.0.0.0:5060".into(),
+            external_ip: String::new(),
+            rtp_port_min: 20000,
+            rtp_port_max: 20999,
+            codecs: vec![Codec::Pcma, Codec::Pcmu],
+            telephone_event: true,
+            tts_engine: TtsEngine::Espeak,
+            tts_command: Vec::new(),
+            espeak_voice: "cmn".into(),
+            espeak_speed: 160,
+            asr_command: Vec::new(),
+            vad_threshold: 400,
+            vad_silence_ms: 700,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    Udp,
+    Tcp,
+}
+
+impl SipSettings {
+    /// What the types do not check; only asked when `dialer.carrier = "sip"`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.trunk.trim().is_empty() {
+            return Err("sip.trunk must be set (host:port of the SIP trunk) when dialer.carrier = \"sip\"".into());
+        }
+        if signalling::split_host_port(&self.trunk).is_none() {
+            return Err(format!("sip.trunk `{}` is not host[:port]", self.trunk));
+        }
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!("sip.bind `{}` is not ip:port", self.bind));
+        }
+        if !self.external_ip.is_empty() && self.external_ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("sip.external_ip `{}` is not an IP address", self.external_ip));
+        }
+        if self.codecs.is_empty() {
+            return Err("sip.codecs must name at least one of \"PCMA\", \"PCMU\"".into());
+        }
+        if self.rtp_port_min != 0 && self.rtp_port_max < self.rtp_port_min + 1 {
+            return Err("sip.rtp_port_max must be above sip.rtp_port_min".into());
+        }
+        if self.tts_engine == TtsEngine::Command && self.tts_command.is_empty() {
+            return Err("sip.tts_command must be set when sip.tts_engine = \"command\"".into());
+        }
+        if self.vad_silence_ms < 100 {
+            return Err("sip.vad_silence_ms must be at least 100".into());
+        }
+        Ok(())
+    }
+}
+
+/// Places calls through a SIP trunk. The user agent starts with the first call.
+pub struct SipCarrier {
+    settings: SipSettings,
+    ua: OnceCell<Arc<Ua>>,
+    ports: PortRange,
+    next_caller: AtomicUsize,
+    engines: Engines,
+    /// Most samples a recording channel keeps (the longest call, and some).
+    recording_limit: usize,
+}
+
+impl SipCarrier {
+    /// The carrier with the engines `[sip]` names.
+    pub fn new(settings: &Settings) -> SipCarrier {
+        let s = &settings.sip;
+        let tts: Arc<dyn Tts> = match s.tts_engine {
+            TtsEngine::Espeak => {
+                if !tts::installed("espeak-ng") {
+                    tracing::error!(
+                        "sip: espeak-ng is not installed, so the callee will hear a synthetic placeholder \
+                         voice instead of words; install it (apt-get install espeak-ng) or set \
+                         sip.tts_engine = \"command\" with sip.tts_command"
+                    );
+                }
+                Arc::new(tts::WithFallback::new(Arc::new(tts::Espeak {
+                    program: "espeak-ng".into(),
+                    voice: s.espeak_voice.clone(),
+                    speed: s.espeak_speed,
+                })))
+            }
+            TtsEngine::Command => {
+                Arc::new(tts::WithFallback::new(Arc::new(tts::CommandTts { argv: s.tts_command.clone() })))
+            }
+            TtsEngine::Synthetic => Arc::new(tts::Synthetic),
+        };
+        let asr: Arc<dyn asr::Asr> = if s.asr_command.is_empty() {
+            Arc::new(asr::Placeholder)
+        } else {
+            Arc::new(asr::CommandAsr { argv: s.asr_command.clone() })
+        };
+        if settings.dialer.calling_hours.is_always() {
+            tracing::warn!(
+                "sip: dialer.calling_hours is \"00:00-24:00\": real people will be called at any hour, \
+                 at night too; set a window such as \"08:00-21:00\""
+            );
+        }
+        Self::with_engines(settings, tts, asr)
+    }
+
+    /// The carrier with your own speech engines (a cloud TTS or ASR, say).
+    pub fn with_engines(settings: &Settings, tts: Arc<dyn Tts>, asr: Arc<dyn asr::Asr>) -> SipCarrier {
+        let s = &settings.sip;
+        let vad = VadParams {
+            threshold: f64::from(s.vad_threshold),
+            silence: Duration::from_millis(s.vad_silence_ms),
+            min_voiced_frames: 3,
+        };
+        let longest = Duration::from_secs(settings.dialer.max_call_secs + 60);
+        SipCarrier {
+            settings: s.clone(),
+            ua: OnceCell::new(),
+            ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
+            next_caller: AtomicUsize::new(0),
+            engines: Engines { tts, asr, vad },
+            recording_limit: crate::recording::samples_in(longest),
+        }
+    }
+
+    async fn ua(&self) -> Result<&Arc<Ua>, String> {
+        self.ua
+            .get_or_try_init(|| async {
+                let s = &self.settings;
+                let config = UaConfig {
+                    trunk: &s.trunk,
+                    transport: s.transport,
+                    domain: &s.domain,
+                    bind: &s.bind,
+                    external_ip: &s.external_ip,
+                    username: &s.username,
+                    password: &s.password,
+                };
+                Ua::start(&config).await.map(Arc::new)
+            })
+            .await
+    }
+
+    fn caller_id(&self) -> String {
+        let pool = &self.settings.caller_ids;
+        if pool.is_empty() {
+            return if self.settings.username.is_empty() {
+                "callcenter".into()
+            } else {
+                self.settings.username.clone()
+            };
+        }
+        pool[self.next_caller.fetch_add(1, Ordering::Relaxed) % pool.len()].clone()
+    }
+}
+
+/// No SIP answer to go by (a local error, the trunk unreachable): RFC 3261 §8.1.3.1
+/// treats a transport failure as a 503.
+fn local_failure() -> HangupCause {
+    HangupCause::from_sip(503)
+}
+
+#[async_trait]
+impl Carrier for SipCarrier {
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let call_id = request.call_id.as_str();
+        let ua = match self.ua().await {
+            Ok(ua) => ua.clone(),
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
+                return DialResult::Failed(local_failure());
+            }
+        };
+        let socket = match self.ports.bind(ua.media_bind_ip).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: no free RTP port");
+                return DialResult::Failed(local_failure());
+            }
+        };
+        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+        let s = &self.settings;
+        let local = signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event).render();
+        let number = format!("{}{}", s.dial_prefix, request.phone.as_str());
+        let option = match ua.invite(&number, &self.caller_id(), local.clone(), call_id) {
+            Ok(option) => option,
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: cannot build the INVITE");
+                return DialResult::Failed(HangupCause::from_sip(484));
+            }
+        };
+
+        let (state_tx, state_rx) = ua.layer.new_dialog_state_channel();
+        let (ended_tx, ended_rx) = watch::channel(None);
+        let remote = Arc::new(Mutex::new(None));
+        let events = DialogEvents {
+            layer: ua.layer.clone(),
+            call_id: request.call_id.clone(),
+            local_sdp: local,
+            codecs: s.codecs.clone(),
+            remote: remote.clone(),
+            ended: ended_tx,
+        };
+        tokio::spawn(events.run(state_rx));
+
+        tracing::debug!(call_id, number, "sip: INVITE");
+        // Dropping the INVITE's future (the ring timeout here, or the dialer giving up on
+        // the call) makes rsipstack CANCEL it.
+        let answer = tokio::time::timeout(request.ring_timeout, ua.layer.do_invite(option, state_tx)).await;
+        let (dialog, response) = match answer {
+            Err(_) => {
+                tracing::debug!(call_id, "sip: ring timeout, CANCEL");
+                return DialResult::Failed(HangupCause::no_answer());
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(call_id, error = %e, "sip: INVITE failed");
+                return DialResult::Failed(local_failure());
+            }
+            // The transaction timed out (timer B): RFC 3261 treats it as a 408.
+            Ok(Ok((_, None))) => return DialResult::Failed(HangupCause::from_sip(408)),
+            Ok(Ok((dialog, Some(response)))) => (dialog, response),
+        };
+        let code = response.status_code.code();
+        if !(200..300).contains(&code) {
+            tracing::debug!(call_id, code, "sip: not answered");
+            return DialResult::Failed(HangupCause::from_sip(code));
+        }
+        let answered_at = tokio::time::Instant::now();
+        let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "sip: unusable SDP answer; hanging up");
+                tokio::spawn(async move {
+                    let _ = dialog.bye().await;
+                });
+                return DialResult::Failed(HangupCause::from_sip(488));
+            }
+        };
+        tracing::debug!(call_id, to = %media.addr, codec = ?media.codec, "sip: answered");
+        *remote.lock().expect("remote lock") = Some(media);
+        let media = Media::start(socket, remote, Recorder::new(self.recording_limit));
+        let session = SipSession::new(
+            request.call_id,
+            dialog,
+            media,
+            ended_rx,
+            self.engines.clone(),
+            request.recording,
+            answered_at,
+        );
+        DialResult::Answered(Box::new(session))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_once_a_trunk_is_set() {
+        let mut s = SipSettings::default();
+        assert!(s.validate().unwrap_err().contains("sip.trunk"));
+        s.trunk = "sip.example.com".into();
+        assert_eq!(s.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let base = SipSettings { trunk: "10.0.0.1:5060".into(), ..SipSettings::default() };
+        let cases: [(SipSettings, &str); 5] = [
+            (SipSettings { bind: "nowhere".into(), ..base.clone() }, "sip.bind"),
+            (SipSettings { codecs: vec![], ..base.clone() }, "sip.codecs"),
+            (SipSettings { rtp_port_min: 3000, rtp_port_max: 2000, ..base.clone() }, "sip.rtp_port_max"),
+            (SipSettings { tts_engine: TtsEngine::Command, ..base.clone() }, "sip.tts_command"),
+            (SipSettings { external_ip: "a.b".into(), ..base.clone() }, "sip.external_ip"),
+        ];
+        for (s, key) in cases {
+            assert!(s.validate().unwrap_err().contains(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn caller_ids_rotate_call_by_call() {
+        let mut settings = Settings::default();
+        settings.sip.caller_ids = vec!["1001".into(), "1002".into()];
+        let carrier = SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        let ids: Vec<String> = (0..3).map(|_| carrier.caller_id()).collect();
+        assert_eq!(ids, ["1001", "1002", "1001"]);
+
+        settings.sip.caller_ids.clear();
+        settings.sip.username = "trunkuser".into();
+        let carrier = SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        assert_eq!(carrier.caller_id(), "trunkuser");
+    }
+}

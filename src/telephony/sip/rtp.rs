@@ -1,0 +1,385 @@
+//! RTP (RFC 3550) for one G.711 call: 20 ms frames sent in real time, frames received and
+//! decoded, both directions laid on the recording's timeline.
+//!
+//! Written by hand: a G.711 stream needs the 12-byte header and a paced sender, and the
+//! RTP crates (webrtc-rs `rtp`, `rtp-rs`) give the header only, which is the easy part.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::g711::Codec;
+use super::recorder::Recorder;
+use super::sdp::RemoteMedia;
+
+/// Samples in one 20 ms frame at 8 kHz.
+pub const FRAME: usize = 160;
+pub const FRAME_TIME: Duration = Duration::from_millis(20);
+/// Received frames kept for `listen` while nobody listens (10 s); older ones are dropped.
+const HEARD_BACKLOG: usize = 500;
+
+/// The fixed part of an RTP header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub payload_type: u8,
+    pub marker: bool,
+    pub seq: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+}
+
+impl Header {
+    pub fn write(&self, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(12 + payload.len());
+        out.push(0x80); // version 2, no padding, no extension, no CSRC
+        out.push((u8::from(self.marker) << 7) | (self.payload_type & 0x7F));
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out.extend_from_slice(&self.timestamp.to_be_bytes());
+        out.extend_from_slice(&self.ssrc.to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// The header and the payload of a packet, or `None` if it is no RTP version 2.
+    pub fn parse(packet: &[u8]) -> Option<(Header, &[u8])> {
+        if packet.len() < 12 || packet[0] >> 6 != 2 {
+            return None;
+        }
+        let csrcs = usize::from(packet[0] & 0x0F);
+        let mut start = 12 + 4 * csrcs;
+        if packet[0] & 0x10 != 0 {
+            // Header extension: 4 bytes, then its length in 32-bit words.
+            let ext = packet.get(start..start + 4)?;
+            start += 4 + 4 * usize::from(u16::from_be_bytes([ext[2], ext[3]]));
+        }
+        let mut end = packet.len();
+        if packet[0] & 0x20 != 0 {
+            end = end.checked_sub(usize::from(*packet.last()?))?;
+        }
+        let payload = packet.get(start..end)?;
+        let header = Header {
+            payload_type: packet[1] & 0x7F,
+            marker: packet[1] & 0x80 != 0,
+            seq: u16::from_be_bytes([packet[2], packet[3]]),
+            timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
+            ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+        };
+        Some((header, payload))
+    }
+}
+
+/// Hands out local RTP ports from the configured range, round robin, even numbers only
+/// (RTCP's odd neighbour stays free for it). `min = 0` takes any free port.
+pub struct PortRange {
+    min: u16,
+    max: u16,
+    next: AtomicU16,
+}
+
+impl PortRange {
+    pub fn new(min: u16, max: u16) -> PortRange {
+        let min = if min == 0 { 0 } else { min + (min % 2) };
+        PortRange { min, max: max.max(min), next: AtomicU16::new(min) }
+    }
+
+    /// Binds a socket on `ip` at the next free port of the range.
+    pub async fn bind(&self, ip: IpAddr) -> std::io::Result<UdpSocket> {
+        if self.min == 0 {
+            return UdpSocket::bind(SocketAddr::new(ip, 0)).await;
+        }
+        let slots = (self.max - self.min) / 2 + 1;
+        let mut last_error = None;
+        for _ in 0..slots {
+            let offset = self.next.fetch_add(2, Ordering::Relaxed).wrapping_sub(self.min) % (slots * 2);
+            let port = self.min + offset;
+            match UdpSocket::bind(SocketAddr::new(ip, port)).await {
+                Ok(socket) => return Ok(socket),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| std::io::Error::other("empty RTP port range")))
+    }
+}
+
+/// Audio the agent is to say, and who to tell once it has gone out.
+struct Prompt {
+    pcm: Vec<i16>,
+    done: oneshot::Sender<()>,
+}
+
+/// A frame of the callee's audio, as it arrived.
+#[derive(Debug, Clone)]
+pub struct Heard {
+    pub pcm: Vec<i16>,
+}
+
+/// The media of one answered call: a sender pacing 20 ms frames (silence between prompts,
+/// so the stream and any NAT binding stay up), a receiver decoding what comes in, and the
+/// recording of both.
+pub struct Media {
+    prompts: mpsc::UnboundedSender<Prompt>,
+    pub heard: mpsc::Receiver<Heard>,
+    recorder: Arc<Mutex<Recorder>>,
+    cancel: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Media {
+    /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
+    /// the recording's time zero is now.
+    pub fn start(socket: UdpSocket, remote: Arc<Mutex<Option<RemoteMedia>>>, recorder: Recorder) -> Media {
+        let socket = Arc::new(socket);
+        let recorder = Arc::new(Mutex::new(recorder));
+        let cancel = CancellationToken::new();
+        let (prompts_tx, prompts_rx) = mpsc::unbounded_channel();
+        let (heard_tx, heard_rx) = mpsc::channel(HEARD_BACKLOG);
+        let start = Instant::now();
+        let sender = tokio::spawn(send_loop(
+            socket.clone(),
+            remote,
+            recorder.clone(),
+            prompts_rx,
+            start,
+            cancel.clone(),
+        ));
+        let receiver = tokio::spawn(receive_loop(socket, recorder.clone(), heard_tx, start, cancel.clone()));
+        Media { prompts: prompts_tx, heard: heard_rx, recorder, cancel, tasks: vec![sender, receiver] }
+    }
+
+    /// Queues `pcm` (8 kHz) to be said; the answer comes once its last frame went out.
+    /// Dropping the answer cuts the prompt short.
+    pub fn play(&self, pcm: Vec<i16>) -> oneshot::Receiver<()> {
+        let (done, rx) = oneshot::channel();
+        let _ = self.prompts.send(Prompt { pcm, done });
+        rx
+    }
+
+    /// Stops both directions and gives back the recording.
+    pub async fn stop(mut self) -> Recorder {
+        self.cancel.cancel();
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+        std::mem::replace(&mut *self.recorder.lock().expect("recorder lock"), Recorder::new(0))
+    }
+}
+
+impl Drop for Media {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Sends one frame every 20 ms on a fixed grid from `start`: a prompt's audio while
+/// there is one, silence otherwise. Frame `n` carries timestamp `n·160` from a random
+/// base, so a stall shows the receiver a gap rather than a squeezed stream.
+async fn send_loop(
+    socket: Arc<UdpSocket>,
+    remote: Arc<Mutex<Option<RemoteMedia>>>,
+    recorder: Arc<Mutex<Recorder>>,
+    mut prompts: mpsc::UnboundedReceiver<Prompt>,
+    start: Instant,
+    cancel: CancellationToken,
+) {
+    let ssrc: u32 = rand::random();
+    let base_ts: u32 = rand::random();
+    let mut seq: u16 = rand::random();
+    let mut n: u64 = 0;
+    let mut current: Option<(Prompt, usize)> = None;
+    let mut first = true;
+    loop {
+        let due = start + FRAME_TIME * n as u32;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep_until(due) => {}
+        }
+        // Far behind (a stalled machine): skip the frames that are too late to matter.
+        let behind = Instant::now().saturating_duration_since(due);
+        if behind > FRAME_TIME * 10 {
+            n += (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
+        }
+        if current.as_ref().is_some_and(|(p, _)| p.done.is_closed()) {
+            current = None; // the caller gave up on it (the call is ending)
+        }
+        if current.is_none() {
+            current = prompts.try_recv().ok().map(|p| (p, 0));
+        }
+        let mut frame = [0i16; FRAME];
+        let mut speaking = false;
+        if let Some((prompt, offset)) = &mut current {
+            let end = (*offset + FRAME).min(prompt.pcm.len());
+            frame[..end - *offset].copy_from_slice(&prompt.pcm[*offset..end]);
+            *offset = end;
+            speaking = true;
+            if end == prompt.pcm.len() {
+                let (prompt, _) = current.take().expect("a prompt");
+                let _ = prompt.done.send(());
+            }
+        }
+        if speaking {
+            recorder.lock().expect("recorder lock").agent(n as usize * FRAME, &frame);
+        }
+        let Some((to, codec)) = remote.lock().expect("remote lock").as_ref().map(|r| (r.addr, r.codec)) else {
+            n += 1;
+            continue;
+        };
+        let header = Header {
+            payload_type: codec.payload_type(),
+            marker: first,
+            seq,
+            timestamp: base_ts.wrapping_add((n as u32).wrapping_mul(FRAME as u32)),
+            ssrc,
+        };
+        first = false;
+        seq = seq.wrapping_add(1);
+        if let Err(e) = socket.send_to(&header.write(&codec.encode(&frame)), to).await {
+            tracing::debug!(%to, error = %e, "rtp: send failed");
+        }
+        n += 1;
+    }
+}
+
+/// Decodes every G.711 packet that arrives, places it on the recording by its RTP
+/// timestamp (anchored at the arrival of the stream's first packet, re-anchored when the
+/// stream jumps), and hands it to `listen`. Telephone-events and comfort noise are skipped.
+async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    recorder: Arc<Mutex<Recorder>>,
+    heard: mpsc::Sender<Heard>,
+    start: Instant,
+    cancel: CancellationToken,
+) {
+    let mut buf = vec![0u8; 2048];
+    // (ssrc, timestamp, position in samples) of the anchor packet.
+    let mut anchor: Option<(u32, u32, i64)> = None;
+    loop {
+        let received = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        let len = match received {
+            Ok((len, _from)) => len,
+            Err(e) => {
+                // ICMP port unreachable shows here on some systems; keep listening.
+                tracing::trace!(error = %e, "rtp: receive failed");
+                continue;
+            }
+        };
+        let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
+        let Some(codec) = Codec::from_payload_type(header.payload_type) else { continue };
+        let pcm = codec.decode(payload);
+        let arrival = (start.elapsed().as_secs_f64() * 8000.0) as i64 - pcm.len() as i64;
+        let position = match anchor {
+            Some((ssrc, ts, pos)) if ssrc == header.ssrc => {
+                let p = pos + i64::from(header.timestamp.wrapping_sub(ts) as i32);
+                // More than a second off the clock: the sender restarted its timeline.
+                if (p - arrival).abs() > 8000 { None } else { Some(p) }
+            }
+            _ => None,
+        };
+        let position = position.unwrap_or_else(|| {
+            anchor = Some((header.ssrc, header.timestamp, arrival.max(0)));
+            arrival.max(0)
+        });
+        recorder.lock().expect("recorder lock").callee(position.max(0) as usize, &pcm);
+        // Nobody listening for a while: the oldest audio is of no use, drop this frame.
+        let _ = heard.try_send(Heard { pcm });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_written_parses_back() {
+        let h = Header { payload_type: 8, marker: true, seq: 65535, timestamp: 0xDEADBEEF, ssrc: 7 };
+        let packet = h.write(&[1, 2, 3]);
+        assert_eq!(packet.len(), 15);
+        assert_eq!(Header::parse(&packet), Some((h, &[1u8, 2, 3][..])));
+    }
+
+    #[test]
+    fn csrcs_extensions_and_padding_are_skipped() {
+        let mut packet = vec![0x80 | 0x20 | 0x10 | 0x01, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9];
+        packet.extend_from_slice(&[0, 0, 0, 5]); // one CSRC
+        packet.extend_from_slice(&[0xBE, 0xDE, 0, 1, 1, 2, 3, 4]); // extension of one word
+        packet.extend_from_slice(&[10, 20, 30]); // payload
+        packet.extend_from_slice(&[0, 0, 3]); // three bytes of padding
+        let (h, payload) = Header::parse(&packet).unwrap();
+        assert_eq!((h.payload_type, h.seq, h.timestamp, h.ssrc), (0, 1, 160, 9));
+        assert_eq!(payload, &[10, 20, 30]);
+    }
+
+    #[test]
+    fn garbage_is_not_rtp() {
+        assert_eq!(Header::parse(&[0x80, 0, 0]), None);
+        assert_eq!(Header::parse(&[0x40; 20]), None);
+        let mut bad_padding = Header { payload_type: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0 }.write(&[]);
+        bad_padding[0] |= 0x20;
+        bad_padding.push(200);
+        assert_eq!(Header::parse(&bad_padding), None);
+    }
+
+    #[tokio::test]
+    async fn ports_come_from_the_range_and_skip_taken_ones() {
+        let range = PortRange::new(0, 0);
+        let any = range.bind("127.0.0.1".parse().unwrap()).await.unwrap();
+        assert_ne!(any.local_addr().unwrap().port(), 0);
+
+        // A range of two even ports, the first taken: the second is given, then none.
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let base = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let Ok(taken) = std::net::UdpSocket::bind(("127.0.0.1", base)) else { return };
+        let range = PortRange::new(base, base + 2);
+        let Ok(got) = range.bind("127.0.0.1".parse().unwrap()).await else { return };
+        assert_eq!(got.local_addr().unwrap().port(), base + 2);
+        drop(taken);
+    }
+
+    #[tokio::test]
+    async fn prompts_go_out_paced_and_received_audio_comes_back_in_order() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let our_addr = ours.local_addr().unwrap();
+        let remote = RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let mut media = Media::start(ours, Arc::new(Mutex::new(Some(remote))), Recorder::new(8000 * 10));
+
+        // 100 ms of audio: five frames, played in about 100 ms.
+        let t = Instant::now();
+        media.play(vec![1000; 800]).await.unwrap();
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(80) && took < Duration::from_millis(400), "{took:?}");
+
+        let mut buf = [0u8; 512];
+        let mut loud = 0;
+        for _ in 0..8 {
+            let (len, _) = peer.recv_from(&mut buf).await.unwrap();
+            let (h, payload) = Header::parse(&buf[..len]).unwrap();
+            assert_eq!((h.payload_type, payload.len()), (0, FRAME));
+            loud += usize::from(Codec::Pcmu.decode(payload)[0] > 900);
+        }
+        assert_eq!(loud, 5);
+
+        for i in 0..3u32 {
+            let h = Header { payload_type: 8, marker: false, seq: i as u16, timestamp: i * 160, ssrc: 1 };
+            peer.send_to(&h.write(&Codec::Pcma.encode(&[2000; FRAME])), our_addr).await.unwrap();
+        }
+        for _ in 0..3 {
+            let frame = tokio::time::timeout(Duration::from_secs(2), media.heard.recv()).await.unwrap().unwrap();
+            assert!(frame.pcm.iter().all(|&s| (s - 2000).abs() < 100));
+        }
+        let recorder = media.stop().await;
+        let (agent, callee) = recorder.channels();
+        assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 800);
+        assert_eq!(callee.iter().filter(|&&s| s > 1900).count(), 480);
+    }
+}

@@ -1,0 +1,215 @@
+//! One answered SIP call as a `CallSession`: `say` speaks through the TTS and streams
+//! the audio as RTP in real time, `listen` waits for a turn of the callee's (energy VAD)
+//! and hands it to the ASR, `hang_up` sends BYE (unless the callee already did) and
+//! writes the recording.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::asr::{self, Asr};
+use super::recorder;
+use super::rtp::Media;
+use super::tts::{self, Tts};
+use super::vad::{Turn, VadParams};
+use crate::domain::HangupCause;
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp};
+
+/// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
+const BYE_WAIT: Duration = Duration::from_secs(2);
+
+/// What a session speaks and hears with.
+#[derive(Clone)]
+pub struct Engines {
+    pub tts: Arc<dyn Tts>,
+    pub asr: Arc<dyn Asr>,
+    pub vad: VadParams,
+}
+
+pub struct SipSession {
+    call_id: String,
+    dialog: InviteDialog,
+    media: Option<Media>,
+    /// Set (once) when the callee's side ends the call.
+    ended: watch::Receiver<Option<HangupCause>>,
+    engines: Engines,
+    recording: Option<PathBuf>,
+    answered_at: Instant,
+    hung_up: bool,
+}
+
+impl SipSession {
+    pub fn new(
+        call_id: String,
+        dialog: InviteDialog,
+        media: Media,
+        ended: watch::Receiver<Option<HangupCause>>,
+        engines: Engines,
+        recording: Option<PathBuf>,
+        answered_at: Instant,
+    ) -> SipSession {
+        SipSession { call_id, dialog, media: Some(media), ended, engines, recording, answered_at, hung_up: false }
+    }
+
+    fn check_line(&self) -> Result<(), HungUp> {
+        match &*self.ended.borrow() {
+            Some(cause) => Err(HungUp(cause.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn media(&mut self) -> &mut Media {
+        self.media.as_mut().expect("media runs until hang_up")
+    }
+}
+
+/// Resolves when the callee's side ends the call, with its cause.
+async fn callee_gone(ended: &mut watch::Receiver<Option<HangupCause>>) -> HungUp {
+    let cause = match ended.wait_for(Option::is_some).await {
+        Ok(cause) => cause.clone(),
+        Err(_) => None,
+    };
+    match cause {
+        Some(cause) => HungUp(cause),
+        // The dialog's watcher is gone without a word: only after our own hang-up.
+        None => std::future::pending().await,
+    }
+}
+
+#[async_trait]
+impl CallSession for SipSession {
+    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+        self.check_line()?;
+        let tts = self.engines.tts.clone();
+        let mut ended = self.ended.clone();
+        let pcm = tokio::select! {
+            pcm = tts.synthesize(text) => pcm.unwrap_or_else(|e| {
+                tracing::warn!(call_id = %self.call_id, error = %e, "sip: text to speech failed");
+                tts::synthetic(text)
+            }),
+            gone = callee_gone(&mut ended) => return Err(gone),
+        };
+        let played = self.media().play(pcm);
+        tokio::select! {
+            // An error means the sender stopped: the call is ending anyway.
+            _ = played => Ok(()),
+            gone = callee_gone(&mut ended) => Err(gone),
+        }
+    }
+
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+        self.check_line()?;
+        let vad = self.engines.vad;
+        let mut ended = self.ended.clone();
+        let deadline = Instant::now() + max_wait;
+        let mut turn = Turn::new(vad);
+        let media = self.media();
+        // What the callee said while we spoke is not an answer to what we said.
+        while media.heard.try_recv().is_ok() {}
+        loop {
+            let now = Instant::now();
+            if now >= deadline || turn.is_over(now) {
+                break;
+            }
+            let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
+            tokio::select! {
+                frame = media.heard.recv() => match frame {
+                    Some(frame) => turn.push(&frame.pcm, Instant::now()),
+                    // The receiver stopped: nothing more will come.
+                    None => tokio::time::sleep_until(wake).await,
+                },
+                _ = tokio::time::sleep_until(wake) => {}
+                gone = callee_gone(&mut ended) => return Err(gone),
+            }
+        }
+        let Some((pcm, speech)) = turn.finish() else { return Ok(Heard::Silence) };
+        let asr = self.engines.asr.clone();
+        let text = tokio::select! {
+            text = asr.recognize(&pcm, speech) => text,
+            gone = callee_gone(&mut ended) => return Err(gone),
+        };
+        let text = match text {
+            Ok(text) if !text.is_empty() => text,
+            Ok(_) => asr::placeholder(speech),
+            Err(e) => {
+                tracing::warn!(call_id = %self.call_id, error = %e, "sip: speech recognition failed");
+                asr::placeholder(speech)
+            }
+        };
+        tracing::debug!(call_id = %self.call_id, %text, ?speech, "sip: heard");
+        Ok(Heard::Speech(text))
+    }
+
+    async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
+        self.hung_up = true;
+        let talk = self.answered_at.elapsed();
+        let callee_cause = self.ended.borrow().clone();
+        let cause = match callee_cause {
+            Some(cause) => cause,
+            None => {
+                let dialog = self.dialog.clone();
+                let call_id = self.call_id.clone();
+                let bye = tokio::spawn(async move {
+                    if let Err(e) = dialog.bye().await {
+                        tracing::warn!(call_id, error = %e, "sip: BYE failed");
+                    }
+                });
+                // Long enough for an answer on any sane network; the BYE goes on regardless.
+                let _ = tokio::time::timeout(BYE_WAIT, bye).await;
+                match reason {
+                    HangupReason::Completed => HangupCause::normal_clearing(),
+                    HangupReason::Stopped => HangupCause::manager_request(),
+                    HangupReason::MaxDuration => HangupCause::max_duration(),
+                    HangupReason::Shutdown => HangupCause::system_shutdown(),
+                }
+            }
+        };
+        let recorder = match self.media.take() {
+            Some(media) => media.stop().await,
+            None => recorder::Recorder::new(0),
+        };
+        let recorded = match self.recording.take() {
+            Some(path) => {
+                let call_id = self.call_id.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    recorder::write_stereo_wav(&path, &recorder.interleaved(talk))
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => true,
+                    Ok(Err(e)) => {
+                        tracing::warn!(call_id, error = %e, "sip: could not write the recording");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::warn!(call_id, error = %e, "sip: could not write the recording");
+                        false
+                    }
+                }
+            }
+            None => false,
+        };
+        tracing::debug!(call_id = %self.call_id, %cause, ?talk, "sip: call ended");
+        CallEnd { cause, recorded }
+    }
+}
+
+impl Drop for SipSession {
+    /// A session dropped without `hang_up` (a panic in the agent) still ends the call.
+    fn drop(&mut self) {
+        if self.hung_up || self.ended.borrow().is_some() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let dialog = self.dialog.clone();
+            runtime.spawn(async move {
+                let _ = dialog.bye().await;
+            });
+        }
+    }
+}

@@ -1,0 +1,384 @@
+//! SIP signalling on rsipstack: one user agent per carrier (transport, transaction and
+//! dialog layers), INVITEs to the trunk, and a well-behaved answer to whatever the trunk
+//! sends us (in-dialog BYE, re-INVITE, UPDATE, OPTIONS, INFO; out-of-dialog OPTIONS).
+//!
+//! rsipstack does the protocol work: transactions with their UDP retransmissions and
+//! timers (A/B/D/E/F/K, RFC 3261 §17), provisional answers, digest authentication on
+//! 401/407 (RFC 2617/7616), ACK, CANCEL when an unanswered INVITE's future is dropped
+//! (RFC 3261 §9.1: deferred until a provisional arrives; a 2xx that races the CANCEL is
+//! ACKed and ended with a BYE), and BYE both ways. What is ours is the policy: what to
+//! answer, and how the answers map to a `HangupCause`.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+
+use rsipstack::dialog::DialogId;
+use rsipstack::dialog::authenticate::Credential;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::rsip::{Header, Method, Request, StatusCode, Transport, Uri};
+use rsipstack::transaction::endpoint::Endpoint;
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::SipTransport;
+use super::g711::Codec;
+use super::sdp::{self, LocalSdp, RemoteMedia};
+use crate::domain::HangupCause;
+
+pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
+
+/// The user agent: one SIP socket (plus a TCP listener with `transport = "tcp"`) and the
+/// dialog layer every call of the carrier goes through.
+pub struct Ua {
+    pub layer: Arc<DialogLayer>,
+    _endpoint: Endpoint,
+    cancel: CancellationToken,
+    /// The address we are reached at: in Via, Contact and the SDP.
+    pub advertised_ip: IpAddr,
+    /// Where RTP sockets are bound.
+    pub media_bind_ip: IpAddr,
+    pub sip_port: u16,
+    /// Where every INVITE goes.
+    pub trunk: SipAddr,
+    /// The host of request URIs (`sip:<number>@<domain>`).
+    pub domain: String,
+    pub transport: SipTransport,
+    pub credential: Option<Credential>,
+}
+
+/// What the settings say about the user agent.
+pub struct UaConfig<'a> {
+    pub trunk: &'a str,
+    pub transport: SipTransport,
+    pub domain: &'a str,
+    pub bind: &'a str,
+    pub external_ip: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+impl Ua {
+    /// Binds the SIP socket and starts serving it.
+    pub async fn start(config: &UaConfig<'_>) -> Result<Ua, String> {
+        let (host, port) = split_host_port(config.trunk)
+            .ok_or_else(|| format!("sip.trunk `{}` is not host[:port]", config.trunk))?;
+        let trunk_addr = resolve(&host, port).await?;
+        let bind: SocketAddr =
+            config.bind.parse().map_err(|_| format!("sip.bind `{}` is not ip:port", config.bind))?;
+        let advertised_ip = if !config.external_ip.is_empty() {
+            config
+                .external_ip
+                .parse()
+                .map_err(|_| format!("sip.external_ip `{}` is not an IP address", config.external_ip))?
+        } else if bind.ip().is_unspecified() {
+            local_ip_towards(trunk_addr).map_err(|e| format!("no local address towards {trunk_addr}: {e}"))?
+        } else {
+            bind.ip()
+        };
+
+        let cancel = CancellationToken::new();
+        let transport_layer = TransportLayer::new(cancel.child_token());
+        let mut udp = UdpConnection::create_connection(bind, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| format!("cannot bind the SIP socket {bind}: {e}"))?;
+        let sip_port = udp.get_addr().get_socketaddr().map(|a| a.port()).unwrap_or(bind.port());
+        let advertised = SocketAddr::new(advertised_ip, sip_port);
+        udp.external = Some(SipAddr::new(Transport::Udp, advertised.into()));
+        transport_layer.add_transport(udp.into());
+        if config.transport == SipTransport::Tcp {
+            let tcp_bind = SocketAddr::new(bind.ip(), sip_port);
+            let tcp = TcpListenerConnection::new(tcp_bind, Some(advertised))
+                .await
+                .map_err(|e| format!("cannot listen on TCP {tcp_bind}: {e}"))?;
+            transport_layer.add_transport(tcp.into());
+        }
+
+        let endpoint = rsipstack::EndpointBuilder::new()
+            .with_user_agent(USER_AGENT)
+            .with_transport_layer(transport_layer)
+            .with_cancel_token(cancel.child_token())
+            .build();
+        let incoming = endpoint.incoming_transactions().map_err(|e| e.to_string())?;
+        let serving = endpoint.inner.clone();
+        tokio::spawn(async move {
+            if let Err(e) = serving.serve().await {
+                tracing::error!(error = %e, "sip: the user agent stopped");
+            }
+        });
+        let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
+        tokio::spawn(serve_requests(layer.clone(), incoming));
+
+        let transport = match config.transport {
+            SipTransport::Udp => Transport::Udp,
+            SipTransport::Tcp => Transport::Tcp,
+        };
+        let domain = if config.domain.is_empty() { config.trunk.to_string() } else { config.domain.to_string() };
+        let credential = (!config.username.is_empty()).then(|| Credential {
+            username: config.username.to_string(),
+            password: config.password.to_string(),
+            realm: None,
+            auth_username: None,
+        });
+        tracing::info!(
+            local = %SocketAddr::new(bind.ip(), sip_port),
+            %advertised,
+            trunk = %trunk_addr,
+            transport = ?config.transport,
+            "sip: user agent started"
+        );
+        Ok(Ua {
+            layer,
+            _endpoint: endpoint,
+            cancel,
+            advertised_ip,
+            media_bind_ip: bind.ip(),
+            sip_port,
+            trunk: SipAddr::new(transport, trunk_addr.into()),
+            domain,
+            transport: config.transport,
+            credential,
+        })
+    }
+
+    /// The INVITE for `number`, from `caller_id`, offering `sdp`.
+    pub fn invite(&self, number: &str, caller_id: &str, sdp: String, call_id: &str) -> Result<InviteOption, String> {
+        let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
+        let transport = match self.transport {
+            SipTransport::Udp => "",
+            SipTransport::Tcp => ";transport=tcp",
+        };
+        let host = host_for_uri(self.advertised_ip);
+        Ok(InviteOption {
+            caller: uri(format!("sip:{caller_id}@{}", self.domain))?,
+            callee: uri(format!("sip:{number}@{}{transport}", self.domain))?,
+            destination: Some(self.trunk.clone()),
+            content_type: Some("application/sdp".into()),
+            offer: Some(sdp.into_bytes()),
+            contact: uri(format!("sip:{caller_id}@{host}:{}", self.sip_port))?,
+            credential: self.credential.clone(),
+            call_id: Some(format!("{call_id}@{host}")),
+            ..Default::default()
+        })
+    }
+}
+
+impl Drop for Ua {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Requests that reach us. In-dialog ones go to their dialog (which answers BYE itself
+/// and hands the rest to `dialog_events`); out of dialog we answer OPTIONS (trunks use it
+/// as a keep-alive) and turn away the rest: this user agent places calls, it takes none.
+async fn serve_requests(layer: Arc<DialogLayer>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+    while let Some(mut tx) = incoming.recv().await {
+        if let Some(mut dialog) = layer.match_dialog(&tx) {
+            tokio::spawn(async move {
+                if let Err(e) = dialog.handle(&mut tx).await {
+                    tracing::debug!(error = %e, "sip: in-dialog request");
+                }
+            });
+            continue;
+        }
+        let status = match tx.original.method {
+            Method::Ack => continue,
+            Method::Options => StatusCode::OK,
+            Method::Invite => StatusCode::TemporarilyUnavailable,
+            Method::Bye | Method::Cancel | Method::Update | Method::Info => StatusCode::CallTransactionDoesNotExist,
+            _ => StatusCode::MethodNotAllowed,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = tx.reply(status).await {
+                tracing::debug!(error = %e, "sip: answering an out-of-dialog request");
+            }
+        });
+    }
+}
+
+/// Follows one call's dialog: answers what the callee's side sends within it, and reports
+/// the end of the call on `ended` (the first end only).
+pub struct DialogEvents {
+    pub layer: Arc<DialogLayer>,
+    pub call_id: String,
+    pub local_sdp: String,
+    pub codecs: Vec<Codec>,
+    /// Where our RTP goes: a re-INVITE or UPDATE may move it.
+    pub remote: Arc<Mutex<Option<RemoteMedia>>>,
+    pub ended: watch::Sender<Option<HangupCause>>,
+}
+
+impl DialogEvents {
+    pub async fn run(self, mut states: DialogStateReceiver) {
+        while let Some(state) = states.recv().await {
+            match state {
+                DialogState::Terminated(id, reason) => {
+                    self.terminated(&id, reason);
+                    break;
+                }
+                DialogState::Updated(_, request, handle) => self.update(&request, handle).await,
+                DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
+                    reply(&handle, StatusCode::OK, None).await;
+                }
+                DialogState::Message(_, _, handle) | DialogState::Notify(_, _, handle) => {
+                    reply(&handle, StatusCode::OK, None).await;
+                }
+                DialogState::Refer(_, _, handle) => {
+                    // We do not transfer calls.
+                    reply(&handle, StatusCode::Decline, None).await;
+                }
+                DialogState::Publish(_, _, handle) => {
+                    reply(&handle, StatusCode::MethodNotAllowed, None).await;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn terminated(&self, id: &DialogId, reason: TerminatedReason) {
+        let cause = match &reason {
+            TerminatedReason::UasBye => HangupCause::normal_clearing(),
+            TerminatedReason::Timeout => HangupCause::from_sip(408),
+            TerminatedReason::UasOther(code) | TerminatedReason::UacOther(code) => {
+                HangupCause::from_sip(code.code())
+            }
+            _ => HangupCause::normal_clearing(),
+        };
+        tracing::debug!(call_id = %self.call_id, ?reason, "sip: dialog ended");
+        self.ended.send_if_modified(|ended| {
+            if ended.is_none() {
+                *ended = Some(cause);
+                true
+            } else {
+                false
+            }
+        });
+        self.layer.remove_dialog(id);
+    }
+
+    /// A re-INVITE or UPDATE: keep our media as it is and answer with the same SDP;
+    /// follow their RTP address if they moved it.
+    async fn update(&self, request: &Request, handle: TransactionHandle) {
+        let offer = String::from_utf8_lossy(&request.body);
+        if !offer.trim().is_empty() {
+            match sdp::parse_remote(&offer, &self.codecs) {
+                Ok(media) => {
+                    let mut remote = self.remote.lock().expect("remote lock");
+                    if remote.as_ref().is_some_and(|r| *r != media) {
+                        tracing::info!(call_id = %self.call_id, to = %media.addr, codec = ?media.codec, "sip: media moved");
+                    }
+                    *remote = Some(media);
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = %self.call_id, error = %e, "sip: refusing a re-offer");
+                    reply(&handle, StatusCode::NotAcceptableHere, None).await;
+                    return;
+                }
+            }
+        }
+        // A re-INVITE always gets our session (as the answer, or as the offer when it came
+        // without one); an UPDATE only when it offered one.
+        let with_sdp = request.method == Method::Invite || !offer.trim().is_empty();
+        reply(&handle, StatusCode::OK, with_sdp.then(|| self.local_sdp.clone())).await;
+    }
+}
+
+async fn reply(handle: &TransactionHandle, status: StatusCode, sdp: Option<String>) {
+    let (headers, body) = match sdp {
+        Some(sdp) => (Some(vec![Header::ContentType("application/sdp".into())]), Some(sdp.into_bytes())),
+        None => (None, None),
+    };
+    if let Err(e) = handle.respond(status, headers, body).await {
+        tracing::debug!(error = %e, "sip: in-dialog answer");
+    }
+}
+
+/// The local SDP for a call.
+pub fn local_sdp(ip: IpAddr, rtp_port: u16, codecs: &[Codec], telephone_event: bool) -> LocalSdp {
+    LocalSdp {
+        ip,
+        rtp_port,
+        codecs: codecs.to_vec(),
+        telephone_event,
+        session_id: u64::from(rand::random::<u32>()),
+    }
+}
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`; the port defaults to 5060.
+pub fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let s = s.trim();
+    if let Some(rest) = s.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => 5060,
+            None => return None,
+        };
+        return Some((host.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host.to_string(), port.parse().ok()?)),
+        Some(_) => None,
+        None if !s.is_empty() => Some((s.to_string(), 5060)),
+        None => None,
+    }
+}
+
+async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
+    let target = format!("{host}:{port}");
+    let addrs = tokio::task::spawn_blocking({
+        let target = target.clone();
+        move || target.to_socket_addrs().map(Iterator::collect::<Vec<_>>)
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("cannot resolve the SIP trunk {target}: {e}"))?;
+    // IPv4 first: most trunks and SBCs still speak it.
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("the SIP trunk {target} resolves to no address"))
+}
+
+/// The local address the system routes `to` from (a connected UDP socket sends nothing).
+fn local_ip_towards(to: SocketAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("an address");
+    let socket = std::net::UdpSocket::bind(any)?;
+    socket.connect(to)?;
+    Ok(socket.local_addr()?.ip())
+}
+
+fn host_for_uri(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trunk_addresses_take_a_default_port() {
+        assert_eq!(split_host_port("sip.example.com"), Some(("sip.example.com".into(), 5060)));
+        assert_eq!(split_host_port("10.0.0.1:5080"), Some(("10.0.0.1".into(), 5080)));
+        assert_eq!(split_host_port("[2001:db8::1]:5062"), Some(("2001:db8::1".into(), 5062)));
+        assert_eq!(split_host_port("[2001:db8::1]"), Some(("2001:db8::1".into(), 5060)));
+        assert_eq!(split_host_port("host:port"), None);
+        assert_eq!(split_host_port(""), None);
+        assert_eq!(split_host_port("2001:db8::1"), None);
+    }
+
+    #[test]
+    fn the_route_to_loopback_is_from_loopback() {
+        let ip = local_ip_towards("127.0.0.1:5060".parse().unwrap()).unwrap();
+        assert!(ip.is_loopback());
+    }
+}

@@ -1,0 +1,183 @@
+//! Completion webhooks: events written to the outbox in the same transaction as the
+//! change they tell of are POSTed to `webhook.url`, signed, at least once, with
+//! exponential backoff and jitter, until a receiver answers 2xx or `max_age_secs` passes.
+//! Several nodes may deliver from one database: each event is leased to one of them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use rand::Rng;
+use serde::Serialize;
+use sha2::Sha256;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{RecordRow, TaskRowJson};
+use crate::config::Settings;
+use crate::domain::{ApiTime, now_ms};
+use crate::store::{EventOutcome, OutboxEvent, Store};
+
+/// How long a node holds an event it is delivering before another may take it.
+const LEASE: Duration = Duration::from_secs(60);
+/// Events delivered at once.
+const BATCH: u32 = 32;
+/// Polling fallback for events written by other nodes.
+const POLL: Duration = Duration::from_secs(1);
+/// Backoff: 1 s, 2 s, 4 s … up to an hour, each with jitter.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(3600);
+
+/// What a receiver gets: the task and the attempt's record exactly as the list
+/// endpoints show them.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// When the change happened, `yyyy-MM-dd HH:mm:ss`.
+    pub occurred_at: String,
+    pub task: TaskRowJson,
+    /// The attempt's record for `call.ended`; null for `task.ended`.
+    pub record: Option<RecordRow>,
+}
+
+pub struct Deliverer {
+    store: Arc<dyn Store>,
+    settings: Arc<Settings>,
+    client: reqwest::Client,
+    time: ApiTime,
+}
+
+impl Deliverer {
+    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>) -> anyhow::Result<Deliverer> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(settings.webhook.timeout_secs))
+            .user_agent(concat!("callcenter/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Deliverer { store, time: ApiTime(settings.timezone.0), settings, client })
+    }
+
+    /// Delivers until `shutdown`; `written` wakes it when this node wrote events.
+    pub async fn run(self, written: Arc<Notify>, shutdown: CancellationToken) {
+        loop {
+            let now = now_ms();
+            let events = match self.store.claim_events(now, now + LEASE.as_millis() as i64, BATCH).await {
+                Ok(events) => events,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook: reading the outbox failed");
+                    Vec::new()
+                }
+            };
+            if events.is_empty() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = written.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
+            futures::future::join_all(events.into_iter().map(|e| self.deliver(e))).await;
+        }
+    }
+
+    async fn deliver(&self, event: OutboxEvent) {
+        let outcome = match self.attempt(&event).await {
+            Ok(()) => EventOutcome::Delivered,
+            Err(error) => {
+                let age = Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
+                if age >= Duration::from_secs(self.settings.webhook.max_age_secs) {
+                    tracing::error!(event_id = %event.event_id, attempts = event.attempts + 1, %error,
+                        "webhook: giving the event up, it could not be delivered in time");
+                    EventOutcome::Expired
+                } else {
+                    let wait = backoff(event.attempts);
+                    tracing::warn!(event_id = %event.event_id, attempts = event.attempts + 1, %error,
+                        retry_in = ?wait, "webhook: delivery failed");
+                    EventOutcome::RetryAt { next_attempt_ms: now_ms() + wait.as_millis() as i64, error }
+                }
+            }
+        };
+        if let Err(e) = self.store.settle_event(event.id, &outcome).await {
+            // The lease runs out and the event is delivered again: at least once.
+            tracing::warn!(event_id = %event.event_id, error = %e, "webhook: could not settle the event");
+        }
+    }
+
+    async fn attempt(&self, event: &OutboxEvent) -> Result<(), String> {
+        let record = match &event.record_uuid {
+            Some(uuid) => {
+                let record = self.store.record(uuid).await.map_err(|e| e.to_string())?;
+                let record = record.ok_or_else(|| format!("record {uuid} not found"))?;
+                Some(RecordRow::new(record, &self.time, &self.settings.server.public_url).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        let body = serde_json::to_vec(&Event {
+            event_id: event.event_id.clone(),
+            event_type: event.event_type.clone(),
+            occurred_at: self.time.format(event.created_ms),
+            task: TaskRowJson::from(event.task.clone()),
+            record,
+        })
+        .expect("event serializes");
+        let timestamp = (now_ms() / 1000).to_string();
+        let res = self
+            .client
+            .post(&self.settings.webhook.url)
+            .header("content-type", "application/json")
+            .header("x-callcenter-event-id", &event.event_id)
+            .header("x-callcenter-event", &event.event_type)
+            .header("x-callcenter-timestamp", &timestamp)
+            .header("x-callcenter-signature", signature(&self.settings.webhook.secret, &timestamp, &body))
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        if res.status().is_success() { Ok(()) } else { Err(format!("receiver answered HTTP {}", res.status())) }
+    }
+}
+
+/// `sha256=<hex of HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+pub fn signature(secret: &str, timestamp: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256={hex}")
+}
+
+/// The wait before the next try after `attempts` failures: doubling, capped, with
+/// "equal jitter" (between half and all of it), so receivers coming back are not
+/// hit by every node at once.
+fn backoff(attempts: i64) -> Duration {
+    let full = FIRST_RETRY.saturating_mul(1u32 << attempts.clamp(0, 20)).min(LAST_RETRY);
+    full.mul_f64(rand::rng().random_range(0.5..=1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // Computed independently: printf '1700000000.{}' | openssl dgst -sha256 -hmac s3cret
+        assert_eq!(
+            signature("s3cret", "1700000000", b"{}"),
+            "sha256=97926816e98fbb41ccb1673225ff29a2f35369099990e1b1561651e7bd097ebf"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_is_capped() {
+        for attempts in 0..30 {
+            let full = FIRST_RETRY.saturating_mul(1 << attempts.min(20)).min(LAST_RETRY);
+            let wait = backoff(attempts);
+            assert!(wait >= full / 2 && wait <= full, "{attempts}: {wait:?}");
+        }
+        assert!(backoff(40) <= LAST_RETRY);
+    }
+}

@@ -1,0 +1,230 @@
+//! A real server process killed with SIGKILL in the middle of calls, then started again
+//! on the same database: nothing is lost, nothing is called twice at once.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::{Instant, sleep};
+
+const MAX_ATTEMPTS: i64 = 3;
+
+/// The server binary, running until dropped (then killed).
+struct Node {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Node {
+    /// Starts the binary on `dir`'s database and waits until it answers HTTP.
+    async fn start(dir: &Path, time_scale: f64, log_name: &str) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.join(log_name)).unwrap();
+        let env = [
+            ("DATABASE__URL", format!("sqlite://{}", dir.join("callcenter.db").display())),
+            ("SERVER__BIND", format!("127.0.0.1:{port}")),
+            ("RECORDINGS__DIR", dir.join("recordings").display().to_string()),
+            ("SIM__TIME_SCALE", time_scale.to_string()),
+            ("SIM__ANSWER_RATE", "0.6".into()),
+            ("DIALER__MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
+            ("DIALER__RETRY_DELAY_SECS", "1".into()),
+            ("DIALER__CALLS_PER_SECOND", "100".into()),
+            ("DIALER__MAX_CONCURRENT_CALLS", "8".into()),
+            ("DIALER__SHUTDOWN_GRACE_SECS", "1".into()),
+        ];
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callcenter"));
+        // Run where no config/default.toml lies: the built-in defaults and these variables.
+        cmd.current_dir(dir).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        for (key, value) in env {
+            cmd.env(format!("CALLCENTER__{key}"), value);
+        }
+        let child = cmd.spawn().expect("the server binary starts");
+        let node = Node { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(res) = node
+                .client
+                .post(node.url("/api/aicall/calltask/list"))
+                .json(&json!({"pageNum": 1, "pageSize": 1}))
+                .send()
+                .await
+                && res.status().is_success()
+            {
+                return node;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not answer; log:\n{}",
+                read_log(dir, log_name)
+            );
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let v: Value =
+            self.client.post(self.url(path)).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(v["code"], 0, "{path}: {v}");
+        v
+    }
+
+    async fn tasks(&self) -> Vec<Value> {
+        self.post("/api/aicall/calltask/list", json!({"pageNum": 1, "pageSize": 1000})).await["rows"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    async fn records(&self) -> Vec<Value> {
+        self.post("/api/aicall/records/list", json!({"callType": "02", "pageNum": 1, "pageSize": 1000})).await
+            ["rows"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// SIGKILL: no shutdown, no last words.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_default()
+}
+
+fn calling(tasks: &[Value]) -> usize {
+    tasks.iter().filter(|t| t["status"] == "呼叫中").count()
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_call_loses_nothing_and_never_calls_one_task_twice_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), 0.3, "first.log").await;
+
+    // Ordinary numbers (answer or not at 0.6) and busy ones, retried.
+    let tickets: Vec<Value> = (0..16)
+        .map(|n| {
+            let ending = if n % 4 == 3 { "4860" } else { "1234" };
+            json!({
+                "ticketNo": format!("CRASH-{n}"),
+                "phone": format!("139{n:04}{ending}"),
+                "username": "张三",
+                "ticketType": "活动通知",
+                "ticketContent": "提醒您参加本周末的线下优惠活动。"
+            })
+        })
+        .collect();
+    let created = node.post("/api/aicall/createTasks", json!(tickets)).await;
+    assert_eq!(created["data"].as_array().unwrap().len(), 16);
+
+    // Let calls get going (some answered and talking), then pull the plug.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while calling(&node.tasks().await) < 4 {
+        assert!(Instant::now() < deadline, "calls never started");
+        sleep(Duration::from_millis(20)).await;
+    }
+    sleep(Duration::from_millis(2500)).await;
+    let before = node.tasks().await;
+    let cut = calling(&before);
+    assert!(cut >= 1, "no call in progress to cut: {before:#?}");
+    node.kill_9();
+
+    // The next start takes its own calls over at once, not after the lease runs out.
+    let restarted_at = Instant::now();
+    let node = Node::start(dir.path(), 0.02, "second.log").await;
+    let deadline = restarted_at + Duration::from_secs(5);
+    loop {
+        let crashed = node.records().await.iter().filter(|r| r["hangupCause"] == "CRASH:null").count();
+        if crashed >= cut.min(1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the calls cut by the crash were not taken over at start");
+        sleep(Duration::from_millis(50)).await;
+    }
+
+    // Everything ends.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let tasks = loop {
+        let tasks = node.tasks().await;
+        if tasks.iter().all(|t| t["status"] == "已完成") {
+            break tasks;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tasks did not end: {tasks:#?}\nlog:\n{}",
+            read_log(dir.path(), "second.log")
+        );
+        sleep(Duration::from_millis(50)).await;
+    };
+    let records = node.records().await;
+    let mut by_phone: HashMap<&str, Vec<&Value>> = HashMap::new();
+    for r in &records {
+        by_phone.entry(r["telephone"].as_str().unwrap()).or_default().push(r);
+    }
+
+    let crashed: Vec<&Value> = records.iter().filter(|r| r["hangupCause"] == "CRASH:null").collect();
+    assert!(!crashed.is_empty(), "no attempt was recorded as cut by the crash");
+    for r in &crashed {
+        let (callout, answered, end) = (
+            r["calloutTime"].as_str().unwrap(),
+            r["answeredTime"].as_str().unwrap(),
+            r["callEndTime"].as_str().unwrap(),
+        );
+        assert!(callout <= end, "{r:#}");
+        if !answered.is_empty() {
+            assert!(
+                callout <= answered && answered <= end,
+                "a crashed call ends after it was answered: {r:#}"
+            );
+        }
+    }
+
+    for t in &tasks {
+        let phone = t["phone"].as_str().unwrap();
+        let count = t["callCount"].as_i64().unwrap();
+        let mut mine = by_phone.remove(phone).unwrap_or_default();
+        assert!((1..=MAX_ATTEMPTS).contains(&count), "{t:#}");
+        assert_eq!(mine.len() as i64, count, "every attempt has a record: {t:#}\n{mine:#?}");
+        mine.sort_by_key(|r| (r["calloutTime"].as_str().unwrap(), r["uuid"].as_str().unwrap()));
+        for pair in mine.windows(2) {
+            assert!(
+                pair[1]["calloutTime"].as_str() >= pair[0]["callEndTime"].as_str(),
+                "two calls of one task at once: {:#} and {:#}",
+                pair[0],
+                pair[1]
+            );
+        }
+        // A crash is not the callee's doing: the task went back for another try.
+        let last = mine.last().unwrap();
+        if last["hangupCause"] == "CRASH:null" {
+            assert_eq!(
+                count, MAX_ATTEMPTS,
+                "a task cut by the crash with attempts left is called again: {t:#}"
+            );
+        }
+        assert_eq!(t["lastHangupCause"], last["hangupCause"], "{t:#}");
+        assert!(t["stopTime"].is_i64(), "{t:#}");
+        assert_eq!(t["connected"], mine.iter().any(|r| r["answeredTime"] != ""), "{t:#}\n{mine:#?}");
+    }
+    assert!(by_phone.is_empty(), "records of no task: {by_phone:#?}");
+
+    let uuids: std::collections::HashSet<&str> =
+        records.iter().map(|r| r["uuid"].as_str().unwrap()).collect();
+    assert_eq!(uuids.len(), records.len(), "uuids are unique across the restart");
+}

@@ -1,0 +1,556 @@
+//! Several nodes on one PostgreSQL database: real server processes (the built binary)
+//! sharing the work, the LISTEN/NOTIFY wake-ups between nodes, and the database going
+//! away and coming back.
+//!
+//! These always run against PostgreSQL (that is what they are about), on the server that
+//! `CALLCENTER_TEST_PG` names (default `postgres://postgres@127.0.0.1:5432/test`), each on a
+//! database of its own that is dropped after. "The database goes away" is played by a TCP
+//! proxy in front of it that drops every connection and refuses new ones, so the shared
+//! server is never stopped.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use callcenter::domain::{NewTask, Phone};
+use callcenter::store::{ClaimRules, PgStore, Store, StoreOptions};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+// ---- a database of the test's own ----
+
+struct Db {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Db {
+    fn create() -> Db {
+        let admin = std::env::var("CALLCENTER_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+        let name = format!("cc_multinode_{}_{nanos}", std::process::id());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let base = admin.rsplit_once('/').expect("a database url").0;
+        Db { url: format!("{base}/{name}"), admin, name }
+    }
+
+    /// The same database through `proxy`.
+    fn url_via(&self, proxy: &Proxy) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port, self.name)
+    }
+
+    async fn pool(&self) -> PgPool {
+        PgPool::connect(&self.url).await.expect("the test connects to its database")
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        psql(&self.admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+fn psql(url: &str, sql: &str) {
+    let out =
+        Command::new("psql").args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql]).output().expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+// ---- server processes ----
+
+/// One `callcenter serve` process, killed when dropped.
+struct Node {
+    id: &'static str,
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Node {
+    fn spawn(id: &'static str, db_url: &str, dir: &Path, extra: &[(&str, &str)]) -> Node {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join(format!("node-{id}.log"));
+        let out = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callcenter"));
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CALLCENTER__")) {
+            cmd.env_remove(key);
+        }
+        cmd.current_dir(dir)
+            .env("RUST_LOG", "warn")
+            .env("CALLCENTER__DATABASE__URL", db_url)
+            .env("CALLCENTER__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("CALLCENTER__RECORDINGS__DIR", dir.join(format!("recordings-{id}")))
+            .env("CALLCENTER__DIALER__NODE_ID", id)
+            .env("CALLCENTER__DIALER__CALLS_PER_SECOND", "2000")
+            .env("CALLCENTER__DIALER__MAX_CONCURRENT_CALLS", "200")
+            .env("CALLCENTER__DIALER__RETRY_DELAY_SECS", "0")
+            .env("CALLCENTER__DIALER__SHUTDOWN_GRACE_SECS", "1")
+            .env("CALLCENTER__SIM__TIME_SCALE", "0.01");
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let child =
+            cmd.stdin(Stdio::null()).stdout(out.try_clone().unwrap()).stderr(out).spawn().expect("spawn");
+        Node { id, child, base: format!("http://127.0.0.1:{port}"), log }
+    }
+
+    /// Waits until the node answers HTTP.
+    async fn ready(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("node {} exited with {status}:\n{}", self.id, self.log_tail());
+            }
+            let res = client
+                .post(format!("{}/api/aicall/calltask/list", self.base))
+                .json(&json!({"pageNum": 1, "pageSize": 1}))
+                .send()
+                .await;
+            if res.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} never answered:\n{}", self.id, self.log_tail());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn post(&self, client: &reqwest::Client, path: &str, body: &Value) -> Value {
+        let res = client.post(format!("{}{path}", self.base)).json(body).send().await.expect("request");
+        assert!(res.status().is_success(), "{path}: HTTP {}", res.status());
+        res.json().await.expect("a JSON answer")
+    }
+
+    async fn create(&self, client: &reqwest::Client, tickets: &[Value]) -> Vec<i64> {
+        let v = self.post(client, "/api/aicall/createTasks", &json!(tickets)).await;
+        assert_eq!(v["code"], 0, "{v}");
+        v["data"].as_array().unwrap().iter().map(|d| d["batchId"].as_i64().unwrap()).collect()
+    }
+
+    /// Every row of a paged list.
+    async fn all_rows(&self, client: &reqwest::Client, path: &str, filter: Value) -> Vec<Value> {
+        let mut rows = Vec::new();
+        for page in 1.. {
+            let mut body = json!({"pageNum": page, "pageSize": 1000});
+            body.as_object_mut().unwrap().extend(filter.as_object().unwrap().clone());
+            let v = self.post(client, path, &body).await;
+            assert_eq!(v["code"], 0, "{v}");
+            let got = v["rows"].as_array().unwrap();
+            rows.extend(got.iter().cloned());
+            if got.len() < 1000 {
+                assert_eq!(rows.len() as i64, v["total"].as_i64().unwrap());
+                return rows;
+            }
+        }
+        unreachable!()
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- node {} log (tail) ----\n{}", self.id, self.log_tail());
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Ticket `i`: a phone of its own whose last four digits pick the sim outcome.
+fn ticket(i: usize) -> Value {
+    let suffix = match i % 10 {
+        0 => "4860", // busy
+        1 => "4800", // rings out
+        2 => "4040", // unallocated: never retried
+        3 => "5030", // gateway failure
+        _ => "1234", // answers at sim.answer_rate
+    };
+    json!({
+        "ticketNo": format!("MN-{i:05}"),
+        "phone": format!("139{i:04}{suffix}"),
+        "username": "张三",
+        "ticketType": "活动通知",
+        "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
+    })
+}
+
+async fn open_tasks(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'calling', 'retry_wait')")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn wait_all_ended(pool: &PgPool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let open = open_tasks(pool).await;
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} tasks still open after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What every run must leave behind, checked through the API and in the database:
+/// every task ended, never more attempts than allowed, one record per attempt whose
+/// task matches, and no two attempts of one task overlapping in time.
+/// With `expect_sim_outcomes`, the test numbers must have had their forced outcome (not
+/// so after an outage: a call whose claim was cut off is taken over as a crash).
+/// Returns the records per node.
+async fn check_outcome(
+    node: &Node,
+    client: &reqwest::Client,
+    pool: &PgPool,
+    tasks: usize,
+    stopped_ids: &HashSet<i64>,
+    expect_sim_outcomes: bool,
+) -> HashMap<String, usize> {
+    let task_rows = node.all_rows(client, "/api/aicall/calltask/list", json!({})).await;
+    let records = node.all_rows(client, "/api/aicall/records/list", json!({"callType": "02"})).await;
+    assert_eq!(task_rows.len(), tasks);
+
+    let mut by_phone: HashMap<&str, Vec<&Value>> = HashMap::new();
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for r in &records {
+        by_phone.entry(r["telephone"].as_str().unwrap()).or_default().push(r);
+        let uuid = r["uuid"].as_str().unwrap();
+        assert_eq!(uuid.len(), 19, "{r}");
+        *per_node.entry(uuid[12..14].to_string()).or_default() += 1;
+    }
+    for t in &task_rows {
+        let id = t["batchId"].as_i64().unwrap();
+        let status = t["status"].as_str().unwrap();
+        let phone = t["phone"].as_str().unwrap();
+        let calls = t["callCount"].as_i64().unwrap();
+        let recs = by_phone.get(phone).map_or(&[][..], |v| v.as_slice());
+        assert!(["已完成", "已停止"].contains(&status), "task did not end: {t}");
+        assert!(calls <= 3, "more attempts than max_attempts: {t}");
+        assert_eq!(recs.len() as i64, calls, "records of task {id} ≠ its callCount: {t} {recs:#?}");
+        if status == "已停止" {
+            assert!(stopped_ids.contains(&id), "stopped but never asked to: {t}");
+            continue;
+        }
+        let expected = match &phone[phone.len() - 4..] {
+            "4860" => Some((3, "USER_BUSY:sip:486")),
+            "4800" => Some((3, "NO_ANSWER:sip:480")),
+            "5030" => Some((3, "NORMAL_TEMPORARY_FAILURE:sip:503")),
+            "4040" => Some((1, "UNALLOCATED_NUMBER:sip:404")),
+            _ => None,
+        };
+        if let Some((n, cause)) = expected.filter(|_| expect_sim_outcomes) {
+            assert_eq!((calls, t["lastHangupCause"].as_str().unwrap()), (n, cause), "{t}");
+            assert!(recs.iter().all(|r| r["hangupCause"] == cause), "{t} {recs:#?}");
+        }
+        assert!(calls >= 1, "{t}");
+    }
+
+    // In the database, to the millisecond: each record's task is the one it called, and
+    // one task's attempts follow each other.
+    let rows: Vec<(String, i64, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT r.uuid, r.batch_id, r.telephone, t.phone, r.callout_ms, r.ended_ms
+         FROM call_records r JOIN tasks t USING (batch_id)
+         ORDER BY r.batch_id, r.callout_ms, r.uuid",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), records.len(), "every record belongs to a task");
+    for (uuid, id, telephone, phone, _, _) in &rows {
+        assert_eq!(telephone, phone, "record {uuid} of task {id}");
+    }
+    for pair in rows.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if a.1 == b.1 {
+            assert!(
+                b.4 >= a.5,
+                "task {}: attempt {} ({}…{}) overlaps attempt {} ({}…{})",
+                a.1,
+                a.0,
+                a.4,
+                a.5,
+                b.0,
+                b.4,
+                b.5
+            );
+        }
+    }
+    let counts: Vec<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT t.batch_id, t.call_count, COUNT(r.uuid) FROM tasks t LEFT JOIN call_records r USING (batch_id)
+         GROUP BY t.batch_id, t.call_count HAVING t.call_count <> COUNT(r.uuid) OR t.call_count > 3",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(counts.is_empty(), "tasks whose call_count and records disagree: {counts:?}");
+    per_node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_2000_tasks_and_never_dial_one_task_twice_at_once() {
+    const TASKS: usize = 2000;
+    let db = Db::create();
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+
+    // Both start at once on the fresh database: the migrator's advisory lock lets one
+    // apply the schema while the other waits.
+    let mut nodes =
+        [Node::spawn("01", &db.url, dir.path(), &[]), Node::spawn("02", &db.url, dir.path(), &[])];
+    for n in &mut nodes {
+        n.ready(&client).await;
+    }
+    let pool = db.pool().await;
+    let applied: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+    let on_disk = std::fs::read_dir("migrations/postgres").unwrap().count() as i64;
+    assert_eq!(applied, on_disk, "each migration applied exactly once");
+
+    // Created through both nodes, in turns: each creation wakes the dialers of both.
+    let started = Instant::now();
+    let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
+    let mut ids = Vec::with_capacity(TASKS);
+    for (i, chunk) in tickets.chunks(250).enumerate() {
+        ids.extend(nodes[i % 2].create(&client, chunk).await);
+    }
+    assert_eq!(ids, (10001..10001 + TASKS as i64).collect::<Vec<_>>(), "batchIds from 10001, in order");
+
+    // A stop made on the other node than the one dialing reaches it: every 40th task,
+    // stopped through node 02 while calls are going on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop_ids: Vec<i64> = ids.iter().copied().step_by(40).collect();
+    let v = nodes[1].post(&client, "/api/aicall/stopTasks", &json!({ "batchIds": stop_ids })).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let stop_ids: HashSet<i64> = stop_ids.into_iter().collect();
+
+    wait_all_ended(&pool, Duration::from_secs(45)).await;
+    let took = started.elapsed();
+
+    let per_node = check_outcome(&nodes[0], &client, &pool, TASKS, &stop_ids, true).await;
+    let attempts: usize = per_node.values().sum();
+    assert_eq!(
+        per_node.keys().collect::<HashSet<_>>(),
+        HashSet::from([&"01".to_string(), &"02".to_string()])
+    );
+    assert!(per_node.values().all(|&n| n >= attempts / 10), "both nodes worked: {per_node:?}");
+    let stopped: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 'stopped'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    println!(
+        "multinode: {TASKS} tasks ended in {took:.1?}; {attempts} attempts: node 01 {}, node 02 {}; {stopped} stopped",
+        per_node["01"], per_node["02"]
+    );
+}
+
+// ---- the wake-ups between nodes ----
+
+fn new_task(no: &str, phone: &str) -> NewTask {
+    NewTask {
+        ticket_no: no.into(),
+        phone: Phone::parse(phone).unwrap(),
+        username: "张三".into(),
+        ticket_type: "活动通知".into(),
+        ticket_content: "提醒".into(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+struct Watched {
+    store: PgStore,
+    created: Arc<Notify>,
+    stopped: Arc<Notify>,
+}
+
+async fn watched(url: &str) -> Watched {
+    let store = PgStore::connect(url, StoreOptions::default()).await.expect("store connects");
+    let (created, stopped) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    store.watch_changes(created.clone(), stopped.clone());
+    Watched { store, created, stopped }
+}
+
+async fn fires(n: &Notify, within: Duration) -> bool {
+    tokio::time::timeout(within, n.notified()).await.is_ok()
+}
+
+/// Well under the dialer's idle poll (2 s): a wake-up, not a poll.
+const AT_ONCE: Duration = Duration::from_millis(1000);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_created_on_one_node_wakes_every_node_and_a_stop_reaches_the_node_making_the_call() {
+    let db = Db::create();
+    let a = watched(&db.url).await;
+    let b = watched(&db.url).await;
+    // LISTEN is issued by a background task: give it a moment to be in place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let ids = a.store.create_tasks(&[new_task("T1", "13800001234")], now_ms()).await.unwrap();
+    assert!(fires(&a.created, AT_ONCE).await, "the creating node is woken");
+    assert!(fires(&b.created, AT_ONCE).await, "the other node is woken");
+
+    // Node 01 (store a) is calling the task; the stop is made on node 02 (store b).
+    let now = now_ms();
+    let rules = ClaimRules { per_number_daily_cap: 0, today_from_ms: 0, today_until_ms: i64::MAX };
+    let claimed = a
+        .store
+        .claim_due("01", 10, now, now + 30_000, &rules, &|| "2501010000000110001".into())
+        .await
+        .unwrap();
+    assert_eq!(claimed.iter().map(|c| c.batch_id).collect::<Vec<_>>(), ids);
+    let outcome = b.store.stop_tasks(&ids, &[], now_ms()).await.unwrap();
+    assert_eq!((outcome.stopped, outcome.hanging_up), (0, 1));
+    assert!(fires(&a.stopped, AT_ONCE).await, "the node making the call hears of the stop at once");
+    assert_eq!(a.store.stop_requested("01").await.unwrap(), ids);
+
+    // Stopping waiting tasks needs no hang-up, so no one is disturbed.
+    let waiting = a.store.create_tasks(&[new_task("T2", "13800001235")], now_ms()).await.unwrap();
+    b.store.stop_tasks(&waiting, &[], now_ms()).await.unwrap();
+    assert!(!fires(&a.stopped, Duration::from_millis(300)).await);
+}
+
+// ---- the database going away ----
+
+/// A TCP proxy to PostgreSQL that can be taken down (every connection dropped, new ones
+/// refused) and brought back on the same port.
+struct Proxy {
+    port: u16,
+    upstream: String,
+    state: Mutex<Option<(JoinHandle<()>, Arc<Mutex<Vec<JoinHandle<()>>>>)>>,
+}
+
+impl Proxy {
+    async fn start(upstream: &str) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = Proxy {
+            port: listener.local_addr().unwrap().port(),
+            upstream: upstream.into(),
+            state: Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let conns = Arc::new(Mutex::new(Vec::new()));
+        let upstream = self.upstream.clone();
+        let accept = tokio::spawn({
+            let conns = conns.clone();
+            async move {
+                while let Ok((mut down, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    conns.lock().unwrap().push(tokio::spawn(async move {
+                        if let Ok(mut up) = TcpStream::connect(&upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                        }
+                    }));
+                }
+            }
+        });
+        *self.state.lock().unwrap() = Some((accept, conns));
+    }
+
+    fn down(&self) {
+        if let Some((accept, conns)) = self.state.lock().unwrap().take() {
+            accept.abort();
+            conns.lock().unwrap().drain(..).for_each(|c| c.abort());
+        }
+    }
+
+    async fn up(&self) {
+        let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("the proxy port again");
+        self.serve(listener);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn pg_host_port(url: &str) -> String {
+    let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
+    let host_port = after_at.split('/').next().unwrap();
+    if host_port.contains(':') { host_port.into() } else { format!("{host_port}:5432") }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_database_goes_away_the_api_fails_fast_and_the_dialer_resumes_losing_nothing() {
+    const TASKS: usize = 300;
+    let db = Db::create();
+    let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let mut node =
+        Node::spawn("01", &db.url_via(&proxy), dir.path(), &[("CALLCENTER__SIM__TIME_SCALE", "0.03")]);
+    node.ready(&client).await;
+    let pool = db.pool().await;
+
+    let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
+    node.create(&client, &tickets).await;
+    // Down in the middle of the work: calls in progress, tasks waiting.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    proxy.down();
+    let open_when_down = open_tasks(&pool).await;
+    assert!(open_when_down > 0, "the outage should come while there is work left");
+
+    let t = Instant::now();
+    let v = node.post(&client, "/api/aicall/calltask/list", &json!({"pageNum": 1, "pageSize": 10})).await;
+    let failed_after = t.elapsed();
+    assert_eq!(v["code"], 500, "{v}");
+    assert!(failed_after < Duration::from_secs(6), "the API answered after {failed_after:?}");
+    let records_before: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records_during: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+    assert_eq!(records_before, records_during, "nothing reaches the database while it is away");
+
+    proxy.up().await;
+    let t = Instant::now();
+    wait_all_ended(&pool, Duration::from_secs(50)).await;
+    let per_node = check_outcome(&node, &client, &pool, TASKS, &HashSet::new(), false).await;
+    println!(
+        "outage: API answered 500 after {failed_after:.1?}; {open_when_down} tasks open at the outage, \
+         all ended {:.1?} after the database came back; {} attempts",
+        t.elapsed(),
+        per_node.values().sum::<usize>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_reconnects_by_itself_after_the_database_was_away() {
+    let db = Db::create();
+    let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+    let a = PgStore::connect(&db.url, StoreOptions::default()).await.unwrap();
+    let b = watched(&db.url_via(&proxy)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.create_tasks(&[new_task("L1", "13800001234")], now_ms()).await.unwrap();
+    assert!(fires(&b.created, AT_ONCE).await);
+
+    proxy.down();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.up().await;
+    // Back: both fire, as notifications sent meanwhile are lost and the dialer should look.
+    assert!(fires(&b.created, Duration::from_secs(15)).await, "the listener came back");
+    assert!(fires(&b.stopped, AT_ONCE).await);
+    a.create_tasks(&[new_task("L2", "13800001235")], now_ms()).await.unwrap();
+    assert!(fires(&b.created, AT_ONCE).await, "and hears new tasks again");
+}

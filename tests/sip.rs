@@ -1,0 +1,348 @@
+//! The SIP carrier end to end: the real server (`dialer.carrier = "sip"`) calls a real SIP
+//! peer on loopback, and the outcome is read back through the HTTP API.
+//!
+//! baresip (tests/support/baresip.rs) is the callee wherever it can be: it answers and
+//! talks, rings until cancelled, says 404 for a number it does not know, and hears us.
+//! What baresip 1.0 cannot be told to do (reject with 486/603/480/503, challenge for
+//! digest auth, send OPTIONS and a re-INVITE within a call, hang up first) is done by a
+//! scripted callee (tests/support/sip_peer.rs).
+
+mod common;
+#[path = "support/baresip.rs"]
+mod baresip;
+#[path = "support/sip_peer.rs"]
+mod sip_peer;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use baresip::Baresip;
+use callcenter::config::{CarrierKind, Settings};
+use callcenter::recording::synth_speech;
+use callcenter::telephony::sip::SipTransport;
+use callcenter::telephony::sip::tts::TtsEngine;
+use common::{TestServer, ticket};
+use serde_json::{Value, json};
+use sip_peer::{Script, SipPeer};
+
+/// Every call of these tests ends well within this, even on a loaded machine.
+const CALL_LIMIT: Duration = Duration::from_secs(90);
+
+/// The server calls through `trunk`, speaks with the synthetic voice (fast, and the same
+/// with or without espeak-ng) and says short lines; a failed call is not tried again.
+fn through(trunk: SocketAddr) -> impl FnOnce(&mut Settings) {
+    move |s: &mut Settings| {
+        s.dialer.carrier = CarrierKind::Sip;
+        s.dialer.max_attempts = 1;
+        s.dialer.ring_timeout_secs = 20;
+        s.sip.trunk = trunk.to_string();
+        s.sip.bind = "127.0.0.1:0".into();
+        s.sip.rtp_port_min = 0;
+        s.sip.tts_engine = TtsEngine::Synthetic;
+        let script = &mut s.agent.script;
+        script.greeting = "您好".into();
+        script.body = String::new();
+        script.confirm = "清楚了吗".into();
+        script.on_silence = String::new();
+        script.closing = "再见".into();
+    }
+}
+
+/// The callee's voice: for each `(pause, speech)` in seconds, quiet then a speech-like
+/// sound; then quiet up to `total` seconds.
+fn voice(parts: &[(f64, f64)], total: f64) -> Vec<i16> {
+    let n = |secs: f64| (secs * 8000.0) as usize;
+    let mut out = Vec::new();
+    for &(pause, speech) in parts {
+        out.resize(out.len() + n(pause), 0);
+        out.extend(synth_speech((speech * 4.0) as usize, n(speech), 220.0));
+    }
+    out.resize(n(total).max(out.len()), 0);
+    out
+}
+
+fn rms(s: &[i16]) -> f64 {
+    (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
+}
+
+/// The loudest half second of `samples` (8 kHz).
+fn loudest(samples: &[i16]) -> f64 {
+    samples.chunks(4000).map(rms).fold(0.0, f64::max)
+}
+
+async fn record_of(s: &TestServer, phone: &str) -> Value {
+    let v = s.records(json!({ "telephone": phone })).await;
+    assert_eq!(v["total"], 1, "one record for {phone}: {v}");
+    v["rows"][0].clone()
+}
+
+/// The recording of `record`, fetched as a client would, split into (agent, callee).
+async fn recording(s: &TestServer, record: &Value) -> (Vec<i16>, Vec<i16>) {
+    let url = record["wavFileUrl"].as_str().unwrap();
+    assert!(!url.is_empty(), "a recording: {record}");
+    let res = s.get(url).await;
+    assert_eq!(res.status(), 200, "{url}");
+    let bytes = res.bytes().await.unwrap();
+    let mut wav = hound::WavReader::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let spec = wav.spec();
+    assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 2, 16));
+    let samples: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+    samples.chunks(2).map(|f| (f[0], f[1])).unzip()
+}
+
+#[tokio::test]
+async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
+    if !baresip::available() {
+        return;
+    }
+    // The callee speaks twice, each time after the agent has asked.
+    let callee = Baresip::start(&[("13900001111", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0));
+    let s = TestServer::start_with(through(callee.addr)).await;
+    s.create(&[ticket("T-ANSWER", "13900001111")]).await;
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["status"], "已完成", "{tasks:?}");
+    assert_eq!(tasks[0]["connected"], true);
+
+    let record = record_of(&s, "13900001111").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert_ne!(record["answeredTime"], "");
+    let dialogue = record["dialogue"].as_array().unwrap();
+    assert_eq!(dialogue[0], json!({"role": "assistant", "content": "您好"}));
+    let heard: Vec<&str> =
+        dialogue.iter().filter(|t| t["role"] == "user").map(|t| t["content"].as_str().unwrap()).collect();
+    assert!(!heard.is_empty() && heard.iter().all(|t| t.starts_with("[语音 ") && t.ends_with("秒]")), "{dialogue:?}");
+
+    let (agent, callee_side) = recording(&s, &record).await;
+    let seconds = agent.len() as f64 / 8000.0;
+    let time_len = record["timeLen"].as_f64().unwrap();
+    assert!((seconds - time_len).abs() <= 1.5, "recording {seconds} s, timeLen {time_len} s");
+    assert!(loudest(&agent) > 1000.0, "the agent's voice: {}", loudest(&agent));
+    assert!(loudest(&callee_side) > 1000.0, "the callee's voice: {}", loudest(&callee_side));
+    // The callee was quiet for its first two seconds, and so is its channel.
+    assert!(rms(&callee_side[..8000]) < 100.0, "{}", rms(&callee_side[..8000]));
+
+    // baresip heard the agent.
+    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    let heard_by_callee = callee.heard();
+    assert!(loudest(&heard_by_callee) > 1000.0, "baresip heard {}", loudest(&heard_by_callee));
+}
+
+#[tokio::test]
+async fn stop_tasks_hangs_up_a_call_in_progress_with_a_bye() {
+    if !baresip::available() {
+        return;
+    }
+    let callee = Baresip::start(&[("13900002222", true)], &voice(&[], 60.0));
+    let s = TestServer::start_with(through(callee.addr)).await;
+    let ids = s.create(&[ticket("T-STOP", "13900002222")]).await;
+    assert!(callee.wait_log("Call established", Duration::from_secs(30)).await, "{}", callee.log());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = s.post("/api/aicall/stopTasks", &json!({ "batchIds": ids })).await;
+    assert_eq!(v["code"], 0, "{v}");
+
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["status"], "已停止");
+    let record = record_of(&s, "13900002222").await;
+    assert_eq!(record["hangupCause"], "MANAGER_REQUEST:null", "{record}");
+    assert_ne!(record["answeredTime"], "");
+    // baresip got our BYE: it reports the session closed by the other side.
+    assert!(callee.wait_log("session closed", Duration::from_secs(10)).await, "{}", callee.log());
+}
+
+#[tokio::test]
+async fn a_call_ringing_past_the_ring_timeout_is_cancelled_and_an_unknown_number_gets_404() {
+    if !baresip::available() {
+        return;
+    }
+    // 13900003333 rings and nobody picks up; baresip has no account for 13900004444.
+    let callee = Baresip::start(&[("13900003333", false)], &voice(&[], 5.0));
+    let s = TestServer::start_with(|settings| {
+        through(callee.addr)(settings);
+        settings.dialer.ring_timeout_secs = 2;
+    })
+    .await;
+    s.create(&[ticket("T-RING", "13900003333"), ticket("T-UNKNOWN", "13900004444")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+
+    let rang_out = record_of(&s, "13900003333").await;
+    assert_eq!(rang_out["hangupCause"], "NO_ANSWER:sip:480", "{rang_out}");
+    assert_eq!(rang_out["answeredTime"], "");
+    assert_eq!(rang_out["wavFileUrl"], "");
+    let unknown = record_of(&s, "13900004444").await;
+    assert_eq!(unknown["hangupCause"], "UNALLOCATED_NUMBER:sip:404", "{unknown}");
+    // baresip saw the CANCEL: the incoming call ended without being answered.
+    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    assert!(!callee.log().contains("Call established"), "{}", callee.log());
+}
+
+#[tokio::test]
+async fn stopping_a_ringing_call_cancels_its_invite() {
+    if !baresip::available() {
+        return;
+    }
+    let callee = Baresip::start(&[("13900005555", false)], &voice(&[], 5.0));
+    let s = TestServer::start_with(through(callee.addr)).await;
+    let ids = s.create(&[ticket("T-CANCEL", "13900005555")]).await;
+    assert!(callee.wait_log("Incoming call", Duration::from_secs(30)).await, "{}", callee.log());
+    s.post("/api/aicall/stopTasks", &json!({ "ticketNos": ["T-CANCEL"] })).await;
+
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["batchId"], ids[0]);
+    assert_eq!(tasks[0]["status"], "已停止");
+    let record = record_of(&s, "13900005555").await;
+    assert_eq!(record["hangupCause"], "MANAGER_REQUEST:null", "{record}");
+    assert_eq!(record["answeredTime"], "");
+    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    assert!(!callee.log().contains("Call established"), "{}", callee.log());
+}
+
+#[tokio::test]
+async fn busy_declined_unavailable_and_failing_answers_map_to_their_hangup_causes() {
+    // baresip 1.0 cannot be told to answer 486 or 603: a scripted callee does.
+    let peer = SipPeer::start(|number| match &number[number.len() - 4..] {
+        "4860" => Script::Reject(486),
+        "6030" => Script::Reject(603),
+        "4800" => Script::Reject(480),
+        _ => Script::Reject(503),
+    })
+    .await;
+    let s = TestServer::start_with(through(peer.addr)).await;
+    let cases = [
+        ("13900004860", "USER_BUSY:sip:486"),
+        ("13900006030", "CALL_REJECTED:sip:603"),
+        ("13900004800", "NO_ANSWER:sip:480"),
+        ("13900005030", "NORMAL_TEMPORARY_FAILURE:sip:503"),
+    ];
+    let tickets: Vec<Value> = cases.iter().map(|(phone, _)| ticket(&format!("T-{phone}"), phone)).collect();
+    s.create(&tickets).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    for (phone, cause) in cases {
+        let record = record_of(&s, phone).await;
+        assert_eq!(record["hangupCause"], cause, "{phone}: {record}");
+        assert_eq!(record["answeredTime"], "");
+        assert_eq!(record["timeLen"], 0);
+    }
+    // Each final answer was acknowledged.
+    let events = peer.events();
+    for code in [486, 603, 480, 503] {
+        assert!(events.contains(&format!("ACK {code}")), "{events:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_trunk_that_challenges_gets_digest_credentials_and_wrong_ones_are_rejected() {
+    let answer = || Box::new(Script::Answer { talk: Duration::from_millis(500), in_dialog: false });
+    let peer = SipPeer::start(move |number| Script::Auth {
+        proxy: number.ends_with("4070"),
+        user: "alice".into(),
+        password: "s3cret".into(),
+        then: answer(),
+    })
+    .await;
+    let s = TestServer::start_with(|settings| {
+        through(peer.addr)(settings);
+        settings.sip.username = "alice".into();
+        settings.sip.password = "s3cret".into();
+    })
+    .await;
+    s.create(&[ticket("T-401", "13900004010"), ticket("T-407", "13900004070")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    for phone in ["13900004010", "13900004070"] {
+        let record = record_of(&s, phone).await;
+        assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{phone}: {record}");
+        assert_ne!(record["answeredTime"], "");
+    }
+    let events = peer.events();
+    assert_eq!(events.iter().filter(|e| *e == "auth ok").count(), 2, "{events:?}");
+
+    let wrong = TestServer::start_with(|settings| {
+        through(peer.addr)(settings);
+        settings.sip.username = "alice".into();
+        settings.sip.password = "guess".into();
+    })
+    .await;
+    wrong.create(&[ticket("T-WRONG", "13900004011")]).await;
+    wrong.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&wrong, "13900004011").await;
+    assert_eq!(record["hangupCause"], "CALL_REJECTED:sip:403", "{record}");
+    assert!(peer.events().contains(&"auth wrong".to_string()));
+}
+
+#[tokio::test]
+async fn options_re_invite_and_the_callees_bye_are_answered_as_a_phone_would() {
+    let peer =
+        SipPeer::start(|_| Script::Answer { talk: Duration::from_millis(1500), in_dialog: true }).await;
+    let s = TestServer::start_with(through(peer.addr)).await;
+    s.create(&[ticket("T-DIALOG", "13900002000")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+
+    let record = record_of(&s, "13900002000").await;
+    // The callee hung up first: their BYE is the end of the call.
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert!(record["timeLen"].as_i64().unwrap() <= 10, "{record}");
+    let events = peer.events();
+    let has = |e: &str| events.iter().any(|x| x.starts_with(e));
+    assert!(has("ACK 200"), "{events:?}");
+    assert!(has("OPTIONS 200"), "{events:?}");
+    assert!(has("re-INVITE 200 same-sdp=true"), "{events:?}");
+    assert!(has("BYE sent, answered 200"), "{events:?}");
+    assert!(!has("BYE received"), "we did not hang up ourselves: {events:?}");
+    // Our RTP kept flowing across the re-INVITE.
+    let after: usize = events
+        .iter()
+        .find_map(|e| e.strip_prefix("rtp after re-INVITE "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(after >= 5, "{events:?}");
+}
+
+#[tokio::test]
+async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
+    let peer = SipPeer::start(|_| Script::Answer { talk: Duration::from_millis(200), in_dialog: false }).await;
+    let s = TestServer::start_with(through(peer.addr)).await;
+    s.create(&[ticket("T-KEEPALIVE", "13900002001")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    // Our user agent's address, from the Contact of its INVITE.
+    let ours = peer.events().iter().find_map(|e| e.strip_prefix("contact ").map(String::from)).unwrap();
+    let ours: SocketAddr = ours.parse().unwrap();
+
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let me = socket.local_addr().unwrap();
+    for (method, expected) in [("OPTIONS", "SIP/2.0 200"), ("INVITE", "SIP/2.0 480"), ("BYE", "SIP/2.0 481")] {
+        let request = format!(
+            "{method} sip:callcenter@{ours} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKka{method}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=p1\r\nTo: <sip:callcenter@{ours}>\r\n\
+             Call-ID: probe-{method}@test\r\nCSeq: 1 {method}\r\nContact: <sip:probe@{me}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        socket.send_to(request.as_bytes(), ours).await.unwrap();
+        let mut buf = [0u8; 4096];
+        let answer = loop {
+            let (len, _) =
+                tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.unwrap().unwrap();
+            let text = String::from_utf8_lossy(&buf[..len]).to_string();
+            if !text.starts_with("SIP/2.0 100") {
+                break text;
+            }
+        };
+        assert!(answer.starts_with(expected), "{method}: {answer}");
+    }
+}
+
+#[tokio::test]
+async fn calls_go_over_tcp_when_the_transport_says_so() {
+    if !baresip::available() {
+        return;
+    }
+    let callee = Baresip::start(&[("13900006666", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0));
+    let s = TestServer::start_with(|settings| {
+        through(callee.addr)(settings);
+        settings.sip.transport = SipTransport::Tcp;
+    })
+    .await;
+    s.create(&[ticket("T-TCP", "13900006666")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900006666").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    let (_, callee_side) = recording(&s, &record).await;
+    assert!(loudest(&callee_side) > 1000.0, "the callee's voice: {}", loudest(&callee_side));
+}

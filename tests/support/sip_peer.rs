@@ -1,0 +1,387 @@
+//! A scripted SIP callee on loopback UDP, for what baresip cannot be told to do: reject
+//! with a chosen code (486, 603, 480, 503), challenge with digest auth (401/407) and check
+//! the answer, and, once answered, send OPTIONS, a re-INVITE and finally a BYE within the
+//! dialog. It writes SIP by hand, independent of the stack under test, and notes what it
+//! saw in an event log the tests read.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+/// What the callee does with an INVITE.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// 100, 180, then this final answer.
+    Reject(u16),
+    /// Challenge with 401 (`proxy: false`) or 407, then check the retried INVITE's digest
+    /// (MD5, qop=auth) against `user`/`password`: right → `then`, wrong → 403.
+    Auth { proxy: bool, user: String, password: String, then: Box<Script> },
+    /// Answer with SDP; after the ACK send OPTIONS, then a re-INVITE (checking both are
+    /// answered 200, the re-INVITE with our SDP unchanged), then BYE after `talk`.
+    Answer { talk: Duration, in_dialog: bool },
+}
+
+/// One message, parsed just enough.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub start: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Msg {
+    pub fn parse(raw: &str) -> Option<Msg> {
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((raw, ""));
+        let mut lines = head.split("\r\n");
+        let start = lines.next()?.to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (long_name(k.trim()).to_string(), v.trim().to_string()))
+            .collect();
+        Some(Msg { start, headers, body: body.to_string() })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+    }
+
+    pub fn is_request(&self, method: &str) -> bool {
+        self.start.starts_with(&format!("{method} "))
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        self.start.strip_prefix("SIP/2.0 ")?.get(..3)?.parse().ok()
+    }
+
+    pub fn cseq_method(&self) -> &str {
+        self.header("CSeq").and_then(|c| c.split_whitespace().nth(1)).unwrap_or_default()
+    }
+
+    fn call_id(&self) -> &str {
+        self.header("Call-ID").unwrap_or_default()
+    }
+
+    /// The user part of the request URI.
+    fn callee(&self) -> String {
+        let uri = self.start.split_whitespace().nth(1).unwrap_or_default();
+        uri.trim_start_matches("sip:").split('@').next().unwrap_or_default().to_string()
+    }
+}
+
+fn long_name(name: &str) -> &str {
+    match name {
+        "v" => "Via",
+        "f" => "From",
+        "t" => "To",
+        "i" => "Call-ID",
+        "m" => "Contact",
+        "l" => "Content-Length",
+        "c" => "Content-Type",
+        other => other,
+    }
+}
+
+/// The callee, listening until dropped.
+pub struct SipPeer {
+    pub addr: SocketAddr,
+    events: Arc<Mutex<Vec<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SipPeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SipPeer {
+    /// Starts on a free loopback port; `script` picks the behaviour by the dialled number.
+    pub async fn start(script: impl Fn(&str) -> Script + Send + Sync + 'static) -> SipPeer {
+        let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = socket.local_addr().unwrap();
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone()));
+        SipPeer { addr, events, task }
+    }
+
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+
+    /// Waits (up to `limit`) for an event containing `needle`.
+    pub async fn wait_event(&self, needle: &str, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            if self.events().iter().any(|e| e.contains(needle)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+type Scripts = Arc<dyn Fn(&str) -> Script + Send + Sync>;
+
+/// Routes datagrams to one task per Call-ID.
+async fn serve(socket: Arc<UdpSocket>, scripts: Scripts, events: Arc<Mutex<Vec<String>>>) {
+    let mut calls: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((len, from)) = socket.recv_from(&mut buf).await else { continue };
+        let Some(msg) = Msg::parse(&String::from_utf8_lossy(&buf[..len])) else { continue };
+        if msg.is_request("OPTIONS") && !calls.contains_key(msg.call_id()) {
+            // Out of dialog: a keep-alive.
+            let _ = socket.send_to(response(&msg, 200, "OK", None, &[], "").as_bytes(), from).await;
+            continue;
+        }
+        let call_id = msg.call_id().to_string();
+        if let Some(tx) = calls.get(&call_id) {
+            let _ = tx.send(msg);
+            continue;
+        }
+        if !msg.is_request("INVITE") {
+            continue;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script = scripts(&msg.callee());
+        events.lock().unwrap().push(format!("INVITE {}", msg.callee()));
+        if let Some(contact) = msg.header("Contact").and_then(|c| c.split('@').nth(1)) {
+            let contact = contact.split(['>', ';']).next().unwrap_or_default();
+            events.lock().unwrap().push(format!("contact {contact}"));
+        }
+        let call = Call { socket: socket.clone(), to: from, events: events.clone(), rx, cseq: 0 };
+        tokio::spawn(call.run(msg, script));
+        calls.insert(call_id, tx);
+    }
+}
+
+struct Call {
+    socket: Arc<UdpSocket>,
+    to: SocketAddr,
+    events: Arc<Mutex<Vec<String>>>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    cseq: u32,
+}
+
+const WAIT: Duration = Duration::from_secs(10);
+
+impl Call {
+    fn note(&self, event: impl Into<String>) {
+        self.events.lock().unwrap().push(event.into());
+    }
+
+    async fn send(&self, text: String) {
+        let _ = self.socket.send_to(text.as_bytes(), self.to).await;
+    }
+
+    /// The next message that `pick` accepts; others (retransmissions) are skipped.
+    async fn next(&mut self, pick: impl Fn(&Msg) -> bool) -> Option<Msg> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let msg = timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), self.rx.recv())
+                .await
+                .ok()??;
+            if msg.is_request("BYE") {
+                self.send(response(&msg, 200, "OK", None, &[], "")).await;
+                self.note("BYE received");
+            }
+            if pick(&msg) {
+                return Some(msg);
+            }
+        }
+    }
+
+    async fn run(mut self, mut invite: Msg, mut script: Script) {
+        self.send(response(&invite, 100, "Trying", None, &[], "")).await;
+        loop {
+            match script {
+                Script::Reject(code) => {
+                    self.send(response(&invite, 180, "Ringing", Some("peer"), &[], "")).await;
+                    self.send(response(&invite, code, "Scripted", Some("peer"), &[], "")).await;
+                    if self.next(|m| m.is_request("ACK")).await.is_some() {
+                        self.note(format!("ACK {code}"));
+                    }
+                    return;
+                }
+                Script::Auth { proxy, user, password, then } => {
+                    let (status, header) =
+                        if proxy { (407, "Proxy-Authenticate") } else { (401, "WWW-Authenticate") };
+                    let challenge = format!(r#"{header}: Digest realm="peer", nonce="n0nce{}", qop="auth", algorithm=MD5"#, self.cseq);
+                    self.send(response(&invite, status, "Unauthorized", Some("peer"), &[challenge], "")).await;
+                    let _ = self.next(|m| m.is_request("ACK")).await;
+                    let Some(retry) = self.next(|m| m.is_request("INVITE")).await else {
+                        self.note("no retried INVITE");
+                        return;
+                    };
+                    let answer_header = if proxy { "Proxy-Authorization" } else { "Authorization" };
+                    let ok = retry
+                        .header(answer_header)
+                        .is_some_and(|a| digest_matches(a, &user, &password, "INVITE", &format!("n0nce{}", self.cseq)));
+                    self.send(response(&retry, 100, "Trying", None, &[], "")).await;
+                    invite = retry;
+                    if !ok {
+                        self.note("auth wrong");
+                        script = Script::Reject(403);
+                        continue;
+                    }
+                    self.note("auth ok");
+                    script = *then;
+                }
+                Script::Answer { talk, in_dialog } => {
+                    self.answer(&invite, talk, in_dialog).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn answer(&mut self, invite: &Msg, talk: Duration, in_dialog: bool) {
+        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let rtp_addr = rtp.local_addr().unwrap();
+        let packets = Arc::new(Mutex::new(0usize));
+        let counter = packets.clone();
+        let counting = tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            while rtp.recv_from(&mut buf).await.is_ok() {
+                *counter.lock().unwrap() += 1;
+            }
+        });
+        let sdp = format!(
+            "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+            rtp_addr.port()
+        );
+        let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
+        let sdp_type = "Content-Type: application/sdp".to_string();
+        self.send(response(invite, 180, "Ringing", Some("peer"), &[], "")).await;
+        self.send(response(invite, 200, "OK", Some("peer"), &[contact.clone(), sdp_type.clone()], &sdp)).await;
+        if self.next(|m| m.is_request("ACK")).await.is_none() {
+            self.note("no ACK");
+            return;
+        }
+        self.note("ACK 200");
+
+        if in_dialog {
+            self.request(invite, "OPTIONS", &[], "").await;
+            match self.next(|m| m.cseq_method() == "OPTIONS" && m.status().is_some_and(|s| s >= 200)).await {
+                Some(r) => self.note(format!("OPTIONS {}", r.status().unwrap())),
+                None => self.note("OPTIONS unanswered"),
+            }
+            let before = *packets.lock().unwrap();
+            self.request(invite, "INVITE", &[sdp_type.clone()], &sdp).await;
+            match self.next(|m| m.cseq_method() == "INVITE" && m.status().is_some_and(|s| s >= 200)).await {
+                Some(r) => {
+                    let same = r.body.trim() == invite.body.trim();
+                    self.note(format!("re-INVITE {} same-sdp={same}", r.status().unwrap()));
+                    let cseq = self.cseq;
+                    self.request_with_cseq(invite, "ACK", cseq, &[], "").await;
+                }
+                None => self.note("re-INVITE unanswered"),
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let after = *packets.lock().unwrap();
+            self.note(format!("rtp after re-INVITE {}", after - before));
+        }
+
+        // Talk until our time is up, unless the caller hangs up first.
+        let caller_bye = timeout(talk, self.next(|m| m.is_request("BYE"))).await;
+        self.note(format!("rtp {}", *packets.lock().unwrap()));
+        if caller_bye.is_err() {
+            self.request(invite, "BYE", &[], "").await;
+            match self.next(|m| m.cseq_method() == "BYE" && m.status().is_some()).await {
+                Some(r) => self.note(format!("BYE sent, answered {}", r.status().unwrap())),
+                None => self.note("BYE sent, unanswered"),
+            }
+        }
+        counting.abort();
+    }
+
+    /// A request within the dialog the INVITE made (we are its UAS side).
+    async fn request(&mut self, invite: &Msg, method: &str, extra: &[String], body: &str) {
+        self.cseq += 1;
+        let cseq = self.cseq;
+        self.request_with_cseq(invite, method, cseq, extra, body).await;
+    }
+
+    async fn request_with_cseq(&self, invite: &Msg, method: &str, cseq: u32, extra: &[String], body: &str) {
+        let target = invite.header("Contact").unwrap_or_default().trim_matches(|c| c == '<' || c == '>').to_string();
+        let target = target.split('>').next().unwrap_or_default().trim_start_matches('<').to_string();
+        let me = self.socket.local_addr().unwrap();
+        let mut text = format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKpeer{method}{cseq}{}\r\n\
+             Max-Forwards: 70\r\nFrom: {};tag=peer\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\n\
+             Contact: <sip:peer@{me}>\r\n",
+            rand::random::<u32>(),
+            invite.header("To").unwrap_or_default(),
+            invite.header("From").unwrap_or_default(),
+            invite.call_id(),
+        );
+        for h in extra {
+            text.push_str(h);
+            text.push_str("\r\n");
+        }
+        text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+        self.send(text).await;
+    }
+}
+
+/// A response to `req`, with `tag` added to its To (unless it has one).
+pub fn response(req: &Msg, code: u16, reason: &str, tag: Option<&str>, extra: &[String], body: &str) -> String {
+    let mut text = format!("SIP/2.0 {code} {reason}\r\n");
+    for via in req.all("Via") {
+        text.push_str(&format!("Via: {via}\r\n"));
+    }
+    let to = req.header("To").unwrap_or_default();
+    let to = match tag {
+        Some(tag) if !to.contains("tag=") => format!("{to};tag={tag}"),
+        _ => to.to_string(),
+    };
+    text.push_str(&format!(
+        "From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n",
+        req.header("From").unwrap_or_default(),
+        req.call_id(),
+        req.header("CSeq").unwrap_or_default()
+    ));
+    for h in extra {
+        text.push_str(h);
+        text.push_str("\r\n");
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    text
+}
+
+/// Checks a digest answer (RFC 2617, MD5, qop=auth or none).
+pub fn digest_matches(header: &str, user: &str, password: &str, method: &str, nonce: &str) -> bool {
+    let params: HashMap<String, String> = header
+        .trim_start_matches("Digest")
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().trim_matches('"').to_string()))
+        .collect();
+    let get = |k: &str| params.get(k).map(String::as_str).unwrap_or_default();
+    let md5 = |s: String| Md5::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    if get("username") != user || get("nonce") != nonce {
+        return false;
+    }
+    let ha1 = md5(format!("{user}:{}:{password}", get("realm")));
+    let ha2 = md5(format!("{method}:{}", get("uri")));
+    let expected = match get("qop") {
+        "" => md5(format!("{ha1}:{nonce}:{ha2}")),
+        qop => md5(format!("{ha1}:{nonce}:{}:{}:{qop}:{ha2}", get("nc"), get("cnonce"))),
+    };
+    get("response") == expected
+}
