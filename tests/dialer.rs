@@ -158,6 +158,7 @@ async fn an_answered_call_completes_the_task_with_a_full_record() {
             "dialogue",
             "extnum",
             "hangupCause",
+            "intent",
             "telephone",
             "timeLen",
             "uuid",

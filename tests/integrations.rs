@@ -220,7 +220,8 @@ async fn inbound_and_manual_records_are_imported_once_and_listed_by_call_type() 
                "calloutTime": "2025-08-16 21:11:30", "answeredTime": "2025-08-16 21:11:31",
                "callEndTime": "2025-08-16 21:11:54", "hangupCause": "NORMAL_CLEARING:sip:200",
                "wavFileUrl": "http://pbx.example.com/rec/a.wav",
-               "dialogue": [{"role": "user", "content": "呃，学校地址是在哪里？"}], "extnum": "8001", "timeLen": 24})
+               "dialogue": [{"role": "user", "content": "呃，学校地址是在哪里？"}], "extnum": "8001", "timeLen": 24,
+               "intent": ""})
     );
     assert_eq!(s.records(json!({"callType": "03", "extnum": "8001"})).await["total"], 1);
     assert_eq!(s.records(json!({"callType": "02"})).await["total"], 0);

@@ -170,8 +170,8 @@ async fn a_call_ringing_past_the_ring_timeout_is_cancelled_and_an_unknown_number
     assert_eq!(rang_out["wavFileUrl"], "");
     let unknown = record_of(&s, "13900004444").await;
     assert_eq!(unknown["hangupCause"], "UNALLOCATED_NUMBER:sip:404", "{unknown}");
-    // baresip saw the CANCEL: the incoming call ended without being answered.
-    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    // baresip saw the CANCEL: the incoming call closed without being answered.
+    assert!(callee.wait_log("session closed", Duration::from_secs(10)).await, "{}", callee.log());
     assert!(!callee.log().contains("Call established"), "{}", callee.log());
 }
 
@@ -192,7 +192,7 @@ async fn stopping_a_ringing_call_cancels_its_invite() {
     let record = record_of(&s, "13900005555").await;
     assert_eq!(record["hangupCause"], "MANAGER_REQUEST:null", "{record}");
     assert_eq!(record["answeredTime"], "");
-    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    assert!(callee.wait_log("session closed", Duration::from_secs(10)).await, "{}", callee.log());
     assert!(!callee.log().contains("Call established"), "{}", callee.log());
 }
 

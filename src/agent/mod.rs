@@ -18,6 +18,54 @@ pub struct TaskContext {
     pub ticket_content: String,
 }
 
+/// What the callee's answer amounts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Confirmed,
+    Question,
+    Refused,
+    /// Nothing heard, or nothing we recognise (e.g. `[语音 3秒]` without a recogniser).
+    Unclear,
+}
+
+/// Sorts a reply by keywords. A question wins (it needs an answer whatever else was
+/// said), then a refusal (`不行` and `不知道` contain confirming words), then a confirmation.
+pub fn classify(text: &str) -> Reply {
+    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    if has(&["？", "?", "什么", "怎么", "哪", "吗"]) {
+        Reply::Question
+    } else if has(&["不", "没空", "别", "拒绝"]) {
+        Reply::Refused
+    } else if has(&["好", "可以", "知道", "明白", "确认", "行", "嗯"]) {
+        Reply::Confirmed
+    } else {
+        Reply::Unclear
+    }
+}
+
+/// The outcomes of an answered call, as records/list and webhooks show them.
+pub const CONFIRMED: &str = "已确认";
+pub const REFUSED: &str = "拒绝";
+pub const CALL_BACK: &str = "需回访";
+pub const NO_RESPONSE: &str = "无效";
+
+/// The outcome of an answered call by rules: a refusal anywhere wins, then a question
+/// (someone must call back), then a confirmation; a callee who said nothing we
+/// understood is 无效.
+pub fn intent_by_rules(dialogue: &[Turn]) -> &'static str {
+    let replies: Vec<Reply> =
+        dialogue.iter().filter(|t| t.role == crate::domain::Role::User).map(|t| classify(&t.content)).collect();
+    if replies.contains(&Reply::Refused) {
+        REFUSED
+    } else if replies.contains(&Reply::Question) {
+        CALL_BACK
+    } else if replies.contains(&Reply::Confirmed) {
+        CONFIRMED
+    } else {
+        NO_RESPONSE
+    }
+}
+
 #[async_trait]
 pub trait Agent: Send + Sync + 'static {
     /// Converses until the agent is done (`Ok`) or the callee hangs up (`Err`).
@@ -29,6 +77,31 @@ pub trait Agent: Send + Sync + 'static {
         call: &mut dyn CallSession,
         dialogue: &mut Vec<Turn>,
     ) -> Result<(), HungUp>;
+
+    /// The outcome of an answered call (e.g. 已确认, 拒绝, 需回访, 无效), decided once it
+    /// has ended. By default by rules on what the callee said.
+    async fn intent(&self, _task: &TaskContext, dialogue: &[Turn]) -> String {
+        intent_by_rules(dialogue).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_outcome_follows_what_the_callee_said() {
+        let said = |lines: &[&str]| {
+            let mut d = vec![Turn::assistant("您好")];
+            d.extend(lines.iter().map(|l| Turn::user(*l)));
+            intent_by_rules(&d)
+        };
+        assert_eq!(said(&["好的，我知道了"]), CONFIRMED);
+        assert_eq!(said(&["请问具体是什么时间？"]), CALL_BACK);
+        assert_eq!(said(&["嗯", "不需要，谢谢"]), REFUSED);
+        assert_eq!(said(&[]), NO_RESPONSE);
+        assert_eq!(said(&["[语音 3秒]"]), NO_RESPONSE);
+    }
 }
 
 /// The agent that `agent.kind` names.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Agent, TaskContext};
+use super::{Reply, classify, Agent, TaskContext};
 use crate::config::ScriptSettings;
 use crate::domain::Turn;
 use crate::telephony::{CallSession, Heard, HungUp};
@@ -82,31 +82,6 @@ async fn hear(call: &mut dyn CallSession, dialogue: &mut Vec<Turn>) -> Result<Re
         }
         Heard::Silence => Reply::Unclear,
     })
-}
-
-/// What the callee's answer amounts to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Reply {
-    Confirmed,
-    Question,
-    Refused,
-    /// Nothing heard, or nothing we recognise (e.g. `[语音 3秒]` without a recogniser).
-    Unclear,
-}
-
-/// Sorts a reply by keywords. A question wins (it needs an answer whatever else was
-/// said), then a refusal (`不行` and `不知道` contain confirming words), then a confirmation.
-fn classify(text: &str) -> Reply {
-    let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
-    if has(&["？", "?", "什么", "怎么", "哪", "吗"]) {
-        Reply::Question
-    } else if has(&["不", "没空", "别", "拒绝"]) {
-        Reply::Refused
-    } else if has(&["好", "可以", "知道", "明白", "确认", "行", "嗯"]) {
-        Reply::Confirmed
-    } else {
-        Reply::Unclear
-    }
 }
 
 /// Replaces `{username}`, `{ticketType}` and `{ticketContent}` in one pass, so text in

@@ -106,6 +106,7 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
         wav_path: String::new(),
         wav_url,
         dialogue_json: serde_json::to_string(&r.dialogue.unwrap_or_default()).expect("turns serialize"),
+        intent: String::new(),
     })
 }
 
@@ -261,6 +262,7 @@ pub fn cdr_record(vars: &HashMap<&str, String>, time: &ApiTime, recordings: &Pat
         wav_path: wav_path.unwrap_or_default(),
         wav_url: String::new(),
         dialogue_json: "[]".into(),
+        intent: String::new(),
     })
 }
 

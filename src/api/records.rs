@@ -105,6 +105,8 @@ pub struct RecordRow {
     dialogue: Box<RawValue>,
     extnum: Option<String>,
     time_len: i64,
+    /// Beyond the spec: the outcome of an answered AI call (已确认, 拒绝, 需回访, 无效 …), else "".
+    intent: String,
 }
 
 impl RecordRow {
@@ -128,6 +130,7 @@ impl RecordRow {
             dialogue,
             extnum: r.extnum,
             time_len: r.time_len,
+            intent: r.intent,
             telephone: r.telephone,
             uuid: r.uuid,
         })

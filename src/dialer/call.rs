@@ -12,6 +12,9 @@ use crate::recording;
 use crate::store::{ClaimedCall, FinishedAttempt, NextStep};
 use crate::telephony::{DialRequest, DialResult, HangupReason};
 
+/// Longest wait for the agent's judgement of an answered call.
+const INTENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How an attempt ended, before it is written down.
 struct Outcome {
     answered_ms: Option<i64>,
@@ -20,6 +23,7 @@ struct Outcome {
     reason: Option<HangupReason>,
     recorded: bool,
     dialogue: Vec<crate::domain::Turn>,
+    intent: String,
 }
 
 /// Places the call, lets the agent talk, and records the attempt.
@@ -51,7 +55,7 @@ pub(super) async fn place(
 
 impl Outcome {
     fn failed(cause: HangupCause) -> Outcome {
-        Outcome { answered_ms: None, cause, reason: None, recorded: false, dialogue: Vec::new() }
+        Outcome { answered_ms: None, cause, reason: None, recorded: false, dialogue: Vec::new(), intent: String::new() }
     }
 }
 
@@ -98,8 +102,11 @@ async fn converse(
         _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
     };
     let end = session.hang_up(reason).await;
+    // The outcome may take the agent a moment (a model's judgement); never forever.
+    let intent = tokio::time::timeout(INTENT_TIMEOUT, inner.agent.intent(&context, &dialogue)).await;
+    let intent = intent.unwrap_or_else(|_| crate::agent::intent_by_rules(&dialogue).to_string());
     let reason = (reason != HangupReason::Completed).then_some(reason);
-    Outcome { answered_ms: Some(answered_ms), cause: end.cause, reason, recorded: end.recorded, dialogue }
+    Outcome { answered_ms: Some(answered_ms), cause: end.cause, reason, recorded: end.recorded, dialogue, intent }
 }
 
 /// The cause recorded when we end a call that was still ringing.
@@ -158,6 +165,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
         hangup_cause: outcome.cause,
         wav_path,
         dialogue: outcome.dialogue,
+        intent: outcome.intent,
         next,
     };
     // The call happened: keep trying to write it down while our lease lasts. After
@@ -216,6 +224,7 @@ pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
             reason: None,
             recorded: false,
             dialogue: Vec::new(),
+            intent: String::new(),
         };
         finish(inner, &task, outcome, String::new(), ended_ms).await;
     }

@@ -67,6 +67,8 @@ pub struct CallRecord {
     pub wav_url: String,
     /// The dialogue as stored JSON (`[{role, content}]`), passed through untouched.
     pub dialogue_json: String,
+    /// The outcome of an answered AI call; empty otherwise.
+    pub intent: String,
 }
 
 impl CallRecord {
@@ -205,6 +207,8 @@ pub struct FinishedAttempt {
     pub hangup_cause: HangupCause,
     pub wav_path: String,
     pub dialogue: Vec<Turn>,
+    /// The outcome of an answered call; empty otherwise.
+    pub intent: String,
     pub next: NextStep,
 }
 

@@ -55,7 +55,7 @@ const OPEN: &str = "('pending', 'calling', 'retry_wait')";
 const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
      ticket_type, ticket_content, status, call_count, last_hangup_cause";
 const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-     time_len, hangup_cause, wav_path, wav_url, dialogue";
+     time_len, hangup_cause, wav_path, wav_url, dialogue, intent";
 const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
      call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
 
@@ -180,6 +180,7 @@ struct RecordDb {
     wav_path: String,
     wav_url: String,
     dialogue: String,
+    intent: String,
 }
 
 impl TryFrom<RecordDb> for CallRecord {
@@ -203,6 +204,7 @@ impl TryFrom<RecordDb> for CallRecord {
             wav_path: r.wav_path,
             wav_url: r.wav_url,
             dialogue_json: r.dialogue,
+            intent: r.intent,
         })
     }
 }
@@ -607,11 +609,11 @@ impl Store for PgStore {
         // as an orphan; what the node that made the call knows is better.
         sqlx::query(
             "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
-                 ended_ms, time_len, hangup_cause, wav_path, dialogue)
-             VALUES ($1, '02', $2, $3, NULL, $4, $5, $6, $7, $8, $9, $10)
+                 ended_ms, time_len, hangup_cause, wav_path, dialogue, intent)
+             VALUES ($1, '02', $2, $3, NULL, $4, $5, $6, $7, $8, $9, $10, $11)
              ON CONFLICT (uuid) DO UPDATE SET answered_ms = EXCLUDED.answered_ms, ended_ms = EXCLUDED.ended_ms,
                  time_len = EXCLUDED.time_len, hangup_cause = EXCLUDED.hangup_cause,
-                 wav_path = EXCLUDED.wav_path, dialogue = EXCLUDED.dialogue",
+                 wav_path = EXCLUDED.wav_path, dialogue = EXCLUDED.dialogue, intent = EXCLUDED.intent",
         )
         .bind(&a.uuid)
         .bind(a.batch_id)
@@ -623,6 +625,7 @@ impl Store for PgStore {
         .bind(&cause)
         .bind(&a.wav_path)
         .bind(&dialogue)
+        .bind(&a.intent)
         .execute(&mut *tx)
         .await?;
         let task: Option<TaskDb> = sqlx::query_as(&format!(
@@ -692,7 +695,7 @@ impl Store for PgStore {
         for r in records {
             inserted += sqlx::query(&format!(
                 "INSERT INTO call_records ({RECORD_COLUMNS})
-                 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                 VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (uuid) DO NOTHING"
             ))
             .bind(&r.uuid)
@@ -707,6 +710,7 @@ impl Store for PgStore {
             .bind(&r.wav_path)
             .bind(&r.wav_url)
             .bind(&r.dialogue_json)
+            .bind(&r.intent)
             .execute(&mut *tx)
             .await?
             .rows_affected();

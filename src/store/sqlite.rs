@@ -27,7 +27,7 @@ const OPEN: &str = "('pending', 'calling', 'retry_wait')";
 const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
      ticket_type, ticket_content, status, call_count, last_hangup_cause";
 const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-     time_len, hangup_cause, wav_path, wav_url, dialogue";
+     time_len, hangup_cause, wav_path, wav_url, dialogue, intent";
 const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
      call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
 
@@ -139,6 +139,7 @@ struct RecordDb {
     wav_path: String,
     wav_url: String,
     dialogue: String,
+    intent: String,
 }
 
 impl TryFrom<RecordDb> for CallRecord {
@@ -162,6 +163,7 @@ impl TryFrom<RecordDb> for CallRecord {
             wav_path: r.wav_path,
             wav_url: r.wav_url,
             dialogue_json: r.dialogue,
+            intent: r.intent,
         })
     }
 }
@@ -505,11 +507,11 @@ impl Store for SqliteStore {
         // as an orphan; what the node that made the call knows is better.
         sqlx::query(
             "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
-                 ended_ms, time_len, hangup_cause, wav_path, dialogue)
-             VALUES (?, '02', ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?)
+                 ended_ms, time_len, hangup_cause, wav_path, dialogue, intent)
+             VALUES (?, '02', ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (uuid) DO UPDATE SET answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms,
                  time_len = excluded.time_len, hangup_cause = excluded.hangup_cause,
-                 wav_path = excluded.wav_path, dialogue = excluded.dialogue",
+                 wav_path = excluded.wav_path, dialogue = excluded.dialogue, intent = excluded.intent",
         )
         .bind(&a.uuid)
         .bind(a.batch_id)
@@ -521,6 +523,7 @@ impl Store for SqliteStore {
         .bind(&cause)
         .bind(&a.wav_path)
         .bind(&dialogue)
+        .bind(&a.intent)
         .execute(&mut *tx)
         .await?;
         let task: Option<TaskDb> = sqlx::query_as(&format!(
@@ -584,7 +587,7 @@ impl Store for SqliteStore {
         let mut inserted = 0;
         for r in records {
             inserted += sqlx::query(&format!(
-                "INSERT INTO call_records ({RECORD_COLUMNS}) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                "INSERT INTO call_records ({RECORD_COLUMNS}) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (uuid) DO NOTHING"
             ))
             .bind(&r.uuid)
@@ -599,6 +602,7 @@ impl Store for SqliteStore {
             .bind(&r.wav_path)
             .bind(&r.wav_url)
             .bind(&r.dialogue_json)
+            .bind(&r.intent)
             .execute(&mut *tx)
             .await?
             .rows_affected();

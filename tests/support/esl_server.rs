@@ -630,7 +630,7 @@ fn url_encode(s: &str) -> String {
     const UNSAFE: &[u8] = b"\r\n \"#%&+:;<=>?@[\\]^`{|}";
     let mut out = String::with_capacity(s.len());
     for &b in s.as_bytes() {
-        if b < b' ' || b > b'~' || UNSAFE.contains(&b) {
+        if !(b' '..=b'~').contains(&b) || UNSAFE.contains(&b) {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(b as char);

@@ -160,7 +160,9 @@ impl Ua {
             offer: Some(sdp.into_bytes()),
             contact: uri(format!("sip:{caller_id}@{host}:{}", self.sip_port))?,
             credential: self.credential.clone(),
-            call_id: Some(format!("{call_id}@{host}")),
+            // The attempt's uuid, for finding the call in a trunk's logs, made unique
+            // beyond this node (a restart in the same second, another instance).
+            call_id: Some(format!("{call_id}-{:08x}@{host}", rand::random::<u32>())),
             ..Default::default()
         })
     }
