@@ -310,6 +310,7 @@ impl Default for SimSettings {
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
     Script,
+    Llm,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -317,11 +318,16 @@ pub enum AgentKind {
 pub struct AgentSettings {
     pub kind: AgentKind,
     pub script: ScriptSettings,
+    pub llm: crate::agent::llm::LlmSettings,
 }
 
 impl Default for AgentSettings {
     fn default() -> Self {
-        AgentSettings { kind: AgentKind::Script, script: ScriptSettings::default() }
+        AgentSettings {
+            kind: AgentKind::Script,
+            script: ScriptSettings::default(),
+            llm: crate::agent::llm::LlmSettings::default(),
+        }
     }
 }
 
@@ -432,7 +438,9 @@ impl Settings {
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
             (self.webhook.timeout_secs >= 1, "webhook.timeout_secs must be at least 1"),
             (
-                self.webhook.url.is_empty() || self.webhook.url.starts_with("http://") || self.webhook.url.starts_with("https://"),
+                self.webhook.url.is_empty()
+                    || self.webhook.url.starts_with("http://")
+                    || self.webhook.url.starts_with("https://"),
                 "webhook.url must be an http:// or https:// URL",
             ),
             (self.api.request_timeout_secs >= 1, "api.request_timeout_secs must be at least 1"),

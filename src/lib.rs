@@ -38,7 +38,10 @@ impl App {
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<App> {
         metrics::handle();
         let events_written = Arc::new(tokio::sync::Notify::new());
-        let options = StoreOptions { emit_events: !settings.webhook.url.is_empty(), events_written: events_written.clone() };
+        let options = StoreOptions {
+            emit_events: !settings.webhook.url.is_empty(),
+            events_written: events_written.clone(),
+        };
         let store = store::connect(&settings.database.url, options)
             .await
             .with_context(|| format!("opening database {}", settings.database.url))?;
@@ -60,7 +63,9 @@ impl App {
         });
         let webhooks = match state.settings.webhook.url.is_empty() {
             true => None,
-            false => Some((webhook::Deliverer::new(state.store.clone(), state.settings.clone())?, events_written)),
+            false => {
+                Some((webhook::Deliverer::new(state.store.clone(), state.settings.clone())?, events_written))
+            }
         };
         Ok(App { listener, state, dialer, webhooks })
     }

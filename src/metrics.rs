@@ -73,7 +73,7 @@ pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
     static ENDED: AtomicU64 = AtomicU64::new(0);
     static ANSWERED: AtomicU64 = AtomicU64::new(0);
     gauge!("callcenter_calls_in_progress").decrement(1.0);
-    let class = if talk.is_some() { "answered" } else { hangup_class(cause) };
+    let class = crate::domain::outcome_class(&cause.name, talk.is_some());
     counter!("callcenter_call_attempts_ended_total", "class" => class).increment(1);
     let ended = ENDED.fetch_add(1, Ordering::Relaxed) + 1;
     let answered =
@@ -81,19 +81,6 @@ pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
     gauge!("callcenter_answer_rate").set(answered as f64 / ended as f64);
     if let Some(talk) = talk {
         histogram!("callcenter_call_talk_seconds").record(talk.as_secs_f64());
-    }
-}
-
-/// A small, fixed set of label values for an unanswered attempt.
-fn hangup_class(cause: &HangupCause) -> &'static str {
-    match cause.name.as_str() {
-        "USER_BUSY" => "busy",
-        "NO_ANSWER" | "NO_USER_RESPONSE" | "ORIGINATOR_CANCEL" => "no_answer",
-        "UNALLOCATED_NUMBER" | "NUMBER_CHANGED" | "INVALID_NUMBER_FORMAT" => "unallocated",
-        "CALL_REJECTED" => "rejected",
-        "MANAGER_REQUEST" => "stopped",
-        "SYSTEM_SHUTDOWN" | "CRASH" => "interrupted",
-        _ => "failed",
     }
 }
 

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 const WAIT: Duration = Duration::from_secs(10);
+/// `dialer.max_call_secs`: FreeSWITCH's `park_timeout` is a minute more.
+const MAX_CALL: Duration = Duration::from_secs(300);
 
 fn carrier(fake: &FakeFreeswitch, recordings: &Path) -> FreeswitchCarrier {
     carrier_with(fake.port(), "ClueCon", recordings)
@@ -33,7 +35,7 @@ fn carrier_with(port: u16, password: &str, recordings: &Path) -> FreeswitchCarri
         caller_id_number: "01088886666".into(),
         ..FreeswitchSettings::default()
     };
-    FreeswitchCarrier::new(&settings, recordings)
+    FreeswitchCarrier::new(&settings, recordings, MAX_CALL)
 }
 
 fn request(call_id: &str, phone: &str, recordings: &Path) -> DialRequest {
@@ -79,8 +81,8 @@ async fn an_answered_call_is_originated_recorded_spoken_to_heard_and_hung_up() {
     assert_eq!(
         originate,
         "bgapi originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=1,\
-         origination_caller_id_number=01088886666}sofia/gateway/trunk/13912345678 &park()\n\
-         Job-UUID: 2508162111590110001"
+         park_timeout=360:ALLOTTED_TIMEOUT,origination_caller_id_number=01088886666}\
+         sofia/gateway/trunk/13912345678 &park()\nJob-UUID: 2508162111590110001"
     );
     let absolute = std::path::absolute(&wav).unwrap();
     let record = format!("api uuid_record 2508162111590110001 start {}", absolute.display());
@@ -112,7 +114,7 @@ async fn recordings_go_under_the_freeswitch_side_directory_and_a_missing_file_is
         recordings_dir: fs_dir.path().display().to_string(),
         ..FreeswitchSettings::default()
     };
-    let fs = FreeswitchCarrier::new(&settings, server_dir.path());
+    let fs = FreeswitchCarrier::new(&settings, server_dir.path(), MAX_CALL);
     let call = answered(&fs, request("2508162111590110002", "13912345678", server_dir.path())).await;
     let expected = format!(
         "api uuid_record 2508162111590110002 start {}/ai_call/2025/08/16/21/2508162111590110002.wav",
@@ -362,7 +364,7 @@ async fn records_list_shows_the_freeswitch_outcome_of_each_call() {
     assert_eq!(res.headers()["content-type"], "audio/wav");
     let originate = fake.wait_for_command(WAIT, |c| c.contains(&format!("origination_uuid={uuid},"))).await;
     assert!(originate.starts_with("bgapi originate {"), "{originate}");
-    assert!(originate.contains(",originate_timeout=1"), "{originate}");
+    assert!(originate.contains(",originate_timeout=1,park_timeout=360:ALLOTTED_TIMEOUT"), "{originate}");
     assert!(originate.contains("}sofia/gateway/trunk/13912345678 &park()"), "{originate}");
 
     for (phone, cause) in [

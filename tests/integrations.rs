@@ -58,7 +58,11 @@ impl Receiver {
             if events.len() >= n {
                 return events;
             }
-            assert!(tokio::time::Instant::now() < deadline, "only {} of {n} events: {events:#?}", events.len());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {} of {n} events: {events:#?}",
+                events.len()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -93,7 +97,11 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
         assert!(!verify("other", headers, body));
     }
     let of = |kind: &str, id: i64| {
-        events.iter().find(|e| e["type"] == kind && e["task"]["batchId"] == id).unwrap_or_else(|| panic!("no {kind} for {id}")).clone()
+        events
+            .iter()
+            .find(|e| e["type"] == kind && e["task"]["batchId"] == id)
+            .unwrap_or_else(|| panic!("no {kind} for {id}"))
+            .clone()
     };
     let answered = of("call.ended", ids[0]);
     let listed = s.records(json!({"uuid": answered["record"]["uuid"]})).await["rows"][0].clone();
@@ -104,7 +112,8 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
     assert_eq!(of("task.ended", ids[0])["task"], task_row, "the task is exactly the calltask/list row");
     assert_eq!(of("task.ended", ids[1])["task"]["lastHangupCause"], "UNALLOCATED_NUMBER:sip:404");
     assert_eq!(of("task.ended", ids[1])["record"], Value::Null);
-    let event_ids: std::collections::HashSet<_> = events.iter().map(|e| e["eventId"].as_str().unwrap().to_string()).collect();
+    let event_ids: std::collections::HashSet<_> =
+        events.iter().map(|e| e["eventId"].as_str().unwrap().to_string()).collect();
     assert_eq!(event_ids.len(), 4, "each event has its own id");
     // Nothing is left to deliver.
     let metrics = s.get("/metrics").await.text().await.unwrap();
@@ -120,7 +129,8 @@ async fn undelivered_webhooks_survive_a_restart() {
         c.webhook.url = url;
     })
     .await;
-    s.post("/api/aicall/stopTasks", &json!({"batchIds": s.create(&[ticket("R1", "13900000001")]).await})).await;
+    s.post("/api/aicall/stopTasks", &json!({"batchIds": s.create(&[ticket("R1", "13900000001")]).await}))
+        .await;
     // Wait for a failed try, then stop while the receiver is still down.
     while *hook.tries.lock().unwrap() == 0 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -138,7 +148,9 @@ async fn undelivered_webhooks_survive_a_restart() {
 #[tokio::test]
 async fn a_do_not_call_number_is_never_dialed_and_its_task_ends_blocked() {
     let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
-    let v = s.post("/api/aicall/dnc/add", &json!({"phones": ["13900000009", "13900000008"], "reason": "客户投诉"})).await;
+    let v = s
+        .post("/api/aicall/dnc/add", &json!({"phones": ["13900000009", "13900000008"], "reason": "客户投诉"}))
+        .await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(v["data"]["count"], 2);
     let again = s.post("/api/aicall/dnc/add", &json!({"phones": ["13900000009"]})).await;
@@ -183,8 +195,13 @@ async fn the_daily_cap_holds_further_tasks_for_a_number_until_tomorrow() {
         c.dialer.max_calls_per_number_per_day = 1;
     })
     .await;
-    let ids = s.create(&[ticket("C1", "13900000001"), ticket("C2", "13900000001"), ticket("C3", "13900000002")]).await;
-    s.wait_tasks(Duration::from_secs(10), |rows| rows.iter().filter(|t| t["status"] == "已完成").count() == 2).await;
+    let ids = s
+        .create(&[ticket("C1", "13900000001"), ticket("C2", "13900000001"), ticket("C3", "13900000002")])
+        .await;
+    s.wait_tasks(Duration::from_secs(10), |rows| {
+        rows.iter().filter(|t| t["status"] == "已完成").count() == 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(s.records(json!({"telephone": "13900000001"})).await["total"], 1, "one call a day");
     let held = s.task(ids[1]).await;
@@ -206,7 +223,8 @@ fn imported(uuid: &str, call_type: &str) -> Value {
 #[tokio::test]
 async fn inbound_and_manual_records_are_imported_once_and_listed_by_call_type() {
     let s = TestServer::start().await;
-    let v = s.post("/api/aicall/records/import", &json!([imported("IN-1", "01"), imported("MAN-1", "03")])).await;
+    let v =
+        s.post("/api/aicall/records/import", &json!([imported("IN-1", "01"), imported("MAN-1", "03")])).await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(v["data"], json!({"imported": 2, "skipped": 0}));
     let again = s.post("/api/aicall/records/import", &json!([imported("IN-1", "01")])).await;
@@ -241,7 +259,11 @@ async fn inbound_and_manual_records_are_imported_once_and_listed_by_call_type() 
         assert_eq!(v["code"], 405, "{rows}");
         assert!(v["msg"].as_str().unwrap().contains(needle), "{v}");
     }
-    assert_eq!(s.records(json!({"callType": "01"})).await["total"], 1, "nothing of a rejected import was stored");
+    assert_eq!(
+        s.records(json!({"callType": "01"})).await["total"],
+        1,
+        "nothing of a rejected import was stored"
+    );
 }
 
 /// A CDR as mod_json_cdr posts it (values url-encoded, as its default `encode-values`).
@@ -274,16 +296,37 @@ fn freeswitch_cdr(uuid: &str, caller: &str, dest: &str, answered: bool, cause: &
 #[tokio::test]
 async fn freeswitch_cdrs_become_inbound_and_manual_records() {
     let s = TestServer::start().await;
-    let inbound = freeswitch_cdr("2f1c8d3a-5b6e-4f70-9a81-0c2d3e4f5a6b", "18188888888", "8001", true, "NORMAL_CLEARING", "200");
+    let inbound = freeswitch_cdr(
+        "2f1c8d3a-5b6e-4f70-9a81-0c2d3e4f5a6b",
+        "18188888888",
+        "8001",
+        true,
+        "NORMAL_CLEARING",
+        "200",
+    );
     let v = s.post("/api/cdr/freeswitch", &inbound).await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(v["data"]["callType"], "01");
     // The same CDR again (mod_json_cdr retries) is harmless.
     assert_eq!(s.post("/api/cdr/freeswitch", &inbound).await["data"]["imported"], false);
     // An agent at extension 8002 dialing a customer who is busy, posted as a form field.
-    let manual = freeswitch_cdr("7e8f9a0b-1c2d-4e3f-8a9b-0c1d2e3f4a5b", "8002", "13912345678", false, "USER_BUSY", "486");
+    let manual = freeswitch_cdr(
+        "7e8f9a0b-1c2d-4e3f-8a9b-0c1d2e3f4a5b",
+        "8002",
+        "13912345678",
+        false,
+        "USER_BUSY",
+        "486",
+    );
     let form = format!("cdr={}", form_encode(&manual.to_string()));
-    let res = s.client.post(s.url("/api/cdr/freeswitch")).header("content-type", "application/x-www-form-urlencoded").body(form).send().await.unwrap();
+    let res = s
+        .client
+        .post(s.url("/api/cdr/freeswitch"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
     let v: Value = res.json().await.unwrap();
     assert_eq!(v["data"]["callType"], "03", "{v}");
 
@@ -302,7 +345,9 @@ async fn freeswitch_cdrs_become_inbound_and_manual_records() {
     assert_eq!(row["timeLen"], 0);
     assert_eq!(row["hangupCause"], "USER_BUSY:sip:486");
 
-    for (body, needle) in [(json!({"variables": {"direction": "inbound"}}), "uuid"), (json!({"a": 1}), "variables")] {
+    for (body, needle) in
+        [(json!({"variables": {"direction": "inbound"}}), "uuid"), (json!({"a": 1}), "variables")]
+    {
         let v = s.post("/api/cdr/freeswitch", &body).await;
         assert_eq!(v["code"], 405);
         assert!(v["msg"].as_str().unwrap().contains(needle), "{v}");
@@ -317,12 +362,28 @@ async fn freeswitch_may_authenticate_with_basic_auth_carrying_the_api_key() {
     })
     .await;
     let cdr = freeswitch_cdr("b1", "18188888888", "8001", true, "NORMAL_CLEARING", "200");
-    let res = s.client.post(s.url("/api/cdr/freeswitch")).basic_auth("freeswitch", Some("pbx-key")).json(&cdr).send().await.unwrap();
+    let res = s
+        .client
+        .post(s.url("/api/cdr/freeswitch"))
+        .basic_auth("freeswitch", Some("pbx-key"))
+        .json(&cdr)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
-    let res = s.client.post(s.url("/api/cdr/freeswitch")).basic_auth("freeswitch", Some("nope")).json(&cdr).send().await.unwrap();
+    let res = s
+        .client
+        .post(s.url("/api/cdr/freeswitch"))
+        .basic_auth("freeswitch", Some("nope"))
+        .json(&cdr)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 }
 
 fn form_encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

@@ -7,23 +7,27 @@
 //! digest auth, send OPTIONS and a re-INVITE within a call, hang up first) is done by a
 //! scripted callee (tests/support/sip_peer.rs).
 
-mod common;
 #[path = "support/baresip.rs"]
 mod baresip;
+mod common;
 #[path = "support/sip_peer.rs"]
 mod sip_peer;
 
 use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
 use baresip::Baresip;
 use callcenter::config::{CarrierKind, Settings};
+use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
-use callcenter::telephony::sip::SipTransport;
 use callcenter::telephony::sip::tts::TtsEngine;
+use callcenter::telephony::sip::{SipCarrier, SipTransport};
+use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
 use common::{TestServer, ticket};
 use serde_json::{Value, json};
 use sip_peer::{Script, SipPeer};
+use tokio::time::Instant;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
 const CALL_LIMIT: Duration = Duration::from_secs(90);
@@ -110,7 +114,10 @@ async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
     assert_eq!(dialogue[0], json!({"role": "assistant", "content": "您好"}));
     let heard: Vec<&str> =
         dialogue.iter().filter(|t| t["role"] == "user").map(|t| t["content"].as_str().unwrap()).collect();
-    assert!(!heard.is_empty() && heard.iter().all(|t| t.starts_with("[语音 ") && t.ends_with("秒]")), "{dialogue:?}");
+    assert!(
+        !heard.is_empty() && heard.iter().all(|t| t.starts_with("[语音 ") && t.ends_with("秒]")),
+        "{dialogue:?}"
+    );
 
     let (agent, callee_side) = recording(&s, &record).await;
     let seconds = agent.len() as f64 / 8000.0;
@@ -125,6 +132,60 @@ async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
     assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
     let heard_by_callee = callee.heard();
     assert!(loudest(&heard_by_callee) > 1000.0, "baresip heard {}", loudest(&heard_by_callee));
+}
+
+#[tokio::test]
+async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
+    if !baresip::available() {
+        return;
+    }
+    // The callee says two seconds' worth after one second of quiet.
+    let callee = Baresip::start(&[("13900007777", true)], &voice(&[(1.0, 2.0)], 60.0));
+    let mut settings = Settings::default();
+    through(callee.addr)(&mut settings);
+    // The real TTS when it is there (CI installs it), else the synthetic voice.
+    if Command::new("espeak-ng").arg("--version").output().is_ok() {
+        settings.sip.tts_engine = TtsEngine::Espeak;
+    }
+    let carrier = SipCarrier::new(&settings);
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("ai_call/2025/08/16/21/call.wav");
+    let request = DialRequest {
+        call_id: "2508162111590110001".into(),
+        phone: Phone::parse("13900007777").unwrap(),
+        ring_timeout: Duration::from_secs(20),
+        recording: Some(wav.clone()),
+    };
+    let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
+
+    let t = Instant::now();
+    let heard = call.listen(Duration::from_secs(10)).await.unwrap();
+    let took = t.elapsed();
+    assert_eq!(heard, Heard::Speech("[语音 2秒]".into()));
+    // One second of quiet, two of speech, then the 700 ms that end the turn.
+    assert!(took >= Duration::from_millis(3300) && took < Duration::from_millis(5500), "{took:?}");
+
+    // Nothing more is said: the wait runs out.
+    let t = Instant::now();
+    assert_eq!(call.listen(Duration::from_millis(1500)).await.unwrap(), Heard::Silence);
+    assert!(t.elapsed() >= Duration::from_millis(1500));
+
+    let t = Instant::now();
+    call.say("您好，请问是张三吗？").await.unwrap();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_millis(1000) && took < Duration::from_secs(8), "{took:?}");
+
+    let end = call.hang_up(HangupReason::Completed).await;
+    assert_eq!(end, CallEnd { cause: HangupCause::normal_clearing(), recorded: true });
+    let mut reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().channels, 2);
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let (agent, callee_side): (Vec<i16>, Vec<i16>) = samples.chunks(2).map(|f| (f[0], f[1])).unzip();
+    // The callee's speech sits one to three seconds in; the agent spoke at the end.
+    assert!(rms(&callee_side[8000 + 800..3 * 8000 - 800]) > 1000.0);
+    assert!(rms(&callee_side[..6400]) < 100.0);
+    assert!(loudest(&agent[agent.len() - took.as_millis() as usize * 8..]) > 500.0);
+    assert!(callee.wait_log("session closed", Duration::from_secs(10)).await, "{}", callee.log());
 }
 
 #[tokio::test]
@@ -298,7 +359,8 @@ async fn options_re_invite_and_the_callees_bye_are_answered_as_a_phone_would() {
 
 #[tokio::test]
 async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
-    let peer = SipPeer::start(|_| Script::Answer { talk: Duration::from_millis(200), in_dialog: false }).await;
+    let peer =
+        SipPeer::start(|_| Script::Answer { talk: Duration::from_millis(200), in_dialog: false }).await;
     let s = TestServer::start_with(through(peer.addr)).await;
     s.create(&[ticket("T-KEEPALIVE", "13900002001")]).await;
     s.wait_all_ended(CALL_LIMIT).await;
@@ -308,7 +370,8 @@ async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
 
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let me = socket.local_addr().unwrap();
-    for (method, expected) in [("OPTIONS", "SIP/2.0 200"), ("INVITE", "SIP/2.0 480"), ("BYE", "SIP/2.0 481")] {
+    for (method, expected) in [("OPTIONS", "SIP/2.0 200"), ("INVITE", "SIP/2.0 480"), ("BYE", "SIP/2.0 481")]
+    {
         let request = format!(
             "{method} sip:callcenter@{ours} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bKka{method}\r\n\
              Max-Forwards: 70\r\nFrom: <sip:probe@{me}>;tag=p1\r\nTo: <sip:callcenter@{ours}>\r\n\
@@ -317,8 +380,10 @@ async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
         socket.send_to(request.as_bytes(), ours).await.unwrap();
         let mut buf = [0u8; 4096];
         let answer = loop {
-            let (len, _) =
-                tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf)).await.unwrap().unwrap();
+            let (len, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
             let text = String::from_utf8_lossy(&buf[..len]).to_string();
             if !text.starts_with("SIP/2.0 100") {
                 break text;

@@ -1,6 +1,7 @@
 //! The conversation: an `Agent` drives one answered call through its `CallSession`.
 //! The script agent is the default; an LLM agent fits behind the same trait.
 
+pub mod llm;
 pub mod script;
 
 use async_trait::async_trait;
@@ -53,8 +54,11 @@ pub const NO_RESPONSE: &str = "无效";
 /// (someone must call back), then a confirmation; a callee who said nothing we
 /// understood is 无效.
 pub fn intent_by_rules(dialogue: &[Turn]) -> &'static str {
-    let replies: Vec<Reply> =
-        dialogue.iter().filter(|t| t.role == crate::domain::Role::User).map(|t| classify(&t.content)).collect();
+    let replies: Vec<Reply> = dialogue
+        .iter()
+        .filter(|t| t.role == crate::domain::Role::User)
+        .map(|t| classify(&t.content))
+        .collect();
     if replies.contains(&Reply::Refused) {
         REFUSED
     } else if replies.contains(&Reply::Question) {
@@ -85,6 +89,18 @@ pub trait Agent: Send + Sync + 'static {
     }
 }
 
+/// The agent that `agent.kind` names.
+pub fn agent(settings: &crate::config::Settings) -> std::sync::Arc<dyn Agent> {
+    match settings.agent.kind {
+        crate::config::AgentKind::Script => {
+            std::sync::Arc::new(script::ScriptAgent::new(&settings.agent.script))
+        }
+        crate::config::AgentKind::Llm => {
+            std::sync::Arc::new(llm::LlmAgent::new(&settings.agent.llm, &settings.agent.script))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,14 +117,5 @@ mod tests {
         assert_eq!(said(&["嗯", "不需要，谢谢"]), REFUSED);
         assert_eq!(said(&[]), NO_RESPONSE);
         assert_eq!(said(&["[语音 3秒]"]), NO_RESPONSE);
-    }
-}
-
-/// The agent that `agent.kind` names.
-pub fn agent(settings: &crate::config::Settings) -> std::sync::Arc<dyn Agent> {
-    match settings.agent.kind {
-        crate::config::AgentKind::Script => {
-            std::sync::Arc::new(script::ScriptAgent::new(&settings.agent.script))
-        }
     }
 }

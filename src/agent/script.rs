@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Reply, classify, Agent, TaskContext};
+use super::{Agent, Reply, TaskContext, classify};
 use crate::config::ScriptSettings;
 use crate::domain::Turn;
 use crate::telephony::{CallSession, Heard, HungUp};

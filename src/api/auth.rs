@@ -4,9 +4,9 @@
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine;
 use axum::middleware::Next;
 use axum::response::Response;
+use base64::Engine;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -44,7 +44,8 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
         return Some(key.trim().to_string());
     }
     let basic = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
-    let (_, password) = String::from_utf8(basic).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    let (_, password) =
+        String::from_utf8(basic).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some(password)
 }
 

@@ -59,7 +59,10 @@ pub struct Changed {
 
 #[utoipa::path(post, path = "/api/aicall/dnc/add", tag = "do-not-call", request_body = DncChange,
     responses((status = 200, description = "How many numbers were new on the list", body = Envelope<Changed>)))]
-pub async fn add(State(state): State<AppState>, ApiJson(req): ApiJson<DncChange>) -> Result<Json<Envelope<Changed>>, ApiError> {
+pub async fn add(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<DncChange>,
+) -> Result<Json<Envelope<Changed>>, ApiError> {
     let phones = req.phones()?;
     let reason = req.reason.unwrap_or_default();
     if reason.chars().count() > 200 {

@@ -66,7 +66,8 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
         let v = lenient::filter(v).ok_or_else(|| format!("{name} 不能为空"))?;
         if v.chars().count() > max { Err(format!("{name} 过长，最多 {max} 个字符")) } else { Ok(v) }
     };
-    let when = |name: &str, v: String| time.parse(&v).ok_or_else(|| format!("{name} 格式应为 yyyy-MM-dd HH:mm:ss"));
+    let when =
+        |name: &str, v: String| time.parse(&v).ok_or_else(|| format!("{name} 格式应为 yyyy-MM-dd HH:mm:ss"));
     let uuid = required("uuid", r.uuid, 64)?;
     let call_type = match required("callType", r.call_type, 2)?.as_str() {
         "01" => CallType::Inbound,
@@ -143,7 +144,10 @@ pub async fn import(
     }
     let imported = state.store.import_records(&records).await?;
     let skipped = records.len() as u64 - imported;
-    Ok(Envelope::ok_with(format!("导入 {imported} 条，跳过 {skipped} 条已有记录"), Imported { imported, skipped }))
+    Ok(Envelope::ok_with(
+        format!("导入 {imported} 条，跳过 {skipped} 条已有记录"),
+        Imported { imported, skipped },
+    ))
 }
 
 /// A CDR body: mod_json_cdr sends the JSON itself or, url-encoded, a `cdr=` form field.
@@ -174,13 +178,17 @@ pub struct CdrAccepted {
 }
 
 /// The recording variables a dialplan may set, in order of preference.
-const RECORDING_VARIABLES: [&str; 4] = ["callcenter_recording", "record_path", "recording_file", "record_file"];
+const RECORDING_VARIABLES: [&str; 4] =
+    ["callcenter_recording", "record_path", "recording_file", "record_file"];
 
 /// FreeSWITCH's mod_json_cdr posts each call's CDR here.
 #[utoipa::path(post, path = "/api/cdr/freeswitch", tag = "records",
     request_body(content = Object, description = "mod_json_cdr's JSON (or a `cdr=` form field holding it)"),
     responses((status = 200, description = "Stored (or already stored)", body = Envelope<CdrAccepted>)))]
-pub async fn freeswitch_cdr(State(state): State<AppState>, body: Bytes) -> Result<Json<Envelope<CdrAccepted>>, ApiError> {
+pub async fn freeswitch_cdr(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<Envelope<CdrAccepted>>, ApiError> {
     let json = match form_urlencoded::parse(&body).find(|(k, _)| k == "cdr") {
         Some((_, cdr)) if !body.trim_ascii_start().starts_with(b"{") => cdr.into_owned().into_bytes(),
         _ => body.to_vec(),
@@ -208,7 +216,11 @@ fn decode(s: &str) -> String {
 /// The call type: `callcenter_call_type` (01 or 03) when the dialplan sets it; else an
 /// outbound leg is manual outbound (03), and so is an inbound leg from an extension
 /// (at most 6 digits) to a longer number (an agent dialing out); else inbound (01).
-pub fn cdr_record(vars: &HashMap<&str, String>, time: &ApiTime, recordings: &Path) -> Result<CallRecord, String> {
+pub fn cdr_record(
+    vars: &HashMap<&str, String>,
+    time: &ApiTime,
+    recordings: &Path,
+) -> Result<CallRecord, String> {
     let get = |k: &str| vars.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
     let uuid = get("uuid").ok_or("CDR 缺少 variables.uuid")?.to_string();
     let caller = get("caller_id_number").or(get("effective_caller_id_number")).unwrap_or("").to_string();
@@ -232,7 +244,9 @@ pub fn cdr_record(vars: &HashMap<&str, String>, time: &ApiTime, recordings: &Pat
     // Times: microsecond epochs, else second epochs, else local stamps; 0 means never.
     let at = |name: &str| -> Option<i64> {
         let positive = |v: &str| v.parse::<i64>().ok().filter(|v| *v > 0);
-        get(&format!("{name}_uepoch")).and_then(positive).map(|us| us / 1000)
+        get(&format!("{name}_uepoch"))
+            .and_then(positive)
+            .map(|us| us / 1000)
             .or_else(|| get(&format!("{name}_epoch")).and_then(positive).map(|s| s * 1000))
             .or_else(|| get(&format!("{name}_stamp")).and_then(|s| time.parse(s)))
     };
@@ -247,7 +261,8 @@ pub fn cdr_record(vars: &HashMap<&str, String>, time: &ApiTime, recordings: &Pat
         Some(code) => format!("{cause}:sip:{code}"),
         None => format!("{cause}:null"),
     };
-    let wav_path = RECORDING_VARIABLES.iter().find_map(|k| get(k)).and_then(|p| relative_recording(p, recordings));
+    let wav_path =
+        RECORDING_VARIABLES.iter().find_map(|k| get(k)).and_then(|p| relative_recording(p, recordings));
     Ok(CallRecord {
         uuid,
         call_type,
@@ -277,7 +292,8 @@ fn relative_recording(path: &str, recordings: &Path) -> Option<String> {
         path
     };
     let plain = relative.components().all(|c| matches!(c, Component::Normal(_)));
-    (plain && relative.extension().is_some_and(|e| e == "wav")).then(|| relative.to_string_lossy().into_owned())
+    (plain && relative.extension().is_some_and(|e| e == "wav"))
+        .then(|| relative.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod openapi;
 mod paging;
 mod recordings;
 mod records;
+mod stats;
 mod tasks;
 
 use std::sync::Arc;
@@ -33,9 +34,9 @@ use crate::domain::ApiTime;
 use crate::store::Store;
 
 pub use envelope::{ApiError, Envelope};
+pub use openapi::document as openapi_document;
 pub use records::RecordRow;
 pub use tasks::TaskRowJson;
-pub use openapi::document as openapi_document;
 
 /// What every handler gets.
 #[derive(Clone)]
@@ -65,7 +66,8 @@ pub fn router(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(api.max_concurrent_requests)
         .timeout(Duration::from_secs(api.request_timeout_secs));
-    let endpoints: [(&str, MethodRouter<AppState>); 10] = [
+    let endpoints: [(&str, MethodRouter<AppState>); 11] = [
+        ("/api/aicall/stats", post(stats::day)),
         ("/api/aicall/records/list", post(records::list)),
         ("/api/aicall/records/import", post(imports::import)),
         ("/api/cdr/freeswitch", post(imports::freeswitch_cdr)),

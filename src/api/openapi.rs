@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{dnc, imports, records, tasks};
+use super::{dnc, imports, records, stats, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,7 +19,8 @@ use super::{dnc, imports, records, tasks};
         imports::freeswitch_cdr,
         dnc::add,
         dnc::remove,
-        dnc::list
+        dnc::list,
+        stats::day
     ),
     components(schemas(crate::domain::Turn, crate::domain::Role)),
     modifiers(&Security)

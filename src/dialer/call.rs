@@ -55,7 +55,14 @@ pub(super) async fn place(
 
 impl Outcome {
     fn failed(cause: HangupCause) -> Outcome {
-        Outcome { answered_ms: None, cause, reason: None, recorded: false, dialogue: Vec::new(), intent: String::new() }
+        Outcome {
+            answered_ms: None,
+            cause,
+            reason: None,
+            recorded: false,
+            dialogue: Vec::new(),
+            intent: String::new(),
+        }
     }
 }
 
@@ -106,7 +113,14 @@ async fn converse(
     let intent = tokio::time::timeout(INTENT_TIMEOUT, inner.agent.intent(&context, &dialogue)).await;
     let intent = intent.unwrap_or_else(|_| crate::agent::intent_by_rules(&dialogue).to_string());
     let reason = (reason != HangupReason::Completed).then_some(reason);
-    Outcome { answered_ms: Some(answered_ms), cause: end.cause, reason, recorded: end.recorded, dialogue, intent }
+    Outcome {
+        answered_ms: Some(answered_ms),
+        cause: end.cause,
+        reason,
+        recorded: end.recorded,
+        dialogue,
+        intent,
+    }
 }
 
 /// The cause recorded when we end a call that was still ringing.

@@ -246,9 +246,8 @@ fn start_call(
 /// The per-number daily cap and today's bounds in the configured zone.
 fn claim_rules(inner: &Inner, now: i64) -> ClaimRules {
     let today = inner.time.local(now).date_naive();
-    let midnight = |d: chrono::NaiveDate| {
-        inner.time.parse(&format!("{} 00:00:00", d.format("%Y-%m-%d"))).unwrap_or(now)
-    };
+    let midnight =
+        |d: chrono::NaiveDate| inner.time.parse(&format!("{} 00:00:00", d.format("%Y-%m-%d"))).unwrap_or(now);
     ClaimRules {
         per_number_daily_cap: inner.settings.dialer.max_calls_per_number_per_day,
         today_from_ms: midnight(today),

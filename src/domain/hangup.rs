@@ -89,6 +89,28 @@ impl HangupCause {
     }
 }
 
+/// The outcome class of an ended call, a small fixed set for metrics and statistics:
+/// `answered`, `busy`, `no_answer`, `unallocated`, `rejected`, `stopped`, `interrupted`,
+/// `failed`. `cause_name` is the Q.850 name (the part of `hangupCause` before `:`).
+pub fn outcome_class(cause_name: &str, answered: bool) -> &'static str {
+    if answered {
+        return "answered";
+    }
+    match cause_name {
+        "USER_BUSY" => "busy",
+        "NO_ANSWER" | "NO_USER_RESPONSE" | "ORIGINATOR_CANCEL" => "no_answer",
+        "UNALLOCATED_NUMBER" | "NUMBER_CHANGED" | "INVALID_NUMBER_FORMAT" => "unallocated",
+        "CALL_REJECTED" => "rejected",
+        "MANAGER_REQUEST" => "stopped",
+        "SYSTEM_SHUTDOWN" | "CRASH" => "interrupted",
+        _ => "failed",
+    }
+}
+
+/// Every outcome class, in the order dashboards show them.
+pub const OUTCOME_CLASSES: [&str; 8] =
+    ["answered", "busy", "no_answer", "unallocated", "rejected", "stopped", "interrupted", "failed"];
+
 impl fmt::Display for HangupCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.sip {

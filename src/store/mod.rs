@@ -71,7 +71,48 @@ pub struct CallRecord {
     pub intent: String,
 }
 
+/// The width of a `record_stats` bucket.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The whole hours inside `[from, until)` (open ends unbounded) as `[lo, hi)`, if any:
+/// their calls are summed from `record_stats`, and only the rows at the edges are
+/// counted one by one.
+pub(crate) fn whole_hours(from: Option<i64>, until: Option<i64>) -> Option<(i64, i64)> {
+    let lo = from
+        .map_or(i64::MIN, |f| f.div_euclid(HOUR_MS) * HOUR_MS + if f % HOUR_MS == 0 { 0 } else { HOUR_MS });
+    let hi = until.map_or(i64::MAX, |u| u.div_euclid(HOUR_MS) * HOUR_MS);
+    (lo < hi).then_some((lo, hi))
+}
+
+/// Whether a records/list filter's total can come from `record_stats`: only the call
+/// type and the time range filter it.
+pub(crate) fn countable_by_hours(f: &RecordFilter) -> bool {
+    f.uuid.is_none()
+        && f.telephone.is_none()
+        && f.extnum.is_none()
+        && f.time_len_min.is_none()
+        && f.time_len_max.is_none()
+}
+
+/// An hour of `record_stats`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HourStat {
+    pub hour_ms: i64,
+    pub outcome: String,
+    pub calls: i64,
+    pub talk_secs: i64,
+}
+
 impl CallRecord {
+    /// Its `record_stats` bucket: (hour, outcome class).
+    pub fn stats_key(&self) -> (i64, &'static str) {
+        let cause = self.hangup_cause.split(':').next().unwrap_or_default();
+        (
+            self.callout_ms.div_euclid(HOUR_MS) * HOUR_MS,
+            crate::domain::outcome_class(cause, self.answered_ms.is_some()),
+        )
+    }
+
     /// `timeLen`: whole seconds from calloutTime to callEndTime as the API shows them,
     /// for an answered call; 0 for one never answered.
     pub fn time_len_of(callout_ms: i64, answered_ms: Option<i64>, ended_ms: i64) -> i64 {
@@ -150,6 +191,8 @@ pub struct StoreGauges {
     pub tasks_waiting: i64,
     /// Webhook events not yet delivered.
     pub webhook_backlog: i64,
+    /// Calls in progress on all nodes.
+    pub calls_in_progress: i64,
     /// Connections open in the pools, and of those idle.
     pub pool_open: u32,
     pub pool_idle: u32,
@@ -240,6 +283,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// The do-not-call list, newest first, optionally one number.
     async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>>;
+
+    /// Calls of one type per hour and outcome, for hours starting in `[from, until)`.
+    async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>>;
 
     /// Leases up to `limit` webhook events that are due, oldest first.
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>>;

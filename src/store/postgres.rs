@@ -27,9 +27,9 @@ use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
 use super::{
-    CALL_ENDED, ClaimRules, DncEntry, EventOutcome, OutboxEvent, StoreGauges, StoreOptions, TASK_ENDED,
-    CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
-    TaskRow,
+    CALL_ENDED, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
+    NextStep, OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, StoreOptions,
+    TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -65,6 +65,17 @@ pub struct PgStore {
     /// The LISTEN tasks started by `watch_changes`, ended with the store.
     watchers: Mutex<Vec<AbortHandle>>,
     events: StoreOptions,
+    /// Claims whose COMMIT got no answer (the connection dropped): they may have gone
+    /// through, leaving tasks 呼叫中 with no call until their lease runs out.
+    unsure: Mutex<Vec<UnsureClaim>>,
+}
+
+/// A claim that may or may not have been committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UnsureClaim {
+    batch_id: i64,
+    call_uuid: String,
+    lease_until_ms: i64,
 }
 
 impl PgStore {
@@ -80,7 +91,7 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()), events })
+        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()), events, unsure: Mutex::new(Vec::new()) })
     }
 
     /// Writes a webhook event into the outbox, in the caller's transaction.
@@ -107,6 +118,67 @@ impl PgStore {
         .execute(tx)
         .await?;
         Ok(())
+    }
+
+    /// records/list's total: from `record_stats` for the whole hours of a call-type-and-time
+    /// filter, counting only the rows at the edges; a plain COUNT for other filters.
+    async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
+        let hours =
+            if countable_by_hours(f) { whole_hours(f.callout_from_ms, f.callout_until_ms) } else { None };
+        let Some((lo, hi)) = hours else {
+            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
+            push_record_filter(&mut count, f);
+            return Ok(count.build_query_scalar().fetch_one(&self.pool).await?);
+        };
+        let mut total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(calls), 0)::BIGINT FROM record_stats WHERE call_type = $1 AND hour_ms >= $2 AND hour_ms < $3",
+        )
+        .bind(f.call_type.code())
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(&self.pool)
+        .await?;
+        for (from, until) in [(f.callout_from_ms, Some(lo)), (Some(hi), f.callout_until_ms)] {
+            if let (Some(from), Some(until)) = (from, until)
+                && from < until
+            {
+                let edge: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM call_records WHERE call_type = $1 AND callout_ms >= $2 AND callout_ms < $3",
+                )
+                .bind(f.call_type.code())
+                .bind(from)
+                .bind(until)
+                .fetch_one(&self.pool)
+                .await?;
+                total += edge;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Keeps `record_stats` exact: counts a record in (`sign` 1) or out (-1).
+    async fn bump_stats(tx: &mut sqlx::PgConnection, r: &CallRecord, sign: i64) -> Result<()> {
+        let (hour_ms, outcome) = r.stats_key();
+        sqlx::query(
+            "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (call_type, hour_ms, outcome)
+             DO UPDATE SET calls = record_stats.calls + EXCLUDED.calls, talk_secs = record_stats.talk_secs + EXCLUDED.talk_secs",
+        )
+        .bind(r.call_type.code())
+        .bind(hour_ms)
+        .bind(outcome)
+        .bind(sign)
+        .bind(sign * r.time_len)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// After a claim committed: the unsure claims it looked at are settled.
+    fn settle_unsure(&self, settled: &[UnsureClaim]) {
+        if !settled.is_empty() {
+            self.unsure.lock().unwrap_or_else(|e| e.into_inner()).retain(|c| !settled.contains(c));
+        }
     }
 
     fn events_written(&self) {
@@ -375,9 +447,7 @@ impl Store for PgStore {
         if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
-        push_record_filter(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
+        let total = self.count_records(f).await?;
         let mut q = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM call_records"));
         push_record_filter(&mut q, f);
         q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
@@ -445,7 +515,36 @@ impl Store for PgStore {
         rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
+        let unsure: Vec<UnsureClaim> = {
+            let mut unsure = self.unsure.lock().unwrap_or_else(|e| e.into_inner());
+            unsure.retain(|c| c.lease_until_ms > now_ms);
+            unsure.clone()
+        };
         let mut tx = self.pool.begin().await?;
+        if !unsure.is_empty() {
+            // Claims that went through though their COMMIT was never answered: no call was
+            // placed for them, so they go back to waiting (and may be claimed again below).
+            // Only while their own lease holds: after, they are orphans, taken over as such.
+            let undone = sqlx::query(
+                "UPDATE tasks SET status = CASE WHEN call_count > 1 THEN 'retry_wait' ELSE 'pending' END,
+                     call_count = call_count - 1, locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
+                     call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
+                 FROM UNNEST($1::bigint[], $2::text[], $3::bigint[]) AS u (id, uuid, lease_until)
+                 WHERE batch_id = u.id AND call_uuid = u.uuid AND locked_until_ms = u.lease_until
+                   AND status = 'calling' AND locked_by = $4 AND locked_until_ms > $5 AND NOT stop_requested",
+            )
+            .bind(unsure.iter().map(|c| c.batch_id).collect::<Vec<_>>())
+            .bind(unsure.iter().map(|c| c.call_uuid.as_str()).collect::<Vec<_>>())
+            .bind(unsure.iter().map(|c| c.lease_until_ms).collect::<Vec<_>>())
+            .bind(node)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if undone > 0 {
+                tracing::warn!(undone, "took back claims whose commit went unanswered");
+            }
+        }
         // Rows another node is claiming right now are skipped, not waited for.
         let candidates: Vec<(i64, String, bool)> = sqlx::query_as(
             "SELECT batch_id, phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = tasks.phone)
@@ -497,6 +596,7 @@ impl Store for PgStore {
         }
         if due.is_empty() {
             tx.commit().await?;
+            self.settle_unsure(&unsure);
             if blocked_any {
                 self.events_written();
             }
@@ -518,7 +618,16 @@ impl Store for PgStore {
         .bind(&uuids)
         .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
+        if let Err(e) = tx.commit().await {
+            let claims = rows.iter().map(|r| UnsureClaim {
+                batch_id: r.batch_id,
+                call_uuid: r.call_uuid.clone(),
+                lease_until_ms,
+            });
+            self.unsure.lock().unwrap_or_else(|e| e.into_inner()).extend(claims);
+            return Err(e.into());
+        }
+        self.settle_unsure(&unsure);
         if blocked_any {
             self.events_written();
         }
@@ -607,6 +716,31 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // A record may already stand for this uuid when another node took the call over
         // as an orphan; what the node that made the call knows is better.
+        let before: Option<RecordDb> =
+            sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = $1"))
+                .bind(&a.uuid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(before) = before {
+            Self::bump_stats(&mut tx, &CallRecord::try_from(before)?, -1).await?;
+        }
+        let record = CallRecord {
+            uuid: a.uuid.clone(),
+            call_type: CallType::AiOutbound,
+            batch_id: Some(a.batch_id),
+            telephone: a.telephone.clone(),
+            extnum: None,
+            callout_ms: a.callout_ms,
+            answered_ms: a.answered_ms,
+            ended_ms: a.ended_ms,
+            time_len,
+            hangup_cause: cause.clone(),
+            wav_path: a.wav_path.clone(),
+            wav_url: String::new(),
+            dialogue_json: dialogue.clone(),
+            intent: a.intent.clone(),
+        };
+        Self::bump_stats(&mut tx, &record, 1).await?;
         sqlx::query(
             "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
                  ended_ms, time_len, hangup_cause, wav_path, dialogue, intent)
@@ -663,15 +797,17 @@ impl Store for PgStore {
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {
-        let (tasks_waiting, webhook_backlog): (i64, i64) = sqlx::query_as(
+        let (tasks_waiting, webhook_backlog, calls_in_progress): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')),
-                    (SELECT COUNT(*) FROM webhook_outbox)",
+                    (SELECT COUNT(*) FROM webhook_outbox),
+                    (SELECT COUNT(*) FROM tasks WHERE status = 'calling')",
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(StoreGauges {
             tasks_waiting,
             webhook_backlog,
+            calls_in_progress,
             pool_open: self.pool.size(),
             pool_idle: self.pool.num_idle() as u32,
         })
@@ -693,7 +829,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for r in records {
-            inserted += sqlx::query(&format!(
+            let added = sqlx::query(&format!(
                 "INSERT INTO call_records ({RECORD_COLUMNS})
                  VALUES ($1, $2, NULL, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  ON CONFLICT (uuid) DO NOTHING"
@@ -714,6 +850,10 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if added == 1 {
+                Self::bump_stats(&mut tx, r, 1).await?;
+            }
+            inserted += added;
         }
         tx.commit().await?;
         Ok(inserted)
@@ -755,8 +895,27 @@ impl Store for PgStore {
         .bind(page.offset())
         .fetch_all(&self.pool)
         .await?;
-        let rows = rows.into_iter().map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms }).collect();
+        let rows = rows
+            .into_iter()
+            .map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms })
+            .collect();
         Ok(Paged { total, rows })
+    }
+
+    async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>> {
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
+             WHERE call_type = $1 AND hour_ms >= $2 AND hour_ms < $3 AND calls <> 0 ORDER BY hour_ms, outcome",
+        )
+        .bind(call_type.code())
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
+            .collect())
     }
 
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {

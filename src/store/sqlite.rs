@@ -11,9 +11,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
-    CALL_ENDED, ClaimRules, DncEntry, EventOutcome, OutboxEvent, StoreOptions, TASK_ENDED,
-    CallRecord, ClaimedCall, FinishedAttempt, NextStep, Paged, Result, StopOutcome, Store, StoreError,
-    StoreGauges, TaskRow,
+    CALL_ENDED, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
+    NextStep, OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, StoreOptions,
+    TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -72,6 +72,60 @@ impl SqliteStore {
         .bind(record_uuid)
         .bind(now_ms)
         .bind(now_ms)
+        .execute(tx)
+        .await?;
+        Ok(())
+    }
+
+    /// records/list's total: from `record_stats` for the whole hours of a call-type-and-time
+    /// filter, counting only the rows at the edges; a plain COUNT for other filters.
+    async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
+        let hours =
+            if countable_by_hours(f) { whole_hours(f.callout_from_ms, f.callout_until_ms) } else { None };
+        let Some((lo, hi)) = hours else {
+            let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
+            push_record_filter(&mut count, f);
+            return Ok(count.build_query_scalar().fetch_one(&self.reader).await?);
+        };
+        let mut total: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = ? AND hour_ms >= ? AND hour_ms < ?",
+        )
+        .bind(f.call_type.code())
+        .bind(lo)
+        .bind(hi)
+        .fetch_one(&self.reader)
+        .await?;
+        for (from, until) in [(f.callout_from_ms, Some(lo)), (Some(hi), f.callout_until_ms)] {
+            if let (Some(from), Some(until)) = (from, until)
+                && from < until
+            {
+                let edge: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM call_records WHERE call_type = ? AND callout_ms >= ? AND callout_ms < ?",
+                )
+                .bind(f.call_type.code())
+                .bind(from)
+                .bind(until)
+                .fetch_one(&self.reader)
+                .await?;
+                total += edge;
+            }
+        }
+        Ok(total)
+    }
+
+    /// Keeps `record_stats` exact: counts a record in (`sign` 1) or out (-1).
+    async fn bump_stats(tx: &mut sqlx::SqliteConnection, r: &CallRecord, sign: i64) -> Result<()> {
+        let (hour_ms, outcome) = r.stats_key();
+        sqlx::query(
+            "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (call_type, hour_ms, outcome)
+             DO UPDATE SET calls = record_stats.calls + excluded.calls, talk_secs = record_stats.talk_secs + excluded.talk_secs",
+        )
+        .bind(r.call_type.code())
+        .bind(hour_ms)
+        .bind(outcome)
+        .bind(sign)
+        .bind(sign * r.time_len)
         .execute(tx)
         .await?;
         Ok(())
@@ -301,9 +355,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
-        push_record_filter(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
+        let total = self.count_records(f).await?;
         let mut q = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS} FROM call_records"));
         push_record_filter(&mut q, f);
         q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
@@ -505,6 +557,31 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // A record may already stand for this uuid when another node took the call over
         // as an orphan; what the node that made the call knows is better.
+        let before: Option<RecordDb> =
+            sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))
+                .bind(&a.uuid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some(before) = before {
+            Self::bump_stats(&mut tx, &CallRecord::try_from(before)?, -1).await?;
+        }
+        let record = CallRecord {
+            uuid: a.uuid.clone(),
+            call_type: CallType::AiOutbound,
+            batch_id: Some(a.batch_id),
+            telephone: a.telephone.clone(),
+            extnum: None,
+            callout_ms: a.callout_ms,
+            answered_ms: a.answered_ms,
+            ended_ms: a.ended_ms,
+            time_len,
+            hangup_cause: cause.clone(),
+            wav_path: a.wav_path.clone(),
+            wav_url: String::new(),
+            dialogue_json: dialogue.clone(),
+            intent: a.intent.clone(),
+        };
+        Self::bump_stats(&mut tx, &record, 1).await?;
         sqlx::query(
             "INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms,
                  ended_ms, time_len, hangup_cause, wav_path, dialogue, intent)
@@ -565,20 +642,26 @@ impl Store for SqliteStore {
             sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
                 .fetch_one(&self.reader)
                 .await?;
-        let webhook_backlog = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.reader).await?;
+        let webhook_backlog =
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.reader).await?;
+        let calls_in_progress = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 'calling'")
+            .fetch_one(&self.reader)
+            .await?;
         Ok(StoreGauges {
             tasks_waiting,
             webhook_backlog,
+            calls_in_progress,
             pool_open: self.reader.size() + self.writer.size(),
             pool_idle: (self.reader.num_idle() + self.writer.num_idle()) as u32,
         })
     }
 
     async fn record(&self, uuid: &str) -> Result<Option<CallRecord>> {
-        let row: Option<RecordDb> = sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))
-            .bind(uuid)
-            .fetch_optional(&self.reader)
-            .await?;
+        let row: Option<RecordDb> =
+            sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))
+                .bind(uuid)
+                .fetch_optional(&self.reader)
+                .await?;
         row.map(CallRecord::try_from).transpose()
     }
 
@@ -586,7 +669,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         let mut inserted = 0;
         for r in records {
-            inserted += sqlx::query(&format!(
+            let added = sqlx::query(&format!(
                 "INSERT INTO call_records ({RECORD_COLUMNS}) VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                  ON CONFLICT (uuid) DO NOTHING"
             ))
@@ -606,6 +689,10 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            if added == 1 {
+                Self::bump_stats(&mut tx, r, 1).await?;
+            }
+            inserted += added;
         }
         tx.commit().await?;
         Ok(inserted)
@@ -638,10 +725,11 @@ impl Store for SqliteStore {
     }
 
     async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1")
-            .bind(phone)
-            .fetch_one(&self.reader)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1")
+                .bind(phone)
+                .fetch_one(&self.reader)
+                .await?;
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT phone, reason, created_ms FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1
              ORDER BY created_ms DESC, phone LIMIT ?2 OFFSET ?3",
@@ -651,8 +739,27 @@ impl Store for SqliteStore {
         .bind(page.offset())
         .fetch_all(&self.reader)
         .await?;
-        let rows = rows.into_iter().map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms }).collect();
+        let rows = rows
+            .into_iter()
+            .map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms })
+            .collect();
         Ok(Paged { total, rows })
+    }
+
+    async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>> {
+        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
+             WHERE call_type = ? AND hour_ms >= ? AND hour_ms < ? AND calls <> 0 ORDER BY hour_ms, outcome",
+        )
+        .bind(call_type.code())
+        .bind(from_ms)
+        .bind(until_ms)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
+            .collect())
     }
 
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {

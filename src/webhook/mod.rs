@@ -110,7 +110,10 @@ impl Deliverer {
             Some(uuid) => {
                 let record = self.store.record(uuid).await.map_err(|e| e.to_string())?;
                 let record = record.ok_or_else(|| format!("record {uuid} not found"))?;
-                Some(RecordRow::new(record, &self.time, &self.settings.server.public_url).map_err(|e| e.to_string())?)
+                Some(
+                    RecordRow::new(record, &self.time, &self.settings.server.public_url)
+                        .map_err(|e| e.to_string())?,
+                )
             }
             None => None,
         };
@@ -135,7 +138,11 @@ impl Deliverer {
             .send()
             .await
             .map_err(|e| format!("request failed: {e}"))?;
-        if res.status().is_success() { Ok(()) } else { Err(format!("receiver answered HTTP {}", res.status())) }
+        if res.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("receiver answered HTTP {}", res.status()))
+        }
     }
 }
 

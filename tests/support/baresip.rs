@@ -25,7 +25,8 @@ pub struct Baresip {
 /// Whether baresip is installed. Without it the SIP tests are skipped, except under CI
 /// (`CI` set), where its absence is a failure: .ci/run installs it.
 pub fn available() -> bool {
-    let found = Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let found =
+        Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     if !found {
         assert!(std::env::var_os("CI").is_none(), "baresip is not installed (apt-get install baresip)");
         eprintln!("baresip is not installed (apt-get install baresip): test skipped");
@@ -172,7 +173,12 @@ fn free_port() -> u16 {
 }
 
 fn write_wav(path: &Path, samples: &[i16]) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: 8000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
     let mut w = hound::WavWriter::create(path, spec).unwrap();
     for &s in samples {
         w.write_sample(s).unwrap();

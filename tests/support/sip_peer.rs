@@ -192,9 +192,10 @@ impl Call {
     async fn next(&mut self, pick: impl Fn(&Msg) -> bool) -> Option<Msg> {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let msg = timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), self.rx.recv())
-                .await
-                .ok()??;
+            let msg =
+                timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), self.rx.recv())
+                    .await
+                    .ok()??;
             if msg.is_request("BYE") {
                 self.send(response(&msg, 200, "OK", None, &[], "")).await;
                 self.note("BYE received");
@@ -220,17 +221,21 @@ impl Call {
                 Script::Auth { proxy, user, password, then } => {
                     let (status, header) =
                         if proxy { (407, "Proxy-Authenticate") } else { (401, "WWW-Authenticate") };
-                    let challenge = format!(r#"{header}: Digest realm="peer", nonce="n0nce{}", qop="auth", algorithm=MD5"#, self.cseq);
-                    self.send(response(&invite, status, "Unauthorized", Some("peer"), &[challenge], "")).await;
+                    let challenge = format!(
+                        r#"{header}: Digest realm="peer", nonce="n0nce{}", qop="auth", algorithm=MD5"#,
+                        self.cseq
+                    );
+                    self.send(response(&invite, status, "Unauthorized", Some("peer"), &[challenge], ""))
+                        .await;
                     let _ = self.next(|m| m.is_request("ACK")).await;
                     let Some(retry) = self.next(|m| m.is_request("INVITE")).await else {
                         self.note("no retried INVITE");
                         return;
                     };
                     let answer_header = if proxy { "Proxy-Authorization" } else { "Authorization" };
-                    let ok = retry
-                        .header(answer_header)
-                        .is_some_and(|a| digest_matches(a, &user, &password, "INVITE", &format!("n0nce{}", self.cseq)));
+                    let ok = retry.header(answer_header).is_some_and(|a| {
+                        digest_matches(a, &user, &password, "INVITE", &format!("n0nce{}", self.cseq))
+                    });
                     self.send(response(&retry, 100, "Trying", None, &[], "")).await;
                     invite = retry;
                     if !ok {
@@ -268,7 +273,8 @@ impl Call {
         let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
         let sdp_type = "Content-Type: application/sdp".to_string();
         self.send(response(invite, 180, "Ringing", Some("peer"), &[], "")).await;
-        self.send(response(invite, 200, "OK", Some("peer"), &[contact.clone(), sdp_type.clone()], &sdp)).await;
+        self.send(response(invite, 200, "OK", Some("peer"), &[contact.clone(), sdp_type.clone()], &sdp))
+            .await;
         if self.next(|m| m.is_request("ACK")).await.is_none() {
             self.note("no ACK");
             return;
@@ -282,7 +288,7 @@ impl Call {
                 None => self.note("OPTIONS unanswered"),
             }
             let before = *packets.lock().unwrap();
-            self.request(invite, "INVITE", &[sdp_type.clone()], &sdp).await;
+            self.request(invite, "INVITE", std::slice::from_ref(&sdp_type), &sdp).await;
             match self.next(|m| m.cseq_method() == "INVITE" && m.status().is_some_and(|s| s >= 200)).await {
                 Some(r) => {
                     let same = r.body.trim() == invite.body.trim();
@@ -318,7 +324,8 @@ impl Call {
     }
 
     async fn request_with_cseq(&self, invite: &Msg, method: &str, cseq: u32, extra: &[String], body: &str) {
-        let target = invite.header("Contact").unwrap_or_default().trim_matches(|c| c == '<' || c == '>').to_string();
+        let target =
+            invite.header("Contact").unwrap_or_default().trim_matches(|c| c == '<' || c == '>').to_string();
         let target = target.split('>').next().unwrap_or_default().trim_start_matches('<').to_string();
         let me = self.socket.local_addr().unwrap();
         let mut text = format!(
@@ -340,7 +347,14 @@ impl Call {
 }
 
 /// A response to `req`, with `tag` added to its To (unless it has one).
-pub fn response(req: &Msg, code: u16, reason: &str, tag: Option<&str>, extra: &[String], body: &str) -> String {
+pub fn response(
+    req: &Msg,
+    code: u16,
+    reason: &str,
+    tag: Option<&str>,
+    extra: &[String],
+    body: &str,
+) -> String {
     let mut text = format!("SIP/2.0 {code} {reason}\r\n");
     for via in req.all("Via") {
         text.push_str(&format!("Via: {via}\r\n"));

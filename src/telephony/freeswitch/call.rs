@@ -221,7 +221,7 @@ impl CallSession for FsCall {
             let signal = match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
                 Ok(signal) => signal,
                 Err(_) => {
-                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is freeswitch.tts_engine loaded?)");
+                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is the TTS engine working?)");
                     let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
                     return Ok(());
                 }

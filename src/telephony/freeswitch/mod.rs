@@ -2,7 +2,10 @@
 //! (mod_event_socket, inbound mode) as the Java system this server replaces did.
 //!
 //! - **Dial**: `bgapi originate {origination_uuid=<call uuid>,ignore_early_media=true,
-//!   originate_timeout=<ring timeout>[,origination_caller_id_number=…]}<dial string> &park()`.
+//!   originate_timeout=<ring timeout>,park_timeout=<max call + 60 s>:ALLOTTED_TIMEOUT
+//!   [,origination_caller_id_number=…]}<dial string> &park()`. (`park_timeout` only ends a
+//!   call this server can no longer reach, e.g. after a crash; the dialer's own
+//!   `dialer.max_call_secs` hangs up first.)
 //!   The channel's uuid is the call's 19-digit uuid, so every event about it is matched by
 //!   `Unique-ID` (and the job's result by `Job-UUID`, which is the same id). CHANNEL_ANSWER
 //!   answers; a CHANNEL_HANGUP_COMPLETE before it (or an `-ERR` result) fails the dial with
@@ -80,6 +83,8 @@ const ORIGINATE_GRACE: Duration = Duration::from_secs(15);
 /// After an `-ERR` originate result, how long to wait for the channel's hangup event,
 /// which carries the SIP code.
 const HANGUP_AFTER_JOB: Duration = Duration::from_secs(2);
+/// FreeSWITCH's own limit on a call (`park_timeout`) is the dialer's plus this.
+const PARK_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
 pub struct FreeswitchCarrier {
     link: Link,
@@ -91,6 +96,8 @@ struct Plan {
     dial_string: String,
     gateway: String,
     caller_id_number: Option<String>,
+    /// `park_timeout` in seconds: FreeSWITCH hangs up a call still parked after this.
+    park_timeout_secs: u64,
     /// The FreeSWITCH-side recordings directory; `None` = the server's, made absolute.
     fs_recordings_dir: Option<String>,
     server_recordings_dir: PathBuf,
@@ -100,8 +107,13 @@ struct Plan {
 
 impl FreeswitchCarrier {
     /// Starts connecting to the event socket in the background (needs a Tokio runtime).
-    /// `recordings_dir` is the server's `recordings.dir`.
-    pub fn new(settings: &FreeswitchSettings, recordings_dir: &Path) -> FreeswitchCarrier {
+    /// `recordings_dir` is the server's `recordings.dir`; `max_call` is
+    /// `dialer.max_call_secs` (FreeSWITCH ends a call a minute after it by itself).
+    pub fn new(
+        settings: &FreeswitchSettings,
+        recordings_dir: &Path,
+        max_call: Duration,
+    ) -> FreeswitchCarrier {
         let s = settings;
         if !s.dial_string.contains("{phone}") {
             tracing::warn!(dial_string = %s.dial_string, "freeswitch.dial_string has no {{phone}}: every call dials the same target");
@@ -129,6 +141,7 @@ impl FreeswitchCarrier {
             dial_string: s.dial_string.trim().to_string(),
             gateway: s.gateway.trim().to_string(),
             caller_id_number,
+            park_timeout_secs: (max_call + PARK_TIMEOUT_MARGIN).as_secs(),
             fs_recordings_dir: Some(s.recordings_dir.trim().trim_end_matches('/').to_string())
                 .filter(|d| !d.is_empty()),
             server_recordings_dir: recordings_dir.to_path_buf(),
@@ -148,7 +161,8 @@ impl FreeswitchCarrier {
         }
         let fs = &settings.freeswitch;
         tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");
-        FreeswitchCarrier::new(fs, &settings.recordings.dir)
+        let max_call = Duration::from_secs(settings.dialer.max_call_secs);
+        FreeswitchCarrier::new(fs, &settings.recordings.dir, max_call)
     }
 }
 
@@ -160,6 +174,7 @@ impl Plan {
             format!("origination_uuid={}", request.call_id),
             "ignore_early_media=true".to_string(),
             format!("originate_timeout={timeout_secs}"),
+            format!("park_timeout={}:ALLOTTED_TIMEOUT", self.park_timeout_secs),
         ];
         if let Some(cid) = &self.caller_id_number {
             vars.push(format!("origination_caller_id_number={cid}"));
@@ -351,6 +366,7 @@ mod tests {
             dial_string: settings.dial_string,
             gateway: settings.gateway,
             caller_id_number: Some(settings.caller_id_number).filter(|c| !c.is_empty()),
+            park_timeout_secs: 360,
             fs_recordings_dir: Some(settings.recordings_dir).filter(|d| !d.is_empty()),
             server_recordings_dir: "data/recordings".into(),
             speak_prefix: String::new(),
@@ -376,7 +392,8 @@ mod tests {
         assert_eq!(
             p.originate(&request(Duration::from_secs(45))),
             "originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=45,\
-             origination_caller_id_number=01088886666}sofia/gateway/trunk/13912345678 &park()"
+             park_timeout=360:ALLOTTED_TIMEOUT,origination_caller_id_number=01088886666}\
+             sofia/gateway/trunk/13912345678 &park()"
         );
         let p = plan(FreeswitchSettings {
             dial_string: "sofia/external/{phone}@10.0.0.1".into(),
@@ -384,8 +401,8 @@ mod tests {
         });
         assert_eq!(
             p.originate(&request(Duration::from_millis(1500))),
-            "originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=2}\
-             sofia/external/13912345678@10.0.0.1 &park()"
+            "originate {origination_uuid=2508162111590110001,ignore_early_media=true,originate_timeout=2,\
+             park_timeout=360:ALLOTTED_TIMEOUT}sofia/external/13912345678@10.0.0.1 &park()"
         );
     }
 

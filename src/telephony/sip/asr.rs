@@ -47,7 +47,10 @@ pub struct CommandAsr {
 impl Asr for CommandAsr {
     async fn recognize(&self, pcm: &[i16], _speech: Duration) -> Result<String, AsrError> {
         let Some((program, args)) = self.argv.split_first() else {
-            return Err(AsrError::Failed { program: String::new(), detail: "sip.asr_command is empty".into() });
+            return Err(AsrError::Failed {
+                program: String::new(),
+                detail: "sip.asr_command is empty".into(),
+            });
         };
         let failed = |detail: String| AsrError::Failed { program: program.clone(), detail };
         let dir = std::env::temp_dir();

@@ -118,7 +118,9 @@ impl SipSettings {
     /// What the types do not check; only asked when `dialer.carrier = "sip"`.
     pub fn validate(&self) -> Result<(), String> {
         if self.trunk.trim().is_empty() {
-            return Err("sip.trunk must be set (host:port of the SIP trunk) when dialer.carrier = \"sip\"".into());
+            return Err(
+                "sip.trunk must be set (host:port of the SIP trunk) when dialer.carrier = \"sip\"".into()
+            );
         }
         if signalling::split_host_port(&self.trunk).is_none() {
             return Err(format!("sip.trunk `{}` is not host[:port]", self.trunk));
@@ -132,7 +134,7 @@ impl SipSettings {
         if self.codecs.is_empty() {
             return Err("sip.codecs must name at least one of \"PCMA\", \"PCMU\"".into());
         }
-        if self.rtp_port_min != 0 && self.rtp_port_max < self.rtp_port_min + 1 {
+        if self.rtp_port_min != 0 && self.rtp_port_max <= self.rtp_port_min {
             return Err("sip.rtp_port_max must be above sip.rtp_port_min".into());
         }
         if self.tts_engine == TtsEngine::Command && self.tts_command.is_empty() {
@@ -373,13 +375,15 @@ mod tests {
     fn caller_ids_rotate_call_by_call() {
         let mut settings = Settings::default();
         settings.sip.caller_ids = vec!["1001".into(), "1002".into()];
-        let carrier = SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        let carrier =
+            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
         let ids: Vec<String> = (0..3).map(|_| carrier.caller_id()).collect();
         assert_eq!(ids, ["1001", "1002", "1001"]);
 
         settings.sip.caller_ids.clear();
         settings.sip.username = "trunkuser".into();
-        let carrier = SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        let carrier =
+            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
         assert_eq!(carrier.caller_id(), "trunkuser");
     }
 }

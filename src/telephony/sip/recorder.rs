@@ -132,7 +132,8 @@ mod tests {
         let spec = wav.spec();
         assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 2, 16));
         assert_eq!(wav.samples::<i16>().map(Result::unwrap).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        let names: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["x.wav"]);
     }
 }

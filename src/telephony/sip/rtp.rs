@@ -85,7 +85,7 @@ pub struct PortRange {
 
 impl PortRange {
     pub fn new(min: u16, max: u16) -> PortRange {
-        let min = if min == 0 { 0 } else { min + (min % 2) };
+        let min = if min == 0 { 0 } else { min.saturating_add(min % 2) };
         PortRange { min, max: max.max(min), next: AtomicU16::new(min) }
     }
 
@@ -226,7 +226,8 @@ async fn send_loop(
         if speaking {
             recorder.lock().expect("recorder lock").agent(n as usize * FRAME, &frame);
         }
-        let Some((to, codec)) = remote.lock().expect("remote lock").as_ref().map(|r| (r.addr, r.codec)) else {
+        let Some((to, codec)) = remote.lock().expect("remote lock").as_ref().map(|r| (r.addr, r.codec))
+        else {
             n += 1;
             continue;
         };
@@ -322,7 +323,8 @@ mod tests {
     fn garbage_is_not_rtp() {
         assert_eq!(Header::parse(&[0x80, 0, 0]), None);
         assert_eq!(Header::parse(&[0x40; 20]), None);
-        let mut bad_padding = Header { payload_type: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0 }.write(&[]);
+        let mut bad_padding =
+            Header { payload_type: 0, marker: false, seq: 0, timestamp: 0, ssrc: 0 }.write(&[]);
         bad_padding[0] |= 0x20;
         bad_padding.push(200);
         assert_eq!(Header::parse(&bad_padding), None);
@@ -350,7 +352,8 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let our_addr = ours.local_addr().unwrap();
-        let remote = RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote =
+            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
         let mut media = Media::start(ours, Arc::new(Mutex::new(Some(remote))), Recorder::new(8000 * 10));
 
         // 100 ms of audio: five frames, played in about 100 ms.
@@ -374,7 +377,8 @@ mod tests {
             peer.send_to(&h.write(&Codec::Pcma.encode(&[2000; FRAME])), our_addr).await.unwrap();
         }
         for _ in 0..3 {
-            let frame = tokio::time::timeout(Duration::from_secs(2), media.heard.recv()).await.unwrap().unwrap();
+            let frame =
+                tokio::time::timeout(Duration::from_secs(2), media.heard.recv()).await.unwrap().unwrap();
             assert!(frame.pcm.iter().all(|&s| (s - 2000).abs() < 100));
         }
         let recorder = media.stop().await;

@@ -53,7 +53,16 @@ impl SipSession {
         recording: Option<PathBuf>,
         answered_at: Instant,
     ) -> SipSession {
-        SipSession { call_id, dialog, media: Some(media), ended, engines, recording, answered_at, hung_up: false }
+        SipSession {
+            call_id,
+            dialog,
+            media: Some(media),
+            ended,
+            engines,
+            recording,
+            answered_at,
+            hung_up: false,
+        }
     }
 
     fn check_line(&self) -> Result<(), HungUp> {

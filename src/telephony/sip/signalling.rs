@@ -116,7 +116,8 @@ impl Ua {
             SipTransport::Udp => Transport::Udp,
             SipTransport::Tcp => Transport::Tcp,
         };
-        let domain = if config.domain.is_empty() { config.trunk.to_string() } else { config.domain.to_string() };
+        let domain =
+            if config.domain.is_empty() { config.trunk.to_string() } else { config.domain.to_string() };
         let credential = (!config.username.is_empty()).then(|| Credential {
             username: config.username.to_string(),
             password: config.password.to_string(),
@@ -145,7 +146,13 @@ impl Ua {
     }
 
     /// The INVITE for `number`, from `caller_id`, offering `sdp`.
-    pub fn invite(&self, number: &str, caller_id: &str, sdp: String, call_id: &str) -> Result<InviteOption, String> {
+    pub fn invite(
+        &self,
+        number: &str,
+        caller_id: &str,
+        sdp: String,
+        call_id: &str,
+    ) -> Result<InviteOption, String> {
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
         let transport = match self.transport {
             SipTransport::Udp => "",
@@ -191,7 +198,9 @@ async fn serve_requests(layer: Arc<DialogLayer>, mut incoming: rsipstack::transa
             Method::Ack => continue,
             Method::Options => StatusCode::OK,
             Method::Invite => StatusCode::TemporarilyUnavailable,
-            Method::Bye | Method::Cancel | Method::Update | Method::Info => StatusCode::CallTransactionDoesNotExist,
+            Method::Bye | Method::Cancel | Method::Update | Method::Info => {
+                StatusCode::CallTransactionDoesNotExist
+            }
             _ => StatusCode::MethodNotAllowed,
         };
         tokio::spawn(async move {

@@ -81,7 +81,10 @@ pub struct CommandTts {
 impl Tts for CommandTts {
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
         let Some((program, args)) = self.argv.split_first() else {
-            return Err(TtsError::Failed { program: String::new(), detail: "sip.tts_command is empty".into() });
+            return Err(TtsError::Failed {
+                program: String::new(),
+                detail: "sip.tts_command is empty".into(),
+            });
         };
         let wav = TempWav::new();
         let wav_arg = wav.path.display().to_string();
@@ -187,8 +190,12 @@ struct TempWav {
 impl TempWav {
     fn new() -> TempWav {
         static N: AtomicU64 = AtomicU64::new(0);
-        let name =
-            format!("callcenter-tts-{}-{}-{}.wav", std::process::id(), N.fetch_add(1, Ordering::Relaxed), rand::random::<u32>());
+        let name = format!(
+            "callcenter-tts-{}-{}-{}.wav",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
         TempWav { path: std::env::temp_dir().join(name) }
     }
 }
@@ -254,7 +261,8 @@ pub fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
             if w.abs() >= 1.0 {
                 continue;
             }
-            let window = 0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
+            let window =
+                0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
             let arg = std::f64::consts::PI * cutoff * x;
             let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
             let weight = sinc * window;
@@ -273,7 +281,11 @@ mod tests {
 
     fn tone(freq: f64, rate: u32, secs: f64) -> Vec<i16> {
         let n = (f64::from(rate) * secs) as usize;
-        (0..n).map(|i| (10000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as i16).collect()
+        (0..n)
+            .map(|i| {
+                (10000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as i16
+            })
+            .collect()
     }
 
     fn rms(s: &[i16]) -> f64 {

@@ -1,0 +1,124 @@
+//! A day's numbers for dashboards: calls, answers, talk time, calls in progress, tasks
+//! waiting, and calls per hour by outcome. Read from `record_stats`, so it costs the
+//! same on a busy day as on a quiet one.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::{Days, NaiveDate};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::envelope::{ApiError, ApiJson, Envelope, RequestBody, must_be_object};
+use super::{AppState, lenient};
+use crate::domain::{CallType, OUTCOME_CLASSES, now_ms};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatsRequest {
+    /// `yyyy-MM-dd` in the configured time zone; today when absent.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "2025-08-16")]
+    pub date: Option<String>,
+    /// 01, 02 or 03; 02 (AI outbound) when absent.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    pub call_type: Option<String>,
+}
+
+impl RequestBody for StatsRequest {
+    fn check_shape(body: &Value) -> Result<(), ApiError> {
+        must_be_object(body)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HourRow {
+    /// The hour's start, `HH:mm`.
+    hour: String,
+    calls: i64,
+    /// Calls by outcome: answered, busy, no_answer, unallocated, rejected, stopped, interrupted, failed.
+    outcomes: BTreeMap<&'static str, i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayStats {
+    date: String,
+    call_type: &'static str,
+    /// Calls that ended this day (by calloutTime), plus those in progress when it is today.
+    calls_started: i64,
+    answered: i64,
+    /// answered / ended calls; 0 when none ended.
+    answer_rate: f64,
+    /// Mean timeLen of answered calls, seconds.
+    avg_talk_secs: f64,
+    calls_in_progress: i64,
+    tasks_waiting: i64,
+    hours: Vec<HourRow>,
+}
+
+#[utoipa::path(post, path = "/api/aicall/stats", tag = "stats", request_body = StatsRequest,
+    responses((status = 200, description = "The day's numbers and calls per hour by outcome", body = Envelope<DayStats>)))]
+pub async fn day(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<StatsRequest>,
+) -> Result<Json<Envelope<DayStats>>, ApiError> {
+    let time = state.time;
+    let today = time.local(now_ms()).date_naive();
+    let date = match lenient::filter(req.date) {
+        None => today,
+        Some(d) => NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+            .map_err(|_| ApiError::bad(format!("date 格式应为 yyyy-MM-dd，收到 \"{d}\"")))?,
+    };
+    let call_type = match lenient::filter(req.call_type) {
+        None => CallType::AiOutbound,
+        Some(t) => {
+            t.parse().map_err(|_| ApiError::bad(format!("callType 应为 01、02 或 03，收到 \"{t}\"")))?
+        }
+    };
+    let midnight = |d: NaiveDate| time.parse(&format!("{d} 00:00:00"));
+    let (Some(from), Some(until)) = (midnight(date), date.checked_add_days(Days::new(1)).and_then(midnight))
+    else {
+        return Err(ApiError::bad("date 超出范围"));
+    };
+    let stats = state.store.hourly_stats(call_type, from, until).await?;
+    let gauges = state.store.gauges().await?;
+
+    let mut hours: BTreeMap<i64, HourRow> = BTreeMap::new();
+    let (mut ended, mut answered, mut talk) = (0, 0, 0);
+    for s in stats {
+        let row = hours.entry(s.hour_ms).or_insert_with(|| HourRow {
+            hour: time.local(s.hour_ms).format("%H:%M").to_string(),
+            calls: 0,
+            outcomes: OUTCOME_CLASSES.iter().map(|c| (*c, 0)).collect(),
+        });
+        row.calls += s.calls;
+        if let Some(n) =
+            OUTCOME_CLASSES.iter().find(|c| **c == s.outcome).and_then(|c| row.outcomes.get_mut(c))
+        {
+            *n += s.calls;
+        }
+        ended += s.calls;
+        if s.outcome == "answered" {
+            answered += s.calls;
+            talk += s.talk_secs;
+        }
+    }
+    let in_progress =
+        if date == today && call_type == CallType::AiOutbound { gauges.calls_in_progress } else { 0 };
+    let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(Envelope::ok(DayStats {
+        date: date.to_string(),
+        call_type: call_type.code(),
+        calls_started: ended + in_progress,
+        answered,
+        answer_rate: ratio(answered, ended),
+        avg_talk_secs: ratio(talk, answered),
+        calls_in_progress: gauges.calls_in_progress,
+        tasks_waiting: gauges.tasks_waiting,
+        hours: hours.into_values().collect(),
+    }))
+}

@@ -1,0 +1,143 @@
+//! The fast totals and the day's statistics, kept with the writes, must always equal
+//! what counting the rows gives.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, ticket};
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+const DAY: &str = "2025-08-16";
+
+fn record(uuid: &str, call_type: &str, start: &str, answered: bool, cause: &str) -> Value {
+    json!({
+        "uuid": uuid, "telephone": "18188888888", "callType": call_type,
+        "calloutTime": start, "answeredTime": if answered { start } else { "" },
+        "callEndTime": start, "hangupCause": cause, "extnum": "8001"
+    })
+}
+
+fn at(day: &str, secs: u32) -> String {
+    format!("{day} {:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+#[tokio::test]
+async fn every_fast_total_equals_a_plain_count_after_random_imports_calls_and_stops() {
+    let s = TestServer::start_with(|c| {
+        c.sim.answer_rate = 0.5;
+        c.dialer.retry_delay_secs = 0;
+    })
+    .await;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // Imports spread over three days and all hours, in several batches (some repeated).
+    let days = ["2025-08-15", DAY, "2025-08-17"];
+    for batch in 0..5 {
+        let rows: Vec<Value> = (0..200)
+            .map(|i| {
+                let day = days[rng.random_range(0..3)];
+                let t = at(day, rng.random_range(0..86_400));
+                let call_type = if rng.random_bool(0.5) { "01" } else { "03" };
+                let cause = ["NORMAL_CLEARING:sip:200", "USER_BUSY:sip:486", "NO_ANSWER:sip:480"]
+                    [rng.random_range(0..3)];
+                record(&format!("U{batch}-{i}"), call_type, &t, cause.starts_with("NORMAL"), cause)
+            })
+            .collect();
+        assert_eq!(s.post("/api/aicall/records/import", &json!(rows)).await["code"], 0);
+        assert_eq!(s.post("/api/aicall/records/import", &json!(rows[..50])).await["data"]["imported"], 0);
+    }
+    // AI calls today, some stopped before they are dialed.
+    let tickets: Vec<Value> =
+        (0..60).map(|i| ticket(&format!("T{i}"), &format!("1390000{:04}", i))).collect();
+    let ids = s.create(&tickets).await;
+    s.post("/api/aicall/stopTasks", &json!({"batchIds": ids[..10]})).await;
+    s.wait_all_ended(Duration::from_secs(30)).await;
+
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).format("%Y-%m-%d").to_string();
+    let mut ranges: Vec<(Option<String>, Option<String>)> = vec![
+        (None, None),
+        (Some(format!("{DAY} 00:00:00")), Some(format!("{DAY} 23:59:59"))),
+        (Some(format!("{today} 00:00:00")), Some(format!("{today} 23:59:59"))),
+        (Some(format!("{DAY} 10:00:00")), None),
+        (None, Some(format!("{DAY} 09:59:59"))),
+        (Some(format!("{DAY} 10:30:00")), Some(format!("{DAY} 10:45:00"))),
+    ];
+    for _ in 0..40 {
+        let (a, b) = (rng.random_range(0..3 * 86_400), rng.random_range(0..3 * 86_400));
+        let (a, b) = (a.min(b), a.max(b));
+        let stamp = |x: u32| at(days[(x / 86_400) as usize], x % 86_400);
+        ranges.push((Some(stamp(a)), Some(stamp(b))));
+    }
+    for call_type in ["01", "02", "03"] {
+        for (from, until) in &ranges {
+            let mut filter = json!({"callType": call_type, "pageSize": 1});
+            if let Some(f) = from {
+                filter["calloutTimeStart"] = json!(f);
+            }
+            if let Some(u) = until {
+                filter["calloutTimeEnd"] = json!(u);
+            }
+            let fast = s.records(filter.clone()).await["total"].clone();
+            // timeLenStart 0 holds for every row but takes the plain COUNT path.
+            filter["timeLenStart"] = json!(0);
+            let counted = s.records(filter.clone()).await["total"].clone();
+            assert_eq!(fast, counted, "{filter}");
+        }
+    }
+    assert!(s.records(json!({"callType": "01"})).await["total"].as_i64().unwrap() > 300);
+}
+
+#[tokio::test]
+async fn the_day_statistics_count_calls_per_hour_by_outcome() {
+    let s = TestServer::start().await;
+    let rows = vec![
+        record("S1", "01", &format!("{DAY} 09:05:00"), true, "NORMAL_CLEARING:sip:200"),
+        record("S2", "01", &format!("{DAY} 09:59:59"), false, "USER_BUSY:sip:486"),
+        record("S3", "01", &format!("{DAY} 10:00:00"), false, "NO_ANSWER:sip:480"),
+        record("S4", "01", "2025-08-17 00:00:00", true, "NORMAL_CLEARING:sip:200"),
+        record("S5", "03", &format!("{DAY} 09:10:00"), true, "NORMAL_CLEARING:sip:200"),
+    ];
+    let mut rows = rows;
+    // A talk of 60 seconds.
+    rows[0]["callEndTime"] = json!(format!("{DAY} 09:06:00"));
+    s.post("/api/aicall/records/import", &json!(rows)).await;
+    let v = s.post("/api/aicall/stats", &json!({"date": DAY, "callType": "01"})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let d = &v["data"];
+    assert_eq!(d["date"], DAY);
+    assert_eq!(d["callsStarted"], 3);
+    assert_eq!(d["answered"], 1);
+    assert!((d["answerRate"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-9);
+    assert_eq!(d["avgTalkSecs"], 60.0);
+    let hours = d["hours"].as_array().unwrap();
+    assert_eq!(hours.len(), 2, "{hours:#?}");
+    assert_eq!(hours[0]["hour"], "09:00");
+    assert_eq!(hours[0]["calls"], 2);
+    assert_eq!(hours[0]["outcomes"]["answered"], 1);
+    assert_eq!(hours[0]["outcomes"]["busy"], 1);
+    assert_eq!(hours[1]["hour"], "10:00");
+    assert_eq!(hours[1]["outcomes"]["no_answer"], 1);
+
+    let empty = s.post("/api/aicall/stats", &json!({"date": "2020-01-01"})).await;
+    assert_eq!(empty["data"]["callsStarted"], 0);
+    assert_eq!(empty["data"]["answerRate"], 0.0);
+    for (body, needle) in [(json!({"date": "2025-13-01"}), "date"), (json!({"callType": "9"}), "callType")] {
+        let v = s.post("/api/aicall/stats", &body).await;
+        assert_eq!(v["code"], 405);
+        assert!(v["msg"].as_str().unwrap().contains(needle));
+    }
+}
+
+#[tokio::test]
+async fn today_statistics_include_ai_calls_and_the_live_numbers() {
+    let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
+    s.create(&[ticket("A1", "13900000001"), ticket("A2", "13900004860")]).await;
+    s.wait_tasks(Duration::from_secs(10), |rows| rows.iter().all(|t| !t["lastHangupCause"].is_null())).await;
+    let d = s.post("/api/aicall/stats", &json!({})).await["data"].clone();
+    assert_eq!(d["callType"], "02");
+    assert_eq!(d["callsStarted"], 2);
+    assert_eq!(d["answered"], 1);
+    assert_eq!(d["tasksWaiting"], 1, "the busy one waits for its retry");
+    assert_eq!(d["callsInProgress"], 0);
+}
