@@ -20,7 +20,7 @@ struct Node {
 
 impl Node {
     /// Starts the binary on `dir`'s database and waits until it answers HTTP.
-    async fn start(dir: &Path, time_scale: f64, log_name: &str) -> Node {
+    async fn start(dir: &Path, time_scale: f64, concurrency: usize, log_name: &str) -> Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(dir.join(log_name)).unwrap();
         let env = [
@@ -32,7 +32,7 @@ impl Node {
             ("DIALER__MAX_ATTEMPTS", MAX_ATTEMPTS.to_string()),
             ("DIALER__RETRY_DELAY_SECS", "1".into()),
             ("DIALER__CALLS_PER_SECOND", "100".into()),
-            ("DIALER__MAX_CONCURRENT_CALLS", "8".into()),
+            ("DIALER__MAX_CONCURRENT_CALLS", concurrency.to_string()),
             ("DIALER__SHUTDOWN_GRACE_SECS", "1".into()),
         ];
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_callcenter"));
@@ -114,11 +114,22 @@ fn calling(tasks: &[Value]) -> usize {
 
 #[tokio::test]
 async fn a_server_killed_mid_call_loses_nothing_and_never_calls_one_task_twice_at_once() {
+    crash_and_restart(16, 8, 0.3).await;
+}
+
+#[tokio::test]
+async fn a_server_killed_with_hundreds_of_tasks_and_a_hundred_calls_in_progress_loses_nothing() {
+    crash_and_restart(300, 100, 0.15).await;
+}
+
+/// Creates `n` tasks, kills the server with calls in progress, starts it again, and
+/// checks every task and every attempt.
+async fn crash_and_restart(n: usize, concurrency: usize, time_scale: f64) {
     let dir = tempfile::tempdir().unwrap();
-    let node = Node::start(dir.path(), 0.3, "first.log").await;
+    let node = Node::start(dir.path(), time_scale, concurrency, "first.log").await;
 
     // Ordinary numbers (answer or not at 0.6) and busy ones, retried.
-    let tickets: Vec<Value> = (0..16)
+    let tickets: Vec<Value> = (0..n)
         .map(|n| {
             let ending = if n % 4 == 3 { "4860" } else { "1234" };
             json!({
@@ -131,7 +142,7 @@ async fn a_server_killed_mid_call_loses_nothing_and_never_calls_one_task_twice_a
         })
         .collect();
     let created = node.post("/api/aicall/createTasks", json!(tickets)).await;
-    assert_eq!(created["data"].as_array().unwrap().len(), 16);
+    assert_eq!(created["data"].as_array().unwrap().len(), n);
 
     // Let calls get going (some answered and talking), then pull the plug.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -147,7 +158,7 @@ async fn a_server_killed_mid_call_loses_nothing_and_never_calls_one_task_twice_a
 
     // The next start takes its own calls over at once, not after the lease runs out.
     let restarted_at = Instant::now();
-    let node = Node::start(dir.path(), 0.02, "second.log").await;
+    let node = Node::start(dir.path(), 0.02, concurrency, "second.log").await;
     let deadline = restarted_at + Duration::from_secs(5);
     loop {
         let crashed = node.records().await.iter().filter(|r| r["hangupCause"] == "CRASH:null").count();

@@ -91,7 +91,13 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(PgStore { pool, options, watchers: Mutex::new(Vec::new()), events, unsure: Mutex::new(Vec::new()) })
+        Ok(PgStore {
+            pool,
+            options,
+            watchers: Mutex::new(Vec::new()),
+            events,
+            unsure: Mutex::new(Vec::new()),
+        })
     }
 
     /// Writes a webhook event into the outbox, in the caller's transaction.

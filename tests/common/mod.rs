@@ -44,6 +44,11 @@ impl TestDb {
         }
     }
 
+    /// A database that someone else made and will remove.
+    pub fn existing(url: String) -> TestDb {
+        TestDb { url, pg_name: None, pg_admin: String::new() }
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.pg_name.is_some()
     }

@@ -99,8 +99,7 @@ pub fn normalise_intent(raw: &str) -> Option<&'static str> {
 pub fn strip_controls(text: &str, found: &mut Vec<Control>) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    loop {
-        let Some(open) = rest.find(['[', '【']) else { break };
+    while let Some(open) = rest.find(['[', '【']) {
         let inner_start = open + rest[open..].chars().next().map_or(1, char::len_utf8);
         let Some(close) = rest[inner_start..].find([']', '】']).map(|i| inner_start + i) else { break };
         let inner = rest[inner_start..close].trim();
@@ -185,7 +184,7 @@ impl SentenceSplitter {
             }
         }
         if !self.buf.chars().any(ends_sentence) && self.buf.chars().count() >= SOFT_LIMIT {
-            if let Some((i, c)) = self.buf.char_indices().filter(|&(_, c)| soft_break(c)).last() {
+            if let Some((i, c)) = self.buf.char_indices().rfind(|&(_, c)| soft_break(c)) {
                 let rest = self.buf.split_off(i + c.len_utf8());
                 out.push(std::mem::replace(&mut self.buf, rest));
             }
