@@ -389,6 +389,17 @@ async fn a_model_without_streaming_answers_a_question_and_then_closes() {
 }
 
 #[tokio::test]
+async fn a_server_that_does_not_stream_is_understood_when_a_stream_was_asked_for() {
+    let model = FakeModel::start(polite_model(false)).await;
+    let s = server(&model, Callee::Confirms, |l| l.stream = true).await;
+    let record = one_call(&s).await;
+    assert_eq!(roles(&record), ["assistant", "user", "assistant"]);
+    assert_eq!(dialogue(&record)[2], assistant(THANKS));
+    assert_eq!(record["intent"], "已确认");
+    assert_eq!(model.requests()[0]["stream"], true);
+}
+
+#[tokio::test]
 async fn a_model_without_tools_ends_the_call_with_a_control_token_that_is_never_spoken() {
     let model = FakeModel::start(|_, body: &Value| {
         match callee_lines(body).is_empty() {

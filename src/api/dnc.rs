@@ -64,11 +64,11 @@ pub async fn add(
     ApiJson(req): ApiJson<DncChange>,
 ) -> Result<Json<Envelope<Changed>>, ApiError> {
     let phones = req.phones()?;
-    let reason = req.reason.unwrap_or_default();
-    if reason.chars().count() > 200 {
-        return Err(ApiError::bad("reason 过长，最多 200 个字符"));
-    }
-    let count = state.store.dnc_add(&phones, reason.trim(), now_ms()).await?;
+    let reason = match lenient::filter(req.reason) {
+        None => String::new(),
+        some => lenient::required_text(some, 200).map_err(|why| ApiError::bad(format!("reason {why}")))?,
+    };
+    let count = state.store.dnc_add(&phones, &reason, now_ms()).await?;
     Ok(Envelope::ok_with(format!("已加入 {count} 个号码"), Changed { count }))
 }
 
@@ -125,6 +125,9 @@ pub async fn list(
 ) -> Result<Json<PageEnvelope<DncRow>>, ApiError> {
     let page = paging::page(req.page_num, req.page_size, Some((1, 10)))?;
     let phone = lenient::filter(req.phone);
+    if phone.as_deref().is_some_and(|p| p.chars().any(char::is_control)) {
+        return Err(ApiError::bad("phone 不能包含控制字符"));
+    }
     let found = state.store.dnc_list(phone.as_deref(), page).await?;
     Ok(PageEnvelope::ok(found.total, found.rows.into_iter().map(DncRow::from).collect()))
 }

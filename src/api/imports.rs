@@ -62,9 +62,8 @@ impl RequestBody for Vec<RecordIn> {
 }
 
 fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
-    let required = |name: &str, v: Option<String>, max: usize| -> Result<String, String> {
-        let v = lenient::filter(v).ok_or_else(|| format!("{name} 不能为空"))?;
-        if v.chars().count() > max { Err(format!("{name} 过长，最多 {max} 个字符")) } else { Ok(v) }
+    let required = |name: &str, v: Option<String>, max: usize| {
+        lenient::required_text(v, max).map(|v| v.trim().to_string()).map_err(|why| format!("{name} {why}"))
     };
     let when =
         |name: &str, v: String| time.parse(&v).ok_or_else(|| format!("{name} 格式应为 yyyy-MM-dd HH:mm:ss"));
@@ -85,13 +84,15 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
     if answered_ms.is_some_and(|a| a < callout_ms || a > ended_ms) {
         return Err("answeredTime 应在 calloutTime 与 callEndTime 之间".into());
     }
-    let extnum = lenient::filter(r.extnum);
-    if extnum.as_ref().is_some_and(|e| e.chars().count() > 32) {
-        return Err("extnum 过长，最多 32 个字符".into());
-    }
-    let wav_url = lenient::filter(r.wav_file_url).unwrap_or_default();
-    if wav_url.chars().count() > 1024 {
-        return Err("wavFileUrl 过长，最多 1024 个字符".into());
+    let optional = |name: &str, v: Option<String>, max: usize| match lenient::filter(v) {
+        None => Ok(None),
+        some => required(name, some, max).map(Some),
+    };
+    let extnum = optional("extnum", r.extnum, 32)?;
+    let wav_url = optional("wavFileUrl", r.wav_file_url, 1024)?.unwrap_or_default();
+    let dialogue = r.dialogue.unwrap_or_default();
+    for turn in &dialogue {
+        required("dialogue", Some(turn.content.clone()), 5000)?;
     }
     Ok(CallRecord {
         uuid,
@@ -106,7 +107,7 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
         hangup_cause: required("hangupCause", r.hangup_cause, 64)?,
         wav_path: String::new(),
         wav_url,
-        dialogue_json: serde_json::to_string(&r.dialogue.unwrap_or_default()).expect("turns serialize"),
+        dialogue_json: serde_json::to_string(&dialogue).expect("turns serialize"),
         intent: String::new(),
     })
 }

@@ -82,6 +82,20 @@ fn list<'de, D: Deserializer<'de>, T>(
     }
 }
 
+/// A required text field: not blank, at most `max_chars` characters, and no control
+/// characters but tab and line breaks (a NUL cannot even be stored in PostgreSQL).
+/// The error says what is wrong, for "<field> <error>".
+pub fn required_text(v: Option<String>, max_chars: usize) -> Result<String, String> {
+    let s = v.filter(|s| !s.trim().is_empty()).ok_or("不能为空")?;
+    if s.chars().count() > max_chars {
+        return Err(format!("过长，最多 {max_chars} 个字符"));
+    }
+    if s.chars().any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r')) {
+        return Err("不能包含控制字符".into());
+    }
+    Ok(s)
+}
+
 /// A filter string: blank means no filter, as the RuoYi front ends send it.
 pub fn filter(s: Option<String>) -> Option<String> {
     s.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
@@ -105,6 +119,17 @@ mod tests {
         assert!(as_int(&json!(true)).is_err());
         assert!(as_int(&json!([1])).is_err());
         assert_eq!(as_int(&json!("99999999999999999999")), Err("超出整数范围".into()));
+    }
+
+    #[test]
+    fn required_text_refuses_blank_long_and_control_characters() {
+        assert_eq!(required_text(Some("张三".into()), 10), Ok("张三".into()));
+        assert_eq!(required_text(Some("a\nb\tc".into()), 10), Ok("a\nb\tc".into()));
+        assert!(required_text(Some("  ".into()), 10).is_err());
+        assert!(required_text(None, 10).is_err());
+        assert!(required_text(Some("abcdef".into()), 5).is_err());
+        assert!(required_text(Some("a\u{0}b".into()), 10).is_err());
+        assert!(required_text(Some("a\u{1b}[31m".into()), 10).is_err());
     }
 
     #[test]

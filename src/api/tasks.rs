@@ -172,17 +172,8 @@ pub fn parse_tickets(tickets: Vec<TicketIn>, max: usize) -> Result<Vec<NewTask>,
         let at = |field: &str, problem: &str| {
             ApiError::bad(format!("第 {} 条工单（下标 {i}）的 {field} {problem}", i + 1))
         };
-        let field = |name: &'static str, v: Option<String>, max_chars: usize| -> Result<String, ApiError> {
-            match v {
-                Some(s) if !s.trim().is_empty() => {
-                    if s.chars().count() > max_chars {
-                        Err(at(name, &format!("过长，最多 {max_chars} 个字符")))
-                    } else {
-                        Ok(s)
-                    }
-                }
-                _ => Err(at(name, "不能为空")),
-            }
+        let field = |name: &'static str, v: Option<String>, max_chars: usize| {
+            lenient::required_text(v, max_chars).map_err(|why| at(name, &why))
         };
         let ticket_no = field("ticketNo", t.ticket_no, MAX_SHORT_FIELD)?;
         let phone = field("phone", t.phone, MAX_SHORT_FIELD)?;

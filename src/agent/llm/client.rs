@@ -174,9 +174,11 @@ impl ChatClient {
         let task = tokio::spawn(async move {
             let started = Instant::now();
             let sink = Sink { tx: tx.clone(), started, first: false };
-            let result = match stream {
-                true => read_stream(request, stall, sink).await,
-                false => read_whole(request, sink).await,
+            let result = match send(request).await {
+                // A server that does not stream answers whole, whatever was asked.
+                Ok(response) if stream && !is_json(&response) => read_stream(response, stall, sink).await,
+                Ok(response) => read_whole(response, sink).await,
+                Err(e) => Err(e),
             };
             let _ = tx.send(match result {
                 Ok(finish) => Event::End(finish),
@@ -240,6 +242,11 @@ async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, Mod
     Err(ModelError::Http { status: status.as_u16(), body })
 }
 
+fn is_json(response: &reqwest::Response) -> bool {
+    let content_type = response.headers().get(reqwest::header::CONTENT_TYPE);
+    content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"))
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
@@ -252,8 +259,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A non-streamed answer: `choices[0].message` with `content` and `tool_calls`.
-async fn read_whole(request: reqwest::RequestBuilder, mut sink: Sink) -> Result<Finish, ModelError> {
-    let response = send(request).await?;
+async fn read_whole(response: reqwest::Response, mut sink: Sink) -> Result<Finish, ModelError> {
     let bytes = response.bytes().await.map_err(|e| ModelError::Connect(error_chain(&e)))?;
     sink.first_token();
     let answer: Value =
@@ -328,11 +334,10 @@ fn finish(
 
 /// A streamed answer: server-sent events of chat-completion chunks, then `[DONE]`.
 async fn read_stream(
-    request: reqwest::RequestBuilder,
+    response: reqwest::Response,
     stall: Duration,
     mut sink: Sink,
 ) -> Result<Finish, ModelError> {
-    let response = send(request).await?;
     let mut body = response.bytes_stream();
     let mut sse = SseParser::default();
     let mut chunks = ChunkAccumulator::default();
