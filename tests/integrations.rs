@@ -10,11 +10,14 @@ use axum::http::{HeaderMap, StatusCode};
 use common::{TestServer, ticket};
 use serde_json::{Value, json};
 
+/// Each delivery a receiver took: its headers and body.
+type Deliveries = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
+
 /// A webhook receiver on port 0 that answers 500 to the first `fail_first` deliveries.
 #[derive(Clone)]
 struct Receiver {
     url: String,
-    got: Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>,
+    got: Deliveries,
     tries: Arc<Mutex<usize>>,
     failing: Arc<Mutex<usize>>,
 }

@@ -179,7 +179,7 @@ async fn sql_injection_strings_in_every_string_filter_are_plain_values() {
     let v = s.tasks(json!({"ticketNo": "'; DROP TABLE tasks; --"})).await;
     assert_eq!(v["total"], 1);
     assert_eq!(s.tasks(json!({})).await["total"], 2, "nothing was dropped");
-    assert_eq!(s.records(json!({})).await["total"].as_i64().unwrap() >= 1, true);
+    assert!(s.records(json!({})).await["total"].as_i64().unwrap() >= 1);
 }
 
 fn urlencode(s: &str) -> String {

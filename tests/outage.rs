@@ -97,49 +97,54 @@ fn as_postgres(args: &[&str], as_root: bool) {
     );
 }
 
-#[tokio::test]
-async fn when_postgres_goes_away_the_api_answers_500_quickly_and_everything_resumes_when_it_is_back() {
-    let cluster = Cluster::new();
-    let dir = tempfile::tempdir().unwrap();
-    let db = common::TestDb::existing(cluster.url());
-    let mut settings = test_settings(&db, dir.path());
-    settings.sim.answer_rate = 1.0;
-    settings.sim.time_scale = 0.05;
-    settings.dialer.calls_per_second = 20;
-    settings.dialer.max_concurrent_calls = 10;
-    let s = TestServer::start_on(settings, db, dir).await;
+/// It brings its own PostgreSQL, so it runs in the SQLite pass of scripts/test only.
+mod own_postgres {
+    use super::*;
 
-    let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("O{i}"), &format!("139000{i:05}"))).collect();
-    s.create(&tickets).await;
-    s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+    #[tokio::test]
+    async fn when_postgres_goes_away_the_api_answers_500_quickly_and_everything_resumes_when_it_is_back() {
+        let cluster = Cluster::new();
+        let dir = tempfile::tempdir().unwrap();
+        let db = common::TestDb::existing(cluster.url());
+        let mut settings = test_settings(&db, dir.path());
+        settings.sim.answer_rate = 1.0;
+        settings.sim.time_scale = 0.05;
+        settings.dialer.calls_per_second = 20;
+        settings.dialer.max_concurrent_calls = 10;
+        let s = TestServer::start_on(settings, db, dir).await;
 
-    cluster.pg_ctl(&["stop", "-m", "immediate"]);
-    // While it is down: a clear 500 in the envelope, well within the request timeout.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-    for path in ["/api/aicall/calltask/list", "/api/aicall/records/list"] {
-        let res = client
-            .post(s.url(path))
-            .json(&json!({"pageNum": 1, "pageSize": 10, "callType": "02"}))
-            .send()
-            .await
-            .expect("an answer, not a hang");
-        let v: serde_json::Value = res.json().await.unwrap();
-        assert_eq!(v["code"], 500, "{path}: {v}");
-        assert!(!v["msg"].as_str().unwrap().contains("postgres"), "no detail leaks: {v}");
+        let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("O{i}"), &format!("139000{i:05}"))).collect();
+        s.create(&tickets).await;
+        s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+
+        cluster.pg_ctl(&["stop", "-m", "immediate"]);
+        // While it is down: a clear 500 in the envelope, well within the request timeout.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        for path in ["/api/aicall/calltask/list", "/api/aicall/records/list"] {
+            let res = client
+                .post(s.url(path))
+                .json(&json!({"pageNum": 1, "pageSize": 10, "callType": "02"}))
+                .send()
+                .await
+                .expect("an answer, not a hang");
+            let v: serde_json::Value = res.json().await.unwrap();
+            assert_eq!(v["code"], 500, "{path}: {v}");
+            assert!(!v["msg"].as_str().unwrap().contains("postgres"), "no detail leaks: {v}");
+        }
+        let ready = client.get(s.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), 503, "not ready while the database is away");
+
+        // Let the dialer meet the outage for a while, then bring the database back.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        cluster.pg_ctl(&["start", "-w"]);
+        let rows = s.wait_all_ended(Duration::from_secs(90)).await;
+        assert_eq!(rows.len(), 60, "no task lost");
+        let records = s.records(json!({})).await;
+        let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
+        assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
+        for t in &rows {
+            assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
+        }
+        assert_eq!(client.get(s.url("/readyz")).send().await.unwrap().status(), 200);
     }
-    let ready = client.get(s.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "not ready while the database is away");
-
-    // Let the dialer meet the outage for a while, then bring the database back.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    cluster.pg_ctl(&["start", "-w"]);
-    let rows = s.wait_all_ended(Duration::from_secs(90)).await;
-    assert_eq!(rows.len(), 60, "no task lost");
-    let records = s.records(json!({})).await;
-    let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
-    assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
-    for t in &rows {
-        assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
-    }
-    assert_eq!(client.get(s.url("/readyz")).send().await.unwrap().status(), 200);
 }

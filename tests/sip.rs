@@ -96,9 +96,7 @@ async fn recording(s: &TestServer, record: &Value) -> (Vec<i16>, Vec<i16>) {
 
 #[tokio::test]
 async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     // The callee speaks twice, each time after the agent has asked.
     let callee = Baresip::start(&[("13900001111", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0));
     let s = TestServer::start_with(through(callee.addr)).await;
@@ -136,9 +134,7 @@ async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
 
 #[tokio::test]
 async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     // The callee says two seconds' worth after one second of quiet.
     let callee = Baresip::start(&[("13900007777", true)], &voice(&[(1.0, 2.0)], 60.0));
     let mut settings = Settings::default();
@@ -190,9 +186,7 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
 
 #[tokio::test]
 async fn stop_tasks_hangs_up_a_call_in_progress_with_a_bye() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     let callee = Baresip::start(&[("13900002222", true)], &voice(&[], 60.0));
     let s = TestServer::start_with(through(callee.addr)).await;
     let ids = s.create(&[ticket("T-STOP", "13900002222")]).await;
@@ -212,9 +206,7 @@ async fn stop_tasks_hangs_up_a_call_in_progress_with_a_bye() {
 
 #[tokio::test]
 async fn a_call_ringing_past_the_ring_timeout_is_cancelled_and_an_unknown_number_gets_404() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     // 13900003333 rings and nobody picks up; baresip has no account for 13900004444.
     let callee = Baresip::start(&[("13900003333", false)], &voice(&[], 5.0));
     let s = TestServer::start_with(|settings| {
@@ -238,9 +230,7 @@ async fn a_call_ringing_past_the_ring_timeout_is_cancelled_and_an_unknown_number
 
 #[tokio::test]
 async fn stopping_a_ringing_call_cancels_its_invite() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     let callee = Baresip::start(&[("13900005555", false)], &voice(&[], 5.0));
     let s = TestServer::start_with(through(callee.addr)).await;
     let ids = s.create(&[ticket("T-CANCEL", "13900005555")]).await;
@@ -395,9 +385,7 @@ async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
 
 #[tokio::test]
 async fn calls_go_over_tcp_when_the_transport_says_so() {
-    if !baresip::available() {
-        return;
-    }
+    baresip::require();
     let callee = Baresip::start(&[("13900006666", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0));
     let s = TestServer::start_with(|settings| {
         through(callee.addr)(settings);

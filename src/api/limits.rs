@@ -24,15 +24,19 @@ pub async fn refused(err: BoxError) -> Response {
     }
 }
 
-/// CORS for dashboards that call from a browser: the listed origins, or any with `*`.
-pub fn cors(origins: &[String]) -> CorsLayer {
+/// CORS for dashboards that call from a browser: the listed origins, or any with `*`;
+/// none when the list is empty (then an OPTIONS request is just a wrong method).
+pub fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
     let layer = CorsLayer::new().allow_methods([Method::GET, Method::POST]).allow_headers(Any);
-    if origins.iter().any(|o| o == "*") {
+    Some(if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)
     } else {
         let list: Vec<HeaderValue> = origins.iter().filter_map(|o| o.parse().ok()).collect();
         layer.allow_origin(AllowOrigin::list(list))
-    }
+    })
 }
 
 /// Counts every request by route (the pattern, not the path: bounded labels) and by

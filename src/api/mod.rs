@@ -1,6 +1,7 @@
 //! HTTP only: parse requests into domain types, call the store, shape the envelope.
 
 mod auth;
+mod console;
 mod dnc;
 mod envelope;
 mod health;
@@ -88,6 +89,9 @@ pub fn router(state: AppState) -> Router {
     }
     app.route("/recordings/files", get(recordings::file))
         .route("/api/openapi.json", get(openapi::serve))
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::script))
+        .route("/console/app.css", get(console::style))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -96,7 +100,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
-        .layer(limits::cors(&state.settings.server.cors_origins))
+        .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
         .layer(TraceLayer::new_for_http())
         .layer(middleware::from_fn(limits::record_metrics))
         .with_state(state)

@@ -22,16 +22,12 @@ pub struct Baresip {
     log: Arc<Mutex<String>>,
 }
 
-/// Whether baresip is installed. Without it the SIP tests are skipped, except under CI
-/// (`CI` set), where its absence is a failure: .ci/run installs it.
-pub fn available() -> bool {
+/// baresip must be installed (scripts/setup installs it): a SIP test without its peer
+/// would prove nothing, so its absence is a failure, not a skip.
+pub fn require() {
     let found =
         Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    if !found {
-        assert!(std::env::var_os("CI").is_none(), "baresip is not installed (apt-get install baresip)");
-        eprintln!("baresip is not installed (apt-get install baresip): test skipped");
-    }
-    found
+    assert!(found, "baresip is not installed: run scripts/setup (apt-get install baresip-core)");
 }
 
 impl Baresip {

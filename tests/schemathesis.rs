@@ -1,0 +1,51 @@
+//! Schemathesis (property-based testing from the OpenAPI document) against the real
+//! server: thousands of generated requests, valid and not, with no 5xx and no answer
+//! outside the envelope. Needs schemathesis (fuzz/requirements.txt) in the virtual
+//! environment that `scripts/test` sets up (`CALLCENTER_VENV`).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::TestServer;
+
+fn schemathesis() -> PathBuf {
+    let venv = std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callcenter-venv")
+    });
+    let st = venv.join("bin/st");
+    assert!(
+        st.exists(),
+        "{} is missing: run scripts/test, which installs fuzz/requirements.txt there",
+        st.display()
+    );
+    st
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_envelope() {
+    let st = schemathesis();
+    let s = TestServer::start_with(|c| c.sim.time_scale = 0.0).await;
+    let fuzz = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let out = tokio::process::Command::new(st)
+        .arg("run")
+        .arg(s.url("/api/openapi.json"))
+        .args([
+            "--checks",
+            "not_a_server_error,enveloped",
+            "--max-examples",
+            "40",
+            "--generation-deterministic",
+        ])
+        .args(["--request-timeout", "10"])
+        .env("SCHEMATHESIS_HOOKS", "hooks")
+        .env("PYTHONPATH", &fuzz)
+        .env("NO_COLOR", "1")
+        .current_dir(s.dir.path())
+        .output()
+        .await
+        .expect("schemathesis runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+    assert!(text.contains("passed") && !text.contains("failures"), "{text}");
+}
