@@ -42,9 +42,9 @@ impl App {
             emit_events: !settings.webhook.url.is_empty(),
             events_written: events_written.clone(),
         };
-        let store = store::connect(&settings.database.url, options)
-            .await
-            .with_context(|| format!("opening database {}", settings.database.url))?;
+        let store = store::connect(&settings.database.url, options).await.with_context(|| {
+            format!("opening database {}", store::redact_password(&settings.database.url))
+        })?;
         let signals = DialerSignals::default();
         store.watch_changes(signals.wake.clone(), signals.stop_check.clone());
         let state = AppState {

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use chrono::{Offset, TimeZone};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -24,6 +25,15 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Fill the database with realistic sample data (for benchmarks and demos), then exit.
+    Seed {
+        /// Call records to add, spread over the last 90 days.
+        #[arg(long, default_value_t = 0)]
+        records: u64,
+        /// Ended tasks to add.
+        #[arg(long, default_value_t = 0)]
+        tasks: u64,
+    },
 }
 
 #[tokio::main]
@@ -45,6 +55,23 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             callcenter::store::connect(&settings.database.url, Default::default()).await?;
             tracing::info!("database is up to date");
+        }
+        Command::Seed { records, tasks } => {
+            let store = callcenter::store::connect(&settings.database.url, Default::default()).await?;
+            let now = chrono::Utc::now();
+            let offset =
+                settings.timezone.0.offset_from_utc_datetime(&now.naive_utc()).fix().local_minus_utc();
+            let started = std::time::Instant::now();
+            store.seed(records, tasks, now.timestamp_millis(), offset).await?;
+            let secs = started.elapsed().as_secs_f64();
+            let rate = (records + tasks) as f64 / secs.max(1e-9);
+            tracing::info!(
+                records,
+                tasks,
+                seconds = format!("{secs:.1}"),
+                rows_per_sec = rate as u64,
+                "seeded"
+            );
         }
         Command::Serve => {
             let listener = tokio::net::TcpListener::bind(&settings.server.bind)

@@ -162,7 +162,16 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("---- node {} log (tail) ----\n{}", self.id, self.log_tail());
+            // The temporary directory goes with the test: keep the whole log.
+            let kept =
+                std::env::temp_dir().join(format!("multinode-{}-node-{}.log", std::process::id(), self.id));
+            let _ = std::fs::copy(&self.log, &kept);
+            eprintln!(
+                "---- node {} log (tail; all of it in {}) ----\n{}",
+                self.id,
+                kept.display(),
+                self.log_tail()
+            );
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -300,63 +309,6 @@ async fn check_outcome(
     per_node
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_2000_tasks_and_never_dial_one_task_twice_at_once() {
-    const TASKS: usize = 2000;
-    let db = Db::create();
-    let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-
-    // Both start at once on the fresh database: the migrator's advisory lock lets one
-    // apply the schema while the other waits.
-    let mut nodes =
-        [Node::spawn("01", &db.url, dir.path(), &[]), Node::spawn("02", &db.url, dir.path(), &[])];
-    for n in &mut nodes {
-        n.ready(&client).await;
-    }
-    let pool = db.pool().await;
-    let applied: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
-    let embedded = sqlx::migrate!("migrations/postgres").iter().count() as i64;
-    assert_eq!(applied, embedded, "each migration applied exactly once");
-
-    // Created through both nodes, in turns: each creation wakes the dialers of both.
-    let started = Instant::now();
-    let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
-    let mut ids = Vec::with_capacity(TASKS);
-    for (i, chunk) in tickets.chunks(250).enumerate() {
-        ids.extend(nodes[i % 2].create(&client, chunk).await);
-    }
-    assert_eq!(ids, (10001..10001 + TASKS as i64).collect::<Vec<_>>(), "batchIds from 10001, in order");
-
-    // A stop made on the other node than the one dialing reaches it: every 40th task,
-    // stopped through node 02 while calls are going on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let stop_ids: Vec<i64> = ids.iter().copied().step_by(40).collect();
-    let v = nodes[1].post(&client, "/api/aicall/stopTasks", &json!({ "batchIds": stop_ids })).await;
-    assert_eq!(v["code"], 0, "{v}");
-    let stop_ids: HashSet<i64> = stop_ids.into_iter().collect();
-
-    wait_all_ended(&pool, Duration::from_secs(45)).await;
-    let took = started.elapsed();
-
-    let per_node = check_outcome(&nodes[0], &client, &pool, TASKS, &stop_ids, true).await;
-    let attempts: usize = per_node.values().sum();
-    assert_eq!(
-        per_node.keys().collect::<HashSet<_>>(),
-        HashSet::from([&"01".to_string(), &"02".to_string()])
-    );
-    assert!(per_node.values().all(|&n| n >= attempts / 10), "both nodes worked: {per_node:?}");
-    let stopped: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 'stopped'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    println!(
-        "multinode: {TASKS} tasks ended in {took:.1?}; {attempts} attempts: node 01 {}, node 02 {}; {stopped} stopped",
-        per_node["01"], per_node["02"]
-    );
-}
-
 // ---- the wake-ups between nodes ----
 
 fn new_task(no: &str, phone: &str) -> NewTask {
@@ -393,38 +345,6 @@ async fn fires(n: &Notify, within: Duration) -> bool {
 /// Well under the dialer's idle poll (2 s): a wake-up, not a poll.
 const AT_ONCE: Duration = Duration::from_millis(1000);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_created_on_one_node_wakes_every_node_and_a_stop_reaches_the_node_making_the_call() {
-    let db = Db::create();
-    let a = watched(&db.url).await;
-    let b = watched(&db.url).await;
-    // LISTEN is issued by a background task: give it a moment to be in place.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    let ids = a.store.create_tasks(&[new_task("T1", "13800001234")], now_ms()).await.unwrap();
-    assert!(fires(&a.created, AT_ONCE).await, "the creating node is woken");
-    assert!(fires(&b.created, AT_ONCE).await, "the other node is woken");
-
-    // Node 01 (store a) is calling the task; the stop is made on node 02 (store b).
-    let now = now_ms();
-    let rules = ClaimRules { per_number_daily_cap: 0, today_from_ms: 0, today_until_ms: i64::MAX };
-    let claimed = a
-        .store
-        .claim_due("01", 10, now, now + 30_000, &rules, &|| "2501010000000110001".into())
-        .await
-        .unwrap();
-    assert_eq!(claimed.iter().map(|c| c.batch_id).collect::<Vec<_>>(), ids);
-    let outcome = b.store.stop_tasks(&ids, &[], now_ms()).await.unwrap();
-    assert_eq!((outcome.stopped, outcome.hanging_up), (0, 1));
-    assert!(fires(&a.stopped, AT_ONCE).await, "the node making the call hears of the stop at once");
-    assert_eq!(a.store.stop_requested("01").await.unwrap(), ids);
-
-    // Stopping waiting tasks needs no hang-up, so no one is disturbed.
-    let waiting = a.store.create_tasks(&[new_task("T2", "13800001235")], now_ms()).await.unwrap();
-    b.store.stop_tasks(&waiting, &[], now_ms()).await.unwrap();
-    assert!(!fires(&a.stopped, Duration::from_millis(300)).await);
-}
-
 // ---- the database going away ----
 
 /// A TCP proxy to PostgreSQL that can be taken down (every connection dropped, new ones
@@ -432,8 +352,11 @@ async fn a_task_created_on_one_node_wakes_every_node_and_a_stop_reaches_the_node
 struct Proxy {
     port: u16,
     upstream: String,
-    state: Mutex<Option<(JoinHandle<()>, Arc<Mutex<Vec<JoinHandle<()>>>>)>>,
+    /// While up: the accept loop and the connections it forwards.
+    state: Mutex<Option<(JoinHandle<()>, Connections)>>,
 }
+
+type Connections = Arc<Mutex<Vec<JoinHandle<()>>>>;
 
 impl Proxy {
     async fn start(upstream: &str) -> Proxy {
@@ -448,7 +371,7 @@ impl Proxy {
     }
 
     fn serve(&self, listener: TcpListener) {
-        let conns = Arc::new(Mutex::new(Vec::new()));
+        let conns: Connections = Arc::default();
         let upstream = self.upstream.clone();
         let accept = tokio::spawn({
             let conns = conns.clone();
@@ -491,76 +414,171 @@ fn pg_host_port(url: &str) -> String {
     if host_port.contains(':') { host_port.into() } else { format!("{host_port}:5432") }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn when_the_database_goes_away_the_api_fails_fast_and_the_dialer_resumes_losing_nothing() {
-    const TASKS: usize = 300;
-    let db = Db::create();
-    let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let client = reqwest::Client::new();
-    let mut node =
-        Node::spawn("01", &db.url_via(&proxy), dir.path(), &[("CALLCENTER__SIM__TIME_SCALE", "0.03")]);
-    node.ready(&client).await;
-    let pool = db.pool().await;
+/// They bring their own PostgreSQL database, so they run in the SQLite pass of
+/// scripts/test only.
+mod own_postgres {
+    use super::*;
 
-    let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
-    node.create(&client, &tickets).await;
-    // Down in the middle of the work: calls in progress, tasks waiting.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    proxy.down();
-    let open_when_down = open_tasks(&pool).await;
-    assert!(open_when_down > 0, "the outage should come while there is work left");
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_nodes_share_2000_tasks_and_never_dial_one_task_twice_at_once() {
+        const TASKS: usize = 2000;
+        let db = Db::create();
+        let dir = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::new();
 
-    let t = Instant::now();
-    let v = node.post(&client, "/api/aicall/calltask/list", &json!({"pageNum": 1, "pageSize": 10})).await;
-    let failed_after = t.elapsed();
-    assert_eq!(v["code"], 500, "{v}");
-    assert!(failed_after < Duration::from_secs(6), "the API answered after {failed_after:?}");
-    let records_before: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let records_during: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
-    assert_eq!(records_before, records_during, "nothing reaches the database while it is away");
+        // Both start at once on the fresh database: the migrator's advisory lock lets one
+        // apply the schema while the other waits.
+        let mut nodes =
+            [Node::spawn("01", &db.url, dir.path(), &[]), Node::spawn("02", &db.url, dir.path(), &[])];
+        for n in &mut nodes {
+            n.ready(&client).await;
+        }
+        let pool = db.pool().await;
+        let applied: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations").fetch_one(&pool).await.unwrap();
+        let embedded = sqlx::migrate!("migrations/postgres").iter().count() as i64;
+        assert_eq!(applied, embedded, "each migration applied exactly once");
 
-    proxy.up().await;
-    let t = Instant::now();
-    wait_all_ended(&pool, Duration::from_secs(50)).await;
-    let back_for = t.elapsed();
-    let per_node = check_outcome(&node, &client, &pool, TASKS, &HashSet::new(), false).await;
-    // A claim whose COMMIT went through but whose answer was lost would be found again
-    // only when its lease expires, and recorded as a crash: late, though not lost.
-    let taken_over: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM call_records WHERE hangup_cause LIKE 'CRASH%'")
+        // Created through both nodes, in turns: each creation wakes the dialers of both.
+        let started = Instant::now();
+        let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
+        let mut ids = Vec::with_capacity(TASKS);
+        for (i, chunk) in tickets.chunks(250).enumerate() {
+            ids.extend(nodes[i % 2].create(&client, chunk).await);
+        }
+        assert_eq!(ids, (10001..10001 + TASKS as i64).collect::<Vec<_>>(), "batchIds from 10001, in order");
+
+        // A stop made on the other node than the one dialing reaches it: every 40th task,
+        // stopped through node 02 while calls are going on.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stop_ids: Vec<i64> = ids.iter().copied().step_by(40).collect();
+        let v = nodes[1].post(&client, "/api/aicall/stopTasks", &json!({ "batchIds": stop_ids })).await;
+        assert_eq!(v["code"], 0, "{v}");
+        let stop_ids: HashSet<i64> = stop_ids.into_iter().collect();
+
+        wait_all_ended(&pool, Duration::from_secs(45)).await;
+        let took = started.elapsed();
+
+        let per_node = check_outcome(&nodes[0], &client, &pool, TASKS, &stop_ids, true).await;
+        let attempts: usize = per_node.values().sum();
+        assert_eq!(
+            per_node.keys().collect::<HashSet<_>>(),
+            HashSet::from([&"01".to_string(), &"02".to_string()])
+        );
+        assert!(per_node.values().all(|&n| n >= attempts / 10), "both nodes worked: {per_node:?}");
+        let stopped: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 'stopped'")
             .fetch_one(&pool)
             .await
             .unwrap();
-    // Such a claim is taken back at once by the node that made it, when the database is back.
-    let taken_back = std::fs::read_to_string(&node.log).unwrap().matches("took back claims").count();
-    println!(
-        "outage: API answered 500 after {failed_after:.1?}; {open_when_down} tasks open at the outage, \
-         all ended {back_for:.1?} after the database came back; {} attempts; claims with an unanswered \
-         commit: {taken_back} taken back at once, {taken_over} taken over after their lease",
-        per_node.values().sum::<usize>()
-    );
-}
+        println!(
+            "multinode: {TASKS} tasks ended in {took:.1?}; {attempts} attempts: node 01 {}, node 02 {}; {stopped} stopped",
+            per_node["01"], per_node["02"]
+        );
+    }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_listener_reconnects_by_itself_after_the_database_was_away() {
-    let db = Db::create();
-    let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
-    let a = PgStore::connect(&db.url, StoreOptions::default()).await.unwrap();
-    let b = watched(&db.url_via(&proxy)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    a.create_tasks(&[new_task("L1", "13800001234")], now_ms()).await.unwrap();
-    assert!(fires(&b.created, AT_ONCE).await);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_task_created_on_one_node_wakes_every_node_and_a_stop_reaches_the_node_making_the_call() {
+        let db = Db::create();
+        let a = watched(&db.url).await;
+        let b = watched(&db.url).await;
+        // LISTEN is issued by a background task: give it a moment to be in place.
+        tokio::time::sleep(Duration::from_millis(500)).await;
 
-    proxy.down();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    proxy.up().await;
-    // Back: both fire, as notifications sent meanwhile are lost and the dialer should look.
-    assert!(fires(&b.created, Duration::from_secs(15)).await, "the listener came back");
-    assert!(fires(&b.stopped, AT_ONCE).await);
-    a.create_tasks(&[new_task("L2", "13800001235")], now_ms()).await.unwrap();
-    assert!(fires(&b.created, AT_ONCE).await, "and hears new tasks again");
+        let ids = a.store.create_tasks(&[new_task("T1", "13800001234")], now_ms()).await.unwrap();
+        assert!(fires(&a.created, AT_ONCE).await, "the creating node is woken");
+        assert!(fires(&b.created, AT_ONCE).await, "the other node is woken");
+
+        // Node 01 (store a) is calling the task; the stop is made on node 02 (store b).
+        let now = now_ms();
+        let rules = ClaimRules { per_number_daily_cap: 0, today_from_ms: 0, today_until_ms: i64::MAX };
+        let claimed = a
+            .store
+            .claim_due("01", 10, now, now + 30_000, &rules, &|| "2501010000000110001".into())
+            .await
+            .unwrap();
+        assert_eq!(claimed.iter().map(|c| c.batch_id).collect::<Vec<_>>(), ids);
+        let outcome = b.store.stop_tasks(&ids, &[], now_ms()).await.unwrap();
+        assert_eq!((outcome.stopped, outcome.hanging_up), (0, 1));
+        assert!(fires(&a.stopped, AT_ONCE).await, "the node making the call hears of the stop at once");
+        assert_eq!(a.store.stop_requested("01").await.unwrap(), ids);
+
+        // Stopping waiting tasks needs no hang-up, so no one is disturbed.
+        let waiting = a.store.create_tasks(&[new_task("T2", "13800001235")], now_ms()).await.unwrap();
+        b.store.stop_tasks(&waiting, &[], now_ms()).await.unwrap();
+        assert!(!fires(&a.stopped, Duration::from_millis(300)).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_the_database_goes_away_the_api_fails_fast_and_the_dialer_resumes_losing_nothing() {
+        const TASKS: usize = 300;
+        let db = Db::create();
+        let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::new();
+        let mut node =
+            Node::spawn("01", &db.url_via(&proxy), dir.path(), &[("CALLCENTER__SIM__TIME_SCALE", "0.03")]);
+        node.ready(&client).await;
+        let pool = db.pool().await;
+
+        let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
+        node.create(&client, &tickets).await;
+        // Down in the middle of the work: calls in progress, tasks waiting.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        proxy.down();
+        let open_when_down = open_tasks(&pool).await;
+        assert!(open_when_down > 0, "the outage should come while there is work left");
+
+        let t = Instant::now();
+        let v = node.post(&client, "/api/aicall/calltask/list", &json!({"pageNum": 1, "pageSize": 10})).await;
+        let failed_after = t.elapsed();
+        assert_eq!(v["code"], 500, "{v}");
+        assert!(failed_after < Duration::from_secs(6), "the API answered after {failed_after:?}");
+        let records_before: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let records_during: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+        assert_eq!(records_before, records_during, "nothing reaches the database while it is away");
+
+        proxy.up().await;
+        let t = Instant::now();
+        wait_all_ended(&pool, Duration::from_secs(50)).await;
+        let back_for = t.elapsed();
+        let per_node = check_outcome(&node, &client, &pool, TASKS, &HashSet::new(), false).await;
+        // A claim whose COMMIT went through but whose answer was lost would be found again
+        // only when its lease expires, and recorded as a crash: late, though not lost.
+        let taken_over: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records WHERE hangup_cause LIKE 'CRASH%'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        // Such a claim is taken back at once by the node that made it, when the database is back.
+        let taken_back = std::fs::read_to_string(&node.log).unwrap().matches("took back claims").count();
+        println!(
+            "outage: API answered 500 after {failed_after:.1?}; {open_when_down} tasks open at the outage, \
+             all ended {back_for:.1?} after the database came back; {} attempts; claims with an unanswered \
+             commit: {taken_back} taken back at once, {taken_over} taken over after their lease",
+            per_node.values().sum::<usize>()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_listener_reconnects_by_itself_after_the_database_was_away() {
+        let db = Db::create();
+        let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+        let a = PgStore::connect(&db.url, StoreOptions::default()).await.unwrap();
+        let b = watched(&db.url_via(&proxy)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.create_tasks(&[new_task("L1", "13800001234")], now_ms()).await.unwrap();
+        assert!(fires(&b.created, AT_ONCE).await);
+
+        proxy.down();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        proxy.up().await;
+        // Back: both fire, as notifications sent meanwhile are lost and the dialer should look.
+        assert!(fires(&b.created, Duration::from_secs(15)).await, "the listener came back");
+        assert!(fires(&b.stopped, AT_ONCE).await);
+        a.create_tasks(&[new_task("L2", "13800001235")], now_ms()).await.unwrap();
+        assert!(fires(&b.created, AT_ONCE).await, "and hears new tasks again");
+    }
 }

@@ -210,6 +210,11 @@ function fmtDuration(secs) {
 
 const fmtInt = (n) => new Intl.NumberFormat(lang === 'zh' ? 'zh-CN' : 'en').format(n);
 
+/** Hides an error once a later request succeeds; leaves an answer (a stop's result) in place. */
+function clearError(box) {
+  if (box.classList.contains('error')) showMsg(box, '');
+}
+
 function showMsg(box, text, kind = 'error') {
   box.hidden = !text;
   box.textContent = text || '';
@@ -277,6 +282,11 @@ async function api(method, path, body) {
 }
 
 const post = (path, body) => api('POST', path, body);
+
+/** An error under a view; not for a 401, which the banner above already explains. */
+function showError(box, e) {
+  showMsg(box, e instanceof ApiError && e.code === 401 ? '' : errorText(e));
+}
 
 function errorText(e) {
   return e instanceof ApiError && e.code > 0 && e.code !== 405 ? t('error.code', { code: e.code, msg: e.message }) : e.message;
@@ -360,10 +370,10 @@ async function loadStats() {
     if (seq !== stats.seq) return;
     stats.data = env.data;
     stats.at = new Date();
-    showMsg($('#stats-msg'), '');
+    clearError($('#stats-msg'));
   } catch (e) {
     if (seq !== stats.seq) return;
-    showMsg($('#stats-msg'), errorText(e));
+    showError($('#stats-msg'), e);
   }
   renderStats();
 }
@@ -448,10 +458,10 @@ async function loadTasks() {
     if (tasks.page > pages && env.total > 0) { tasks.page = pages; loadTasks(); return; }
     tasks.rows = env.rows;
     tasks.total = env.total;
-    showMsg($('#task-msg'), '');
+    clearError($('#task-msg'));
   } catch (e) {
     if (seq !== tasks.seq) return;
-    showMsg($('#task-msg'), errorText(e));
+    showError($('#task-msg'), e);
   }
   renderTasks();
 }
@@ -462,7 +472,7 @@ function statusBadge(status) {
 
 function renderTasks() {
   const tbody = $('#task-table tbody');
-  const cell = (label, ...content) => el('td', { 'data-label': t(label) }, ...content);
+  const cell = (label, ...content) => el('td', { 'data-label': t(label), 'data-col': label.split('.')[1] }, ...content);
   const rows = tasks.rows.map((r) => {
     const box = el('input', {
       type: 'checkbox', 'aria-label': t('task.select', { id: r.batchId }),
@@ -513,7 +523,7 @@ async function stopSelected() {
     tasks.selected.clear();
     showMsg($('#task-msg'), env.msg, 'ok');
   } catch (e) {
-    showMsg($('#task-msg'), errorText(e));
+    showError($('#task-msg'), e);
   }
   loadTasks();
 }
@@ -676,7 +686,7 @@ async function submitTickets() {
       create.errorMsg = e.message;
       showMsg($('#create-msg'), t('create.rowError', { n: create.errorIndex + 1, msg: e.message }));
     } else {
-      showMsg($('#create-msg'), errorText(e));
+      showError($('#create-msg'), e);
     }
   } finally {
     button.disabled = false;
@@ -717,16 +727,16 @@ async function loadCalls() {
     if (seq !== calls.seq) return;
     calls.rows = env.rows;
     calls.total = env.total;
-    showMsg($('#call-msg'), '');
+    clearError($('#call-msg'));
   } catch (e) {
     if (seq !== calls.seq) return;
-    showMsg($('#call-msg'), errorText(e));
+    showError($('#call-msg'), e);
   }
   renderCalls();
 }
 
 function renderCalls() {
-  const cell = (label, ...content) => el('td', { 'data-label': t(label) }, ...content);
+  const cell = (label, ...content) => el('td', { 'data-label': t(label), 'data-col': label.split('.')[1] }, ...content);
   const rows = calls.rows.map((r) => {
     const tr = el('tr', { tabindex: 0, 'data-uuid': r.uuid },
       cell('call.uuid', el('span', { class: 'mono' }, r.uuid)),
@@ -760,7 +770,7 @@ function setupCalls() {
         filter.callType = env.data.callType;
         form.elements.callType.value = filter.callType;
       } catch (err) {
-        showMsg($('#call-msg'), errorText(err));
+        showError($('#call-msg'), err);
         return;
       }
     }
@@ -893,7 +903,8 @@ const refreshView = () => VIEWS[currentView()]();
 
 /** The overview refreshes every 5 seconds, and so does the task list when asked to; not in a hidden tab. */
 function tick() {
-  if (document.hidden) return;
+  // Not while the page waits for a key: saving one refreshes at once.
+  if (document.hidden || !$('#banner').hidden) return;
   const view = currentView();
   if (view === 'overview') loadStats();
   else if (view === 'tasks' && $('#tasks-auto').checked) loadTasks();

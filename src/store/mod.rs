@@ -71,6 +71,37 @@ pub struct CallRecord {
     pub intent: String,
 }
 
+/// Recounts `record_stats` from the rows (the same mapping as `domain::outcome_class`).
+/// Portable SQL, run by both backends.
+pub(crate) const RECOUNT_STATS: &str = "
+    INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
+    SELECT call_type, (callout_ms / 3600000) * 3600000,
+           CASE
+               WHEN answered_ms IS NOT NULL THEN 'answered'
+               WHEN hangup_cause LIKE 'USER_BUSY:%' THEN 'busy'
+               WHEN hangup_cause LIKE 'NO_ANSWER:%' OR hangup_cause LIKE 'NO_USER_RESPONSE:%'
+                    OR hangup_cause LIKE 'ORIGINATOR_CANCEL:%' THEN 'no_answer'
+               WHEN hangup_cause LIKE 'UNALLOCATED_NUMBER:%' OR hangup_cause LIKE 'NUMBER_CHANGED:%'
+                    OR hangup_cause LIKE 'INVALID_NUMBER_FORMAT:%' THEN 'unallocated'
+               WHEN hangup_cause LIKE 'CALL_REJECTED:%' THEN 'rejected'
+               WHEN hangup_cause LIKE 'MANAGER_REQUEST:%' THEN 'stopped'
+               WHEN hangup_cause LIKE 'SYSTEM_SHUTDOWN:%' OR hangup_cause LIKE 'CRASH:%' THEN 'interrupted'
+               ELSE 'failed'
+           END,
+           COUNT(*), SUM(time_len)
+    FROM call_records
+    GROUP BY 1, 2, 3";
+
+/// Seeded data spreads over this many days before now.
+pub(crate) const SEED_SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
+
+/// Canned dialogues of seeded answered calls.
+pub(crate) const SEED_DIALOGUES: [&str; 3] = [
+    r#"[{"role":"assistant","content":"您好，请问是张三吗？这里是客服中心的智能助理。"},{"role":"assistant","content":"关于您的活动通知：提醒您参加本周末的线下优惠活动。"},{"role":"user","content":"好的，我知道了。"},{"role":"assistant","content":"好的，感谢您的确认。祝您生活愉快，再见。"}]"#,
+    r#"[{"role":"assistant","content":"您好，请问是李四吗？这里是客服中心的智能助理。"},{"role":"user","content":"请问具体是什么时间？"},{"role":"assistant","content":"您的问题我们已记录，稍后会有专人回电为您解答。"}]"#,
+    r#"[{"role":"assistant","content":"您好，请问是王五吗？"},{"role":"user","content":"不需要，谢谢。"},{"role":"assistant","content":"好的，打扰您了。"}]"#,
+];
+
 /// The width of a `record_stats` bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
@@ -287,6 +318,12 @@ pub trait Store: Send + Sync + 'static {
     /// Calls of one type per hour and outcome, for hours starting in `[from, until)`.
     async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>>;
 
+    /// Fills the database with `records` realistic call records spread over the 90 days
+    /// before `now_ms` (a mix of call types, outcomes, talk times and dialogues; uuids of
+    /// node 99, stamped at `utc_offset_secs`) and `tasks` ended tasks, then recounts
+    /// `record_stats`. For benchmarks and demos: `callcenter seed`.
+    async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()>;
+
     /// Leases up to `limit` webhook events that are due, oldest first.
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>>;
 
@@ -356,6 +393,40 @@ pub trait Store: Send + Sync + 'static {
     /// The largest call uuid in `[from, to]` (records and calls in progress), so a
     /// restarted node can continue its counter.
     async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>>;
+}
+
+/// The database url as logs may show it: `postgres://user:***@host/db`.
+pub fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    match rest.split_once('@') {
+        Some((user_info, host)) if user_info.contains(':') => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_database_urls_are_not_shown() {
+        assert_eq!(redact_password("postgres://cc:s3cret@db:5432/cc"), "postgres://cc:***@db:5432/cc");
+        assert_eq!(redact_password("postgres://cc@db/cc"), "postgres://cc@db/cc");
+        assert_eq!(redact_password("sqlite://data/callcenter.db"), "sqlite://data/callcenter.db");
+    }
+
+    #[test]
+    fn whole_hours_split_a_range_into_summed_hours_and_counted_edges() {
+        let h = HOUR_MS;
+        assert_eq!(whole_hours(None, None), Some((i64::MIN, i64::MAX)));
+        assert_eq!(whole_hours(Some(0), Some(3 * h)), Some((0, 3 * h)));
+        assert_eq!(whole_hours(Some(1), Some(3 * h - 1)), Some((h, 2 * h)));
+        assert_eq!(whole_hours(Some(10), Some(h - 10)), None);
+        assert_eq!(whole_hours(Some(h + 1), None), Some((2 * h, i64::MAX)));
+    }
 }
 
 /// Opens the store that `url` names, creating and migrating it as needed.

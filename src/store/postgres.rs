@@ -13,7 +13,9 @@
 //!
 //! When the database goes away, a query fails after at most `ACQUIRE_TIMEOUT` (the API
 //! answers 500, the dialer backs off and retries); the pool and the listener reconnect
-//! by themselves when it is back.
+//! by themselves when it is back. A claim whose COMMIT got no answer may have gone
+//! through: the next claim takes it back (while its lease holds), so its task does not
+//! sit 呼叫中 with no call until the lease runs out.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -28,8 +30,8 @@ use tokio::task::AbortHandle;
 
 use super::{
     CALL_ENDED, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NextStep, OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, StoreOptions,
-    TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
+    NextStep, OutboxEvent, Paged, RECOUNT_STATS, Result, SEED_DIALOGUES, SEED_SPAN_MS, StopOutcome, Store,
+    StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -565,6 +567,8 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut due = Vec::with_capacity(candidates.len());
+        // Calls this claim gives each number, which the counts below cannot see yet.
+        let mut claimed_phones: HashMap<String, i64> = HashMap::new();
         let mut blocked_any = false;
         for (batch_id, phone, do_not_call) in candidates {
             if do_not_call {
@@ -580,6 +584,12 @@ impl Store for PgStore {
                 continue;
             }
             if rules.per_number_daily_cap > 0 {
+                // Another node counting this number waits for our commit, and then sees
+                // our claims as calls in progress.
+                sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                    .bind(&phone)
+                    .execute(&mut *tx)
+                    .await?;
                 let calls_today: i64 = sqlx::query_scalar(
                     "SELECT (SELECT COUNT(*) FROM call_records WHERE telephone = $1 AND callout_ms >= $2 AND callout_ms < $3)
                           + (SELECT COUNT(*) FROM tasks WHERE phone = $1 AND status = 'calling')",
@@ -589,7 +599,8 @@ impl Store for PgStore {
                 .bind(rules.today_until_ms)
                 .fetch_one(&mut *tx)
                 .await?;
-                if calls_today >= i64::from(rules.per_number_daily_cap) {
+                let in_this_claim = claimed_phones.entry(phone).or_insert(0);
+                if calls_today + *in_this_claim >= i64::from(rules.per_number_daily_cap) {
                     sqlx::query("UPDATE tasks SET next_attempt_ms = $1 WHERE batch_id = $2")
                         .bind(rules.today_until_ms)
                         .bind(batch_id)
@@ -597,6 +608,7 @@ impl Store for PgStore {
                         .await?;
                     continue;
                 }
+                *in_this_claim += 1;
             }
             due.push(batch_id);
         }
@@ -922,6 +934,100 @@ impl Store for PgStore {
             .into_iter()
             .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
             .collect())
+    }
+
+    async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()> {
+        let start = now_ms - SEED_SPAN_MS;
+        let mut tx = self.pool.begin().await?;
+        // Building the secondary indexes once, over the loaded data, is several times
+        // faster than keeping them up to date row by row.
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT indexname::text, indexdef FROM pg_indexes
+             WHERE schemaname = current_schema() AND tablename = 'call_records' AND indexname <> 'call_records_pkey'",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (name, _) in &indexes {
+            sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
+        }
+        if records > 0 {
+            let step = (SEED_SPAN_MS / records as i64).max(1);
+            // Row i falls in [start + i*step, start + (i+1)*step): times rise with i, so
+            // within a second the rows are consecutive and their counters distinct.
+            sqlx::query(
+                "WITH hashed AS (SELECT i, (i * 2654435761 + 40503) % 4294967296 AS h FROM generate_series(0::bigint, $1 - 1) AS i),
+                 base AS (
+                     SELECT i, $2 + i * $3 + h % $3 AS t, h % 10 AS kind, h / 10 % 100 AS outcome,
+                            5 + h / 1000 % 175 AS talk, 2 + h / 175000 % 20 AS ring, h / 7 AS pick
+                     FROM hashed),
+                 calls AS (
+                     SELECT *, CASE WHEN kind < 7 THEN '02' WHEN kind < 9 THEN '01' ELSE '03' END AS call_type,
+                            outcome < 65 AS answered,
+                            to_char(to_timestamp(t / 1000) AT TIME ZONE 'UTC' + make_interval(secs => $4), 'YYMMDDHH24MISS')
+                                || '99' || lpad((10001 + i % 89999)::text, 5, '0') AS uuid,
+                            to_char(to_timestamp(t / 1000) AT TIME ZONE 'UTC' + make_interval(secs => $4), 'YYYY/MM/DD/HH24/') AS dir
+                     FROM base)
+                 INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms,
+                                           time_len, hangup_cause, wav_path, wav_url, dialogue, intent)
+                 SELECT uuid, call_type, NULL,
+                        '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
+                        CASE WHEN call_type = '02' THEN NULL ELSE '8' || lpad((pick % 1000)::text, 3, '0') END,
+                        t,
+                        CASE WHEN answered THEN t + ring * 1000 END,
+                        t + ring * 1000 + CASE WHEN answered THEN talk * 1000 ELSE 0 END,
+                        CASE WHEN answered THEN ring + talk ELSE 0 END,
+                        CASE WHEN answered THEN 'NORMAL_CLEARING:sip:200'
+                             WHEN outcome < 75 THEN 'USER_BUSY:sip:486'
+                             WHEN outcome < 90 THEN 'NO_ANSWER:sip:480'
+                             WHEN outcome < 95 THEN 'NORMAL_TEMPORARY_FAILURE:sip:503'
+                             WHEN outcome < 98 THEN 'UNALLOCATED_NUMBER:sip:404'
+                             ELSE 'MANAGER_REQUEST:null' END,
+                        CASE WHEN answered AND call_type = '02' THEN 'ai_call/' || dir || uuid || '.wav' ELSE '' END,
+                        '',
+                        CASE WHEN answered AND call_type = '02'
+                             THEN CASE pick % 3 WHEN 0 THEN $5 WHEN 1 THEN $6 ELSE $7 END ELSE '[]' END,
+                        CASE WHEN answered AND call_type = '02'
+                             THEN CASE pick % 3 WHEN 0 THEN '已确认' WHEN 1 THEN '需回访' ELSE '拒绝' END ELSE '' END
+                 FROM calls
+                 ON CONFLICT (uuid) DO NOTHING",
+            )
+            .bind(records as i64)
+            .bind(start)
+            .bind(step)
+            .bind(f64::from(utc_offset_secs))
+            .bind(SEED_DIALOGUES[0])
+            .bind(SEED_DIALOGUES[1])
+            .bind(SEED_DIALOGUES[2])
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM record_stats").execute(&mut *tx).await?;
+            sqlx::query(RECOUNT_STATS).execute(&mut *tx).await?;
+        }
+        for (_, sql) in &indexes {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        if tasks > 0 {
+            let step = (SEED_SPAN_MS / tasks as i64).max(1);
+            sqlx::query(
+                "WITH base AS (SELECT i, $2 + i * $3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick
+                               FROM generate_series(0::bigint, $1 - 1) AS i)
+                 INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
+                                    stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
+                 SELECT 'SEED-' || t || '-' || i, '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
+                        '客户' || (pick % 10000), '活动通知', '尊敬的客户，提醒您参加本周末的线下优惠活动。',
+                        CASE WHEN pick % 20 = 0 THEN 'stopped' ELSE 'completed' END, t, t + 600000,
+                        pick % 3 <> 0, 1 + pick % 3,
+                        CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t
+                 FROM base",
+            )
+            .bind(tasks as i64)
+            .bind(start)
+            .bind(step)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {

@@ -12,8 +12,8 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::{
     CALL_ENDED, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NextStep, OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, StoreOptions,
-    TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
+    NextStep, OutboxEvent, Paged, RECOUNT_STATS, Result, SEED_DIALOGUES, SEED_SPAN_MS, StopOutcome, Store,
+    StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, countable_by_hours, whole_hours,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -451,6 +451,8 @@ impl Store for SqliteStore {
                 .bind(rules.today_until_ms)
                 .fetch_one(&mut *tx)
                 .await?;
+                // A task for this number claimed earlier in this loop is `calling` already,
+                // and so counted: the single writer sees its own transaction.
                 if calls_today >= i64::from(rules.per_number_daily_cap) {
                     sqlx::query("UPDATE tasks SET next_attempt_ms = ? WHERE batch_id = ?")
                         .bind(rules.today_until_ms)
@@ -760,6 +762,102 @@ impl Store for SqliteStore {
             .into_iter()
             .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
             .collect())
+    }
+
+    async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()> {
+        let start = now_ms - SEED_SPAN_MS;
+        let offset = format!("{utc_offset_secs:+} seconds");
+        let mut tx = self.writer.begin().await?;
+        // Building the secondary indexes once, over sorted data, is several times faster
+        // than keeping them up to date row by row.
+        let indexes: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'call_records' AND sql IS NOT NULL",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for (name, _) in &indexes {
+            sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
+        }
+        if records > 0 {
+            let step = (SEED_SPAN_MS / records as i64).max(1);
+            // Row i falls in [start + i*step, start + (i+1)*step): times rise with i, so
+            // within a second the rows are consecutive and their counters distinct.
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
+                 hashed AS (SELECT i, (i * 2654435761 + 40503) % 4294967296 AS h FROM n),
+                 base AS (
+                     SELECT i, ?2 + i * ?3 + h % ?3 AS t, h % 10 AS kind, h / 10 % 100 AS outcome,
+                            5 + h / 1000 % 175 AS talk, 2 + h / 175000 % 20 AS ring, h / 7 AS pick
+                     FROM hashed),
+                 calls AS (
+                     SELECT *, CASE WHEN kind < 7 THEN '02' WHEN kind < 9 THEN '01' ELSE '03' END AS call_type,
+                            outcome < 65 AS answered,
+                            substr(strftime('%Y%m%d%H%M%S', t / 1000, 'unixepoch', ?4), 3) || '99' || printf('%05d', 10001 + i % 89999) AS uuid
+                     FROM base)
+                 INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms,
+                                           time_len, hangup_cause, wav_path, wav_url, dialogue, intent)
+                 SELECT uuid, call_type, NULL,
+                        '1' || (3 + pick % 7) || printf('%09d', pick % 1000000000),
+                        CASE WHEN call_type = '02' THEN NULL ELSE '8' || printf('%03d', pick % 1000) END,
+                        t,
+                        CASE WHEN answered THEN t + ring * 1000 END,
+                        t + ring * 1000 + CASE WHEN answered THEN talk * 1000 ELSE 0 END,
+                        CASE WHEN answered THEN ring + talk ELSE 0 END,
+                        CASE WHEN answered THEN 'NORMAL_CLEARING:sip:200'
+                             WHEN outcome < 75 THEN 'USER_BUSY:sip:486'
+                             WHEN outcome < 90 THEN 'NO_ANSWER:sip:480'
+                             WHEN outcome < 95 THEN 'NORMAL_TEMPORARY_FAILURE:sip:503'
+                             WHEN outcome < 98 THEN 'UNALLOCATED_NUMBER:sip:404'
+                             ELSE 'MANAGER_REQUEST:null' END,
+                        CASE WHEN answered AND call_type = '02'
+                             THEN 'ai_call/' || strftime('%Y/%m/%d/%H/', t / 1000, 'unixepoch', ?4) || uuid || '.wav'
+                             ELSE '' END,
+                        '',
+                        CASE WHEN answered AND call_type = '02'
+                             THEN CASE pick % 3 WHEN 0 THEN ?5 WHEN 1 THEN ?6 ELSE ?7 END ELSE '[]' END,
+                        CASE WHEN answered AND call_type = '02'
+                             THEN CASE pick % 3 WHEN 0 THEN '已确认' WHEN 1 THEN '需回访' ELSE '拒绝' END ELSE '' END
+                 FROM calls
+                 WHERE true -- SQLite needs a WHERE before an upsert on INSERT … SELECT
+                 ON CONFLICT (uuid) DO NOTHING",
+            )
+            .bind(records as i64)
+            .bind(start)
+            .bind(step)
+            .bind(&offset)
+            .bind(SEED_DIALOGUES[0])
+            .bind(SEED_DIALOGUES[1])
+            .bind(SEED_DIALOGUES[2])
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM record_stats").execute(&mut *tx).await?;
+            sqlx::query(RECOUNT_STATS).execute(&mut *tx).await?;
+        }
+        for (_, sql) in &indexes {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        if tasks > 0 {
+            let step = (SEED_SPAN_MS / tasks as i64).max(1);
+            sqlx::query(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
+                 base AS (SELECT i, ?2 + i * ?3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick FROM n)
+                 INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
+                                    stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
+                 SELECT 'SEED-' || t || '-' || i, '1' || (3 + pick % 7) || printf('%09d', pick % 1000000000),
+                        '客户' || (pick % 10000), '活动通知', '尊敬的客户，提醒您参加本周末的线下优惠活动。',
+                        CASE WHEN pick % 20 = 0 THEN 'stopped' ELSE 'completed' END, t, t + 600000,
+                        pick % 3 <> 0, 1 + pick % 3,
+                        CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t
+                 FROM base",
+            )
+            .bind(tasks as i64)
+            .bind(start)
+            .bind(step)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {
