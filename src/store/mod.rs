@@ -407,6 +407,17 @@ pub fn redact_password(url: &str) -> String {
     }
 }
 
+/// Opens the store that `url` names, creating and migrating it as needed.
+pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, options).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, options).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,16 +437,5 @@ mod tests {
         assert_eq!(whole_hours(Some(1), Some(3 * h - 1)), Some((h, 2 * h)));
         assert_eq!(whole_hours(Some(10), Some(h - 10)), None);
         assert_eq!(whole_hours(Some(h + 1), None), Some((2 * h, i64::MAX)));
-    }
-}
-
-/// Opens the store that `url` names, creating and migrating it as needed.
-pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>> {
-    if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, options).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, options).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl(url.to_string()))
     }
 }
