@@ -56,6 +56,7 @@ export async function openPage(browser, baseURL, { ignore = [], ...options } = {
 /** Saves a screenshot (the whole page unless `fullPage` is false) under SCREENSHOTS. */
 export async function shot(page, name, { fullPage = true } = {}) {
   mkdirSync(SCREENSHOTS, { recursive: true });
+  if (fullPage) await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage });
 }
 

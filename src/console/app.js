@@ -230,6 +230,16 @@ function toast(text) {
   toastTimer = setTimeout(() => { box.hidden = true; }, 3000);
 }
 
+/** The reset button clears the form, sets `defaults`, and searches at once. */
+function onReset(form, defaults) {
+  form.querySelector('button[type=reset]').addEventListener('click', (e) => {
+    e.preventDefault();
+    form.reset();
+    defaults();
+    form.requestSubmit();
+  });
+}
+
 /** Removes blank values: the API reads a blank filter as no filter, but sending none is plainer. */
 function formFilter(form, numeric = []) {
   const out = {};
@@ -534,9 +544,10 @@ function setupTasks() {
     e.preventDefault();
     tasks.filter = formFilter(form, ['batchId']);
     tasks.page = 1;
+    showMsg($('#task-msg'), '');
     loadTasks();
   });
-  form.addEventListener('reset', () => setTimeout(() => form.requestSubmit()));
+  onReset(form, () => {});
   $('#task-select-all').addEventListener('change', (e) => {
     for (const r of tasks.rows) {
       if (ENDED.has(r.status)) continue;
@@ -778,7 +789,7 @@ function setupCalls() {
     calls.page = 1;
     loadCalls();
   });
-  form.addEventListener('reset', () => setTimeout(() => { form.elements.callType.value = '02'; form.requestSubmit(); }));
+  onReset(form, () => { form.elements.callType.value = '02'; });
   form.elements.callType.addEventListener('change', () => form.requestSubmit());
   $('#call-dialog-close').addEventListener('click', () => $('#call-dialog').close());
   $('#call-dialog').addEventListener('close', resetAudio);

@@ -35,6 +35,9 @@ const STOP_POLL_EVERY: Duration = Duration::from_millis(250);
 const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Most tasks claimed in one transaction.
 const CLAIM_BATCH: usize = 64;
+/// A claim takes no more tasks than `calls_per_second` starts in this long: their starts
+/// are paced after the claim, so a record's calloutTime precedes its dial by at most this.
+const CLAIM_SPAN: Duration = Duration::from_millis(5);
 
 /// How the API nudges the dialer in this process.
 #[derive(Clone, Default)]
@@ -170,6 +173,13 @@ async fn claim_loop(
     // limit, or a calendar second in the records) sees more than `calls_per_second`.
     // Quota::per_second's default burst of `cps` would let almost twice as many through.
     let pace = RateLimiter::direct(Quota::per_second(cps).allow_burst(NonZeroU32::MIN));
+    // With no burst, tokens never pile up, so batching by "tokens ready now" would claim
+    // one task per transaction. Instead a claim takes what `CLAIM_SPAN` of pace allows (1
+    // at 5 calls a second, 64 at 100,000) and each start after the first waits its token.
+    let batch = ((cps.get() as f64 * CLAIM_SPAN.as_secs_f64()) as usize).clamp(1, CLAIM_BATCH);
+    // Calls stamped (calloutTime, uuid) in one calendar second: a batch claimed late in a
+    // second would otherwise let a record's second hold a few more than `cps`.
+    let mut stamped: (i64, u32) = (0, 0);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -185,15 +195,26 @@ async fn claim_loop(
             _ = pace.until_ready() => {}
         }
         let pacing_delay = waiting_since.elapsed();
-        // Take as many more as are free right now, to claim in one transaction.
+        let mut now = now_ms();
+        if stamped.0 == now.div_euclid(1000) && stamped.1 >= cps.get() {
+            let next_second = Duration::from_millis((1000 - now.rem_euclid(1000)) as u64);
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(next_second) => {}
+            }
+            now = now_ms();
+        }
+        if stamped.0 != now.div_euclid(1000) {
+            stamped = (now.div_euclid(1000), 0);
+        }
+        let room = (cps.get() - stamped.1).max(1) as usize;
+        // Take as many more slots as are free right now, to claim in one transaction.
         let mut permits = vec![first];
-        while permits.len() < CLAIM_BATCH
-            && pace.check().is_ok()
+        while permits.len() < batch.min(room)
             && let Ok(p) = slots.clone().try_acquire_owned()
         {
             permits.push(p);
         }
-        let now = now_ms();
         let lease_until = now + LEASE.as_millis() as i64;
         let rules = claim_rules(inner, now);
         let claimed = inner
@@ -220,7 +241,12 @@ async fn claim_loop(
             }
             continue;
         }
-        for (task, permit) in claimed.into_iter().zip(permits) {
+        stamped.1 += claimed.len() as u32;
+        for (i, (task, permit)) in claimed.into_iter().zip(permits).enumerate() {
+            if i > 0 {
+                // Claimed, so started even during shutdown; within `CLAIM_SPAN` anyway.
+                pace.until_ready().await;
+            }
             crate::metrics::call_started(pacing_delay);
             start_call(inner, tracker, task, permit);
         }

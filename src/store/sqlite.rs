@@ -375,7 +375,10 @@ impl Store for SqliteStore {
     async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome> {
         let ids = serde_json::to_string(batch_ids).expect("ids serialize");
         let tickets = serde_json::to_string(ticket_nos).expect("tickets serialize");
-        let named = "(batch_id IN (SELECT value FROM json_each(?1)) OR ticket_no IN (SELECT value FROM json_each(?2)))";
+        // One id list, so that the primary key and the ticket index find the rows (an OR
+        // of the two would scan every waiting task).
+        let named = "batch_id IN (SELECT value FROM json_each(?1)
+                                  UNION SELECT batch_id FROM tasks WHERE ticket_no IN (SELECT value FROM json_each(?2)))";
         let mut tx = self.writer.begin().await?;
         let stopped: Vec<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'stopped', stopped_ms = ?3

@@ -1,0 +1,20 @@
+-- One request, repeated: method and body from the environment.
+--   BENCH_METHOD  GET or POST (default POST when BENCH_BODY is set, else GET)
+--   BENCH_BODY    the JSON body of a POST
+local body = os.getenv("BENCH_BODY")
+if body == "" then body = nil end
+wrk.method = os.getenv("BENCH_METHOD") or (body and "POST" or "GET")
+if body then
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+
+-- One machine-readable line for run.sh: requests, seconds, errors, latency percentiles (ms).
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("BENCH requests=%d secs=%.3f errors=%d p50=%.3f p90=%.3f p99=%.3f max=%.3f\n",
+    summary.requests, summary.duration / 1e6,
+    e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
+    latency:percentile(99) / 1000, latency.max / 1000))
+end

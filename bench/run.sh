@@ -1,0 +1,549 @@
+#!/usr/bin/env bash
+# The project's performance benchmark: builds the release binary, then for each backend
+# and database size seeds a database, and measures the HTTP floor, records/list,
+# calltask/list, createTasks, the dialer's throughput, memory with 10,000 calls in
+# progress, start-up time and idle memory. Prints one table with a verdict per target.
+# See bench/README.md.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+SIZES="1000000 10000000"
+BACKENDS="sqlite postgres"
+DURATION=10
+THREADS=2
+CONNECTIONS=32
+CREATE_CONNECTIONS=4
+TASK_RATIO=10
+DIALER_TASKS=20000
+RSS_CALLS=10000
+PG_URL=postgres://postgres@127.0.0.1:5432
+PORT=28899
+WORKDIR=""
+KEEP=0
+BUILD=1
+ONLY="seed,startup,http,create,dialer,rss"
+OUT=""
+
+usage() {
+    cat <<EOF
+usage: bench/run.sh [options]
+  --sizes N[,N…]          database sizes in call records (default: $SIZES)
+  --backends B[,B…]       sqlite and/or postgres (default: $BACKENDS)
+  --duration S            seconds per wrk run (default: $DURATION)
+  --threads N             wrk threads (default: $THREADS)
+  --connections N         wrk connections for the list endpoints (default: $CONNECTIONS)
+  --create-connections N  wrk connections for createTasks (default: $CREATE_CONNECTIONS)
+  --task-ratio N          seeded tasks = records / N (default: $TASK_RATIO)
+  --dialer-tasks N        tasks the dialer throughput run calls (default: $DIALER_TASKS)
+  --rss-calls N           calls in progress for the memory run (default: $RSS_CALLS)
+  --only G[,G…]           groups to run: seed,startup,http,create,dialer,rss (default: all)
+                          (seed is needed by startup and http on a fresh database)
+  --pg URL                PostgreSQL server, without a database (default: $PG_URL)
+  --port P                first port to try for the server (default: $PORT)
+  --workdir DIR           scratch directory (default: a new one under /tmp)
+  --out FILE              also write the table (Markdown) to FILE
+  --keep                  keep the scratch directory and the PostgreSQL databases
+  --no-build              use target/release/callcenter as it is
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --sizes) SIZES=${2//,/ }; shift 2 ;;
+        --backends) BACKENDS=${2//,/ }; shift 2 ;;
+        --duration) DURATION=$2; shift 2 ;;
+        --threads) THREADS=$2; shift 2 ;;
+        --connections) CONNECTIONS=$2; shift 2 ;;
+        --create-connections) CREATE_CONNECTIONS=$2; shift 2 ;;
+        --task-ratio) TASK_RATIO=$2; shift 2 ;;
+        --dialer-tasks) DIALER_TASKS=$2; shift 2 ;;
+        --rss-calls) RSS_CALLS=$2; shift 2 ;;
+        --only) ONLY=$2; shift 2 ;;
+        --pg) PG_URL=${2%/}; shift 2 ;;
+        --port) PORT=$2; shift 2 ;;
+        --workdir) WORKDIR=$2; shift 2 ;;
+        --out) OUT=$2; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        --no-build) BUILD=0; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in wrk curl jq awk; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y $tool)"
+done
+if [[ " $BACKENDS " == *" postgres "* ]]; then
+    command -v psql >/dev/null || die "psql is missing"
+fi
+
+if [[ -z $WORKDIR ]]; then
+    WORKDIR=$(mktemp -d /tmp/callcenter-bench.XXXXXX)
+else
+    mkdir -p "$WORKDIR"
+fi
+WORKDIR=$(cd "$WORKDIR" && pwd)
+RESULTS=$WORKDIR/results.tsv
+: >"$RESULTS"
+
+# --- cleanup ---------------------------------------------------------------------------
+
+SRV_PID=""
+PG_DBS=()
+cleanup() {
+    local rc=$?
+    if [[ -n $SRV_PID ]] && kill -0 "$SRV_PID" 2>/dev/null; then
+        kill -KILL "$SRV_PID" 2>/dev/null || true
+        wait "$SRV_PID" 2>/dev/null || true
+    fi
+    # wrk runs in the foreground, but a Ctrl-C may leave one behind.
+    local jobs_left
+    jobs_left=$(jobs -p)
+    [[ -n $jobs_left ]] && kill $jobs_left 2>/dev/null || true
+    if [[ $KEEP == 0 ]]; then
+        for db in "${PG_DBS[@]}"; do
+            psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+        done
+        rm -rf "$WORKDIR"
+    else
+        log "kept $WORKDIR ${PG_DBS[*]}"
+    fi
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- build -----------------------------------------------------------------------------
+
+if [[ $BUILD == 1 ]]; then
+    log "building the release binary"
+    (cd "$ROOT" && cargo build --release --quiet)
+fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+[[ -x $TARGET_DIR/release/callcenter ]] || die "no $TARGET_DIR/release/callcenter"
+# A copy, so that a rebuild by someone else during the run does not change what runs.
+BIN=$WORKDIR/callcenter
+cp "$TARGET_DIR/release/callcenter" "$BIN"
+COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -c . || true)
+
+# A free port: nothing answers on it.
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
+BASE=http://127.0.0.1:$PORT
+log "binary $BIN (commit $COMMIT, $DIRTY files changed), port $PORT, scratch $WORKDIR"
+
+# --- the server ------------------------------------------------------------------------
+
+DB_URL=""
+SRV_READY_MS=""
+# A FIFO nobody writes to: `read -t` on it is a sleep without a fork.
+mkfifo "$WORKDIR/sleep.fifo"
+exec {SLEEP_FD}<>"$WORKDIR/sleep.fifo"
+
+# start_server NAME [VAR=VALUE…]: starts `callcenter serve`, waits for /readyz 200 and sets
+# SRV_PID and SRV_READY_MS (spawn → first 200, polled over a bash socket: no fork per try).
+start_server() {
+    local name=$1
+    shift
+    local t0=$EPOCHREALTIME
+    (
+        cd "$WORKDIR"
+        exec env CALLCENTER__SERVER__BIND="127.0.0.1:$PORT" CALLCENTER__DATABASE__URL="$DB_URL" \
+            CALLCENTER__RECORDINGS__DIR="$WORKDIR/recordings" CALLCENTER__LOG__FORMAT=json "$@" \
+            "$BIN" serve >"$WORKDIR/$name.log" 2>&1
+    ) &
+    SRV_PID=$!
+    local line deadline=$((SECONDS + 120))
+    while :; do
+        kill -0 "$SRV_PID" 2>/dev/null || { tail -5 "$WORKDIR/$name.log" >&2; die "server $name exited"; }
+        ((SECONDS < deadline)) || die "server $name not ready after 120 s"
+        if { exec 3<>"/dev/tcp/127.0.0.1/$PORT"; } 2>/dev/null; then
+            printf 'GET /readyz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n' >&3
+            line=""
+            IFS= read -r -t 5 line <&3 || true
+            exec 3<&- 3>&-
+            if [[ $line == "HTTP/1.1 200"* ]]; then
+                break
+            fi
+        fi
+        read -r -t 0.002 -u "$SLEEP_FD" || true
+    done
+    SRV_READY_MS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", (b - a) * 1000 }')
+}
+
+# stop_server [MAX_SECS]: SIGTERM, then SIGKILL after MAX_SECS. Calls `on_stop_tick`, if
+# defined, every 0.1 s while waiting.
+stop_server() {
+    local max=${1:-30} i=0
+    [[ -n $SRV_PID ]] || return 0
+    kill -TERM "$SRV_PID" 2>/dev/null || true
+    while kill -0 "$SRV_PID" 2>/dev/null; do
+        if [[ $(type -t on_stop_tick) == function ]]; then on_stop_tick; fi
+        if ((i >= max * 10)); then
+            log "server did not stop in $max s: killing it"
+            kill -KILL "$SRV_PID" 2>/dev/null || true
+        fi
+        sleep 0.1
+        i=$((i + 1))
+    done
+    wait "$SRV_PID" 2>/dev/null || true
+    SRV_PID=""
+}
+
+proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
+
+post() { curl -sS --max-time 120 -X POST -H 'Content-Type: application/json' "$BASE$1" --data-binary "$2"; }
+
+# Checks one answer: code 0, and prints `total`.
+check_total() {
+    local path=$1 body=$2 answer code
+    answer=$(post "$path" "$body")
+    code=$(jq -r .code <<<"$answer")
+    [[ $code == 0 ]] || die "$path $body answered: ${answer:0:300}"
+    jq -r .total <<<"$answer"
+}
+
+# --- results ---------------------------------------------------------------------------
+
+# result BACKEND SIZE MEASURE VALUE UNIT P50 P99 P99_1 TARGET VERDICT
+result() {
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    log "$(printf '%s %s: %s = %s %s  p50 %s  p99 %s  p99@1conn %s  %s %s' "$@")"
+}
+
+# verdict OK: pass or FAIL
+verdict() { if [[ $1 == 1 ]]; then echo pass; else echo FAIL; fi; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 <= b + 0) ? 1 : 0 }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? 1 : 0 }'; }
+human() { awk -v n="$1" 'BEGIN { if (n >= 1000000) printf "%gM", n / 1000000; else if (n >= 1000) printf "%gk", n / 1000; else print n }'; }
+
+# wrk_run URL CONNECTIONS THREADS DURATION [SCRIPT]: sets W_RPS W_P50 W_P99 W_ERR W_REQ.
+wrk_run() {
+    local url=$1 conns=$2 threads=$3 secs=$4 script=${5:-$HERE/lua/request.lua} out line
+    out=$(wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s -s "$script" "$url") ||
+        die "wrk failed on $url"
+    line=$(grep '^BENCH ' <<<"$out") || die "no BENCH line from wrk: $out"
+    W_REQ=$(sed -E 's/.*requests=([0-9]+).*/\1/' <<<"$line")
+    W_ERR=$(sed -E 's/.*errors=([0-9]+).*/\1/' <<<"$line")
+    W_P50=$(sed -E 's/.*p50=([0-9.]+).*/\1/' <<<"$line")
+    W_P99=$(sed -E 's/.*p99=([0-9.]+).*/\1/' <<<"$line")
+    W_RPS=$(sed -E 's/.*requests=([0-9]+) secs=([0-9.]+).*/\1 \2/' <<<"$line" | awk '{ printf "%.0f", $1 / $2 }')
+    if [[ $W_ERR != 0 ]]; then log "warning: $W_ERR errors on $url"; fi
+}
+
+# list_bench BACKEND SIZE MEASURE PATH BODY: the loaded run, then one connection.
+declare -A P99 RPS
+list_bench() {
+    local backend=$1 size=$2 measure=$3 path=$4 body=$5
+    BENCH_BODY=$body wrk_run "$BASE$path" "$CONNECTIONS" "$THREADS" "$DURATION"
+    local rps=$W_RPS p50=$W_P50 p99=$W_P99 err=$W_ERR
+    BENCH_BODY=$body wrk_run "$BASE$path" 1 1 "$LIGHT_SECS"
+    RPS[$measure]=$rps
+    P99[$measure]=$p99
+    local unit="req/s"
+    [[ $err == 0 ]] || unit="req/s ($err errors)"
+    result "$backend" "$size" "$measure" "$rps" "$unit" "$p50" "$p99" "$W_P99" "" ""
+}
+LIGHT_SECS=$(((DURATION + 2) / 3))
+
+# Tickets for createTasks as files of COUNT/1000 JSON arrays: make_tickets PREFIX COUNT DIR
+make_tickets() {
+    local prefix=$1 count=$2 dir=$3
+    mkdir -p "$dir"
+    awk -v prefix="$prefix" -v count="$count" -v dir="$dir" 'BEGIN {
+        for (r = 0; r * 1000 < count; r++) {
+            f = sprintf("%s/%05d.json", dir, r)
+            printf "[" > f
+            for (i = 0; i < 1000 && r * 1000 + i < count; i++) {
+                n = r * 1000 + i
+                printf "%s{\"ticketNo\":\"%s-%d\",\"phone\":\"13%08d1\",\"username\":\"张三\",\"ticketType\":\"活动通知\",\"ticketContent\":\"尊敬的客户，提醒您参加我们本周末的线下优惠活动。\"}", (i ? "," : ""), prefix, n, (n * 7919 + 17) % 100000000 > f
+            }
+            printf "]" > f
+            close(f)
+        }
+    }'
+}
+
+create_from() {
+    local f answer
+    for f in "$1"/*.json; do
+        answer=$(curl -sS --max-time 120 -X POST -H 'Content-Type: application/json' \
+            "$BASE/api/aicall/createTasks" --data-binary @"$f")
+        [[ $(jq -r .code <<<"$answer") == 0 ]] || die "createTasks: ${answer:0:300}"
+    done
+}
+
+task_total() { check_total /api/aicall/calltask/list "{\"pageNum\":1,\"pageSize\":1${1:+,\"status\":\"$1\"}}"; }
+
+# Totals of 待呼叫, 呼叫中 and 等待重呼 in one curl.
+open_totals() {
+    curl -sS --max-time 30 -H 'Content-Type: application/json' \
+        -X POST "$BASE/api/aicall/calltask/list" -d '{"pageNum":1,"pageSize":1,"status":"待呼叫"}' --next \
+        -H 'Content-Type: application/json' \
+        -X POST "$BASE/api/aicall/calltask/list" -d '{"pageNum":1,"pageSize":1,"status":"呼叫中"}' --next \
+        -H 'Content-Type: application/json' \
+        -X POST "$BASE/api/aicall/calltask/list" -d '{"pageNum":1,"pageSize":1,"status":"等待重呼"}' |
+        jq -rs 'map(.total) | join(" ")'
+}
+
+# --- one backend at one size -----------------------------------------------------------
+
+make_db() {
+    local backend=$1 size=$2
+    case $backend in
+        sqlite)
+            rm -rf "$WORKDIR/sqlite-$size"
+            mkdir -p "$WORKDIR/sqlite-$size"
+            DB_URL="sqlite://$WORKDIR/sqlite-$size/callcenter.db"
+            ;;
+        postgres)
+            local db="bench_${size}_$$"
+            psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+            psql -q "$PG_URL/postgres" -c "CREATE DATABASE $db" >/dev/null
+            PG_DBS+=("$db")
+            DB_URL="$PG_URL/$db"
+            ;;
+        *) die "unknown backend $backend" ;;
+    esac
+}
+
+drop_db() {
+    local backend=$1 size=$2
+    [[ $KEEP == 0 ]] || return 0
+    case $backend in
+        sqlite) rm -rf "$WORKDIR/sqlite-$size" ;;
+        postgres)
+            psql -q "$PG_URL/postgres" -c "DROP DATABASE IF EXISTS bench_${size}_$$ WITH (FORCE)" >/dev/null
+            ;;
+    esac
+}
+
+bench_one() {
+    local backend=$1 size=$2 tasks=$(($2 / TASK_RATIO)) h
+    h=$(human "$size")
+    log "=== $backend, $size records, $tasks tasks"
+    make_db "$backend" "$size"
+    rm -rf "$WORKDIR/recordings"
+
+    if want seed; then
+        log "seeding"
+        local seedlog=$WORKDIR/seed-$backend-$size.log
+        (cd "$WORKDIR" && CALLCENTER__DATABASE__URL="$DB_URL" CALLCENTER__LOG__FORMAT=json \
+            "$BIN" seed --records "$size" --tasks "$tasks") >"$seedlog" 2>&1 ||
+            { tail -5 "$seedlog" >&2; die "seed failed"; }
+        local rate secs
+        rate=$(jq -r 'select(.fields.message == "seeded") | .fields.rows_per_sec' "$seedlog" | tail -1)
+        secs=$(jq -r 'select(.fields.message == "seeded") | .fields.seconds' "$seedlog" | tail -1)
+        result "$backend" "$h" "seed" "$rate" "rows/s (${secs} s)" "" "" "" "" ""
+    fi
+
+    if want startup; then
+        # The production shape: dialer on (nothing is due in seeded data). Three starts;
+        # the verdict is on the median.
+        local times=() i rss hwm
+        for i in 1 2 3; do
+            start_server "startup-$i"
+            times+=("$SRV_READY_MS")
+            if [[ $i == 1 ]]; then
+                sleep 2
+                rss=$(proc_kb "$SRV_PID" VmRSS)
+                hwm=$(proc_kb "$SRV_PID" VmHWM)
+            fi
+            stop_server
+        done
+        local median
+        median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n 2p)
+        result "$backend" "$h" "ready (spawn → /readyz 200), median of 3" "$median" "ms (${times[*]})" "" "" "" "≤ 200 ms" "$(verdict "$(le "$median" 200)")"
+        local mb
+        mb=$(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }')
+        result "$backend" "$h" "idle RSS after ready" "$mb" "MB (peak $(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }'))" "" "" "" "≤ 30 MB" "$(verdict "$(le "$mb" 30)")"
+    fi
+
+    if want http || want create || want dialer || want rss; then
+        start_server serve-lists CALLCENTER__DIALER__ENABLED=false
+    fi
+
+    if want http; then
+        log "HTTP floor and list endpoints (${DURATION} s each, $CONNECTIONS connections; then 1 connection)"
+        BENCH_BODY="" wrk_run "$BASE/healthz" "$CONNECTIONS" "$THREADS" "$DURATION"
+        local floor=$W_RPS
+        result "$backend" "$h" "GET /healthz" "$W_RPS" "req/s" "$W_P50" "$W_P99" "" "" ""
+
+        local day from to
+        day=$(TZ=Asia/Shanghai date -d yesterday +%F)
+        from="$day 00:00:00"
+        to="$day 23:59:59"
+        local rec=/api/aicall/records/list
+        local body_a="{\"callType\":\"02\",\"calloutTimeStart\":\"$from\",\"calloutTimeEnd\":\"$to\",\"pageNum\":1,\"pageSize\":10}"
+        local body_b='{"callType":"02","pageNum":1,"pageSize":10}'
+        local total_a deep phone
+        total_a=$(check_total $rec "$body_a")
+        ((total_a > 0)) || die "no records on $day"
+        deep=$(((total_a + 9) / 10))
+        ((deep <= 1000)) || deep=1000
+        local body_d="{\"callType\":\"02\",\"calloutTimeStart\":\"$from\",\"calloutTimeEnd\":\"$to\",\"pageNum\":$deep,\"pageSize\":10}"
+        phone=$(post $rec "$body_d" | jq -r '.rows[0].telephone')
+        [[ $phone =~ ^[0-9]+$ ]] || die "no telephone on page $deep"
+        local body_c="{\"callType\":\"02\",\"telephone\":\"$phone\",\"pageNum\":1,\"pageSize\":10}"
+        (($(check_total $rec "$body_c") > 0)) || die "telephone $phone not found"
+        check_total $rec "$body_b" >/dev/null
+
+        list_bench "$backend" "$h" "records (a) callType + day $day, page 1" $rec "$body_a"
+        list_bench "$backend" "$h" "records (b) callType only, page 1" $rec "$body_b"
+        list_bench "$backend" "$h" "records (c) telephone exact" $rec "$body_c"
+        list_bench "$backend" "$h" "records (d) callType + day, page $deep of 10" $rec "$body_d"
+
+        local task=/api/aicall/calltask/list ticket
+        local body_t1='{"pageNum":1,"pageSize":10}'
+        local body_t3='{"pageNum":1000,"pageSize":10}'
+        ticket=$(post $task "$body_t3" | jq -r '.rows[0].ticketNo')
+        [[ -n $ticket && $ticket != null ]] || die "no task on page 1000"
+        local body_t2="{\"pageNum\":1,\"pageSize\":10,\"ticketNo\":\"$ticket\"}"
+        list_bench "$backend" "$h" "calltask/list page 1" $task "$body_t1"
+        list_bench "$backend" "$h" "calltask/list by ticketNo" $task "$body_t2"
+        list_bench "$backend" "$h" "calltask/list page 1000 of 10" $task "$body_t3"
+
+        # The targets on these rows.
+        local a="records (a) callType + day $day, page 1" b="records (b) callType only, page 1"
+        local c="records (c) telephone exact" d="records (d) callType + day, page $deep of 10"
+        result "$backend" "$h" "target: (a) p99" "${P99[$a]}" "ms" "" "" "" "≤ 10 ms at 10M" "$(verdict "$(le "${P99[$a]}" 10)")"
+        result "$backend" "$h" "target: (b) p99 (with its total)" "${P99[$b]}" "ms" "" "" "" "≤ 10 ms at 10M" "$(verdict "$(le "${P99[$b]}" 10)")"
+        result "$backend" "$h" "target: (c) p99" "${P99[$c]}" "ms" "" "" "" "≤ 10 ms at 10M" "$(verdict "$(le "${P99[$c]}" 10)")"
+        local ratio
+        ratio=$(awk -v d="${P99[$d]}" -v a="${P99[$a]}" 'BEGIN { printf "%.2f", d / a }')
+        result "$backend" "$h" "target: (d) p99 ÷ (a) p99" "$ratio" "×" "" "" "" "≤ 3×" "$(verdict "$(le "$ratio" 3)")"
+        ratio=$(awk -v a="${RPS[$a]}" -v f="$floor" 'BEGIN { printf "%.1f", 100 * a / f }')
+        result "$backend" "$h" "target: (a) req/s ÷ /healthz" "$ratio" "%" "" "" "" "≥ 25 %" "$(verdict "$(ge "$ratio" 25)")"
+    fi
+
+    if want create; then
+        log "createTasks, 1000 tickets a request, $CREATE_CONNECTIONS connections, ${DURATION} s"
+        local before after first last
+        before=$(task_total 待呼叫)
+        first=$(post /api/aicall/calltask/list '{"pageNum":1,"pageSize":1}' | jq -r '.rows[0].batchId // 10000')
+        BENCH_PREFIX="B$$-$backend-$size" BENCH_TICKETS=1000 \
+            wrk_run "$BASE/api/aicall/createTasks" "$CREATE_CONNECTIONS" 1 "$DURATION" "$HERE/lua/create_tasks.lua"
+        after=$(task_total 待呼叫)
+        local tps=$((W_RPS * 1000)) made=$((after - before))
+        if ((made < W_REQ * 1000 || made > (W_REQ + CREATE_CONNECTIONS) * 1000)); then
+            log "warning: wrk counted $W_REQ requests but $made tasks were created"
+        fi
+        local target="" pass=""
+        if [[ $backend == sqlite ]]; then
+            target="≥ 50,000 tickets/s"
+            pass=$(verdict "$(ge "$tps" 50000)")
+        fi
+        result "$backend" "$h" "createTasks (1000 tickets/request)" "$tps" "tickets/s" "$W_P50" "$W_P99" "" "$target" "$pass"
+        # Stop what was created, so that the dialer runs below call only their own tasks.
+        last=$(post /api/aicall/calltask/list '{"pageNum":1,"pageSize":1}' | jq -r '.rows[0].batchId')
+        local lo
+        for ((lo = first + 1; lo <= last; lo += 10000)); do
+            local hi=$((lo + 9999 < last ? lo + 9999 : last))
+            post /api/aicall/stopTasks "{\"batchIds\":[$(seq -s, "$lo" "$hi")]}" >/dev/null
+        done
+        (($(task_total 待呼叫) == before)) || die "tasks created by the createTasks run are still waiting"
+    fi
+
+    if want dialer; then
+        log "dialer: $DIALER_TASKS tasks at time_scale 0"
+        make_tickets "D$$-$backend-$size" "$DIALER_TASKS" "$WORKDIR/dialer-tickets"
+        create_from "$WORKDIR/dialer-tickets"
+        rm -rf "$WORKDIR/dialer-tickets"
+        local done_before
+        done_before=$(task_total 已完成)
+        stop_server
+        start_server dialer CALLCENTER__SIM__TIME_SCALE=0 CALLCENTER__DIALER__CALLS_PER_SECOND=100000 \
+            CALLCENTER__DIALER__MAX_CONCURRENT_CALLS=1000 CALLCENTER__DIALER__MAX_ATTEMPTS=1
+        local t0=$EPOCHREALTIME totals left
+        while :; do
+            totals=$(open_totals)
+            left=$(awk '{ print $1 + $2 + $3 }' <<<"$totals")
+            ((left > 0)) || break
+            awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 600) }' && die "dialer: $left tasks left after 600 s"
+            sleep 0.1
+        done
+        local secs cps done_after
+        secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+        done_after=$(task_total 已完成)
+        cps=$(awk -v n="$DIALER_TASKS" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+        ((done_after - done_before == DIALER_TASKS)) ||
+            log "warning: $((done_after - done_before)) tasks completed, expected $DIALER_TASKS"
+        local target="" pass=""
+        if [[ $backend == sqlite ]]; then
+            target="≥ 2,000 calls/s"
+            pass=$(verdict "$(ge "$cps" 2000)")
+        fi
+        result "$backend" "$h" "dialer, time_scale 0, $DIALER_TASKS calls" "$cps" "calls/s ($secs s)" "" "" "" "$target" "$pass"
+        stop_server
+        if want rss; then start_server serve-rss-setup CALLCENTER__DIALER__ENABLED=false; fi
+    fi
+
+    if want rss; then
+        local n=$((RSS_CALLS + RSS_CALLS / 2))
+        log "memory: $RSS_CALLS calls in progress ($n tasks)"
+        make_tickets "R$$-$backend-$size" "$n" "$WORKDIR/rss-tickets"
+        create_from "$WORKDIR/rss-tickets"
+        rm -rf "$WORKDIR/rss-tickets"
+        stop_server
+        start_server rss CALLCENTER__SIM__TIME_SCALE=1 CALLCENTER__DIALER__CALLS_PER_SECOND="$RSS_CALLS" \
+            CALLCENTER__DIALER__MAX_CONCURRENT_CALLS="$RSS_CALLS" CALLCENTER__DIALER__SHUTDOWN_GRACE_SECS=0
+        local t0=$EPOCHREALTIME calling=0 rss hwm
+        while :; do
+            calling=$(task_total 呼叫中)
+            ((calling < RSS_CALLS)) || break
+            awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 120) }' &&
+                die "memory: only $calling calls in progress after 120 s"
+            sleep 0.2
+        done
+        rss=$(proc_kb "$SRV_PID" VmRSS)
+        hwm=$(proc_kb "$SRV_PID" VmHWM)
+        local ramp mb
+        ramp=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+        mb=$(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }')
+        result "$backend" "$h" "peak RSS, $calling calls in progress" "$mb" "MB (RSS now $(awk -v k="$rss" 'BEGIN { printf "%.1f", k / 1024 }'); ${ramp} s to reach)" "" "" "" "≤ 256 MB" "$(verdict "$(le "$mb" 256)")"
+        # Hanging all of them up at once (shutdown, grace 0): informative.
+        STOP_HWM=$hwm
+        on_stop_tick() {
+            local k
+            k=$(proc_kb "$SRV_PID" VmHWM 2>/dev/null) || return 0
+            [[ -n $k ]] && ((k > STOP_HWM)) && STOP_HWM=$k
+            return 0
+        }
+        local s0=$EPOCHREALTIME
+        stop_server 120
+        unset -f on_stop_tick
+        result "$backend" "$h" "peak RSS incl. hanging up all at shutdown" "$(awk -v k="$STOP_HWM" 'BEGIN { printf "%.1f", k / 1024 }')" "MB ($(awk -v a="$s0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s to stop)" "" "" "" "" ""
+    fi
+
+    stop_server
+    drop_db "$backend" "$size"
+}
+
+# --- run -------------------------------------------------------------------------------
+
+STARTED=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
+for backend in $BACKENDS; do
+    for size in $SIZES; do
+        bench_one "$backend" "$size"
+    done
+done
+
+render() {
+    echo "callcenter benchmark, $STARTED, commit $COMMIT ($DIRTY files changed)"
+    echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
+    echo "wrk: ${DURATION} s per run, $THREADS threads, $CONNECTIONS connections (createTasks: $CREATE_CONNECTIONS); p99@1conn: 1 thread, 1 connection, ${LIGHT_SECS} s"
+    echo
+    echo "| backend | records | measure | result | p50 ms | p99 ms | p99 ms @1 conn | target | verdict |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }' "$RESULTS"
+}
+echo
+render
+if [[ -n $OUT ]]; then render >"$OUT"; fi
