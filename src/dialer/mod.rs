@@ -207,7 +207,7 @@ async fn claim_loop(
         if stamped.0 != now.div_euclid(1000) {
             stamped = (now.div_euclid(1000), 0);
         }
-        let room = (cps.get() - stamped.1).max(1) as usize;
+        let room = cps.get().saturating_sub(stamped.1).max(1) as usize;
         // Take as many more slots as are free right now, to claim in one transaction.
         let mut permits = vec![first];
         while permits.len() < batch.min(room)
