@@ -19,6 +19,36 @@ pub struct TaskContext {
     pub ticket_content: String,
 }
 
+impl TaskContext {
+    /// Replaces `{username}`, `{ticketType}` and `{ticketContent}` in one pass, so text in
+    /// a ticket that looks like a placeholder stays as written.
+    pub fn fill(&self, template: &str) -> String {
+        let fields = [
+            ("{username}", self.username.as_str()),
+            ("{ticketType}", self.ticket_type.as_str()),
+            ("{ticketContent}", self.ticket_content.as_str()),
+        ];
+        let mut out = String::with_capacity(template.len() + self.ticket_content.len());
+        let mut rest = template;
+        while let Some(at) = rest.find('{') {
+            out.push_str(&rest[..at]);
+            rest = &rest[at..];
+            match fields.iter().find(|(key, _)| rest.starts_with(key)) {
+                Some((key, value)) => {
+                    out.push_str(value);
+                    rest = &rest[key.len()..];
+                }
+                None => {
+                    out.push('{');
+                    rest = &rest[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+}
+
 /// What the callee's answer amounts to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reply {

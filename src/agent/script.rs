@@ -63,7 +63,7 @@ async fn speak(
     template: &str,
     task: &TaskContext,
 ) -> Result<(), HungUp> {
-    let line = fill(template, task);
+    let line = task.fill(template);
     // An operator may blank out a line they don't want.
     if line.trim().is_empty() {
         return Ok(());
@@ -82,34 +82,6 @@ async fn hear(call: &mut dyn CallSession, dialogue: &mut Vec<Turn>) -> Result<Re
         }
         Heard::Silence => Reply::Unclear,
     })
-}
-
-/// Replaces `{username}`, `{ticketType}` and `{ticketContent}` in one pass, so text in
-/// a ticket that looks like a placeholder stays as written.
-fn fill(template: &str, task: &TaskContext) -> String {
-    let fields = [
-        ("{username}", task.username.as_str()),
-        ("{ticketType}", task.ticket_type.as_str()),
-        ("{ticketContent}", task.ticket_content.as_str()),
-    ];
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(at) = rest.find('{') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        match fields.iter().find(|(key, _)| rest.starts_with(key)) {
-            Some((key, value)) => {
-                out.push_str(value);
-                rest = &rest[key.len()..];
-            }
-            None => {
-                out.push('{');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -314,7 +286,7 @@ mod tests {
         let mut t = task();
         t.ticket_content = "内容含{username}".into();
         assert_eq!(
-            fill("{username}/{ticketType}/{ticketContent}/{other}/{", &t),
+            t.fill("{username}/{ticketType}/{ticketContent}/{other}/{"),
             "张三/维修工单/内容含{username}/{other}/{"
         );
     }

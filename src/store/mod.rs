@@ -2,6 +2,7 @@
 //! SQLite is the embedded default; PostgreSQL serves several nodes on one database.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use std::sync::Arc;

@@ -28,6 +28,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use super::rows::{CLAIMED_COLUMNS, ClaimedDb, OPEN, RECORD_COLUMNS, RecordDb, TASK_COLUMNS, TaskDb};
 use super::{
     CALL_ENDED, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NextStep, OutboxEvent, Paged, RECOUNT_STATS, Result, SEED_DIALOGUES, SEED_SPAN_MS, StopOutcome, Store,
@@ -52,14 +53,6 @@ pub const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 
 /// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
 const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
-
-const OPEN: &str = "('pending', 'calling', 'retry_wait')";
-const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
-     ticket_type, ticket_content, status, call_count, last_hangup_cause";
-const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-     time_len, hangup_cause, wav_path, wav_url, dialogue, intent";
-const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
-     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
 
 pub struct PgStore {
     pool: PgPool,
@@ -201,123 +194,6 @@ impl Drop for PgStore {
         let watchers = self.watchers.get_mut().unwrap_or_else(|e| e.into_inner());
         for w in watchers.drain(..) {
             w.abort();
-        }
-    }
-}
-
-#[derive(Clone, sqlx::FromRow)]
-struct TaskDb {
-    batch_id: i64,
-    task_type: i64,
-    created_ms: i64,
-    stopped_ms: Option<i64>,
-    connected: bool,
-    ticket_no: String,
-    phone: String,
-    username: String,
-    ticket_type: String,
-    ticket_content: String,
-    status: String,
-    call_count: i64,
-    last_hangup_cause: Option<String>,
-}
-
-impl TryFrom<TaskDb> for TaskRow {
-    type Error = StoreError;
-    fn try_from(t: TaskDb) -> Result<TaskRow> {
-        let status = TaskStatus::from_db_name(&t.status)
-            .ok_or_else(|| StoreError::Corrupt(format!("task {} has status `{}`", t.batch_id, t.status)))?;
-        Ok(TaskRow {
-            batch_id: t.batch_id,
-            task_type: t.task_type,
-            created_ms: t.created_ms,
-            stopped_ms: t.stopped_ms,
-            connected: t.connected,
-            ticket_no: t.ticket_no,
-            phone: t.phone,
-            username: t.username,
-            ticket_type: t.ticket_type,
-            ticket_content: t.ticket_content,
-            status,
-            call_count: t.call_count,
-            last_hangup_cause: t.last_hangup_cause,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct RecordDb {
-    uuid: String,
-    call_type: String,
-    batch_id: Option<i64>,
-    telephone: String,
-    extnum: Option<String>,
-    callout_ms: i64,
-    answered_ms: Option<i64>,
-    ended_ms: i64,
-    time_len: i64,
-    hangup_cause: String,
-    wav_path: String,
-    wav_url: String,
-    dialogue: String,
-    intent: String,
-}
-
-impl TryFrom<RecordDb> for CallRecord {
-    type Error = StoreError;
-    fn try_from(r: RecordDb) -> Result<CallRecord> {
-        let call_type = r
-            .call_type
-            .parse()
-            .map_err(|_| StoreError::Corrupt(format!("record {} has call type `{}`", r.uuid, r.call_type)))?;
-        Ok(CallRecord {
-            uuid: r.uuid,
-            call_type,
-            batch_id: r.batch_id,
-            telephone: r.telephone,
-            extnum: r.extnum,
-            callout_ms: r.callout_ms,
-            answered_ms: r.answered_ms,
-            ended_ms: r.ended_ms,
-            time_len: r.time_len,
-            hangup_cause: r.hangup_cause,
-            wav_path: r.wav_path,
-            wav_url: r.wav_url,
-            dialogue_json: r.dialogue,
-            intent: r.intent,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct ClaimedDb {
-    batch_id: i64,
-    ticket_no: String,
-    phone: String,
-    username: String,
-    ticket_type: String,
-    ticket_content: String,
-    attempt: i64,
-    call_uuid: String,
-    call_started_ms: i64,
-    call_answered_ms: Option<i64>,
-    heartbeat_ms: Option<i64>,
-}
-
-impl From<ClaimedDb> for ClaimedCall {
-    fn from(c: ClaimedDb) -> ClaimedCall {
-        ClaimedCall {
-            batch_id: c.batch_id,
-            ticket_no: c.ticket_no,
-            phone: c.phone,
-            username: c.username,
-            ticket_type: c.ticket_type,
-            ticket_content: c.ticket_content,
-            attempt: c.attempt,
-            call_uuid: c.call_uuid,
-            call_started_ms: c.call_started_ms,
-            call_answered_ms: c.call_answered_ms,
-            heartbeat_ms: c.heartbeat_ms,
         }
     }
 }

@@ -228,7 +228,7 @@ impl LlmAgent {
         call: &mut dyn CallSession,
         dialogue: &mut Vec<Turn>,
     ) -> Result<(), HungUp> {
-        let closing = prompt::fill(&self.script.closing, task);
+        let closing = task.fill(&self.script.closing);
         let closing = closing.trim();
         if closing.is_empty() {
             return Ok(());
@@ -248,10 +248,8 @@ impl Agent for LlmAgent {
     ) -> Result<(), HungUp> {
         self.outcomes().remove(&task.batch_id);
         let mut state = CallState { batch_id: task.batch_id, ..CallState::default() };
-        let mut messages = vec![
-            Message::system(prompt::fill(&self.settings.system_prompt, task)),
-            Message::user(OPENING_CUE),
-        ];
+        let mut messages =
+            vec![Message::system(task.fill(&self.settings.system_prompt)), Message::user(OPENING_CUE)];
         let max_turns = self.settings.max_turns.max(1);
         let mut silences = 0;
         for turn in 1..=max_turns {

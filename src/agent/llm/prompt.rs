@@ -1,7 +1,7 @@
 //! What goes to the model and what comes back as speech: the system prompt template, the
 //! hidden cue lines, the sentence splitter, and the control tokens of models without tools.
 
-use crate::agent::{CALL_BACK, CONFIRMED, NO_RESPONSE, REFUSED, TaskContext};
+use crate::agent::{CALL_BACK, CONFIRMED, NO_RESPONSE, REFUSED};
 
 /// The outcome of a call whose callee asked for a person.
 pub const TRANSFER: &str = "转人工";
@@ -24,34 +24,6 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "\
 pub const OPENING_CUE: &str = "（电话已接通，请开始说话。）";
 /// What the model is told when the callee said nothing within the wait.
 pub const SILENCE_CUE: &str = "（对方没有说话。）";
-
-/// Replaces `{username}`, `{ticketType}` and `{ticketContent}` in one pass, so text in a
-/// ticket that looks like a placeholder stays as written.
-pub fn fill(template: &str, task: &TaskContext) -> String {
-    let fields = [
-        ("{username}", task.username.as_str()),
-        ("{ticketType}", task.ticket_type.as_str()),
-        ("{ticketContent}", task.ticket_content.as_str()),
-    ];
-    let mut out = String::with_capacity(template.len() + task.ticket_content.len());
-    let mut rest = template;
-    while let Some(at) = rest.find('{') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at..];
-        match fields.iter().find(|(key, _)| rest.starts_with(key)) {
-            Some((key, value)) => {
-                out.push_str(value);
-                rest = &rest[key.len()..];
-            }
-            None => {
-                out.push('{');
-                rest = &rest[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
 
 /// How the model ended its turn, besides speaking.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +261,7 @@ impl Speech {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::TaskContext;
 
     fn split_all(chunks: &[&str]) -> Vec<String> {
         let mut s = SentenceSplitter::default();
@@ -417,10 +390,10 @@ mod tests {
             ticket_content: "含{username}".into(),
         };
         assert_eq!(
-            fill("{username}/{ticketType}/{ticketContent}/{x}/{", &task),
+            task.fill("{username}/{ticketType}/{ticketContent}/{x}/{"),
             "张三/维修工单/含{username}/{x}/{"
         );
-        let prompt = fill(DEFAULT_SYSTEM_PROMPT, &task);
+        let prompt = task.fill(DEFAULT_SYSTEM_PROMPT);
         assert!(prompt.contains("客户张三") && prompt.contains("通知内容：含{username}"), "{prompt}");
     }
 }
