@@ -25,6 +25,7 @@ KEEP=0
 BUILD=1
 ONLY="seed,startup,http,create,dialer,rss"
 OUT=""
+BIN_FROM=""
 
 usage() {
     cat <<EOF
@@ -46,6 +47,7 @@ usage: bench/run.sh [options]
   --out FILE              also write the table (Markdown) to FILE
   --keep                  keep the scratch directory and the PostgreSQL databases
   --no-build              use target/release/callcenter as it is
+  --bin PATH              benchmark this binary instead (implies --no-build)
 EOF
 }
 
@@ -67,6 +69,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
+        --bin) BIN_FROM=$2; BUILD=0; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -126,18 +129,21 @@ if [[ $BUILD == 1 ]]; then
     (cd "$ROOT" && cargo build --release --quiet)
 fi
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-[[ -x $TARGET_DIR/release/callcenter ]] || die "no $TARGET_DIR/release/callcenter"
+BIN_FROM=${BIN_FROM:-$TARGET_DIR/release/callcenter}
+[[ -x $BIN_FROM ]] || die "no $BIN_FROM"
 # A copy, so that a rebuild by someone else during the run does not change what runs.
 BIN=$WORKDIR/callcenter
-cp "$TARGET_DIR/release/callcenter" "$BIN"
+cp "$BIN_FROM" "$BIN"
 COMMIT=$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
 DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | grep -c . || true)
+VERSION="commit $COMMIT ($DIRTY files changed)"
+if [[ $BIN_FROM != "$TARGET_DIR/release/callcenter" ]]; then VERSION="binary $BIN_FROM"; fi
 
 # A free port: nothing answers on it.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
 BASE=http://127.0.0.1:$PORT
-log "binary $BIN (commit $COMMIT, $DIRTY files changed), port $PORT, scratch $WORKDIR"
+log "$VERSION, port $PORT, scratch $WORKDIR"
 
 # --- the server ------------------------------------------------------------------------
 
@@ -342,6 +348,14 @@ bench_one() {
         rate=$(jq -r 'select(.fields.message == "seeded") | .fields.rows_per_sec' "$seedlog" | tail -1)
         secs=$(jq -r 'select(.fields.message == "seeded") | .fields.seconds' "$seedlog" | tail -1)
         result "$backend" "$h" "seed" "$rate" "rows/s (${secs} s)" "" "" "" "" ""
+        if [[ $backend == postgres ]]; then
+            # What autovacuum does within minutes of a bulk load: planner statistics and the
+            # visibility map. Without them the plans of a freshly seeded database are not
+            # the plans of a running one.
+            local t0=$EPOCHREALTIME
+            psql -q "$DB_URL" -c "VACUUM (ANALYZE)" >/dev/null
+            result "$backend" "$h" "VACUUM (ANALYZE) after seed" "$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')" "s" "" "" "" "" ""
+        fi
     fi
 
     if want startup; then
@@ -536,7 +550,7 @@ for backend in $BACKENDS; do
 done
 
 render() {
-    echo "callcenter benchmark, $STARTED, commit $COMMIT ($DIRTY files changed)"
+    echo "callcenter benchmark, $STARTED, $VERSION"
     echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
     echo "wrk: ${DURATION} s per run, $THREADS threads, $CONNECTIONS connections (createTasks: $CREATE_CONNECTIONS); p99@1conn: 1 thread, 1 connection, ${LIGHT_SECS} s"
     echo

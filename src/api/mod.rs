@@ -27,7 +27,8 @@ use axum::middleware;
 use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 
 use crate::config::Settings;
 use crate::dialer::DialerSignals;
@@ -101,7 +102,14 @@ pub fn router(state: AppState) -> Router {
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // One line per request at info: method, path, status, latency (no bodies, so
+            // no phone numbers).
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .layer(middleware::from_fn(limits::record_metrics))
         .with_state(state)
 }
