@@ -47,54 +47,6 @@ async fn the_page_its_script_and_its_style_are_served_with_their_content_types_a
 
 const API_KEY: &str = "console-test-key";
 
-/// `node --test` in `console-tests/`: tasks created from the page (pasted JSON and a CSV),
-/// watched until they end, one stopped, the filters and paging of both lists, a call opened
-/// with its transcript and its recording played and seeked, the overview's numbers and
-/// chart, English, a phone screen; then with an API key. Screenshots go to
-/// `console-tests/screenshots/`.
-///
-/// Needs node, Chromium (`CHROMIUM_PATH`, default /usr/bin/chromium) and the npm packages
-/// (`npm ci --prefix console-tests`), which scripts/setup installs: without them it fails
-/// rather than proving nothing. It runs on SQLite only (the page sees nothing of the
-/// store), so the PostgreSQL pass of scripts/test skips it.
-#[tokio::test]
-async fn the_console_drives_the_api_in_a_real_browser() {
-    if std::env::var("CALLCENTER_TEST_DB").as_deref() == Ok("postgres") {
-        eprintln!("the browser test runs on SQLite only: skipped on the PostgreSQL pass");
-        return;
-    }
-    let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("console-tests");
-    if let Err(missing) = browser_tools(&tests_dir) {
-        panic!("the browser test cannot run: {missing} (scripts/setup installs what it needs)");
-    }
-    let open = Server::start(&[]).await;
-    let keyed = Server::start(&[("AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))]).await;
-
-    let run = tokio::process::Command::new("node")
-        .arg("--test")
-        .current_dir(&tests_dir)
-        .env("CONSOLE_BASE_URL", &open.base)
-        .env("CONSOLE_KEYED_BASE_URL", &keyed.base)
-        .env("CONSOLE_API_KEY", API_KEY)
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(300), run)
-        .await
-        .expect("the browser tests end within 5 minutes")
-        .expect("node starts");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "node --test failed ({}):\n{stdout}\n{stderr}\n--- server log ---\n{}\n--- server with keys, log ---\n{}",
-        out.status,
-        open.log(),
-        keyed.log()
-    );
-    println!("{stdout}");
-}
-
 /// What the browser test needs, or what is missing.
 fn browser_tools(tests_dir: &Path) -> Result<(), String> {
     let node = Command::new("node").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -163,5 +115,55 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// It runs the binary on SQLite files of its own, so scripts/test runs it in its first
+/// pass only.
+mod own_database {
+    use super::*;
+
+    /// `node --test` in `console-tests/`: tasks created from the page (pasted JSON and a CSV),
+    /// watched until they end, one stopped, the filters and paging of both lists, a call opened
+    /// with its transcript and its recording played and seeked, the overview's numbers and
+    /// chart, English, a phone screen; then with an API key. Screenshots go to
+    /// `console-tests/screenshots/`.
+    ///
+    /// Needs node, Chromium (`CHROMIUM_PATH`, default /usr/bin/chromium) and the npm packages
+    /// (`npm ci --prefix console-tests`), which scripts/setup installs: without them it fails
+    /// rather than proving nothing. It runs on SQLite only (the page sees nothing of the
+    /// store), so the PostgreSQL pass of scripts/test skips it.
+    #[tokio::test]
+    async fn the_console_drives_the_api_in_a_real_browser() {
+        let tests_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("console-tests");
+        if let Err(missing) = browser_tools(&tests_dir) {
+            panic!("the browser test cannot run: {missing} (scripts/setup installs what it needs)");
+        }
+        let open = Server::start(&[]).await;
+        let keyed = Server::start(&[("AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))]).await;
+
+        let run = tokio::process::Command::new("node")
+            .arg("--test")
+            .current_dir(&tests_dir)
+            .env("CONSOLE_BASE_URL", &open.base)
+            .env("CONSOLE_KEYED_BASE_URL", &keyed.base)
+            .env("CONSOLE_API_KEY", API_KEY)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(300), run)
+            .await
+            .expect("the browser tests end within 5 minutes")
+            .expect("node starts");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "node --test failed ({}):\n{stdout}\n{stderr}\n--- server log ---\n{}\n--- server with keys, log ---\n{}",
+            out.status,
+            open.log(),
+            keyed.log()
+        );
+        println!("{stdout}");
     }
 }

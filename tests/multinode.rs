@@ -416,7 +416,7 @@ fn pg_host_port(url: &str) -> String {
 
 /// They bring their own PostgreSQL database, so they run in the SQLite pass of
 /// scripts/test only.
-mod own_postgres {
+mod own_database {
     use super::*;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,7 +98,7 @@ fn as_postgres(args: &[&str], as_root: bool) {
 }
 
 /// It brings its own PostgreSQL, so it runs in the SQLite pass of scripts/test only.
-mod own_postgres {
+mod own_database {
     use super::*;
 
     #[tokio::test]
