@@ -9,7 +9,7 @@ use super::{Inner, LEASE};
 use crate::agent::TaskContext;
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording;
-use crate::store::{ClaimedCall, FinishedAttempt, NextStep};
+use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep};
 use crate::telephony::{DialRequest, DialResult, HangupReason};
 
 /// Longest wait for the agent's judgement of an answered call.
@@ -90,7 +90,8 @@ async fn converse(
         }
     };
     let answered_ms = now_ms();
-    if let Err(e) = inner.store.mark_answered(task.batch_id, &inner.node, answered_ms).await {
+    let answered = AnsweredCall { batch_id: task.batch_id, answered_ms };
+    if let Err(e) = inner.answers.submit(answered).await {
         tracing::warn!(uuid = %task.call_uuid, error = %e, "could not note the answer; the record will still have it");
     }
     let context = TaskContext {
@@ -187,7 +188,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
     let give_up = tokio::time::Instant::now() + LEASE;
     let mut backoff = Duration::from_millis(100);
     loop {
-        match inner.store.finish_attempt(&attempt).await {
+        match inner.finishes.submit(attempt.clone()).await {
             Ok(status) => {
                 let masked = Phone::parse(&task.phone).map(|p| p.masked()).unwrap_or_default();
                 tracing::info!(

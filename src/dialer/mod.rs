@@ -6,6 +6,7 @@
 //! the attempt's record and the task's next state in one transaction.
 
 mod call;
+mod group_commit;
 mod hours;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ use crate::config::Settings;
 use crate::domain::{ApiTime, CallIdGenerator, now_ms};
 use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
+use group_commit::{Answers, Finishes, GroupCommit};
 
 /// How long a claim holds without a heartbeat; another node takes the call over after.
 const LEASE: Duration = Duration::from_secs(30);
@@ -100,6 +102,9 @@ struct Inner {
     ids: CallIdGenerator,
     calls: Calls,
     node: String,
+    /// Answers noted and attempts recorded, many calls to a transaction.
+    answers: GroupCommit<Answers>,
+    finishes: GroupCommit<Finishes>,
 }
 
 impl Dialer {
@@ -113,13 +118,15 @@ impl Dialer {
         let tz = settings.timezone.0;
         Dialer {
             inner: Arc::new(Inner {
-                store,
+                store: store.clone(),
                 carrier,
                 agent,
                 ids: CallIdGenerator::new(&node, tz),
                 time: ApiTime(tz),
                 settings,
                 calls: Calls::default(),
+                answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
+                finishes: GroupCommit::spawn(Finishes(store.clone())),
                 node,
             }),
         }

@@ -287,6 +287,124 @@ pub struct FinishedAttempt {
     pub next: NextStep,
 }
 
+impl FinishedAttempt {
+    /// The record the attempt leaves.
+    pub(crate) fn record(&self) -> CallRecord {
+        CallRecord {
+            uuid: self.uuid.clone(),
+            call_type: CallType::AiOutbound,
+            batch_id: Some(self.batch_id),
+            telephone: self.telephone.clone(),
+            extnum: None,
+            callout_ms: self.callout_ms,
+            answered_ms: self.answered_ms,
+            ended_ms: self.ended_ms,
+            time_len: CallRecord::time_len_of(self.callout_ms, self.answered_ms, self.ended_ms),
+            hangup_cause: self.hangup_cause.to_string(),
+            wav_path: self.wav_path.clone(),
+            wav_url: String::new(),
+            dialogue_json: serde_json::to_string(&self.dialogue).expect("dialogue serializes"),
+            intent: self.intent.clone(),
+        }
+    }
+
+    /// The task's status after the attempt (unless a stop was asked for meanwhile) and
+    /// its `next_attempt_ms`.
+    pub(crate) fn next_status(&self) -> (TaskStatus, i64) {
+        match self.next {
+            NextStep::Complete => (TaskStatus::Completed, self.ended_ms),
+            NextStep::RetryAt(ms) => (TaskStatus::RetryWait, ms),
+            NextStep::Stop => (TaskStatus::Stopped, self.ended_ms),
+        }
+    }
+}
+
+/// A webhook event, written into the outbox with the change it reports.
+pub(crate) struct NewEvent<'a> {
+    pub event_type: &'static str,
+    pub task: &'a TaskRow,
+    pub record_uuid: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+/// A [`NewEvent`] as the outbox stores it.
+#[derive(Serialize)]
+pub(crate) struct EventRow<'a> {
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub task_json: String,
+    pub record_uuid: Option<&'a str>,
+    pub at_ms: i64,
+}
+
+impl<'a> NewEvent<'a> {
+    pub(crate) fn row(&self) -> EventRow<'a> {
+        EventRow {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            event_type: self.event_type,
+            task_json: serde_json::to_string(self.task).expect("task serializes"),
+            record_uuid: self.record_uuid,
+            at_ms: self.at_ms,
+        }
+    }
+}
+
+/// The events a finished attempt reports: its call ended, and its task too if final.
+pub(crate) fn attempt_events<'a>(
+    uuid: &'a str,
+    task: &'a TaskRow,
+    at_ms: i64,
+) -> impl Iterator<Item = NewEvent<'a>> {
+    let call = NewEvent { event_type: CALL_ENDED, task, record_uuid: Some(uuid), at_ms };
+    let ended =
+        task.status.is_final().then_some(NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms });
+    std::iter::once(call).chain(ended)
+}
+
+/// A call in progress that was answered, noted while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AnsweredCall {
+    pub batch_id: i64,
+    pub answered_ms: i64,
+}
+
+/// A change to one `record_stats` row.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(crate) struct StatsDelta {
+    pub call_type: &'static str,
+    pub hour_ms: i64,
+    pub outcome: &'static str,
+    pub calls: i64,
+    pub talk_secs: i64,
+}
+
+/// What replacing the records `removed` by `added` does to `record_stats`: one change
+/// per row touched, none for rows left as they were, in key order (so that writers on
+/// several nodes lock the rows in the same order and never deadlock).
+pub(crate) fn stats_deltas<'a>(
+    removed: impl IntoIterator<Item = &'a CallRecord>,
+    added: impl IntoIterator<Item = &'a CallRecord>,
+) -> Vec<StatsDelta> {
+    let mut rows = std::collections::BTreeMap::new();
+    let changes = removed.into_iter().map(|r| (r, -1)).chain(added.into_iter().map(|r| (r, 1)));
+    for (r, sign) in changes {
+        let (hour_ms, outcome) = r.stats_key();
+        let row: &mut (i64, i64) = rows.entry((r.call_type.code(), hour_ms, outcome)).or_default();
+        row.0 += sign;
+        row.1 += sign * r.time_len;
+    }
+    rows.into_iter()
+        .filter(|(_, change)| *change != (0, 0))
+        .map(|((call_type, hour_ms, outcome), (calls, talk_secs))| StatsDelta {
+            call_type,
+            hour_ms,
+            outcome,
+            calls,
+            talk_secs,
+        })
+        .collect()
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Creates one task per ticket, all or nothing, and returns their batchIds in input
@@ -361,8 +479,8 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
     ) -> Result<Vec<ClaimedCall>>;
 
-    /// Records that the call in progress on this task was answered.
-    async fn mark_answered(&self, batch_id: i64, node: &str, answered_ms: i64) -> Result<()>;
+    /// Notes that these calls in progress of `node` were answered.
+    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<()>;
 
     /// Extends the leases of `node`'s calls in progress.
     async fn renew_leases(
@@ -376,9 +494,10 @@ pub trait Store: Send + Sync + 'static {
     /// `node`'s calls in progress whose task was asked to stop.
     async fn stop_requested(&self, node: &str) -> Result<Vec<i64>>;
 
-    /// Writes the attempt's record and moves its task on, in one transaction; the task
-    /// moves only while `node` still holds its lease. Returns the task's new status.
-    async fn finish_attempt(&self, attempt: &FinishedAttempt) -> Result<Option<TaskStatus>>;
+    /// Writes the attempts' records and moves their tasks on, all in one transaction; a
+    /// task moves only while its attempt's node still holds the lease. Returns each task's
+    /// new status, in input order (`None`: the lease was lost).
+    async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>>;
 
     /// When the next waiting task is due, if any.
     async fn next_due_ms(&self) -> Result<Option<i64>>;
@@ -438,5 +557,42 @@ mod tests {
         assert_eq!(whole_hours(Some(1), Some(3 * h - 1)), Some((h, 2 * h)));
         assert_eq!(whole_hours(Some(10), Some(h - 10)), None);
         assert_eq!(whole_hours(Some(h + 1), None), Some((2 * h, i64::MAX)));
+    }
+
+    fn record(uuid: &str, hour: i64, cause: &str, answered: bool, time_len: i64) -> CallRecord {
+        CallRecord {
+            uuid: uuid.into(),
+            call_type: CallType::AiOutbound,
+            batch_id: None,
+            telephone: "13800000000".into(),
+            extnum: None,
+            callout_ms: hour * HOUR_MS + 1_000,
+            answered_ms: answered.then_some(hour * HOUR_MS + 2_000),
+            ended_ms: hour * HOUR_MS + 9_000,
+            time_len,
+            hangup_cause: cause.into(),
+            wav_path: String::new(),
+            wav_url: String::new(),
+            dialogue_json: "[]".into(),
+            intent: String::new(),
+        }
+    }
+
+    #[test]
+    fn stats_deltas_sum_per_row_in_key_order_and_leave_out_rows_unchanged() {
+        let busy = record("a", 7, "USER_BUSY:486", false, 0);
+        let answered = record("a", 7, "NORMAL_CLEARING:200", true, 8);
+        let crash = record("b", 5, "CRASH:null", true, 5);
+        let later = record("c", 3, "NORMAL_CLEARING:200", true, 7);
+        let deltas = stats_deltas([&busy, &crash], [&answered, &crash, &later]);
+        let row = |hour: i64, outcome, calls, talk_secs| StatsDelta {
+            call_type: "02",
+            hour_ms: hour * HOUR_MS,
+            outcome,
+            calls,
+            talk_secs,
+        };
+        // crash out and back in: no change to its row, so no write of it.
+        assert_eq!(deltas, vec![row(3, "answered", 1, 7), row(7, "answered", 1, 8), row(7, "busy", -1, 0)]);
     }
 }

@@ -1,7 +1,9 @@
 //! What both backends share: the column lists and the rows they read, decoded the same
 //! way from SQLite and PostgreSQL, and turned into the store's types.
 
-use super::{CallRecord, ClaimedCall, Result, StoreError, TaskRow};
+use serde::Serialize;
+
+use super::{CallRecord, ClaimedCall, FinishedAttempt, Result, StoreError, TaskRow};
 use crate::domain::TaskStatus;
 
 pub(super) const OPEN: &str = "('pending', 'calling', 'retry_wait')";
@@ -125,6 +127,76 @@ impl From<ClaimedDb> for ClaimedCall {
             call_started_ms: c.call_started_ms,
             call_answered_ms: c.call_answered_ms,
             heartbeat_ms: c.heartbeat_ms,
+        }
+    }
+}
+
+/// A call record as an element of a bound JSON list (many rows in one statement).
+#[derive(Serialize)]
+pub(super) struct RecordJson<'a> {
+    uuid: &'a str,
+    call_type: &'static str,
+    batch_id: Option<i64>,
+    telephone: &'a str,
+    extnum: Option<&'a str>,
+    callout_ms: i64,
+    answered_ms: Option<i64>,
+    ended_ms: i64,
+    time_len: i64,
+    hangup_cause: &'a str,
+    wav_path: &'a str,
+    wav_url: &'a str,
+    dialogue: &'a str,
+    intent: &'a str,
+}
+
+impl<'a> From<&'a CallRecord> for RecordJson<'a> {
+    fn from(r: &'a CallRecord) -> RecordJson<'a> {
+        RecordJson {
+            uuid: &r.uuid,
+            call_type: r.call_type.code(),
+            batch_id: r.batch_id,
+            telephone: &r.telephone,
+            extnum: r.extnum.as_deref(),
+            callout_ms: r.callout_ms,
+            answered_ms: r.answered_ms,
+            ended_ms: r.ended_ms,
+            time_len: r.time_len,
+            hangup_cause: &r.hangup_cause,
+            wav_path: &r.wav_path,
+            wav_url: &r.wav_url,
+            dialogue: &r.dialogue_json,
+            intent: &r.intent,
+        }
+    }
+}
+
+/// How a finished attempt moves its task on, as an element of a bound JSON list.
+#[derive(Serialize)]
+pub(super) struct TaskMove<'a> {
+    /// The task's batchId (named apart from the table's columns, for `UPDATE … FROM`).
+    id: i64,
+    node: &'a str,
+    uuid: &'a str,
+    next_status: &'static str,
+    ended_ms: i64,
+    answered: bool,
+    cause: String,
+    next_ms: i64,
+}
+
+impl<'a> From<&'a FinishedAttempt> for TaskMove<'a> {
+    fn from(a: &'a FinishedAttempt) -> TaskMove<'a> {
+        let (next, next_ms) = a.next_status();
+        TaskMove {
+            id: a.batch_id,
+            node: &a.node,
+            uuid: &a.uuid,
+            next_status: next.db_name(),
+            ended_ms: a.ended_ms,
+            answered: a.answered_ms.is_some(),
+            cause: a.hangup_cause.to_string(),
+            next_ms,
         }
     }
 }
