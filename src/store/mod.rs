@@ -73,8 +73,7 @@ pub struct CallRecord {
 }
 
 /// Recounts `record_stats` from the rows (the same mapping as `domain::outcome_class`).
-/// Portable SQL, run by both backends.
-pub(crate) const RECOUNT_STATS: &str = "
+const RECOUNT_STATS: &str = "
     INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
     SELECT call_type, (callout_ms / 3600000) * 3600000,
            CASE
@@ -93,6 +92,16 @@ pub(crate) const RECOUNT_STATS: &str = "
     FROM call_records
     GROUP BY 1, 2, 3";
 
+/// Recounts the counters from the rows, after a bulk load. Portable SQL, run by both
+/// backends in the loading transaction.
+pub(crate) const RECOUNT: [&str; 4] = [
+    "DELETE FROM record_stats",
+    RECOUNT_STATS,
+    "DELETE FROM record_days",
+    "INSERT INTO record_days (call_type, day_ms, calls)
+     SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2",
+];
+
 /// Seeded data spreads over this many days before now.
 pub(crate) const SEED_SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
 
@@ -106,19 +115,52 @@ pub(crate) const SEED_DIALOGUES: [&str; 3] = [
 /// The width of a `record_stats` bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// The whole hours inside `[from, until)` (open ends unbounded) as `[lo, hi)`, if any:
-/// their calls are summed from `record_stats`, and only the rows at the edges are
-/// counted one by one.
-pub(crate) fn whole_hours(from: Option<i64>, until: Option<i64>) -> Option<(i64, i64)> {
-    let lo = from
-        .map_or(i64::MIN, |f| f.div_euclid(HOUR_MS) * HOUR_MS + if f % HOUR_MS == 0 { 0 } else { HOUR_MS });
-    let hi = until.map_or(i64::MAX, |u| u.div_euclid(HOUR_MS) * HOUR_MS);
+/// The width of a `record_days` bucket (UTC days).
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The whole buckets of `width` inside `[from, until)` (open ends unbounded) as
+/// `[lo, hi)`, if any.
+fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -> Option<(i64, i64)> {
+    let lo = from.map_or(i64::MIN, |f| f.div_euclid(width) * width + if f % width == 0 { 0 } else { width });
+    let hi = until.map_or(i64::MAX, |u| u.div_euclid(width) * width);
     (lo < hi).then_some((lo, hi))
 }
 
-/// Whether a records/list filter's total can come from `record_stats`: only the call
-/// type and the time range filter it.
-pub(crate) fn countable_by_hours(f: &RecordFilter) -> bool {
+/// An empty `[lo, hi)`: its sum or count is 0, found at once.
+const NOTHING: (i64, i64) = (0, 0);
+
+/// How a records/list total of one call type over `[from, until)` is summed: whole days
+/// from `record_days`, the whole hours around them from `record_stats`, and only the rows
+/// of the partial hours at the edges counted one by one. Each part is a `[lo, hi)`,
+/// empty ones `(0, 0)`, so that one statement of fixed shape adds them all up.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TotalPlan {
+    pub days: (i64, i64),
+    pub hours: [(i64, i64); 2],
+    pub rows: [(i64, i64); 2],
+}
+
+pub(crate) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
+    let span = |lo: i64, hi: i64| if lo < hi { (lo, hi) } else { NOTHING };
+    let Some((lo_h, hi_h)) = whole_buckets(from, until, HOUR_MS) else {
+        // No whole hour inside: both ends are set, and every row is counted.
+        let rows = span(from.unwrap_or(0), until.unwrap_or(0));
+        return TotalPlan { days: NOTHING, hours: [NOTHING; 2], rows: [rows, NOTHING] };
+    };
+    let rows = [from.map_or(NOTHING, |f| span(f, lo_h)), until.map_or(NOTHING, |u| span(hi_h, u))];
+    // Open ends stay open (and unrounded, so nothing overflows).
+    let open = |ms: i64, end: i64| (ms != end).then_some(ms);
+    match whole_buckets(open(lo_h, i64::MIN), open(hi_h, i64::MAX), DAY_MS) {
+        Some((lo_d, hi_d)) => {
+            TotalPlan { days: (lo_d, hi_d), hours: [span(lo_h, lo_d), span(hi_d, hi_h)], rows }
+        }
+        None => TotalPlan { days: NOTHING, hours: [(lo_h, hi_h), NOTHING], rows },
+    }
+}
+
+/// Whether a records/list filter's total can come from the counters: only the call type
+/// and the time range filter it.
+pub(crate) fn countable_by_buckets(f: &RecordFilter) -> bool {
     f.uuid.is_none()
         && f.telephone.is_none()
         && f.extnum.is_none()
@@ -550,13 +592,29 @@ mod tests {
     }
 
     #[test]
-    fn whole_hours_split_a_range_into_summed_hours_and_counted_edges() {
-        let h = HOUR_MS;
-        assert_eq!(whole_hours(None, None), Some((i64::MIN, i64::MAX)));
-        assert_eq!(whole_hours(Some(0), Some(3 * h)), Some((0, 3 * h)));
-        assert_eq!(whole_hours(Some(1), Some(3 * h - 1)), Some((h, 2 * h)));
-        assert_eq!(whole_hours(Some(10), Some(h - 10)), None);
-        assert_eq!(whole_hours(Some(h + 1), None), Some((2 * h, i64::MAX)));
+    fn totals_sum_whole_days_then_whole_hours_and_count_only_the_rows_at_the_edges() {
+        let (h, d) = (HOUR_MS, DAY_MS);
+        // A local day in UTC+8: 16:00 to 16:00 UTC, less a second.
+        let plan = total_plan(Some(d + 16 * h), Some(2 * d + 16 * h - 1000));
+        assert_eq!(
+            plan,
+            TotalPlan {
+                days: NOTHING,
+                hours: [(d + 16 * h, 2 * d + 15 * h), NOTHING],
+                rows: [NOTHING, (2 * d + 15 * h, 2 * d + 16 * h - 1000)]
+            }
+        );
+        // A week from mid-hour to mid-hour.
+        let plan = total_plan(Some(d + 30 * 60_000), Some(8 * d + h + 1));
+        assert_eq!(plan.days, (2 * d, 8 * d));
+        assert_eq!(plan.hours, [(d + h, 2 * d), (8 * d, 8 * d + h)]);
+        assert_eq!(plan.rows, [(d + 30 * 60_000, d + h), (8 * d + h, 8 * d + h + 1)]);
+        // No range: all days.
+        let plan = total_plan(None, None);
+        assert!(plan.days.0 < -1_000_000 * d && plan.days.1 > 1_000_000 * d);
+        assert_eq!(plan.rows, [NOTHING; 2]);
+        // Within one hour: rows only.
+        assert_eq!(total_plan(Some(10), Some(h - 10)).rows, [(10, h - 10), NOTHING]);
     }
 
     fn record(uuid: &str, hour: i64, cause: &str, answered: bool, time_len: i64) -> CallRecord {

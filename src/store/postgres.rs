@@ -33,9 +33,9 @@ use super::rows::{
 };
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NewEvent, OutboxEvent, Paged, RECOUNT_STATS, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta,
-    StopOutcome, Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events,
-    countable_by_hours, stats_deltas, whole_hours,
+    NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
+    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, countable_by_buckets,
+    stats_deltas, total_plan,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -128,43 +128,30 @@ impl PgStore {
         Ok(())
     }
 
-    /// records/list's total: from `record_stats` for the whole hours of a call-type-and-time
-    /// filter, counting only the rows at the edges; a plain COUNT for other filters.
+    /// records/list's total: for a filter of call type and time alone, summed from the
+    /// counters (see `total_plan`) in one statement; a plain COUNT for other filters.
     async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
-        let hours =
-            if countable_by_hours(f) { whole_hours(f.callout_from_ms, f.callout_until_ms) } else { None };
-        let Some((lo, hi)) = hours else {
+        if !countable_by_buckets(f) {
             let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
             push_record_filter(&mut count, f);
             return Ok(count.build_query_scalar().fetch_one(&self.pool).await?);
-        };
-        let mut total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(calls), 0)::BIGINT FROM record_stats WHERE call_type = $1 AND hour_ms >= $2 AND hour_ms < $3",
-        )
-        .bind(f.call_type.code())
-        .bind(lo)
-        .bind(hi)
-        .fetch_one(&self.pool)
-        .await?;
-        for (from, until) in [(f.callout_from_ms, Some(lo)), (Some(hi), f.callout_until_ms)] {
-            if let (Some(from), Some(until)) = (from, until)
-                && from < until
-            {
-                let edge: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM call_records WHERE call_type = $1 AND callout_ms >= $2 AND callout_ms < $3",
-                )
-                .bind(f.call_type.code())
-                .bind(from)
-                .bind(until)
-                .fetch_one(&self.pool)
-                .await?;
-                total += edge;
-            }
         }
-        Ok(total)
+        let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
+        let mut q = sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(SUM(calls), 0) FROM record_days WHERE call_type = $1 AND day_ms >= $2 AND day_ms < $3)::BIGINT
+                  + (SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = $1 AND hour_ms >= $4 AND hour_ms < $5)::BIGINT
+                  + (SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = $1 AND hour_ms >= $6 AND hour_ms < $7)::BIGINT
+                  + (SELECT COUNT(*) FROM call_records WHERE call_type = $1 AND callout_ms >= $8 AND callout_ms < $9)
+                  + (SELECT COUNT(*) FROM call_records WHERE call_type = $1 AND callout_ms >= $10 AND callout_ms < $11)",
+        )
+        .bind(f.call_type.code());
+        for (lo, hi) in [plan.days, plan.hours[0], plan.hours[1], plan.rows[0], plan.rows[1]] {
+            q = q.bind(lo).bind(hi);
+        }
+        Ok(q.fetch_one(&self.pool).await?)
     }
 
-    /// Keeps `record_stats` exact, in the caller's transaction. The rows are changed in
+    /// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows are changed in
     /// key order, so that nodes writing at once never deadlock.
     async fn apply_stats(tx: &mut sqlx::PgConnection, deltas: &[StatsDelta]) -> Result<()> {
         if deltas.is_empty() {
@@ -178,6 +165,16 @@ impl PgStore {
              ORDER BY call_type, hour_ms, outcome
              ON CONFLICT (call_type, hour_ms, outcome)
              DO UPDATE SET calls = record_stats.calls + EXCLUDED.calls, talk_secs = record_stats.talk_secs + EXCLUDED.talk_secs",
+        )
+        .bind(json(deltas))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO record_days (call_type, day_ms, calls)
+             SELECT call_type, hour_ms / 86400000 * 86400000, SUM(calls)
+             FROM json_to_recordset($1::json) AS d (call_type text, hour_ms bigint, calls bigint)
+             GROUP BY 1, 2 ORDER BY 1, 2
+             ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + EXCLUDED.calls",
         )
         .bind(json(deltas))
         .execute(tx)
@@ -865,8 +862,9 @@ impl Store for PgStore {
             .bind(SEED_DIALOGUES[2])
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM record_stats").execute(&mut *tx).await?;
-            sqlx::query(RECOUNT_STATS).execute(&mut *tx).await?;
+            for sql in RECOUNT {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
         }
         for (_, sql) in &indexes {
             sqlx::query(sql).execute(&mut *tx).await?;

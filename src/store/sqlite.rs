@@ -17,9 +17,9 @@ use super::rows::{
 };
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NewEvent, OutboxEvent, Paged, RECOUNT_STATS, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta,
-    StopOutcome, Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events,
-    countable_by_hours, stats_deltas, whole_hours,
+    NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
+    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, countable_by_buckets,
+    stats_deltas, total_plan,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -56,10 +56,12 @@ impl SqliteStore {
         if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         }
-        let writer = SqlitePoolOptions::new().max_connections(1).connect_with(options.clone()).await?;
+        // No ping before each use: a connection to a local file does not go stale, and the
+        // ping is one more round trip to the connection's thread for every query.
+        let pool = || SqlitePoolOptions::new().test_before_acquire(false);
+        let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let reader =
-            SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let reader = pool().max_connections(4).connect_with(options.read_only(true)).await?;
         Ok(SqliteStore { reader, writer, options: store_options })
     }
 
@@ -80,43 +82,30 @@ impl SqliteStore {
         Ok(())
     }
 
-    /// records/list's total: from `record_stats` for the whole hours of a call-type-and-time
-    /// filter, counting only the rows at the edges; a plain COUNT for other filters.
+    /// records/list's total: for a filter of call type and time alone, summed from the
+    /// counters (see `total_plan`) in one statement; a plain COUNT for other filters.
     async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
-        let hours =
-            if countable_by_hours(f) { whole_hours(f.callout_from_ms, f.callout_until_ms) } else { None };
-        let Some((lo, hi)) = hours else {
+        if !countable_by_buckets(f) {
             let mut count = QueryBuilder::new("SELECT COUNT(*) FROM call_records");
             push_record_filter(&mut count, f);
             return Ok(count.build_query_scalar().fetch_one(&self.reader).await?);
-        };
-        let mut total: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = ? AND hour_ms >= ? AND hour_ms < ?",
-        )
-        .bind(f.call_type.code())
-        .bind(lo)
-        .bind(hi)
-        .fetch_one(&self.reader)
-        .await?;
-        for (from, until) in [(f.callout_from_ms, Some(lo)), (Some(hi), f.callout_until_ms)] {
-            if let (Some(from), Some(until)) = (from, until)
-                && from < until
-            {
-                let edge: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM call_records WHERE call_type = ? AND callout_ms >= ? AND callout_ms < ?",
-                )
-                .bind(f.call_type.code())
-                .bind(from)
-                .bind(until)
-                .fetch_one(&self.reader)
-                .await?;
-                total += edge;
-            }
         }
-        Ok(total)
+        let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
+        let mut q = sqlx::query_scalar(
+            "SELECT (SELECT COALESCE(SUM(calls), 0) FROM record_days WHERE call_type = ?1 AND day_ms >= ?2 AND day_ms < ?3)
+                  + (SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = ?1 AND hour_ms >= ?4 AND hour_ms < ?5)
+                  + (SELECT COALESCE(SUM(calls), 0) FROM record_stats WHERE call_type = ?1 AND hour_ms >= ?6 AND hour_ms < ?7)
+                  + (SELECT COUNT(*) FROM call_records WHERE call_type = ?1 AND callout_ms >= ?8 AND callout_ms < ?9)
+                  + (SELECT COUNT(*) FROM call_records WHERE call_type = ?1 AND callout_ms >= ?10 AND callout_ms < ?11)",
+        )
+        .bind(f.call_type.code());
+        for (lo, hi) in [plan.days, plan.hours[0], plan.hours[1], plan.rows[0], plan.rows[1]] {
+            q = q.bind(lo).bind(hi);
+        }
+        Ok(q.fetch_one(&self.reader).await?)
     }
 
-    /// Keeps `record_stats` exact, in the caller's transaction.
+    /// Keeps `record_stats` and `record_days` exact, in the caller's transaction.
     async fn apply_stats(tx: &mut sqlx::SqliteConnection, deltas: &[StatsDelta]) -> Result<()> {
         if deltas.is_empty() {
             return Ok(());
@@ -129,6 +118,15 @@ impl SqliteStore {
              FROM json_each(?) WHERE true
              ON CONFLICT (call_type, hour_ms, outcome)
              DO UPDATE SET calls = record_stats.calls + excluded.calls, talk_secs = record_stats.talk_secs + excluded.talk_secs",
+        )
+        .bind(json(deltas))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO record_days (call_type, day_ms, calls)
+             SELECT value ->> 'call_type', (value ->> 'hour_ms') / 86400000 * 86400000, SUM(value ->> 'calls')
+             FROM json_each(?) WHERE true GROUP BY 1, 2
+             ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls",
         )
         .bind(json(deltas))
         .execute(tx)
@@ -731,8 +729,9 @@ impl Store for SqliteStore {
             .bind(SEED_DIALOGUES[2])
             .execute(&mut *tx)
             .await?;
-            sqlx::query("DELETE FROM record_stats").execute(&mut *tx).await?;
-            sqlx::query(RECOUNT_STATS).execute(&mut *tx).await?;
+            for sql in RECOUNT {
+                sqlx::query(sql).execute(&mut *tx).await?;
+            }
         }
         for (_, sql) in &indexes {
             sqlx::query(sql).execute(&mut *tx).await?;
