@@ -140,6 +140,24 @@ pub(crate) struct TotalPlan {
     pub rows: [(i64, i64); 2],
 }
 
+impl TotalPlan {
+    /// The plan's parts as `(SELECT <aggregate> FROM <table> WHERE call_type = ? AND
+    /// <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the range.
+    /// Portable SQL; each backend binds them.
+    pub(crate) fn parts(&self) -> [(&'static str, &'static str, (i64, i64)); 5] {
+        const DAYS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_days";
+        const HOURS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_stats";
+        const ROWS: &str = "COUNT(*) FROM call_records";
+        [
+            (DAYS, "day_ms", self.days),
+            (HOURS, "hour_ms", self.hours[0]),
+            (HOURS, "hour_ms", self.hours[1]),
+            (ROWS, "callout_ms", self.rows[0]),
+            (ROWS, "callout_ms", self.rows[1]),
+        ]
+    }
+}
+
 pub(crate) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
     let span = |lo: i64, hi: i64| if lo < hi { (lo, hi) } else { NOTHING };
     let Some((lo_h, hi_h)) = whole_buckets(from, until, HOUR_MS) else {

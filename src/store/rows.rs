@@ -54,6 +54,14 @@ impl TryFrom<TaskDb> for TaskRow {
     }
 }
 
+/// A row of a page with the list's total beside it.
+#[derive(sqlx::FromRow)]
+pub(super) struct Totalled<T> {
+    #[sqlx(flatten)]
+    pub(super) row: T,
+    pub(super) total: i64,
+}
+
 #[derive(sqlx::FromRow)]
 pub(super) struct RecordDb {
     pub(super) uuid: String,
