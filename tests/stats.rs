@@ -147,3 +147,40 @@ async fn today_statistics_include_ai_calls_and_the_live_numbers() {
     assert_eq!(d["tasksWaiting"], 1, "the busy one waits for its retry");
     assert_eq!(d["callsInProgress"], 0);
 }
+
+#[tokio::test]
+async fn a_seeded_database_has_a_spread_of_calls_and_exact_counters() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = common::TestDb::new(dir.path()).await;
+    let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
+        .args(["seed", "--records", "20000", "--tasks", "2000"])
+        .env("CALLCENTER__DATABASE__URL", &db.url)
+        .output()
+        .expect("callcenter seed runs");
+    assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
+    let mut settings = common::test_settings(&db, dir.path());
+    settings.dialer.enabled = false;
+    let s = TestServer::start_on(settings, db, dir).await;
+
+    let mut totals = Vec::new();
+    for call_type in ["01", "02", "03"] {
+        totals
+            .push(s.records(json!({"callType": call_type, "pageSize": 1})).await["total"].as_i64().unwrap());
+    }
+    assert_eq!(totals.iter().sum::<i64>(), 20_000, "{totals:?}");
+    assert!(totals.iter().all(|&n| n > 1_000), "every call type: {totals:?}");
+    assert_eq!(s.tasks(json!({})).await["total"], 2_000);
+    // Over 90 days, answered and not, with dialogues on the answered AI calls.
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai).date_naive();
+    let day = |d: i64| (today - chrono::Duration::days(d)).format("%Y-%m-%d").to_string();
+    for (from, until) in [(day(89), day(80)), (day(45), day(45)), (day(10), day(1))] {
+        let mut filter = json!({"callType": "02", "pageSize": 50,
+            "calloutTimeStart": format!("{from} 00:00:00"), "calloutTimeEnd": format!("{until} 23:59:59")});
+        let page = s.records(filter.clone()).await;
+        let rows = page["rows"].as_array().unwrap();
+        assert!(rows.iter().any(|r| r["dialogue"].as_array().is_some_and(|d| !d.is_empty())), "{page}");
+        assert!(rows.iter().any(|r| r["answeredTime"] == ""), "{page}");
+        filter["timeLenStart"] = json!(0);
+        assert_eq!(page["total"], s.records(filter).await["total"], "{from}..{until}");
+    }
+}

@@ -818,7 +818,8 @@ impl Store for PgStore {
         // faster than keeping them up to date row by row.
         let indexes: Vec<(String, String)> = sqlx::query_as(
             "SELECT indexname::text, indexdef FROM pg_indexes
-             WHERE schemaname = current_schema() AND tablename = 'call_records' AND indexname <> 'call_records_pkey'",
+             WHERE schemaname = current_schema() AND tablename IN ('call_records', 'tasks')
+               AND indexname NOT IN ('call_records_pkey', 'tasks_pkey')",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -879,9 +880,6 @@ impl Store for PgStore {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
         }
-        for (_, sql) in &indexes {
-            sqlx::query(sql).execute(&mut *tx).await?;
-        }
         if tasks > 0 {
             let step = (SEED_SPAN_MS / tasks as i64).max(1);
             sqlx::query(
@@ -901,6 +899,9 @@ impl Store for PgStore {
             .bind(step)
             .execute(&mut *tx)
             .await?;
+        }
+        for (_, sql) in &indexes {
+            sqlx::query(sql).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(())

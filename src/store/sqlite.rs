@@ -683,7 +683,8 @@ impl Store for SqliteStore {
         // Building the secondary indexes once, over sorted data, is several times faster
         // than keeping them up to date row by row.
         let indexes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'call_records' AND sql IS NOT NULL",
+            "SELECT name, sql FROM sqlite_master
+             WHERE type = 'index' AND tbl_name IN ('call_records', 'tasks') AND sql IS NOT NULL",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -746,9 +747,6 @@ impl Store for SqliteStore {
                 sqlx::query(sql).execute(&mut *tx).await?;
             }
         }
-        for (_, sql) in &indexes {
-            sqlx::query(sql).execute(&mut *tx).await?;
-        }
         if tasks > 0 {
             let step = (SEED_SPAN_MS / tasks as i64).max(1);
             sqlx::query(
@@ -768,6 +766,9 @@ impl Store for SqliteStore {
             .bind(step)
             .execute(&mut *tx)
             .await?;
+        }
+        for (_, sql) in &indexes {
+            sqlx::query(sql).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         // Seeding is one transaction, so all its pages are in the WAL. Copy them into the
