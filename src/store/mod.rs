@@ -176,9 +176,72 @@ pub(crate) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
     }
 }
 
+/// records/list pages that skip at least this many rows find their uuids first.
+const DEEP_PAGE_OFFSET: i64 = 1000;
+
+/// records/list's query: the page's records, each with the list's total beside it (the
+/// database computes it once), so that a request is one query and one round trip.
+pub(crate) fn records_page<'a, DB>(
+    f: &RecordFilter,
+    push_filter: fn(&mut sqlx::QueryBuilder<'a, DB>, &RecordFilter),
+) -> sqlx::QueryBuilder<'a, DB>
+where
+    DB: sqlx::Database,
+    &'static str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {}, ", rows::RECORD_COLUMNS));
+    push_record_total(&mut q, f, push_filter);
+    // A deep page takes its uuids from the index alone, then their rows: the rows it
+    // skips cost an index step each, not a fetch of the whole record each (page 779 of
+    // 10: 35× the requests/s on SQLite, 3.5× on PostgreSQL). Near the top the plain query
+    // is as cheap or cheaper (on PostgreSQL it plans faster: 1.5× the requests/s on page
+    // 1), and the top is what dashboards poll.
+    let deep = f.page.offset() >= DEEP_PAGE_OFFSET;
+    q.push(if deep {
+        " AS total FROM call_records WHERE uuid IN (SELECT uuid FROM call_records"
+    } else {
+        " AS total FROM call_records"
+    });
+    push_filter(&mut q, f);
+    q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
+    q.push(" OFFSET ").push_bind(f.page.offset());
+    if deep {
+        q.push(") ORDER BY callout_ms DESC, uuid DESC");
+    }
+    q
+}
+
+/// records/list's total as a scalar expression: for a filter of call type and time
+/// alone, summed from the counters (see `total_plan`); for other filters a plain COUNT,
+/// filtered by the backend's `push_filter`.
+fn push_record_total<'a, DB>(
+    q: &mut sqlx::QueryBuilder<'a, DB>,
+    f: &RecordFilter,
+    push_filter: fn(&mut sqlx::QueryBuilder<'a, DB>, &RecordFilter),
+) where
+    DB: sqlx::Database,
+    &'static str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    if !countable_by_buckets(f) {
+        q.push("(SELECT COUNT(*) FROM call_records");
+        push_filter(q, f);
+        q.push(")");
+        return;
+    }
+    q.push("(0");
+    for (aggregate, column, (lo, hi)) in total_plan(f.callout_from_ms, f.callout_until_ms).parts() {
+        q.push(format!(" + (SELECT {aggregate} WHERE call_type = ")).push_bind(f.call_type.code());
+        q.push(format!(" AND {column} >= ")).push_bind(lo);
+        q.push(format!(" AND {column} < ")).push_bind(hi).push(")");
+    }
+    q.push(")");
+}
+
 /// Whether a records/list filter's total can come from the counters: only the call type
 /// and the time range filter it.
-pub(crate) fn countable_by_buckets(f: &RecordFilter) -> bool {
+fn countable_by_buckets(f: &RecordFilter) -> bool {
     f.uuid.is_none()
         && f.telephone.is_none()
         && f.extnum.is_none()

@@ -19,13 +19,10 @@ use super::rows::{
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, countable_by_buckets,
-    stats_deltas, total_plan,
+    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, push_record_total,
+    records_page, stats_deltas,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
-
-/// records/list pages that skip at least this many rows find their uuids first.
-const DEEP_PAGE_OFFSET: i64 = 1000;
 
 /// A bound list of rows: statements read it with `json_each`, so that one statement
 /// (prepared once, whatever the list's length) handles a whole batch.
@@ -86,7 +83,7 @@ impl SqliteStore {
     /// records/list's total when its page is empty (a page that has rows carries it).
     async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
         let mut q = QueryBuilder::new("SELECT ");
-        push_record_total(&mut q, f);
+        push_record_total(&mut q, f, push_record_filter);
         Ok(q.build_query_scalar().fetch_one(&self.reader).await?)
     }
 
@@ -177,24 +174,6 @@ fn push_record_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
     }
 }
 
-/// records/list's total as a scalar expression: for a filter of call type and time
-/// alone, summed from the counters (see `total_plan`); a plain COUNT for other filters.
-fn push_record_total(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
-    if !countable_by_buckets(f) {
-        q.push("(SELECT COUNT(*) FROM call_records");
-        push_record_filter(q, f);
-        q.push(")");
-        return;
-    }
-    q.push("(0");
-    for (aggregate, column, (lo, hi)) in total_plan(f.callout_from_ms, f.callout_until_ms).parts() {
-        q.push(format!(" + (SELECT {aggregate} WHERE call_type = ")).push_bind(f.call_type.code());
-        q.push(format!(" AND {column} >= ")).push_bind(lo);
-        q.push(format!(" AND {column} < ")).push_bind(hi).push(")");
-    }
-    q.push(")");
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_tasks(&self, tasks: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
@@ -261,25 +240,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-        // The total rides on every row of the page (SQLite computes it once): one query,
-        // one round trip to the connection's thread.
-        let mut q = QueryBuilder::new(format!("SELECT {RECORD_COLUMNS}, "));
-        push_record_total(&mut q, f);
-        // A deep page takes its uuids from the index alone, then their rows: the rows it
-        // skips cost an index step each, not a lookup of the whole record each (page 779
-        // of 10: 35× the requests/s). Near the top the plain query is as cheap or cheaper.
-        let deep = f.page.offset() >= DEEP_PAGE_OFFSET;
-        q.push(if deep {
-            " AS total FROM call_records WHERE uuid IN (SELECT uuid FROM call_records"
-        } else {
-            " AS total FROM call_records"
-        });
-        push_record_filter(&mut q, f);
-        q.push(" ORDER BY callout_ms DESC, uuid DESC LIMIT ").push_bind(f.page.size as i64);
-        q.push(" OFFSET ").push_bind(f.page.offset());
-        if deep {
-            q.push(") ORDER BY callout_ms DESC, uuid DESC");
-        }
+        let mut q = records_page(f, push_record_filter);
         let rows = q.build_query_as::<Totalled<RecordDb>>().fetch_all(&self.reader).await?;
         let total = match rows.first() {
             Some(row) => row.total,
