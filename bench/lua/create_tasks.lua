@@ -24,11 +24,5 @@ function request()
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, "[" .. table.concat(t, ",") .. "]")
 end
 
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("BENCH requests=%d secs=%.3f errors=%d p50=%.3f p90=%.3f p99=%.3f max=%.3f\n",
-    summary.requests, summary.duration / 1e6,
-    e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50) / 1000, latency:percentile(90) / 1000,
-    latency:percentile(99) / 1000, latency.max / 1000))
-end
+-- done(): report.lua, beside this script.
+dofile(debug.getinfo(1, "S").source:match("^@(.*/)") .. "report.lua")

@@ -442,46 +442,59 @@ impl FinishedAttempt {
     }
 }
 
-/// A webhook event, written into the outbox with the change it reports.
-pub(crate) struct NewEvent<'a> {
-    pub event_type: &'static str,
-    pub task: &'a TaskRow,
-    pub record_uuid: Option<&'a str>,
-    pub at_ms: i64,
-}
-
-/// A [`NewEvent`] as the outbox stores it.
+/// A webhook event as the outbox stores it, written with the change it reports.
 #[derive(Serialize)]
-pub(crate) struct EventRow<'a> {
-    pub event_id: String,
-    pub event_type: &'static str,
-    pub task_json: String,
-    pub record_uuid: Option<&'a str>,
-    pub at_ms: i64,
+pub(crate) struct NewEvent<'a> {
+    event_id: String,
+    event_type: &'static str,
+    task_json: String,
+    record_uuid: Option<&'a str>,
+    at_ms: i64,
 }
 
 impl<'a> NewEvent<'a> {
-    pub(crate) fn row(&self) -> EventRow<'a> {
-        EventRow {
+    fn new(
+        event_type: &'static str,
+        task: &TaskRow,
+        record_uuid: Option<&'a str>,
+        at_ms: i64,
+    ) -> NewEvent<'a> {
+        NewEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
-            event_type: self.event_type,
-            task_json: serde_json::to_string(self.task).expect("task serializes"),
-            record_uuid: self.record_uuid,
-            at_ms: self.at_ms,
+            event_type,
+            task_json: serde_json::to_string(task).expect("task serializes"),
+            record_uuid,
+            at_ms,
         }
+    }
+
+    /// The task ended (stopped, blocked, or after its last attempt).
+    pub(crate) fn task_ended(task: &TaskRow, at_ms: i64) -> NewEvent<'static> {
+        NewEvent::new(TASK_ENDED, task, None, at_ms)
     }
 }
 
-/// The events a finished attempt reports: its call ended, and its task too if final.
-pub(crate) fn attempt_events<'a>(
-    uuid: &'a str,
-    task: &'a TaskRow,
-    at_ms: i64,
-) -> impl Iterator<Item = NewEvent<'a>> {
-    let call = NewEvent { event_type: CALL_ENDED, task, record_uuid: Some(uuid), at_ms };
-    let ended =
-        task.status.is_final().then_some(NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms });
-    std::iter::once(call).chain(ended)
+/// Matches the tasks that finished attempts moved on (as the UPDATE returned them, in any
+/// order) to the attempts: each attempt's new task status (`None`: its lease was lost),
+/// in order, and the events they report (the call ended; the task too, if final).
+pub(crate) fn attempts_moved<'a>(
+    attempts: &'a [FinishedAttempt],
+    tasks: &[TaskRow],
+) -> (Vec<Option<TaskStatus>>, Vec<NewEvent<'a>>) {
+    let by_id: std::collections::HashMap<i64, &TaskRow> = tasks.iter().map(|t| (t.batch_id, t)).collect();
+    let mut statuses = Vec::with_capacity(attempts.len());
+    let mut events = Vec::new();
+    for a in attempts {
+        let task = by_id.get(&a.batch_id).copied();
+        if let Some(task) = task {
+            events.push(NewEvent::new(CALL_ENDED, task, Some(&a.uuid), a.ended_ms));
+            if task.status.is_final() {
+                events.push(NewEvent::task_ended(task, a.ended_ms));
+            }
+        }
+        statuses.push(task.map(|t| t.status));
+    }
+    (statuses, events)
 }
 
 /// A call in progress that was answered, noted while it lasts.

@@ -35,8 +35,8 @@ use super::rows::{
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, push_record_total,
-    records_page, stats_deltas,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, push_record_total, records_page,
+    stats_deltas,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -120,7 +120,7 @@ impl PgStore {
              FROM json_to_recordset($1::json)
                   AS e (event_id text, event_type text, task_json text, record_uuid text, at_ms bigint)",
         )
-        .bind(json(&events.iter().map(NewEvent::row).collect::<Vec<_>>()))
+        .bind(json(events))
         .execute(tx)
         .await?;
         Ok(())
@@ -374,10 +374,7 @@ impl Store for PgStore {
             .filter(|t| t.status == "stopped")
             .map(TaskRow::try_from)
             .collect::<Result<Vec<_>>>()?;
-        let events: Vec<_> = ended
-            .iter()
-            .map(|task| NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms: now_ms })
-            .collect();
+        let events: Vec<_> = ended.iter().map(|task| NewEvent::task_ended(task, now_ms)).collect();
         self.emit(&mut tx, &events).await?;
         if hanging_up > 0 {
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -490,10 +487,7 @@ impl Store for PgStore {
             }
             due.push(batch_id);
         }
-        let events: Vec<_> = blocked
-            .iter()
-            .map(|task| NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms: now_ms })
-            .collect();
+        let events: Vec<_> = blocked.iter().map(|task| NewEvent::task_ended(task, now_ms)).collect();
         self.emit(&mut tx, &events).await?;
         if due.is_empty() {
             tx.commit().await?;
@@ -647,14 +641,7 @@ impl Store for PgStore {
         .fetch_all(&mut *tx)
         .await?;
         let tasks = tasks.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
-        let by_id: HashMap<i64, &TaskRow> = tasks.iter().map(|t| (t.batch_id, t)).collect();
-        let moved: Vec<Option<&TaskRow>> = attempts.iter().map(|a| by_id.get(&a.batch_id).copied()).collect();
-        let events: Vec<_> = attempts
-            .iter()
-            .zip(&moved)
-            .filter_map(|(a, task)| task.map(|task| attempt_events(&a.uuid, task, a.ended_ms)))
-            .flatten()
-            .collect();
+        let (statuses, events) = attempts_moved(attempts, &tasks);
         self.emit(&mut tx, &events).await?;
         // The counts last: every call of the hour updates the same `record_stats` rows, so
         // their locks serialise all finishing calls until they commit; taken last, they are
@@ -662,7 +649,7 @@ impl Store for PgStore {
         Self::apply_stats(&mut tx, &stats_deltas(&before, &records)).await?;
         tx.commit().await?;
         self.events_written();
-        Ok(moved.into_iter().map(|t| t.map(|t| t.status)).collect())
+        Ok(statuses)
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {

@@ -19,8 +19,8 @@ use super::rows::{
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TASK_ENDED, TaskRow, attempt_events, push_record_total,
-    records_page, stats_deltas,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, push_record_total, records_page,
+    stats_deltas,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -74,7 +74,7 @@ impl SqliteStore {
                     value ->> 'at_ms', value ->> 'at_ms'
              FROM json_each(?)",
         )
-        .bind(json(&events.iter().map(NewEvent::row).collect::<Vec<_>>()))
+        .bind(json(events))
         .execute(tx)
         .await?;
         Ok(())
@@ -186,14 +186,14 @@ impl Store for SqliteStore {
             "SELECT ticket_no, batch_id FROM tasks
              WHERE +status IN {OPEN} AND ticket_no IN (SELECT value FROM json_each(?))"
         ))
-        .bind(serde_json::to_string(&ticket_nos).expect("tickets serialize"))
+        .bind(json(&ticket_nos))
         .fetch_all(&mut *tx)
         .await?
         .into_iter()
         .collect();
         // The new tickets in one statement (a statement per ticket costs a round trip to
         // the connection's thread each), numbered in input order.
-        let mut queued = std::collections::HashSet::new();
+        let mut queued = HashSet::new();
         let new: Vec<[&str; 5]> = tasks
             .iter()
             .filter(|t| !open.contains_key(&t.ticket_no) && queued.insert(t.ticket_no.as_str()))
@@ -207,7 +207,7 @@ impl Store for SqliteStore {
                  FROM json_each(?1) ORDER BY key
                  RETURNING ticket_no, batch_id",
             )
-            .bind(serde_json::to_string(&new).expect("tickets serialize"))
+            .bind(json(&new))
             .bind(now_ms)
             .fetch_all(&mut *tx)
             .await?
@@ -261,8 +261,8 @@ impl Store for SqliteStore {
     }
 
     async fn stop_tasks(&self, batch_ids: &[i64], ticket_nos: &[String], now_ms: i64) -> Result<StopOutcome> {
-        let ids = serde_json::to_string(batch_ids).expect("ids serialize");
-        let tickets = serde_json::to_string(ticket_nos).expect("tickets serialize");
+        let ids = json(batch_ids);
+        let tickets = json(ticket_nos);
         // One id list, so that the primary key and the ticket index find the rows (an OR
         // of the two would scan every waiting task).
         let named = "batch_id IN (SELECT value FROM json_each(?1)
@@ -278,10 +278,7 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let stopped = stopped.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
-        let events: Vec<_> = stopped
-            .iter()
-            .map(|task| NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms: now_ms })
-            .collect();
+        let events: Vec<_> = stopped.iter().map(|task| NewEvent::task_ended(task, now_ms)).collect();
         self.emit(&mut tx, &events).await?;
         let hanging_up = sqlx::query(&format!(
             "UPDATE tasks SET stop_requested = 1 WHERE {named} AND status = 'calling' AND stop_requested = 0"
@@ -359,10 +356,7 @@ impl Store for SqliteStore {
             }
             claim.push((batch_id, next_uuid()));
         }
-        let events: Vec<_> = blocked
-            .iter()
-            .map(|task| NewEvent { event_type: TASK_ENDED, task, record_uuid: None, at_ms: now_ms })
-            .collect();
+        let events: Vec<_> = blocked.iter().map(|task| NewEvent::task_ended(task, now_ms)).collect();
         self.emit(&mut tx, &events).await?;
         // All the claims in one statement. The status guard makes them safe even against
         // another process on the file. NOT INDEXED (here and in the other `UPDATE tasks …
@@ -446,7 +440,7 @@ impl Store for SqliteStore {
         .bind(lease_until_ms)
         .bind(now_ms)
         .bind(node)
-        .bind(serde_json::to_string(batch_ids).expect("ids serialize"))
+        .bind(json(batch_ids))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -508,18 +502,11 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let tasks = tasks.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
-        let by_id: HashMap<i64, &TaskRow> = tasks.iter().map(|t| (t.batch_id, t)).collect();
-        let moved: Vec<Option<&TaskRow>> = attempts.iter().map(|a| by_id.get(&a.batch_id).copied()).collect();
-        let events: Vec<_> = attempts
-            .iter()
-            .zip(&moved)
-            .filter_map(|(a, task)| task.map(|task| attempt_events(&a.uuid, task, a.ended_ms)))
-            .flatten()
-            .collect();
+        let (statuses, events) = attempts_moved(attempts, &tasks);
         self.emit(&mut tx, &events).await?;
         tx.commit().await?;
         self.events_written();
-        Ok(moved.into_iter().map(|t| t.map(|t| t.status)).collect())
+        Ok(statuses)
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {
@@ -589,7 +576,7 @@ impl Store for SqliteStore {
 
     async fn dnc_remove(&self, phones: &[String]) -> Result<u64> {
         Ok(sqlx::query("DELETE FROM dnc_numbers WHERE phone IN (SELECT value FROM json_each(?))")
-            .bind(serde_json::to_string(phones).expect("phones serialize"))
+            .bind(json(phones))
             .execute(&self.writer)
             .await?
             .rows_affected())
