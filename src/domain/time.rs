@@ -1,4 +1,4 @@
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone};
+use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
 
 const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
@@ -16,8 +16,19 @@ impl ApiTime {
         self.0.timestamp_millis_opt(ms).single().expect("epoch milliseconds in range")
     }
 
+    /// `FORMAT`, written field by field: `format(FORMAT)` would parse the pattern again
+    /// for every time of every row (6 % of a records/list request's CPU).
     pub fn format(&self, ms: i64) -> String {
-        self.local(ms).format(FORMAT).to_string()
+        let t = self.local(ms);
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        )
     }
 
     /// Parses a wall-clock time to epoch milliseconds (the start of that second).
@@ -40,6 +51,16 @@ mod tests {
         let ms = t.parse("2025-08-16 21:11:59").unwrap();
         assert_eq!(ms, 1755349919000);
         assert_eq!(t.format(ms + 999), "2025-08-16 21:11:59");
+    }
+
+    #[test]
+    fn formats_as_the_pattern_does_with_padding_and_zones() {
+        for zone in [chrono_tz::Asia::Shanghai, chrono_tz::America::New_York, chrono_tz::UTC] {
+            let t = ApiTime(zone);
+            for ms in [0, 1_000_000_000_123, 1_767_225_599_999, 1_704_067_200_000, 1_741_503_600_000] {
+                assert_eq!(t.format(ms), t.local(ms).format(FORMAT).to_string(), "{zone} {ms}");
+            }
+        }
     }
 
     #[test]

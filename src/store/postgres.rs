@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{Arguments, PgPool};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -32,11 +32,12 @@ use super::rows::{
     CLAIMED_COLUMNS, ClaimedDb, OPEN, RECORD_COLUMNS, RecordDb, RecordJson, TASK_COLUMNS, TaskDb, TaskMove,
     Totalled,
 };
+use super::sql::{Arg, Dialect, Sql};
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, push_record_total, records_page,
-    stats_deltas,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page, records_total,
+    stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -128,9 +129,8 @@ impl PgStore {
 
     /// records/list's total when its page is empty (a page that has rows carries it).
     async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
-        let mut q = QueryBuilder::new("SELECT ");
-        push_record_total(&mut q, f, push_record_filter);
-        Ok(q.build_query_scalar().fetch_one(&self.pool).await?)
+        let q = records_total(Dialect::Postgres, f);
+        Ok(sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&self.pool).await?)
     }
 
     /// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows
@@ -193,51 +193,17 @@ fn has_nul(s: &Option<String>) -> bool {
     s.as_deref().is_some_and(|s| s.contains('\0'))
 }
 
-fn push_task_filter(q: &mut QueryBuilder<'_, Postgres>, f: &TaskFilter) {
-    q.push(" WHERE TRUE");
-    if let Some(id) = f.batch_id {
-        q.push(" AND batch_id = ").push_bind(id);
+/// `sql`'s arguments, encoded for sqlx.
+fn arguments(sql: &Sql) -> PgArguments {
+    let mut args = PgArguments::default();
+    for arg in &sql.args {
+        match arg {
+            Arg::Int(v) => args.add(*v),
+            Arg::Text(v) => args.add(v.as_str()),
+        }
+        .expect("integers and text always encode");
     }
-    if let Some(ms) = f.created_from_ms {
-        q.push(" AND created_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = f.created_until_ms {
-        q.push(" AND created_ms < ").push_bind(ms);
-    }
-    if let Some(t) = &f.ticket_no {
-        q.push(" AND ticket_no = ").push_bind(t.clone());
-    }
-    if let Some(p) = &f.phone {
-        q.push(" AND phone = ").push_bind(p.clone());
-    }
-    if let Some(s) = f.status {
-        q.push(" AND status = ").push_bind(s.db_name());
-    }
-}
-
-fn push_record_filter(q: &mut QueryBuilder<'_, Postgres>, f: &RecordFilter) {
-    q.push(" WHERE call_type = ").push_bind(f.call_type.code());
-    if let Some(u) = &f.uuid {
-        q.push(" AND uuid = ").push_bind(u.clone());
-    }
-    if let Some(t) = &f.telephone {
-        q.push(" AND telephone = ").push_bind(t.clone());
-    }
-    if let Some(e) = &f.extnum {
-        q.push(" AND extnum = ").push_bind(e.clone());
-    }
-    if let Some(ms) = f.callout_from_ms {
-        q.push(" AND callout_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = f.callout_until_ms {
-        q.push(" AND callout_ms < ").push_bind(ms);
-    }
-    if let Some(s) = f.time_len_min {
-        q.push(" AND time_len >= ").push_bind(s);
-    }
-    if let Some(s) = f.time_len_max {
-        q.push(" AND time_len <= ").push_bind(s);
-    }
+    args
 }
 
 #[async_trait]
@@ -309,14 +275,10 @@ impl Store for PgStore {
         if has_nul(&f.ticket_no) || has_nul(&f.phone) {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
-        push_task_filter(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.pool).await?;
-        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
-        push_task_filter(&mut q, f);
-        q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
-        q.push(" OFFSET ").push_bind(f.page.offset());
-        let rows = q.build_query_as::<TaskDb>().fetch_all(&self.pool).await?;
+        let (q, count) = tasks_page(Dialect::Postgres, f);
+        let total: i64 =
+            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&self.pool).await?;
+        let rows: Vec<TaskDb> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?;
         Ok(Paged { total, rows: rows.into_iter().map(TaskRow::try_from).collect::<Result<_>>()? })
     }
 
@@ -324,8 +286,9 @@ impl Store for PgStore {
         if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
-        let mut q = records_page(f, push_record_filter);
-        let rows = q.build_query_as::<Totalled<RecordDb>>().fetch_all(&self.pool).await?;
+        let q = records_page(Dialect::Postgres, f);
+        let rows: Vec<Totalled<RecordDb>> =
+            sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?;
         let total = match rows.first() {
             Some(row) => row.total,
             None => self.count_records(f).await?,

@@ -1,28 +1,33 @@
-//! The SQLite store: one file in WAL mode, a pool of readers and a single writer
-//! connection (SQLite has one writer at a time anyway; one connection means no lock
-//! upgrades and no SQLITE_BUSY between our own writes).
+//! The SQLite store: one file in WAL mode, read-only connections for reads (see
+//! `readers`) and a single writer connection (SQLite has one writer at a time anyway; one
+//! connection means no lock upgrades and no SQLITE_BUSY between our own writes).
+
+mod readers;
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use serde::Serialize;
 
 use super::rows::{
     CLAIMED_COLUMNS, ClaimedDb, OPEN, RECORD_COLUMNS, RecordDb, RecordJson, TASK_COLUMNS, TaskDb, TaskMove,
-    Totalled,
 };
+use super::sql::Dialect;
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, push_record_total, records_page,
-    stats_deltas,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page,
+    records_read_is_bounded, records_total, stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
+use readers::Readers;
 
 /// A bound list of rows: statements read it with `json_each`, so that one statement
 /// (prepared once, whatever the list's length) handles a whole batch.
@@ -37,7 +42,7 @@ fn json_fields(columns: &str) -> String {
 }
 
 pub struct SqliteStore {
-    reader: SqlitePool,
+    readers: Arc<Readers>,
     writer: SqlitePool,
     options: StoreOptions,
 }
@@ -59,8 +64,8 @@ impl SqliteStore {
         let pool = || SqlitePoolOptions::new().test_before_acquire(false);
         let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let reader = pool().max_connections(4).connect_with(options.read_only(true)).await?;
-        Ok(SqliteStore { reader, writer, options: store_options })
+        let readers = Readers::new(options.get_filename().to_path_buf());
+        Ok(SqliteStore { readers, writer, options: store_options })
     }
 
     /// Writes webhook events into the outbox, in the caller's transaction.
@@ -78,13 +83,6 @@ impl SqliteStore {
         .execute(tx)
         .await?;
         Ok(())
-    }
-
-    /// records/list's total when its page is empty (a page that has rows carries it).
-    async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
-        let mut q = QueryBuilder::new("SELECT ");
-        push_record_total(&mut q, f, push_record_filter);
-        Ok(q.build_query_scalar().fetch_one(&self.reader).await?)
     }
 
     /// Keeps `record_stats` and `record_days` exact, in the caller's transaction.
@@ -120,57 +118,6 @@ impl SqliteStore {
         if self.options.emit_events {
             self.options.events_written.notify_one();
         }
-    }
-}
-
-fn push_task_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &TaskFilter) {
-    q.push(" WHERE 1 = 1");
-    if let Some(id) = f.batch_id {
-        q.push(" AND batch_id = ").push_bind(id);
-    }
-    if let Some(ms) = f.created_from_ms {
-        q.push(" AND created_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = f.created_until_ms {
-        q.push(" AND created_ms < ").push_bind(ms);
-    }
-    if let Some(t) = &f.ticket_no {
-        q.push(" AND ticket_no = ").push_bind(t.clone());
-    }
-    if let Some(p) = &f.phone {
-        q.push(" AND phone = ").push_bind(p.clone());
-    }
-    if let Some(s) = f.status {
-        q.push(" AND status = ").push_bind(s.db_name());
-    }
-}
-
-fn push_record_filter(q: &mut QueryBuilder<'_, Sqlite>, f: &RecordFilter) {
-    // With an exact uuid, telephone or extension, that column's index finds the few rows.
-    // The `+` keeps SQLite's planner (which has no statistics) from walking the call-type
-    // index instead, because that one avoids a sort: 0.5 s a query at a million records.
-    let exact = f.uuid.is_some() || f.telephone.is_some() || f.extnum.is_some();
-    q.push(if exact { " WHERE +call_type = " } else { " WHERE call_type = " }).push_bind(f.call_type.code());
-    if let Some(u) = &f.uuid {
-        q.push(" AND uuid = ").push_bind(u.clone());
-    }
-    if let Some(t) = &f.telephone {
-        q.push(" AND telephone = ").push_bind(t.clone());
-    }
-    if let Some(e) = &f.extnum {
-        q.push(" AND extnum = ").push_bind(e.clone());
-    }
-    if let Some(ms) = f.callout_from_ms {
-        q.push(" AND callout_ms >= ").push_bind(ms);
-    }
-    if let Some(ms) = f.callout_until_ms {
-        q.push(" AND callout_ms < ").push_bind(ms);
-    }
-    if let Some(s) = f.time_len_min {
-        q.push(" AND time_len >= ").push_bind(s);
-    }
-    if let Some(s) = f.time_len_max {
-        q.push(" AND time_len <= ").push_bind(s);
     }
 }
 
@@ -228,35 +175,46 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-        let mut count = QueryBuilder::new("SELECT COUNT(*) FROM tasks");
-        push_task_filter(&mut count, f);
-        let total: i64 = count.build_query_scalar().fetch_one(&self.reader).await?;
-        let mut q = QueryBuilder::new(format!("SELECT {TASK_COLUMNS} FROM tasks"));
-        push_task_filter(&mut q, f);
-        q.push(" ORDER BY batch_id DESC LIMIT ").push_bind(f.page.size as i64);
-        q.push(" OFFSET ").push_bind(f.page.offset());
-        let rows = q.build_query_as::<TaskDb>().fetch_all(&self.reader).await?;
+        // Its total counts tasks: a read in proportion to the table.
+        let (q, count) = tasks_page(Dialect::Sqlite, f);
+        let (total, rows) = self
+            .readers
+            .read_blocking(move |conn| {
+                Ok((readers::query_one(conn, &count)?, readers::query(conn, &q, readers::task)?))
+            })
+            .await?;
         Ok(Paged { total, rows: rows.into_iter().map(TaskRow::try_from).collect::<Result<_>>()? })
     }
 
     async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-        let mut q = records_page(f, push_record_filter);
-        let rows = q.build_query_as::<Totalled<RecordDb>>().fetch_all(&self.reader).await?;
-        let total = match rows.first() {
-            Some(row) => row.total,
-            None => self.count_records(f).await?,
+        let (page, count) = (records_page(Dialect::Sqlite, f), records_total(Dialect::Sqlite, f));
+        let read = move |conn: &rusqlite::Connection| {
+            let rows = readers::query(conn, &page, |row| {
+                Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?))
+            })?;
+            let total = match rows.first() {
+                Some((_, total)) => *total,
+                None => readers::query_one(conn, &count)?,
+            };
+            Ok((total, rows))
+        };
+        let (total, rows) = if records_read_is_bounded(f) {
+            self.readers.read(read)?
+        } else {
+            self.readers.read_blocking(read).await?
         };
         Ok(Paged {
             total,
-            rows: rows.into_iter().map(|r| CallRecord::try_from(r.row)).collect::<Result<_>>()?,
+            rows: rows.into_iter().map(|(r, _)| CallRecord::try_from(r)).collect::<Result<_>>()?,
         })
     }
 
     async fn call_type_of(&self, uuid: &str) -> Result<Option<CallType>> {
-        let code: Option<String> = sqlx::query_scalar("SELECT call_type FROM call_records WHERE uuid = ?")
-            .bind(uuid)
-            .fetch_optional(&self.reader)
-            .await?;
+        let code: Option<String> = self.readers.read(|conn| {
+            conn.prepare_cached("SELECT call_type FROM call_records WHERE uuid = ?")?
+                .query_row([uuid], |row| row.get(0))
+                .optional()
+        })?;
         Ok(code.and_then(|c| c.parse().ok()))
     }
 
@@ -447,12 +405,13 @@ impl Store for SqliteStore {
     }
 
     async fn stop_requested(&self, node: &str) -> Result<Vec<i64>> {
-        Ok(sqlx::query_scalar(
-            "SELECT batch_id FROM tasks WHERE locked_by = ? AND status = 'calling' AND stop_requested = 1",
-        )
-        .bind(node)
-        .fetch_all(&self.reader)
-        .await?)
+        self.readers.read(|conn| {
+            conn.prepare_cached(
+                "SELECT batch_id FROM tasks WHERE locked_by = ? AND status = 'calling' AND stop_requested = 1",
+            )?
+            .query_map([node], |row| row.get(0))?
+            .collect()
+        })
     }
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
@@ -510,30 +469,33 @@ impl Store for SqliteStore {
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {
-        let tasks_waiting =
-            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")
-                .fetch_one(&self.reader)
-                .await?;
-        let webhook_backlog =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_outbox").fetch_one(&self.reader).await?;
-        let calls_in_progress = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE status = 'calling'")
-            .fetch_one(&self.reader)
+        let (tasks_waiting, webhook_backlog, calls_in_progress) = self
+            .readers
+            .read_blocking(|conn| {
+                let count = |sql: &str| conn.prepare_cached(sql)?.query_row([], |row| row.get(0));
+                Ok((
+                    count("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")?,
+                    count("SELECT COUNT(*) FROM webhook_outbox")?,
+                    count("SELECT COUNT(*) FROM tasks WHERE status = 'calling'")?,
+                ))
+            })
             .await?;
+        let (readers_open, readers_idle) = self.readers.connections();
         Ok(StoreGauges {
             tasks_waiting,
             webhook_backlog,
             calls_in_progress,
-            pool_open: self.reader.size() + self.writer.size(),
-            pool_idle: (self.reader.num_idle() + self.writer.num_idle()) as u32,
+            pool_open: readers_open + self.writer.size(),
+            pool_idle: readers_idle + self.writer.num_idle() as u32,
         })
     }
 
     async fn record(&self, uuid: &str) -> Result<Option<CallRecord>> {
-        let row: Option<RecordDb> =
-            sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))
-                .bind(uuid)
-                .fetch_optional(&self.reader)
-                .await?;
+        let row = self.readers.read(|conn| {
+            conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ?"))?
+                .query_row([uuid], readers::record)
+                .optional()
+        })?;
         row.map(CallRecord::try_from).transpose()
     }
 
@@ -583,41 +545,42 @@ impl Store for SqliteStore {
     }
 
     async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1")
-                .bind(phone)
-                .fetch_one(&self.reader)
-                .await?;
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT phone, reason, created_ms FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1
-             ORDER BY created_ms DESC, phone LIMIT ?2 OFFSET ?3",
-        )
-        .bind(phone)
-        .bind(page.size as i64)
-        .bind(page.offset())
-        .fetch_all(&self.reader)
-        .await?;
-        let rows = rows
-            .into_iter()
-            .map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms })
-            .collect();
-        Ok(Paged { total, rows })
+        let phone = phone.map(str::to_string);
+        let (size, offset) = (page.size as i64, page.offset());
+        // The total counts the list: a read in proportion to it.
+        self.readers
+            .read_blocking(move |conn| {
+                let total = conn
+                    .prepare_cached("SELECT COUNT(*) FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1")?
+                    .query_row([&phone], |row| row.get(0))?;
+                let rows = conn
+                    .prepare_cached(
+                        "SELECT phone, reason, created_ms FROM dnc_numbers WHERE ?1 IS NULL OR phone = ?1
+                         ORDER BY created_ms DESC, phone LIMIT ?2 OFFSET ?3",
+                    )?
+                    .query_map(params![phone, size, offset], |row| {
+                        Ok(DncEntry { phone: row.get(0)?, reason: row.get(1)?, created_ms: row.get(2)? })
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                Ok(Paged { total, rows })
+            })
+            .await
     }
 
     async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>> {
-        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
-             WHERE call_type = ? AND hour_ms >= ? AND hour_ms < ? AND calls <> 0 ORDER BY hour_ms, outcome",
-        )
-        .bind(call_type.code())
-        .bind(from_ms)
-        .bind(until_ms)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
-            .collect())
+        // A range of any length: a read in proportion to it.
+        self.readers
+            .read_blocking(move |conn| {
+                conn.prepare_cached(
+                    "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
+                     WHERE call_type = ? AND hour_ms >= ? AND hour_ms < ? AND calls <> 0 ORDER BY hour_ms, outcome",
+                )?
+                .query_map(params![call_type.code(), from_ms, until_ms], |row| {
+                    Ok(HourStat { hour_ms: row.get(0)?, outcome: row.get(1)?, calls: row.get(2)?, talk_secs: row.get(3)? })
+                })?
+                .collect()
+            })
+            .await
     }
 
     async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()> {
@@ -768,24 +731,24 @@ impl Store for SqliteStore {
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {
-        Ok(sqlx::query_scalar(
+        self.readers.read(|conn| {
             // The due index's first entry; the status index would read every waiting task.
-            "SELECT MIN(next_attempt_ms) FROM tasks INDEXED BY tasks_due WHERE status IN ('pending', 'retry_wait')",
-        )
-        .fetch_one(&self.reader)
-        .await?)
+            conn.prepare_cached(
+                "SELECT MIN(next_attempt_ms) FROM tasks INDEXED BY tasks_due WHERE status IN ('pending', 'retry_wait')",
+            )?
+            .query_row([], |row| row.get(0))
+        })
     }
 
     async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT MAX(u) FROM (
-                 SELECT MAX(uuid) AS u FROM call_records WHERE uuid BETWEEN ?1 AND ?2
-                 UNION ALL
-                 SELECT MAX(call_uuid) FROM tasks WHERE status = 'calling' AND call_uuid BETWEEN ?1 AND ?2)",
-        )
-        .bind(from)
-        .bind(to)
-        .fetch_one(&self.reader)
-        .await?)
+        self.readers.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MAX(u) FROM (
+                     SELECT MAX(uuid) AS u FROM call_records WHERE uuid BETWEEN ?1 AND ?2
+                     UNION ALL
+                     SELECT MAX(call_uuid) FROM tasks WHERE status = 'calling' AND call_uuid BETWEEN ?1 AND ?2)",
+            )?
+            .query_row([from, to], |row| row.get(0))
+        })
     }
 }
