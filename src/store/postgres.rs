@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions};
-use sqlx::{Arguments, PgPool};
+use sqlx::{Arguments, Connection, PgPool};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
@@ -47,6 +47,9 @@ const MAX_CONNECTIONS: u32 = 10;
 /// How long a query waits for a connection, connecting included, before it fails: when
 /// the database is away, the API answers 500 after this rather than hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A pooled connection idle this long is pinged before its next use.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 /// Backoff between attempts to bring the listener back.
 const RELISTEN_MIN: Duration = Duration::from_millis(250);
 const RELISTEN_MAX: Duration = Duration::from_secs(5);
@@ -92,11 +95,28 @@ impl PgStore {
     /// Connects and applies the migrations. sqlx's migrator holds a session advisory lock
     /// while it runs, so nodes starting together on a fresh database apply them once.
     pub async fn connect(url: &str, events: StoreOptions) -> Result<PgStore> {
-        let options = PgConnectOptions::from_str(url)?.application_name("callcenter");
+        // Generic plans: each statement's text already names its filter's columns, so a
+        // plan per parameter value buys nothing, and planning the records/list query cost
+        // PostgreSQL more than running it (0.23 ms against 0.16 ms; half the requests/s).
+        let options = PgConnectOptions::from_str(url)?
+            .application_name("callcenter")
+            .options([("plan_cache_mode", "force_generic_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(MAX_CONNECTIONS)
             .min_connections(0)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings a connection when it is released; pinging it again before its next
+            // query is one more round trip per request (and per PostgreSQL process wake-up).
+            // Only a connection idle for a while may have been cut (a database restart).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_IF_IDLE_FOR {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .idle_timeout(Duration::from_secs(300))
             .connect_with(options.clone())
             .await?;
