@@ -183,4 +183,26 @@ async fn a_seeded_database_has_a_spread_of_calls_and_exact_counters() {
         filter["timeLenStart"] = json!(0);
         assert_eq!(page["total"], s.records(filter).await["total"], "{from}..{until}");
     }
+    // Deep pages skip whole hours by their counters: the same rows as skipping row by row
+    // (which `timeLenStart` forces), at edges inside hours, open ends and past the end.
+    let ranges = [
+        (None, None),
+        (Some(format!("{} 10:30:00", day(60))), Some(format!("{} 15:45:10", day(5)))),
+        (Some(format!("{} 00:00:00", day(30))), None),
+        (None, Some(format!("{} 12:00:00", day(20)))),
+    ];
+    for (from, until) in ranges {
+        for (page, size) in [(101, 10), (150, 10), (37, 50), (1_000, 10), (2_000, 10)] {
+            let mut filter = json!({"callType": "02", "pageNum": page, "pageSize": size});
+            if let Some(f) = &from {
+                filter["calloutTimeStart"] = json!(f);
+            }
+            if let Some(u) = &until {
+                filter["calloutTimeEnd"] = json!(u);
+            }
+            let sought = s.records(filter.clone()).await;
+            filter["timeLenStart"] = json!(0);
+            assert_eq!(sought, s.records(filter.clone()).await, "{filter}");
+        }
+    }
 }

@@ -36,8 +36,8 @@ use super::sql::{Arg, Dialect, Sql};
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page, records_total,
-    stats_deltas, tasks_page,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page, records_seek_hours,
+    records_total, seek_by_hours, stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -306,7 +306,13 @@ impl Store for PgStore {
         if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
-        let q = records_page(Dialect::Postgres, f);
+        let seek = match records_seek_hours(Dialect::Postgres, f) {
+            Some(q) => {
+                seek_by_hours(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?)
+            }
+            None => None,
+        };
+        let q = records_page(Dialect::Postgres, f, seek);
         let rows: Vec<Totalled<RecordDb>> =
             sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?;
         let total = match rows.first() {

@@ -24,7 +24,7 @@ use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
     NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
     Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page,
-    records_read_is_bounded, records_total, stats_deltas, tasks_page,
+    records_read_is_bounded, records_seek_hours, records_total, seek_by_hours, stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -187,22 +187,27 @@ impl Store for SqliteStore {
     }
 
     async fn list_records(&self, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-        let (page, count) = (records_page(Dialect::Sqlite, f), records_total(Dialect::Sqlite, f));
+        let f = f.clone();
+        let bounded = records_read_is_bounded(&f);
         let read = move |conn: &rusqlite::Connection| {
+            let seek = match records_seek_hours(Dialect::Sqlite, &f) {
+                Some(q) => {
+                    seek_by_hours(&f, &readers::query(conn, &q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?)
+                }
+                None => None,
+            };
+            let page = records_page(Dialect::Sqlite, &f, seek);
             let rows = readers::query(conn, &page, |row| {
                 Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?))
             })?;
             let total = match rows.first() {
                 Some((_, total)) => *total,
-                None => readers::query_one(conn, &count)?,
+                None => readers::query_one(conn, &records_total(Dialect::Sqlite, &f))?,
             };
             Ok((total, rows))
         };
-        let (total, rows) = if records_read_is_bounded(f) {
-            self.readers.read(read)?
-        } else {
-            self.readers.read_blocking(read).await?
-        };
+        let (total, rows) =
+            if bounded { self.readers.read(read)? } else { self.readers.read_blocking(read).await? };
         Ok(Paged {
             total,
             rows: rows.into_iter().map(|(r, _)| CallRecord::try_from(r)).collect::<Result<_>>()?,
