@@ -8,11 +8,6 @@ use tracing_subscriber::EnvFilter;
 use callcenter::App;
 use callcenter::config::{LogFormat, Settings};
 
-/// glibc's malloc took 12 % of a records/list request's CPU, part of it waiting on its
-/// arena locks between threads; mimalloc's thread-local heaps do not wait.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// AI outbound-call callcenter backend.
 #[derive(Parser)]
 #[command(version, about)]
