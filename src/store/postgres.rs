@@ -340,6 +340,10 @@ impl Store for PgStore {
         let ticket_nos: Vec<&str> =
             ticket_nos.iter().map(String::as_str).filter(|t| !t.contains('\0')).collect();
         let mut tx = self.pool.begin().await?;
+        // Planned for the lists it is given: a generic plan (the pool's default) does not
+        // know how many tasks they name, and walked every waiting task, matching each
+        // against the whole list (10,000 batchIds: 22 s instead of 0.3 s).
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         // One statement: waiting tasks end as stopped, calls in progress are flagged for
         // the node making them. (SET expressions see the row as it was.)
         let changed: Vec<TaskDb> = sqlx::query_as(&format!(
