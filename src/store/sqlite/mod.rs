@@ -592,8 +592,8 @@ impl Store for SqliteStore {
         let start = now_ms - SEED_SPAN_MS;
         let offset = format!("{utc_offset_secs:+} seconds");
         // For the bulk load only: helper threads for the sorts of the recount and the
-        // index builds. They sort runs of the page cache's size in parallel, so the cache
-        // stays small enough to make several.
+        // index builds, which sort runs of the page cache's size in parallel (a small
+        // cache makes several). The recount gains; the index builds hardly do.
         sqlx::query("PRAGMA cache_size = -16384").execute(&self.writer).await?;
         sqlx::query("PRAGMA threads = 4").execute(&self.writer).await?;
         // And a rollback journal instead of the WAL: in the WAL every loaded page would be
