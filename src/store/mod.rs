@@ -3,6 +3,7 @@
 
 mod postgres;
 mod rows;
+mod seed;
 mod sql;
 mod sqlite;
 
@@ -109,16 +110,6 @@ pub(crate) const RECOUNT: [&str; 4] = [
     "DELETE FROM record_days",
     "INSERT INTO record_days (call_type, day_ms, calls)
      SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2",
-];
-
-/// Seeded data spreads over this many days before now.
-pub(crate) const SEED_SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
-
-/// Canned dialogues of seeded answered calls.
-pub(crate) const SEED_DIALOGUES: [&str; 3] = [
-    r#"[{"role":"assistant","content":"您好，请问是张三吗？这里是客服中心的智能助理。"},{"role":"assistant","content":"关于您的活动通知：提醒您参加本周末的线下优惠活动。"},{"role":"user","content":"好的，我知道了。"},{"role":"assistant","content":"好的，感谢您的确认。祝您生活愉快，再见。"}]"#,
-    r#"[{"role":"assistant","content":"您好，请问是李四吗？这里是客服中心的智能助理。"},{"role":"user","content":"请问具体是什么时间？"},{"role":"assistant","content":"您的问题我们已记录，稍后会有专人回电为您解答。"}]"#,
-    r#"[{"role":"assistant","content":"您好，请问是王五吗？"},{"role":"user","content":"不需要，谢谢。"},{"role":"assistant","content":"好的，打扰您了。"}]"#,
 ];
 
 /// The width of a `record_stats` bucket.
@@ -653,24 +644,39 @@ pub(crate) fn stats_deltas<'a>(
     removed: impl IntoIterator<Item = &'a CallRecord>,
     added: impl IntoIterator<Item = &'a CallRecord>,
 ) -> Vec<StatsDelta> {
-    let mut rows = std::collections::BTreeMap::new();
-    let changes = removed.into_iter().map(|r| (r, -1)).chain(added.into_iter().map(|r| (r, 1)));
-    for (r, sign) in changes {
-        let (hour_ms, outcome) = r.stats_key();
-        let row: &mut (i64, i64) = rows.entry((r.call_type.code(), hour_ms, outcome)).or_default();
+    let mut tally = StatsTally::default();
+    removed.into_iter().for_each(|r| tally.add(r, -1));
+    added.into_iter().for_each(|r| tally.add(r, 1));
+    tally.deltas()
+}
+
+/// Changes to `record_stats`, summed per row.
+#[derive(Default)]
+pub(crate) struct StatsTally(std::collections::BTreeMap<(&'static str, i64, &'static str), (i64, i64)>);
+
+impl StatsTally {
+    /// Counts `record` in (`sign` 1) or out (-1).
+    pub(crate) fn add(&mut self, record: &CallRecord, sign: i64) {
+        let (hour_ms, outcome) = record.stats_key();
+        let row = self.0.entry((record.call_type.code(), hour_ms, outcome)).or_default();
         row.0 += sign;
-        row.1 += sign * r.time_len;
+        row.1 += sign * record.time_len;
     }
-    rows.into_iter()
-        .filter(|(_, change)| *change != (0, 0))
-        .map(|((call_type, hour_ms, outcome), (calls, talk_secs))| StatsDelta {
-            call_type,
-            hour_ms,
-            outcome,
-            calls,
-            talk_secs,
-        })
-        .collect()
+
+    /// The rows that change, in key order.
+    pub(crate) fn deltas(self) -> Vec<StatsDelta> {
+        self.0
+            .into_iter()
+            .filter(|(_, change)| *change != (0, 0))
+            .map(|((call_type, hour_ms, outcome), (calls, talk_secs))| StatsDelta {
+                call_type,
+                hour_ms,
+                outcome,
+                calls,
+                talk_secs,
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

@@ -32,12 +32,13 @@ use super::rows::{
     CLAIMED_COLUMNS, ClaimedDb, OPEN, RECORD_COLUMNS, RecordDb, RecordJson, TASK_COLUMNS, TaskDb, TaskMove,
     Totalled,
 };
+use super::seed;
 use super::sql::{Arg, Dialect, Sql};
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page, records_seek_hours,
-    records_total, seek_by_hours, stats_deltas, tasks_page,
+    NewEvent, OutboxEvent, Paged, RECOUNT, Result, StatsDelta, StopOutcome, Store, StoreError, StoreGauges,
+    StoreOptions, TaskRow, attempts_moved, records_page, records_seek_hours, records_total, seek_by_hours,
+    stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -752,8 +753,11 @@ impl Store for PgStore {
             .collect())
     }
 
+    /// The rows `seed::SeedPlan` makes, made here in SQL inside the server: an
+    /// `INSERT … SELECT` keeps them off the wire and skips uuids already present, which a
+    /// `COPY` cannot.
     async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()> {
-        let start = now_ms - SEED_SPAN_MS;
+        let start = now_ms - seed::SPAN_MS;
         let mut tx = self.pool.begin().await?;
         // Building the secondary indexes once, over the loaded data, is several times
         // faster than keeping them up to date row by row.
@@ -768,7 +772,7 @@ impl Store for PgStore {
             sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
         }
         if records > 0 {
-            let step = (SEED_SPAN_MS / records as i64).max(1);
+            let step = (seed::SPAN_MS / records as i64).max(1);
             // Row i falls in [start + i*step, start + (i+1)*step): times rise with i, so
             // within a second the rows are consecutive and their counters distinct.
             sqlx::query(
@@ -804,7 +808,7 @@ impl Store for PgStore {
                         CASE WHEN answered AND call_type = '02'
                              THEN CASE pick % 3 WHEN 0 THEN $5 WHEN 1 THEN $6 ELSE $7 END ELSE '[]' END,
                         CASE WHEN answered AND call_type = '02'
-                             THEN CASE pick % 3 WHEN 0 THEN '已确认' WHEN 1 THEN '需回访' ELSE '拒绝' END ELSE '' END
+                             THEN CASE pick % 3 WHEN 0 THEN $8 WHEN 1 THEN $9 ELSE $10 END ELSE '' END
                  FROM calls
                  ON CONFLICT (uuid) DO NOTHING",
             )
@@ -812,9 +816,12 @@ impl Store for PgStore {
             .bind(start)
             .bind(step)
             .bind(f64::from(utc_offset_secs))
-            .bind(SEED_DIALOGUES[0])
-            .bind(SEED_DIALOGUES[1])
-            .bind(SEED_DIALOGUES[2])
+            .bind(seed::DIALOGUES[0].0)
+            .bind(seed::DIALOGUES[1].0)
+            .bind(seed::DIALOGUES[2].0)
+            .bind(seed::DIALOGUES[0].1)
+            .bind(seed::DIALOGUES[1].1)
+            .bind(seed::DIALOGUES[2].1)
             .execute(&mut *tx)
             .await?;
             for sql in RECOUNT {
@@ -822,7 +829,7 @@ impl Store for PgStore {
             }
         }
         if tasks > 0 {
-            let step = (SEED_SPAN_MS / tasks as i64).max(1);
+            let step = (seed::SPAN_MS / tasks as i64).max(1);
             sqlx::query(
                 "WITH base AS (SELECT i, $2 + i * $3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick
                                FROM generate_series(0::bigint, $1 - 1) AS i)

@@ -3,8 +3,10 @@
 //! connection means no lock upgrades and no SQLITE_BUSY between our own writes).
 
 mod readers;
+mod seed;
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,12 +21,13 @@ use serde::Serialize;
 use super::rows::{
     CLAIMED_COLUMNS, ClaimedDb, OPEN, RECORD_COLUMNS, RecordDb, RecordJson, TASK_COLUMNS, TaskDb, TaskMove,
 };
+use super::seed::SeedPlan;
 use super::sql::Dialect;
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    NewEvent, OutboxEvent, Paged, RECOUNT, Result, SEED_DIALOGUES, SEED_SPAN_MS, StatsDelta, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, attempts_moved, records_page,
-    records_read_is_bounded, records_seek_hours, records_total, seek_by_hours, stats_deltas, tasks_page,
+    NewEvent, OutboxEvent, Paged, Result, StatsDelta, StopOutcome, Store, StoreError, StoreGauges,
+    StoreOptions, TaskRow, attempts_moved, records_page, records_read_is_bounded, records_seek_hours,
+    records_total, seek_by_hours, stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -41,7 +44,23 @@ fn json_fields(columns: &str) -> String {
     fields.join(", ")
 }
 
+/// Adds a JSON list of `StatsDelta`s to `record_stats`. `WHERE true`: without it SQLite
+/// would read ON CONFLICT as a join constraint.
+const ADD_STATS: &str = "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
+     SELECT value ->> 'call_type', value ->> 'hour_ms', value ->> 'outcome', value ->> 'calls', value ->> 'talk_secs'
+     FROM json_each(?) WHERE true
+     ON CONFLICT (call_type, hour_ms, outcome)
+     DO UPDATE SET calls = record_stats.calls + excluded.calls, talk_secs = record_stats.talk_secs + excluded.talk_secs";
+
+/// Adds the same list to `record_days`.
+const ADD_DAYS: &str = "INSERT INTO record_days (call_type, day_ms, calls)
+     SELECT value ->> 'call_type', (value ->> 'hour_ms') / 86400000 * 86400000, SUM(value ->> 'calls')
+     FROM json_each(?) WHERE true GROUP BY 1, 2
+     ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls";
+
 pub struct SqliteStore {
+    /// The database file.
+    path: PathBuf,
     readers: Arc<Readers>,
     writer: SqlitePool,
     options: StoreOptions,
@@ -64,8 +83,8 @@ impl SqliteStore {
         let pool = || SqlitePoolOptions::new().test_before_acquire(false);
         let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
-        let readers = Readers::new(options.get_filename().to_path_buf());
-        Ok(SqliteStore { readers, writer, options: store_options })
+        let path = options.get_filename().to_path_buf();
+        Ok(SqliteStore { readers: Readers::new(path.clone()), path, writer, options: store_options })
     }
 
     /// Writes webhook events into the outbox, in the caller's transaction.
@@ -90,27 +109,8 @@ impl SqliteStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
-        sqlx::query(
-            "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
-             SELECT value ->> 'call_type', value ->> 'hour_ms', value ->> 'outcome', value ->> 'calls',
-                    value ->> 'talk_secs'
-             FROM json_each(?) WHERE true
-             ON CONFLICT (call_type, hour_ms, outcome)
-             DO UPDATE SET calls = record_stats.calls + excluded.calls, talk_secs = record_stats.talk_secs + excluded.talk_secs",
-        )
-        .bind(json(deltas))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO record_days (call_type, day_ms, calls)
-             SELECT value ->> 'call_type', (value ->> 'hour_ms') / 86400000 * 86400000, SUM(value ->> 'calls')
-             FROM json_each(?) WHERE true GROUP BY 1, 2
-             ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls",
-        )
-        .bind(json(deltas))
-        .execute(tx)
-        .await?;
+        sqlx::query(ADD_STATS).bind(json(deltas)).execute(&mut *tx).await?;
+        sqlx::query(ADD_DAYS).bind(json(deltas)).execute(tx).await?;
         Ok(())
     }
 
@@ -589,114 +589,19 @@ impl Store for SqliteStore {
     }
 
     async fn seed(&self, records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> Result<()> {
-        let start = now_ms - SEED_SPAN_MS;
-        let offset = format!("{utc_offset_secs:+} seconds");
-        // For the bulk load only: helper threads for the sorts of the recount and the
-        // index builds, which sort runs of the page cache's size in parallel (a small
-        // cache makes several). The recount gains; the index builds hardly do.
-        sqlx::query("PRAGMA cache_size = -16384").execute(&self.writer).await?;
-        sqlx::query("PRAGMA threads = 4").execute(&self.writer).await?;
-        // And a rollback journal instead of the WAL: in the WAL every loaded page would be
-        // written twice (into the WAL, then by the checkpoint into the database). The
-        // journal keeps the load atomic and costs nothing for the pages past the file's
-        // old end, which is where a load goes.
+        let plan = SeedPlan::new(records, tasks, now_ms, utc_offset_secs);
+        // A rollback journal for the load instead of the WAL: in the WAL every loaded page
+        // would be written twice (into the WAL, then by the checkpoint into the database).
+        // The journal keeps the load atomic and costs nothing for the pages past the
+        // file's old end, which is where a load goes. Switched here, on the connection
+        // that put the file in WAL mode, while it is the only one open.
         sqlx::query("PRAGMA journal_mode = DELETE").execute(&self.writer).await?;
-        let mut tx = self.writer.begin().await?;
-        // Building the secondary indexes once, over sorted data, is several times faster
-        // than keeping them up to date row by row.
-        let indexes: Vec<(String, String)> = sqlx::query_as(
-            "SELECT name, sql FROM sqlite_master
-             WHERE type = 'index' AND tbl_name IN ('call_records', 'tasks') AND sql IS NOT NULL",
-        )
-        .fetch_all(&mut *tx)
-        .await?;
-        for (name, _) in &indexes {
-            sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
-        }
-        if records > 0 {
-            let step = (SEED_SPAN_MS / records as i64).max(1);
-            // Row i falls in [start + i*step, start + (i+1)*step): times rise with i, so
-            // within a second the rows are consecutive and their counters distinct.
-            sqlx::query(
-                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
-                 hashed AS (SELECT i, (i * 2654435761 + 40503) % 4294967296 AS h FROM n),
-                 base AS (
-                     SELECT i, ?2 + i * ?3 + h % ?3 AS t, h % 10 AS kind, h / 10 % 100 AS outcome,
-                            5 + h / 1000 % 175 AS talk, 2 + h / 175000 % 20 AS ring, h / 7 AS pick
-                     FROM hashed),
-                 calls AS (
-                     SELECT *, CASE WHEN kind < 7 THEN '02' WHEN kind < 9 THEN '01' ELSE '03' END AS call_type,
-                            outcome < 65 AS answered,
-                            substr(strftime('%Y%m%d%H%M%S', t / 1000, 'unixepoch', ?4), 3) || '99' || printf('%05d', 10001 + i % 89999) AS uuid
-                     FROM base)
-                 INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms,
-                                           time_len, hangup_cause, wav_path, wav_url, dialogue, intent)
-                 SELECT uuid, call_type, NULL,
-                        '1' || (3 + pick % 7) || printf('%09d', pick % 1000000000),
-                        CASE WHEN call_type = '02' THEN NULL ELSE '8' || printf('%03d', pick % 1000) END,
-                        t,
-                        CASE WHEN answered THEN t + ring * 1000 END,
-                        t + ring * 1000 + CASE WHEN answered THEN talk * 1000 ELSE 0 END,
-                        CASE WHEN answered THEN ring + talk ELSE 0 END,
-                        CASE WHEN answered THEN 'NORMAL_CLEARING:sip:200'
-                             WHEN outcome < 75 THEN 'USER_BUSY:sip:486'
-                             WHEN outcome < 90 THEN 'NO_ANSWER:sip:480'
-                             WHEN outcome < 95 THEN 'NORMAL_TEMPORARY_FAILURE:sip:503'
-                             WHEN outcome < 98 THEN 'UNALLOCATED_NUMBER:sip:404'
-                             ELSE 'MANAGER_REQUEST:null' END,
-                        CASE WHEN answered AND call_type = '02'
-                             THEN 'ai_call/' || strftime('%Y/%m/%d/%H/', t / 1000, 'unixepoch', ?4) || uuid || '.wav'
-                             ELSE '' END,
-                        '',
-                        CASE WHEN answered AND call_type = '02'
-                             THEN CASE pick % 3 WHEN 0 THEN ?5 WHEN 1 THEN ?6 ELSE ?7 END ELSE '[]' END,
-                        CASE WHEN answered AND call_type = '02'
-                             THEN CASE pick % 3 WHEN 0 THEN '已确认' WHEN 1 THEN '需回访' ELSE '拒绝' END ELSE '' END
-                 FROM calls
-                 WHERE true -- SQLite needs a WHERE before an upsert on INSERT … SELECT
-                 ON CONFLICT (uuid) DO NOTHING",
-            )
-            .bind(records as i64)
-            .bind(start)
-            .bind(step)
-            .bind(&offset)
-            .bind(SEED_DIALOGUES[0])
-            .bind(SEED_DIALOGUES[1])
-            .bind(SEED_DIALOGUES[2])
-            .execute(&mut *tx)
-            .await?;
-            for sql in RECOUNT {
-                sqlx::query(sql).execute(&mut *tx).await?;
-            }
-        }
-        if tasks > 0 {
-            let step = (SEED_SPAN_MS / tasks as i64).max(1);
-            sqlx::query(
-                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < ?1 - 1),
-                 base AS (SELECT i, ?2 + i * ?3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick FROM n)
-                 INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
-                                    stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
-                 SELECT 'SEED-' || t || '-' || i, '1' || (3 + pick % 7) || printf('%09d', pick % 1000000000),
-                        '客户' || (pick % 10000), '活动通知', '尊敬的客户，提醒您参加本周末的线下优惠活动。',
-                        CASE WHEN pick % 20 = 0 THEN 'stopped' ELSE 'completed' END, t, t + 600000,
-                        pick % 3 <> 0, 1 + pick % 3,
-                        CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t
-                 FROM base",
-            )
-            .bind(tasks as i64)
-            .bind(start)
-            .bind(step)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (_, sql) in &indexes {
-            sqlx::query(sql).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
+        let path = self.path.clone();
+        let loaded = tokio::task::spawn_blocking(move || seed::load(&path, plan))
+            .await
+            .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         sqlx::query("PRAGMA journal_mode = WAL").execute(&self.writer).await?;
-        sqlx::query("PRAGMA cache_size = -2000").execute(&self.writer).await?;
-        sqlx::query("PRAGMA threads = 0").execute(&self.writer).await?;
-        Ok(())
+        loaded
     }
 
     async fn claim_events(&self, now_ms: i64, lease_until_ms: i64, limit: u32) -> Result<Vec<OutboxEvent>> {
