@@ -111,3 +111,42 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
         Ok(tally)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::Store;
+    use super::*;
+
+    #[tokio::test]
+    async fn seeding_twice_adds_nothing_and_keeps_the_counters_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seed.db");
+        let store =
+            super::super::SqliteStore::connect(&format!("sqlite://{}", path.display()), Default::default())
+                .await
+                .unwrap();
+        let now = 1_755_349_919_000;
+        store.seed(3_000, 100, now, 8 * 3600).await.unwrap();
+        store.seed(3_000, 100, now, 8 * 3600).await.unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
+        assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
+        assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
+        assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
+        assert_eq!(
+            count("SELECT SUM(talk_secs) FROM record_stats"),
+            count("SELECT SUM(time_len) FROM call_records")
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM tasks"),
+            200,
+            "tasks have no natural key: each seed adds its own"
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_by_phone'"),
+            1,
+            "indexes rebuilt"
+        );
+        assert_eq!(conn.query_row("PRAGMA journal_mode", [], |row| row.get::<_, String>(0)).unwrap(), "wal");
+    }
+}
