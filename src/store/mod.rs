@@ -126,13 +126,13 @@ fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -> Option<(i
     (lo < hi).then_some((lo, hi))
 }
 
-/// An empty `[lo, hi)`: its sum or count is 0, found at once.
+/// An empty `[lo, hi)`: a part with nothing to add.
 const NOTHING: (i64, i64) = (0, 0);
 
 /// How a records/list total of one call type over `[from, until)` is summed: whole days
 /// from `record_days`, the whole hours around them from `record_stats`, and only the rows
 /// of the partial hours at the edges counted one by one. Each part is a `[lo, hi)`,
-/// empty ones `(0, 0)`, so that one statement of fixed shape adds them all up.
+/// empty ones `(0, 0)`.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct TotalPlan {
     pub days: (i64, i64),
@@ -141,10 +141,12 @@ pub(crate) struct TotalPlan {
 }
 
 impl TotalPlan {
-    /// The plan's parts as `(SELECT <aggregate> FROM <table> WHERE call_type = ? AND
-    /// <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the range.
-    /// Portable SQL; each backend binds them.
-    pub(crate) fn parts(&self) -> [(&'static str, &'static str, (i64, i64)); 5] {
+    /// The plan's non-empty parts as `(SELECT <aggregate> FROM <table> WHERE call_type = ?
+    /// AND <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the
+    /// range. Portable SQL; each backend binds them. Empty parts are left out of the
+    /// statement rather than bound empty: PostgreSQL's generic plan still runs each one
+    /// (a (a)-style total with its four empty parts ran at 0.65× the speed).
+    pub(crate) fn parts(&self) -> impl Iterator<Item = (&'static str, &'static str, (i64, i64))> {
         const DAYS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_days";
         const HOURS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_stats";
         const ROWS: &str = "COUNT(*) FROM call_records";
@@ -155,6 +157,8 @@ impl TotalPlan {
             (ROWS, "callout_ms", self.rows[0]),
             (ROWS, "callout_ms", self.rows[1]),
         ]
+        .into_iter()
+        .filter(|(_, _, (lo, hi))| lo < hi)
     }
 }
 

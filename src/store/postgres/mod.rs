@@ -41,6 +41,9 @@ use super::{
     stats_deltas, tasks_page,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
+use readers::Readers;
+
+mod readers;
 
 /// Connections per node for queries (the listener has its own). The dialer's writes are
 /// short transactions, so a few connections serve hundreds of concurrent calls.
@@ -74,7 +77,10 @@ pub const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
 
 pub struct PgStore {
+    /// Transactions and the dialer's statements.
     pool: PgPool,
+    /// The API's reads.
+    readers: Readers,
     options: PgConnectOptions,
     /// The LISTEN tasks started by `watch_changes`, ended with the store.
     watchers: Mutex<Vec<AbortHandle>>,
@@ -125,6 +131,7 @@ impl PgStore {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(PgStore {
             pool,
+            readers: Readers::new(options.clone(), MAX_CONNECTIONS),
             options,
             watchers: Mutex::new(Vec::new()),
             events,
@@ -152,7 +159,10 @@ impl PgStore {
     /// records/list's total when its page is empty (a page that has rows carries it).
     async fn count_records(&self, f: &RecordFilter) -> Result<i64> {
         let q = records_total(Dialect::Postgres, f);
-        Ok(sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&self.pool).await?)
+        let mut conn = self.readers.get().await?;
+        let total = sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?;
+        conn.done();
+        Ok(total)
     }
 
     /// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows
@@ -298,9 +308,11 @@ impl Store for PgStore {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
         let (q, count) = tasks_page(Dialect::Postgres, f);
+        let mut conn = self.readers.get().await?;
         let total: i64 =
-            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&self.pool).await?;
-        let rows: Vec<TaskDb> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?;
+            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?;
+        let rows: Vec<TaskDb> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+        conn.done();
         Ok(Paged { total, rows: rows.into_iter().map(TaskRow::try_from).collect::<Result<_>>()? })
     }
 
@@ -308,15 +320,17 @@ impl Store for PgStore {
         if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
             return Ok(Paged { total: 0, rows: Vec::new() });
         }
+        let mut conn = self.readers.get().await?;
         let seek = match records_seek_hours(Dialect::Postgres, f) {
             Some(q) => {
-                seek_by_hours(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?)
+                seek_by_hours(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?)
             }
             None => None,
         };
         let q = records_page(Dialect::Postgres, f, seek);
         let rows: Vec<Totalled<RecordDb>> =
-            sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&self.pool).await?;
+            sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+        conn.done();
         let total = match rows.first() {
             Some(row) => row.total,
             None => self.count_records(f).await?,
@@ -331,10 +345,12 @@ impl Store for PgStore {
         if uuid.contains('\0') {
             return Ok(None);
         }
+        let mut conn = self.readers.get().await?;
         let code: Option<String> = sqlx::query_scalar("SELECT call_type FROM call_records WHERE uuid = $1")
             .bind(uuid)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *conn)
             .await?;
+        conn.done();
         Ok(code.and_then(|c| c.parse().ok()))
     }
 
@@ -648,19 +664,22 @@ impl Store for PgStore {
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {
+        let mut conn = self.readers.get().await?;
         let (tasks_waiting, webhook_backlog, calls_in_progress): (i64, i64, i64) = sqlx::query_as(
             "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')),
                     (SELECT COUNT(*) FROM webhook_outbox),
                     (SELECT COUNT(*) FROM tasks WHERE status = 'calling')",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
+        conn.done();
+        let (readers_open, readers_idle) = self.readers.connections();
         Ok(StoreGauges {
             tasks_waiting,
             webhook_backlog,
             calls_in_progress,
-            pool_open: self.pool.size(),
-            pool_idle: self.pool.num_idle() as u32,
+            pool_open: self.pool.size() + readers_open,
+            pool_idle: self.pool.num_idle() as u32 + readers_idle,
         })
     }
 
@@ -668,11 +687,13 @@ impl Store for PgStore {
         if uuid.contains('\0') {
             return Ok(None);
         }
+        let mut conn = self.readers.get().await?;
         let row: Option<RecordDb> =
             sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = $1"))
                 .bind(uuid)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *conn)
                 .await?;
+        conn.done();
         row.map(CallRecord::try_from).transpose()
     }
 
@@ -716,10 +737,11 @@ impl Store for PgStore {
     }
 
     async fn dnc_list(&self, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
+        let mut conn = self.readers.get().await?;
         let total: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1")
                 .bind(phone)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *conn)
                 .await?;
         let rows: Vec<(String, String, i64)> = sqlx::query_as(
             "SELECT phone, reason, created_ms FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1
@@ -728,8 +750,9 @@ impl Store for PgStore {
         .bind(phone)
         .bind(page.size as i64)
         .bind(page.offset())
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.done();
         let rows = rows
             .into_iter()
             .map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms })
@@ -738,6 +761,7 @@ impl Store for PgStore {
     }
 
     async fn hourly_stats(&self, call_type: CallType, from_ms: i64, until_ms: i64) -> Result<Vec<HourStat>> {
+        let mut conn = self.readers.get().await?;
         let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
              WHERE call_type = $1 AND hour_ms >= $2 AND hour_ms < $3 AND calls <> 0 ORDER BY hour_ms, outcome",
@@ -745,8 +769,9 @@ impl Store for PgStore {
         .bind(call_type.code())
         .bind(from_ms)
         .bind(until_ms)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *conn)
         .await?;
+        conn.done();
         Ok(rows
             .into_iter()
             .map(|(hour_ms, outcome, calls, talk_secs)| HourStat { hour_ms, outcome, calls, talk_secs })
