@@ -80,38 +80,6 @@ pub struct CallRecord {
     pub intent: String,
 }
 
-/// Recounts `record_stats` from the rows (the same mapping as `domain::outcome_class`).
-const RECOUNT_STATS: &str = "
-    INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
-    SELECT call_type, (callout_ms / 3600000) * 3600000,
-           CASE
-               WHEN answered_ms IS NOT NULL THEN 'answered'
-               WHEN hangup_cause LIKE 'USER_BUSY:%' THEN 'busy'
-               WHEN hangup_cause LIKE 'NO_ANSWER:%' OR hangup_cause LIKE 'NO_USER_RESPONSE:%'
-                    OR hangup_cause LIKE 'ORIGINATOR_CANCEL:%' THEN 'no_answer'
-               WHEN hangup_cause LIKE 'UNALLOCATED_NUMBER:%' OR hangup_cause LIKE 'NUMBER_CHANGED:%'
-                    OR hangup_cause LIKE 'INVALID_NUMBER_FORMAT:%' THEN 'unallocated'
-               WHEN hangup_cause LIKE 'CALL_REJECTED:%' THEN 'rejected'
-               WHEN hangup_cause LIKE 'MANAGER_REQUEST:%' THEN 'stopped'
-               WHEN hangup_cause LIKE 'SYSTEM_SHUTDOWN:%' OR hangup_cause LIKE 'CRASH:%' THEN 'interrupted'
-               ELSE 'failed'
-           END,
-           COUNT(*), SUM(time_len)
-    FROM call_records
-    -- Hour first: rows are mostly stored in time order (uuids begin with the time), and
-    -- presorted input sorts faster (a 10M-row seed: 9.4 s -> 7.7 s on SQLite).
-    GROUP BY 2, 1, 3";
-
-/// Recounts the counters from the rows, after a bulk load. Portable SQL, run by both
-/// backends in the loading transaction.
-pub(crate) const RECOUNT: [&str; 4] = [
-    "DELETE FROM record_stats",
-    RECOUNT_STATS,
-    "DELETE FROM record_days",
-    "INSERT INTO record_days (call_type, day_ms, calls)
-     SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2",
-];
-
 /// The width of a `record_stats` bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 

@@ -65,7 +65,7 @@ impl SeedPlan {
             start_ms: now_ms - SPAN_MS,
             record_step_ms: step(records),
             task_step_ms: step(tasks),
-            offset: FixedOffset::east_opt(utc_offset_secs).unwrap_or(FixedOffset::east_opt(0).expect("UTC")),
+            offset: FixedOffset::east_opt(utc_offset_secs).expect("a zone's offset is under a day"),
         }
     }
 
