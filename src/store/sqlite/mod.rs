@@ -109,8 +109,9 @@ impl SqliteStore {
         if deltas.is_empty() {
             return Ok(());
         }
-        sqlx::query(ADD_STATS).bind(json(deltas)).execute(&mut *tx).await?;
-        sqlx::query(ADD_DAYS).bind(json(deltas)).execute(tx).await?;
+        let deltas = json(deltas);
+        sqlx::query(ADD_STATS).bind(&deltas).execute(&mut *tx).await?;
+        sqlx::query(ADD_DAYS).bind(&deltas).execute(tx).await?;
         Ok(())
     }
 
