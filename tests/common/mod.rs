@@ -70,6 +70,16 @@ fn psql(url: &str, sql: &str) {
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// The one value a query answers, as psql prints it.
+pub fn psql_value(url: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atc", sql])
+        .output()
+        .expect("psql runs");
+    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);

@@ -54,6 +54,8 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A pooled connection idle this long is pinged before its next use.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+/// How often a node folds the changes of task counts into the counters.
+const FOLD_TASK_COUNTS_EVERY: Duration = Duration::from_secs(1);
 /// Backoff between attempts to bring the listener back.
 const RELISTEN_MIN: Duration = Duration::from_millis(250);
 const RELISTEN_MAX: Duration = Duration::from_secs(5);
@@ -109,8 +111,9 @@ pub struct PgStore {
     /// The API's reads.
     readers: Readers,
     options: PgConnectOptions,
-    /// The LISTEN tasks started by `watch_changes`, ended with the store.
-    watchers: Mutex<Vec<AbortHandle>>,
+    /// Tasks of its own (folding task counts, the LISTENs of `watch_changes`), ended
+    /// with the store.
+    background: Mutex<Vec<AbortHandle>>,
     events: StoreOptions,
     /// Claims whose COMMIT got no answer (the connection dropped): they may have gone
     /// through, leaving tasks 呼叫中 with no call until their lease runs out.
@@ -156,11 +159,12 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let fold = tokio::spawn(fold_task_counts_forever(pool.clone()));
         Ok(PgStore {
             pool,
             readers: Readers::new(options.clone(), MAX_CONNECTIONS),
             options,
-            watchers: Mutex::new(Vec::new()),
+            background: Mutex::new(vec![fold.abort_handle()]),
             events,
             unsure: Mutex::new(Vec::new()),
         })
@@ -239,9 +243,9 @@ impl PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
-        let watchers = self.watchers.get_mut().unwrap_or_else(|e| e.into_inner());
-        for w in watchers.drain(..) {
-            w.abort();
+        let background = self.background.get_mut().unwrap_or_else(|e| e.into_inner());
+        for task in background.drain(..) {
+            task.abort();
         }
     }
 }
@@ -693,9 +697,10 @@ impl Store for PgStore {
     async fn gauges(&self) -> Result<StoreGauges> {
         let mut conn = self.readers.get().await?;
         let (tasks_waiting, webhook_backlog, calls_in_progress): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')),
+            "SELECT (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts
+                     WHERE status IN ('pending', 'retry_wait')),
                     (SELECT COUNT(*) FROM webhook_outbox),
-                    (SELECT COUNT(*) FROM tasks WHERE status = 'calling')",
+                    (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE status = 'calling')",
         )
         .fetch_one(&mut *conn)
         .await?;
@@ -956,7 +961,7 @@ impl Store for PgStore {
 
     fn watch_changes(&self, created: Arc<Notify>, stopped: Arc<Notify>) {
         let task = tokio::spawn(listen_forever(self.options.clone(), created, stopped));
-        self.watchers.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
+        self.background.lock().unwrap_or_else(|e| e.into_inner()).push(task.abort_handle());
     }
 
     async fn max_call_uuid_between(&self, from: &str, to: &str) -> Result<Option<String>> {
@@ -971,6 +976,29 @@ impl Store for PgStore {
         .bind(to)
         .fetch_one(&self.pool)
         .await?)
+    }
+}
+
+/// Folds the changes of task counts that statements appended (see the migration
+/// `0006_task_counts.sql`) into the counters, every `FOLD_TASK_COUNTS_EVERY`, so that a
+/// count sums a few rows. Nodes may fold at the same time: a change row is deleted, and
+/// so added, once. A failure (the database away) waits for the next turn.
+async fn fold_task_counts_forever(pool: PgPool) {
+    let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let folded = sqlx::query(
+            "WITH changes AS (DELETE FROM task_count_changes RETURNING status, tasks)
+             INSERT INTO task_counts_folded (status, tasks)
+             SELECT status, SUM(tasks) FROM changes GROUP BY status ORDER BY status
+             ON CONFLICT (status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
+        )
+        .execute(&pool)
+        .await;
+        if let Err(e) = folded {
+            tracing::debug!(error = %e, "could not fold task counts yet");
+        }
     }
 }
 

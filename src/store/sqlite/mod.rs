@@ -176,7 +176,6 @@ impl Store for SqliteStore {
     }
 
     async fn list_tasks(&self, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-        // Its total counts tasks: a read in proportion to the table.
         let (q, count) = tasks_page(Dialect::Sqlite, f);
         let (total, rows) = self
             .readers
@@ -480,9 +479,9 @@ impl Store for SqliteStore {
             .read_blocking(|conn| {
                 let count = |sql: &str| conn.prepare_cached(sql)?.query_row([], |row| row.get(0));
                 Ok((
-                    count("SELECT COUNT(*) FROM tasks WHERE status IN ('pending', 'retry_wait')")?,
+                    count("SELECT COALESCE(SUM(tasks), 0) FROM task_counts WHERE status IN ('pending', 'retry_wait')")?,
                     count("SELECT COUNT(*) FROM webhook_outbox")?,
-                    count("SELECT COUNT(*) FROM tasks WHERE status = 'calling'")?,
+                    count("SELECT COALESCE(SUM(tasks), 0) FROM task_counts WHERE status = 'calling'")?,
                 ))
             })
             .await?;
