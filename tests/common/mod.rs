@@ -63,11 +63,7 @@ impl Drop for TestDb {
 }
 
 fn psql(url: &str, sql: &str) {
-    let out = std::process::Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-qc", sql])
-        .output()
-        .expect("psql runs");
-    assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    psql_value(url, sql);
 }
 
 /// The one value a query answers, as psql prints it.
