@@ -187,3 +187,63 @@ fn urlencode(s: &str) -> String {
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
+
+/// The binary's own logging (set up in main, so a test server in this process does not
+/// show it): a burst of requests each leaves its JSON access line, with the method and
+/// path, and a SIGTERM writes out every line still queued before the process exits.
+#[tokio::test]
+async fn every_request_of_a_burst_is_in_the_json_log_after_a_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let log_path = dir.path().join("server.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
+        .current_dir(dir.path())
+        .env("CALLCENTER__DATABASE__URL", format!("sqlite://{}", dir.path().join("cc.db").display()))
+        .env("CALLCENTER__SERVER__BIND", format!("127.0.0.1:{port}"))
+        .env("CALLCENTER__LOG__FORMAT", "json")
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("the server binary starts");
+    let client = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let mut up = false;
+    for _ in 0..600 {
+        if client.get(url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "the server did not answer: {}", std::fs::read_to_string(&log_path).unwrap());
+
+    const BURST: usize = 2000;
+    let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
+    use futures::StreamExt;
+    let answers: Vec<StatusCode> = futures::stream::iter(0..BURST)
+        .map(|_| {
+            let req = client.post(url("/api/aicall/records/list")).json(&body);
+            async move { req.send().await.unwrap().status() }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(answers.iter().all(|s| s.is_success()));
+    let stopped =
+        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let access = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "finished processing request")
+        .filter(|l| l["span"]["method"] == "POST" && l["span"]["uri"] == "/api/aicall/records/list")
+        .count();
+    assert_eq!(access, BURST, "one access line per request");
+    assert_eq!(lines.last().unwrap()["fields"]["message"], "stopped", "the last line is the stop");
+}
