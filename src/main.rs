@@ -6,12 +6,13 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 use callcenter::App;
+use callcenter::config::{LogFormat, Settings};
 
 // glibc's malloc took about a seventh of the server's CPU on a records/list page (its
 // arenas and chunk consolidation); mimalloc's thread-local free lists take a fraction.
+// Built with `no_thp`: transparent huge pages on its arenas doubled the idle RSS.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use callcenter::config::{LogFormat, Settings};
 
 /// AI outbound-call callcenter backend.
 #[derive(Parser)]
