@@ -1,3 +1,4 @@
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -109,7 +110,10 @@ fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
         .lossy(false) // a full queue makes the next line wait, as a slow stdout would
         .finish(stdout);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(std::io::stdout().is_terminal()); // no colour codes in files and journals
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_span_list(false).init(),

@@ -188,62 +188,91 @@ fn urlencode(s: &str) -> String {
         .collect()
 }
 
-/// The binary's own logging (set up in main, so a test server in this process does not
-/// show it): a burst of requests each leaves its JSON access line, with the method and
-/// path, and a SIGTERM writes out every line still queued before the process exits.
-#[tokio::test]
-async fn every_request_of_a_burst_is_in_the_json_log_after_a_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let log_path = dir.path().join("server.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
-        .current_dir(dir.path())
-        .env("CALLCENTER__DATABASE__URL", format!("sqlite://{}", dir.path().join("cc.db").display()))
-        .env("CALLCENTER__SERVER__BIND", format!("127.0.0.1:{port}"))
-        .env("CALLCENTER__LOG__FORMAT", "json")
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("the server binary starts");
-    let client = reqwest::Client::new();
-    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-    let mut up = false;
-    for _ in 0..600 {
-        if client.get(url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(up, "the server did not answer: {}", std::fs::read_to_string(&log_path).unwrap());
+/// The binary itself, on a SQLite file of its own.
+mod own_database {
+    use super::*;
 
+    /// Requests a burst makes of the binary below.
     const BURST: usize = 2000;
-    let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
-    use futures::StreamExt;
-    let answers: Vec<StatusCode> = futures::stream::iter(0..BURST)
-        .map(|_| {
-            let req = client.post(url("/api/aicall/records/list")).json(&body);
-            async move { req.send().await.unwrap().status() }
-        })
-        .buffer_unordered(32)
-        .collect()
-        .await;
-    assert!(answers.iter().all(|s| s.is_success()));
-    let stopped =
-        std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
-    assert!(child.wait().unwrap().success());
 
-    let text = std::fs::read_to_string(&log_path).unwrap();
-    let lines: Vec<Value> =
-        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
-    let access = lines
-        .iter()
-        .filter(|l| l["fields"]["message"] == "finished processing request")
-        .filter(|l| l["span"]["method"] == "POST" && l["span"]["uri"] == "/api/aicall/records/list")
-        .count();
-    assert_eq!(access, BURST, "one access line per request");
-    assert_eq!(lines.last().unwrap()["fields"]["message"], "stopped", "the last line is the stop");
+    /// Runs the binary with `log.format = format` and its output in a file, sends it a burst
+    /// of records/list requests 32 at a time, stops it with SIGTERM and returns its log.
+    /// (Logging is set up in main, so a test server in this process does not show it.)
+    async fn log_of_a_burst(format: &str) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
+            .current_dir(dir.path())
+            .env("CALLCENTER__DATABASE__URL", format!("sqlite://{}", dir.path().join("cc.db").display()))
+            .env("CALLCENTER__SERVER__BIND", format!("127.0.0.1:{port}"))
+            .env("CALLCENTER__LOG__FORMAT", format)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("the server binary starts");
+        let client = reqwest::Client::new();
+        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+        let mut up = false;
+        for _ in 0..600 {
+            if client.get(url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+                up = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(up, "the server did not answer: {}", std::fs::read_to_string(&log_path).unwrap());
+
+        let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
+        use futures::StreamExt;
+        let answers: Vec<StatusCode> = futures::stream::iter(0..BURST)
+            .map(|_| {
+                let req = client.post(url("/api/aicall/records/list")).json(&body);
+                async move { req.send().await.unwrap().status() }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
+        assert!(answers.iter().all(|s| s.is_success()));
+        let stopped =
+            std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        assert!(stopped.success());
+        assert!(child.wait().unwrap().success());
+        std::fs::read_to_string(&log_path).unwrap()
+    }
+
+    /// Every request leaves its JSON access line, with the method and path, and a SIGTERM
+    /// writes out every line still queued before the process exits.
+    #[tokio::test]
+    async fn every_request_of_a_burst_is_in_the_json_log_after_a_sigterm() {
+        let text = log_of_a_burst("json").await;
+        let lines: Vec<Value> =
+            text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        let access = lines
+            .iter()
+            .filter(|l| l["fields"]["message"] == "finished processing request")
+            .filter(|l| l["span"]["method"] == "POST" && l["span"]["uri"] == "/api/aicall/records/list")
+            .count();
+        assert_eq!(access, BURST, "one access line per request");
+        assert_eq!(lines.last().unwrap()["fields"]["message"], "stopped", "the last line is the stop");
+    }
+
+    /// Text logs written to a file (or a journal) are plain text: no terminal colour codes.
+    #[tokio::test]
+    async fn text_logs_to_a_file_are_plain_and_whole() {
+        let text = log_of_a_burst("text").await;
+        let head: String = text.lines().take(3).collect::<Vec<_>>().join("\n");
+        assert!(!text.contains('\x1b'), "colour codes in a file:\n{head}");
+        let access = text
+            .lines()
+            .filter(|l| {
+                l.contains("finished processing request") && l.contains("uri=/api/aicall/records/list")
+            })
+            .count();
+        assert_eq!(access, BURST, "one access line per request");
+        let last = text.lines().last().unwrap_or_default();
+        assert!(last.ends_with("stopped"), "the last line is the stop: {last}");
+    }
 }
