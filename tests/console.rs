@@ -6,13 +6,11 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::TestServer;
+use common::{BinaryServer, TestServer};
 use reqwest::StatusCode;
-use tempfile::TempDir;
-use tokio::time::{Instant, sleep};
 
 #[tokio::test]
 async fn the_page_its_script_and_its_style_are_served_with_their_content_types_and_no_key() {
@@ -64,60 +62,6 @@ fn browser_tools(tests_dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The server binary on a fresh SQLite file and recordings directory, with the sim carrier
-/// twenty times faster than life and every ordinary number answering; killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    dir: TempDir,
-}
-
-impl Server {
-    async fn start(extra: &[(&str, String)]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let mut env = vec![
-            ("SERVER__BIND", format!("127.0.0.1:{port}")),
-            ("DATABASE__URL", format!("sqlite://{}", dir.path().join("callcenter.db").display())),
-            ("RECORDINGS__DIR", dir.path().join("recordings").display().to_string()),
-            ("SIM__TIME_SCALE", "0.05".into()),
-            ("SIM__ANSWER_RATE", "1".into()),
-        ];
-        env.extend(extra.iter().cloned());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callcenter"));
-        // Run where no config/default.toml lies: the built-in defaults and these variables.
-        cmd.current_dir(dir.path()).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        for (key, value) in env {
-            cmd.env(format!("CALLCENTER__{key}"), value);
-        }
-        let child = cmd.spawn().expect("the server binary starts");
-        let server = Server { child, base: format!("http://127.0.0.1:{port}"), dir };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(res) = client.get(format!("{}/healthz", server.base)).send().await
-                && res.status().is_success()
-            {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "the server did not answer; log:\n{}", server.log());
-            sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// It runs the binary on SQLite files of its own, so scripts/test runs it in its first
 /// pass only.
 mod own_database {
@@ -139,8 +83,15 @@ mod own_database {
         if let Err(missing) = browser_tools(&tests_dir) {
             panic!("the browser test cannot run: {missing} (scripts/setup installs what it needs)");
         }
-        let open = Server::start(&[]).await;
-        let keyed = Server::start(&[("AUTH__API_KEYS", format!("[\"{API_KEY}\"]"))]).await;
+        // The sim carrier twenty times faster than life, every ordinary number answering.
+        let sim = [("SIM__TIME_SCALE", "0.05".to_string()), ("SIM__ANSWER_RATE", "1".to_string())];
+        let open = BinaryServer::start(&sim).await;
+        let keyed = BinaryServer::start(&[
+            sim[0].clone(),
+            sim[1].clone(),
+            ("AUTH__API_KEYS", format!("[\"{API_KEY}\"]")),
+        ])
+        .await;
 
         let run = tokio::process::Command::new("node")
             .arg("--test")

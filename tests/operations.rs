@@ -195,52 +195,23 @@ mod own_database {
     /// Requests a burst makes of the binary below.
     const BURST: usize = 2000;
 
-    /// Runs the binary with `log.format = format` and its output in a file, sends it a burst
-    /// of records/list requests 32 at a time, stops it with SIGTERM and returns its log.
-    /// (Logging is set up in main, so a test server in this process does not show it.)
+    /// Runs the binary with `log.format = format`, sends it a burst of records/list
+    /// requests 32 at a time, stops it with SIGTERM and returns its log.
     async fn log_of_a_burst(format: &str) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
-            .current_dir(dir.path())
-            .env("CALLCENTER__DATABASE__URL", format!("sqlite://{}", dir.path().join("cc.db").display()))
-            .env("CALLCENTER__SERVER__BIND", format!("127.0.0.1:{port}"))
-            .env("CALLCENTER__LOG__FORMAT", format)
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("the server binary starts");
+        let server = common::BinaryServer::start(&[("LOG__FORMAT", format.to_string())]).await;
         let client = reqwest::Client::new();
-        let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-        let mut up = false;
-        for _ in 0..600 {
-            if client.get(url("/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
-                up = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(up, "the server did not answer: {}", std::fs::read_to_string(&log_path).unwrap());
-
         let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
         use futures::StreamExt;
         let answers: Vec<StatusCode> = futures::stream::iter(0..BURST)
             .map(|_| {
-                let req = client.post(url("/api/aicall/records/list")).json(&body);
+                let req = client.post(server.url("/api/aicall/records/list")).json(&body);
                 async move { req.send().await.unwrap().status() }
             })
             .buffer_unordered(32)
             .collect()
             .await;
         assert!(answers.iter().all(|s| s.is_success()));
-        let stopped =
-            std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-        assert!(stopped.success());
-        assert!(child.wait().unwrap().success());
-        std::fs::read_to_string(&log_path).unwrap()
+        server.stop()
     }
 
     /// Every request leaves its JSON access line, with the method and path, and a SIGTERM

@@ -251,3 +251,84 @@ pub fn ticket(no: &str, phone: &str) -> Value {
         "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
     })
 }
+
+/// The server binary itself (what logging, signals and start-up do is set up in its
+/// main, which a `TestServer` does not run), on a fresh SQLite file and recordings
+/// directory, configured by `CALLCENTER__` variables alone; killed when dropped.
+pub struct BinaryServer {
+    child: std::process::Child,
+    pub base: String,
+    dir: TempDir,
+}
+
+impl BinaryServer {
+    /// Starts it with these settings (`("SIM__TIME_SCALE", "0")` for
+    /// `CALLCENTER__SIM__TIME_SCALE=0`) and waits until it answers HTTP.
+    pub async fn start(settings: &[(&str, String)]) -> BinaryServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"));
+        // Run where no config/default.toml lies, with none of the caller's settings or
+        // log filter: the built-in defaults and these variables.
+        for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("CALLCENTER__") || k == "RUST_LOG") {
+            cmd.env_remove(key);
+        }
+        let own = [
+            ("SERVER__BIND", format!("127.0.0.1:{port}")),
+            ("DATABASE__URL", format!("sqlite://{}", dir.path().join("callcenter.db").display())),
+            ("RECORDINGS__DIR", dir.path().join("recordings").display().to_string()),
+        ];
+        for (key, value) in own.iter().chain(settings) {
+            cmd.env(format!("CALLCENTER__{key}"), value);
+        }
+        cmd.current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("the server binary starts");
+        let server = BinaryServer { child, base: format!("http://127.0.0.1:{port}"), dir };
+        let client = reqwest::Client::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(res) = client.get(server.url("/healthz")).send().await
+                && res.status().is_success()
+            {
+                return server;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the server did not answer; log:\n{}",
+                server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// What it has written to stdout and stderr.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Stops it with SIGTERM, as an init system would; asserts a clean exit and returns
+    /// the whole log.
+    pub fn stop(mut self) -> String {
+        let pid = self.child.id().to_string();
+        let signalled = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(signalled.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "exit {exit}; log:\n{}", self.log());
+        self.log()
+    }
+}
+
+impl Drop for BinaryServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
