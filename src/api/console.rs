@@ -49,14 +49,32 @@ fn etag(body: &str) -> String {
     format!("\"{hex}\"")
 }
 
+#[utoipa::path(get, path = "/", tag = "console", operation_id = "consoleIndex",
+    responses(
+        (status = 200, description = "The console's page (no key needed)", content_type = "text/html", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+    ))]
 pub async fn index(headers: HeaderMap) -> Response {
     serve(&INDEX, &headers)
 }
 
+#[utoipa::path(get, path = "/console/app.js", tag = "console", operation_id = "consoleScript",
+    responses(
+        (status = 200, description = "The console's script (no key needed)", content_type = "text/javascript", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+    ))]
 pub async fn script(headers: HeaderMap) -> Response {
     serve(&SCRIPT, &headers)
 }
 
+#[utoipa::path(get, path = "/console/app.css", tag = "console", operation_id = "consoleStyle",
+    responses(
+        (status = 200, description = "The console's style sheet (no key needed)", content_type = "text/css", body = String,
+            headers(("ETag" = String), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match"),
+    ))]
 pub async fn style(headers: HeaderMap) -> Response {
     serve(&STYLE, &headers)
 }

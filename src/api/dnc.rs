@@ -7,6 +7,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
+use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{Phone, now_ms};
 use crate::store::DncEntry;
@@ -57,8 +58,10 @@ pub struct Changed {
     count: u64,
 }
 
-#[utoipa::path(post, path = "/api/aicall/dnc/add", tag = "do-not-call", request_body = DncChange,
-    responses((status = 200, description = "How many numbers were new on the list", body = Envelope<Changed>)))]
+#[utoipa::path(post, path = "/api/aicall/dnc/add", tag = "do-not-call", operation_id = "dncAdd",
+    request_body = DncChange, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "How many numbers were new on the list; or code 405 for bad parameters",
+        body = Answer<Envelope<Changed>>)))]
 pub async fn add(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DncChange>,
@@ -72,8 +75,10 @@ pub async fn add(
     Ok(Envelope::ok_with(format!("已加入 {count} 个号码"), Changed { count }))
 }
 
-#[utoipa::path(post, path = "/api/aicall/dnc/remove", tag = "do-not-call", request_body = DncChange,
-    responses((status = 200, description = "How many numbers were taken off the list", body = Envelope<Changed>)))]
+#[utoipa::path(post, path = "/api/aicall/dnc/remove", tag = "do-not-call", operation_id = "dncRemove",
+    request_body = DncChange, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "How many numbers were taken off the list; or code 405 for bad parameters",
+        body = Answer<Envelope<Changed>>)))]
 pub async fn remove(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DncChange>,
@@ -117,8 +122,10 @@ impl From<DncEntry> for DncRow {
     }
 }
 
-#[utoipa::path(post, path = "/api/aicall/dnc/list", tag = "do-not-call", request_body = DncListRequest,
-    responses((status = 200, description = "The list, newest first", body = PageEnvelope<DncRow>)))]
+#[utoipa::path(post, path = "/api/aicall/dnc/list", tag = "do-not-call", operation_id = "dncList",
+    request_body = DncListRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "The list, newest first; or code 405 for bad parameters",
+        body = Answer<PageEnvelope<DncRow>>)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<DncListRequest>,

@@ -16,6 +16,9 @@ pub const OK_MSG: &str = "操作成功";
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Envelope<T: Serialize> {
+    // 0 in the OpenAPI document, which gives a refusal its own schema (`ErrorEnvelope`).
+    /// 0: success.
+    #[schema(minimum = 0, maximum = 0)]
     pub code: i32,
     pub msg: String,
     pub data: T,
@@ -32,11 +35,22 @@ impl<T: Serialize> Envelope<T> {
 }
 
 /// `data` of an answer that carries none: serializes as `null`.
-#[derive(Serialize, utoipa::ToSchema)]
+#[derive(Serialize)]
 pub struct Null;
+
+impl utoipa::PartialSchema for Null {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::Null).into()
+    }
+}
+
+impl utoipa::ToSchema for Null {}
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PageEnvelope<T: Serialize> {
+    // 0 in the OpenAPI document, which gives a refusal its own schema (`ErrorEnvelope`).
+    /// 0: success.
+    #[schema(minimum = 0, maximum = 0)]
     pub code: i32,
     pub msg: &'static str,
     pub total: i64,

@@ -7,24 +7,47 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::json;
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::envelope::Envelope;
 
 /// Alive: the process answers HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses((status = 200, description = "data \"alive\" (no key needed)", body = Envelope<String>)))]
 pub async fn healthz() -> Json<Envelope<&'static str>> {
     Envelope::ok("alive")
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Readiness {
+    /// `ok` or `unreachable`.
+    #[schema(example = "ok")]
     database: String,
+    /// `running`, `disabled`, or `stopped` (not ready).
+    #[schema(value_type = String, example = "running")]
     dialer: &'static str,
+}
+
+/// readyz's answer, ready or not.
+#[derive(Serialize, ToSchema)]
+pub struct ReadyAnswer {
+    /// 0 ready, 500 not ready.
+    #[schema(minimum = 0, maximum = 500)]
+    code: i32,
+    /// `ready` or `not ready`.
+    #[schema(value_type = String)]
+    msg: &'static str,
+    data: Readiness,
 }
 
 /// Ready: the database answers (its migrations were applied at start, or the start
 /// failed) and the dialer is running, if it is enabled. 503 otherwise.
+#[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready: code 0 (no key needed)", body = ReadyAnswer),
+        (status = 503, description = "Not ready: code 500, and data says what is not", body = ReadyAnswer),
+    ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = match state.store.next_due_ms().await {
         Ok(_) => "ok".to_string(),
@@ -44,10 +67,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, 500, "not ready")
     };
-    (status, Json(json!({"code": code, "msg": msg, "data": Readiness { database, dialer }}))).into_response()
+    (status, Json(ReadyAnswer { code, msg, data: Readiness { database, dialer } })).into_response()
 }
 
 /// The Prometheus text format. Database gauges are read at scrape time, so they are exact.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus' text exposition format (no key needed)",
+        content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match state.store.gauges().await {
         Ok(g) => {

@@ -120,8 +120,10 @@ pub struct Imported {
 
 /// Stores inbound and manual outbound calls, all or nothing; a uuid already stored is
 /// skipped, so a retried import is harmless.
-#[utoipa::path(post, path = "/api/aicall/records/import", tag = "records", request_body = Vec<RecordIn>,
-    responses((status = 200, description = "How many were new and how many were already there", body = Envelope<Imported>)))]
+#[utoipa::path(post, path = "/api/aicall/records/import", tag = "records", operation_id = "importRecords",
+    request_body = Vec<RecordIn>, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "How many were new and how many were already there; or code 405 naming the bad record",
+        body = super::openapi::Answer<Envelope<Imported>>)))]
 pub async fn import(
     State(state): State<AppState>,
     ApiJson(rows): ApiJson<Vec<RecordIn>>,
@@ -183,9 +185,11 @@ const RECORDING_VARIABLES: [&str; 4] =
     ["callcenter_recording", "record_path", "recording_file", "record_file"];
 
 /// FreeSWITCH's mod_json_cdr posts each call's CDR here.
-#[utoipa::path(post, path = "/api/cdr/freeswitch", tag = "records",
+#[utoipa::path(post, path = "/api/cdr/freeswitch", tag = "records", operation_id = "freeswitchCdr",
     request_body(content = Object, description = "mod_json_cdr's JSON (or a `cdr=` form field holding it)"),
-    responses((status = 200, description = "Stored (or already stored)", body = Envelope<CdrAccepted>)))]
+    security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "Stored (or already stored); or code 405 naming the bad field",
+        body = super::openapi::Answer<Envelope<CdrAccepted>>)))]
 pub async fn freeswitch_cdr(
     State(state): State<AppState>,
     body: Bytes,

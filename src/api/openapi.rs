@@ -1,14 +1,28 @@
 //! `GET /api/openapi.json`: generated from the handlers' own types, so it cannot drift.
+//! Each handler's annotation says what it answers itself; the answers of the layers every
+//! route stands behind (the API key, the body limit, the load shedder and the timeout)
+//! are added here, once, to every operation they apply to.
+
+use std::borrow::Cow;
 
 use axum::Json;
-use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-use super::{dnc, imports, records, stats, tasks};
+use super::{console, dnc, health, imports, recordings, records, stats, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "callcenter", description = "AI outbound-call callcenter API. Every answer is an envelope: \
-        code 0 success, 405 bad parameters, 500 system error, 401 missing API key."),
+    info(title = "callcenter", description = "AI outbound-call callcenter API. Every JSON answer is an envelope \
+        `{code, msg, data}` (lists: `{code, msg, total, rows}`); clients read `code`: 0 success, 405 bad \
+        parameters, 500 system error (both with HTTP 200), 401 missing or invalid API key (HTTP 401, only when \
+        keys are configured), 413 body too large (HTTP 413). When the server is overloaded or a request takes \
+        too long the answer is HTTP 503 with code 500. An unknown path answers HTTP 404 with code 404, and a \
+        known path asked with the wrong method HTTP 405 with code 405. Every route is described under each of \
+        its names; an alias is the same operation."),
     paths(
         records::list,
         records::call_type,
@@ -20,12 +34,69 @@ use super::{dnc, imports, records, stats, tasks};
         dnc::add,
         dnc::remove,
         dnc::list,
-        stats::day
+        stats::day,
+        recordings::file,
+        serve,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+        console::index,
+        console::script,
+        console::style
     ),
-    components(schemas(crate::domain::Turn, crate::domain::Role)),
-    modifiers(&Security)
+    components(schemas(crate::domain::Turn, crate::domain::Role, ErrorEnvelope)),
+    modifiers(&Security, &LayerAnswers)
 )]
 struct ApiDoc;
+
+/// Every answer that is not a success: `data` is null and `code` says what went wrong.
+/// A schema only: those answers are built by `ApiError` and `envelope::status`.
+pub struct ErrorEnvelope;
+
+impl PartialSchema for ErrorEnvelope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(Self::DESCRIPTION))
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([401, 404, 405, 413, 500]))
+                    .description(Some(
+                        "405 bad parameters, 500 system error (also when overloaded or timed out), \
+                         401 missing or invalid API key, 413 body too large, 404 no such recording",
+                    )),
+            )
+            .required("code")
+            .property("msg", ObjectBuilder::new().schema_type(Type::String))
+            .required("msg")
+            .property("data", ObjectBuilder::new().schema_type(Type::Null))
+            .required("data")
+            .into()
+    }
+}
+
+impl ErrorEnvelope {
+    const DESCRIPTION: &str = "The answer when a request fails: `data` is null, `msg` says why in words a \
+        person reads.";
+}
+
+impl ToSchema for ErrorEnvelope {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorEnvelope")
+    }
+}
+
+// A schema only: those handlers return `Result<Json<T>, ApiError>`.
+/// The HTTP 200 answer of a request the handler may refuse: the success envelope (code 0),
+/// or the error envelope with code 405 (bad parameters) or 500 (a failure).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Answer<T> {
+    Done(T),
+    Refused(ErrorEnvelope),
+}
 
 struct Security;
 
@@ -41,20 +112,150 @@ impl utoipa::Modify for Security {
             "apiKey",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
         );
+        // For clients that can send nothing else (FreeSWITCH's mod_json_cdr): any user name,
+        // the key as the password.
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Basic)
+                    .description(Some("Any user name; the API key as the password."))
+                    .build(),
+            ),
+        );
     }
 }
 
-/// The document, with every alias of a route described as the route itself.
+/// The answers of the layers around every route, added to each operation they apply to:
+/// 401 where a key is asked for, 413 where there is a body to read, 503 and 500 everywhere.
+struct LayerAnswers;
+
+/// Whether a layer's answer applies to an operation.
+type Applies = fn(&Operation) -> bool;
+
+impl utoipa::Modify for LayerAnswers {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let error = || RefOr::Ref(Ref::from_schema_name(ErrorEnvelope::name()));
+        let answer = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/json", Content::new(Some(error())))
+        };
+        let shared: [(&str, &str, Response, Applies); 4] = [
+            (
+                "401",
+                "Unauthorized",
+                answer("Code 401: no API key, or a wrong one (only when `auth.api_keys` is set)").build(),
+                |op| op.security.as_ref().is_some_and(|s| !s.is_empty()),
+            ),
+            (
+                "413",
+                "TooLarge",
+                answer("Code 413: the body is larger than `api.max_body_bytes`").build(),
+                |op| op.request_body.is_some(),
+            ),
+            (
+                "503",
+                "Unavailable",
+                answer(
+                    "Code 500: too many requests at once (`api.max_concurrent_requests`), or the request \
+                    took longer than `api.request_timeout_secs`; try again later",
+                )
+                .build(),
+                |_| true,
+            ),
+            (
+                "500",
+                "Failed",
+                answer("Code 500: a failure around the handler; the detail is in the server's log").build(),
+                |_| true,
+            ),
+        ];
+        let components = doc.components.get_or_insert_with(Default::default);
+        for (_, name, response, _) in &shared {
+            components.responses.insert(name.to_string(), RefOr::T(response.clone()));
+        }
+        for item in doc.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                for (status, name, _, applies) in &shared {
+                    if !applies(op) {
+                        continue;
+                    }
+                    let shared_ref = RefOr::Ref(Ref::new(format!("#/components/responses/{name}")));
+                    match op.responses.responses.get_mut(*status) {
+                        // The handler answers this status itself (readyz's 503): either shape.
+                        Some(RefOr::T(own)) => match own.content.get_mut("application/json") {
+                            Some(json) => {
+                                let mine = json.schema.take().expect("a JSON answer has a schema");
+                                json.schema = Some(OneOfBuilder::new().item(mine).item(error()).into());
+                            }
+                            None => {
+                                own.content.insert("application/json".into(), Content::new(Some(error())));
+                            }
+                        },
+                        Some(RefOr::Ref(_)) => {}
+                        None => {
+                            op.responses.responses.insert(status.to_string(), shared_ref);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The document, with every alias of a route described as the route itself, under an
+/// operationId of its own (they must be unique in a document).
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     for (alias, canonical) in super::ALIASES {
-        if let Some(item) = doc.paths.paths.get(*canonical).cloned() {
-            doc.paths.paths.insert(alias.to_string(), item);
+        let Some(mut item) = doc.paths.paths.get(*canonical).cloned() else { continue };
+        for (method, op) in [("GET", &mut item.get), ("POST", &mut item.post)] {
+            if let Some(op) = op {
+                op.operation_id = Some(camel_case(alias));
+                let note = format!("Another name of `{method} {canonical}`, as the spec's clients use it.");
+                op.description = Some(match op.description.take() {
+                    Some(d) => format!("{note}\n\n{d}"),
+                    None => note,
+                });
+            }
         }
+        doc.paths.paths.insert(alias.to_string(), item);
     }
     doc
 }
 
+/// `/aicall/api/records/list` → `aicallApiRecordsList`.
+fn camel_case(path: &str) -> String {
+    let mut out = String::new();
+    for word in path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            match out.is_empty() {
+                true => out.push(first.to_ascii_lowercase()),
+                false => out.push(first.to_ascii_uppercase()),
+            }
+            out.extend(chars);
+        }
+    }
+    out
+}
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", operation_id = "openapiDocument",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API (no key needed)",
+        content_type = "application/json", body = Object)))]
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_operation_ids_are_the_path_in_camel_case() {
+        assert_eq!(camel_case("/aicall/api/records/list"), "aicallApiRecordsList");
+        assert_eq!(camel_case("/aicall/stopTasks"), "aicallStopTasks");
+    }
 }

@@ -13,12 +13,50 @@ use tower_http::services::ServeFile;
 
 use super::AppState;
 use super::envelope::{self, ApiError};
+use super::openapi::ErrorEnvelope;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FileQuery {
+    /// The recording's path under the recordings directory, as `wavFileUrl` names it.
+    #[param(required = true, example = "ai_call/2025/08/16/21/2508162111590110001.wav")]
     filename: Option<String>,
 }
 
+/// The bytes of a WAV file (a schema only).
+pub struct Wav;
+
+impl utoipa::PartialSchema for Wav {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .content_media_type("audio/wav")
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Wav {}
+
+/// The recording WAV of a call, with HTTP Range for players that seek.
+#[utoipa::path(get, path = "/recordings/files", tag = "recordings", operation_id = "recordingFile",
+    params(FileQuery,
+        ("Range" = Option<String>, Header, nullable = false, description = "A byte range, for players that seek", example = "bytes=0-1023"),
+        ("If-Modified-Since" = Option<String>, Header, nullable = false, description = "An HTTP date: 304 when the file is not newer"),
+        ("If-Unmodified-Since" = Option<String>, Header, nullable = false, description = "An HTTP date: 412 when the file is newer")),
+    security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses(
+        (status = 200, description = "The whole file; or, as JSON, code 405 for a filename that is not a plain \
+            relative .wav path under the recordings directory",
+            content((Wav = "audio/wav"), (ErrorEnvelope = "application/json"))),
+        (status = 206, description = "The range asked for", content_type = "audio/wav", body = Wav,
+            headers(("Content-Range" = String, description = "bytes first-last/size"))),
+        (status = 304, description = "Not modified since If-Modified-Since"),
+        (status = 404, description = "Code 404: there is no such recording", body = ErrorEnvelope),
+        (status = 412, description = "Modified since If-Unmodified-Since (empty body)"),
+        (status = 416, description = "A Range that is malformed or outside the file (empty body)",
+            content_type = "audio/wav", body = Wav,
+            headers(("Content-Range" = String, description = "bytes */size"))),
+    ))]
 pub async fn file(
     State(state): State<AppState>,
     query: Result<Query<FileQuery>, QueryRejection>,

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
+use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, CallType, RecordFilter};
 use crate::store::CallRecord;
@@ -137,8 +138,10 @@ impl RecordRow {
     }
 }
 
-#[utoipa::path(post, path = "/api/aicall/records/list", tag = "records", request_body = RecordListRequest,
-    responses((status = 200, description = "Ended calls, newest first; code 405 for bad parameters", body = PageEnvelope<RecordRow>)))]
+#[utoipa::path(post, path = "/api/aicall/records/list", tag = "records", operation_id = "recordsList",
+    request_body = RecordListRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "Ended calls, newest first; or code 405 for bad parameters",
+        body = Answer<PageEnvelope<RecordRow>>)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<RecordListRequest>,
@@ -155,7 +158,10 @@ pub async fn list(
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct CallTypeQuery {
+    /// The call's uuid, as records/list shows it.
+    #[param(required = true, example = "2508162111590110001")]
     uuid: Option<String>,
 }
 
@@ -166,8 +172,10 @@ pub struct CallTypeAnswer {
 }
 
 /// The call type of one call, which the spec's own front end asks before it lists a call.
-#[utoipa::path(get, path = "/api/aicall/calltype/uuid", tag = "records", params(CallTypeQuery),
-    responses((status = 200, description = "The call's type; code 405 for an unknown uuid", body = Envelope<CallTypeAnswer>)))]
+#[utoipa::path(get, path = "/api/aicall/calltype/uuid", tag = "records", operation_id = "callTypeOfUuid",
+    params(CallTypeQuery), security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "The call's type; or code 405 for a missing or unknown uuid",
+        body = Answer<Envelope<CallTypeAnswer>>)))]
 pub async fn call_type(
     State(state): State<AppState>,
     query: Result<Query<CallTypeQuery>, QueryRejection>,

@@ -12,6 +12,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ApiError, ApiJson, Envelope, RequestBody, must_be_object};
+use super::openapi::Answer;
 use super::{AppState, lenient};
 use crate::domain::{CallType, OUTCOME_CLASSES, now_ms};
 
@@ -60,8 +61,10 @@ pub struct DayStats {
     hours: Vec<HourRow>,
 }
 
-#[utoipa::path(post, path = "/api/aicall/stats", tag = "stats", request_body = StatsRequest,
-    responses((status = 200, description = "The day's numbers and calls per hour by outcome", body = Envelope<DayStats>)))]
+#[utoipa::path(post, path = "/api/aicall/stats", tag = "stats", operation_id = "dayStats",
+    request_body = StatsRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "The day's numbers and calls per hour by outcome; or code 405 for bad parameters",
+        body = Answer<Envelope<DayStats>>)))]
 pub async fn day(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<StatsRequest>,

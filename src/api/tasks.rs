@@ -9,6 +9,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::envelope::{ApiError, ApiJson, Envelope, Null, PageEnvelope, RequestBody, must_be_object};
+use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
 use crate::store::TaskRow;
@@ -111,8 +112,10 @@ impl From<TaskRow> for TaskRowJson {
     }
 }
 
-#[utoipa::path(post, path = "/api/aicall/calltask/list", tag = "tasks", request_body = TaskListRequest,
-    responses((status = 200, description = "Tasks, newest batchId first; code 405 for bad parameters", body = PageEnvelope<TaskRowJson>)))]
+#[utoipa::path(post, path = "/api/aicall/calltask/list", tag = "tasks", operation_id = "calltaskList",
+    request_body = TaskListRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "Tasks, newest batchId first; or code 405 for bad parameters",
+        body = Answer<PageEnvelope<TaskRowJson>>)))]
 pub async fn list(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<TaskListRequest>,
@@ -196,8 +199,10 @@ pub struct Created {
     ticket_no: String,
 }
 
-#[utoipa::path(post, path = "/api/aicall/createTasks", tag = "tasks", request_body = Vec<TicketIn>,
-    responses((status = 200, description = "batchIds in input order (msg 任务创建成功); code 405 naming the bad ticket", body = Envelope<Vec<Created>>)))]
+#[utoipa::path(post, path = "/api/aicall/createTasks", tag = "tasks", operation_id = "createTasks",
+    request_body = Vec<TicketIn>, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "batchIds in input order (msg 任务创建成功); or code 405 naming the bad ticket",
+        body = Answer<Envelope<Vec<Created>>>)))]
 pub async fn create(
     State(state): State<AppState>,
     ApiJson(tickets): ApiJson<Vec<TicketIn>>,
@@ -232,8 +237,10 @@ impl RequestBody for StopRequest {
 /// Most ids one stopTasks may name.
 const MAX_STOP_IDS: usize = 10_000;
 
-#[utoipa::path(post, path = "/api/aicall/stopTasks", tag = "tasks", request_body = StopRequest,
-    responses((status = 200, description = "msg says how many stopped; data null", body = Envelope<Null>)))]
+#[utoipa::path(post, path = "/api/aicall/stopTasks", tag = "tasks", operation_id = "stopTasks",
+    request_body = StopRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
+    responses((status = 200, description = "msg says how many stopped, data null; or code 405 for bad parameters",
+        body = Answer<Envelope<Null>>)))]
 pub async fn stop(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<StopRequest>,
