@@ -422,6 +422,7 @@ impl Settings {
 
     /// Ranges that types alone do not express.
     fn validate(&self) -> Result<(), String> {
+        const DAY_SECS: u64 = 86_400;
         if self.dialer.carrier == CarrierKind::Sip {
             self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
@@ -445,6 +446,18 @@ impl Settings {
             ),
             (self.api.request_timeout_secs >= 1, "api.request_timeout_secs must be at least 1"),
             (self.api.max_concurrent_requests >= 1, "api.max_concurrent_requests must be at least 1"),
+            // Upper bounds: durations become epoch-millisecond sums, which must not overflow.
+            (d.retry_delay_secs <= 30 * DAY_SECS, "dialer.retry_delay_secs must be at most 30 days"),
+            (d.ring_timeout_secs <= 600, "dialer.ring_timeout_secs must be at most 600"),
+            (d.max_call_secs <= DAY_SECS, "dialer.max_call_secs must be at most a day (86400)"),
+            (d.shutdown_grace_secs <= 3600, "dialer.shutdown_grace_secs must be at most 3600"),
+            (self.webhook.max_age_secs <= 30 * DAY_SECS, "webhook.max_age_secs must be at most 30 days"),
+            (self.webhook.timeout_secs <= 600, "webhook.timeout_secs must be at most 600"),
+            (self.api.request_timeout_secs <= 3600, "api.request_timeout_secs must be at most 3600"),
+            (
+                self.auth.api_keys.iter().all(|k| !k.trim().is_empty() && k.trim() == k),
+                "auth.api_keys: a key must not be empty, blank, or start or end with white space",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(format!("invalid configuration: {why}")),
@@ -542,6 +555,26 @@ mod tests {
         ] {
             assert!(Settings::load_from(None, None, &env(&[(key, value)])).is_err(), "{key}={value}");
         }
+    }
+
+    #[test]
+    fn a_blank_api_key_or_a_duration_that_would_overflow_stops_the_start_naming_it() {
+        for (text, key) in [
+            ("[auth]\napi_keys = [\"\"]\n", "auth.api_keys"),
+            ("[auth]\napi_keys = [\"good-key\", \"   \"]\n", "auth.api_keys"),
+            ("[auth]\napi_keys = [\" padded \"]\n", "auth.api_keys"),
+            ("[dialer]\nretry_delay_secs = 9223372036854775807\n", "dialer.retry_delay_secs"),
+            ("[dialer]\nmax_call_secs = 864000\n", "dialer.max_call_secs"),
+            ("[webhook]\nmax_age_secs = 9223372036854775807\n", "webhook.max_age_secs"),
+            ("[api]\nrequest_timeout_secs = 9223372036854775807\n", "api.request_timeout_secs"),
+        ] {
+            let f = file(text);
+            let err =
+                Settings::load_from(None, Some(f.path()), &[]).err().unwrap_or_else(|| panic!("{text}"));
+            assert!(err.contains(key), "{text}: {err}");
+        }
+        let f = file("[auth]\napi_keys = [\"good-key\"]\n[dialer]\nretry_delay_secs = 86400\n");
+        assert!(Settings::load_from(None, Some(f.path()), &[]).is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod dialer;
 pub mod domain;
+pub mod logging;
 pub mod metrics;
 pub mod recording;
 pub mod store;

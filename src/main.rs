@@ -1,13 +1,11 @@
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use chrono::{Offset, TimeZone};
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 use callcenter::App;
-use callcenter::config::{LogFormat, Settings};
+use callcenter::config::Settings;
 
 // glibc's malloc took about a seventh of the server's CPU on a records/list page (its
 // arenas and chunk consolidation); mimalloc's thread-local free lists take a fraction.
@@ -54,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     // Held to the end of main: dropping it writes out the lines still queued.
-    let _log_writer = init_logging(loaded.settings.log.format);
+    let _log_writer = callcenter::logging::init(loaded.settings.log.format);
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -98,27 +96,6 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Logs go to stdout from a thread of their own: a request's thread only queues its line,
-/// and the writer sends what has queued in one write (under load, many lines; idle, each
-/// line at once). A write per line had cost every request a system call.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let stdout = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout());
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(16 * 1024) // the default 128k slots are 4 MB, taken at start
-        .lossy(false) // a full queue makes the next line wait, as a slow stdout would
-        .finish(stdout);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .with_ansi(std::io::stdout().is_terminal()); // no colour codes in files and journals
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_span_list(false).init(),
-    }
-    guard
 }
 
 /// Ctrl-C or SIGTERM.

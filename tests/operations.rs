@@ -98,6 +98,56 @@ async fn past_the_concurrency_cap_requests_are_refused_at_once_with_503_in_the_e
 }
 
 #[tokio::test]
+async fn invented_methods_fold_into_one_metric_label() {
+    let s = TestServer::start().await;
+    for method in ["FOOBAR", "BREW", "X-ANY-1", "X-ANY-2"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let res = s.client.request(method, s.url("/api/aicall/records/list")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = s.get("/metrics").await.text().await.unwrap();
+    assert!(
+        text.contains(r#"http_requests_total{route="/api/aicall/records/list",method="other",code="405"}"#),
+        "{text}"
+    );
+    for invented in ["FOOBAR", "BREW", "X-ANY"] {
+        assert!(!text.contains(&format!("method=\"{invented}")), "{invented} became a label:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn the_concurrency_cap_is_one_for_the_whole_server_not_one_per_route() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.enabled = false;
+        c.api.max_concurrent_requests = 2;
+    })
+    .await;
+    // Two slow requests on two routes take the server's two places...
+    let hold = Duration::from_secs(4);
+    let slow: Vec<_> = ["/api/aicall/records/list", "/api/aicall/stats"]
+        .into_iter()
+        .map(|path| tokio::spawn(s.client.post(s.url(path)).body(trickled_body(hold)).send()))
+        .collect();
+    // ...so a third route is refused while they last (asked until it is, within the hold).
+    let deadline = tokio::time::Instant::now() + hold - Duration::from_secs(1);
+    let refused = loop {
+        let (status, v) = s.post_status("/api/aicall/dnc/list", &json!({})).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+            break (status, v);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE, "a third route was served: {}", refused.1);
+    assert_eq!(refused.1["code"], 500);
+    for request in slow {
+        let res = request.await.unwrap().unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    let (status, _) = s.post_status("/api/aicall/dnc/list", &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "the places are free again");
+}
+
+#[tokio::test]
 async fn a_request_past_the_timeout_gets_503_in_the_envelope() {
     let s = TestServer::start_with(|c| {
         c.dialer.enabled = false;

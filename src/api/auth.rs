@@ -39,11 +39,15 @@ fn presented_key(headers: &HeaderMap) -> Option<String> {
     if let Some(key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(key.trim().to_string());
     }
-    let auth = headers.get("authorization")?.to_str().ok()?;
-    if let Some(key) = auth.strip_prefix("Bearer ") {
-        return Some(key.trim().to_string());
+    let (scheme, credentials) = headers.get("authorization")?.to_str().ok()?.trim().split_once(' ')?;
+    // Scheme names are case-insensitive (RFC 7235 §2.1): `bearer` and `BASIC` are fine.
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(credentials.trim().to_string());
     }
-    let basic = base64::engine::general_purpose::STANDARD.decode(auth.strip_prefix("Basic ")?.trim()).ok()?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let basic = base64::engine::general_purpose::STANDARD.decode(credentials.trim()).ok()?;
     let (_, password) =
         String::from_utf8(basic).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
     Some(password)
@@ -68,6 +72,22 @@ mod tests {
         assert!(matches_any("beta-key", &keys));
         assert!(!matches_any("beta-ke", &keys));
         assert!(!matches_any("", &keys));
+    }
+
+    #[test]
+    fn the_scheme_name_is_case_insensitive_and_basic_carries_the_key_as_password() {
+        let presented = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("authorization", value.parse().unwrap());
+            presented_key(&headers)
+        };
+        for bearer in ["Bearer k1", "bearer k1", "BEARER  k1 ", "  Bearer k1"] {
+            assert_eq!(presented(bearer).as_deref(), Some("k1"), "{bearer}");
+        }
+        let basic = base64::engine::general_purpose::STANDARD.encode("cdr:k2");
+        assert_eq!(presented(&format!("basic {basic}")).as_deref(), Some("k2"));
+        assert_eq!(presented("Token k1"), None);
+        assert_eq!(presented("Bearer"), None);
     }
 
     #[test]

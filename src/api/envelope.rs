@@ -88,6 +88,12 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::domain::OutOfRange> for ApiError {
+    fn from(e: crate::domain::OutOfRange) -> ApiError {
+        ApiError::Internal(e.into())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, msg) = match &self {
@@ -133,15 +139,27 @@ impl<T: RequestBody> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The body's bytes, for a route that reads them its own way (a CDR may be a form); an
+/// over-large or broken body is refused in the envelope like any other.
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<AppState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.settings.api.max_body_bytes;
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(limit)
             } else {
                 ApiError::bad(format!("读取请求体失败：{e}"))
             }
-        })?;
-        parse_json(&bytes).map(ApiJson)
+        })
     }
 }
 

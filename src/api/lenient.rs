@@ -36,7 +36,7 @@ fn as_string(v: &Value) -> Result<Option<String>, String> {
 }
 
 /// Shows a bad value back to the caller without echoing a whole payload.
-fn clip(s: &str) -> String {
+pub fn clip(s: &str) -> String {
     let mut out: String = s.chars().take(32).collect();
     if s.chars().count() > 32 {
         out.push('…');

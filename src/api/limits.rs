@@ -6,11 +6,11 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower::BoxError;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use super::envelope::{self, EnvelopeCode};
+use super::envelope::{self, ApiError, EnvelopeCode};
 
 /// The answer when the concurrency cap or the request timeout refuses a request.
 pub async fn refused(err: BoxError) -> Response {
@@ -22,6 +22,17 @@ pub async fn refused(err: BoxError) -> Response {
         tracing::error!(error = %err, "request failed in a middleware");
         envelope::status(StatusCode::INTERNAL_SERVER_ERROR, 500, "系统异常，请稍后重试")
     }
+}
+
+/// A handler that panicked: the 500 envelope, and the panic in the log as one error line
+/// (the server goes on serving; the panic hook has logged where it happened).
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    ApiError::Internal(anyhow::anyhow!("the request's handler panicked: {detail}")).into_response()
 }
 
 /// CORS for dashboards that call from a browser: the listed origins, or any with `*`;
@@ -43,7 +54,7 @@ pub fn cors(origins: &[String]) -> Option<CorsLayer> {
 /// envelope code, and times it.
 pub async fn record_metrics(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let started = Instant::now();
     let res = next.run(req).await;
     let code = match res.extensions().get::<EnvelopeCode>() {
@@ -51,6 +62,23 @@ pub async fn record_metrics(req: Request, next: Next) -> Response {
         None if res.status().is_success() => "0".to_string(),
         None => res.status().as_u16().to_string(),
     };
-    crate::metrics::http_request(&route, method.as_str(), &code, started.elapsed());
+    crate::metrics::http_request(&route, method, &code, started.elapsed());
     res
+}
+
+/// The method as a metric label: the standard ones by name, any other as `other`, so that
+/// a client inventing methods cannot create new series without end.
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN.iter().find(|m| *m == method).map_or("other", Method::as_str)
 }

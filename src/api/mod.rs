@@ -22,11 +22,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
 use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::Response;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use tower::ServiceBuilder;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
@@ -59,49 +63,94 @@ pub const ALIASES: &[(&str, &str)] = &[
     ("/aicall/stopTasks", "/api/aicall/stopTasks"),
 ];
 
+/// The routing table: each route once, under its own name, with its method. `router()`
+/// serves it and `routes()` lists it, so a test can hold the OpenAPI document to what is
+/// really served.
+fn endpoints() -> [Endpoint; 19] {
+    [
+        endpoint("/api/aicall/stats", Method::POST, stats::day),
+        endpoint("/api/aicall/records/list", Method::POST, records::list),
+        endpoint("/api/aicall/records/import", Method::POST, imports::import),
+        endpoint("/api/cdr/freeswitch", Method::POST, imports::freeswitch_cdr),
+        endpoint("/api/aicall/dnc/add", Method::POST, dnc::add),
+        endpoint("/api/aicall/dnc/remove", Method::POST, dnc::remove),
+        endpoint("/api/aicall/dnc/list", Method::POST, dnc::list),
+        endpoint("/api/aicall/calltype/uuid", Method::GET, records::call_type),
+        endpoint("/api/aicall/calltask/list", Method::POST, tasks::list),
+        endpoint("/api/aicall/createTasks", Method::POST, tasks::create),
+        endpoint("/api/aicall/stopTasks", Method::POST, tasks::stop),
+        endpoint("/recordings/files", Method::GET, recordings::file),
+        endpoint("/api/openapi.json", Method::GET, openapi::serve),
+        endpoint("/", Method::GET, console::index),
+        endpoint("/console/app.js", Method::GET, console::script),
+        endpoint("/console/app.css", Method::GET, console::style),
+        endpoint("/healthz", Method::GET, health::healthz),
+        endpoint("/readyz", Method::GET, health::readyz),
+        endpoint("/metrics", Method::GET, health::metrics),
+    ]
+}
+
+/// (path, method, handler).
+type Endpoint = (&'static str, Method, MethodRouter<AppState>);
+
+/// One row of the table; the handler is routed for exactly the method the row names (a
+/// GET also answers HEAD, as axum's `get` does).
+fn endpoint<H, T>(path: &'static str, method: Method, handler: H) -> Endpoint
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("a method the router can route");
+    (path, method, on(filter, handler))
+}
+
+/// A route's names: its aliases, then its own.
+fn names(path: &'static str) -> impl Iterator<Item = &'static str> {
+    ALIASES
+        .iter()
+        .filter(move |(_, canonical)| *canonical == path)
+        .map(|(alias, _)| *alias)
+        .chain(std::iter::once(path))
+}
+
+/// Every (path, method) the router serves, aliases included.
+pub fn routes() -> Vec<(&'static str, Method)> {
+    endpoints()
+        .into_iter()
+        .flat_map(|(path, method, _)| names(path).map(move |name| (name, method.clone())))
+        .collect()
+}
+
 /// Every route under each of its names (the spec's clients use several prefixes),
 /// behind the limits: body size, request timeout, concurrent requests, CORS.
 pub fn router(state: AppState) -> Router {
+    let mut app = Router::new();
+    for (path, _, handler) in endpoints() {
+        for name in names(path) {
+            app = app.route(name, handler.clone());
+        }
+    }
+    around(app, state)
+}
+
+/// What stands around every route, innermost first: the body limit, the limits on
+/// time and concurrency, API keys, CORS, panics caught, the access log and the metrics.
+fn around(app: Router<AppState>, state: AppState) -> Router {
     let api = &state.settings.api;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(limits::refused))
         .load_shed()
-        .concurrency_limit(api.max_concurrent_requests)
+        // One cap for the whole server: `Router::layer` wraps each route in its own copy of
+        // a layer, and a plain concurrency limit would then cap each route separately.
+        .layer(GlobalConcurrencyLimitLayer::new(api.max_concurrent_requests))
         .timeout(Duration::from_secs(api.request_timeout_secs));
-    let endpoints: [(&str, MethodRouter<AppState>); 11] = [
-        ("/api/aicall/stats", post(stats::day)),
-        ("/api/aicall/records/list", post(records::list)),
-        ("/api/aicall/records/import", post(imports::import)),
-        ("/api/cdr/freeswitch", post(imports::freeswitch_cdr)),
-        ("/api/aicall/dnc/add", post(dnc::add)),
-        ("/api/aicall/dnc/remove", post(dnc::remove)),
-        ("/api/aicall/dnc/list", post(dnc::list)),
-        ("/api/aicall/calltype/uuid", get(records::call_type)),
-        ("/api/aicall/calltask/list", post(tasks::list)),
-        ("/api/aicall/createTasks", post(tasks::create)),
-        ("/api/aicall/stopTasks", post(tasks::stop)),
-    ];
-    let mut app = Router::new();
-    for (path, handler) in endpoints {
-        for (alias, _) in ALIASES.iter().filter(|(_, canonical)| *canonical == path) {
-            app = app.route(alias, handler.clone());
-        }
-        app = app.route(path, handler);
-    }
-    app.route("/recordings/files", get(recordings::file))
-        .route("/api/openapi.json", get(openapi::serve))
-        .route("/", get(console::index))
-        .route("/console/app.js", get(console::script))
-        .route("/console/app.css", get(console::style))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(not_found)
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
+        .layer(CatchPanicLayer::custom(limits::panicked))
         .layer(
             // One line per request at info: method, path, status, latency (no bodies, so
             // no phone numbers).
@@ -124,4 +173,43 @@ async fn method_not_allowed() -> Response {
         405,
         "请求方式不支持：查询与创建接口用 POST，录音与 calltype 用 GET",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_handler_that_panics_answers_the_500_envelope_and_the_next_request_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings::default();
+        settings.database.url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let state = AppState {
+            store: crate::store::connect(&settings.database.url, Default::default()).await.unwrap(),
+            time: ApiTime(settings.timezone.0),
+            settings: Arc::new(settings),
+            dialer: DialerSignals::default(),
+        };
+        async fn boom() -> &'static str {
+            panic!("a row no calendar can show")
+        }
+        let app = Router::new().route("/boom", get(boom));
+        let app = around(app, state);
+        for _ in 0..2 {
+            let res = app.clone().oneshot(Request::get("/boom").body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            let body = axum::body::to_bytes(res.into_body(), 1 << 16).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(
+                (v["code"].as_i64(), v["msg"].as_str()),
+                (Some(500), Some("系统异常，请稍后重试")),
+                "{v}"
+            );
+        }
+    }
 }

@@ -119,13 +119,15 @@ impl RecordRow {
         } else {
             format!("{}/recordings/files?filename={}", public_url.trim_end_matches('/'), r.wav_path)
         };
-        let dialogue = RawValue::from_string(r.dialogue_json)
-            .map_err(|e| ApiError::Internal(anyhow::anyhow!("record {} has a bad dialogue: {e}", r.uuid)))?;
+        let broken = |what: String| ApiError::Internal(anyhow::anyhow!("record {} has {what}", r.uuid));
+        let format = |ms: i64| time.format(ms).map_err(|e| broken(format!("a bad time: {e}")));
+        let dialogue =
+            RawValue::from_string(r.dialogue_json).map_err(|e| broken(format!("a bad dialogue: {e}")))?;
         Ok(RecordRow {
             call_type: r.call_type.code(),
-            callout_time: time.format(r.callout_ms),
-            answered_time: r.answered_ms.map(|ms| time.format(ms)).unwrap_or_default(),
-            call_end_time: time.format(r.ended_ms),
+            callout_time: format(r.callout_ms)?,
+            answered_time: r.answered_ms.map(format).transpose()?.unwrap_or_default(),
+            call_end_time: format(r.ended_ms)?,
             hangup_cause: r.hangup_cause,
             wav_file_url,
             dialogue,

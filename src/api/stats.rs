@@ -70,7 +70,7 @@ pub async fn day(
     ApiJson(req): ApiJson<StatsRequest>,
 ) -> Result<Json<Envelope<DayStats>>, ApiError> {
     let time = state.time;
-    let today = time.local(now_ms()).date_naive();
+    let today = time.local(now_ms())?.date_naive();
     let date = match lenient::filter(req.date) {
         None => today,
         Some(d) => NaiveDate::parse_from_str(&d, "%Y-%m-%d")
@@ -93,8 +93,9 @@ pub async fn day(
     let mut hours: BTreeMap<i64, HourRow> = BTreeMap::new();
     let (mut ended, mut answered, mut talk) = (0, 0, 0);
     for s in stats {
+        let hour = time.local(s.hour_ms)?.format("%H:%M").to_string();
         let row = hours.entry(s.hour_ms).or_insert_with(|| HourRow {
-            hour: time.local(s.hour_ms).format("%H:%M").to_string(),
+            hour,
             calls: 0,
             outcomes: OUTCOME_CLASSES.iter().map(|c| (*c, 0)).collect(),
         });

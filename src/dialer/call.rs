@@ -33,7 +33,9 @@ pub(super) async fn place(
     mut ended: watch::Receiver<Option<HangupReason>>,
 ) {
     let d = &inner.settings.dialer;
-    let relative = recording::relative_path(&task.call_uuid, inner.time.local(task.call_started_ms));
+    // The call's start is this node's clock at the claim.
+    let started = inner.time.local(task.call_started_ms).expect("the clock's time is in range");
+    let relative = recording::relative_path(&task.call_uuid, started);
     let outcome = match Phone::parse(&task.phone) {
         Err(_) => Outcome::failed(HangupCause::from_sip(484)),
         Ok(phone) => {

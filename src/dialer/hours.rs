@@ -23,12 +23,12 @@ pub async fn wait_until_open(hours: CallingHours, time: ApiTime) {
         return;
     }
     loop {
-        let now = time.local(now_ms());
+        let now = time.local(now_ms()).expect("the clock's time is in range");
         let wait = until_open(hours, now.time());
         if wait.is_zero() {
             return;
         }
-        let opens = time.format(now_ms() + wait.as_millis() as i64);
+        let opens = time.format(now_ms() + wait.as_millis() as i64).unwrap_or_default();
         tracing::info!(
             calling_hours = %String::from(hours),
             timezone = time.0.name(),

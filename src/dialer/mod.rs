@@ -278,7 +278,7 @@ fn start_call(
 
 /// The per-number daily cap and today's bounds in the configured zone.
 fn claim_rules(inner: &Inner, now: i64) -> ClaimRules {
-    let today = inner.time.local(now).date_naive();
+    let today = inner.time.local(now).expect("the clock's time is in range").date_naive();
     let midnight =
         |d: chrono::NaiveDate| inner.time.parse(&format!("{} 00:00:00", d.format("%Y-%m-%d"))).unwrap_or(now);
     ClaimRules {

@@ -39,7 +39,8 @@ impl CallIdGenerator {
     /// Continues after a uuid issued by an earlier run of this node, so that a quick
     /// restart within the same second cannot issue it again.
     pub fn resume_after(&self, issued: &str) {
-        if issued.len() != 19 || issued[12..14] != self.node {
+        // Any stored uuid may come here (imports choose their own): digits only, or none.
+        if issued.len() != 19 || !issued.bytes().all(|b| b.is_ascii_digit()) || issued[12..14] != self.node {
             return;
         }
         let Ok(counter) = issued[14..].parse::<u32>() else { return };
@@ -68,7 +69,8 @@ impl CallIdGenerator {
     }
 
     fn format(&self, sec: i64, counter: u32) -> String {
-        let stamp = self.time.local(sec * 1000).format("%y%m%d%H%M%S");
+        // `sec` is this node's clock (or a second after one it issued), always in range.
+        let stamp = self.time.local(sec * 1000).expect("the clock's time is in range").format("%y%m%d%H%M%S");
         format!("{stamp}{}{counter:05}", self.node)
     }
 }

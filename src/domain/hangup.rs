@@ -69,6 +69,29 @@ impl HangupCause {
         Self::new(name, Some(code))
     }
 
+    /// A cause as another system wrote it (an import, a CDR): `NAME`, `NAME:null` or
+    /// `NAME:sip:NNN`, the name in Q.850 style (capitals, digits and `_`, as FreeSWITCH
+    /// names them). A name alone means no SIP code.
+    pub fn parse(s: &str) -> Result<HangupCause, &'static str> {
+        const SHAPE: &str =
+            "应为 Q.850 名称（大写字母、数字、_）加 :sip:<三位 SIP 码> 或 :null，如 NORMAL_CLEARING:sip:200";
+        let (name, detail) = s.split_once(':').unwrap_or((s, "null"));
+        let named = (1..=48).contains(&name.len())
+            && name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        let sip = match detail {
+            "null" => None,
+            _ => Some(
+                detail
+                    .strip_prefix("sip:")
+                    .filter(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|c| c.parse().ok())
+                    .filter(|c| (100..=699).contains(c))
+                    .ok_or(SHAPE)?,
+            ),
+        };
+        if named { Ok(Self::new(name, sip)) } else { Err(SHAPE) }
+    }
+
     /// Worth another attempt later: the line was busy, nobody answered, or the
     /// network failed for now. An unallocated or rejected number is not.
     pub fn is_retryable(&self) -> bool {
@@ -129,6 +152,31 @@ mod tests {
         assert_eq!(HangupCause::normal_clearing().to_string(), "NORMAL_CLEARING:sip:200");
         assert_eq!(HangupCause::temporary_failure().to_string(), "NORMAL_TEMPORARY_FAILURE:sip:503");
         assert_eq!(HangupCause::manager_request().to_string(), "MANAGER_REQUEST:null");
+    }
+
+    #[test]
+    fn parses_what_it_writes_and_refuses_other_shapes() {
+        for cause in
+            [HangupCause::normal_clearing(), HangupCause::manager_request(), HangupCause::from_sip(603)]
+        {
+            assert_eq!(HangupCause::parse(&cause.to_string()), Ok(cause));
+        }
+        assert_eq!(HangupCause::parse("ORIGINATOR_CANCEL"), Ok(HangupCause::new("ORIGINATOR_CANCEL", None)));
+        for bad in [
+            "",
+            "normal_clearing:sip:200",
+            "NORMAL_CLEARING:sip:2000",
+            "NORMAL_CLEARING:sip:+20",
+            "NORMAL_CLEARING:sip:999",
+            "NORMAL_CLEARING:sip:",
+            "NORMAL_CLEARING:",
+            "NORMAL CLEARING:null",
+            "NORMAL_CLEARING:null:x",
+            "A\u{0}B:null",
+            &"X".repeat(49),
+        ] {
+            assert!(HangupCause::parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

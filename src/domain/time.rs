@@ -7,20 +7,43 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// The earliest call time taken from outside (2000-01-01 00:00:00 UTC): no call centre
+/// holds calls from before, and a smaller number is a unit mistake or garbage.
+pub const EARLIEST_CALL_MS: i64 = 946_684_800_000;
+
+/// How far past this node's clock a call time may lie: another system's clock may run
+/// ahead of ours, but not by more than a day.
+pub const CALL_TIME_LEEWAY_MS: i64 = 24 * 3600 * 1000;
+
+/// A call time taken from outside (an import, a CDR) within `EARLIEST_CALL_MS` … now +
+/// `CALL_TIME_LEEWAY_MS`; the error reads after the field's name.
+pub fn check_call_time(ms: i64) -> Result<i64, String> {
+    if (EARLIEST_CALL_MS..=now_ms() + CALL_TIME_LEEWAY_MS).contains(&ms) {
+        Ok(ms)
+    } else {
+        Err("超出合理范围：应在 2000-01-01 00:00:00 之后、当前时间后 1 天之前".into())
+    }
+}
+
+/// A stored time that no calendar can show (a row written before times were bounded).
+#[derive(Debug, thiserror::Error)]
+#[error("epoch milliseconds {0} are out of the calendar's range")]
+pub struct OutOfRange(pub i64);
+
 /// The API's wall-clock times: `yyyy-MM-dd HH:mm:ss` in the configured zone.
 #[derive(Debug, Clone, Copy)]
 pub struct ApiTime(pub Tz);
 
 impl ApiTime {
-    pub fn local(&self, ms: i64) -> DateTime<Tz> {
-        self.0.timestamp_millis_opt(ms).single().expect("epoch milliseconds in range")
+    pub fn local(&self, ms: i64) -> Result<DateTime<Tz>, OutOfRange> {
+        self.0.timestamp_millis_opt(ms).single().ok_or(OutOfRange(ms))
     }
 
     /// `FORMAT`, written field by field: `format(FORMAT)` would parse the pattern again
     /// for every time of every row (6 % of a records/list request's CPU).
-    pub fn format(&self, ms: i64) -> String {
-        let t = self.local(ms);
-        format!(
+    pub fn format(&self, ms: i64) -> Result<String, OutOfRange> {
+        let t = self.local(ms)?;
+        Ok(format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
             t.year(),
             t.month(),
@@ -28,7 +51,7 @@ impl ApiTime {
             t.hour(),
             t.minute(),
             t.second()
-        )
+        ))
     }
 
     /// Parses a wall-clock time to epoch milliseconds (the start of that second).
@@ -50,7 +73,7 @@ mod tests {
         let t = ApiTime(chrono_tz::Asia::Shanghai);
         let ms = t.parse("2025-08-16 21:11:59").unwrap();
         assert_eq!(ms, 1755349919000);
-        assert_eq!(t.format(ms + 999), "2025-08-16 21:11:59");
+        assert_eq!(t.format(ms + 999).unwrap(), "2025-08-16 21:11:59");
     }
 
     #[test]
@@ -58,8 +81,30 @@ mod tests {
         for zone in [chrono_tz::Asia::Shanghai, chrono_tz::America::New_York, chrono_tz::UTC] {
             let t = ApiTime(zone);
             for ms in [0, 1_000_000_000_123, 1_767_225_599_999, 1_704_067_200_000, 1_741_503_600_000] {
-                assert_eq!(t.format(ms), t.local(ms).format(FORMAT).to_string(), "{zone} {ms}");
+                assert_eq!(
+                    t.format(ms).unwrap(),
+                    t.local(ms).unwrap().format(FORMAT).to_string(),
+                    "{zone} {ms}"
+                );
             }
+        }
+    }
+
+    #[test]
+    fn a_time_no_calendar_can_show_is_an_error_not_a_panic() {
+        let t = ApiTime(chrono_tz::Asia::Shanghai);
+        for ms in [i64::MAX, i64::MIN, 99_999_999_999_999 * 1000, -8_400_000_000_000_000] {
+            assert!(t.format(ms).is_err(), "{ms}");
+        }
+    }
+
+    #[test]
+    fn call_times_from_outside_lie_between_2000_and_a_day_from_now() {
+        assert!(check_call_time(EARLIEST_CALL_MS).is_ok());
+        assert!(check_call_time(now_ms()).is_ok());
+        assert!(check_call_time(now_ms() + CALL_TIME_LEEWAY_MS - 60_000).is_ok());
+        for bad in [EARLIEST_CALL_MS - 1, 0, -1, now_ms() + 2 * CALL_TIME_LEEWAY_MS, i64::MAX, i64::MIN] {
+            assert!(check_call_time(bad).is_err(), "{bad}");
         }
     }
 

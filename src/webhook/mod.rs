@@ -83,11 +83,19 @@ impl Deliverer {
     }
 
     async fn deliver(&self, event: OutboxEvent) {
-        let outcome = match self.attempt(&event).await {
+        let max_age = Duration::from_secs(self.settings.webhook.max_age_secs);
+        let age = || Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
+        // Past max_age an event is not tried again: a receiver that comes back later
+        // must not get it then.
+        let result = if age() >= max_age {
+            Err("older than webhook.max_age_secs".to_string())
+        } else {
+            self.attempt(&event).await
+        };
+        let outcome = match result {
             Ok(()) => EventOutcome::Delivered,
             Err(error) => {
-                let age = Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
-                if age >= Duration::from_secs(self.settings.webhook.max_age_secs) {
+                if age() >= max_age {
                     tracing::error!(event_id = %event.event_id, attempts = event.attempts + 1, %error,
                         "webhook: giving the event up, it could not be delivered in time");
                     EventOutcome::Expired
@@ -120,7 +128,7 @@ impl Deliverer {
         let body = serde_json::to_vec(&Event {
             event_id: event.event_id.clone(),
             event_type: event.event_type.clone(),
-            occurred_at: self.time.format(event.created_ms),
+            occurred_at: self.time.format(event.created_ms).map_err(|e| e.to_string())?,
             task: TaskRowJson::from(event.task.clone()),
             record,
         })
