@@ -825,3 +825,75 @@ async fn a_call_cut_by_shutdown_on_its_last_attempt_ends_the_task() {
     assert_eq!(t["lastHangupCause"], "SYSTEM_SHUTDOWN:null");
     assert!(t["stopTime"].is_i64(), "{t:#}");
 }
+
+/// The server binary on a SQLite file of its own, for its log.
+mod own_database {
+    use common::BinaryServer;
+
+    use super::*;
+
+    async fn post(server: &BinaryServer, path: &str, body: Value) -> Value {
+        let res = reqwest::Client::new().post(server.url(path)).json(&body).send().await.unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["code"], 0, "{path}: {v}");
+        v
+    }
+
+    #[tokio::test]
+    async fn each_call_attempt_logs_one_line_with_its_fields_and_the_phone_only_masked() {
+        let server = BinaryServer::start(&[
+            ("LOG__FORMAT", "json".to_string()),
+            ("SIM__TIME_SCALE", "0".into()),
+            ("SIM__ANSWER_RATE", "1.0".into()),
+            ("DIALER__MAX_ATTEMPTS", "3".into()),
+            ("DIALER__RETRY_DELAY_SECS", "0".into()),
+        ])
+        .await;
+        // Answered, busy (three attempts) and unallocated.
+        let phones =
+            [("13912345678", "139****5678"), ("13912344860", "139****4860"), ("13912344040", "139****4040")];
+        let tickets: Vec<Value> =
+            phones.iter().enumerate().map(|(i, (phone, _))| ticket(&format!("LOG{i}"), phone)).collect();
+        post(&server, "/api/aicall/createTasks", json!(tickets)).await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let tasks = loop {
+            let v = post(&server, "/api/aicall/calltask/list", json!({"pageNum": 1, "pageSize": 10})).await;
+            let rows = v["rows"].as_array().unwrap().clone();
+            if rows.iter().all(ended) {
+                break rows;
+            }
+            assert!(Instant::now() < deadline, "tasks did not end: {rows:#?}");
+            sleep(Duration::from_millis(50)).await;
+        };
+        let records =
+            post(&server, "/api/aicall/records/list", json!({"callType": "02", "pageSize": 100})).await;
+        let records = records["rows"].as_array().unwrap().clone();
+        assert_eq!(records.len(), 5, "1 + 3 + 1 attempts: {records:#?}");
+        let log = server.stop();
+
+        let lines: Vec<Value> =
+            log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        let attempts: Vec<&Value> =
+            lines.iter().filter(|l| l["fields"]["message"] == "call ended").map(|l| &l["fields"]).collect();
+        assert_eq!(attempts.len(), records.len(), "one line per attempt: {attempts:#?}");
+        for record in &records {
+            let of_it: Vec<&&Value> = attempts.iter().filter(|a| a["uuid"] == record["uuid"]).collect();
+            assert_eq!(of_it.len(), 1, "{record}: {attempts:#?}");
+            let line = of_it[0];
+            let task = tasks.iter().find(|t| t["phone"] == record["telephone"]).unwrap();
+            let (_, masked) = phones.iter().find(|(p, _)| *p == record["telephone"]).unwrap();
+            assert_eq!(line["batch_id"], task["batchId"], "{line}");
+            assert_eq!(line["phone"], *masked, "{line}");
+            assert_eq!(line["cause"], record["hangupCause"], "{line}");
+            // The task's status after this attempt: only the last one ends it.
+            let attempt = line["attempt"].as_i64().unwrap();
+            let last = task["callCount"].as_i64().unwrap();
+            assert!((1..=last).contains(&attempt), "{line}");
+            let status = if attempt == last { str_of(task, "status") } else { "等待重呼" };
+            assert_eq!(line["status"], status, "{line}");
+        }
+        for (phone, _) in phones {
+            assert!(!log.contains(phone), "{phone} in full in the log:\n{log}");
+        }
+    }
+}

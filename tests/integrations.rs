@@ -14,32 +14,54 @@ use serde_json::{Value, json};
 type Deliveries = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 
 /// A webhook receiver on port 0 that answers 500 to the first `fail_first` deliveries.
+/// With `hang_after` set, it takes that many more and then holds every further request
+/// open without an answer (kept in `held`), as a receiver stuck mid-request does.
 #[derive(Clone)]
 struct Receiver {
     url: String,
     got: Deliveries,
+    held: Deliveries,
     tries: Arc<Mutex<usize>>,
+    /// The event id of every request that came, answered or not.
+    tried: Arc<Mutex<Vec<String>>>,
     failing: Arc<Mutex<usize>>,
+    hang_after: Arc<Mutex<Option<usize>>>,
 }
 
 impl Receiver {
     async fn start(fail_first: usize) -> Receiver {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let tries = Arc::new(Mutex::new(0));
-        let failing = Arc::new(Mutex::new(fail_first));
-        let (g, t, f) = (got.clone(), tries.clone(), failing.clone());
+        let r = Receiver {
+            url: String::new(),
+            got: Arc::default(),
+            held: Arc::default(),
+            tries: Arc::default(),
+            tried: Arc::default(),
+            failing: Arc::new(Mutex::new(fail_first)),
+            hang_after: Arc::default(),
+        };
+        let state = r.clone();
         let app = axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: bytes::Bytes| {
-                let (g, t, f) = (g.clone(), t.clone(), f.clone());
+                let r = state.clone();
                 async move {
-                    *t.lock().unwrap() += 1;
-                    let mut failing = f.lock().unwrap();
-                    if *failing > 0 {
-                        *failing -= 1;
-                        return StatusCode::INTERNAL_SERVER_ERROR;
+                    *r.tries.lock().unwrap() += 1;
+                    let id = headers["x-callcenter-event-id"].to_str().unwrap().to_string();
+                    r.tried.lock().unwrap().push(id);
+                    {
+                        let mut failing = r.failing.lock().unwrap();
+                        if *failing > 0 {
+                            *failing -= 1;
+                            return StatusCode::INTERNAL_SERVER_ERROR;
+                        }
                     }
-                    g.lock().unwrap().push((headers, body.to_vec()));
+                    let hang =
+                        matches!(*r.hang_after.lock().unwrap(), Some(n) if r.got.lock().unwrap().len() >= n);
+                    if hang {
+                        r.held.lock().unwrap().push((headers, body.to_vec()));
+                        return std::future::pending().await;
+                    }
+                    r.got.lock().unwrap().push((headers, body.to_vec()));
                     StatusCode::OK
                 }
             }),
@@ -47,7 +69,7 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Receiver { url, got, tries, failing }
+        Receiver { url, ..r }
     }
 
     fn events(&self) -> Vec<Value> {
@@ -124,38 +146,6 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
 }
 
 #[tokio::test]
-async fn undelivered_webhooks_survive_a_restart() {
-    let hook = Receiver::start(usize::MAX).await;
-    let url = hook.url.clone();
-    let s = TestServer::start_with(move |c| {
-        c.sim.answer_rate = 1.0;
-        c.webhook.url = url;
-    })
-    .await;
-    let ids = s.create(&[ticket("R1", "13900000001")]).await;
-    s.post("/api/aicall/stopTasks", &json!({"batchIds": ids})).await;
-    // Wait for a failed try, then stop while the receiver is still down.
-    while *hook.tries.lock().unwrap() == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (settings, db, dir) = s.stop().await;
-    assert!(hook.events().is_empty());
-    *hook.failing.lock().unwrap() = 0;
-    let s = TestServer::start_on(settings, db, dir).await;
-    // The dialer may have dialed before the stop came (the sim's calls are instant): then
-    // the call's event comes too, and the call may even have ended the task first.
-    let task_ended = |events: &[Value]| events.iter().find(|e| e["type"] == "task.ended").cloned();
-    let events = hook.wait_for(1, Duration::from_secs(20)).await;
-    let ended = match task_ended(&events) {
-        Some(ended) => ended,
-        None => task_ended(&hook.wait_for(2, Duration::from_secs(20)).await).expect("task.ended"),
-    };
-    assert_eq!(ended["task"], s.task(ids[0]).await, "the event carries the task as it ended");
-    assert!(["已停止", "已完成"].contains(&ended["task"]["status"].as_str().unwrap()), "{ended}");
-    drop(s);
-}
-
-#[tokio::test]
 async fn a_do_not_call_number_is_never_dialed_and_its_task_ends_blocked() {
     let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
     let v = s
@@ -212,12 +202,62 @@ async fn the_daily_cap_holds_further_tasks_for_a_number_until_tomorrow() {
         rows.iter().filter(|t| t["status"] == "已完成").count() == 2
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A later task is dialed and ends: the dialer has claimed again since, and the held
+    // task was still not called.
+    let later = s.create(&[ticket("C4", "13900000003")]).await[0];
+    s.wait_tasks(Duration::from_secs(10), |rows| {
+        rows.iter().any(|t| t["batchId"] == later && t["status"] == "已完成")
+    })
+    .await;
     assert_eq!(s.records(json!({"telephone": "13900000001"})).await["total"], 1, "one call a day");
     let held = s.task(ids[1]).await;
     assert_eq!(held["status"], "待呼叫", "{held}");
     assert_eq!(held["callCount"], 0, "no attempt spent");
     assert_eq!(s.task(ids[2]).await["status"], "已完成", "other numbers are not held");
+}
+
+#[tokio::test]
+async fn many_tasks_to_one_number_claimed_in_one_batch_get_no_more_calls_than_the_daily_cap() {
+    const CAP: usize = 3;
+    const TASKS: usize = 20;
+    const PHONE: &str = "13900000001";
+    let s = TestServer::start_with(|c| {
+        c.sim.answer_rate = 1.0;
+        c.dialer.max_calls_per_number_per_day = CAP as u32;
+    })
+    .await;
+    // One request: the tasks are due together, so one claim sees them all.
+    let mut tickets: Vec<Value> = (0..TASKS).map(|i| ticket(&format!("CAP{i}"), PHONE)).collect();
+    tickets.push(ticket("OTHER", "13900000002"));
+    let ids = s.create(&tickets).await;
+    let other = ids[TASKS];
+    s.wait_tasks(Duration::from_secs(10), |rows| {
+        let done = rows.iter().filter(|t| t["phone"] == PHONE && t["status"] == "已完成").count();
+        done == CAP && rows.iter().any(|t| t["batchId"] == other && t["status"] == "已完成")
+    })
+    .await;
+    // A later task for another number is dialed and ends: the dialer has claimed again
+    // since, and still called the capped number no more.
+    let later = s.create(&[ticket("LATER", "13900000003")]).await[0];
+    let rows = s
+        .wait_tasks(Duration::from_secs(10), |rows| {
+            rows.iter().any(|t| t["batchId"] == later && t["status"] == "已完成")
+        })
+        .await;
+    let records = s.records(json!({"telephone": PHONE})).await;
+    assert_eq!(records["total"], CAP, "dialed as often as the cap allows, and no more: {records:#}");
+    let capped: Vec<&Value> = rows.iter().filter(|t| t["phone"] == PHONE).collect();
+    assert_eq!(capped.len(), TASKS);
+    let (called, held): (Vec<&Value>, Vec<&Value>) = capped.into_iter().partition(|t| t["callCount"] != 0);
+    assert_eq!(called.len(), CAP, "{called:#?}");
+    assert!(called.iter().all(|t| t["status"] == "已完成"), "{called:#?}");
+    // The rest wait for tomorrow without an attempt spent.
+    assert_eq!(held.len(), TASKS - CAP);
+    for t in held {
+        assert_eq!(t["status"], "待呼叫", "{t}");
+        assert_eq!(t["lastHangupCause"], Value::Null, "{t}");
+        assert_eq!(t["stopTime"], Value::Null, "{t}");
+    }
 }
 
 fn imported(uuid: &str, call_type: &str) -> Value {
@@ -396,4 +436,168 @@ fn form_encode(s: &str) -> String {
     s.bytes()
         .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
+}
+
+/// The server binary on a SQLite file of its own: a true SIGKILL of the process that
+/// holds the outbox, and its log.
+mod own_database {
+    use std::collections::{HashMap, HashSet};
+
+    use common::{BinaryServer, ENDED};
+    use tokio::time::{Instant, sleep};
+
+    use super::*;
+
+    async fn post(server: &BinaryServer, path: &str, body: Value) -> Value {
+        let res = reqwest::Client::new().post(server.url(path)).json(&body).send().await.unwrap();
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["code"], 0, "{path}: {v}");
+        v
+    }
+
+    async fn tasks(server: &BinaryServer) -> Vec<Value> {
+        let v = post(server, "/api/aicall/calltask/list", json!({"pageNum": 1, "pageSize": 1000})).await;
+        v["rows"].as_array().unwrap().clone()
+    }
+
+    async fn backlog(server: &BinaryServer) -> String {
+        let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("callcenter_webhook_backlog "));
+        line.unwrap_or_else(|| panic!("no backlog gauge in:\n{text}")).to_string()
+    }
+
+    /// Polls `check` until it gives a value, failing with `what` after `limit`.
+    async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn event_id(headers: &HeaderMap) -> String {
+        headers["x-callcenter-event-id"].to_str().unwrap().to_string()
+    }
+
+    #[tokio::test]
+    async fn webhook_events_in_flight_when_the_server_is_killed_are_all_delivered_after_a_restart() {
+        const TASKS: usize = 20;
+        // Ten deliveries go through, then the receiver holds every request open: the
+        // server is killed with deliveries in flight and others not yet tried.
+        let hook = Receiver::start(0).await;
+        *hook.hang_after.lock().unwrap() = Some(10);
+        let settings = [
+            ("SIM__TIME_SCALE", "0".to_string()),
+            ("SIM__ANSWER_RATE", "1.0".into()),
+            ("DIALER__CALLS_PER_SECOND", "1000".into()),
+            ("WEBHOOK__URL", hook.url.clone()),
+            ("WEBHOOK__TIMEOUT_SECS", "120".into()),
+        ];
+        let server = BinaryServer::start(&settings).await;
+        let tickets: Vec<Value> =
+            (0..TASKS).map(|i| ticket(&format!("K{i}"), &format!("139000{i:05}"))).collect();
+        post(&server, "/api/aicall/createTasks", json!(tickets)).await;
+        let ended = until(Duration::from_secs(20), "every task to end", async || {
+            let rows = tasks(&server).await;
+            rows.iter().all(|t| ENDED.contains(&t["status"].as_str().unwrap())).then_some(rows)
+        })
+        .await;
+        until(Duration::from_secs(20), "a delivery held in flight", async || {
+            (!hook.held.lock().unwrap().is_empty()).then_some(())
+        })
+        .await;
+        let dir = server.kill_9();
+        let held: HashSet<String> = hook.held.lock().unwrap().iter().map(|(h, _)| event_id(h)).collect();
+        let before: HashSet<String> = hook.got.lock().unwrap().iter().map(|(h, _)| event_id(h)).collect();
+        // One call.ended per attempt and one task.ended per task.
+        let expected: usize =
+            ended.iter().map(|t| t["callCount"].as_u64().unwrap() as usize).sum::<usize>() + TASKS;
+        assert!(before.len() + held.len() < expected, "some events were never tried before the kill");
+
+        *hook.hang_after.lock().unwrap() = None;
+        let server = BinaryServer::start_in(dir, &settings).await;
+        // The deliveries in flight are leased to the dead process for a minute.
+        let delivered = until(Duration::from_secs(120), "every event to be delivered", async || {
+            let got = hook.got.lock().unwrap();
+            let ids: HashSet<String> = got.iter().map(|(h, _)| event_id(h)).collect();
+            (ids.len() >= expected).then(|| got.clone())
+        })
+        .await;
+        let mut bodies: HashMap<String, Vec<u8>> = HashMap::new();
+        for (headers, body) in &delivered {
+            let first = bodies.entry(event_id(headers)).or_insert_with(|| body.clone());
+            assert_eq!(first, body, "an event delivered again is the same event");
+        }
+        assert_eq!(bodies.len(), expected, "no event beyond those of the calls and tasks");
+        for id in &held {
+            assert!(
+                bodies.contains_key(id),
+                "the event {id} in flight at the kill was delivered with its id"
+            );
+        }
+        let events: Vec<Value> = bodies.values().map(|b| serde_json::from_slice(b).unwrap()).collect();
+        for t in tasks(&server).await {
+            let of = |kind: &str| {
+                events.iter().filter(|e| e["type"] == kind && e["task"]["batchId"] == t["batchId"]).count()
+            };
+            assert_eq!(of("task.ended"), 1, "{t}");
+            assert_eq!(of("call.ended") as u64, t["callCount"].as_u64().unwrap(), "{t}");
+        }
+        until(Duration::from_secs(10), "an empty outbox", async || {
+            (backlog(&server).await == "callcenter_webhook_backlog 0").then_some(())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_event_older_than_max_age_is_given_up_and_never_reaches_a_receiver_that_comes_back_later() {
+        const MAX_AGE: Duration = Duration::from_secs(2);
+        let hook = Receiver::start(usize::MAX).await;
+        let server = BinaryServer::start(&[
+            ("LOG__FORMAT", "json".to_string()),
+            ("SIM__TIME_SCALE", "0".into()),
+            ("SIM__ANSWER_RATE", "1.0".into()),
+            ("WEBHOOK__URL", hook.url.clone()),
+            ("WEBHOOK__MAX_AGE_SECS", MAX_AGE.as_secs().to_string()),
+        ])
+        .await;
+        post(&server, "/api/aicall/createTasks", json!([ticket("OLD", "13900000001")])).await;
+        // Both events (call.ended, task.ended) tried and refused: they exist, so they
+        // were written no later than now.
+        until(Duration::from_secs(20), "both events tried", async || {
+            (hook.tried.lock().unwrap().iter().collect::<HashSet<_>>().len() == 2).then_some(())
+        })
+        .await;
+        let stale: HashSet<String> = hook.tried.lock().unwrap().iter().cloned().collect();
+        // The receiver comes back only once the events are older than max_age (the
+        // margin covers the server's whole-millisecond clock).
+        sleep(MAX_AGE + Duration::from_millis(100)).await;
+        *hook.failing.lock().unwrap() = 0;
+        until(Duration::from_secs(30), "an empty outbox", async || {
+            (backlog(&server).await == "callcenter_webhook_backlog 0").then_some(())
+        })
+        .await;
+        assert!(hook.events().is_empty(), "a stale event was delivered: {:#?}", hook.events());
+
+        // New events still go out, and none of the stale ones with them.
+        post(&server, "/api/aicall/createTasks", json!([ticket("NEW", "13900000002")])).await;
+        let events = hook.wait_for(2, Duration::from_secs(20)).await;
+        assert!(events.iter().all(|e| e["task"]["ticketNo"] == "NEW"), "{events:#?}");
+
+        // The log says which events were given up.
+        let log = server.stop();
+        let given_up: HashSet<String> = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .filter(|l| {
+                l["level"] == "ERROR"
+                    && l["fields"]["message"].as_str().unwrap().contains("giving the event up")
+            })
+            .map(|l| l["fields"]["event_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(given_up, stale, "one error line per event given up:\n{log}");
+    }
 }

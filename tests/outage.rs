@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{TestServer, test_settings, ticket};
 use serde_json::json;
+use tokio::time::Instant;
 
 /// A throwaway PostgreSQL cluster, stopped and removed when dropped.
 struct Cluster {
@@ -71,6 +72,79 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The server's processes: the postmaster and its children.
+    fn pids(&self) -> Vec<String> {
+        let pidfile = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("PostgreSQL runs");
+        let postmaster = pidfile.lines().next().unwrap().trim().to_string();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // "pid (comm) state ppid …"; comm may hold spaces, so read after its ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        pids
+    }
+
+    /// Stops or resumes every process of the server: frozen, it keeps its connections
+    /// and accepts new ones but answers nothing, as a host gone from the network.
+    fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let out = Command::new("kill").args([signal, &pid]).output().expect("kill runs");
+            assert!(out.status.success(), "kill {signal} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
+/// Sends a request to every endpoint that needs the database; gives each one's path,
+/// time to answer, HTTP status and envelope.
+async fn every_endpoint(
+    client: &reqwest::Client,
+    s: &TestServer,
+) -> Vec<(String, Duration, u16, serde_json::Value)> {
+    let page = json!({"pageNum": 1, "pageSize": 10, "callType": "02"});
+    let import = json!([{
+        "uuid": "OUT-1", "telephone": "18188888888", "callType": "01",
+        "calloutTime": "2025-08-16 21:11:30", "answeredTime": "", "callEndTime": "2025-08-16 21:11:54",
+        "hangupCause": "NO_ANSWER:sip:480", "wavFileUrl": "", "dialogue": [], "extnum": "8001"
+    }]);
+    let requests = [
+        ("/api/aicall/calltask/list", Some(page.clone())),
+        ("/api/aicall/records/list", Some(page)),
+        ("/api/aicall/createTasks", Some(json!([ticket("DURING", "13900099999")]))),
+        ("/api/aicall/stopTasks", Some(json!({"batchIds": [99999]}))),
+        ("/api/aicall/stats", Some(json!({}))),
+        ("/api/aicall/dnc/list", Some(json!({"pageNum": 1, "pageSize": 10}))),
+        ("/api/aicall/records/import", Some(import)),
+        ("/api/aicall/calltype/uuid?uuid=1", None),
+    ];
+    let mut answers = Vec::new();
+    for (path, body) in requests {
+        let started = Instant::now();
+        let req = match body {
+            Some(body) => client.post(s.url(path)).json(&body),
+            None => client.get(s.url(path)),
+        };
+        let res = req.send().await.expect("an answer, not a hang");
+        let status = res.status().as_u16();
+        let v: serde_json::Value = res.json().await.unwrap();
+        answers.push((path.to_string(), started.elapsed(), status, v));
+    }
+    answers
+}
+
+/// Every request answered the 500 envelope within the bound, with no detail of the cause.
+fn assert_500s_within_bound(answers: &[(String, Duration, u16, serde_json::Value)]) {
+    for (path, took, status, v) in answers {
+        assert_eq!((*status, &v["code"]), (200, &json!(500)), "{path}: {v}");
+        assert!(*took <= ANSWER_WITHIN, "{path} answered after {took:?}");
+        assert!(!v["msg"].as_str().unwrap().contains("postgres"), "no detail leaks: {v}");
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = Command::new("runuser")
@@ -97,12 +171,44 @@ fn as_postgres(args: &[&str], as_root: bool) {
     );
 }
 
+/// How long the PostgreSQL store waits for a connection before a query fails (its pool's
+/// acquire timeout, not a setting): while the database is away, every request must be
+/// answered within it and a little more.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+const ANSWER_WITHIN: Duration = ACQUIRE_TIMEOUT.saturating_add(Duration::from_millis(500));
+
+/// Polls `check` until it gives a value, failing with `what` after `limit`.
+async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Calls started and call attempts ended so far, from `/metrics` (this node's counters,
+/// kept in memory: they answer while the database is away).
+async fn call_counters(client: &reqwest::Client, s: &TestServer) -> (u64, u64) {
+    let text = client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    (sum("callcenter_calls_started_total"), sum("callcenter_call_attempts_ended_total"))
+}
+
 /// It brings its own PostgreSQL, so it runs in the SQLite pass of scripts/test only.
 mod own_database {
     use super::*;
 
     #[tokio::test]
-    async fn when_postgres_goes_away_the_api_answers_500_quickly_and_everything_resumes_when_it_is_back() {
+    async fn when_postgres_goes_away_every_request_answers_500_within_the_acquire_timeout_and_everything_resumes_when_it_is_back()
+     {
         let cluster = Cluster::new();
         let dir = tempfile::tempdir().unwrap();
         let db = common::TestDb::existing(cluster.url());
@@ -112,39 +218,84 @@ mod own_database {
         settings.dialer.calls_per_second = 20;
         settings.dialer.max_concurrent_calls = 10;
         let s = TestServer::start_on(settings, db, dir).await;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+        until(Duration::from_secs(20), "ready", async || {
+            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+        })
+        .await;
 
         let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("O{i}"), &format!("139000{i:05}"))).collect();
         s.create(&tickets).await;
         s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+        let (_, ended_before) = call_counters(&client, &s).await;
 
         cluster.pg_ctl(&["stop", "-m", "immediate"]);
-        // While it is down: a clear 500 in the envelope, well within the request timeout.
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-        for path in ["/api/aicall/calltask/list", "/api/aicall/records/list"] {
-            let res = client
-                .post(s.url(path))
-                .json(&json!({"pageNum": 1, "pageSize": 10, "callType": "02"}))
-                .send()
-                .await
-                .expect("an answer, not a hang");
-            let v: serde_json::Value = res.json().await.unwrap();
-            assert_eq!(v["code"], 500, "{path}: {v}");
-            assert!(!v["msg"].as_str().unwrap().contains("postgres"), "no detail leaks: {v}");
-        }
-        let ready = client.get(s.url("/readyz")).send().await.unwrap();
-        assert_eq!(ready.status(), 503, "not ready while the database is away");
+        // While it is down: every endpoint that needs the database answers a clear 500 in
+        // the envelope, each within the acquire timeout and a little more.
+        assert_500s_within_bound(&every_endpoint(&client, &s).await);
 
-        // Let the dialer meet the outage for a while, then bring the database back.
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        let not_ready = until(Duration::from_secs(20), "readyz to say not ready", async || {
+            let res = client.get(s.url("/readyz")).send().await.unwrap();
+            let status = res.status();
+            let v: serde_json::Value = res.json().await.unwrap();
+            (status == 503).then_some(v)
+        })
+        .await;
+        assert_eq!(not_ready["data"]["database"], "unreachable", "{not_ready}");
+        // The dialer meets the outage: a call ends while its record cannot be written.
+        until(Duration::from_secs(20), "a call to end during the outage", async || {
+            (call_counters(&client, &s).await.1 > ended_before).then_some(())
+        })
+        .await;
+        // No call can start while claims fail; any started after this, started after the outage.
+        let (started_during, _) = call_counters(&client, &s).await;
+
         cluster.pg_ctl(&["start", "-w"]);
+        until(Duration::from_secs(30), "readyz to say ready again", async || {
+            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+        })
+        .await;
         let rows = s.wait_all_ended(Duration::from_secs(90)).await;
-        assert_eq!(rows.len(), 60, "no task lost");
+        let (started_after, _) = call_counters(&client, &s).await;
+        assert!(started_after > started_during, "the dialer started calls again");
+        assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
         let records = s.records(json!({})).await;
         let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
         assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
         for t in &rows {
             assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
         }
-        assert_eq!(client.get(s.url("/readyz")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            s.records(json!({"callType": "01"})).await["total"],
+            0,
+            "the refused import stored nothing"
+        );
+    }
+
+    /// A server that stops answering (a host gone from the network, a hung machine)
+    /// rather than refusing: connections stay open, new ones are accepted, nothing comes
+    /// back. The bound must hold here too.
+    #[tokio::test]
+    #[ignore = "fails: a read on a PostgreSQL connection used within the last second has no bound of its own and waits for api.request_timeout_secs (503 after 30 s)"]
+    async fn when_postgres_stops_answering_every_request_answers_500_within_the_acquire_timeout() {
+        let cluster = Cluster::new();
+        let dir = tempfile::tempdir().unwrap();
+        let db = common::TestDb::existing(cluster.url());
+        let mut settings = test_settings(&db, dir.path());
+        settings.dialer.enabled = false;
+        let s = TestServer::start_on(settings, db, dir).await;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+        s.create(&[ticket("F1", "13900000001")]).await;
+        // A dashboard polling: the readers' connections were used a moment ago.
+        s.tasks(json!({})).await;
+        cluster.signal("-STOP");
+        let answers = every_endpoint(&client, &s).await;
+        let started = Instant::now();
+        let ready = client.get(s.url("/readyz")).send().await.unwrap().status();
+        let readyz_took = started.elapsed();
+        cluster.signal("-CONT");
+        assert_500s_within_bound(&answers);
+        assert_eq!(ready, 503);
+        assert!(readyz_took <= ANSWER_WITHIN, "readyz answered after {readyz_took:?}");
     }
 }

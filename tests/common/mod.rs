@@ -265,9 +265,19 @@ impl BinaryServer {
     /// Starts it with these settings (`("SIM__TIME_SCALE", "0")` for
     /// `CALLCENTER__SIM__TIME_SCALE=0`) and waits until it answers HTTP.
     pub async fn start(settings: &[(&str, String)]) -> BinaryServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), settings).await
+    }
+
+    /// Starts it on `dir`'s SQLite file and recordings, as `start` does; on a directory
+    /// a killed server gave back, that is a restart on the same database (its log goes
+    /// on in the same file).
+    pub async fn start_in(dir: TempDir, settings: &[(&str, String)]) -> BinaryServer {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.path().join("server.log"))
+            .unwrap();
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"));
         // Run where no config/default.toml lies, with none of the caller's settings or
         // log filter: the built-in defaults and these variables.
@@ -323,6 +333,16 @@ impl BinaryServer {
         let exit = self.child.wait().unwrap();
         assert!(exit.success(), "exit {exit}; log:\n{}", self.log());
         self.log()
+    }
+}
+
+impl BinaryServer {
+    /// SIGKILL: no shutdown, no last words. Gives back its directory (database,
+    /// recordings and log) for `start_in`.
+    pub fn kill_9(mut self) -> TempDir {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("the killed server is reaped");
+        std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"))
     }
 }
 
