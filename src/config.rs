@@ -88,11 +88,17 @@ impl Default for DatabaseSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingSettings {
     pub dir: PathBuf,
+    /// Answered calls in a row without a recording after which /readyz says
+    /// `recordings: failing`.
+    pub failing_after: u32,
+    /// Whether /readyz also answers 503 while recordings are failing (off: calls go on
+    /// without recordings, and only the readiness data and the metric say so).
+    pub unready_when_failing: bool,
 }
 
 impl Default for RecordingSettings {
     fn default() -> Self {
-        RecordingSettings { dir: "data/recordings".into() }
+        RecordingSettings { dir: "data/recordings".into(), failing_after: 3, unready_when_failing: false }
     }
 }
 
@@ -437,6 +443,7 @@ impl Settings {
             ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
+            (self.recordings.failing_after >= 1, "recordings.failing_after must be at least 1"),
             (self.webhook.timeout_secs >= 1, "webhook.timeout_secs must be at least 1"),
             (
                 self.webhook.url.is_empty()

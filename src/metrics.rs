@@ -63,6 +63,10 @@ fn describe() {
         Unit::Seconds,
         "Time a call waited for a free line and a pacing token"
     );
+    describe_counter!(
+        "callcenter_recording_failures_total",
+        "Answered calls whose recording could not be written"
+    );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
     describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");
     describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
@@ -94,6 +98,10 @@ pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
     if let Some(talk) = talk {
         histogram!("callcenter_call_talk_seconds").record(talk.as_secs_f64());
     }
+}
+
+pub fn recording_failed() {
+    counter!("callcenter_recording_failures_total").increment(1);
 }
 
 pub fn tasks_waiting(n: i64) {

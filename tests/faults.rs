@@ -68,3 +68,64 @@ async fn with_an_unwritable_recordings_disk_calls_still_end_without_a_recording_
         assert_eq!(complaints, 1, "one log line per call about its recording, not a flood:\n{text}");
     }
 }
+
+/// `/readyz`'s status and its `data.recordings`.
+async fn readiness(s: &TestServer) -> (u16, String) {
+    let res = s.get("/readyz").await;
+    let status = res.status().as_u16();
+    let v: serde_json::Value = res.json().await.unwrap();
+    (status, v["data"]["recordings"].as_str().unwrap_or_default().to_string())
+}
+
+/// The counter of recordings that could not be written, from /metrics.
+async fn recording_failures(s: &TestServer) -> u64 {
+    let text = s.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("callcenter_recording_failures_total "))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// Calls `n` answering numbers and waits until every task has ended.
+async fn answered_calls(s: &TestServer, prefix: &str, n: usize) {
+    let tickets: Vec<_> =
+        (0..n).map(|i| ticket(&format!("{prefix}{i}"), &format!("1390001{i:04}"))).collect();
+    s.create(&tickets).await;
+    s.wait_all_ended(Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn recordings_that_fail_in_a_row_show_in_readiness_and_a_metric_and_clear_when_one_is_written() {
+    for unready_when_failing in [false, true] {
+        let s = TestServer::start_with(|c| {
+            c.sim.answer_rate = 1.0;
+            c.recordings.failing_after = 3;
+            c.recordings.unready_when_failing = unready_when_failing;
+        })
+        .await;
+        // The dialer starts right after the server: wait for it, as a load balancer would.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while readiness(&s).await.0 != 200 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(readiness(&s).await, (200, "ok".to_string()));
+        let failures_before = recording_failures(&s).await;
+
+        // A file where the directory should be: nothing can be written under it (even as root).
+        let recordings = s.recordings_dir();
+        std::fs::create_dir_all(recordings.parent().unwrap()).unwrap();
+        let _ = std::fs::remove_dir_all(&recordings);
+        std::fs::write(&recordings, b"not a directory").unwrap();
+        answered_calls(&s, &format!("F{unready_when_failing}-"), 2).await;
+        assert_eq!(readiness(&s).await, (200, "ok".to_string()), "two failures are not yet a trend");
+        answered_calls(&s, &format!("G{unready_when_failing}-"), 1).await;
+        let failing_status = if unready_when_failing { 503 } else { 200 };
+        assert_eq!(readiness(&s).await, (failing_status, "failing".to_string()));
+        // Other tests in this binary may count failures too: at least these three.
+        assert!(recording_failures(&s).await >= failures_before + 3);
+
+        // The disk is back: the next recording written clears it.
+        std::fs::remove_file(&recordings).unwrap();
+        answered_calls(&s, &format!("H{unready_when_failing}-"), 1).await;
+        assert_eq!(readiness(&s).await, (200, "ok".to_string()));
+    }
+}

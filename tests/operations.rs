@@ -25,7 +25,7 @@ async fn healthz_says_alive_and_readyz_checks_database_and_dialer() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(ready["code"], 0, "{ready}");
-    assert_eq!(ready["data"], json!({"database": "ok", "dialer": "running"}));
+    assert_eq!(ready["data"], json!({"database": "ok", "dialer": "running", "recordings": "ok"}));
 
     let api_only = TestServer::start().await;
     let v: Value = api_only.get("/readyz").await.json().await.unwrap();

@@ -27,6 +27,10 @@ pub struct Readiness {
     /// `running`, `disabled`, or `stopped` (not ready).
     #[schema(value_type = String, example = "running")]
     dialer: &'static str,
+    /// `ok`, or `failing` after `recordings.failing_after` answered calls in a row without
+    /// a recording (not ready only with `recordings.unready_when_failing`).
+    #[schema(value_type = String, example = "ok")]
+    recordings: &'static str,
 }
 
 /// readyz's answer, ready or not.
@@ -42,7 +46,8 @@ pub struct ReadyAnswer {
 }
 
 /// Ready: the database answers (its migrations were applied at start, or the start
-/// failed) and the dialer is running, if it is enabled. 503 otherwise.
+/// failed), the dialer is running, if it is enabled, and — when
+/// `recordings.unready_when_failing` — recordings are being written. 503 otherwise.
 #[utoipa::path(get, path = "/readyz", tag = "operations", operation_id = "readyz",
     responses(
         (status = 200, description = "Ready: code 0 (no key needed)", body = ReadyAnswer),
@@ -61,13 +66,17 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         (true, true) => "running",
         (true, false) => "stopped",
     };
-    let ready = database == "ok" && dialer != "stopped";
+    let r = &state.settings.recordings;
+    let recordings_failing = state.dialer.recordings.failures_in_a_row() >= r.failing_after;
+    let recordings = if recordings_failing { "failing" } else { "ok" };
+    let ready = database == "ok" && dialer != "stopped" && !(recordings_failing && r.unready_when_failing);
     let (status, code, msg) = if ready {
         (StatusCode::OK, 0, "ready")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, 500, "not ready")
     };
-    (status, Json(ReadyAnswer { code, msg, data: Readiness { database, dialer } })).into_response()
+    (status, Json(ReadyAnswer { code, msg, data: Readiness { database, dialer, recordings } }))
+        .into_response()
 }
 
 /// The Prometheus text format. Database gauges are read at scrape time, so they are exact.

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use super::{Inner, LEASE};
 use crate::agent::TaskContext;
 use crate::domain::{HangupCause, Phone, now_ms};
-use crate::recording;
+use crate::recording::{self, RecordingHealth};
 use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep};
 use crate::telephony::{DialRequest, DialResult, HangupReason};
 
@@ -31,6 +31,7 @@ pub(super) async fn place(
     inner: &Arc<Inner>,
     task: ClaimedCall,
     mut ended: watch::Receiver<Option<HangupReason>>,
+    recordings: &RecordingHealth,
 ) {
     let d = &inner.settings.dialer;
     // The call's start is this node's clock at the claim.
@@ -48,6 +49,9 @@ pub(super) async fn place(
             converse(inner, &task, request, &mut ended).await
         }
     };
+    if outcome.answered_ms.is_some() {
+        recordings.note(outcome.recorded);
+    }
     let wav_path = if outcome.recorded { relative } else { String::new() };
     let ended_ms = now_ms();
     let talk = outcome.answered_ms.map(|a| Duration::from_millis((ended_ms - a).max(0) as u64));

@@ -23,6 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::agent::Agent;
 use crate::config::Settings;
 use crate::domain::{ApiTime, CallIdGenerator, now_ms};
+use crate::recording::RecordingHealth;
 use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
@@ -50,6 +51,8 @@ pub struct DialerSignals {
     pub stop_check: Arc<Notify>,
     /// Whether the dialer is running (for /readyz).
     pub running: Arc<AtomicBool>,
+    /// Whether answered calls' recordings are being written (for /readyz).
+    pub recordings: Arc<RecordingHealth>,
 }
 
 /// The calls in progress on this node, each with the channel that ends it early.
@@ -255,7 +258,7 @@ async fn claim_loop(
                 pace.until_ready().await;
             }
             crate::metrics::call_started(pacing_delay);
-            start_call(inner, tracker, task, permit);
+            start_call(inner, tracker, task, permit, signals.recordings.clone());
         }
     }
 }
@@ -265,12 +268,13 @@ fn start_call(
     tracker: &TaskTracker,
     task: ClaimedCall,
     permit: tokio::sync::OwnedSemaphorePermit,
+    recordings: Arc<RecordingHealth>,
 ) {
     let ended = inner.calls.add(task.batch_id);
     let inner = inner.clone();
     tracker.spawn(async move {
         let batch_id = task.batch_id;
-        call::place(&inner, task, ended).await;
+        call::place(&inner, task, ended, &recordings).await;
         inner.calls.remove(batch_id);
         drop(permit);
     });

@@ -5,6 +5,7 @@ use std::f32::consts::TAU;
 use std::fs;
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -17,6 +18,29 @@ pub const SAMPLE_RATE: u32 = 8000;
 /// `ai_call/yyyy/MM/dd/HH/<uuid>.wav`, by the local time the call was placed.
 pub fn relative_path(call_id: &str, callout_local: DateTime<Tz>) -> String {
     format!("ai_call/{}/{call_id}.wav", callout_local.format("%Y/%m/%d/%H"))
+}
+
+/// Whether answered calls' recordings are being written: the failures in a row, for
+/// readiness (a full or read-only disk shows there, not only in the log).
+#[derive(Debug, Default)]
+pub struct RecordingHealth {
+    failures_in_a_row: AtomicU32,
+}
+
+impl RecordingHealth {
+    /// An answered call's recording was written, or not.
+    pub fn note(&self, written: bool) {
+        if written {
+            self.failures_in_a_row.store(0, Ordering::Relaxed);
+        } else {
+            self.failures_in_a_row.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::recording_failed();
+        }
+    }
+
+    pub fn failures_in_a_row(&self) -> u32 {
+        self.failures_in_a_row.load(Ordering::Relaxed)
+    }
 }
 
 /// Writes `samples` as an 8 kHz mono 16-bit WAV at `path`, creating its directories.
