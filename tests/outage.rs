@@ -72,6 +72,33 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The server's processes: the postmaster and its children.
+    fn pids(&self) -> Vec<String> {
+        let pidfile = std::fs::read_to_string(self.data.join("postmaster.pid")).expect("PostgreSQL runs");
+        let postmaster = pidfile.lines().next().unwrap().trim().to_string();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            // "pid (comm) state ppid …"; comm may hold spaces, so read after its ')'.
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        pids
+    }
+
+    /// Stops or resumes every process of the server: frozen, it keeps its connections
+    /// and accepts new ones but answers nothing, as a host gone from the network.
+    fn signal(&self, signal: &str) {
+        for pid in self.pids() {
+            let out = Command::new("kill").args([signal, &pid]).output().expect("kill runs");
+            assert!(out.status.success(), "kill {signal} {pid}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}
+
 /// Sends a request to every endpoint that needs the database; gives each one's path,
 /// time to answer, HTTP status and envelope.
 async fn every_endpoint(
@@ -243,5 +270,59 @@ mod own_database {
             0,
             "the refused import stored nothing"
         );
+    }
+
+    /// A server that stops answering (a host gone from the network, a hung machine)
+    /// rather than refusing: connections stay open, new ones are accepted, nothing comes
+    /// back. The bound must hold here too, and everything must resume by itself.
+    #[tokio::test]
+    async fn when_postgres_stops_answering_requests_fail_within_the_bound_and_all_resumes_when_it_answers_again()
+     {
+        let cluster = Cluster::new();
+        let dir = tempfile::tempdir().unwrap();
+        let db = common::TestDb::existing(cluster.url());
+        let mut settings = test_settings(&db, dir.path());
+        settings.sim.answer_rate = 1.0;
+        settings.sim.time_scale = 0.05;
+        settings.dialer.calls_per_second = 20;
+        settings.dialer.max_concurrent_calls = 10;
+        let s = TestServer::start_on(settings, db, dir).await;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+        until(Duration::from_secs(20), "ready", async || {
+            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+        })
+        .await;
+        let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("F{i}"), &format!("139000{i:05}"))).collect();
+        s.create(&tickets).await;
+        s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+        // A dashboard polling: the readers' connections were used a moment ago.
+        s.tasks(json!({})).await;
+
+        cluster.signal("-STOP");
+        let answers = every_endpoint(&client, &s).await;
+        let started = Instant::now();
+        let ready = client.get(s.url("/readyz")).send().await.unwrap().status();
+        let readyz_took = started.elapsed();
+        // No call can start while claims fail; any started after this, started after the thaw.
+        let (started_during, _) = call_counters(&client, &s).await;
+        cluster.signal("-CONT");
+        assert_500s_within_bound(&answers);
+        assert_eq!(ready, 503);
+        assert!(readyz_took <= ANSWER_WITHIN, "readyz answered after {readyz_took:?}");
+
+        until(Duration::from_secs(30), "readyz to say ready again", async || {
+            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+        })
+        .await;
+        let rows = s.wait_all_ended(Duration::from_secs(120)).await;
+        let (started_after, _) = call_counters(&client, &s).await;
+        assert!(started_after > started_during, "the dialer started calls again");
+        assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
+        let records = s.records(json!({})).await;
+        let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
+        assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
+        for t in &rows {
+            assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
+        }
     }
 }
