@@ -304,11 +304,14 @@ pub struct SimSettings {
     /// Scales ringing and talking time; 0 = instant.
     pub time_scale: f64,
     pub seed: u64,
+    /// A file the carrier appends one JSON line to per answered call, with the call's
+    /// answer and end as the carrier's side saw them; empty: none.
+    pub call_log: PathBuf,
 }
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings { answer_rate: 0.7, time_scale: 1.0, seed: 42 }
+        SimSettings { answer_rate: 0.7, time_scale: 1.0, seed: 42, call_log: PathBuf::new() }
     }
 }
 

@@ -67,6 +67,19 @@ fn describe() {
         "callcenter_recording_failures_total",
         "Answered calls whose recording could not be written"
     );
+    describe_counter!(
+        "callcenter_fenced_writes_total",
+        "Writes about a call refused because its lease is held by another claim, by write"
+    );
+    describe_counter!(
+        "callcenter_self_fenced_calls_total",
+        "Calls hung up by this node because it could not renew their lease in time"
+    );
+    describe_histogram!(
+        "callcenter_self_fenced_lease_age_seconds",
+        Unit::Seconds,
+        "Time since the last lease renewal when this node hung a call up for it"
+    );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
     describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");
     describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
@@ -115,4 +128,15 @@ pub fn webhook_backlog(n: i64) {
 pub fn db_pool(open: u32, idle: u32) {
     gauge!("callcenter_db_pool_connections", "state" => "open").set(f64::from(open));
     gauge!("callcenter_db_pool_connections", "state" => "idle").set(f64::from(idle));
+}
+
+/// A write about a call (`answer`, `finish`, `renew`) refused: another claim holds its lease.
+pub fn fenced_write(write: &'static str) {
+    counter!("callcenter_fenced_writes_total", "write" => write).increment(1);
+}
+
+/// A call hung up because its lease was last renewed `age` ago.
+pub fn self_fenced(age: Duration) {
+    counter!("callcenter_self_fenced_calls_total").increment(1);
+    histogram!("callcenter_self_fenced_lease_age_seconds").record(age.as_secs_f64());
 }

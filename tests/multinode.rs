@@ -18,8 +18,9 @@ use callcenter::domain::{NewTask, Phone};
 use callcenter::store::{ClaimRules, PgStore, Store, StoreOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 // ---- a database of the test's own ----
@@ -348,10 +349,12 @@ const AT_ONCE: Duration = Duration::from_millis(1000);
 // ---- the database going away ----
 
 /// A TCP proxy to PostgreSQL that can be taken down (every connection dropped, new ones
-/// refused) and brought back on the same port.
+/// refused) and brought back on the same port, or frozen (connections kept open, but no
+/// byte forwarded either way: a network partition) and thawed.
 struct Proxy {
     port: u16,
     upstream: String,
+    forwarding: watch::Sender<bool>,
     /// While up: the accept loop and the connections it forwards.
     state: Mutex<Option<(JoinHandle<()>, Connections)>>,
 }
@@ -364,6 +367,7 @@ impl Proxy {
         let proxy = Proxy {
             port: listener.local_addr().unwrap().port(),
             upstream: upstream.into(),
+            forwarding: watch::Sender::new(true),
             state: Mutex::new(None),
         };
         proxy.serve(listener);
@@ -373,14 +377,20 @@ impl Proxy {
     fn serve(&self, listener: TcpListener) {
         let conns: Connections = Arc::default();
         let upstream = self.upstream.clone();
+        let forwarding = self.forwarding.subscribe();
         let accept = tokio::spawn({
             let conns = conns.clone();
             async move {
-                while let Ok((mut down, _)) = listener.accept().await {
+                while let Ok((down, _)) = listener.accept().await {
                     let upstream = upstream.clone();
+                    let forwarding = forwarding.clone();
                     conns.lock().unwrap().push(tokio::spawn(async move {
-                        if let Ok(mut up) = TcpStream::connect(&upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut down, &mut up).await;
+                        if let Ok(up) = TcpStream::connect(&upstream).await {
+                            let ((down_r, down_w), (up_r, up_w)) = (down.into_split(), up.into_split());
+                            tokio::join!(
+                                pipe(down_r, up_w, forwarding.clone()),
+                                pipe(up_r, down_w, forwarding)
+                            );
                         }
                     }));
                 }
@@ -400,6 +410,34 @@ impl Proxy {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).await.expect("the proxy port again");
         self.serve(listener);
     }
+
+    /// Stops forwarding: what is sent waits, as on a network that drops every packet.
+    fn freeze(&self) {
+        self.forwarding.send_replace(false);
+    }
+
+    fn thaw(&self) {
+        self.forwarding.send_replace(true);
+    }
+}
+
+/// Copies one direction of a proxied connection, holding bytes while forwarding is off.
+async fn pipe(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut forwarding: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if forwarding.wait_for(|on| *on).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl Drop for Proxy {
@@ -412,6 +450,191 @@ fn pg_host_port(url: &str) -> String {
     let after_at = url.rsplit_once('@').map_or(url, |(_, rest)| rest);
     let host_port = after_at.split('/').next().unwrap();
     if host_port.contains(':') { host_port.into() } else { format!("{host_port}:5432") }
+}
+
+// ---- a node that is alive but loses its leases ----
+
+/// How node 02 loses its leases for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LeaseLoss {
+    /// The process is stopped (SIGSTOP), as a long pause, a VM migration or swapping would.
+    Stall,
+    /// Only its connections to the database stop carrying anything.
+    Partition,
+}
+
+/// Ticket `i` of the lease scenarios: a number that answers (with `sim.answer_rate = 1`).
+fn answering_ticket(i: usize) -> Value {
+    json!({
+        "ticketNo": format!("LL-{i:05}"),
+        "phone": format!("1380{i:05}23"),
+        "username": "张三",
+        "ticketType": "活动通知",
+        "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
+    })
+}
+
+/// One call as the simulated network saw it (`sim.call_log`).
+#[derive(Debug, Clone, serde::Deserialize)]
+struct NetworkCall {
+    call_id: String,
+    phone: String,
+    answered_ms: i64,
+    ended_ms: i64,
+    ended_by: String,
+}
+
+fn network_calls(path: &Path) -> Vec<NetworkCall> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("call log line {l}: {e}")))
+        .collect()
+}
+
+/// The values of `key=` in the lines of `log` holding `message`.
+fn logged(log: &Path, message: &str, key: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let prefix = format!("{key}=");
+    text.lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix(&prefix))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .collect()
+}
+
+/// Two nodes on one database call 100 people who all answer, in real time; node 02 loses
+/// its leases for 50 s while it has calls up. What the people called and the records
+/// must show: nobody on two calls of one task at once, no task past max_attempts, no
+/// record the taking-over node wrote overwritten by node 02 coming back, every task ended.
+async fn a_node_losing_its_leases_never_doubles_a_call(loss: LeaseLoss) {
+    const TASKS: usize = 100;
+    const LOST_FOR: Duration = Duration::from_secs(50);
+    let db = Db::create();
+    let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let call_log = |id: &str| dir.path().join(format!("calls-{id}.jsonl"));
+    let settings = |id: &str| {
+        vec![
+            ("CALLCENTER__SIM__TIME_SCALE", "1".to_string()),
+            ("CALLCENTER__SIM__ANSWER_RATE", "1".to_string()),
+            ("CALLCENTER__SIM__CALL_LOG", call_log(id).display().to_string()),
+            ("CALLCENTER__DIALER__MAX_CONCURRENT_CALLS", (TASKS / 2).to_string()),
+        ]
+    };
+    let spawn = |id: &'static str, url: &str| {
+        let extra = settings(id);
+        let extra: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Node::spawn(id, url, dir.path(), &extra)
+    };
+    let b_url = match loss {
+        LeaseLoss::Stall => db.url.clone(),
+        LeaseLoss::Partition => db.url_via(&proxy),
+    };
+    let mut a = spawn("01", &db.url);
+    let mut b = spawn("02", &b_url);
+    a.ready(&client).await;
+    b.ready(&client).await;
+    let pool = db.pool().await;
+    let tickets: Vec<Value> = (0..TASKS).map(answering_ticket).collect();
+    a.create(&client, &tickets).await;
+
+    // Node 02 with calls answered and talking.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let talking: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM tasks WHERE locked_by = '02' AND status = 'calling' AND call_answered_ms IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if talking >= 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 02 never had 20 calls answered at once ({talking})");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let signal = |sig: &str| {
+        let ok = Command::new("kill").args([sig, &b.child.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {sig}");
+    };
+    match loss {
+        LeaseLoss::Stall => signal("-STOP"),
+        LeaseLoss::Partition => proxy.freeze(),
+    }
+    // The scenario: lost for this long, well past the lease.
+    tokio::time::sleep(LOST_FOR).await;
+    match loss {
+        LeaseLoss::Stall => signal("-CONT"),
+        LeaseLoss::Partition => proxy.thaw(),
+    }
+
+    wait_all_ended(&pool, Duration::from_secs(300)).await;
+    check_outcome(&a, &client, &pool, TASKS, &HashSet::new(), false).await;
+
+    // As the people called saw it: one task's answered calls never overlap.
+    let mut calls = network_calls(&call_log("01"));
+    calls.extend(network_calls(&call_log("02")));
+    assert!(!calls.is_empty(), "the sim carrier logged its calls");
+    let mut by_phone: HashMap<&str, Vec<&NetworkCall>> = HashMap::new();
+    for c in &calls {
+        by_phone.entry(c.phone.as_str()).or_default().push(c);
+    }
+    let mut answered_twice = 0;
+    for (phone, mut calls) in by_phone {
+        calls.sort_by_key(|c| c.answered_ms);
+        answered_twice += usize::from(calls.len() > 1);
+        for pair in calls.windows(2) {
+            assert!(
+                pair[1].answered_ms >= pair[0].ended_ms,
+                "{phone} was on two calls at once: {:?} and {:?}",
+                pair[0],
+                pair[1]
+            );
+        }
+    }
+
+    // The calls node 01 took over keep the record node 01 wrote, whatever node 02 did after.
+    let taken_over = logged(&a.log, "taking over a call whose node stopped", "uuid");
+    assert!(!taken_over.is_empty(), "node 01 took no call over: the scenario did not happen");
+    let mut since_renewal = Vec::new();
+    for uuid in &taken_over {
+        let (cause, ended_ms): (String, i64) =
+            sqlx::query_as("SELECT hangup_cause, ended_ms FROM call_records WHERE uuid = $1")
+                .bind(uuid)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or_else(|e| panic!("record {uuid}: {e}"));
+        assert_eq!(
+            cause, "CRASH:null",
+            "the record of {uuid} written by the node that took it over was overwritten"
+        );
+        // The record ends at the last renewal; the network's log says when the call ended.
+        if let Some(c) = calls.iter().find(|c| c.call_id == *uuid) {
+            since_renewal.push((c.ended_ms - ended_ms, c.ended_by.clone()));
+        }
+    }
+    let refused = logged(&b.log, "record not written", "uuid").len();
+    let fenced: Vec<i64> = logged(&b.log, "lease not renewed in time", "since_renewal_ms")
+        .iter()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    since_renewal.sort();
+    println!(
+        "{loss:?} for {LOST_FOR:?}: {} calls answered in all, {answered_twice} people answered twice (never at once); \
+         {} calls taken over by node 01, their records kept; node 02 hung up {} calls itself (lease age at \
+         hang-up, ms: {:?}) and had {refused} writes refused; last renewal → end of the call as the network \
+         saw it (ms, who ended it): {:?}",
+        calls.len(),
+        taken_over.len(),
+        fenced.len(),
+        (fenced.iter().min(), fenced.iter().max()),
+        since_renewal,
+    );
 }
 
 /// They bring their own PostgreSQL database, so they run in the SQLite pass of
@@ -580,5 +803,15 @@ mod own_database {
         assert!(fires(&b.stopped, AT_ONCE).await);
         a.create_tasks(&[new_task("L2", "13800001235")], now_ms()).await.unwrap();
         assert!(fires(&b.created, AT_ONCE).await, "and hears new tasks again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_stalled_past_its_leases_hangs_up_at_once_and_never_overwrites_the_takeover() {
+        a_node_losing_its_leases_never_doubles_a_call(LeaseLoss::Stall).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_cut_off_from_the_database_hangs_up_its_calls_before_another_takes_them() {
+        a_node_losing_its_leases_never_doubles_a_call(LeaseLoss::Partition).await;
     }
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until, timeout_at};
 
-use super::{Inner, LEASE};
+use super::{CallHandles, FAR_END_EXPIRES, FENCE_AFTER, Inner, LEASE};
 use crate::agent::TaskContext;
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording::{self, RecordingHealth};
 use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep};
-use crate::telephony::{DialRequest, DialResult, HangupReason};
+use crate::telephony::{DialRequest, DialResult, HangupReason, KeepAlive};
 
 /// Longest wait for the agent's judgement of an answered call.
 const INTENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,7 +31,7 @@ struct Outcome {
 pub(super) async fn place(
     inner: &Arc<Inner>,
     task: ClaimedCall,
-    mut ended: watch::Receiver<Option<HangupReason>>,
+    mut handles: CallHandles,
     recordings: &RecordingHealth,
 ) {
     let d = &inner.settings.dialer;
@@ -46,7 +47,7 @@ pub(super) async fn place(
                 ring_timeout: Duration::from_secs(d.ring_timeout_secs),
                 recording: Some(inner.settings.recordings.dir.join(&relative)),
             };
-            converse(inner, &task, request, &mut ended).await
+            converse(inner, &task, request, &mut handles).await
         }
     };
     if outcome.answered_ms.is_some() {
@@ -76,8 +77,9 @@ async fn converse(
     inner: &Arc<Inner>,
     task: &ClaimedCall,
     request: DialRequest,
-    ended: &mut watch::Receiver<Option<HangupReason>>,
+    handles: &mut CallHandles,
 ) -> Outcome {
+    let CallHandles { ended, renewed } = handles;
     let early_end = async |ended: &mut watch::Receiver<Option<HangupReason>>| -> HangupReason {
         // The sender goes only when the call is over; then nothing ends it early.
         let reason = ended.wait_for(Option::is_some).await.map(|r| *r);
@@ -86,7 +88,14 @@ async fn converse(
             Err(_) => std::future::pending().await,
         }
     };
+    // Every wait below is biased towards the lease's watchdog: a node resuming from a
+    // stall sees its lease's age before anything else it would do for the call.
     let session = tokio::select! {
+        biased;
+        age = lease_watchdog(renewed, None) => {
+            self_fenced(inner, task, age);
+            return Outcome { reason: Some(HangupReason::LeaseLost), ..Outcome::failed(HangupCause::lease_lost()) };
+        }
         result = inner.carrier.dial(request) => match result {
             DialResult::Answered(session) => session,
             DialResult::Failed(cause) => return Outcome::failed(cause),
@@ -96,10 +105,27 @@ async fn converse(
         }
     };
     let answered_ms = now_ms();
-    let answered = AnsweredCall { batch_id: task.batch_id, answered_ms };
-    if let Err(e) = inner.answers.submit(answered).await {
-        tracing::warn!(uuid = %task.call_uuid, error = %e, "could not note the answer; the record will still have it");
-    }
+    let far_end = session.keep_alive();
+    let answered = AnsweredCall { batch_id: task.batch_id, lease_gen: task.lease_gen, answered_ms };
+    let mut refused = false;
+    let mut fenced = tokio::select! {
+        biased;
+        age = lease_watchdog(renewed, far_end.as_ref()) => Some(age),
+        noted = inner.answers.submit(answered) => {
+            match noted {
+                Ok(true) => {}
+                Ok(false) => {
+                    crate::metrics::fenced_write("answer");
+                    tracing::warn!(uuid = %task.call_uuid, batch_id = task.batch_id, "answer not noted: the lease is held by another claim; hanging up");
+                    refused = true;
+                }
+                Err(e) => {
+                    tracing::warn!(uuid = %task.call_uuid, error = %e, "could not note the answer; the record will still have it");
+                }
+            }
+            None
+        }
+    };
     let context = TaskContext {
         batch_id: task.batch_id,
         ticket_no: task.ticket_no.clone(),
@@ -110,12 +136,24 @@ async fn converse(
     let mut session = session;
     let mut dialogue = Vec::new();
     let max_call = Duration::from_secs(inner.settings.dialer.max_call_secs);
-    let reason = tokio::select! {
-        _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
-        reason = early_end(ended) => reason,
-        _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
+    let reason = match fenced {
+        Some(_) => HangupReason::LeaseLost,
+        None if refused => HangupReason::LeaseLost,
+        None => tokio::select! {
+            biased;
+            age = lease_watchdog(renewed, far_end.as_ref()) => {
+                fenced = Some(age);
+                HangupReason::LeaseLost
+            }
+            _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+            reason = early_end(ended) => reason,
+            _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
+        },
     };
     let end = session.hang_up(reason).await;
+    if let Some(age) = fenced {
+        self_fenced(inner, task, age);
+    }
     // The outcome may take the agent a moment (a model's judgement); never forever.
     let intent = tokio::time::timeout(INTENT_TIMEOUT, inner.agent.intent(&context, &dialogue)).await;
     let intent = intent.unwrap_or_else(|_| crate::agent::intent_by_rules(&dialogue).to_string());
@@ -130,9 +168,57 @@ async fn converse(
     }
 }
 
+/// Resolves once the call's lease was last renewed `FENCE_AFTER` ago or more, with its
+/// age then; until then, moves the network's timer on after each renewal. Reads the
+/// monotonic clock each time it runs, not only its timer, so that after a stall it is
+/// the first thing to fire.
+async fn lease_watchdog(
+    renewed: &mut watch::Receiver<Instant>,
+    far_end: Option<&Arc<dyn KeepAlive>>,
+) -> Duration {
+    loop {
+        let last = *renewed.borrow_and_update();
+        let deadline = last + FENCE_AFTER;
+        if Instant::now() >= deadline {
+            return last.elapsed();
+        }
+        if let Some(far_end) = far_end {
+            // Counted from the renewal, not from now: the network's timer never outlasts
+            // the lease. A network slow to take it must not hold the fence up.
+            let left = (last + FAR_END_EXPIRES).saturating_duration_since(Instant::now());
+            if timeout_at(deadline, far_end.keep_alive(left)).await.is_err() {
+                continue;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = sleep_until(deadline) => {}
+            changed = renewed.changed() => {
+                if changed.is_err() {
+                    // The call's entry is gone: it is ending anyway.
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+}
+
+/// Logs and counts a call this node hung up because it could not renew its lease.
+fn self_fenced(inner: &Inner, task: &ClaimedCall, age: Duration) {
+    crate::metrics::self_fenced(age);
+    inner.calls.remove(task.batch_id, task.lease_gen);
+    tracing::warn!(
+        uuid = %task.call_uuid,
+        batch_id = task.batch_id,
+        since_renewal_ms = age.as_millis() as u64,
+        "lease not renewed in time: hung up before another node may take the call over"
+    );
+}
+
 /// The cause recorded when we end a call that was still ringing.
 fn cause_of(reason: HangupReason) -> HangupCause {
     match reason {
+        HangupReason::LeaseLost => HangupCause::lease_lost(),
         HangupReason::Stopped => HangupCause::manager_request(),
         HangupReason::Shutdown => HangupCause::system_shutdown(),
         HangupReason::MaxDuration => HangupCause::max_duration(),
@@ -154,7 +240,7 @@ pub(super) fn next_step(
     match reason {
         Some(HangupReason::Stopped) => NextStep::Stop,
         // Cut off by our own shutdown (or a crash): not the callee's doing, so try again soon.
-        Some(HangupReason::Shutdown) if attempts_left => NextStep::RetryAt(now_ms),
+        Some(HangupReason::Shutdown | HangupReason::LeaseLost) if attempts_left => NextStep::RetryAt(now_ms),
         _ if *cause == HangupCause::crash() && attempts_left => NextStep::RetryAt(now_ms),
         _ if answered => NextStep::Complete,
         _ if cause.is_retryable() && attempts_left => {
@@ -178,6 +264,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
     let attempt = FinishedAttempt {
         batch_id: task.batch_id,
         node: inner.node.clone(),
+        lease_gen: task.lease_gen,
         uuid: task.call_uuid.clone(),
         telephone: task.phone.clone(),
         callout_ms: task.call_started_ms,
@@ -196,6 +283,15 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
     loop {
         match inner.finishes.submit(attempt.clone()).await {
             Ok(status) => {
+                if status.is_none() {
+                    crate::metrics::fenced_write("finish");
+                    tracing::warn!(
+                        uuid = %attempt.uuid,
+                        batch_id = task.batch_id,
+                        lease_gen = task.lease_gen,
+                        "record not written: the lease is held by another claim, whose record stands"
+                    );
+                }
                 let masked = Phone::parse(&task.phone).map(|p| p.masked()).unwrap_or_default();
                 tracing::info!(
                     uuid = %attempt.uuid,

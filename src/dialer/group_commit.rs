@@ -82,7 +82,8 @@ impl BatchWrite for Finishes {
     }
 }
 
-/// Notes of calls answered, for whoever takes a call over after a crash.
+/// Notes of calls answered, for whoever takes a call over after a crash. Each is `true`
+/// when noted, `false` when its lease is held by another claim.
 pub(super) struct Answers {
     pub store: Arc<dyn Store>,
     pub node: String,
@@ -91,10 +92,11 @@ pub(super) struct Answers {
 #[async_trait]
 impl BatchWrite for Answers {
     type Item = AnsweredCall;
-    type Done = ();
-    async fn write(&self, items: &[AnsweredCall]) -> anyhow::Result<Vec<()>> {
-        self.store.mark_answered(&self.node, items).await?;
-        Ok(vec![(); items.len()])
+    type Done = bool;
+    async fn write(&self, items: &[AnsweredCall]) -> anyhow::Result<Vec<bool>> {
+        let noted: std::collections::HashSet<i64> =
+            self.store.mark_answered(&self.node, items).await?.into_iter().collect();
+        Ok(items.iter().map(|a| noted.contains(&a.batch_id)).collect())
     }
 }
 

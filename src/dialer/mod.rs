@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
 use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,7 +32,24 @@ use group_commit::{Answers, Finishes, GroupCommit};
 /// How long a claim holds without a heartbeat; another node takes the call over after.
 const LEASE: Duration = Duration::from_secs(30);
 /// How often leases are renewed and expired ones looked for.
-const UPKEEP_EVERY: Duration = Duration::from_secs(10);
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
+/// How far apart two nodes' clocks may be (NTP keeps them within milliseconds).
+const CLOCK_MARGIN: Duration = Duration::from_secs(5);
+/// A call whose lease was last renewed this long ago (by this node's monotonic clock,
+/// from when the renewal was sent) is hung up by this node: two renewals may fail in a
+/// row, and the hang-up still has LEASE − FENCE_AFTER − CLOCK_MARGIN = 5 s to reach the
+/// network before another node, whose clock may run CLOCK_MARGIN ahead, can take the
+/// task over. 30 − 2 × 5 − 5 = 15 s.
+const FENCE_AFTER: Duration =
+    LEASE.saturating_sub(UPKEEP_EVERY).saturating_sub(UPKEEP_EVERY).saturating_sub(CLOCK_MARGIN);
+/// The network's own timer for an answered call (SIP session timer, FreeSWITCH
+/// `sched_hangup`), moved on with every renewal: a node that stalls or dies and so cannot
+/// hang up leaves its calls up this long after its last renewal, within the lease less
+/// the clock margin (20 s ≤ 30 − 5 s), and longer than FENCE_AFTER so that a node alive
+/// hangs up its calls itself first.
+const FAR_END_EXPIRES: Duration = Duration::from_secs(20);
+const _: () = assert!(FENCE_AFTER.as_secs() >= 10 && FENCE_AFTER.as_secs() < FAR_END_EXPIRES.as_secs());
+const _: () = assert!(FAR_END_EXPIRES.as_secs() + CLOCK_MARGIN.as_secs() <= LEASE.as_secs());
 /// How often stop requests made on other nodes are looked for.
 const STOP_POLL_EVERY: Duration = Duration::from_millis(250);
 /// Longest sleep while idle: a fallback for work created by another process.
@@ -55,19 +73,60 @@ pub struct DialerSignals {
     pub recordings: Arc<RecordingHealth>,
 }
 
-/// The calls in progress on this node, each with the channel that ends it early.
+/// The calls in progress on this node, each with the channel that ends it early and its
+/// lease: the claim's generation and when it was last renewed.
 #[derive(Clone, Default)]
-struct Calls(Arc<Mutex<HashMap<i64, watch::Sender<Option<HangupReason>>>>>);
+struct Calls(Arc<Mutex<HashMap<i64, CallEntry>>>);
+
+struct CallEntry {
+    end: watch::Sender<Option<HangupReason>>,
+    lease_gen: i64,
+    renewed: watch::Sender<Instant>,
+}
+
+/// What a call's task holds of its entry in `Calls`.
+pub(super) struct CallHandles {
+    pub ended: watch::Receiver<Option<HangupReason>>,
+    /// When the lease was last renewed (sent), by the monotonic clock.
+    pub renewed: watch::Receiver<Instant>,
+}
 
 impl Calls {
-    fn add(&self, batch_id: i64) -> watch::Receiver<Option<HangupReason>> {
-        let (tx, rx) = watch::channel(None);
-        self.0.lock().expect("calls lock").insert(batch_id, tx);
-        rx
+    fn add(&self, batch_id: i64, lease_gen: i64, claimed_at: Instant) -> CallHandles {
+        let (end, ended) = watch::channel(None);
+        let (renewed_tx, renewed) = watch::channel(claimed_at);
+        self.0
+            .lock()
+            .expect("calls lock")
+            .insert(batch_id, CallEntry { end, lease_gen, renewed: renewed_tx });
+        CallHandles { ended, renewed }
     }
 
-    fn remove(&self, batch_id: i64) {
-        self.0.lock().expect("calls lock").remove(&batch_id);
+    /// The leases of the calls this node still holds, for renewal; a call past
+    /// `FENCE_AFTER` is being hung up and is not renewed.
+    fn leases(&self, now: Instant) -> Vec<(i64, i64)> {
+        let calls = self.0.lock().expect("calls lock");
+        calls
+            .iter()
+            .filter(|(_, c)| now.duration_since(*c.renewed.borrow()) < FENCE_AFTER)
+            .map(|(id, c)| (*id, c.lease_gen))
+            .collect()
+    }
+
+    /// Notes renewals sent at `sent_at` that the store accepted.
+    fn renewed(&self, batch_ids: &[i64], sent_at: Instant) {
+        let calls = self.0.lock().expect("calls lock");
+        for c in batch_ids.iter().filter_map(|id| calls.get(id)) {
+            c.renewed.send_if_modified(|at| (sent_at > *at).then(|| *at = sent_at).is_some());
+        }
+    }
+
+    /// Forgets the call of this claim (the same task may have been claimed again since).
+    fn remove(&self, batch_id: i64, lease_gen: i64) {
+        let mut calls = self.0.lock().expect("calls lock");
+        if calls.get(&batch_id).is_some_and(|c| c.lease_gen == lease_gen) {
+            calls.remove(&batch_id);
+        }
     }
 
     fn ids(&self) -> Vec<i64> {
@@ -79,8 +138,8 @@ impl Calls {
     }
 
     fn end(&self, batch_id: i64, reason: HangupReason) {
-        if let Some(tx) = self.0.lock().expect("calls lock").get(&batch_id) {
-            tx.send_if_modified(|r| r.is_none() && r.replace(reason).is_none());
+        if let Some(c) = self.0.lock().expect("calls lock").get(&batch_id) {
+            c.end.send_if_modified(|r| r.is_none() && r.replace(reason).is_none());
         }
     }
 
@@ -226,6 +285,8 @@ async fn claim_loop(
             permits.push(p);
         }
         let lease_until = now + LEASE.as_millis() as i64;
+        // The lease's age counts from before the claim was sent.
+        let claimed_at = Instant::now();
         let rules = claim_rules(inner, now);
         let claimed = inner
             .store
@@ -258,7 +319,7 @@ async fn claim_loop(
                 pace.until_ready().await;
             }
             crate::metrics::call_started(pacing_delay);
-            start_call(inner, tracker, task, permit, signals.recordings.clone());
+            start_call(inner, tracker, task, permit, claimed_at, signals.recordings.clone());
         }
     }
 }
@@ -268,14 +329,15 @@ fn start_call(
     tracker: &TaskTracker,
     task: ClaimedCall,
     permit: tokio::sync::OwnedSemaphorePermit,
+    claimed_at: Instant,
     recordings: Arc<RecordingHealth>,
 ) {
-    let ended = inner.calls.add(task.batch_id);
+    let handles = inner.calls.add(task.batch_id, task.lease_gen, claimed_at);
     let inner = inner.clone();
     tracker.spawn(async move {
-        let batch_id = task.batch_id;
-        call::place(&inner, task, ended, &recordings).await;
-        inner.calls.remove(batch_id);
+        let (batch_id, lease_gen) = (task.batch_id, task.lease_gen);
+        call::place(&inner, task, handles, &recordings).await;
+        inner.calls.remove(batch_id, lease_gen);
         drop(permit);
     });
 }
@@ -312,18 +374,36 @@ async fn upkeep(inner: Arc<Inner>, signals: DialerSignals, stop: CancellationTok
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = renew.tick() => {
-                let now = now_ms();
-                let ids = inner.calls.ids();
-                if !ids.is_empty()
-                    && let Err(e) = inner.store.renew_leases(&inner.node, &ids, now, now + LEASE.as_millis() as i64).await
-                {
-                    tracing::error!(error = %e, "renewing leases failed");
-                }
+                renew_leases(&inner).await;
                 call::recover_orphans(&inner, false).await;
             }
             _ = stops.tick() => check_stops(&inner).await,
             _ = signals.stop_check.notified() => check_stops(&inner).await,
         }
+    }
+}
+
+/// Renews the leases of the calls in progress; a call whose lease another node has
+/// taken over is hung up at once.
+async fn renew_leases(inner: &Inner) {
+    let sent_at = Instant::now();
+    let now = now_ms();
+    let leases = inner.calls.leases(sent_at);
+    if leases.is_empty() {
+        return;
+    }
+    match inner.store.renew_leases(&inner.node, &leases, now, now + LEASE.as_millis() as i64).await {
+        Ok(renewed) => {
+            inner.calls.renewed(&renewed, sent_at);
+            let renewed: std::collections::HashSet<i64> = renewed.into_iter().collect();
+            for (id, lease_gen) in leases.into_iter().filter(|(id, _)| !renewed.contains(id)) {
+                // Also a call that ended just now (its task moved on): then nothing to end.
+                crate::metrics::fenced_write("renew");
+                tracing::warn!(batch_id = id, lease_gen, "lease lost to another claim: hanging up");
+                inner.calls.end(id, HangupReason::LeaseLost);
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "renewing leases failed"),
     }
 }
 

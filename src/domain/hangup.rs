@@ -40,6 +40,11 @@ impl HangupCause {
     pub fn crash() -> HangupCause {
         Self::new("CRASH", None)
     }
+    /// Hung up by this node because it could not renew the call's lease in time (another
+    /// node may take the task over), or by the far end's timer for a node gone silent.
+    pub fn lease_lost() -> HangupCause {
+        Self::new("RECOVERY_ON_TIMER_EXPIRE", None)
+    }
     /// The call reached `dialer.max_call_secs`.
     pub fn max_duration() -> HangupCause {
         Self::new("ALLOTTED_TIMEOUT", None)

@@ -1,6 +1,7 @@
 //! The repository: every read and write of tasks and call records goes through `Store`.
 //! SQLite is the embedded default; PostgreSQL serves several nodes on one database.
 
+mod deadline;
 mod postgres;
 mod rows;
 mod seed;
@@ -37,6 +38,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the store is shutting down")]
     ShuttingDown,
+    #[error("the database did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// A task as calltask/list shows it. Serialized as a webhook event's snapshot.
@@ -495,6 +498,9 @@ pub struct ClaimedCall {
     pub call_answered_ms: Option<i64>,
     /// For a call taken over from a dead node: its last heartbeat.
     pub heartbeat_ms: Option<i64>,
+    /// The lease's fencing token: every write about this attempt holds only while the
+    /// task still carries it (another claim bumps it).
+    pub lease_gen: i64,
 }
 
 /// Where the task goes after an attempt. A stop requested meanwhile wins over it.
@@ -513,6 +519,8 @@ pub enum NextStep {
 pub struct FinishedAttempt {
     pub batch_id: i64,
     pub node: String,
+    /// The claim's fencing token (`ClaimedCall::lease_gen`).
+    pub lease_gen: i64,
     pub uuid: String,
     pub telephone: String,
     pub callout_ms: i64,
@@ -617,6 +625,8 @@ pub(crate) fn attempts_moved<'a>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AnsweredCall {
     pub batch_id: i64,
+    /// The claim's fencing token (`ClaimedCall::lease_gen`).
+    pub lease_gen: i64,
     pub answered_ms: i64,
 }
 
@@ -746,24 +756,29 @@ pub trait Store: Send + Sync + 'static {
         lease_until_ms: i64,
     ) -> Result<Vec<ClaimedCall>>;
 
-    /// Notes that these calls in progress of `node` were answered.
-    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<()>;
+    /// Notes that these calls in progress of `node` were answered, each only while its
+    /// lease (node and generation) still holds. Returns the batchIds noted.
+    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<Vec<i64>>;
 
-    /// Extends the leases of `node`'s calls in progress.
+    /// Extends the leases of `node`'s calls in progress, given as (batchId, lease
+    /// generation), each only while it still holds; a lease is never shortened. Returns
+    /// the batchIds renewed: a call missing from it has lost its lease.
     async fn renew_leases(
         &self,
         node: &str,
-        batch_ids: &[i64],
+        leases: &[(i64, i64)],
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<()>;
+    ) -> Result<Vec<i64>>;
 
     /// `node`'s calls in progress whose task was asked to stop.
     async fn stop_requested(&self, node: &str) -> Result<Vec<i64>>;
 
-    /// Writes the attempts' records and moves their tasks on, all in one transaction; a
-    /// task moves only while its attempt's node still holds the lease. Returns each task's
-    /// new status, in input order (`None`: the lease was lost).
+    /// Writes the attempts' records and moves their tasks on, all in one transaction; an
+    /// attempt is written (task, record, counts, outbox) only while its node still holds
+    /// the lease with the claim's generation, so a late node never overwrites what the
+    /// node that took its call over wrote. Returns each task's new status, in input order
+    /// (`None`: the lease was lost and nothing was written for that attempt).
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>>;
 
     /// When the next waiting task is due, if any.
@@ -799,7 +814,7 @@ pub async fn connect(url: &str, options: StoreOptions) -> Result<Arc<dyn Store>>
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url, options).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, options).await?))
+        Ok(Arc::new(deadline::Deadline(PgStore::connect(url, options).await?)))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }

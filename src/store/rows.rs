@@ -12,7 +12,7 @@ pub(super) const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_
 pub(super) const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
      time_len, hangup_cause, wav_path, wav_url, dialogue, intent";
 pub(super) const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
-     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms";
+     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms, lease_gen";
 
 #[derive(Clone, sqlx::FromRow)]
 pub(super) struct TaskDb {
@@ -119,6 +119,7 @@ pub(super) struct ClaimedDb {
     pub(super) call_started_ms: i64,
     pub(super) call_answered_ms: Option<i64>,
     pub(super) heartbeat_ms: Option<i64>,
+    pub(super) lease_gen: i64,
 }
 
 impl From<ClaimedDb> for ClaimedCall {
@@ -135,6 +136,7 @@ impl From<ClaimedDb> for ClaimedCall {
             call_started_ms: c.call_started_ms,
             call_answered_ms: c.call_answered_ms,
             heartbeat_ms: c.heartbeat_ms,
+            lease_gen: c.lease_gen,
         }
     }
 }
@@ -185,6 +187,7 @@ pub(super) struct TaskMove<'a> {
     /// The task's batchId (named apart from the table's columns, for `UPDATE … FROM`).
     id: i64,
     node: &'a str,
+    lease_gen: i64,
     uuid: &'a str,
     next_status: &'static str,
     ended_ms: i64,
@@ -199,6 +202,7 @@ impl<'a> From<&'a FinishedAttempt> for TaskMove<'a> {
         TaskMove {
             id: a.batch_id,
             node: &a.node,
+            lease_gen: a.lease_gen,
             uuid: &a.uuid,
             next_status: next.db_name(),
             ended_ms: a.ended_ms,

@@ -63,6 +63,9 @@ pub enum HangupReason {
     MaxDuration,
     /// The node is shutting down.
     Shutdown,
+    /// The node could not renew the call's lease in time: it must end before another
+    /// node may take the task over.
+    LeaseLost,
 }
 
 /// How a call ended.
@@ -73,10 +76,24 @@ pub struct CallEnd {
     pub recorded: bool,
 }
 
+/// The far end's dead man's switch for one answered call: the carrier's side ends the
+/// call by itself unless it is kept alive, so the call of a node that died or stalled
+/// does not outlive the node's lease.
+#[async_trait]
+pub trait KeepAlive: Send + Sync {
+    /// Lets the call live at most `for_` from now, unless kept alive again.
+    async fn keep_alive(&self, for_: Duration);
+}
+
 /// One answered call. The agent drives it with `say` and `listen`; the dialer ends it
 /// with `hang_up`, also after the callee hung up (to close the recording).
 #[async_trait]
 pub trait CallSession: Send {
+    /// The far end's dead man's switch, where the carrier has one. Armed by the first
+    /// `keep_alive`.
+    fn keep_alive(&self) -> Option<std::sync::Arc<dyn KeepAlive>> {
+        None
+    }
     /// Speaks a line to the callee; returns when it has been played.
     async fn say(&mut self, text: &str) -> Result<(), HungUp>;
     /// Waits up to `max_wait` for the callee to speak and finish a turn.

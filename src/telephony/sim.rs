@@ -3,9 +3,10 @@
 //! behaviours. Ringing and talking take real time scaled by `sim.time_scale`, and the
 //! recording is a synthetic voice laid on the call's real timeline.
 
+use std::io::Write;
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,9 +15,9 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::{CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp};
+use super::{CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive};
 use crate::config::SimSettings;
-use crate::domain::HangupCause;
+use crate::domain::{HangupCause, now_ms};
 use crate::recording;
 
 /// Speaking pace of both sides, per character of text.
@@ -33,6 +34,7 @@ pub struct SimCarrier {
     time_scale: f64,
     /// One generator for the carrier, so a seed and a call order give the same calls.
     rng: Mutex<SmallRng>,
+    call_log: Option<Arc<CallLog>>,
 }
 
 impl SimCarrier {
@@ -44,10 +46,21 @@ impl SimCarrier {
             tracing::warn!(time_scale = settings.time_scale, "sim.time_scale must be 0…1000; using 1");
             1.0
         };
+        let call_log = (!settings.call_log.as_os_str().is_empty()).then(|| {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&settings.call_log);
+            match file {
+                Ok(file) => Some(Arc::new(CallLog(Mutex::new(file)))),
+                Err(e) => {
+                    tracing::error!(path = %settings.call_log.display(), error = %e, "sim: cannot open the call log");
+                    None
+                }
+            }
+        });
         SimCarrier {
             answer_rate: settings.answer_rate,
             time_scale,
             rng: Mutex::new(SmallRng::seed_from_u64(settings.seed)),
+            call_log: call_log.flatten(),
         }
     }
 
@@ -108,8 +121,9 @@ impl Carrier for SimCarrier {
                 let mut rng = SmallRng::seed_from_u64(plan.session_seed);
                 let callee = Callee::pick(&mut rng);
                 tracing::debug!(call_id = %request.call_id, phone = %request.phone, ?callee, "sim: answered");
-                let session =
+                let mut session =
                     SimSession::new(request.call_id, callee, self.time_scale, rng, request.recording);
+                session.log = self.call_log.clone().map(|log| (log, request.phone.as_str().to_string()));
                 DialResult::Answered(Box::new(session))
             }
         }
@@ -150,6 +164,51 @@ struct SimSession {
     /// When the callee will hang up (or did), once decided.
     hangup_at: Option<Instant>,
     recording: Option<Recording>,
+    answered_ms: i64,
+    /// When the network's side ends the call by itself, once armed by `keep_alive`.
+    far_end: Arc<FarEnd>,
+    /// Where the call's interval goes, and the number called.
+    log: Option<(Arc<CallLog>, String)>,
+}
+
+/// The network's dead man's switch (a SIP session timer, FreeSWITCH's `sched_hangup`):
+/// the call ends at `deadline` unless it is moved on.
+#[derive(Default)]
+struct FarEnd {
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl FarEnd {
+    fn deadline(&self) -> Option<Instant> {
+        *self.deadline.lock().expect("sim far end lock")
+    }
+
+    fn expired(&self) -> bool {
+        self.deadline().is_some_and(|at| at <= Instant::now())
+    }
+}
+
+#[async_trait]
+impl KeepAlive for FarEnd {
+    async fn keep_alive(&self, for_: Duration) {
+        let mut deadline = self.deadline.lock().expect("sim far end lock");
+        // A call the network has already ended stays ended.
+        if deadline.is_none_or(|at| at > Instant::now()) {
+            *deadline = Some(Instant::now() + for_);
+        }
+    }
+}
+
+/// The `sim.call_log` file: one JSON line per answered call.
+struct CallLog(Mutex<std::fs::File>);
+
+impl CallLog {
+    fn write(&self, line: &serde_json::Value) {
+        let mut file = self.0.lock().expect("sim call log lock");
+        if let Err(e) = writeln!(file, "{line}") {
+            tracing::warn!(error = %e, "sim: could not write the call log");
+        }
+    }
 }
 
 struct Recording {
@@ -182,6 +241,9 @@ impl SimSession {
             turns_heard: 0,
             hangup_at: None,
             recording: recording.map(|path| Recording { path, speech: Vec::new() }),
+            answered_ms: now_ms(),
+            far_end: Arc::default(),
+            log: None,
         }
     }
 
@@ -190,11 +252,26 @@ impl SimSession {
     }
 
     fn check_line(&self) -> Result<(), HungUp> {
+        if self.far_end.expired() {
+            return Err(HungUp(HangupCause::lease_lost()));
+        }
         if self.callee_gone() { Err(HungUp(HangupCause::normal_clearing())) } else { Ok(()) }
     }
 
-    /// Spends `d` on the line, unless the callee hangs up first.
+    /// Spends `d` on the line, unless the callee or the network's timer hangs up first.
     async fn spend(&mut self, d: Duration) -> Result<(), HungUp> {
+        let end = Instant::now() + d;
+        // The timer may be moved on meanwhile: wait for whichever comes first, then look again.
+        while let Some(at) = self.far_end.deadline().filter(|at| *at < end) {
+            if at <= Instant::now() {
+                return Err(HungUp(HangupCause::lease_lost()));
+            }
+            sleep_until(at.min(self.hangup_at.unwrap_or(at))).await;
+            if self.callee_gone() {
+                return Err(HungUp(HangupCause::normal_clearing()));
+            }
+        }
+        let d = end.saturating_duration_since(Instant::now());
         match self.hangup_at {
             Some(at) if at <= Instant::now() + d => {
                 if at > Instant::now() {
@@ -242,6 +319,10 @@ impl SimSession {
 
 #[async_trait]
 impl CallSession for SimSession {
+    fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
+        Some(self.far_end.clone())
+    }
+
     async fn say(&mut self, text: &str) -> Result<(), HungUp> {
         self.check_line()?;
         self.speak(text, AGENT_PITCH_HZ, Duration::MAX).await?;
@@ -269,16 +350,34 @@ impl CallSession for SimSession {
 
     async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd {
         let talk = self.answered_at.elapsed();
-        let cause = if self.callee_gone() {
-            HangupCause::normal_clearing()
-        } else {
-            match reason {
-                HangupReason::Completed => HangupCause::normal_clearing(),
-                HangupReason::Stopped => HangupCause::manager_request(),
-                HangupReason::MaxDuration => HangupCause::max_duration(),
-                HangupReason::Shutdown => HangupCause::system_shutdown(),
+        let now = Instant::now();
+        // Whoever ended the call first: the network's timer, the callee, or we, now.
+        let timer = self.far_end.deadline().filter(|at| *at <= now);
+        let callee = self.hangup_at.filter(|at| *at <= now);
+        let (ended_at, cause, ended_by) = match (timer, callee) {
+            (Some(t), c) if c.is_none_or(|c| t < c) => (t, HangupCause::lease_lost(), "network_timer"),
+            (_, Some(c)) => (c, HangupCause::normal_clearing(), "callee"),
+            _ => {
+                let cause = match reason {
+                    HangupReason::Completed => HangupCause::normal_clearing(),
+                    HangupReason::Stopped => HangupCause::manager_request(),
+                    HangupReason::MaxDuration => HangupCause::max_duration(),
+                    HangupReason::Shutdown => HangupCause::system_shutdown(),
+                    HangupReason::LeaseLost => HangupCause::lease_lost(),
+                };
+                (now, cause, "us")
             }
         };
+        if let Some((log, phone)) = &self.log {
+            let ended_ms = now_ms() - now.duration_since(ended_at).as_millis() as i64;
+            log.write(&serde_json::json!({
+                "call_id": self.call_id,
+                "phone": phone,
+                "answered_ms": self.answered_ms,
+                "ended_ms": ended_ms,
+                "ended_by": ended_by,
+            }));
+        }
         let recorded = match self.recording {
             Some(rec) => save(&self.call_id, rec, talk).await,
             None => false,
@@ -332,7 +431,7 @@ mod tests {
     use crate::domain::Phone;
 
     fn carrier(answer_rate: f64, time_scale: f64, seed: u64) -> SimCarrier {
-        SimCarrier::new(&SimSettings { answer_rate, time_scale, seed })
+        SimCarrier::new(&SimSettings { answer_rate, time_scale, seed, call_log: PathBuf::new() })
     }
 
     fn request(phone: &str) -> DialRequest {
@@ -615,5 +714,33 @@ mod tests {
         let call = session(Callee::Confirms, 0.0, Some(dir.path().join("file/c1.wav")));
         let end = call.hang_up(HangupReason::Completed).await;
         assert_eq!(end, CallEnd { cause: HangupCause::normal_clearing(), recorded: false });
+    }
+
+    #[tokio::test]
+    async fn the_network_timer_cuts_a_call_off_unless_moved_on_and_the_call_log_says_when() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = SimSettings { call_log: dir.path().join("calls.jsonl"), ..Default::default() };
+        let log = SimCarrier::new(&settings).call_log.expect("the call log opens");
+        let mut silent = session(Callee::Silent, 1.0, None);
+        silent.log = Some((log, "13800001234".into()));
+        let timer = silent.keep_alive().expect("the sim has a network timer");
+        timer.keep_alive(Duration::from_millis(100)).await;
+        let t = Instant::now();
+        assert_eq!(silent.listen(Duration::from_millis(60)).await, Ok(Heard::Silence));
+        // Moved on while the call is up: it lives 150 ms more, then the network ends it.
+        timer.keep_alive(Duration::from_millis(150)).await;
+        assert_eq!(silent.listen(Duration::from_secs(5)).await, Err(HungUp(HangupCause::lease_lost())));
+        assert_took(t.elapsed(), 210, 210);
+        // Once the network has ended it, keeping it alive brings nothing back.
+        timer.keep_alive(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(silent.hang_up(HangupReason::Completed).await.cause, HangupCause::lease_lost());
+        let text = std::fs::read_to_string(settings.call_log).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!((line["call_id"].as_str(), line["phone"].as_str()), (Some("c1"), Some("13800001234")));
+        assert_eq!(line["ended_by"], "network_timer");
+        // The end is when the network cut it off, not when we hung up 50 ms later.
+        let talk = line["ended_ms"].as_i64().unwrap() - line["answered_ms"].as_i64().unwrap();
+        assert!((200..240).contains(&talk), "{line}");
     }
 }

@@ -16,6 +16,9 @@
 //! - `uuid_kill <uuid> [cause]` → `+OK` (then the hangup) or `-ERR No such channel!`;
 //!   `uuid_record <uuid> start <path>` → `+OK Success` (the WAV and its directory are
 //!   written at hangup); `uuid_break` → `+OK`;
+//! - `sched_api +<secs> <group> <command>` → `+OK Added: <task>`, the command run as an API
+//!   command when its time comes; `sched_del <task>` or `sched_del <group>` →
+//!   `+OK Deleted: <n>` (mod_commands reads an all-digit argument as a task number);
 //! - `sendmsg <uuid>` with `call-command: execute` → `+OK`, then CHANNEL_EXECUTE and, when
 //!   the application is done, CHANNEL_EXECUTE_COMPLETE carrying the `Event-UUID` as
 //!   `Application-UUID`; `-ERR invalid session id [<uuid>]` for an unknown channel;
@@ -79,6 +82,9 @@ struct State {
     next_conn: u64,
     conns: HashMap<u64, Conn>,
     channels: HashMap<String, Channel>,
+    /// `sched_api` tasks not yet run: task number → group.
+    scheduled: HashMap<u64, String>,
+    next_task: u64,
 }
 
 struct Conn {
@@ -119,6 +125,8 @@ impl FakeFreeswitch {
             next_conn: 0,
             conns: HashMap::new(),
             channels: HashMap::new(),
+            scheduled: HashMap::new(),
+            next_task: 1,
         })));
         let accept = tokio::spawn({
             let switch = switch.clone();
@@ -364,6 +372,41 @@ impl Switch {
                 }
             }
             "uuid_break" => "+OK\n".into(),
+            "sched_api" => {
+                let mut words = arg.splitn(3, ' ');
+                let (when, group, command) = (words.next(), words.next(), words.next());
+                let secs = when.and_then(|w| w.strip_prefix('+')).and_then(|w| w.parse::<u64>().ok());
+                let (Some(secs), Some(group), Some(command)) = (secs, group, command) else {
+                    return "-ERR Invalid syntax\n".into();
+                };
+                let task = {
+                    let mut s = self.lock();
+                    let task = s.next_task;
+                    s.next_task += 1;
+                    s.scheduled.insert(task, group.to_string());
+                    task
+                };
+                let (sw, command) = (self.clone(), command.to_string());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    if sw.lock().scheduled.remove(&task).is_some() {
+                        let (cmd, arg) = command.split_once(' ').unwrap_or((&command, ""));
+                        sw.api(cmd, arg, None);
+                    }
+                });
+                format!("+OK Added: {task}\n")
+            }
+            "sched_del" => {
+                let mut s = self.lock();
+                let before = s.scheduled.len();
+                match arg.trim().parse::<u64>() {
+                    Ok(task) => {
+                        s.scheduled.remove(&task);
+                    }
+                    Err(_) => s.scheduled.retain(|_, group| group != arg.trim()),
+                }
+                format!("+OK Deleted: {}\n", before - s.scheduled.len())
+            }
             _ => format!("-ERR {cmd} Command not found!\n"),
         }
     }

@@ -543,7 +543,7 @@ impl Store for PgStore {
         let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
             "UPDATE tasks SET status = 'calling', call_count = call_count + 1, locked_by = $1,
                  locked_until_ms = $2, heartbeat_ms = $3, call_uuid = c.claim_uuid, call_started_ms = $3,
-                 call_answered_ms = NULL
+                 call_answered_ms = NULL, lease_gen = lease_gen + 1
              FROM UNNEST($4::bigint[], $5::text[]) AS c (claim_id, claim_uuid)
              WHERE batch_id = c.claim_id AND status IN ('pending', 'retry_wait')
              RETURNING {CLAIMED_COLUMNS}"
@@ -583,7 +583,7 @@ impl Store for PgStore {
         lease_until_ms: i64,
     ) -> Result<Vec<ClaimedCall>> {
         let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
-            "UPDATE tasks SET locked_by = $1, locked_until_ms = $2
+            "UPDATE tasks SET locked_by = $1, locked_until_ms = $2, lease_gen = lease_gen + 1
              WHERE batch_id IN (
                  SELECT batch_id FROM tasks
                  WHERE status = 'calling' AND (locked_until_ms < $3 OR ($4 AND locked_by = $1))
@@ -599,38 +599,42 @@ impl Store for PgStore {
         Ok(rows.into_iter().map(ClaimedCall::from).collect())
     }
 
-    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<()> {
-        sqlx::query(
+    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
             "UPDATE tasks SET call_answered_ms = a.answered_ms
-             FROM UNNEST($1::bigint[], $2::bigint[]) AS a (answered_id, answered_ms)
-             WHERE batch_id = a.answered_id AND locked_by = $3 AND status = 'calling'",
+             FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[]) AS a (answered_id, answered_gen, answered_ms)
+             WHERE batch_id = a.answered_id AND lease_gen = a.answered_gen AND locked_by = $4
+               AND status = 'calling'
+             RETURNING batch_id",
         )
         .bind(calls.iter().map(|c| c.batch_id).collect::<Vec<_>>())
+        .bind(calls.iter().map(|c| c.lease_gen).collect::<Vec<_>>())
         .bind(calls.iter().map(|c| c.answered_ms).collect::<Vec<_>>())
         .bind(node)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn renew_leases(
         &self,
         node: &str,
-        batch_ids: &[i64],
+        leases: &[(i64, i64)],
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE tasks SET locked_until_ms = $1, heartbeat_ms = $2
-             WHERE locked_by = $3 AND status = 'calling' AND batch_id = ANY($4)",
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE tasks SET locked_until_ms = GREATEST(locked_until_ms, $1), heartbeat_ms = GREATEST(heartbeat_ms, $2)
+             FROM UNNEST($4::bigint[], $5::bigint[]) AS l (lease_id, gen)
+             WHERE batch_id = l.lease_id AND lease_gen = l.gen AND locked_by = $3 AND status = 'calling'
+             RETURNING batch_id",
         )
         .bind(lease_until_ms)
         .bind(now_ms)
         .bind(node)
-        .bind(batch_ids)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        .bind(leases.iter().map(|l| l.0).collect::<Vec<_>>())
+        .bind(leases.iter().map(|l| l.1).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     async fn stop_requested(&self, node: &str) -> Result<Vec<i64>> {
@@ -643,11 +647,35 @@ impl Store for PgStore {
     }
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
-        let records: Vec<CallRecord> = attempts.iter().map(FinishedAttempt::record).collect();
-        let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
         let mut tx = self.pool.begin().await?;
-        // A record may already stand for a uuid when another node took the call over as
-        // an orphan; what the node that made the call knows is better.
+        // The fence first: an attempt whose lease another claim has taken (its generation
+        // bumped) moves nothing, and then leaves no record, counts or events either.
+        let moves: Vec<TaskMove> = attempts.iter().map(TaskMove::from).collect();
+        let tasks: Vec<TaskDb> = sqlx::query_as(&format!(
+            "UPDATE tasks SET
+                 status = CASE WHEN stop_requested THEN 'stopped' ELSE m.next_status END,
+                 stopped_ms = CASE WHEN stop_requested OR m.next_status <> 'retry_wait' THEN m.ended_ms END,
+                 connected = connected OR m.answered,
+                 last_hangup_cause = m.cause,
+                 next_attempt_ms = m.next_ms,
+                 locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
+                 call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
+             FROM json_to_recordset($1::json) AS m (id bigint, node text, lease_gen bigint, uuid text,
+                  next_status text, ended_ms bigint, answered boolean, cause text, next_ms bigint)
+             WHERE batch_id = m.id AND locked_by = m.node AND tasks.lease_gen = m.lease_gen
+               AND status = 'calling' AND call_uuid = m.uuid
+             RETURNING {TASK_COLUMNS}"
+        ))
+        .bind(json(&moves))
+        .fetch_all(&mut *tx)
+        .await?;
+        let tasks = tasks.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
+        let moved: HashSet<i64> = tasks.iter().map(|t| t.batch_id).collect();
+        let records: Vec<CallRecord> =
+            attempts.iter().filter(|a| moved.contains(&a.batch_id)).map(FinishedAttempt::record).collect();
+        let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
+        // A record of the same uuid can stand only if this very write went through before
+        // (a batch retried after its commit's answer was lost): replaced, counts adjusted.
         let before: Vec<RecordDb> =
             sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = ANY($1)"))
                 .bind(&uuids)
@@ -664,25 +692,6 @@ impl Store for PgStore {
         .bind(json(&records.iter().map(RecordJson::from).collect::<Vec<_>>()))
         .execute(&mut *tx)
         .await?;
-        let moves: Vec<TaskMove> = attempts.iter().map(TaskMove::from).collect();
-        let tasks: Vec<TaskDb> = sqlx::query_as(&format!(
-            "UPDATE tasks SET
-                 status = CASE WHEN stop_requested THEN 'stopped' ELSE m.next_status END,
-                 stopped_ms = CASE WHEN stop_requested OR m.next_status <> 'retry_wait' THEN m.ended_ms END,
-                 connected = connected OR m.answered,
-                 last_hangup_cause = m.cause,
-                 next_attempt_ms = m.next_ms,
-                 locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
-                 call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
-             FROM json_to_recordset($1::json) AS m (id bigint, node text, uuid text, next_status text,
-                  ended_ms bigint, answered boolean, cause text, next_ms bigint)
-             WHERE batch_id = m.id AND locked_by = m.node AND status = 'calling' AND call_uuid = m.uuid
-             RETURNING {TASK_COLUMNS}"
-        ))
-        .bind(json(&moves))
-        .fetch_all(&mut *tx)
-        .await?;
-        let tasks = tasks.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
         let (statuses, events) = attempts_moved(attempts, &tasks);
         self.emit(&mut tx, &events).await?;
         // The counts last: every call of the hour updates the same `record_stats` rows, so

@@ -331,7 +331,7 @@ impl Store for SqliteStore {
             sqlx::query_as(&format!(
                 "UPDATE tasks NOT INDEXED SET status = 'calling', call_count = call_count + 1, locked_by = ?1,
                      locked_until_ms = ?2, heartbeat_ms = ?3, call_uuid = c.claim_uuid, call_started_ms = ?3,
-                     call_answered_ms = NULL
+                     call_answered_ms = NULL, lease_gen = lease_gen + 1
                  FROM (SELECT value ->> 0 AS claim_id, value ->> 1 AS claim_uuid FROM json_each(?4)) AS c
                  WHERE batch_id = c.claim_id AND status IN ('pending', 'retry_wait')
                  RETURNING {CLAIMED_COLUMNS}"
@@ -362,7 +362,7 @@ impl Store for SqliteStore {
         lease_until_ms: i64,
     ) -> Result<Vec<ClaimedCall>> {
         let rows: Vec<ClaimedDb> = sqlx::query_as(&format!(
-            "UPDATE tasks SET locked_by = ?1, locked_until_ms = ?2
+            "UPDATE tasks SET locked_by = ?1, locked_until_ms = ?2, lease_gen = lease_gen + 1
              WHERE status = 'calling' AND (locked_until_ms < ?3 OR (?4 AND locked_by = ?1))
              RETURNING {CLAIMED_COLUMNS}"
         ))
@@ -375,38 +375,43 @@ impl Store for SqliteStore {
         Ok(rows.into_iter().map(ClaimedCall::from).collect())
     }
 
-    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<()> {
-        let answered: Vec<(i64, i64)> = calls.iter().map(|c| (c.batch_id, c.answered_ms)).collect();
-        sqlx::query(
+    async fn mark_answered(&self, node: &str, calls: &[AnsweredCall]) -> Result<Vec<i64>> {
+        let answered: Vec<(i64, i64, i64)> =
+            calls.iter().map(|c| (c.batch_id, c.lease_gen, c.answered_ms)).collect();
+        Ok(sqlx::query_scalar(
             "UPDATE tasks NOT INDEXED SET call_answered_ms = a.answered_ms
-             FROM (SELECT value ->> 0 AS answered_id, value ->> 1 AS answered_ms FROM json_each(?)) AS a
-             WHERE batch_id = a.answered_id AND locked_by = ? AND status = 'calling'",
+             FROM (SELECT value ->> 0 AS answered_id, value ->> 1 AS answered_gen, value ->> 2 AS answered_ms
+                   FROM json_each(?)) AS a
+             WHERE batch_id = a.answered_id AND lease_gen = a.answered_gen AND locked_by = ?
+               AND status = 'calling'
+             RETURNING batch_id",
         )
         .bind(json(&answered))
         .bind(node)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     async fn renew_leases(
         &self,
         node: &str,
-        batch_ids: &[i64],
+        leases: &[(i64, i64)],
         now_ms: i64,
         lease_until_ms: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE tasks SET locked_until_ms = ?, heartbeat_ms = ?
-             WHERE locked_by = ? AND status = 'calling' AND batch_id IN (SELECT value FROM json_each(?))",
+    ) -> Result<Vec<i64>> {
+        Ok(sqlx::query_scalar(
+            "UPDATE tasks NOT INDEXED SET locked_until_ms = MAX(COALESCE(locked_until_ms, ?1), ?1),
+                 heartbeat_ms = MAX(COALESCE(heartbeat_ms, ?2), ?2)
+             FROM (SELECT value ->> 0 AS lease_id, value ->> 1 AS gen FROM json_each(?4)) AS l
+             WHERE batch_id = l.lease_id AND lease_gen = l.gen AND locked_by = ?3 AND status = 'calling'
+             RETURNING batch_id",
         )
         .bind(lease_until_ms)
         .bind(now_ms)
         .bind(node)
-        .bind(json(batch_ids))
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        .bind(json(leases))
+        .fetch_all(&self.writer)
+        .await?)
     }
 
     async fn stop_requested(&self, node: &str) -> Result<Vec<i64>> {
@@ -420,30 +425,9 @@ impl Store for SqliteStore {
     }
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
-        let records: Vec<CallRecord> = attempts.iter().map(FinishedAttempt::record).collect();
-        let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
         let mut tx = self.writer.begin().await?;
-        // A record may already stand for a uuid when another node took the call over as
-        // an orphan; what the node that made the call knows is better.
-        let before: Vec<RecordDb> = sqlx::query_as(&format!(
-            "SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(json(&uuids))
-        .fetch_all(&mut *tx)
-        .await?;
-        let before = before.into_iter().map(CallRecord::try_from).collect::<Result<Vec<_>>>()?;
-        Self::apply_stats(&mut tx, &stats_deltas(&before, &records)).await?;
-        // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
-        sqlx::query(&format!(
-            "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT {} FROM json_each(?) WHERE true
-             ON CONFLICT (uuid) DO UPDATE SET answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms,
-                 time_len = excluded.time_len, hangup_cause = excluded.hangup_cause,
-                 wav_path = excluded.wav_path, dialogue = excluded.dialogue, intent = excluded.intent",
-            json_fields(RECORD_COLUMNS)
-        ))
-        .bind(json(&records.iter().map(RecordJson::from).collect::<Vec<_>>()))
-        .execute(&mut *tx)
-        .await?;
+        // The fence first: an attempt whose lease another claim has taken (its generation
+        // bumped) moves nothing, and then leaves no record, counts or events either.
         let moves: Vec<TaskMove> = attempts.iter().map(TaskMove::from).collect();
         let tasks: Vec<TaskDb> = sqlx::query_as(&format!(
             "UPDATE tasks NOT INDEXED SET
@@ -454,18 +438,48 @@ impl Store for SqliteStore {
                  next_attempt_ms = m.next_ms,
                  locked_by = NULL, locked_until_ms = NULL, heartbeat_ms = NULL,
                  call_uuid = NULL, call_started_ms = NULL, call_answered_ms = NULL
-             FROM (SELECT value ->> 'id' AS id, value ->> 'node' AS node, value ->> 'uuid' AS uuid,
+             FROM (SELECT value ->> 'id' AS id, value ->> 'node' AS node, value ->> 'lease_gen' AS gen,
+                          value ->> 'uuid' AS uuid,
                           value ->> 'next_status' AS next_status, value ->> 'ended_ms' AS ended_ms,
                           value ->> 'answered' AS answered, value ->> 'cause' AS cause,
                           value ->> 'next_ms' AS next_ms
                    FROM json_each(?)) AS m
-             WHERE batch_id = m.id AND locked_by = m.node AND status = 'calling' AND call_uuid = m.uuid
+             WHERE batch_id = m.id AND locked_by = m.node AND lease_gen = m.gen AND status = 'calling'
+               AND call_uuid = m.uuid
              RETURNING {TASK_COLUMNS}"
         ))
         .bind(json(&moves))
         .fetch_all(&mut *tx)
         .await?;
         let tasks = tasks.into_iter().map(TaskRow::try_from).collect::<Result<Vec<_>>>()?;
+        let moved: HashSet<i64> = tasks.iter().map(|t| t.batch_id).collect();
+        let records: Vec<CallRecord> =
+            attempts.iter().filter(|a| moved.contains(&a.batch_id)).map(FinishedAttempt::record).collect();
+        if !records.is_empty() {
+            let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
+            // A record of the same uuid can stand only if this very write went through
+            // before (a batch retried after its commit's answer was lost): replaced, counts
+            // adjusted.
+            let before: Vec<RecordDb> = sqlx::query_as(&format!(
+                "SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid IN (SELECT value FROM json_each(?))"
+            ))
+            .bind(json(&uuids))
+            .fetch_all(&mut *tx)
+            .await?;
+            let before = before.into_iter().map(CallRecord::try_from).collect::<Result<Vec<_>>>()?;
+            Self::apply_stats(&mut tx, &stats_deltas(&before, &records)).await?;
+            // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
+            sqlx::query(&format!(
+                "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT {} FROM json_each(?) WHERE true
+                 ON CONFLICT (uuid) DO UPDATE SET answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms,
+                     time_len = excluded.time_len, hangup_cause = excluded.hangup_cause,
+                     wav_path = excluded.wav_path, dialogue = excluded.dialogue, intent = excluded.intent",
+                json_fields(RECORD_COLUMNS)
+            ))
+            .bind(json(&records.iter().map(RecordJson::from).collect::<Vec<_>>()))
+            .execute(&mut *tx)
+            .await?;
+        }
         let (statuses, events) = attempts_moved(attempts, &tasks);
         self.emit(&mut tx, &events).await?;
         tx.commit().await?;

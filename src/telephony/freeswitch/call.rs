@@ -28,7 +28,7 @@ use super::esl::Event;
 use super::link::{Link, LinkDown, Route, Signal};
 use super::{hangup_cause, one_line, temporary_failure};
 use crate::domain::HangupCause;
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp};
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive};
 
 /// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
 /// (a TTS engine first synthesises, then speaks at about four characters a second).
@@ -70,6 +70,58 @@ pub(super) struct FsCall {
     lines: u64,
     /// `hang_up` ran to its end; dropping the call needs no cleanup.
     finished: bool,
+    timer: Arc<HangupTimer>,
+}
+
+/// FreeSWITCH's own hangup of the channel, scheduled ahead and moved on while this node
+/// holds the call's lease: a node that dies or stalls leaves FreeSWITCH to end the call.
+///
+/// `sched_hangup` cannot be moved on: a second one adds a task, and the first still
+/// fires; its tasks are grouped by the channel's uuid, which `sched_del` would take for a
+/// task number, since ours are all digits. So the hangup is a `uuid_kill` scheduled with
+/// `sched_api` in a group of its own: each renewal schedules the new one, then deletes the
+/// one before by its task number, so that there is always one.
+pub(super) struct HangupTimer {
+    link: Link,
+    uuid: String,
+    /// The task number of the hangup scheduled last.
+    task: tokio::sync::Mutex<Option<u64>>,
+}
+
+impl HangupTimer {
+    fn group(&self) -> String {
+        format!("callcenter-lease-{}", self.uuid)
+    }
+
+    /// Deletes the scheduled hangup (the call has ended).
+    async fn cancel(&self) {
+        if self.task.lock().await.take().is_some() {
+            let _ = self.link.api(&format!("sched_del {}", self.group())).await;
+        }
+    }
+}
+
+#[async_trait]
+impl KeepAlive for HangupTimer {
+    async fn keep_alive(&self, for_: Duration) {
+        let mut task = self.task.lock().await;
+        // Whole seconds, rounded down: never later than asked.
+        let secs = for_.as_secs().max(1);
+        let command =
+            format!("sched_api +{secs} {} uuid_kill {} RECOVERY_ON_TIMER_EXPIRE", self.group(), self.uuid);
+        // A link that is down refuses at once; the next renewal tries again.
+        let Ok(reply) = self.link.api(&command).await else { return };
+        match reply.trim().strip_prefix("+OK Added: ").and_then(|n| n.parse().ok()) {
+            Some(id) => {
+                if let Some(old) = task.replace(id) {
+                    let _ = self.link.api(&format!("sched_del {old}")).await;
+                }
+            }
+            None => {
+                tracing::warn!(call_id = %self.uuid, reply = %reply.trim(), "FreeSWITCH: sched_api refused")
+            }
+        }
+    }
 }
 
 impl FsCall {
@@ -81,8 +133,6 @@ impl FsCall {
         speak_prefix: String,
     ) -> FsCall {
         FsCall {
-            uuid,
-            link,
             route,
             recording,
             speak_prefix,
@@ -90,6 +140,9 @@ impl FsCall {
             heard: VecDeque::new(),
             lines: 0,
             finished: false,
+            timer: Arc::new(HangupTimer { link: link.clone(), uuid: uuid.clone(), task: Default::default() }),
+            uuid,
+            link,
         }
     }
 
@@ -188,6 +241,10 @@ impl FsCall {
 
 #[async_trait]
 impl CallSession for FsCall {
+    fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
+        Some(self.timer.clone())
+    }
+
     async fn say(&mut self, text: &str) -> Result<(), HungUp> {
         self.drain();
         self.check()?;
@@ -260,6 +317,7 @@ impl CallSession for FsCall {
     async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
         self.drain();
         if let Some(cause) = self.cause() {
+            self.timer.cancel().await;
             let recorded = self.recorded().await;
             self.finished = true;
             return CallEnd { cause, recorded };
@@ -269,6 +327,7 @@ impl CallSession for FsCall {
             HangupReason::Stopped => (HangupCause::manager_request(), "MANAGER_REQUEST"),
             HangupReason::MaxDuration => (HangupCause::max_duration(), "ALLOTTED_TIMEOUT"),
             HangupReason::Shutdown => (HangupCause::system_shutdown(), "SYSTEM_SHUTDOWN"),
+            HangupReason::LeaseLost => (HangupCause::lease_lost(), "RECOVERY_ON_TIMER_EXPIRE"),
         };
         match self.link.api(&format!("uuid_kill {} {asked}", self.uuid)).await {
             Ok(reply) if reply.starts_with("+OK") => {}
@@ -302,6 +361,7 @@ impl CallSession for FsCall {
                 ours
             }
         };
+        self.timer.cancel().await;
         let recorded = self.recorded().await;
         self.finished = true;
         CallEnd { cause, recorded }

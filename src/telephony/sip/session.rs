@@ -175,6 +175,7 @@ impl CallSession for SipSession {
                     HangupReason::Stopped => HangupCause::manager_request(),
                     HangupReason::MaxDuration => HangupCause::max_duration(),
                     HangupReason::Shutdown => HangupCause::system_shutdown(),
+                    HangupReason::LeaseLost => HangupCause::lease_lost(),
                 }
             }
         };
