@@ -97,6 +97,9 @@ async fn answered_calls(s: &TestServer, prefix: &str, n: usize) {
 async fn recordings_that_fail_in_a_row_show_in_readiness_and_a_metric_and_clear_when_one_is_written() {
     for unready_when_failing in [false, true] {
         let s = TestServer::start_with(|c| {
+            // Its own node id: call uuids (node + second + counter) stay apart from those of
+            // the other test here, whose log lines are counted by uuid.
+            c.dialer.node_id.0 = "07".into();
             c.sim.answer_rate = 1.0;
             c.recordings.failing_after = 3;
             c.recordings.unready_when_failing = unready_when_failing;
