@@ -785,6 +785,67 @@ mod own_database {
         );
     }
 
+    /// The link to the database drops every packet (the proxy frozen): nothing is refused
+    /// and nothing is closed, the node just hears nothing back. The API must still answer
+    /// within the store's 3 s deadline and a little more, readiness must flip, and all
+    /// must resume by itself when the link is back.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn when_the_link_to_the_database_drops_every_packet_the_api_fails_within_the_bound_and_all_resumes()
+    {
+        const TASKS: usize = 300;
+        const ANSWER_WITHIN: Duration = Duration::from_millis(3500);
+        let db = Db::create();
+        let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let mut node =
+            Node::spawn("01", &db.url_via(&proxy), dir.path(), &[("CALLCENTER__SIM__TIME_SCALE", "0.03")]);
+        node.ready(&client).await;
+        let pool = db.pool().await;
+        let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
+        node.create(&client, &tickets).await;
+        // In the middle of the work: calls in progress, tasks waiting.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while open_tasks(&pool).await == TASKS as i64 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        proxy.freeze();
+        assert!(open_tasks(&pool).await > 0, "the partition should come while there is work left");
+        let records_before: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+        for (path, body) in [
+            ("/api/aicall/calltask/list", json!({"pageNum": 1, "pageSize": 10})),
+            ("/api/aicall/records/list", json!({"callType": "02"})),
+            ("/api/aicall/createTasks", json!([ticket(TASKS + 1)])),
+            ("/api/aicall/stopTasks", json!({"batchIds": [1]})),
+        ] {
+            let t = Instant::now();
+            let v = node.post(&client, path, &body).await;
+            let took = t.elapsed();
+            assert_eq!(v["code"], 500, "{path}: {v}");
+            assert!(took <= ANSWER_WITHIN, "{path} answered after {took:?}");
+        }
+        let t = Instant::now();
+        let ready = client.get(format!("{}/readyz", node.base)).send().await.unwrap();
+        let took = t.elapsed();
+        assert_eq!(ready.status(), 503);
+        assert_eq!(ready.json::<Value>().await.unwrap()["data"]["database"], "unreachable");
+        assert!(took <= ANSWER_WITHIN, "/readyz answered after {took:?}");
+        let records_during: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
+        assert_eq!(records_before, records_during, "nothing reaches the database while the link is down");
+
+        proxy.thaw();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while client.get(format!("{}/readyz", node.base)).send().await.unwrap().status() != 200 {
+            assert!(Instant::now() < deadline, "readyz never said ready again:\n{}", node.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        wait_all_ended(&pool, Duration::from_secs(90)).await;
+        check_outcome(&node, &client, &pool, TASKS, &HashSet::new(), false).await;
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_listener_reconnects_by_itself_after_the_database_was_away() {
         let db = Db::create();
