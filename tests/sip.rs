@@ -348,6 +348,36 @@ async fn options_re_invite_and_the_callees_bye_are_answered_as_a_phone_would() {
 }
 
 #[tokio::test]
+async fn session_timers_are_offered_a_422_is_retried_with_the_peers_min_se_and_refreshes_answered() {
+    let peer = SipPeer::start(|number| {
+        let timer = Script::Timer { talk: Duration::from_millis(1500), refresh_us: true };
+        match number.ends_with("4220") {
+            true => Script::TooSmall { min_se: 120, then: Box::new(timer) },
+            false => timer,
+        }
+    })
+    .await;
+    let s = TestServer::start_with(through(peer.addr)).await;
+    s.create(&[ticket("T-TIMER", "13900003000"), ticket("T-422", "13900004220")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    for phone in ["13900003000", "13900004220"] {
+        let record = record_of(&s, phone).await;
+        assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{phone}: {record}");
+        assert_ne!(record["answeredTime"], "", "{record}");
+    }
+    let events = peer.events();
+    let has = |e: &str| events.iter().filter(|x| *x == e).count();
+    // Every INVITE offers 90 s with us refreshing; the one turned away retries with 120.
+    assert_eq!(has("timer 13900003000 se=90;refresher=uac min-se=90 supported=timer"), 1, "{events:?}");
+    assert_eq!(has("timer 13900004220 se=90;refresher=uac min-se=90 supported=timer"), 1, "{events:?}");
+    assert_eq!(has("ACK 422"), 1, "{events:?}");
+    assert_eq!(has("timer 13900004220 se=120;refresher=uac min-se=120 supported=timer"), 1, "{events:?}");
+    // The peer's own refreshes are answered with the interval.
+    assert_eq!(has("our answer to a refresh 200 se=90;refresher=uas"), 1, "{events:?}");
+    assert_eq!(has("our answer to a refresh 200 se=120;refresher=uas"), 1, "{events:?}");
+}
+
+#[tokio::test]
 async fn out_of_dialog_options_are_answered_and_other_requests_turned_away() {
     let peer =
         SipPeer::start(|_| Script::Answer { talk: Duration::from_millis(200), in_dialog: false }).await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
-use super::{CallHandles, FAR_END_EXPIRES, FENCE_AFTER, Inner, LEASE};
+use super::{CallHandles, Inner, Timing};
 use crate::agent::TaskContext;
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording::{self, RecordingHealth};
@@ -92,7 +92,7 @@ async fn converse(
     // stall sees its lease's age before anything else it would do for the call.
     let session = tokio::select! {
         biased;
-        age = lease_watchdog(renewed, None) => {
+        age = lease_watchdog(&inner.timing, renewed, None) => {
             self_fenced(inner, task, age);
             return Outcome { reason: Some(HangupReason::LeaseLost), ..Outcome::failed(HangupCause::lease_lost()) };
         }
@@ -110,7 +110,7 @@ async fn converse(
     let mut refused = false;
     let mut fenced = tokio::select! {
         biased;
-        age = lease_watchdog(renewed, far_end.as_ref()) => Some(age),
+        age = lease_watchdog(&inner.timing, renewed, far_end.as_ref()) => Some(age),
         noted = inner.answers.submit(answered) => {
             match noted {
                 Ok(true) => {}
@@ -141,7 +141,7 @@ async fn converse(
         None if refused => HangupReason::LeaseLost,
         None => tokio::select! {
             biased;
-            age = lease_watchdog(renewed, far_end.as_ref()) => {
+            age = lease_watchdog(&inner.timing, renewed, far_end.as_ref()) => {
                 fenced = Some(age);
                 HangupReason::LeaseLost
             }
@@ -168,24 +168,25 @@ async fn converse(
     }
 }
 
-/// Resolves once the call's lease was last renewed `FENCE_AFTER` ago or more, with its
+/// Resolves once the call's lease was last renewed `fence_after` ago or more, with its
 /// age then; until then, moves the network's timer on after each renewal. Reads the
 /// monotonic clock each time it runs, not only its timer, so that after a stall it is
 /// the first thing to fire.
 async fn lease_watchdog(
+    timing: &Timing,
     renewed: &mut watch::Receiver<Instant>,
     far_end: Option<&Arc<dyn KeepAlive>>,
 ) -> Duration {
     loop {
         let last = *renewed.borrow_and_update();
-        let deadline = last + FENCE_AFTER;
+        let deadline = last + timing.fence_after;
         if Instant::now() >= deadline {
             return last.elapsed();
         }
         if let Some(far_end) = far_end {
             // Counted from the renewal, not from now: the network's timer never outlasts
             // the lease. A network slow to take it must not hold the fence up.
-            let left = (last + FAR_END_EXPIRES).saturating_duration_since(Instant::now());
+            let left = (last + timing.far_end).saturating_duration_since(Instant::now());
             if timeout_at(deadline, far_end.keep_alive(left)).await.is_err() {
                 continue;
             }
@@ -278,7 +279,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
     };
     // The call happened: keep trying to write it down while our lease lasts. After
     // that, another start finds the task as an orphan and records the attempt itself.
-    let give_up = tokio::time::Instant::now() + LEASE;
+    let give_up = tokio::time::Instant::now() + inner.timing.lease;
     let mut backoff = Duration::from_millis(100);
     loop {
         match inner.finishes.submit(attempt.clone()).await {
@@ -322,14 +323,17 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
 /// note `mark_answered` left; it ended at its last heartbeat (or answer, if later).
 pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
     let now = now_ms();
-    let orphans =
-        match inner.store.claim_orphans(&inner.node, own_too, now, now + LEASE.as_millis() as i64).await {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(error = %e, "looking for orphaned calls failed");
-                return;
-            }
-        };
+    let orphans = match inner
+        .store
+        .claim_orphans(&inner.node, own_too, now, now + inner.timing.lease.as_millis() as i64)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(error = %e, "looking for orphaned calls failed");
+            return;
+        }
+    };
     for task in orphans {
         // The last sign of life: the answer may have come after the last heartbeat.
         let last_seen = task.heartbeat_ms.max(task.call_answered_ms).unwrap_or(task.call_started_ms);

@@ -29,27 +29,49 @@ use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
 
-/// How long a claim holds without a heartbeat; another node takes the call over after.
-const LEASE: Duration = Duration::from_secs(30);
+/// The shortest lease: how long a claim holds without a heartbeat; another node takes the
+/// call over after.
+const MIN_LEASE: Duration = Duration::from_secs(30);
 /// How often leases are renewed and expired ones looked for.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 /// How far apart two nodes' clocks may be (NTP keeps them within milliseconds).
 const CLOCK_MARGIN: Duration = Duration::from_secs(5);
-/// A call whose lease was last renewed this long ago (by this node's monotonic clock,
-/// from when the renewal was sent) is hung up by this node: two renewals may fail in a
-/// row, and the hang-up still has LEASE − FENCE_AFTER − CLOCK_MARGIN = 5 s to reach the
-/// network before another node, whose clock may run CLOCK_MARGIN ahead, can take the
-/// task over. 30 − 2 × 5 − 5 = 15 s.
-const FENCE_AFTER: Duration =
-    LEASE.saturating_sub(UPKEEP_EVERY).saturating_sub(UPKEEP_EVERY).saturating_sub(CLOCK_MARGIN);
-/// The network's own timer for an answered call (SIP session timer, FreeSWITCH
-/// `sched_hangup`), moved on with every renewal: a node that stalls or dies and so cannot
-/// hang up leaves its calls up this long after its last renewal, within the lease less
-/// the clock margin (20 s ≤ 30 − 5 s), and longer than FENCE_AFTER so that a node alive
-/// hangs up its calls itself first.
-const FAR_END_EXPIRES: Duration = Duration::from_secs(20);
-const _: () = assert!(FENCE_AFTER.as_secs() >= 10 && FENCE_AFTER.as_secs() < FAR_END_EXPIRES.as_secs());
-const _: () = assert!(FAR_END_EXPIRES.as_secs() + CLOCK_MARGIN.as_secs() <= LEASE.as_secs());
+
+/// The lease and the times that follow from it, derived here only, from the carrier's
+/// far-end timer (`Carrier::far_end_expiry`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timing {
+    /// How long a claim holds without a heartbeat. 30 s, or longer when the network's own
+    /// timer for an answered call is (SIP session timers cannot be shorter than 90 s): a
+    /// node that stalls or dies leaves its calls up for `far_end` after its last renewal,
+    /// and no node, even one whose clock runs CLOCK_MARGIN ahead, may take them over
+    /// before that. A longer lease means a dead node's calls are taken over later.
+    pub lease: Duration,
+    /// A call whose lease was last renewed this long ago (by this node's monotonic clock,
+    /// from when the renewal was sent) is hung up by this node: two renewals may fail in
+    /// a row, and the hang-up still has lease − fence_after − CLOCK_MARGIN to reach the
+    /// network before another node, whose clock may run CLOCK_MARGIN ahead, can take the
+    /// task over.
+    /// 30 − 2 × 5 − 5 = 15 s with the shortest lease.
+    pub fence_after: Duration,
+    /// The network's own timer for an answered call (sim, FreeSWITCH `sched_api`, SIP
+    /// session timer), moved on with every renewal; longer than `fence_after` so that a
+    /// node alive hangs up its calls itself first.
+    pub far_end: Duration,
+}
+
+impl Timing {
+    pub(crate) fn new(far_end: Duration) -> Timing {
+        let lease = MIN_LEASE.max(far_end + CLOCK_MARGIN);
+        let fence_after = lease.saturating_sub(UPKEEP_EVERY * 2 + CLOCK_MARGIN);
+        let timing = Timing { lease, fence_after, far_end };
+        assert!(
+            fence_after >= UPKEEP_EVERY * 2 && fence_after < far_end && far_end + CLOCK_MARGIN <= lease,
+            "inconsistent lease timing {timing:?}"
+        );
+        timing
+    }
+}
 /// How often stop requests made on other nodes are looked for.
 const STOP_POLL_EVERY: Duration = Duration::from_millis(250);
 /// Longest sleep while idle: a fallback for work created by another process.
@@ -103,12 +125,12 @@ impl Calls {
     }
 
     /// The leases of the calls this node still holds, for renewal; a call past
-    /// `FENCE_AFTER` is being hung up and is not renewed.
-    fn leases(&self, now: Instant) -> Vec<(i64, i64)> {
+    /// `fence_after` is being hung up and is not renewed.
+    fn leases(&self, now: Instant, fence_after: Duration) -> Vec<(i64, i64)> {
         let calls = self.0.lock().expect("calls lock");
         calls
             .iter()
-            .filter(|(_, c)| now.duration_since(*c.renewed.borrow()) < FENCE_AFTER)
+            .filter(|(_, c)| now.duration_since(*c.renewed.borrow()) < fence_after)
             .map(|(id, c)| (*id, c.lease_gen))
             .collect()
     }
@@ -164,6 +186,7 @@ struct Inner {
     ids: CallIdGenerator,
     calls: Calls,
     node: String,
+    timing: Timing,
     /// Answers noted and attempts recorded, many calls to a transaction.
     answers: GroupCommit<Answers>,
     finishes: GroupCommit<Finishes>,
@@ -178,6 +201,7 @@ impl Dialer {
     ) -> Dialer {
         let node = settings.dialer.node_id.0.clone();
         let tz = settings.timezone.0;
+        let timing = Timing::new(carrier.far_end_expiry());
         Dialer {
             inner: Arc::new(Inner {
                 store: store.clone(),
@@ -190,6 +214,7 @@ impl Dialer {
                 answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
                 finishes: GroupCommit::spawn(Finishes(store.clone())),
                 node,
+                timing,
             }),
         }
     }
@@ -284,7 +309,7 @@ async fn claim_loop(
         {
             permits.push(p);
         }
-        let lease_until = now + LEASE.as_millis() as i64;
+        let lease_until = now + inner.timing.lease.as_millis() as i64;
         // The lease's age counts from before the claim was sent.
         let claimed_at = Instant::now();
         let rules = claim_rules(inner, now);
@@ -388,11 +413,15 @@ async fn upkeep(inner: Arc<Inner>, signals: DialerSignals, stop: CancellationTok
 async fn renew_leases(inner: &Inner) {
     let sent_at = Instant::now();
     let now = now_ms();
-    let leases = inner.calls.leases(sent_at);
+    let leases = inner.calls.leases(sent_at, inner.timing.fence_after);
     if leases.is_empty() {
         return;
     }
-    match inner.store.renew_leases(&inner.node, &leases, now, now + LEASE.as_millis() as i64).await {
+    match inner
+        .store
+        .renew_leases(&inner.node, &leases, now, now + inner.timing.lease.as_millis() as i64)
+        .await
+    {
         Ok(renewed) => {
             inner.calls.renewed(&renewed, sent_at);
             let renewed: std::collections::HashSet<i64> = renewed.into_iter().collect();
@@ -414,5 +443,39 @@ async fn check_stops(inner: &Inner) {
     match inner.store.stop_requested(&inner.node).await {
         Ok(ids) => ids.into_iter().for_each(|id| inner.calls.end(id, HangupReason::Stopped)),
         Err(e) => tracing::error!(error = %e, "looking for stop requests failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telephony::sip::{SipCarrier, asr, tts};
+
+    fn sip_timing(session_expires_secs: u64) -> Timing {
+        let mut settings = Settings::default();
+        settings.sip.session_expires_secs = session_expires_secs;
+        let carrier =
+            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        Timing::new(carrier.far_end_expiry())
+    }
+
+    #[test]
+    fn a_carrier_that_takes_any_timer_keeps_the_30_s_lease() {
+        let sim = crate::telephony::sim::SimCarrier::new(&Settings::default().sim);
+        let t = Timing::new(sim.far_end_expiry());
+        let secs = |d: Duration| d.as_secs();
+        assert_eq!((secs(t.lease), secs(t.fence_after), secs(t.far_end)), (30, 15, 20));
+        assert_eq!(sip_timing(0), t, "SIP without session timers");
+    }
+
+    #[test]
+    fn the_sip_lease_outlasts_the_session_timer_and_the_clock_margin() {
+        for secs in [90, 600, 3600] {
+            let t = sip_timing(secs);
+            assert!(t.far_end >= Duration::from_secs(secs), "{t:?}");
+            assert!(t.lease >= t.far_end + CLOCK_MARGIN, "{t:?}");
+            assert!(t.fence_after < t.far_end && t.fence_after >= UPKEEP_EVERY * 2, "{t:?}");
+        }
+        assert_eq!(sip_timing(90).lease, Duration::from_secs(100));
     }
 }

@@ -36,7 +36,19 @@ pub trait Carrier: Send + Sync + 'static {
     /// unallocated, network error, ring timeout). Dropping the future abandons the
     /// attempt; a carrier that must tell the network (SIP CANCEL) does so on drop.
     async fn dial(&self, request: DialRequest) -> DialResult;
+
+    /// How long the far end keeps an answered call up after a `KeepAlive::keep_alive` that
+    /// it took, at most: the dialer's lease is derived from it. A carrier whose timer takes
+    /// any length (the sim, FreeSWITCH) is given `FAR_END_EXPIRY`; one whose timer has a
+    /// floor (a SIP session timer, at least 90 s) says how long it is.
+    fn far_end_expiry(&self) -> Duration {
+        FAR_END_EXPIRY
+    }
 }
+
+/// The far end's timer for a carrier that can set any: within the shortest lease (30 s)
+/// less the clock margin between nodes (5 s).
+pub const FAR_END_EXPIRY: Duration = Duration::from_secs(20);
 
 /// What `listen` heard.
 #[derive(Debug, Clone, PartialEq, Eq)]

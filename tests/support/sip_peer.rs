@@ -27,6 +27,12 @@ pub enum Script {
     /// Answer with SDP; after the ACK send OPTIONS, then a re-INVITE (checking both are
     /// answered 200, the re-INVITE with our SDP unchanged), then BYE after `talk`.
     Answer { talk: Duration, in_dialog: bool },
+    /// 422 Session Interval Too Small with this Min-SE, then `then` for the retried INVITE.
+    TooSmall { min_se: u64, then: Box<Script> },
+    /// Answer taking the session timer as proposed (RFC 4028: Session-Expires and Require
+    /// in the 200, UPDATE allowed); with `refresh_us`, send a refresh UPDATE once answered
+    /// and note the Session-Expires of the answer. BYE after `talk`.
+    Timer { talk: Duration, refresh_us: bool },
 }
 
 /// One message, parsed just enough.
@@ -90,6 +96,8 @@ fn long_name(name: &str) -> &str {
         "m" => "Contact",
         "l" => "Content-Length",
         "c" => "Content-Type",
+        "x" => "Session-Expires",
+        "k" => "Supported",
         other => other,
     }
 }
@@ -164,6 +172,7 @@ async fn serve(socket: Arc<UdpSocket>, scripts: Scripts, events: Arc<Mutex<Vec<S
             events.lock().unwrap().push(format!("contact {contact}"));
         }
         let call = Call { socket: socket.clone(), to: from, events: events.clone(), rx, cseq: 0 };
+        call.note_timer(&msg);
         tokio::spawn(call.run(msg, script));
         calls.insert(call_id, tx);
     }
@@ -184,6 +193,18 @@ impl Call {
         self.events.lock().unwrap().push(event.into());
     }
 
+    /// The session-timer headers of an INVITE.
+    fn note_timer(&self, invite: &Msg) {
+        let h = |name| invite.header(name).unwrap_or("-");
+        self.note(format!(
+            "timer {} se={} min-se={} supported={}",
+            invite.callee(),
+            h("Session-Expires"),
+            h("Min-SE"),
+            h("Supported")
+        ));
+    }
+
     async fn send(&self, text: String) {
         let _ = self.socket.send_to(text.as_bytes(), self.to).await;
     }
@@ -199,6 +220,12 @@ impl Call {
             if msg.is_request("BYE") {
                 self.send(response(&msg, 200, "OK", None, &[], "")).await;
                 self.note("BYE received");
+            }
+            if msg.is_request("UPDATE") {
+                // A session refresh from the caller: taken as asked.
+                let se = msg.header("Session-Expires").unwrap_or("-").to_string();
+                self.send(response(&msg, 200, "OK", None, &[format!("Session-Expires: {se}")], "")).await;
+                self.note(format!("refresh UPDATE se={se}"));
             }
             if pick(&msg) {
                 return Some(msg);
@@ -247,14 +274,42 @@ impl Call {
                     script = *then;
                 }
                 Script::Answer { talk, in_dialog } => {
-                    self.answer(&invite, talk, in_dialog).await;
+                    self.answer(&invite, talk, in_dialog, None).await;
                     return;
+                }
+                Script::Timer { talk, refresh_us } => {
+                    self.answer(&invite, talk, false, Some(refresh_us)).await;
+                    return;
+                }
+                Script::TooSmall { min_se, then } => {
+                    let min_se = format!("Min-SE: {min_se}");
+                    self.send(response(
+                        &invite,
+                        422,
+                        "Session Interval Too Small",
+                        Some("peer"),
+                        &[min_se],
+                        "",
+                    ))
+                    .await;
+                    if self.next(|m| m.is_request("ACK")).await.is_some() {
+                        self.note("ACK 422");
+                    }
+                    let Some(retry) = self.next(|m| m.is_request("INVITE")).await else {
+                        self.note("no retried INVITE");
+                        return;
+                    };
+                    self.note_timer(&retry);
+                    self.send(response(&retry, 100, "Trying", None, &[], "")).await;
+                    invite = retry;
+                    script = *then;
                 }
             }
         }
     }
 
-    async fn answer(&mut self, invite: &Msg, talk: Duration, in_dialog: bool) {
+    /// `timer`: take the proposed session timer; `Some(true)` also refreshes it ourselves.
+    async fn answer(&mut self, invite: &Msg, talk: Duration, in_dialog: bool, timer: Option<bool>) {
         let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let rtp_addr = rtp.local_addr().unwrap();
         let packets = Arc::new(Mutex::new(0usize));
@@ -273,13 +328,32 @@ impl Call {
         let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
         let sdp_type = "Content-Type: application/sdp".to_string();
         self.send(response(invite, 180, "Ringing", Some("peer"), &[], "")).await;
-        self.send(response(invite, 200, "OK", Some("peer"), &[contact.clone(), sdp_type.clone()], &sdp))
-            .await;
+        let mut headers = vec![contact.clone(), sdp_type.clone()];
+        let se = invite.header("Session-Expires").unwrap_or_default().split(';').next().unwrap_or_default();
+        if timer.is_some() && !se.is_empty() {
+            headers.push(format!("Session-Expires: {se};refresher=uac"));
+            headers.push("Require: timer".into());
+            headers.push("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE".into());
+        }
+        self.send(response(invite, 200, "OK", Some("peer"), &headers, &sdp)).await;
         if self.next(|m| m.is_request("ACK")).await.is_none() {
             self.note("no ACK");
             return;
         }
         self.note("ACK 200");
+
+        if timer == Some(true) {
+            let refresh = format!("Session-Expires: {se};refresher=uas");
+            self.request(invite, "UPDATE", &[refresh, "Supported: timer".into()], "").await;
+            match self.next(|m| m.cseq_method() == "UPDATE" && m.status().is_some_and(|s| s >= 200)).await {
+                Some(r) => self.note(format!(
+                    "our answer to a refresh {} se={}",
+                    r.status().unwrap(),
+                    r.header("Session-Expires").unwrap_or("-")
+                )),
+                None => self.note("refresh unanswered"),
+            }
+        }
 
         if in_dialog {
             self.request(invite, "OPTIONS", &[], "").await;

@@ -7,6 +7,7 @@
 //! - `g711`: PCMA / PCMU
 //! - `tts`: the `Tts` trait and its engines; `vad` + `asr`: turns of speech and their text
 //! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
+//! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 
 pub mod asr;
 pub mod g711;
@@ -15,6 +16,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod signalling;
+pub mod timer;
 pub mod tts;
 pub mod vad;
 
@@ -78,6 +80,10 @@ pub struct SipSettings {
     pub vad_threshold: u32,
     /// Quiet that ends the callee's turn.
     pub vad_silence_ms: u64,
+    /// RFC 4028 session interval offered in every INVITE (we refresh): a trunk that takes
+    /// it ends the call when refreshes stop, so a dead node's calls do not stay up.
+    /// 90…3600; 0 = no session timers.
+    pub session_expires_secs: u64,
 }
 
 impl Default for SipSettings {
@@ -103,6 +109,7 @@ impl Default for SipSettings {
             asr_command: Vec::new(),
             vad_threshold: 400,
             vad_silence_ms: 700,
+            session_expires_secs: timer::MIN_SE,
         }
     }
 }
@@ -142,6 +149,11 @@ impl SipSettings {
         }
         if self.vad_silence_ms < 100 {
             return Err("sip.vad_silence_ms must be at least 100".into());
+        }
+        if self.session_expires_secs != 0 && !(timer::MIN_SE..=3600).contains(&self.session_expires_secs) {
+            return Err(
+                "sip.session_expires_secs must be 0 (none) or 90…3600 (RFC 4028's floor is 90)".into()
+            );
         }
         Ok(())
     }
@@ -254,6 +266,14 @@ fn local_failure() -> HangupCause {
 
 #[async_trait]
 impl Carrier for SipCarrier {
+    /// The session interval, and the lag a refresh may have behind the renewal it follows.
+    fn far_end_expiry(&self) -> Duration {
+        match self.settings.session_expires_secs {
+            0 => super::FAR_END_EXPIRY,
+            secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
+        }
+    }
+
     async fn dial(&self, request: DialRequest) -> DialResult {
         let call_id = request.call_id.as_str();
         let ua = match self.ua().await {
@@ -274,43 +294,78 @@ impl Carrier for SipCarrier {
         let s = &self.settings;
         let local = signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event).render();
         let number = format!("{}{}", s.dial_prefix, request.phone.as_str());
-        let option = match ua.invite(&number, &self.caller_id(), local.clone(), call_id) {
-            Ok(option) => option,
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "sip: cannot build the INVITE");
-                return DialResult::Failed(HangupCause::from_sip(484));
+        let mut session_expires = s.session_expires_secs;
+        let mut sip_call_id: Option<String> = None;
+        let mut retried = false;
+        // At most two INVITEs: the second when the first got 422 (RFC 4028 §7.4).
+        let (dialog, response, ended_tx, ended_rx, remote, events_timer) = loop {
+            let headers = if session_expires == 0 {
+                Vec::new()
+            } else {
+                timer::invite_headers(session_expires, session_expires.max(timer::MIN_SE))
+            };
+            let mut option = match ua.invite(&number, &self.caller_id(), local.clone(), call_id, headers) {
+                Ok(option) => option,
+                Err(e) => {
+                    tracing::error!(call_id, error = %e, "sip: cannot build the INVITE");
+                    return DialResult::Failed(HangupCause::from_sip(484));
+                }
+            };
+            // A retry is the same call (RFC 3261 §8.1.3.5): same Call-ID, higher CSeq.
+            if let Some(id) = &sip_call_id {
+                option.call_id = Some(id.clone());
             }
-        };
+            let retry_call_id = option.call_id.clone();
 
-        let (state_tx, state_rx) = ua.layer.new_dialog_state_channel();
-        let (ended_tx, ended_rx) = watch::channel(None);
-        let remote = Arc::new(Mutex::new(None));
-        let events = DialogEvents {
-            layer: ua.layer.clone(),
-            call_id: request.call_id.clone(),
-            local_sdp: local,
-            codecs: s.codecs.clone(),
-            remote: remote.clone(),
-            ended: ended_tx,
-        };
-        tokio::spawn(events.run(state_rx));
+            let (state_tx, state_rx) = ua.layer.new_dialog_state_channel();
+            let (ended_tx, ended_rx) = watch::channel(None);
+            let remote = Arc::new(Mutex::new(None));
+            let events_timer = Arc::new(std::sync::OnceLock::new());
+            let events = DialogEvents {
+                layer: ua.layer.clone(),
+                call_id: request.call_id.clone(),
+                local_sdp: local.clone(),
+                codecs: s.codecs.clone(),
+                remote: remote.clone(),
+                ended: ended_tx.clone(),
+                timer: events_timer.clone(),
+            };
+            tokio::spawn(events.run(state_rx));
 
-        tracing::debug!(call_id, number, "sip: INVITE");
-        // Dropping the INVITE's future (the ring timeout here, or the dialer giving up on
-        // the call) makes rsipstack CANCEL it.
-        let answer = tokio::time::timeout(request.ring_timeout, ua.layer.do_invite(option, state_tx)).await;
-        let (dialog, response) = match answer {
-            Err(_) => {
-                tracing::debug!(call_id, "sip: ring timeout, CANCEL");
-                return DialResult::Failed(HangupCause::no_answer());
+            tracing::debug!(call_id, number, session_expires, "sip: INVITE");
+            // Dropping the INVITE's future (the ring timeout here, or the dialer giving up on
+            // the call) makes rsipstack CANCEL it.
+            let answer =
+                tokio::time::timeout(request.ring_timeout, ua.layer.do_invite(option, state_tx)).await;
+            let (dialog, response) = match answer {
+                Err(_) => {
+                    tracing::debug!(call_id, "sip: ring timeout, CANCEL");
+                    return DialResult::Failed(HangupCause::no_answer());
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(call_id, error = %e, "sip: INVITE failed");
+                    return DialResult::Failed(local_failure());
+                }
+                // The transaction timed out (timer B): RFC 3261 treats it as a 408.
+                Ok(Ok((_, None))) => return DialResult::Failed(HangupCause::from_sip(408)),
+                Ok(Ok((dialog, Some(response)))) => (dialog, response),
+            };
+            let too_small = response.status_code.code() == 422 && !retried && session_expires != 0;
+            if let Some(min_se) = timer::min_se_of(&response).filter(|&m| too_small && m > session_expires) {
+                if min_se > s.session_expires_secs {
+                    tracing::warn!(
+                        call_id,
+                        min_se,
+                        "sip: the trunk's Min-SE is above sip.session_expires_secs, so this call's far-end \
+                         timer outlasts what the lease counts on; set sip.session_expires_secs to at least it"
+                    );
+                }
+                session_expires = min_se;
+                sip_call_id = retry_call_id;
+                retried = true;
+                continue;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(call_id, error = %e, "sip: INVITE failed");
-                return DialResult::Failed(local_failure());
-            }
-            // The transaction timed out (timer B): RFC 3261 treats it as a 408.
-            Ok(Ok((_, None))) => return DialResult::Failed(HangupCause::from_sip(408)),
-            Ok(Ok((dialog, Some(response)))) => (dialog, response),
+            break (dialog, response, ended_tx, ended_rx, remote, events_timer);
         };
         let code = response.status_code.code();
         if !(200..300).contains(&code) {
@@ -331,6 +386,34 @@ impl Carrier for SipCarrier {
         tracing::debug!(call_id, to = %media.addr, codec = ?media.codec, "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
         let media = Media::start(socket, remote, Recorder::new(self.recording_limit));
+        let timer = match timer::negotiated(&response) {
+            Some(negotiated) if session_expires != 0 => {
+                let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
+                let timer = timer::SessionTimer::new(
+                    request.call_id.clone(),
+                    Arc::new(dialog),
+                    negotiated,
+                    Duration::from_secs(s.session_expires_secs),
+                    answered_at,
+                );
+                tracing::debug!(call_id, ?negotiated, "sip: session timer");
+                let _ = events_timer.set(timer.clone());
+                if !timer.we_refresh() {
+                    tokio::spawn(timer.clone().expire_unless_refreshed(ended_rx.clone()));
+                }
+                Some(timer)
+            }
+            _ => {
+                if session_expires != 0 {
+                    tracing::debug!(
+                        call_id,
+                        "sip: the trunk does not do session timers (no Session-Expires in its 2xx): \
+                         nothing ends this call at the far end if this node dies"
+                    );
+                }
+                None
+            }
+        };
         let session = SipSession::new(
             request.call_id,
             dialog,
@@ -339,7 +422,8 @@ impl Carrier for SipCarrier {
             self.engines.clone(),
             request.recording,
             answered_at,
-        );
+        )
+        .with_timer(timer);
         DialResult::Answered(Box::new(session))
     }
 }

@@ -15,10 +15,11 @@ use tokio::time::Instant;
 use super::asr::{self, Asr};
 use super::recorder;
 use super::rtp::Media;
+use super::timer::SessionTimer;
 use super::tts::{self, Tts};
 use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp};
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
 const BYE_WAIT: Duration = Duration::from_secs(2);
@@ -41,6 +42,8 @@ pub struct SipSession {
     recording: Option<PathBuf>,
     answered_at: Instant,
     hung_up: bool,
+    /// RFC 4028 session timer, when the peer took one.
+    timer: Option<SessionTimer>,
 }
 
 impl SipSession {
@@ -62,7 +65,14 @@ impl SipSession {
             recording,
             answered_at,
             hung_up: false,
+            timer: None,
         }
+    }
+
+    /// The call's RFC 4028 session timer, when the peer took one.
+    pub fn with_timer(mut self, timer: Option<SessionTimer>) -> SipSession {
+        self.timer = timer;
+        self
     }
 
     fn check_line(&self) -> Result<(), HungUp> {
@@ -92,6 +102,13 @@ async fn callee_gone(ended: &mut watch::Receiver<Option<HangupCause>>) -> HungUp
 
 #[async_trait]
 impl CallSession for SipSession {
+    /// The session timer, when we are its refresher; with none (the peer does not do
+    /// timers, or refreshes itself) there is nothing to keep alive.
+    fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
+        let timer = self.timer.as_ref().filter(|t| t.we_refresh())?;
+        Some(Arc::new(timer.clone()))
+    }
+
     async fn say(&mut self, text: &str) -> Result<(), HungUp> {
         self.check_line()?;
         let tts = self.engines.tts.clone();

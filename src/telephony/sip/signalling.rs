@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::SipTransport;
 use super::g711::Codec;
 use super::sdp::{self, LocalSdp, RemoteMedia};
+use super::timer::{self, SessionTimer};
 use crate::domain::HangupCause;
 
 pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
@@ -152,6 +153,7 @@ impl Ua {
         caller_id: &str,
         sdp: String,
         call_id: &str,
+        headers: Vec<Header>,
     ) -> Result<InviteOption, String> {
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
         let transport = match self.transport {
@@ -170,6 +172,7 @@ impl Ua {
             // The attempt's uuid, for finding the call in a trunk's logs, made unique
             // beyond this node (a restart in the same second, another instance).
             call_id: Some(format!("{call_id}-{:08x}@{host}", rand::random::<u32>())),
+            headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         })
     }
@@ -221,6 +224,8 @@ pub struct DialogEvents {
     /// Where our RTP goes: a re-INVITE or UPDATE may move it.
     pub remote: Arc<Mutex<Option<RemoteMedia>>>,
     pub ended: watch::Sender<Option<HangupCause>>,
+    /// The call's session timer, once answered with one: a refresh from the peer moves it on.
+    pub timer: Arc<std::sync::OnceLock<SessionTimer>>,
 }
 
 impl DialogEvents {
@@ -291,18 +296,50 @@ impl DialogEvents {
                 }
             }
         }
+        // A session refresh (RFC 4028 §9): the answer carries the interval, which runs anew.
+        let session_expires = request
+            .headers
+            .iter()
+            .find(|h| h.name().eq_ignore_ascii_case("Session-Expires"))
+            .and_then(|h| timer::parse_session_expires(h.value()));
+        let mut headers = Vec::new();
+        if let Some((secs, refresher)) = session_expires {
+            if let Some(timer) = self.timer.get() {
+                timer.peer_refreshed(secs);
+            }
+            // The peer sends this request: as its UAS we name it the refresher unless it said.
+            let refresher = match refresher {
+                Some(timer::Refresher::Uac) => "uac",
+                Some(timer::Refresher::Uas) => "uas",
+                None => "uac",
+            };
+            headers.push(Header::SessionExpires(format!("{secs};refresher={refresher}").into()));
+            if refresher == "uac" {
+                headers.push(Header::Require("timer".into()));
+            }
+        }
         // A re-INVITE always gets our session (as the answer, or as the offer when it came
         // without one); an UPDATE only when it offered one.
         let with_sdp = request.method == Method::Invite || !offer.trim().is_empty();
-        reply(&handle, StatusCode::OK, with_sdp.then(|| self.local_sdp.clone())).await;
+        reply_with(&handle, StatusCode::OK, headers, with_sdp.then(|| self.local_sdp.clone())).await;
     }
 }
 
 async fn reply(handle: &TransactionHandle, status: StatusCode, sdp: Option<String>) {
-    let (headers, body) = match sdp {
-        Some(sdp) => (Some(vec![Header::ContentType("application/sdp".into())]), Some(sdp.into_bytes())),
-        None => (None, None),
-    };
+    reply_with(handle, status, Vec::new(), sdp).await;
+}
+
+async fn reply_with(
+    handle: &TransactionHandle,
+    status: StatusCode,
+    mut headers: Vec<Header>,
+    sdp: Option<String>,
+) {
+    let body = sdp.map(|sdp| {
+        headers.push(Header::ContentType("application/sdp".into()));
+        sdp.into_bytes()
+    });
+    let headers = (!headers.is_empty()).then_some(headers);
     if let Err(e) = handle.respond(status, headers, body).await {
         tracing::debug!(error = %e, "sip: in-dialog answer");
     }
