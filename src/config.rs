@@ -64,11 +64,22 @@ pub struct ServerSettings {
     pub public_url: String,
     /// Origins allowed to call the API from a browser (CORS); `["*"]` allows any.
     pub cors_origins: Vec<String>,
+    /// A connection that has not sent a whole request head this long after it opened (or
+    /// after its last answer) is closed.
+    pub header_read_timeout_secs: u64,
+    /// Connections open at once; more are closed as soon as they are accepted.
+    pub max_connections: usize,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { bind: "127.0.0.1:8899".into(), public_url: String::new(), cors_origins: Vec::new() }
+        ServerSettings {
+            bind: "127.0.0.1:8899".into(),
+            public_url: String::new(),
+            cors_origins: Vec::new(),
+            header_read_timeout_secs: 10,
+            max_connections: 10_000,
+        }
     }
 }
 
@@ -111,6 +122,9 @@ pub struct ApiSettings {
     pub request_timeout_secs: u64,
     /// Requests served at once; more are refused at once with HTTP 503 (code 500).
     pub max_concurrent_requests: usize,
+    /// A request body not wholly received this long after its head is answered with
+    /// HTTP 408 (code 408) and its connection closed.
+    pub body_read_timeout_secs: u64,
 }
 
 impl Default for ApiSettings {
@@ -120,6 +134,7 @@ impl Default for ApiSettings {
             max_body_bytes: 10 * 1024 * 1024,
             request_timeout_secs: 30,
             max_concurrent_requests: 1024,
+            body_read_timeout_secs: 10,
         }
     }
 }
@@ -464,6 +479,15 @@ impl Settings {
             (self.webhook.max_age_secs <= 30 * DAY_SECS, "webhook.max_age_secs must be at most 30 days"),
             (self.webhook.timeout_secs <= 600, "webhook.timeout_secs must be at most 600"),
             (self.api.request_timeout_secs <= 3600, "api.request_timeout_secs must be at most 3600"),
+            (self.api.body_read_timeout_secs >= 1, "api.body_read_timeout_secs must be at least 1"),
+            (self.api.body_read_timeout_secs <= 3600, "api.body_read_timeout_secs must be at most 3600"),
+            (self.server.header_read_timeout_secs >= 1, "server.header_read_timeout_secs must be at least 1"),
+            (
+                self.server.header_read_timeout_secs <= 3600,
+                "server.header_read_timeout_secs must be at most 3600",
+            ),
+            (self.server.max_connections >= 1, "server.max_connections must be at least 1"),
+            (self.server.max_connections <= 1_048_576, "server.max_connections must be at most 1048576"),
             (
                 self.auth.api_keys.iter().all(|k| !k.trim().is_empty() && k.trim() == k),
                 "auth.api_keys: a key must not be empty, blank, or start or end with white space",

@@ -80,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
             );
         }
         Command::Serve => {
+            raise_open_file_limit();
             let listener = tokio::net::TcpListener::bind(&settings.server.bind)
                 .await
                 .with_context(|| format!("binding {}", settings.server.bind))?;
@@ -96,6 +97,19 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every connection is a file descriptor, and the usual soft limit (1024) is far below
+/// what a server meets; the hard limit is what the administrator allows, so take it all.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, hard)) => match rlimit::increase_nofile_limit(hard) {
+            Ok(raised) => tracing::info!(soft = raised, was = soft, hard, "open-file limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "open-file limit could not be raised"),
+        },
+        Err(e) => tracing::warn!(error = %e, "open-file limit unknown"),
+    }
 }
 
 /// Ctrl-C or SIGTERM.

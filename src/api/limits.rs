@@ -1,10 +1,11 @@
 //! What stands around every route: refusals when overloaded or too slow, CORS, and the
 //! request metrics.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower::BoxError;
@@ -21,6 +22,40 @@ pub async fn refused(err: BoxError) -> Response {
     } else {
         tracing::error!(error = %err, "request failed in a middleware");
         envelope::status(StatusCode::INTERNAL_SERVER_ERROR, 500, "系统异常，请稍后重试")
+    }
+}
+
+/// How long a request's body may take to arrive, and how large it may be.
+#[derive(Clone, Copy)]
+pub struct BodyRead {
+    pub timeout: Duration,
+    pub max_bytes: usize,
+}
+
+/// Receives the whole body before the handler runs, within `api.body_read_timeout_secs`
+/// of the request's head: a client that sends its body a byte now and then holds its place
+/// among the concurrent requests for that long, not for the whole request timeout.
+///
+/// Too slow is HTTP 408 with code 408 (like 413, a status the client's own request earned),
+/// and the connection is closed: the rest of that body is not waited for.
+pub async fn read_body(State(limit): State<BodyRead>, req: Request, next: Next) -> Response {
+    use axum::body::HttpBody;
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    // A GET's empty body: nothing to wait for.
+    if req.body().is_end_stream() {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    match tokio::time::timeout(limit.timeout, Limited::new(body, limit.max_bytes).collect()).await {
+        Ok(Ok(collected)) => next.run(Request::from_parts(parts, Body::from(collected.to_bytes()))).await,
+        Ok(Err(e)) if e.is::<LengthLimitError>() => ApiError::TooLarge(limit.max_bytes).into_response(),
+        Ok(Err(e)) => ApiError::bad(format!("读取请求体失败：{e}")).into_response(),
+        Err(_) => {
+            let mut res =
+                envelope::status(StatusCode::REQUEST_TIMEOUT, 408, "请求体接收超时，请检查网络后重试");
+            res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            res
+        }
     }
 }
 

@@ -144,9 +144,16 @@ fn around(app: Router<AppState>, state: AppState) -> Router {
         // a layer, and a plain concurrency limit would then cap each route separately.
         .layer(GlobalConcurrencyLimitLayer::new(api.max_concurrent_requests))
         .timeout(Duration::from_secs(api.request_timeout_secs));
+    let body_read = limits::BodyRead {
+        timeout: Duration::from_secs(api.body_read_timeout_secs),
+        max_bytes: api.max_body_bytes,
+    };
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
+        // Inside the concurrency cap and the request timeout: a body that arrives slowly
+        // holds its place, but only until `body_read_timeout_secs`.
+        .layer(middleware::from_fn_with_state(body_read, limits::read_body))
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
