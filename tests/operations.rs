@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, ticket};
+use common::{TestServer, hold_writes, ticket};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -60,18 +60,17 @@ async fn metrics_count_requests_by_route_and_envelope_code_and_calls_by_outcome(
     }
 }
 
-/// A request whose body arrives slowly holds its place until the body is complete.
-fn trickled_body(hold: Duration) -> reqwest::Body {
-    let chunks = futures::stream::iter(0..2).then(move |i| async move {
-        if i == 1 {
-            tokio::time::sleep(hold).await;
+/// Polls `path` until it is refused with 503, for at most `within`; the last answer.
+async fn until_refused(s: &TestServer, path: &str, body: Value, within: Duration) -> (StatusCode, Value) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (status, v) = s.post_status(path, &body).await;
+        if status == StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
+            return (status, v);
         }
-        Ok::<_, std::io::Error>(if i == 0 { b"{\"callType\":".to_vec() } else { b"\"02\"}".to_vec() })
-    });
-    reqwest::Body::wrap_stream(chunks)
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
-
-use futures::StreamExt;
 
 #[tokio::test]
 async fn past_the_concurrency_cap_requests_are_refused_at_once_with_503_in_the_envelope() {
@@ -80,17 +79,19 @@ async fn past_the_concurrency_cap_requests_are_refused_at_once_with_503_in_the_e
         c.api.max_concurrent_requests = 1;
     })
     .await;
-    let slow = s
-        .client
-        .post(s.url("/api/aicall/records/list"))
-        .body(trickled_body(Duration::from_millis(800)))
-        .send();
-    let slow = tokio::spawn(slow);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let (status, v) = s.post_status("/api/aicall/records/list", &json!({"callType": "02"})).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    // A write waiting on a busy database holds the one place...
+    let hold = Duration::from_secs(2);
+    let lock = hold_writes(&s.db, hold).await;
+    let slow = tokio::spawn(
+        s.client.post(s.url("/api/aicall/dnc/add")).json(&json!({"phones": ["13900000001"]})).send(),
+    );
+    // ...so another request is refused at once while it lasts.
+    let (status, v) =
+        until_refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "served past the cap: {v}");
     assert_eq!(v["code"], 500);
     assert!(v["msg"].as_str().unwrap().contains("繁忙"), "{v}");
+    lock.await.unwrap();
     let first: Value = slow.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(first["code"], 0, "the request that held the place is served: {first}");
     let (status, _) = s.post_status("/api/aicall/records/list", &json!({"callType": "02"})).await;
@@ -122,28 +123,25 @@ async fn the_concurrency_cap_is_one_for_the_whole_server_not_one_per_route() {
         c.api.max_concurrent_requests = 2;
     })
     .await;
-    // Two slow requests on two routes take the server's two places...
-    let hold = Duration::from_secs(4);
-    let slow: Vec<_> = ["/api/aicall/records/list", "/api/aicall/stats"]
-        .into_iter()
-        .map(|path| tokio::spawn(s.client.post(s.url(path)).body(trickled_body(hold)).send()))
-        .collect();
-    // ...so a third route is refused while they last (asked until it is, within the hold).
-    let deadline = tokio::time::Instant::now() + hold - Duration::from_secs(1);
-    let refused = loop {
-        let (status, v) = s.post_status("/api/aicall/dnc/list", &json!({})).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
-            break (status, v);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
-    assert_eq!(refused.0, StatusCode::SERVICE_UNAVAILABLE, "a third route was served: {}", refused.1);
-    assert_eq!(refused.1["code"], 500);
+    // Two requests on two routes, waiting on a busy database, take the server's two places...
+    let hold = Duration::from_secs(2);
+    let lock = hold_writes(&s.db, hold).await;
+    let slow = [
+        ("/api/aicall/dnc/add", json!({"phones": ["13900000001"]})),
+        ("/api/aicall/dnc/remove", json!({"phones": ["13900000002"]})),
+    ]
+    .map(|(path, body)| tokio::spawn(s.client.post(s.url(path)).json(&body).send()));
+    // ...so a third route, which needs no write, is refused while they last.
+    let (status, v) =
+        until_refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a third route was served: {v}");
+    assert_eq!(v["code"], 500);
+    lock.await.unwrap();
     for request in slow {
-        let res = request.await.unwrap().unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
+        let v: Value = request.await.unwrap().unwrap().json().await.unwrap();
+        assert_eq!(v["code"], 0, "{v}");
     }
-    let (status, _) = s.post_status("/api/aicall/dnc/list", &json!({})).await;
+    let (status, _) = s.post_status("/api/aicall/records/list", &json!({"callType": "02"})).await;
     assert_eq!(status, StatusCode::OK, "the places are free again");
 }
 
@@ -154,17 +152,12 @@ async fn a_request_past_the_timeout_gets_503_in_the_envelope() {
         c.api.request_timeout_secs = 1;
     })
     .await;
-    let res = s
-        .client
-        .post(s.url("/api/aicall/records/list"))
-        .body(trickled_body(Duration::from_millis(2500)))
-        .send()
-        .await;
-    let res = res.unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let v: Value = res.json().await.unwrap();
+    let lock = hold_writes(&s.db, Duration::from_millis(2500)).await;
+    let (status, v) = s.post_status("/api/aicall/dnc/add", &json!({"phones": ["13900000001"]})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["code"], 500);
     assert!(v["msg"].as_str().unwrap().contains("超时"), "{v}");
+    lock.await.unwrap();
 }
 
 #[tokio::test]

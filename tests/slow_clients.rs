@@ -140,6 +140,8 @@ async fn slow_request_bodies_get_408_in_the_envelope_after_the_body_timeout_and_
     let s = TestServer::start_with(|c| {
         c.dialer.enabled = false;
         c.api.body_read_timeout_secs = TIMEOUT.as_secs();
+        // Fewer places than slow bodies: a body being read must not hold one.
+        c.api.max_concurrent_requests = SLOW / 3;
     })
     .await;
     let client = reqwest::Client::new();

@@ -151,10 +151,11 @@ fn around(app: Router<AppState>, state: AppState) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(api.max_body_bytes))
-        // Inside the concurrency cap and the request timeout: a body that arrives slowly
-        // holds its place, but only until `body_read_timeout_secs`.
-        .layer(middleware::from_fn_with_state(body_read, limits::read_body))
         .layer(limits)
+        // Outside the concurrency cap: a body that arrives slowly holds a connection (up to
+        // `server.max_connections`) until `body_read_timeout_secs`, never a place among the
+        // requests being served, so slow uploads cannot make the server refuse the rest.
+        .layer(middleware::from_fn_with_state(body_read, limits::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
         .layer(CatchPanicLayer::custom(limits::panicked))

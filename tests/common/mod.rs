@@ -62,6 +62,37 @@ impl Drop for TestDb {
     }
 }
 
+/// Holds a write lock for `hold`, as another writer on a busy database would: writes to
+/// the do-not-call list (dnc/add, dnc/remove) wait for it, reads go on. Returns once the
+/// lock is held; the task ends when it is let go. On PostgreSQL keep `hold` under the
+/// store's 3 s deadline, or the waiting writes fail instead.
+pub async fn hold_writes(db: &TestDb, hold: Duration) -> JoinHandle<()> {
+    let (taken_tx, taken) = oneshot::channel();
+    let url = db.url.clone();
+    let holder = if db.is_postgres() {
+        tokio::spawn(async move {
+            use sqlx::Connection;
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("the test connects");
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("LOCK TABLE dnc_numbers IN EXCLUSIVE MODE").execute(&mut conn).await.unwrap();
+            let _ = taken_tx.send(());
+            tokio::time::sleep(hold).await;
+            sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+        })
+    } else {
+        tokio::task::spawn_blocking(move || {
+            let conn =
+                rusqlite::Connection::open(url.trim_start_matches("sqlite://")).expect("the test opens");
+            conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+            let _ = taken_tx.send(());
+            std::thread::sleep(hold);
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    };
+    taken.await.expect("the write lock is taken");
+    holder
+}
+
 fn psql(url: &str, sql: &str) {
     psql_value(url, sql);
 }
