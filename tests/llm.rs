@@ -201,7 +201,8 @@ enum Callee {
 /// call on a sim carrier of our own, as the server's dialer will).
 async fn seed_for(wanted: Callee) -> u64 {
     for seed in 0..1000 {
-        let sim = SimCarrier::new(&SimSettings { answer_rate: 1.0, time_scale: 0.0, seed, ..Default::default() });
+        let sim =
+            SimCarrier::new(&SimSettings { answer_rate: 1.0, time_scale: 0.0, seed, ..Default::default() });
         let request = DialRequest {
             call_id: "2508162111590110001".into(),
             phone: Phone::parse("13912345678").unwrap(),
