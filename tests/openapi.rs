@@ -174,6 +174,39 @@ async fn an_operation_with_a_body_describes_its_413() {
     }
 }
 
+/// Every operation with a body describes the 408 it answers to a body that stops coming.
+#[tokio::test]
+async fn an_operation_with_a_body_describes_its_408() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::start_with(|c| {
+        c.dialer.enabled = false;
+        c.api.body_read_timeout_secs = 1;
+    })
+    .await;
+    let doc = document(&s).await;
+    let addr = s.base.trim_start_matches("http://").to_string();
+    let with_body: Vec<_> =
+        operations(&doc).into_iter().filter(|(_, _, op)| op.get("requestBody").is_some()).collect();
+    // All at once: each waits out the body timeout.
+    let answers = futures::future::join_all(with_body.iter().map(|(path, _, _)| {
+        let addr = addr.clone();
+        async move {
+            let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+            let head = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{{");
+            conn.write_all(head.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).await.unwrap();
+            answer
+        }
+    }))
+    .await;
+    for ((path, method, op), answer) in with_body.iter().zip(answers) {
+        assert!(answer.starts_with("HTTP/1.1 408"), "{method} {path}: {answer}");
+        assert!(answer.contains("\"code\":408"), "{method} {path}: {answer}");
+        assert!(response(&doc, op, 408).is_some(), "{method} {path}: its 408 is not described");
+    }
+}
+
 fn venv() -> PathBuf {
     std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
         PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callcenter-venv")

@@ -19,7 +19,7 @@ use super::{console, dnc, health, imports, recordings, records, stats, tasks};
     info(title = "callcenter", description = "AI outbound-call callcenter API. Every JSON answer is an envelope \
         `{code, msg, data}` (lists: `{code, msg, total, rows}`); clients read `code`: 0 success, 405 bad \
         parameters, 500 system error (both with HTTP 200), 401 missing or invalid API key (HTTP 401, only when \
-        keys are configured), 413 body too large (HTTP 413). When the server is overloaded or a request takes \
+        keys are configured), 413 body too large (HTTP 413), 408 body not received in time (HTTP 408). When the server is overloaded or a request takes \
         too long the answer is HTTP 503 with code 500. An unknown path answers HTTP 404 with code 404, and a \
         known path asked with the wrong method HTTP 405 with code 405. Every route is described under each of \
         its names; an alias is the same operation."),
@@ -61,10 +61,11 @@ impl PartialSchema for ErrorEnvelope {
                 "code",
                 ObjectBuilder::new()
                     .schema_type(Type::Integer)
-                    .enum_values(Some([401, 404, 405, 413, 500]))
+                    .enum_values(Some([401, 404, 405, 408, 413, 500]))
                     .description(Some(
                         "405 bad parameters, 500 system error (also when overloaded or timed out), \
-                         401 missing or invalid API key, 413 body too large, 404 no such recording",
+                         401 missing or invalid API key, 413 body too large, 408 body not received \
+                         in time, 404 no such recording",
                     )),
             )
             .required("code")
@@ -127,7 +128,8 @@ impl utoipa::Modify for Security {
 }
 
 /// The answers of the layers around every route, added to each operation they apply to:
-/// 401 where a key is asked for, 413 where there is a body to read, 503 and 500 everywhere.
+/// 401 where a key is asked for, 413 and 408 where there is a body to read, 503 and 500
+/// everywhere.
 struct LayerAnswers;
 
 /// Whether a layer's answer applies to an operation.
@@ -141,7 +143,7 @@ impl utoipa::Modify for LayerAnswers {
                 .description(description)
                 .content("application/json", Content::new(Some(error())))
         };
-        let shared: [(&str, &str, Response, Applies); 4] = [
+        let shared: [(&str, &str, Response, Applies); 5] = [
             (
                 "401",
                 "Unauthorized",
@@ -152,6 +154,12 @@ impl utoipa::Modify for LayerAnswers {
                 "413",
                 "TooLarge",
                 answer("Code 413: the body is larger than `api.max_body_bytes`").build(),
+                |op| op.request_body.is_some(),
+            ),
+            (
+                "408",
+                "BodyTimeout",
+                answer("Code 408: the body did not arrive within `api.body_read_timeout_secs`").build(),
                 |op| op.request_body.is_some(),
             ),
             (
