@@ -443,8 +443,8 @@ fn form_encode(s: &str) -> String {
 mod own_database {
     use std::collections::{HashMap, HashSet};
 
-    use common::{BinaryServer, ENDED};
-    use tokio::time::{Instant, sleep};
+    use common::{BinaryServer, ENDED, until};
+    use tokio::time::sleep;
 
     use super::*;
 
@@ -464,18 +464,6 @@ mod own_database {
         let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
         let line = text.lines().find(|l| l.starts_with("callcenter_webhook_backlog "));
         line.unwrap_or_else(|| panic!("no backlog gauge in:\n{text}")).to_string()
-    }
-
-    /// Polls `check` until it gives a value, failing with `what` after `limit`.
-    async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            sleep(Duration::from_millis(50)).await;
-        }
     }
 
     fn event_id(headers: &HeaderMap) -> String {

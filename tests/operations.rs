@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestServer, hold_writes, ticket};
+use common::{TestServer, hold_writes, ticket, until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -60,16 +60,13 @@ async fn metrics_count_requests_by_route_and_envelope_code_and_calls_by_outcome(
     }
 }
 
-/// Polls `path` until it is refused with 503, for at most `within`; the last answer.
-async fn until_refused(s: &TestServer, path: &str, body: Value, within: Duration) -> (StatusCode, Value) {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+/// Asks `path` until it is refused with 503 (the envelope's answer), for at most `within`.
+async fn refused(s: &TestServer, path: &str, body: Value, within: Duration) -> Value {
+    until(within, &format!("{path} to be refused past the cap"), async || {
         let (status, v) = s.post_status(path, &body).await;
-        if status == StatusCode::SERVICE_UNAVAILABLE || tokio::time::Instant::now() > deadline {
-            return (status, v);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (status == StatusCode::SERVICE_UNAVAILABLE).then_some(v)
+    })
+    .await
 }
 
 #[tokio::test]
@@ -86,9 +83,7 @@ async fn past_the_concurrency_cap_requests_are_refused_at_once_with_503_in_the_e
         s.client.post(s.url("/api/aicall/dnc/add")).json(&json!({"phones": ["13900000001"]})).send(),
     );
     // ...so another request is refused at once while it lasts.
-    let (status, v) =
-        until_refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "served past the cap: {v}");
+    let v = refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
     assert_eq!(v["code"], 500);
     assert!(v["msg"].as_str().unwrap().contains("繁忙"), "{v}");
     lock.await.unwrap();
@@ -132,9 +127,7 @@ async fn the_concurrency_cap_is_one_for_the_whole_server_not_one_per_route() {
     ]
     .map(|(path, body)| tokio::spawn(s.client.post(s.url(path)).json(&body).send()));
     // ...so a third route, which needs no write, is refused while they last.
-    let (status, v) =
-        until_refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "a third route was served: {v}");
+    let v = refused(&s, "/api/aicall/records/list", json!({"callType": "02"}), hold / 2).await;
     assert_eq!(v["code"], 500);
     lock.await.unwrap();
     for request in slow {

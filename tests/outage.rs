@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, test_settings, ticket};
+use common::{TestServer, test_settings, ticket, until};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -177,18 +177,6 @@ fn as_postgres(args: &[&str], as_root: bool) {
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const ANSWER_WITHIN: Duration = ACQUIRE_TIMEOUT.saturating_add(Duration::from_millis(500));
 
-/// Polls `check` until it gives a value, failing with `what` after `limit`.
-async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Calls started and call attempts ended so far, from `/metrics` (this node's counters,
 /// kept in memory: they answer while the database is away).
 async fn call_counters(client: &reqwest::Client, s: &TestServer) -> (u64, u64) {
@@ -202,6 +190,48 @@ async fn call_counters(client: &reqwest::Client, s: &TestServer) -> (u64, u64) {
     (sum("callcenter_calls_started_total"), sum("callcenter_call_attempts_ended_total"))
 }
 
+/// A server on `cluster` dialing 60 answering tasks at a pace that leaves calls in
+/// progress and tasks waiting for a while; returns once some have ended.
+async fn dialing(cluster: &Cluster, client: &reqwest::Client) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let db = common::TestDb::existing(cluster.url());
+    let mut settings = test_settings(&db, dir.path());
+    settings.sim.answer_rate = 1.0;
+    settings.sim.time_scale = 0.05;
+    settings.dialer.calls_per_second = 20;
+    settings.dialer.max_concurrent_calls = 10;
+    let s = TestServer::start_on(settings, db, dir).await;
+    until(Duration::from_secs(20), "ready", async || {
+        (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+    })
+    .await;
+    let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("O{i}"), &format!("139000{i:05}"))).collect();
+    s.create(&tickets).await;
+    s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+    s
+}
+
+/// After the database is back: ready again, every task ended with a record per attempt and
+/// none past max_attempts, nothing stored by a refused request, and calls started after
+/// `started_during`.
+async fn all_resumed(s: &TestServer, client: &reqwest::Client, started_during: u64) {
+    until(Duration::from_secs(30), "readyz to say ready again", async || {
+        (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
+    })
+    .await;
+    let rows = s.wait_all_ended(Duration::from_secs(120)).await;
+    let (started_after, _) = call_counters(client, s).await;
+    assert!(started_after > started_during, "the dialer started calls again");
+    assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
+    let records = s.records(json!({})).await;
+    let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
+    assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
+    for t in &rows {
+        assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
+    }
+    assert_eq!(s.records(json!({"callType": "01"})).await["total"], 0, "the refused import stored nothing");
+}
+
 /// It brings its own PostgreSQL, so it runs in the SQLite pass of scripts/test only.
 mod own_database {
     use super::*;
@@ -210,23 +240,8 @@ mod own_database {
     async fn when_postgres_goes_away_every_request_answers_500_within_the_acquire_timeout_and_everything_resumes_when_it_is_back()
      {
         let cluster = Cluster::new();
-        let dir = tempfile::tempdir().unwrap();
-        let db = common::TestDb::existing(cluster.url());
-        let mut settings = test_settings(&db, dir.path());
-        settings.sim.answer_rate = 1.0;
-        settings.sim.time_scale = 0.05;
-        settings.dialer.calls_per_second = 20;
-        settings.dialer.max_concurrent_calls = 10;
-        let s = TestServer::start_on(settings, db, dir).await;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-        until(Duration::from_secs(20), "ready", async || {
-            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
-        })
-        .await;
-
-        let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("O{i}"), &format!("139000{i:05}"))).collect();
-        s.create(&tickets).await;
-        s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+        let s = dialing(&cluster, &client).await;
         let (_, ended_before) = call_counters(&client, &s).await;
 
         cluster.pg_ctl(&["stop", "-m", "immediate"]);
@@ -251,25 +266,7 @@ mod own_database {
         let (started_during, _) = call_counters(&client, &s).await;
 
         cluster.pg_ctl(&["start", "-w"]);
-        until(Duration::from_secs(30), "readyz to say ready again", async || {
-            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
-        })
-        .await;
-        let rows = s.wait_all_ended(Duration::from_secs(90)).await;
-        let (started_after, _) = call_counters(&client, &s).await;
-        assert!(started_after > started_during, "the dialer started calls again");
-        assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
-        let records = s.records(json!({})).await;
-        let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
-        assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
-        for t in &rows {
-            assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
-        }
-        assert_eq!(
-            s.records(json!({"callType": "01"})).await["total"],
-            0,
-            "the refused import stored nothing"
-        );
+        all_resumed(&s, &client, started_during).await;
     }
 
     /// A server that stops answering (a host gone from the network, a hung machine)
@@ -279,22 +276,8 @@ mod own_database {
     async fn when_postgres_stops_answering_requests_fail_within_the_bound_and_all_resumes_when_it_answers_again()
      {
         let cluster = Cluster::new();
-        let dir = tempfile::tempdir().unwrap();
-        let db = common::TestDb::existing(cluster.url());
-        let mut settings = test_settings(&db, dir.path());
-        settings.sim.answer_rate = 1.0;
-        settings.sim.time_scale = 0.05;
-        settings.dialer.calls_per_second = 20;
-        settings.dialer.max_concurrent_calls = 10;
-        let s = TestServer::start_on(settings, db, dir).await;
         let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
-        until(Duration::from_secs(20), "ready", async || {
-            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
-        })
-        .await;
-        let tickets: Vec<_> = (0..60).map(|i| ticket(&format!("F{i}"), &format!("139000{i:05}"))).collect();
-        s.create(&tickets).await;
-        s.wait_tasks(Duration::from_secs(20), |rows| rows.iter().any(|t| t["status"] == "已完成")).await;
+        let s = dialing(&cluster, &client).await;
         // A dashboard polling: the readers' connections were used a moment ago.
         s.tasks(json!({})).await;
 
@@ -309,20 +292,6 @@ mod own_database {
         assert_500s_within_bound(&answers);
         assert_eq!(ready, 503);
         assert!(readyz_took <= ANSWER_WITHIN, "readyz answered after {readyz_took:?}");
-
-        until(Duration::from_secs(30), "readyz to say ready again", async || {
-            (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
-        })
-        .await;
-        let rows = s.wait_all_ended(Duration::from_secs(120)).await;
-        let (started_after, _) = call_counters(&client, &s).await;
-        assert!(started_after > started_during, "the dialer started calls again");
-        assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
-        let records = s.records(json!({})).await;
-        let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
-        assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
-        for t in &rows {
-            assert!(t["callCount"].as_i64().unwrap() <= 3, "{t}");
-        }
+        all_resumed(&s, &client, started_during).await;
     }
 }

@@ -62,6 +62,18 @@ impl Drop for TestDb {
     }
 }
 
+/// Polls `check` until it gives a value, failing with `what` after `limit`.
+pub async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Holds a write lock for `hold`, as another writer on a busy database would: writes to
 /// the do-not-call list (dnc/add, dnc/remove) wait for it, reads go on. Returns once the
 /// lock is held; the task ends when it is let go. On PostgreSQL keep `hold` under the
