@@ -188,9 +188,14 @@ fn ticket(i: usize) -> Value {
         3 => "5030", // gateway failure
         _ => "1234", // answers at sim.answer_rate
     };
+    ticket_for(format!("MN-{i:05}"), format!("139{i:04}{suffix}"))
+}
+
+/// A ticket with this number and phone.
+fn ticket_for(ticket_no: String, phone: String) -> Value {
     json!({
-        "ticketNo": format!("MN-{i:05}"),
-        "phone": format!("139{i:04}{suffix}"),
+        "ticketNo": ticket_no,
+        "phone": phone,
         "username": "张三",
         "ticketType": "活动通知",
         "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
@@ -465,13 +470,7 @@ enum LeaseLoss {
 
 /// Ticket `i` of the lease scenarios: a number that answers (with `sim.answer_rate = 1`).
 fn answering_ticket(i: usize) -> Value {
-    json!({
-        "ticketNo": format!("LL-{i:05}"),
-        "phone": format!("1380{i:05}23"),
-        "username": "张三",
-        "ticketType": "活动通知",
-        "ticketContent": "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。"
-    })
+    ticket_for(format!("LL-{i:05}"), format!("1380{i:05}23"))
 }
 
 /// One call as the simulated network saw it (`sim.call_log`).
