@@ -7,8 +7,9 @@ use clap::{Parser, Subcommand};
 use callcenter::App;
 use callcenter::config::Settings;
 
-// glibc's malloc took about a seventh of the server's CPU on a records/list page (its
-// arenas and chunk consolidation); mimalloc's thread-local free lists take a fraction.
+// glibc's malloc (its arenas and chunk consolidation) took a large share of the server's
+// CPU on a records/list page; mimalloc's thread-local free lists take a fraction (figures
+// in bench/RESULTS.md, "Measurements behind the code's shape").
 // Built with `no_thp`: transparent huge pages on its arenas doubled the idle RSS.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

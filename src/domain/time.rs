@@ -40,7 +40,8 @@ impl ApiTime {
     }
 
     /// `FORMAT`, written field by field: `format(FORMAT)` would parse the pattern again
-    /// for every time of every row (6 % of a records/list request's CPU).
+    /// for every time of every row, a measurable share of a records/list request's CPU
+    /// (bench/RESULTS.md).
     pub fn format(&self, ms: i64) -> Result<String, OutOfRange> {
         let t = self.local(ms)?;
         Ok(format!(

@@ -116,8 +116,7 @@ impl TotalPlan {
     /// AND <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the
     /// range. Portable SQL; each backend binds them. Empty parts are left out of the
     /// statement rather than bound empty: PostgreSQL's generic plan still runs each one
-    /// (pgbench: a day's page and total with its four empty parts made 0.6–0.7× the
-    /// statements/s of the same without them).
+    /// (bench/RESULTS.md).
     pub(crate) fn parts(&self) -> impl Iterator<Item = (&'static str, &'static str, (i64, i64))> {
         const DAYS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_days";
         const HOURS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_stats";
@@ -163,8 +162,8 @@ pub(crate) fn records_page(dialect: Dialect, f: &RecordFilter, seek: Option<Seek
     push_record_total(&mut q, f);
     let offset = seek.map_or(f.page.offset(), |s| s.offset);
     // A page that skips rows takes its uuids from the index alone, then their rows: the
-    // rows it skips cost an index step each, not a fetch of the whole record each (on
-    // SQLite, 10 rows skipped: 0.4 ms against 1.9 ms; page 779 of 10: 35× the requests/s).
+    // rows it skips cost an index step each, not a fetch of the whole record each
+    // (bench/RESULTS.md).
     let deep = offset > 0;
     q.push(if deep {
         " AS total FROM call_records WHERE uuid IN (SELECT uuid FROM call_records"
@@ -296,8 +295,8 @@ fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
 
 /// ` LIMIT n` and, past the first page, ` OFFSET ?`. The page size is in the text, not
 /// bound: PostgreSQL plans each statement once (generic plans), and a LIMIT it cannot see
-/// it takes for a tenth of the rows (records/list of one call type at 10M records: 13 ms
-/// a request instead of 0.3 ms). Sizes are few; offsets would be many statements.
+/// it takes for a tenth of the rows, a plan many times slower (bench/RESULTS.md). Sizes
+/// are few; offsets would be many statements.
 fn push_page(q: &mut Sql, size: u32, offset: i64) {
     q.push(&format!(" LIMIT {size}"));
     if offset > 0 {

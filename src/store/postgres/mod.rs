@@ -134,7 +134,7 @@ impl PgStore {
     pub async fn connect(url: &str, events: StoreOptions) -> Result<PgStore> {
         // Generic plans: each statement's text already names its filter's columns, so a
         // plan per parameter value buys little, and planning the records/list query cost
-        // PostgreSQL more than running it (0.23 ms against 0.16 ms; half the requests/s).
+        // PostgreSQL more than running it (bench/RESULTS.md).
         // The statement it does help (stopTasks) asks for its own plans.
         let options = PgConnectOptions::from_str(url)?
             .application_name("callcenter")
@@ -391,7 +391,7 @@ impl Store for PgStore {
         let mut tx = self.pool.begin().await?;
         // Planned for the lists it is given: a generic plan (the pool's default) does not
         // know how many tasks they name, and walked every waiting task, matching each
-        // against the whole list (10,000 batchIds: 22 s instead of 0.3 s).
+        // against the whole list (bench/RESULTS.md).
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
         // One statement: waiting tasks end as stopped, calls in progress are flagged for
         // the node making them. (SET expressions see the row as it was.)

@@ -129,7 +129,7 @@ impl Store for SqliteStore {
         let mut tx = self.writer.begin().await?;
         // Tickets with an unfinished task keep it (a retried request must not ring twice).
         // Looked up by ticket: the `+` keeps the planner off the status index, which would
-        // walk every waiting task (60 ms a request with 200,000 waiting).
+        // walk every waiting task (bench/RESULTS.md).
         let open: HashMap<String, i64> = sqlx::query_as(&format!(
             "SELECT ticket_no, batch_id FROM tasks
              WHERE +status IN {OPEN} AND ticket_no IN (SELECT value FROM json_each(?))"

@@ -1,9 +1,9 @@
 //! The SQLite store's reads, through rusqlite on the thread that asks rather than through
 //! sqlx. sqlx gives each SQLite connection a thread of its own: every query is a hand-off
 //! to that thread and back, the rows come over a channel, and the pool pings the thread
-//! again when the connection is released. Under a dashboard's load that was 6.5 context
-//! switches and about 185 µs of CPU per records/list request, for some 20 µs of SQLite
-//! work (see bench/RESULTS.md). sqlx still does the writes: they go to one connection,
+//! again when the connection is released. Under a dashboard's load those hand-offs cost
+//! several times the SQLite work itself (figures in bench/RESULTS.md). sqlx still does the
+//! writes: they go to one connection,
 //! batched, and a hand-off per transaction costs little there.
 //!
 //! A read whose work is bounded by its page (a page read from an index, a total summed

@@ -20,7 +20,7 @@ pub(super) fn load(path: &Path, plan: SeedPlan) -> Result<()> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Helper threads for the sorts of the index builds, which sort runs of the page
-    // cache's size in parallel (a 10M-record seed: 37.9 s -> 36.3 s).
+    // cache's size in parallel (a little faster at 10M records: bench/RESULTS.md).
     conn.pragma_update(None, "cache_size", -16384)?;
     conn.pragma_update(None, "threads", 4)?;
     let tx = conn.transaction()?;
