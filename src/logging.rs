@@ -35,16 +35,20 @@ pub fn init(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
 /// which breaks a JSON log read by a collector): where, and the message.
 pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
-        let payload = info.payload();
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("a panic without a message");
+        let message = panic_message(info.payload());
         let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
         let thread = std::thread::current().name().unwrap_or("unnamed").to_string();
         tracing::error!(%location, thread, "panicked: {message}");
     }));
+}
+
+/// What a panic said: its message, whether it was formatted or a literal.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message")
 }
 
 #[cfg(test)]

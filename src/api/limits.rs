@@ -32,9 +32,9 @@ pub struct BodyRead {
     pub max_bytes: usize,
 }
 
-/// Receives the whole body before the handler runs, within `api.body_read_timeout_secs`
-/// of the request's head: a client that sends its body a byte now and then holds its place
-/// among the concurrent requests for that long, not for the whole request timeout.
+/// Receives the whole body before the request takes a place among the concurrent ones,
+/// within `api.body_read_timeout_secs` of its head: a client that sends its body a byte
+/// now and then holds its connection for that long, never a place.
 ///
 /// Too slow is HTTP 408 with code 408 (like 413, a status the client's own request earned),
 /// and the connection is closed: the rest of that body is not waited for.
@@ -62,11 +62,7 @@ pub async fn read_body(State(limit): State<BodyRead>, req: Request, next: Next) 
 /// A handler that panicked: the 500 envelope, and the panic in the log as one error line
 /// (the server goes on serving; the panic hook has logged where it happened).
 pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    let detail = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .or_else(|| panic.downcast_ref::<&str>().copied())
-        .unwrap_or("a panic without a message");
+    let detail = crate::logging::panic_message(panic.as_ref());
     ApiError::Internal(anyhow::anyhow!("the request's handler panicked: {detail}")).into_response()
 }
 
