@@ -6,7 +6,9 @@ mod common;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use callcenter::config::{CallingHours, NodeId, Settings, Timezone};
+use callcenter::config::Settings;
+use callcenter::dialer::{CallingHours, NodeId};
+use callcenter::domain::Timezone;
 use chrono::{NaiveDateTime, Timelike};
 use common::{ENDED, TestServer, ticket};
 use serde_json::{Value, json};

@@ -9,8 +9,8 @@ mod esl_server;
 use std::path::Path;
 use std::time::Duration;
 
-use callcenter::config::CarrierKind;
 use callcenter::domain::{HangupCause, Phone};
+use callcenter::telephony::CarrierKind;
 use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
 use callcenter::telephony::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,

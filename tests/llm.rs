@@ -12,11 +12,13 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use callcenter::agent::AgentKind;
 use callcenter::agent::llm::{LlmAgent, LlmSettings};
+use callcenter::agent::script::ScriptSettings;
 use callcenter::agent::{Agent, Reply, TaskContext, classify};
-use callcenter::config::{AgentKind, ScriptSettings, SimSettings};
 use callcenter::domain::{Phone, Turn};
 use callcenter::telephony::sim::SimCarrier;
+use callcenter::telephony::sim::SimSettings;
 use callcenter::telephony::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
 };

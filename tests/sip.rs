@@ -18,9 +18,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use baresip::Baresip;
-use callcenter::config::{CarrierKind, Settings};
+use callcenter::config::Settings;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
+use callcenter::telephony::CarrierKind;
 use callcenter::telephony::sip::tts::TtsEngine;
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
@@ -143,7 +144,7 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
     if Command::new("espeak-ng").arg("--version").output().is_ok() {
         settings.sip.tts_engine = TtsEngine::Espeak;
     }
-    let carrier = SipCarrier::new(&settings);
+    let carrier = SipCarrier::new(&settings.sip, Duration::from_secs(settings.dialer.max_call_secs));
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("ai_call/2025/08/16/21/call.wav");
     let request = DialRequest {

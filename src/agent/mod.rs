@@ -5,9 +5,38 @@ pub mod llm;
 pub mod script;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::Turn;
 use crate::telephony::{CallSession, HungUp};
+use llm::LlmSettings;
+use script::ScriptSettings;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    Script,
+    Llm,
+}
+
+/// The `[agent]` section: which agent talks (`kind`), and each agent's own settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSettings {
+    pub kind: AgentKind,
+    pub script: ScriptSettings,
+    pub llm: LlmSettings,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        AgentSettings {
+            kind: AgentKind::Script,
+            script: ScriptSettings::default(),
+            llm: LlmSettings::default(),
+        }
+    }
+}
 
 /// What the agent knows of the task it calls for.
 #[derive(Debug, Clone)]
@@ -116,18 +145,6 @@ pub trait Agent: Send + Sync + 'static {
     /// has ended. By default by rules on what the callee said.
     async fn intent(&self, _task: &TaskContext, dialogue: &[Turn]) -> String {
         intent_by_rules(dialogue).to_string()
-    }
-}
-
-/// The agent that `agent.kind` names.
-pub fn agent(settings: &crate::config::Settings) -> std::sync::Arc<dyn Agent> {
-    match settings.agent.kind {
-        crate::config::AgentKind::Script => {
-            std::sync::Arc::new(script::ScriptAgent::new(&settings.agent.script))
-        }
-        crate::config::AgentKind::Llm => {
-            std::sync::Arc::new(llm::LlmAgent::new(&settings.agent.llm, &settings.agent.script))
-        }
     }
 }
 

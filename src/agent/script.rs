@@ -5,11 +5,42 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use super::{Agent, Reply, TaskContext, classify};
-use crate::config::ScriptSettings;
 use crate::domain::Turn;
 use crate::telephony::{CallSession, Heard, HungUp};
+
+/// The script agent's lines. `{username}`, `{ticketType}` and `{ticketContent}` are
+/// replaced with the ticket's fields.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScriptSettings {
+    pub greeting: String,
+    pub body: String,
+    pub confirm: String,
+    pub on_confirmed: String,
+    pub on_question: String,
+    pub on_refused: String,
+    pub on_silence: String,
+    pub closing: String,
+}
+
+impl Default for ScriptSettings {
+    fn default() -> Self {
+        ScriptSettings {
+            greeting: "您好，请问是{username}吗？这里是客服中心的智能助理。".into(),
+            body: "关于您的{ticketType}：{ticketContent}".into(),
+            confirm: "请问您清楚了吗？".into(),
+            on_confirmed: "好的，感谢您的确认。".into(),
+            on_question: "您的问题我们已记录，稍后会有专人回电为您解答。再跟您确认一下要点：{ticketContent}"
+                .into(),
+            on_refused: "好的，打扰您了。".into(),
+            on_silence: "抱歉，我没有听清。".into(),
+            closing: "祝您生活愉快，再见。".into(),
+        }
+    }
+}
 
 /// How long to wait for the callee to answer the confirmation question.
 const LISTEN_WAIT: Duration = Duration::from_secs(8);

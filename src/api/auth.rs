@@ -21,7 +21,7 @@ fn is_protected(path: &str) -> bool {
 }
 
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let keys = &state.settings.auth.api_keys;
+    let keys = &state.config.auth.api_keys;
     if keys.is_empty() || !is_protected(req.uri().path()) {
         return next.run(req).await;
     }

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
-use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{Phone, now_ms};
 use crate::store::DncEntry;

@@ -1,6 +1,8 @@
 //! The JSON envelope every answer wears, the one error type that maps onto it, and the
 //! JSON extractor that turns any bad body into the envelope's 405 instead of axum's text.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -9,6 +11,9 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::AppState;
 
@@ -152,7 +157,7 @@ impl FromRequest<AppState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.settings.api.max_body_bytes;
+        let limit = state.config.api.max_body_bytes;
         Bytes::from_request(req, state).await.map(RawBody).map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::TooLarge(limit)
@@ -201,4 +206,54 @@ fn describe(serde_msg: &str) -> String {
 /// An enveloped answer with its own HTTP status (404, 405), outside the handlers.
 pub fn status(status: StatusCode, code: i32, msg: &str) -> Response {
     (status, EnvelopeCode(code), Json(Envelope { code, msg: msg.to_string(), data: () })).into_response()
+}
+
+/// Every answer that is not a success: `data` is null and `code` says what went wrong.
+/// A schema only: those answers are built by `ApiError` and `envelope::status`.
+pub struct ErrorEnvelope;
+
+impl PartialSchema for ErrorEnvelope {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(Self::DESCRIPTION))
+            .property(
+                "code",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .enum_values(Some([401, 404, 405, 408, 413, 500]))
+                    .description(Some(
+                        "405 bad parameters, 500 system error (also when overloaded or timed out), \
+                         401 missing or invalid API key, 413 body too large, 408 body not received \
+                         in time, 404 no such recording",
+                    )),
+            )
+            .required("code")
+            .property("msg", ObjectBuilder::new().schema_type(Type::String))
+            .required("msg")
+            .property("data", ObjectBuilder::new().schema_type(Type::Null))
+            .required("data")
+            .into()
+    }
+}
+
+impl ErrorEnvelope {
+    const DESCRIPTION: &str = "The answer when a request fails: `data` is null, `msg` says why in words a \
+        person reads.";
+}
+
+impl ToSchema for ErrorEnvelope {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorEnvelope")
+    }
+}
+
+// A schema only: those handlers return `Result<Json<T>, ApiError>`.
+/// The HTTP 200 answer of a request the handler may refuse: the success envelope (code 0),
+/// or the error envelope with code 405 (bad parameters) or 500 (a failure).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum Answer<T> {
+    Done(T),
+    Refused(ErrorEnvelope),
 }

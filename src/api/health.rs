@@ -61,12 +61,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             "unreachable".to_string()
         }
     };
-    let dialer = match (state.settings.dialer.enabled, state.dialer.running.load(Ordering::Relaxed)) {
+    let dialer = match (state.config.dialer_enabled, state.dialer.running.load(Ordering::Relaxed)) {
         (false, _) => "disabled",
         (true, true) => "running",
         (true, false) => "stopped",
     };
-    let r = &state.settings.recordings;
+    let r = &state.config.recordings;
     let recordings_failing = state.dialer.recordings.failures_in_a_row() >= r.failing_after;
     let recordings = if recordings_failing { "failing" } else { "ok" };
     let ready = database == "ok" && dialer != "stopped" && !(recordings_failing && r.unready_when_failing);

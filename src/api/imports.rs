@@ -167,12 +167,12 @@ pub struct Imported {
 #[utoipa::path(post, path = "/api/aicall/records/import", tag = "records", operation_id = "importRecords",
     request_body = Vec<RecordIn>, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
     responses((status = 200, description = "How many were new and how many were already there; or code 405 naming the bad record",
-        body = super::openapi::Answer<Envelope<Imported>>)))]
+        body = super::envelope::Answer<Envelope<Imported>>)))]
 pub async fn import(
     State(state): State<AppState>,
     ApiJson(rows): ApiJson<Vec<RecordIn>>,
 ) -> Result<Json<Envelope<Imported>>, ApiError> {
-    let max = state.settings.api.max_tasks_per_request;
+    let max = state.config.api.max_tasks_per_request;
     if rows.is_empty() {
         return Err(ApiError::bad("记录列表不能为空"));
     }
@@ -233,7 +233,7 @@ const RECORDING_VARIABLES: [&str; 4] =
     request_body(content = Object, description = "mod_json_cdr's JSON (or a `cdr=` form field holding it)"),
     security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
     responses((status = 200, description = "Stored (or already stored); or code 405 naming the bad field",
-        body = super::openapi::Answer<Envelope<CdrAccepted>>)))]
+        body = super::envelope::Answer<Envelope<CdrAccepted>>)))]
 pub async fn freeswitch_cdr(
     State(state): State<AppState>,
     RawBody(body): RawBody,
@@ -243,7 +243,7 @@ pub async fn freeswitch_cdr(
         _ => body.to_vec(),
     };
     let CdrBody(cdr) = super::envelope::parse_json(&json)?;
-    let record = cdr_record(&cdr, &state.time, &state.settings.recordings.dir).map_err(ApiError::bad)?;
+    let record = cdr_record(&cdr, &state.time, &state.config.recordings.dir).map_err(ApiError::bad)?;
     let imported = state.store.import_records(std::slice::from_ref(&record)).await? == 1;
     let answer = CdrAccepted { uuid: record.uuid, call_type: record.call_type.code().into(), imported };
     Ok(Envelope::ok_with("CDR 已接收", answer))

@@ -12,6 +12,7 @@ mod openapi;
 mod paging;
 mod recordings;
 mod records;
+mod settings;
 mod stats;
 mod tasks;
 
@@ -34,21 +35,19 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use crate::config::Settings;
 use crate::dialer::DialerSignals;
 use crate::domain::ApiTime;
 use crate::store::Store;
 
 pub use envelope::{ApiError, Envelope};
 pub use openapi::document as openapi_document;
-pub use records::RecordRow;
-pub use tasks::TaskRowJson;
+pub use settings::{ApiConfig, ApiSettings, AuthSettings};
 
 /// What every handler gets.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
-    pub settings: Arc<Settings>,
+    pub config: Arc<ApiConfig>,
     pub time: ApiTime,
     pub dialer: DialerSignals,
 }
@@ -136,7 +135,7 @@ pub fn router(state: AppState) -> Router {
 /// What stands around every route, innermost first: the body limit, the limits on
 /// time and concurrency, API keys, CORS, panics caught, the access log and the metrics.
 fn around(app: Router<AppState>, state: AppState) -> Router {
-    let api = &state.settings.api;
+    let api = &state.config.api;
     let limits = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(limits::refused))
         .load_shed()
@@ -157,7 +156,7 @@ fn around(app: Router<AppState>, state: AppState) -> Router {
         // requests being served, so slow uploads cannot make the server refuse the rest.
         .layer(middleware::from_fn_with_state(body_read, limits::read_body))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
-        .layer(ServiceBuilder::new().option_layer(limits::cors(&state.settings.server.cors_origins)))
+        .layer(ServiceBuilder::new().option_layer(limits::cors(&state.config.cors_origins)))
         .layer(CatchPanicLayer::custom(limits::panicked))
         .layer(
             // One line per request at info: method, path, status, latency (no bodies, so
@@ -195,12 +194,11 @@ mod tests {
     #[tokio::test]
     async fn a_handler_that_panics_answers_the_500_envelope_and_the_next_request_is_served() {
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings::default();
-        settings.database.url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let state = AppState {
-            store: crate::store::connect(&settings.database.url, Default::default()).await.unwrap(),
-            time: ApiTime(settings.timezone.0),
-            settings: Arc::new(settings),
+            store: crate::store::connect(&url, Default::default()).await.unwrap(),
+            time: ApiTime(chrono_tz::UTC),
+            config: Arc::new(ApiConfig::default()),
             dialer: DialerSignals::default(),
         };
         async fn boom() -> &'static str {

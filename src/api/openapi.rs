@@ -3,15 +3,14 @@
 //! route stands behind (the API key, the body limit, the load shedder and the timeout)
 //! are added here, once, to every operation they apply to.
 
-use std::borrow::Cow;
-
 use axum::Json;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::OneOfBuilder;
 use utoipa::openapi::{Content, Ref, RefOr};
-use utoipa::{OpenApi, PartialSchema, ToSchema};
+use utoipa::{OpenApi, ToSchema};
 
+use super::envelope::ErrorEnvelope;
 use super::{console, dnc, health, imports, recordings, records, stats, tasks};
 
 #[derive(OpenApi)]
@@ -48,56 +47,6 @@ use super::{console, dnc, health, imports, recordings, records, stats, tasks};
     modifiers(&Security, &LayerAnswers)
 )]
 struct ApiDoc;
-
-/// Every answer that is not a success: `data` is null and `code` says what went wrong.
-/// A schema only: those answers are built by `ApiError` and `envelope::status`.
-pub struct ErrorEnvelope;
-
-impl PartialSchema for ErrorEnvelope {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .description(Some(Self::DESCRIPTION))
-            .property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::Integer)
-                    .enum_values(Some([401, 404, 405, 408, 413, 500]))
-                    .description(Some(
-                        "405 bad parameters, 500 system error (also when overloaded or timed out), \
-                         401 missing or invalid API key, 413 body too large, 408 body not received \
-                         in time, 404 no such recording",
-                    )),
-            )
-            .required("code")
-            .property("msg", ObjectBuilder::new().schema_type(Type::String))
-            .required("msg")
-            .property("data", ObjectBuilder::new().schema_type(Type::Null))
-            .required("data")
-            .into()
-    }
-}
-
-impl ErrorEnvelope {
-    const DESCRIPTION: &str = "The answer when a request fails: `data` is null, `msg` says why in words a \
-        person reads.";
-}
-
-impl ToSchema for ErrorEnvelope {
-    fn name() -> Cow<'static, str> {
-        Cow::Borrowed("ErrorEnvelope")
-    }
-}
-
-// A schema only: those handlers return `Result<Json<T>, ApiError>`.
-/// The HTTP 200 answer of a request the handler may refuse: the success envelope (code 0),
-/// or the error envelope with code 405 (bad parameters) or 500 (a failure).
-#[derive(ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)]
-pub enum Answer<T> {
-    Done(T),
-    Refused(ErrorEnvelope),
-}
 
 struct Security;
 

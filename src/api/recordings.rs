@@ -12,8 +12,8 @@ use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
 use super::AppState;
+use super::envelope::ErrorEnvelope;
 use super::envelope::{self, ApiError};
-use super::openapi::ErrorEnvelope;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -76,8 +76,8 @@ pub async fn file(
     let missing = || envelope::status(StatusCode::NOT_FOUND, 404, "录音文件不存在");
     // Canonical paths, so a symlink cannot lead outside the recordings directory.
     let (Ok(root), Ok(path)) = (
-        tokio::fs::canonicalize(&state.settings.recordings.dir).await,
-        tokio::fs::canonicalize(state.settings.recordings.dir.join(relative)).await,
+        tokio::fs::canonicalize(&state.config.recordings.dir).await,
+        tokio::fs::canonicalize(state.config.recordings.dir.join(relative)).await,
     ) else {
         return Ok(missing());
     };

@@ -5,14 +5,13 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
+use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, PageEnvelope, RequestBody, must_be_object};
-use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, CallType, RecordFilter};
-use crate::store::CallRecord;
+use crate::views::RecordRow;
 
 /// records/list. Integers may also be sent as numeric strings; blank strings mean no filter.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,56 +89,6 @@ fn parse_call_type(raw: Option<String>) -> Result<CallType, ApiError> {
         .map_err(|_| ApiError::bad(format!("callType 应为 01、02 或 03（不支持混合查询），收到 \"{raw}\"")))
 }
 
-/// One row of records/list, field for field as the spec shows it.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct RecordRow {
-    uuid: String,
-    telephone: String,
-    call_type: &'static str,
-    callout_time: String,
-    answered_time: String,
-    call_end_time: String,
-    hangup_cause: String,
-    wav_file_url: String,
-    #[schema(value_type = Vec<crate::domain::Turn>)]
-    dialogue: Box<RawValue>,
-    extnum: Option<String>,
-    time_len: i64,
-    /// Beyond the spec: the outcome of an answered AI call (已确认, 拒绝, 需回访, 无效 …), else "".
-    intent: String,
-}
-
-impl RecordRow {
-    pub fn new(r: CallRecord, time: &ApiTime, public_url: &str) -> Result<RecordRow, ApiError> {
-        let wav_file_url = if !r.wav_url.is_empty() {
-            r.wav_url
-        } else if r.wav_path.is_empty() {
-            String::new()
-        } else {
-            format!("{}/recordings/files?filename={}", public_url.trim_end_matches('/'), r.wav_path)
-        };
-        let broken = |what: String| ApiError::Internal(anyhow::anyhow!("record {} has {what}", r.uuid));
-        let format = |ms: i64| time.format(ms).map_err(|e| broken(format!("a bad time: {e}")));
-        let dialogue =
-            RawValue::from_string(r.dialogue_json).map_err(|e| broken(format!("a bad dialogue: {e}")))?;
-        Ok(RecordRow {
-            call_type: r.call_type.code(),
-            callout_time: format(r.callout_ms)?,
-            answered_time: r.answered_ms.map(format).transpose()?.unwrap_or_default(),
-            call_end_time: format(r.ended_ms)?,
-            hangup_cause: r.hangup_cause,
-            wav_file_url,
-            dialogue,
-            extnum: r.extnum,
-            time_len: r.time_len,
-            intent: r.intent,
-            telephone: r.telephone,
-            uuid: r.uuid,
-        })
-    }
-}
-
 #[utoipa::path(post, path = "/api/aicall/records/list", tag = "records", operation_id = "recordsList",
     request_body = RecordListRequest, security(("bearer" = []), ("apiKey" = []), ("basic" = [])),
     responses((status = 200, description = "Ended calls, newest first; or code 405 for bad parameters",
@@ -150,11 +99,11 @@ pub async fn list(
 ) -> Result<Json<PageEnvelope<RecordRow>>, ApiError> {
     let filter = req.into_filter(&state.time)?;
     let page = state.store.list_records(&filter).await?;
-    let public_url = &state.settings.server.public_url;
+    let public_url = &state.config.public_url;
     let rows = page
         .rows
         .into_iter()
-        .map(|r| RecordRow::new(r, &state.time, public_url))
+        .map(|r| RecordRow::new(r, &state.time, public_url).map_err(|e| ApiError::Internal(e.into())))
         .collect::<Result<_, _>>()?;
     Ok(PageEnvelope::ok(page.total, rows))
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, RequestBody, must_be_object};
-use super::openapi::Answer;
 use super::{AppState, lenient};
 use crate::domain::{CallType, OUTCOME_CLASSES, now_ms};
 

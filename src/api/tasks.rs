@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, Null, PageEnvelope, RequestBody, must_be_object};
-use super::openapi::Answer;
 use super::{AppState, lenient, paging};
 use crate::domain::{ApiTime, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
-use crate::store::TaskRow;
+use crate::views::TaskRowJson;
 
 /// calltask/list. Integers may also be sent as numeric strings; blank strings mean no filter.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -68,47 +68,6 @@ impl TaskListRequest {
             status,
             page,
         })
-    }
-}
-
-/// One row of calltask/list: the spec's fields, then the promised call statistics.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskRowJson {
-    batch_id: i64,
-    task_type: i64,
-    #[serde(rename = "createtime")]
-    created: i64,
-    stop_time: Option<i64>,
-    connected: bool,
-    ticket_no: String,
-    phone: String,
-    username: String,
-    ticket_type: String,
-    ticket_content: String,
-    /// 待呼叫, 呼叫中, 等待重呼, 已完成, 已停止 or 已拦截.
-    status: &'static str,
-    call_count: i64,
-    last_hangup_cause: Option<String>,
-}
-
-impl From<TaskRow> for TaskRowJson {
-    fn from(t: TaskRow) -> TaskRowJson {
-        TaskRowJson {
-            batch_id: t.batch_id,
-            task_type: t.task_type,
-            created: t.created_ms,
-            stop_time: t.stopped_ms,
-            connected: t.connected,
-            ticket_no: t.ticket_no,
-            phone: t.phone,
-            username: t.username,
-            ticket_type: t.ticket_type,
-            ticket_content: t.ticket_content,
-            status: t.status.label(),
-            call_count: t.call_count,
-            last_hangup_cause: t.last_hangup_cause,
-        }
     }
 }
 
@@ -207,7 +166,7 @@ pub async fn create(
     State(state): State<AppState>,
     ApiJson(tickets): ApiJson<Vec<TicketIn>>,
 ) -> Result<Json<Envelope<Vec<Created>>>, ApiError> {
-    let tasks = parse_tickets(tickets, state.settings.api.max_tasks_per_request)?;
+    let tasks = parse_tickets(tickets, state.config.api.max_tasks_per_request)?;
     let ids = state.store.create_tasks(&tasks, now_ms()).await?;
     state.dialer.wake.notify_one();
     let data = tasks

@@ -34,7 +34,7 @@ pub(super) async fn place(
     mut handles: CallHandles,
     recordings: &RecordingHealth,
 ) {
-    let d = &inner.settings.dialer;
+    let d = &inner.settings;
     // The call's start is this node's clock at the claim.
     let started = inner.time.local(task.call_started_ms).expect("the clock's time is in range");
     let relative = recording::relative_path(&task.call_uuid, started);
@@ -45,7 +45,7 @@ pub(super) async fn place(
                 call_id: task.call_uuid.clone(),
                 phone,
                 ring_timeout: Duration::from_secs(d.ring_timeout_secs),
-                recording: Some(inner.settings.recordings.dir.join(&relative)),
+                recording: Some(inner.recordings_dir.join(&relative)),
             };
             converse(inner, &task, request, &mut handles).await
         }
@@ -135,7 +135,7 @@ async fn converse(
     };
     let mut session = session;
     let mut dialogue = Vec::new();
-    let max_call = Duration::from_secs(inner.settings.dialer.max_call_secs);
+    let max_call = Duration::from_secs(inner.settings.max_call_secs);
     let reason = match fenced {
         Some(_) => HangupReason::LeaseLost,
         None if refused => HangupReason::LeaseLost,
@@ -252,7 +252,7 @@ pub(super) fn next_step(
 }
 
 async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: String, ended_ms: i64) {
-    let d = &inner.settings.dialer;
+    let d = &inner.settings;
     let next = next_step(
         &outcome.cause,
         outcome.answered_ms.is_some(),

@@ -8,9 +8,11 @@
 mod call;
 mod group_commit;
 mod hours;
+mod settings;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,12 +24,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::Agent;
-use crate::config::Settings;
 use crate::domain::{ApiTime, CallIdGenerator, now_ms};
 use crate::recording::RecordingHealth;
 use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
+pub use hours::CallingHours;
+pub use settings::{DialerSettings, NodeId};
 
 /// The shortest lease: how long a claim holds without a heartbeat; another node takes the
 /// call over after.
@@ -181,7 +184,9 @@ struct Inner {
     store: Arc<dyn Store>,
     carrier: Arc<dyn Carrier>,
     agent: Arc<dyn Agent>,
-    settings: Arc<Settings>,
+    settings: DialerSettings,
+    /// `recordings.dir`: where answered calls' recordings go.
+    recordings_dir: PathBuf,
     time: ApiTime,
     ids: CallIdGenerator,
     calls: Calls,
@@ -197,19 +202,21 @@ impl Dialer {
         store: Arc<dyn Store>,
         carrier: Arc<dyn Carrier>,
         agent: Arc<dyn Agent>,
-        settings: Arc<Settings>,
+        settings: DialerSettings,
+        time: ApiTime,
+        recordings_dir: PathBuf,
     ) -> Dialer {
-        let node = settings.dialer.node_id.0.clone();
-        let tz = settings.timezone.0;
+        let node = settings.node_id.0.clone();
         let timing = Timing::new(carrier.far_end_expiry());
         Dialer {
             inner: Arc::new(Inner {
                 store: store.clone(),
                 carrier,
                 agent,
-                ids: CallIdGenerator::new(&node, tz),
-                time: ApiTime(tz),
+                ids: CallIdGenerator::new(&node, time.0),
+                time,
                 settings,
+                recordings_dir,
                 calls: Calls::default(),
                 answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
                 finishes: GroupCommit::spawn(Finishes(store.clone())),
@@ -237,7 +244,7 @@ impl Dialer {
         claim_loop(&inner, &tracker, &signals, &shutdown).await;
         signals.running.store(false, Ordering::Relaxed);
 
-        let grace = Duration::from_secs(inner.settings.dialer.shutdown_grace_secs);
+        let grace = Duration::from_secs(inner.settings.shutdown_grace_secs);
         if !inner.calls.is_empty() {
             tracing::info!(calls = inner.calls.ids().len(), ?grace, "waiting for calls in progress to end");
         }
@@ -260,7 +267,7 @@ async fn claim_loop(
     signals: &DialerSignals,
     shutdown: &CancellationToken,
 ) {
-    let d = &inner.settings.dialer;
+    let d = &inner.settings;
     let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
     let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
     // No burst: starts are spaced 1/cps apart, so no one-second window (a carrier's CPS
@@ -373,7 +380,7 @@ fn claim_rules(inner: &Inner, now: i64) -> ClaimRules {
     let midnight =
         |d: chrono::NaiveDate| inner.time.parse(&format!("{} 00:00:00", d.format("%Y-%m-%d"))).unwrap_or(now);
     ClaimRules {
-        per_number_daily_cap: inner.settings.dialer.max_calls_per_number_per_day,
+        per_number_daily_cap: inner.settings.max_calls_per_number_per_day,
         today_from_ms: midnight(today),
         today_until_ms: midnight(today.succ_opt().unwrap_or(today)),
     }
@@ -449,19 +456,24 @@ async fn check_stops(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::sip::{SipCarrier, asr, tts};
+    use crate::telephony::sim::{SimCarrier, SimSettings};
+    use crate::telephony::sip::{SipCarrier, SipSettings, asr, tts};
 
     fn sip_timing(session_expires_secs: u64) -> Timing {
-        let mut settings = Settings::default();
-        settings.sip.session_expires_secs = session_expires_secs;
-        let carrier =
-            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        let settings = SipSettings { session_expires_secs, ..SipSettings::default() };
+        let max_call = Duration::from_secs(300);
+        let carrier = SipCarrier::with_engines(
+            &settings,
+            max_call,
+            Arc::new(tts::Synthetic),
+            Arc::new(asr::Placeholder),
+        );
         Timing::new(carrier.far_end_expiry())
     }
 
     #[test]
     fn a_carrier_that_takes_any_timer_keeps_the_30_s_lease() {
-        let sim = crate::telephony::sim::SimCarrier::new(&Settings::default().sim);
+        let sim = SimCarrier::new(&SimSettings::default());
         let t = Timing::new(sim.far_end_expiry());
         let secs = |d: Duration| d.as_secs();
         assert_eq!((secs(t.lease), secs(t.fence_after), secs(t.far_end)), (30, 15, 20));

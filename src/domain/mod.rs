@@ -12,7 +12,7 @@ pub use hangup::{HangupCause, OUTCOME_CLASSES, outcome_class};
 pub use phone::Phone;
 pub use query::{Page, RecordFilter, TaskFilter};
 pub use status::{CallType, TaskStatus};
-pub use time::{ApiTime, OutOfRange, check_call_time, now_ms};
+pub use time::{ApiTime, OutOfRange, Timezone, check_call_time, now_ms};
 
 use serde::{Deserialize, Serialize};
 

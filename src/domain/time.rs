@@ -1,5 +1,32 @@
 use chrono::{DateTime, Datelike, LocalResult, NaiveDateTime, TimeZone, Timelike};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// An IANA time zone name, checked when the settings load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Timezone(pub chrono_tz::Tz);
+
+impl Default for Timezone {
+    fn default() -> Self {
+        Timezone(chrono_tz::Asia::Shanghai)
+    }
+}
+
+impl TryFrom<String> for Timezone {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        name.parse()
+            .map(Timezone)
+            .map_err(|_| format!("unknown time zone `{name}` (expected an IANA name such as Asia/Shanghai)"))
+    }
+}
+
+impl From<Timezone> for String {
+    fn from(tz: Timezone) -> String {
+        tz.0.name().to_string()
+    }
+}
 
 const FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 

@@ -10,6 +10,26 @@ use std::time::Duration;
 
 use chrono::DateTime;
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+/// The `[recordings]` section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSettings {
+    pub dir: PathBuf,
+    /// Answered calls in a row without a recording after which /readyz says
+    /// `recordings: failing`.
+    pub failing_after: u32,
+    /// Whether /readyz also answers 503 while recordings are failing (off: calls go on
+    /// without recordings, and only the readiness data and the metric say so).
+    pub unready_when_failing: bool,
+}
+
+impl Default for RecordingSettings {
+    fn default() -> Self {
+        RecordingSettings { dir: "data/recordings".into(), failing_after: 3, unready_when_failing: false }
+    }
+}
 
 /// Telephone-band audio: 8 kHz mono, 16-bit PCM.
 pub const SAMPLE_RATE: u32 = 8000;

@@ -5,6 +5,7 @@ mod deadline;
 mod postgres;
 mod rows;
 mod seed;
+mod settings;
 mod sql;
 mod sqlite;
 
@@ -20,6 +21,7 @@ use sql::{Dialect, Sql};
 use crate::domain::{CallType, HangupCause, NewTask, Page, RecordFilter, TaskFilter, TaskStatus, Turn};
 
 pub use postgres::PgStore;
+pub use settings::DatabaseSettings;
 pub use sqlite::SqliteStore;
 
 pub type Result<T> = std::result::Result<T, StoreError>;

@@ -10,8 +10,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{HangupCause, Phone};
+
+/// Which carrier places the calls (`dialer.carrier`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CarrierKind {
+    Sim,
+    Sip,
+    Freeswitch,
+}
 
 /// One attempt to place.
 #[derive(Debug, Clone)]
@@ -113,15 +123,4 @@ pub trait CallSession: Send {
     /// Ends the call (if the callee has not already) and closes the recording.
     /// The cause is the callee's own if they hung up first.
     async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd;
-}
-
-/// The carrier that `dialer.carrier` names.
-pub fn carrier(settings: &crate::config::Settings) -> std::sync::Arc<dyn Carrier> {
-    match settings.dialer.carrier {
-        crate::config::CarrierKind::Sim => std::sync::Arc::new(sim::SimCarrier::new(&settings.sim)),
-        crate::config::CarrierKind::Sip => std::sync::Arc::new(sip::SipCarrier::new(settings)),
-        crate::config::CarrierKind::Freeswitch => {
-            std::sync::Arc::new(freeswitch::FreeswitchCarrier::from_settings(settings))
-        }
-    }
 }

@@ -13,12 +13,32 @@ use async_trait::async_trait;
 use rand::rngs::SmallRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, sleep, sleep_until};
 
 use super::{CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive};
-use crate::config::SimSettings;
 use crate::domain::{HangupCause, now_ms};
 use crate::recording;
+
+/// The `[sim]` section: the simulated carrier's callees.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimSettings {
+    /// Probability that an ordinary number answers.
+    pub answer_rate: f64,
+    /// Scales ringing and talking time; 0 = instant.
+    pub time_scale: f64,
+    pub seed: u64,
+    /// A file the carrier appends one JSON line to per answered call, with the call's
+    /// answer and end as the carrier's side saw them; empty: none.
+    pub call_log: PathBuf,
+}
+
+impl Default for SimSettings {
+    fn default() -> Self {
+        SimSettings { answer_rate: 0.7, time_scale: 1.0, seed: 42, call_log: PathBuf::new() }
+    }
+}
 
 /// Speaking pace of both sides, per character of text.
 const PER_CHAR: Duration = Duration::from_millis(250);

@@ -8,15 +8,44 @@ use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{RecordRow, TaskRowJson};
-use crate::config::Settings;
 use crate::domain::{ApiTime, now_ms};
 use crate::store::{EventOutcome, OutboxEvent, Store};
+use crate::views::{RecordRow, TaskRowJson};
+
+/// Completion webhooks. Empty `url`: none are sent (and no events are kept).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    pub url: String,
+    /// HMAC-SHA256 key of `X-Callcenter-Signature`.
+    pub secret: String,
+    /// Give an event up when it could not be delivered for this long.
+    pub max_age_secs: u64,
+    /// How long one delivery may take.
+    pub timeout_secs: u64,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        WebhookSettings { url: String::new(), secret: String::new(), max_age_secs: 86_400, timeout_secs: 10 }
+    }
+}
+
+impl std::fmt::Debug for WebhookSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookSettings")
+            .field("url", &self.url)
+            .field("secret", &if self.secret.is_empty() { "" } else { "(hidden)" })
+            .field("max_age_secs", &self.max_age_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
 
 /// How long a node holds an event it is delivering before another may take it.
 const LEASE: Duration = Duration::from_secs(60);
@@ -45,18 +74,25 @@ pub struct Event {
 
 pub struct Deliverer {
     store: Arc<dyn Store>,
-    settings: Arc<Settings>,
+    settings: WebhookSettings,
     client: reqwest::Client,
     time: ApiTime,
+    /// `server.public_url`, for the record's `wavFileUrl`.
+    public_url: String,
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<dyn Store>, settings: Arc<Settings>) -> anyhow::Result<Deliverer> {
+    pub fn new(
+        store: Arc<dyn Store>,
+        settings: WebhookSettings,
+        time: ApiTime,
+        public_url: String,
+    ) -> anyhow::Result<Deliverer> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(settings.webhook.timeout_secs))
+            .timeout(Duration::from_secs(settings.timeout_secs))
             .user_agent(concat!("callcenter/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(Deliverer { store, time: ApiTime(settings.timezone.0), settings, client })
+        Ok(Deliverer { store, settings, client, time, public_url })
     }
 
     /// Delivers until `shutdown`; `written` wakes it when this node wrote events.
@@ -83,7 +119,7 @@ impl Deliverer {
     }
 
     async fn deliver(&self, event: OutboxEvent) {
-        let max_age = Duration::from_secs(self.settings.webhook.max_age_secs);
+        let max_age = Duration::from_secs(self.settings.max_age_secs);
         let age = || Duration::from_millis((now_ms() - event.created_ms).max(0) as u64);
         // Past max_age an event is not tried again: a receiver that comes back later
         // must not get it then.
@@ -118,10 +154,7 @@ impl Deliverer {
             Some(uuid) => {
                 let record = self.store.record(uuid).await.map_err(|e| e.to_string())?;
                 let record = record.ok_or_else(|| format!("record {uuid} not found"))?;
-                Some(
-                    RecordRow::new(record, &self.time, &self.settings.server.public_url)
-                        .map_err(|e| e.to_string())?,
-                )
+                Some(RecordRow::new(record, &self.time, &self.public_url).map_err(|e| e.to_string())?)
             }
             None => None,
         };
@@ -136,12 +169,12 @@ impl Deliverer {
         let timestamp = (now_ms() / 1000).to_string();
         let res = self
             .client
-            .post(&self.settings.webhook.url)
+            .post(&self.settings.url)
             .header("content-type", "application/json")
             .header("x-callcenter-event-id", &event.event_id)
             .header("x-callcenter-event", &event.event_type)
             .header("x-callcenter-timestamp", &timestamp)
-            .header("x-callcenter-signature", signature(&self.settings.webhook.secret, &timestamp, &body))
+            .header("x-callcenter-signature", signature(&self.settings.secret, &timestamp, &body))
             .body(body)
             .send()
             .await

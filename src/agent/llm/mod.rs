@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use self::client::{ChatClient, Event, Finish, Message, ModelError, Usage};
 use self::prompt::{Control, OPENING_CUE, SILENCE_CUE, TRANSFER};
 use super::script::ScriptAgent;
+use super::script::ScriptSettings;
 use super::{Agent, TaskContext, intent_by_rules};
-use crate::config::ScriptSettings;
 use crate::domain::Turn;
 use crate::telephony::{CallSession, Heard, HungUp};
 

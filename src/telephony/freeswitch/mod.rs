@@ -150,20 +150,6 @@ impl FreeswitchCarrier {
         let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });
         FreeswitchCarrier { link, plan: Arc::new(plan) }
     }
-
-    /// The carrier `dialer.carrier = "freeswitch"` selects.
-    pub fn from_settings(settings: &crate::config::Settings) -> FreeswitchCarrier {
-        if settings.dialer.calling_hours.is_always() {
-            tracing::warn!(
-                "dialer.calling_hours is 00:00-24:00 with a real carrier: people may be called at night; \
-                 set a window such as \"08:00-21:00\""
-            );
-        }
-        let fs = &settings.freeswitch;
-        tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");
-        let max_call = Duration::from_secs(settings.dialer.max_call_secs);
-        FreeswitchCarrier::new(fs, &settings.recordings.dir, max_call)
-    }
 }
 
 impl Plan {

@@ -36,7 +36,6 @@ use self::signalling::{DialogEvents, Ua, UaConfig};
 use self::tts::{Tts, TtsEngine};
 use self::vad::VadParams;
 use super::{Carrier, DialRequest, DialResult};
-use crate::config::Settings;
 use crate::domain::HangupCause;
 
 /// `[sip]`: the trunk, who we call as, where we listen, and how we speak and hear.
@@ -172,8 +171,8 @@ pub struct SipCarrier {
 
 impl SipCarrier {
     /// The carrier with the engines `[sip]` names.
-    pub fn new(settings: &Settings) -> SipCarrier {
-        let s = &settings.sip;
+    /// `max_call` is `dialer.max_call_secs`.
+    pub fn new(s: &SipSettings, max_call: Duration) -> SipCarrier {
         let tts: Arc<dyn Tts> = match s.tts_engine {
             TtsEngine::Espeak => {
                 if !tts::installed("espeak-ng") {
@@ -199,24 +198,22 @@ impl SipCarrier {
         } else {
             Arc::new(asr::CommandAsr { argv: s.asr_command.clone() })
         };
-        if settings.dialer.calling_hours.is_always() {
-            tracing::warn!(
-                "sip: dialer.calling_hours is \"00:00-24:00\": real people will be called at any hour, \
-                 at night too; set a window such as \"08:00-21:00\""
-            );
-        }
-        Self::with_engines(settings, tts, asr)
+        Self::with_engines(s, max_call, tts, asr)
     }
 
     /// The carrier with your own speech engines (a cloud TTS or ASR, say).
-    pub fn with_engines(settings: &Settings, tts: Arc<dyn Tts>, asr: Arc<dyn asr::Asr>) -> SipCarrier {
-        let s = &settings.sip;
+    pub fn with_engines(
+        s: &SipSettings,
+        max_call: Duration,
+        tts: Arc<dyn Tts>,
+        asr: Arc<dyn asr::Asr>,
+    ) -> SipCarrier {
         let vad = VadParams {
             threshold: f64::from(s.vad_threshold),
             silence: Duration::from_millis(s.vad_silence_ms),
             min_voiced_frames: 3,
         };
-        let longest = Duration::from_secs(settings.dialer.max_call_secs + 60);
+        let longest = max_call + Duration::from_secs(60);
         SipCarrier {
             settings: s.clone(),
             ua: OnceCell::new(),
@@ -457,17 +454,19 @@ mod tests {
 
     #[test]
     fn caller_ids_rotate_call_by_call() {
-        let mut settings = Settings::default();
-        settings.sip.caller_ids = vec!["1001".into(), "1002".into()];
-        let carrier =
-            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        let carrier_with = |s: &SipSettings| {
+            let max_call = Duration::from_secs(300);
+            SipCarrier::with_engines(s, max_call, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder))
+        };
+        let mut settings =
+            SipSettings { caller_ids: vec!["1001".into(), "1002".into()], ..Default::default() };
+        let carrier = carrier_with(&settings);
         let ids: Vec<String> = (0..3).map(|_| carrier.caller_id()).collect();
         assert_eq!(ids, ["1001", "1002", "1001"]);
 
-        settings.sip.caller_ids.clear();
-        settings.sip.username = "trunkuser".into();
-        let carrier =
-            SipCarrier::with_engines(&settings, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder));
+        settings.caller_ids.clear();
+        settings.username = "trunkuser".into();
+        let carrier = carrier_with(&settings);
         assert_eq!(carrier.caller_id(), "trunkuser");
     }
 }
