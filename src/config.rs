@@ -20,6 +20,7 @@ use crate::recording::RecordingSettings;
 use crate::server::ServerSettings;
 use crate::store::DatabaseSettings;
 use crate::telephony::CarrierKind;
+use crate::telephony::asr::{AsrEngine, AsrSettings};
 use crate::telephony::freeswitch::FreeswitchSettings;
 use crate::telephony::sim::SimSettings;
 use crate::telephony::sip::SipSettings;
@@ -42,6 +43,7 @@ pub struct Settings {
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
+    pub asr: AsrSettings,
     pub agent: AgentSettings,
 }
 
@@ -96,11 +98,28 @@ impl Settings {
             };
             figment = figment.merge((key.as_str(), value));
         }
-        let settings: Settings = figment.extract().map_err(|e| {
+        let mut settings: Settings = figment.extract().map_err(|e| {
             e.into_iter().map(|e| format!("invalid configuration: {e}")).collect::<Vec<_>>().join("\n")
         })?;
+        warnings.extend(settings.take_moved_keys());
         settings.validate()?;
         Ok(Loaded { settings, warnings })
+    }
+
+    /// Keys that moved keep working where they used to be: their value goes to the new key
+    /// (unless that one is set), with a warning to move it.
+    fn take_moved_keys(&mut self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.sip.asr_command.is_empty() {
+            warnings.push(
+                "sip.asr_command is deprecated: set asr.engine = \"command\" and asr.command instead".into(),
+            );
+            if self.asr.engine == AsrEngine::None {
+                self.asr.engine = AsrEngine::Command;
+                self.asr.command = std::mem::take(&mut self.sip.asr_command);
+            }
+        }
+        warnings
     }
 
     /// Ranges that types alone do not express.
@@ -109,6 +128,7 @@ impl Settings {
         if self.dialer.carrier == CarrierKind::Sip {
             self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
+        self.asr.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),
@@ -276,6 +296,27 @@ mod tests {
         let loaded = Settings::load_from(None, None, &vars).unwrap();
         assert_eq!(loaded.warnings.len(), 1);
         assert!(loaded.warnings[0].contains("CALLCENTER__DIALER__MAX_ATEMPTS"));
+    }
+
+    #[test]
+    fn a_moved_key_keeps_working_with_a_warning_to_move_it() {
+        let f = file("[sip]\nasr_command = [\"recognize\", \"{wav}\"]\n");
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        assert_eq!(loaded.settings.asr.engine, AsrEngine::Command);
+        assert_eq!(loaded.settings.asr.command, ["recognize", "{wav}"]);
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("sip.asr_command is deprecated")),
+            "{:?}",
+            loaded.warnings
+        );
+
+        // The new key wins where both are set.
+        let f = file(
+            "[sip]\nasr_command = [\"old\"]\n[asr]\nengine = \"openai\"\nurl = \"http://asr:8080/v1\"\n",
+        );
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        assert_eq!(loaded.settings.asr.engine, AsrEngine::Openai);
+        assert_eq!(loaded.warnings.len(), 1);
     }
 
     #[test]

@@ -31,6 +31,7 @@ use crate::dialer::{Dialer, DialerSignals};
 use crate::domain::ApiTime;
 use crate::server::ConnectionLimits;
 use crate::store::StoreOptions;
+use crate::telephony::asr::{self, AsrEngine};
 use crate::telephony::{Carrier, CarrierKind};
 
 /// A built server: store open and migrated, listener bound, not yet serving.
@@ -125,9 +126,22 @@ fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
              hour, at night too; set a window such as \"08:00-21:00\""
         );
     }
+    match (settings.dialer.carrier, settings.asr.engine) {
+        (CarrierKind::Sip, AsrEngine::None) => tracing::warn!(
+            "asr.engine is \"none\" with a SIP trunk: the agent hears what callees say only as \
+             [语音 N秒]; set [asr] (an OpenAI-compatible transcription server, or a command)"
+        ),
+        (CarrierKind::Freeswitch, engine) if engine != AsrEngine::None => tracing::warn!(
+            "[asr] is not used with dialer.carrier = \"freeswitch\": FreeSWITCH calls are heard \
+             through FreeSWITCH's own speech detection"
+        ),
+        _ => {}
+    }
     match settings.dialer.carrier {
         CarrierKind::Sim => Arc::new(SimCarrier::new(&settings.sim)),
-        CarrierKind::Sip => Arc::new(SipCarrier::new(&settings.sip, max_call)),
+        CarrierKind::Sip => {
+            Arc::new(SipCarrier::new(&settings.sip, asr::recogniser(&settings.asr), max_call))
+        }
         CarrierKind::Freeswitch => {
             let fs = &settings.freeswitch;
             tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");

@@ -68,6 +68,10 @@ fn describe() {
         "Answered calls whose recording could not be written"
     );
     describe_counter!(
+        "callcenter_asr_failures_total",
+        "Callee turns the recogniser could not hear (each stored as [语音 N秒]), by engine"
+    );
+    describe_counter!(
         "callcenter_fenced_writes_total",
         "Writes about a call refused because its lease is held by another claim, by write"
     );
@@ -111,6 +115,10 @@ pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
     if let Some(talk) = talk {
         histogram!("callcenter_call_talk_seconds").record(talk.as_secs_f64());
     }
+}
+
+pub fn asr_failed(engine: &'static str) {
+    counter!("callcenter_asr_failures_total", "engine" => engine).increment(1);
 }
 
 pub fn recording_failed() {

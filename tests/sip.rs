@@ -12,9 +12,12 @@ mod baresip;
 mod common;
 #[path = "support/sip_peer.rs"]
 mod sip_peer;
+#[path = "support/transcriber.rs"]
+mod transcriber;
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use baresip::Baresip;
@@ -22,13 +25,15 @@ use callcenter::config::Settings;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
 use callcenter::telephony::CarrierKind;
-use callcenter::telephony::sip::tts::TtsEngine;
+use callcenter::telephony::asr::{AsrEngine, Placeholder};
+use callcenter::telephony::sip::tts::{Espeak, Tts, TtsEngine};
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
 use common::{TestServer, ticket};
 use serde_json::{Value, json};
 use sip_peer::{Script, SipPeer};
 use tokio::time::Instant;
+use transcriber::Transcriber;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
 const CALL_LIMIT: Duration = Duration::from_secs(90);
@@ -134,6 +139,65 @@ async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
 }
 
 #[tokio::test]
+async fn with_a_recogniser_the_callees_own_words_are_heard_and_stored() {
+    baresip::require();
+    // The recogniser is pocketsphinx, listening for one of these answers.
+    let answers = ["yes I understand thank you", "please call me back tomorrow morning", "no thank you"];
+    let asr = Transcriber::start(&answers);
+    // The callee gives the second answer in English, in espeak-ng's voice, over G.711 as a
+    // person on the line would.
+    let english = Espeak { program: "espeak-ng".into(), voice: "en-us".into(), speed: 150 };
+    let words = english.synthesize(answers[1]).await.expect("espeak-ng speaks");
+    let mut said = vec![0; 20_000];
+    said.extend(words);
+    said.resize(60 * 8000, 0);
+    let callee = Baresip::start(&[("13900002222", true)], &said);
+    let s = TestServer::start_with(|s| {
+        through(callee.addr)(s);
+        s.asr.engine = AsrEngine::Openai;
+        s.asr.url = asr.url.clone();
+        s.asr.language = "en".into();
+    })
+    .await;
+    s.create(&[ticket("T-HEARD", "13900002222")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+
+    let record = record_of(&s, "13900002222").await;
+    let heard: Vec<&str> = record["dialogue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["role"] == "user")
+        .map(|t| t["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(heard[0], "please call me back tomorrow morning", "{:#}", record["dialogue"]);
+}
+
+#[tokio::test]
+async fn when_the_recogniser_fails_the_turn_is_heard_as_its_length_and_counted() {
+    baresip::require();
+    // A port where nothing listens: every recognition is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let callee = Baresip::start(&[("13900003333", true)], &voice(&[(2.5, 1.5)], 60.0));
+    let s = TestServer::start_with(|s| {
+        through(callee.addr)(s);
+        s.asr.engine = AsrEngine::Openai;
+        s.asr.url = format!("http://{closed}/v1");
+    })
+    .await;
+    s.create(&[ticket("T-DEAF", "13900003333")]).await;
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["status"], "已完成", "{tasks:?}");
+
+    let record = record_of(&s, "13900003333").await;
+    let dialogue = record["dialogue"].as_array().unwrap();
+    let user = dialogue.iter().find(|t| t["role"] == "user").and_then(|t| t["content"].as_str());
+    assert!(user.is_some_and(|t| t.starts_with("[语音 ") && t.ends_with("秒]")), "{dialogue:?}");
+    let metrics = s.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("callcenter_asr_failures_total{engine=\"openai\"}"), "{metrics}");
+}
+
+#[tokio::test]
 async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
     baresip::require();
     // The callee says two seconds' worth after one second of quiet.
@@ -144,7 +208,8 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
     if Command::new("espeak-ng").arg("--version").output().is_ok() {
         settings.sip.tts_engine = TtsEngine::Espeak;
     }
-    let carrier = SipCarrier::new(&settings.sip, Duration::from_secs(settings.dialer.max_call_secs));
+    let max_call = Duration::from_secs(settings.dialer.max_call_secs);
+    let carrier = SipCarrier::new(&settings.sip, Arc::new(Placeholder), max_call);
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("ai_call/2025/08/16/21/call.wav");
     let request = DialRequest {

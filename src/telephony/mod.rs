@@ -2,6 +2,7 @@
 //! and a call in progress is one `CallSession`. The sim carrier is the default; a SIP
 //! trunk or FreeSWITCH fits behind the same traits.
 
+pub mod asr;
 pub mod freeswitch;
 pub mod sim;
 pub mod sip;

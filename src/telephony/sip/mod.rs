@@ -5,11 +5,11 @@
 //! - `sdp`: our offer and what we read from the answer
 //! - `rtp`: the paced sender, the receiver, RTP ports
 //! - `g711`: PCMA / PCMU
-//! - `tts`: the `Tts` trait and its engines; `vad` + `asr`: turns of speech and their text
+//! - `tts`: the `Tts` trait and its engines; `vad`: turns of speech (their text comes from
+//!   `telephony::asr`)
 //! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 
-pub mod asr;
 pub mod g711;
 pub mod recorder;
 pub mod rtp;
@@ -35,6 +35,7 @@ use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
 use self::tts::{Tts, TtsEngine};
 use self::vad::VadParams;
+use super::asr::Asr;
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
 
@@ -72,8 +73,8 @@ pub struct SipSettings {
     pub espeak_voice: String,
     /// Words per minute.
     pub espeak_speed: u32,
-    /// A speech recogniser: program and arguments, `{wav}` replaced by the turn's audio; it
-    /// prints the text. Empty = none: what the callee says is heard as `[语音 N秒]`.
+    /// Deprecated: `asr.engine = "command"` with `asr.command`, which it stands for when
+    /// `[asr]` names no engine.
     pub asr_command: Vec<String>,
     /// Loudness (RMS of a 20 ms frame, 16-bit scale) above which the callee is speaking.
     pub vad_threshold: u32,
@@ -171,8 +172,9 @@ pub struct SipCarrier {
 
 impl SipCarrier {
     /// The carrier with the engines `[sip]` names.
-    /// `max_call` is `dialer.max_call_secs`.
-    pub fn new(s: &SipSettings, max_call: Duration) -> SipCarrier {
+    /// The carrier with the voice `[sip]` names and the recogniser `asr`; `max_call` is
+    /// `dialer.max_call_secs`.
+    pub fn new(s: &SipSettings, asr: Arc<dyn Asr>, max_call: Duration) -> SipCarrier {
         let tts: Arc<dyn Tts> = match s.tts_engine {
             TtsEngine::Espeak => {
                 if !tts::installed("espeak-ng") {
@@ -193,11 +195,6 @@ impl SipCarrier {
             }
             TtsEngine::Synthetic => Arc::new(tts::Synthetic),
         };
-        let asr: Arc<dyn asr::Asr> = if s.asr_command.is_empty() {
-            Arc::new(asr::Placeholder)
-        } else {
-            Arc::new(asr::CommandAsr { argv: s.asr_command.clone() })
-        };
         Self::with_engines(s, max_call, tts, asr)
     }
 
@@ -206,7 +203,7 @@ impl SipCarrier {
         s: &SipSettings,
         max_call: Duration,
         tts: Arc<dyn Tts>,
-        asr: Arc<dyn asr::Asr>,
+        asr: Arc<dyn Asr>,
     ) -> SipCarrier {
         let vad = VadParams {
             threshold: f64::from(s.vad_threshold),
@@ -428,6 +425,7 @@ impl Carrier for SipCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telephony::asr::Placeholder;
 
     #[test]
     fn the_defaults_are_valid_once_a_trunk_is_set() {
@@ -456,7 +454,7 @@ mod tests {
     fn caller_ids_rotate_call_by_call() {
         let carrier_with = |s: &SipSettings| {
             let max_call = Duration::from_secs(300);
-            SipCarrier::with_engines(s, max_call, Arc::new(tts::Synthetic), Arc::new(asr::Placeholder))
+            SipCarrier::with_engines(s, max_call, Arc::new(tts::Synthetic), Arc::new(Placeholder))
         };
         let mut settings =
             SipSettings { caller_ids: vec!["1001".into(), "1002".into()], ..Default::default() };

@@ -12,13 +12,13 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::asr::{self, Asr};
 use super::recorder;
 use super::rtp::Media;
 use super::timer::SessionTimer;
 use super::tts::{self, Tts};
 use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
+use crate::telephony::asr::{self, Asr};
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
@@ -163,7 +163,8 @@ impl CallSession for SipSession {
             Ok(text) if !text.is_empty() => text,
             Ok(_) => asr::placeholder(speech),
             Err(e) => {
-                tracing::warn!(call_id = %self.call_id, error = %e, "sip: speech recognition failed");
+                tracing::warn!(call_id = %self.call_id, engine = asr.engine(), error = %e, "speech recognition failed: the turn is heard as its length");
+                crate::metrics::asr_failed(asr.engine());
                 asr::placeholder(speech)
             }
         };
