@@ -10,6 +10,8 @@
 #[path = "support/baresip.rs"]
 mod baresip;
 mod common;
+#[path = "support/funasr_peer.rs"]
+mod funasr_peer;
 #[path = "support/sip_peer.rs"]
 mod sip_peer;
 #[path = "support/transcriber.rs"]
@@ -30,6 +32,7 @@ use callcenter::telephony::sip::tts::{Espeak, Tts, TtsEngine};
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
 use common::{TestServer, ticket};
+use funasr_peer::FunasrPeer;
 use serde_json::{Value, json};
 use sip_peer::{Script, SipPeer};
 use tokio::time::Instant;
@@ -171,6 +174,40 @@ async fn with_a_recogniser_the_callees_own_words_are_heard_and_stored() {
         .map(|t| t["content"].as_str().unwrap())
         .collect();
     assert_eq!(heard[0], "please call me back tomorrow morning", "{:#}", record["dialogue"]);
+}
+
+#[tokio::test]
+async fn a_streaming_recogniser_hears_the_turn_as_it_is_spoken() {
+    baresip::require();
+    let asr = FunasrPeer::start(&["请明天", "上午"], "请明天上午再打来。").await;
+    // Two seconds of speech after the agent's first line.
+    let callee = Baresip::start(&[("13900004444", true)], &voice(&[(2.5, 2.0)], 60.0));
+    let s = TestServer::start_with(|s| {
+        through(callee.addr)(s);
+        s.asr.engine = AsrEngine::Funasr;
+        s.asr.url = asr.url.clone();
+        s.asr.hotwords = r#"{"再打来": 20}"#.into();
+    })
+    .await;
+    s.create(&[ticket("T-STREAM", "13900004444")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+
+    let record = record_of(&s, "13900004444").await;
+    let dialogue = record["dialogue"].as_array().unwrap();
+    let user = dialogue.iter().find(|t| t["role"] == "user").and_then(|t| t["content"].as_str());
+    assert_eq!(user, Some("请明天上午再打来。"), "{dialogue:?}");
+
+    let turns = asr.turns();
+    let turn = turns.first().expect("a turn reached the recogniser");
+    assert_eq!(turn.opening["mode"], "2pass", "{turn:?}");
+    assert_eq!(turn.opening["audio_fs"], 8000, "{turn:?}");
+    assert_eq!(turn.opening["hotwords"], r#"{"再打来": 20}"#, "{turn:?}");
+    assert!(turn.ended, "the end of speech was sent: {turn:?}");
+    // The audio came frame by frame while the callee spoke, not in one piece at the end:
+    // about the speech's two seconds, and at least the speech itself (16 kB a second).
+    assert!(turn.audio_frames >= 50, "{turn:?}");
+    assert!(turn.audio_bytes >= 24_000, "{turn:?}");
+    assert!(turn.audio_span >= Duration::from_secs(1), "{turn:?}");
 }
 
 #[tokio::test]

@@ -134,6 +134,10 @@ impl CallSession for SipSession {
         let mut ended = self.ended.clone();
         let deadline = Instant::now() + max_wait;
         let mut turn = Turn::new(vad);
+        let asr = self.engines.asr.clone();
+        // A streaming recogniser connects now and hears the turn as it is spoken.
+        let mut stream = asr.stream();
+        let mut streamed = 0;
         let media = self.media();
         // What the callee said while we spoke is not an answer to what we said.
         while media.heard.try_recv().is_ok() {}
@@ -145,7 +149,14 @@ impl CallSession for SipSession {
             let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
             tokio::select! {
                 frame = media.heard.recv() => match frame {
-                    Some(frame) => turn.push(&frame.pcm, Instant::now()),
+                    Some(frame) => {
+                        turn.push(&frame.pcm, Instant::now());
+                        // From the turn's start on: the preroll, then each frame.
+                        if let Some(stream) = stream.as_mut().filter(|_| turn.audio().len() > streamed) {
+                            stream.push(&turn.audio()[streamed..]);
+                            streamed = turn.audio().len();
+                        }
+                    }
                     // The receiver stopped: nothing more will come.
                     None => tokio::time::sleep_until(wake).await,
                 },
@@ -154,9 +165,14 @@ impl CallSession for SipSession {
             }
         }
         let Some((pcm, speech)) = turn.finish() else { return Ok(Heard::Silence) };
-        let asr = self.engines.asr.clone();
+        let recognised = async {
+            match stream {
+                Some(stream) => stream.finish().await,
+                None => asr.recognize(&pcm, speech).await,
+            }
+        };
         let text = tokio::select! {
-            text = asr.recognize(&pcm, speech) => text,
+            text = recognised => text,
             gone = callee_gone(&mut ended) => return Err(gone),
         };
         let text = match text {

@@ -82,6 +82,11 @@ impl Turn {
         self.started
     }
 
+    /// The turn's audio so far, from the preroll on; empty until it starts.
+    pub fn audio(&self) -> &[i16] {
+        &self.audio
+    }
+
     /// When the turn ends unless the callee speaks again.
     pub fn ends_at(&self) -> Option<Instant> {
         self.last_voiced_at.map(|t| t + self.params.silence)
