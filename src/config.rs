@@ -141,6 +141,10 @@ impl Settings {
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
             (self.recordings.failing_after >= 1, "recordings.failing_after must be at least 1"),
+            (
+                (60..=5000).contains(&self.agent.barge_in_min_speech_ms),
+                "agent.barge_in_min_speech_ms must be between 60 and 5000",
+            ),
             (self.webhook.timeout_secs >= 1, "webhook.timeout_secs must be at least 1"),
             (
                 self.webhook.url.is_empty()

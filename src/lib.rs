@@ -139,9 +139,10 @@ fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
     }
     match settings.dialer.carrier {
         CarrierKind::Sim => Arc::new(SimCarrier::new(&settings.sim)),
-        CarrierKind::Sip => {
-            Arc::new(SipCarrier::new(&settings.sip, asr::recogniser(&settings.asr), max_call))
-        }
+        CarrierKind::Sip => Arc::new(
+            SipCarrier::new(&settings.sip, asr::recogniser(&settings.asr), max_call)
+                .with_barge_in(settings.agent.barge_in()),
+        ),
         CarrierKind::Freeswitch => {
             let fs = &settings.freeswitch;
             tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");

@@ -20,7 +20,7 @@ use callcenter::domain::{Phone, Turn};
 use callcenter::telephony::sim::SimCarrier;
 use callcenter::telephony::sim::SimSettings;
 use callcenter::telephony::{
-    CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
+    CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, Said,
 };
 use common::{TestServer, ticket};
 use futures::StreamExt;
@@ -611,9 +611,9 @@ struct Ear {
 
 #[async_trait]
 impl CallSession for Ear {
-    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.said.lock().unwrap().push((self.started.elapsed(), text.to_string()));
-        Ok(())
+        Ok(Said::Whole)
     }
     async fn listen(&mut self, _: Duration) -> Result<Heard, HungUp> {
         Ok(Heard::Silence)
@@ -631,6 +631,56 @@ fn task() -> TaskContext {
         ticket_type: "活动通知".into(),
         ticket_content: TICKET_CONTENT.into(),
     }
+}
+
+/// A callee who speaks over the agent's first line half way through, then says `then`.
+struct SpeaksOver {
+    said: Vec<String>,
+    then: Option<&'static str>,
+}
+
+#[async_trait]
+impl CallSession for SpeaksOver {
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
+        self.said.push(text.to_string());
+        Ok(if self.said.len() == 1 { Said::Interrupted { played: 0.5 } } else { Said::Whole })
+    }
+    async fn listen(&mut self, _: Duration) -> Result<Heard, HungUp> {
+        Ok(self.then.take().map_or(Heard::Silence, |t| Heard::Speech(t.into())))
+    }
+    async fn hang_up(self: Box<Self>, _: HangupReason) -> CallEnd {
+        unreachable!("the agent never hangs up")
+    }
+}
+
+#[tokio::test]
+async fn a_callee_who_speaks_over_a_reply_stops_it_and_the_model_hears_what_they_heard() {
+    let model = FakeModel::start(|n, _: &Value| match n {
+        0 => answer(true, "您好，我是客服中心的智能助理。今天来电是想通知您一件事。", None),
+        _ => answer(true, "好的，请讲。", Some(("end_call", json!({"intent": "需回访"})))),
+    })
+    .await;
+    let settings = LlmSettings { base_url: model.base_url.clone(), ..LlmSettings::default() };
+    let agent = LlmAgent::new(&settings, &ScriptSettings::default());
+    let mut call = SpeaksOver { said: Vec::new(), then: Some("等一下，我有个问题") };
+    let mut dialogue = Vec::new();
+    agent.converse(&task(), &mut call, &mut dialogue).await.unwrap();
+
+    // The rest of the reply went unsaid; the dialogue keeps the half that was heard.
+    assert_eq!(call.said[0], "您好，我是客服中心的智能助理。");
+    assert!(!call.said.iter().any(|l| l.contains("通知")), "{:?}", call.said);
+    assert_eq!(dialogue[0], Turn::assistant("您好，我是客服中…"));
+    assert_eq!(dialogue[1], Turn::user("等一下，我有个问题"));
+    // The model's next request carries what the callee heard, not what it wrote.
+    let next = &model.requests()[1]["messages"];
+    let assistant: Vec<&str> = next
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "assistant")
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(assistant, ["您好，我是客服中…"], "{next:#}");
 }
 
 #[tokio::test]

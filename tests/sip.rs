@@ -142,6 +142,48 @@ async fn an_answered_call_records_both_voices_and_ends_with_normal_clearing() {
 }
 
 #[tokio::test]
+async fn a_callee_who_speaks_over_the_agent_cuts_the_line_short_and_is_heard() {
+    baresip::require();
+    // The ticket takes ten seconds to read (the synthetic voice says four characters a
+    // second); the callee starts speaking three seconds after answering, during it.
+    let ticket_line = "您的工单内容如下请仔细听好".repeat(3);
+    let callee = Baresip::start(&[("13900005555", true)], &voice(&[(3.0, 2.0)], 60.0));
+    let s = TestServer::start_with(|s| {
+        through(callee.addr)(s);
+        s.agent.script.body = ticket_line.clone();
+    })
+    .await;
+    s.create(&[ticket("T-BARGE", "13900005555")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+
+    let record = record_of(&s, "13900005555").await;
+    let dialogue = record["dialogue"].as_array().unwrap();
+    let said = |i: usize| dialogue[i]["content"].as_str().unwrap();
+    // The line was cut where the callee spoke, and the dialogue keeps what they heard.
+    assert_eq!(dialogue[1]["role"], "assistant", "{dialogue:?}");
+    assert!(said(1).ends_with('…') && ticket_line.starts_with(said(1).trim_end_matches('…')), "{dialogue:?}");
+    assert!(said(1).chars().count() < ticket_line.chars().count() / 2, "{dialogue:?}");
+    // What they said is their turn, right after.
+    assert_eq!(dialogue[2]["role"], "user", "{dialogue:?}");
+    assert!(said(2).starts_with("[语音 "), "{dialogue:?}");
+
+    // On the wire: the agent's audio (the recording's left channel is what was sent)
+    // stops soon after the callee starts and stays off while they speak, where the line
+    // would have gone on for seven more seconds.
+    let (agent, callee_side) = recording(&s, &record).await;
+    let loud =
+        |s: &[i16], from: usize| (from..s.len() / 160).find(|&f| rms(&s[f * 160..(f + 1) * 160]) > 300.0);
+    let spoke = loud(&callee_side, 2 * 50).expect("the callee spoke");
+    let quiet_from = (spoke..agent.len() / 160)
+        .find(|&f| agent[f * 160..].chunks(160).take(25).all(|c| rms(c) < 100.0))
+        .expect("the agent fell quiet");
+    let cut_after_ms = (quiet_from - spoke) * 20;
+    eprintln!("barge-in: the agent fell quiet {cut_after_ms} ms after the callee began");
+    assert!(quiet_from > spoke, "the agent was speaking when the callee began");
+    assert!(cut_after_ms < 2000, "{cut_after_ms} ms: the line was not cut");
+}
+
+#[tokio::test]
 async fn with_a_recogniser_the_callees_own_words_are_heard_and_stored() {
     baresip::require();
     // The recogniser is pocketsphinx, listening for one of these answers.

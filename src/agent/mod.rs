@@ -4,6 +4,8 @@
 pub mod llm;
 pub mod script;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -24,6 +26,12 @@ pub enum AgentKind {
 #[serde(deny_unknown_fields, default)]
 pub struct AgentSettings {
     pub kind: AgentKind,
+    /// Whether the callee may speak over the agent: the line stops, the dialogue keeps
+    /// what they heard of it, and their words are heard and answered.
+    pub barge_in: bool,
+    /// How long the callee must speak over a line to stop it, so that a cough or a click
+    /// on the line does not.
+    pub barge_in_min_speech_ms: u64,
     pub script: ScriptSettings,
     pub llm: LlmSettings,
 }
@@ -32,9 +40,18 @@ impl Default for AgentSettings {
     fn default() -> Self {
         AgentSettings {
             kind: AgentKind::Script,
+            barge_in: true,
+            barge_in_min_speech_ms: 300,
             script: ScriptSettings::default(),
             llm: LlmSettings::default(),
         }
+    }
+}
+
+impl AgentSettings {
+    /// The speech that stops a line, when barge-in is on.
+    pub fn barge_in(&self) -> Option<Duration> {
+        self.barge_in.then(|| Duration::from_millis(self.barge_in_min_speech_ms))
     }
 }
 

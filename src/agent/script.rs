@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Agent, Reply, TaskContext, classify};
 use crate::domain::Turn;
-use crate::telephony::{CallSession, Heard, HungUp};
+use crate::telephony::{CallSession, Heard, HungUp, Said};
 
 /// The script agent's lines. `{username}`, `{ticketType}` and `{ticketContent}` are
 /// replaced with the ticket's fields.
@@ -64,15 +64,30 @@ impl Agent for ScriptAgent {
         dialogue: &mut Vec<Turn>,
     ) -> Result<(), HungUp> {
         let s = &self.script;
-        speak(call, dialogue, &s.greeting, task).await?;
-        speak(call, dialogue, &s.body, task).await?;
-        speak(call, dialogue, &s.confirm, task).await?;
-
-        let mut reply = hear(call, dialogue).await?;
+        let intro = [&s.greeting, &s.body, &s.confirm];
+        let mut answer = None;
+        for (i, line) in intro.iter().enumerate() {
+            if speak(call, dialogue, line, task).await? == Said::Whole {
+                continue;
+            }
+            // The callee spoke over the line: hear them out first. A refusal ends the
+            // introduction; so does any clear answer once the ticket is being read, or
+            // whatever they say over the question itself.
+            let heard = hear(call, dialogue).await?;
+            if heard == Reply::Refused || (i > 0 && heard != Reply::Unclear) || i == intro.len() - 1 {
+                answer = Some(heard);
+                break;
+            }
+        }
+        let mut reply = match answer {
+            Some(reply) => reply,
+            None => hear(call, dialogue).await?,
+        };
         if reply == Reply::Unclear {
             // One more try; after that, leave it.
-            speak(call, dialogue, &s.on_silence, task).await?;
-            speak(call, dialogue, &s.confirm, task).await?;
+            if speak(call, dialogue, &s.on_silence, task).await? == Said::Whole {
+                speak(call, dialogue, &s.confirm, task).await?;
+            }
             reply = hear(call, dialogue).await?;
         }
         let reaction = match reply {
@@ -83,24 +98,30 @@ impl Agent for ScriptAgent {
             Reply::Unclear => "",
         };
         speak(call, dialogue, reaction, task).await?;
-        speak(call, dialogue, &s.closing, task).await
+        speak(call, dialogue, &s.closing, task).await?;
+        Ok(())
     }
 }
 
-/// Says one scripted line, recording it in the dialogue as it is spoken.
+/// Says one scripted line, recording it in the dialogue as it is spoken: as much of it as
+/// the callee heard, if they spoke over it.
 async fn speak(
     call: &mut dyn CallSession,
     dialogue: &mut Vec<Turn>,
     template: &str,
     task: &TaskContext,
-) -> Result<(), HungUp> {
+) -> Result<Said, HungUp> {
     let line = task.fill(template);
     // An operator may blank out a line they don't want.
     if line.trim().is_empty() {
-        return Ok(());
+        return Ok(Said::Whole);
     }
     dialogue.push(Turn::assistant(line.clone()));
-    call.say(&line).await
+    let said = call.say(&line).await?;
+    if let (Said::Interrupted { .. }, Some(turn)) = (said, dialogue.last_mut()) {
+        turn.content = said.heard_of(&line);
+    }
+    Ok(said)
 }
 
 /// Listens for the callee's answer, recording what was said (silence is not a turn).
@@ -128,6 +149,8 @@ mod tests {
     struct FakeCall {
         replies: VecDeque<Heard>,
         hang_up_after_lines: Option<usize>,
+        /// The callee speaks over the line with this index, half way through it.
+        speaks_over_line: Option<usize>,
         said: Vec<String>,
         listened: usize,
     }
@@ -147,10 +170,13 @@ mod tests {
 
     #[async_trait]
     impl CallSession for FakeCall {
-        async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+        async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
             self.gone()?;
             self.said.push(text.to_string());
-            Ok(())
+            Ok(match self.speaks_over_line {
+                Some(n) if n + 1 == self.said.len() => Said::Interrupted { played: 0.5 },
+                _ => Said::Whole,
+            })
         }
         async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
             assert_eq!(max_wait, LISTEN_WAIT);
@@ -213,6 +239,46 @@ mod tests {
         let said: Vec<&str> =
             dialogue.iter().filter(|t| t.role == Role::Assistant).map(|t| &*t.content).collect();
         assert_eq!(call.said, said);
+    }
+
+    #[tokio::test]
+    async fn a_callee_who_speaks_over_the_ticket_is_heard_at_once_and_the_line_kept_as_heard() {
+        let mut call =
+            FakeCall { speaks_over_line: Some(1), ..FakeCall::replying(&[speech("知道了，谢谢")]) };
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            lines(&dialogue),
+            [
+                (Role::Assistant, GREETING),
+                (Role::Assistant, "关于您的维修工单：明…"),
+                (Role::User, "知道了，谢谢"),
+                (Role::Assistant, "好的，感谢您的确认。"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_callee_who_speaks_over_the_greeting_is_heard_and_then_told_the_ticket() {
+        let mut call = FakeCall {
+            speaks_over_line: Some(0),
+            ..FakeCall::replying(&[speech("我是"), speech("好的")])
+        };
+        let (result, dialogue) = converse(&mut call).await;
+        assert_eq!(result, Ok(()));
+        assert_eq!(
+            lines(&dialogue),
+            [
+                (Role::Assistant, "您好，请问是张三吗？这里…"),
+                (Role::User, "我是"),
+                (Role::Assistant, BODY),
+                (Role::Assistant, CONFIRM),
+                (Role::User, "好的"),
+                (Role::Assistant, "好的，感谢您的确认。"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
     }
 
     #[tokio::test]

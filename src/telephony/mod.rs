@@ -61,6 +61,49 @@ pub trait Carrier: Send + Sync + 'static {
 /// less the clock margin between nodes (5 s).
 pub const FAR_END_EXPIRY: Duration = Duration::from_secs(20);
 
+/// What became of a line given to `say`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Said {
+    /// Played to its end.
+    Whole,
+    /// The callee spoke over it (barge-in) and it stopped: `played` is the share of its
+    /// audio that went out, 0…1. The callee's speech is the next `listen`'s turn.
+    Interrupted { played: f64 },
+}
+
+impl Said {
+    /// What the callee heard of `line`: all of it, or its first `played` share marked `…`.
+    pub fn heard_of(&self, line: &str) -> String {
+        match *self {
+            Said::Whole => line.to_string(),
+            Said::Interrupted { played } => {
+                let chars = line.chars().count();
+                let kept = ((chars as f64) * played.clamp(0.0, 1.0)).round() as usize;
+                let head: String = line.chars().take(kept).collect();
+                let head =
+                    head.trim_end_matches(|c: char| c.is_whitespace() || "，。！？、；：,.!?;:…".contains(c));
+                format!("{head}…")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Said;
+
+    #[test]
+    fn an_interrupted_line_keeps_the_share_played_marked_as_cut() {
+        let line = "关于您的维修工单：明天上午九点上门维修";
+        assert_eq!(Said::Whole.heard_of(line), line);
+        assert_eq!(Said::Interrupted { played: 0.5 }.heard_of(line), "关于您的维修工单：明…");
+        // Punctuation at the cut is not kept before the mark.
+        assert_eq!(Said::Interrupted { played: 0.45 }.heard_of(line), "关于您的维修工单…");
+        assert_eq!(Said::Interrupted { played: 0.0 }.heard_of(line), "…");
+        assert_eq!(Said::Interrupted { played: 1.0 }.heard_of("Hello there."), "Hello there…");
+    }
+}
+
 /// What `listen` heard.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
@@ -117,8 +160,9 @@ pub trait CallSession: Send {
     fn keep_alive(&self) -> Option<std::sync::Arc<dyn KeepAlive>> {
         None
     }
-    /// Speaks a line to the callee; returns when it has been played.
-    async fn say(&mut self, text: &str) -> Result<(), HungUp>;
+    /// Speaks a line to the callee; returns when it has been played, or as soon as the
+    /// callee speaks over it where the carrier lets them (barge-in).
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp>;
     /// Waits up to `max_wait` for the callee to speak and finish a turn.
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp>;
     /// Ends the call (if the callee has not already) and closes the recording.

@@ -16,7 +16,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, sleep, sleep_until};
 
-use super::{CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive};
+use super::{
+    CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
+};
 use crate::domain::{HangupCause, now_ms};
 use crate::recording;
 
@@ -343,14 +345,14 @@ impl CallSession for SimSession {
         Some(self.far_end.clone())
     }
 
-    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.check_line()?;
         self.speak(text, AGENT_PITCH_HZ, Duration::MAX).await?;
         if self.callee == Callee::HangsUp && self.hangup_at.is_none() {
             let after = secs(&mut self.rng, 0.5..2.5);
             self.hangup_at = Some(Instant::now() + self.scaled(after));
         }
-        Ok(())
+        Ok(Said::Whole)
     }
 
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {

@@ -26,7 +26,7 @@ use super::script::ScriptAgent;
 use super::script::ScriptSettings;
 use super::{Agent, TaskContext, intent_by_rules};
 use crate::domain::Turn;
-use crate::telephony::{CallSession, Heard, HungUp};
+use crate::telephony::{CallSession, Heard, HungUp, Said};
 
 pub use self::prompt::DEFAULT_SYSTEM_PROMPT;
 
@@ -158,16 +158,24 @@ impl LlmAgent {
             };
             match event {
                 Event::Sentence(sentence) => {
-                    match line {
-                        Some(i) => dialogue[i].content.push_str(&sentence),
-                        None => {
-                            line = Some(dialogue.len());
-                            dialogue.push(Turn::assistant(sentence.clone()));
-                        }
-                    }
-                    text.push_str(&sentence);
+                    let i = *line.get_or_insert_with(|| {
+                        dialogue.push(Turn::assistant(""));
+                        dialogue.len() - 1
+                    });
+                    dialogue[i].content.push_str(&sentence);
                     state.model_spoke = true;
-                    call.say(&sentence).await.map_err(Stop::HungUp)?;
+                    let said = call.say(&sentence).await.map_err(Stop::HungUp)?;
+                    let heard = said.heard_of(&sentence);
+                    text.push_str(&heard);
+                    if said != Said::Whole {
+                        // The callee spoke over the reply: the rest of it goes unsaid, and
+                        // the dialogue keeps what they heard; their turn comes next.
+                        let content = &mut dialogue[i].content;
+                        content.truncate(content.len() - sentence.len());
+                        content.push_str(&heard);
+                        record_request("interrupted");
+                        return Ok(Reply { text, ending: None });
+                    }
                 }
                 Event::End(finish) => {
                     state.count(finish.usage);
@@ -234,7 +242,8 @@ impl LlmAgent {
             return Ok(());
         }
         dialogue.push(Turn::assistant(closing));
-        call.say(closing).await
+        call.say(closing).await?;
+        Ok(())
     }
 }
 

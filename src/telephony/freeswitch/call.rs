@@ -28,7 +28,7 @@ use super::esl::Event;
 use super::link::{Link, LinkDown, Route, Signal};
 use super::{hangup_cause, one_line, temporary_failure};
 use crate::domain::HangupCause;
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive};
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
 /// (a TTS engine first synthesises, then speaks at about four characters a second).
@@ -245,12 +245,12 @@ impl CallSession for FsCall {
         Some(self.timer.clone())
     }
 
-    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.drain();
         self.check()?;
         let text = one_line(text);
         if text.is_empty() {
-            return Ok(());
+            return Ok(Said::Whole);
         }
         self.lines += 1;
         let line_id = format!("{}-{}", self.uuid, self.lines);
@@ -280,14 +280,14 @@ impl CallSession for FsCall {
                 Err(_) => {
                     tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is the TTS engine working?)");
                     let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
-                    return Ok(());
+                    return Ok(Said::Whole);
                 }
             };
             if let Some(event) = self.absorb(signal)
                 && event.name() == "CHANNEL_EXECUTE_COMPLETE"
                 && is_line(&event, &line_id, &arg)
             {
-                return Ok(());
+                return Ok(Said::Whole);
             }
             self.check()?;
         }

@@ -216,9 +216,15 @@ impl SipCarrier {
             ua: OnceCell::new(),
             ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
             next_caller: AtomicUsize::new(0),
-            engines: Engines { tts, asr, vad },
+            engines: Engines { tts, asr, vad, barge_in: None },
             recording_limit: crate::recording::samples_in(longest),
         }
+    }
+
+    /// Barge-in: the callee speaking `min_speech` over a line stops it (`None`: never).
+    pub fn with_barge_in(mut self, min_speech: Option<Duration>) -> SipCarrier {
+        self.engines.barge_in = min_speech;
+        self
     }
 
     async fn ua(&self) -> Result<&Arc<Ua>, String> {

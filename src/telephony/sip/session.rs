@@ -18,8 +18,9 @@ use super::timer::SessionTimer;
 use super::tts::{self, Tts};
 use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
+use crate::recording::SAMPLE_RATE;
 use crate::telephony::asr::{self, Asr};
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive};
+use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
 const BYE_WAIT: Duration = Duration::from_secs(2);
@@ -30,6 +31,9 @@ pub struct Engines {
     pub tts: Arc<dyn Tts>,
     pub asr: Arc<dyn Asr>,
     pub vad: VadParams,
+    /// Barge-in: the callee speaking this long over a line stops it. `None`: lines play
+    /// to their end, and what is said over them is not heard.
+    pub barge_in: Option<Duration>,
 }
 
 pub struct SipSession {
@@ -44,6 +48,8 @@ pub struct SipSession {
     hung_up: bool,
     /// RFC 4028 session timer, when the peer took one.
     timer: Option<SessionTimer>,
+    /// The callee's turn that cut the last line short, for `listen` to go on with.
+    barged_in: Option<Turn>,
 }
 
 impl SipSession {
@@ -66,6 +72,7 @@ impl SipSession {
             answered_at,
             hung_up: false,
             timer: None,
+            barged_in: None,
         }
     }
 
@@ -109,7 +116,7 @@ impl CallSession for SipSession {
         Some(Arc::new(timer.clone()))
     }
 
-    async fn say(&mut self, text: &str) -> Result<(), HungUp> {
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.check_line()?;
         let tts = self.engines.tts.clone();
         let mut ended = self.ended.clone();
@@ -120,12 +127,34 @@ impl CallSession for SipSession {
             }),
             gone = callee_gone(&mut ended) => return Err(gone),
         };
-        let played = self.media().play(pcm);
-        tokio::select! {
-            // An error means the sender stopped: the call is ending anyway.
-            _ = played => Ok(()),
-            gone = callee_gone(&mut ended) => Err(gone),
-        }
+        let length = Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE));
+        let (vad, barge_in) = (self.engines.vad, self.engines.barge_in);
+        let media = self.media();
+        let mut played = media.play(pcm);
+        let started = Instant::now();
+        // Listening while we speak, for the callee speaking over us; what came before this
+        // line is no answer to it.
+        while barge_in.is_some() && media.heard.try_recv().is_ok() {}
+        let mut over_us = Turn::new(vad);
+        let cut_by = loop {
+            tokio::select! {
+                // An error means the sender stopped: the call is ending anyway.
+                _ = &mut played => return Ok(Said::Whole),
+                Some(frame) = media.heard.recv(), if barge_in.is_some() => {
+                    over_us.push(&frame.pcm, Instant::now());
+                    if barge_in.is_some_and(|least| over_us.speech() >= least) {
+                        break over_us;
+                    }
+                }
+                gone = callee_gone(&mut ended) => return Err(gone),
+            }
+        };
+        // Dropping `played` stops the line at the sender's next 20 ms frame.
+        drop(played);
+        let share = started.elapsed().as_secs_f64() / length.as_secs_f64().max(0.001);
+        tracing::debug!(call_id = %self.call_id, share, "sip: the callee spoke over the agent");
+        self.barged_in = Some(cut_by);
+        Ok(Said::Interrupted { played: share.min(1.0) })
     }
 
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
@@ -133,14 +162,26 @@ impl CallSession for SipSession {
         let vad = self.engines.vad;
         let mut ended = self.ended.clone();
         let deadline = Instant::now() + max_wait;
-        let mut turn = Turn::new(vad);
         let asr = self.engines.asr.clone();
-        // A streaming recogniser connects now and hears the turn as it is spoken.
+        let barged_in = self.barged_in.take();
+        let media = self.media();
+        // The callee's turn goes on if it cut our last line short; otherwise what they said
+        // while we spoke is not an answer to what we said.
+        let mut turn = barged_in.unwrap_or_else(|| {
+            while media.heard.try_recv().is_ok() {}
+            Turn::new(vad)
+        });
+        // A streaming recogniser connects now and hears the turn as it is spoken, from its
+        // start (the preroll) on.
         let mut stream = asr.stream();
         let mut streamed = 0;
-        let media = self.media();
-        // What the callee said while we spoke is not an answer to what we said.
-        while media.heard.try_recv().is_ok() {}
+        let mut stream_on = |turn: &Turn| {
+            if let Some(stream) = stream.as_mut().filter(|_| turn.audio().len() > streamed) {
+                stream.push(&turn.audio()[streamed..]);
+                streamed = turn.audio().len();
+            }
+        };
+        stream_on(&turn);
         loop {
             let now = Instant::now();
             if now >= deadline || turn.is_over(now) {
@@ -151,11 +192,7 @@ impl CallSession for SipSession {
                 frame = media.heard.recv() => match frame {
                     Some(frame) => {
                         turn.push(&frame.pcm, Instant::now());
-                        // From the turn's start on: the preroll, then each frame.
-                        if let Some(stream) = stream.as_mut().filter(|_| turn.audio().len() > streamed) {
-                            stream.push(&turn.audio()[streamed..]);
-                            streamed = turn.audio().len();
-                        }
+                        stream_on(&turn);
                     }
                     // The receiver stopped: nothing more will come.
                     None => tokio::time::sleep_until(wake).await,

@@ -87,6 +87,12 @@ impl Turn {
         &self.audio
     }
 
+    /// How long the callee has spoken so far: from the first loud frame to the last.
+    pub fn speech(&self) -> Duration {
+        let samples = if self.started { self.voiced_end.saturating_sub(self.speech_start) } else { 0 };
+        Duration::from_secs_f64(samples as f64 / 8000.0)
+    }
+
     /// When the turn ends unless the callee speaks again.
     pub fn ends_at(&self) -> Option<Instant> {
         self.last_voiced_at.map(|t| t + self.params.silence)
@@ -102,9 +108,9 @@ impl Turn {
         if !self.started {
             return None;
         }
+        let speech = self.speech();
         self.audio.truncate(self.voiced_end);
-        let speech = self.voiced_end.saturating_sub(self.speech_start);
-        Some((self.audio, Duration::from_secs_f64(speech as f64 / 8000.0)))
+        Some((self.audio, speech))
     }
 }
 
