@@ -67,6 +67,13 @@ fn describe() {
         "callcenter_recording_failures_total",
         "Answered calls whose recording could not be written"
     );
+    describe_histogram!(
+        "callcenter_turn_latency_seconds",
+        Unit::Seconds,
+        "From the end of the callee's speech to the agent's first audio packet, by part: end_of_turn \
+         (the quiet that ends a turn), recognition, agent (the model's first sentence, or the next \
+         scripted line), synthesis, sending; and total"
+    );
     describe_counter!(
         "callcenter_asr_failures_total",
         "Callee turns the recogniser could not hear (each stored as [语音 N秒]), by engine"
@@ -115,6 +122,11 @@ pub fn call_ended(cause: &HangupCause, talk: Option<Duration>) {
     if let Some(talk) = talk {
         histogram!("callcenter_call_talk_seconds").record(talk.as_secs_f64());
     }
+}
+
+/// One part of the time from the end of the callee's speech to the agent's answer going out.
+pub fn turn_latency(part: &'static str, took: Duration) {
+    histogram!("callcenter_turn_latency_seconds", "part" => part).record(took.as_secs_f64());
 }
 
 pub fn asr_failed(engine: &'static str) {

@@ -216,6 +216,26 @@ async fn with_a_recogniser_the_callees_own_words_are_heard_and_stored() {
         .map(|t| t["content"].as_str().unwrap())
         .collect();
     assert_eq!(heard[0], "please call me back tomorrow morning", "{:#}", record["dialogue"]);
+
+    // The answer's latency, part by part, on /metrics: the parts add up to the total, and
+    // the recogniser's part is there (a real recogniser takes time).
+    let parts = ["end_of_turn", "recognition", "agent", "synthesis", "sending"];
+    let latency = common::until(Duration::from_secs(10), "every part of a turn's latency", async || {
+        let text = s.get("/metrics").await.text().await.unwrap();
+        let of = |part: &str, what: &str| -> f64 {
+            let key = format!("callcenter_turn_latency_seconds_{what}{{part=\"{part}\"}} ");
+            text.lines().find_map(|l| l.strip_prefix(key.as_str())).map_or(0.0, |v| v.parse().unwrap())
+        };
+        let total = (of("total", "count"), of("total", "sum"));
+        // Other calls of this process may be half way through recording theirs.
+        (total.0 >= 1.0 && parts.iter().all(|p| of(p, "count") == total.0))
+            .then(|| (total, parts.map(|p| of(p, "sum"))))
+    })
+    .await;
+    let ((turns, total), sums) = latency;
+    eprintln!("turn latency over {turns} turns, seconds in all: {parts:?} = {sums:?}, total {total}");
+    assert!((sums.iter().sum::<f64>() - total).abs() < 1e-6, "{sums:?} vs {total}");
+    assert!(sums[1] > 0.0, "recognition took no time: {sums:?}");
 }
 
 #[tokio::test]

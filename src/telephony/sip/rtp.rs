@@ -108,10 +108,19 @@ impl PortRange {
     }
 }
 
-/// Audio the agent is to say, and who to tell once it has gone out.
+/// Audio the agent is to say, and who to tell when its first frame and its last have
+/// gone out.
 struct Prompt {
     pcm: Vec<i16>,
+    started: Option<oneshot::Sender<Instant>>,
     done: oneshot::Sender<()>,
+}
+
+/// A prompt on its way out: when its first frame was sent, and whether all of it was.
+/// Dropping `done` cuts the prompt short.
+pub struct Playing {
+    pub started: oneshot::Receiver<Instant>,
+    pub done: oneshot::Receiver<()>,
 }
 
 /// A frame of the callee's audio, as it arrived.
@@ -153,12 +162,12 @@ impl Media {
         Media { prompts: prompts_tx, heard: heard_rx, recorder, cancel, tasks: vec![sender, receiver] }
     }
 
-    /// Queues `pcm` (8 kHz) to be said; the answer comes once its last frame went out.
-    /// Dropping the answer cuts the prompt short.
-    pub fn play(&self, pcm: Vec<i16>) -> oneshot::Receiver<()> {
-        let (done, rx) = oneshot::channel();
-        let _ = self.prompts.send(Prompt { pcm, done });
-        rx
+    /// Queues `pcm` (8 kHz) to be said.
+    pub fn play(&self, pcm: Vec<i16>) -> Playing {
+        let (started, started_rx) = oneshot::channel();
+        let (done, done_rx) = oneshot::channel();
+        let _ = self.prompts.send(Prompt { pcm, started: Some(started), done });
+        Playing { started: started_rx, done: done_rx }
     }
 
     /// Stops both directions and gives back the recording.
@@ -214,6 +223,9 @@ async fn send_loop(
         let mut frame = [0i16; FRAME];
         let mut speaking = false;
         if let Some((prompt, offset)) = &mut current {
+            if let Some(started) = prompt.started.take() {
+                let _ = started.send(Instant::now());
+            }
             let end = (*offset + FRAME).min(prompt.pcm.len());
             frame[..end - *offset].copy_from_slice(&prompt.pcm[*offset..end]);
             *offset = end;
@@ -358,7 +370,7 @@ mod tests {
 
         // 100 ms of audio: five frames, played in about 100 ms.
         let t = Instant::now();
-        media.play(vec![1000; 800]).await.unwrap();
+        media.play(vec![1000; 800]).done.await.unwrap();
         let took = t.elapsed();
         assert!(took >= Duration::from_millis(80) && took < Duration::from_millis(400), "{took:?}");
 

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::recorder;
-use super::rtp::Media;
+use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
 use super::tts::{self, Tts};
 use super::vad::{Turn, VadParams};
@@ -50,6 +50,37 @@ pub struct SipSession {
     timer: Option<SessionTimer>,
     /// The callee's turn that cut the last line short, for `listen` to go on with.
     barged_in: Option<Turn>,
+    /// The callee's last turn, until the agent's answer to it goes out.
+    unanswered: Option<TurnTimes>,
+}
+
+/// When the callee's turn ended, in the steps from their last word to our answer.
+struct TurnTimes {
+    /// Their last loud frame.
+    speech_end: Instant,
+    /// The quiet that ends a turn has passed.
+    turn_end: Instant,
+    /// The recogniser gave the text.
+    recognised: Instant,
+}
+
+impl TurnTimes {
+    /// Records each part of the time from the callee's last word to our answer's first
+    /// packet: the agent asked to `say` it at `asked`, its audio was ready at
+    /// `synthesized`, and its first frame went out at `sent`.
+    fn answered(&self, asked: Instant, synthesized: Instant, sent: Instant) {
+        let parts = [
+            ("end_of_turn", self.speech_end, self.turn_end),
+            ("recognition", self.turn_end, self.recognised),
+            ("agent", self.recognised, asked),
+            ("synthesis", asked, synthesized),
+            ("sending", synthesized, sent),
+            ("total", self.speech_end, sent),
+        ];
+        for (part, from, to) in parts {
+            crate::metrics::turn_latency(part, to.saturating_duration_since(from));
+        }
+    }
 }
 
 impl SipSession {
@@ -73,6 +104,7 @@ impl SipSession {
             hung_up: false,
             timer: None,
             barged_in: None,
+            unanswered: None,
         }
     }
 
@@ -118,6 +150,8 @@ impl CallSession for SipSession {
 
     async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.check_line()?;
+        let asked = Instant::now();
+        let answering = self.unanswered.take();
         let tts = self.engines.tts.clone();
         let mut ended = self.ended.clone();
         let pcm = tokio::select! {
@@ -127,11 +161,11 @@ impl CallSession for SipSession {
             }),
             gone = callee_gone(&mut ended) => return Err(gone),
         };
+        let synthesized = Instant::now();
         let length = Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE));
         let (vad, barge_in) = (self.engines.vad, self.engines.barge_in);
         let media = self.media();
-        let mut played = media.play(pcm);
-        let started = Instant::now();
+        let Playing { mut started, done: mut played } = media.play(pcm);
         // Listening while we speak, for the callee speaking over us; what came before this
         // line is no answer to it.
         while barge_in.is_some() && media.heard.try_recv().is_ok() {}
@@ -139,11 +173,11 @@ impl CallSession for SipSession {
         let cut_by = loop {
             tokio::select! {
                 // An error means the sender stopped: the call is ending anyway.
-                _ = &mut played => return Ok(Said::Whole),
+                _ = &mut played => break None,
                 Some(frame) = media.heard.recv(), if barge_in.is_some() => {
                     over_us.push(&frame.pcm, Instant::now());
                     if barge_in.is_some_and(|least| over_us.speech() >= least) {
-                        break over_us;
+                        break Some(over_us);
                     }
                 }
                 gone = callee_gone(&mut ended) => return Err(gone),
@@ -151,7 +185,13 @@ impl CallSession for SipSession {
         };
         // Dropping `played` stops the line at the sender's next 20 ms frame.
         drop(played);
-        let share = started.elapsed().as_secs_f64() / length.as_secs_f64().max(0.001);
+        let sent = started.try_recv().ok();
+        if let (Some(turn), Some(sent)) = (answering, sent) {
+            turn.answered(asked, synthesized, sent);
+        }
+        let Some(cut_by) = cut_by else { return Ok(Said::Whole) };
+        let played_for = sent.map_or(Duration::ZERO, |sent| sent.elapsed());
+        let share = played_for.as_secs_f64() / length.as_secs_f64().max(0.001);
         tracing::debug!(call_id = %self.call_id, share, "sip: the callee spoke over the agent");
         self.barged_in = Some(cut_by);
         Ok(Said::Interrupted { played: share.min(1.0) })
@@ -201,6 +241,8 @@ impl CallSession for SipSession {
                 gone = callee_gone(&mut ended) => return Err(gone),
             }
         }
+        let turn_end = Instant::now();
+        let speech_end = turn.last_voiced_at().unwrap_or(turn_end);
         let Some((pcm, speech)) = turn.finish() else { return Ok(Heard::Silence) };
         let recognised = async {
             match stream {
@@ -222,6 +264,7 @@ impl CallSession for SipSession {
             }
         };
         tracing::debug!(call_id = %self.call_id, %text, ?speech, "sip: heard");
+        self.unanswered = Some(TurnTimes { speech_end, turn_end, recognised: Instant::now() });
         Ok(Heard::Speech(text))
     }
 

@@ -93,6 +93,11 @@ impl Turn {
         Duration::from_secs_f64(samples as f64 / 8000.0)
     }
 
+    /// When the callee last spoke (a loud frame arrived).
+    pub fn last_voiced_at(&self) -> Option<Instant> {
+        self.last_voiced_at
+    }
+
     /// When the turn ends unless the callee speaks again.
     pub fn ends_at(&self) -> Option<Instant> {
         self.last_voiced_at.map(|t| t + self.params.silence)
