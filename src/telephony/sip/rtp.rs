@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
+use crate::telephony::dtmf;
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
@@ -120,7 +121,7 @@ impl KeyPresses {
             return None;
         }
         self.last = Some(id);
-        super::super::dtmf::key_of_event(event.event)
+        dtmf::key_of_event(event.event)
     }
 }
 
