@@ -129,6 +129,7 @@ impl Settings {
             self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.asr.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        self.agent.script.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),

@@ -9,6 +9,7 @@ mod esl_server;
 use std::path::Path;
 use std::time::Duration;
 
+use callcenter::agent::script::KeyAnswer;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::telephony::CarrierKind;
 use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
@@ -153,6 +154,22 @@ async fn without_speech_recognition_listen_waits_its_time_and_hears_silence() {
     let t = Instant::now();
     assert_eq!(call.listen(Duration::from_millis(300)).await, Ok(Heard::Silence));
     assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    call.hang_up(HangupReason::Completed).await;
+}
+
+#[tokio::test]
+async fn a_key_pressed_during_a_line_is_heard_once_as_a_key_turn() {
+    let fake = FakeFreeswitch::start().await;
+    fake.callee("3001", Callee::Presses { key: "1" });
+    let dir = tempfile::tempdir().unwrap();
+    let fs = carrier(&fake, dir.path());
+    let mut call = answered(&fs, request("2508162111590110009", "13912343001", dir.path())).await;
+    // We asked FreeSWITCH for its DTMF events (the fake sends only what was asked for).
+    let subscribed = fake.wait_for_command(WAIT, |c| c.starts_with("event plain ")).await;
+    assert!(subscribed.split_whitespace().any(|e| e == "DTMF"), "{subscribed}");
+    call.say("请按键").await.unwrap();
+    assert_eq!(call.listen(WAIT).await, Ok(Heard::Speech("[按键 1]".into())));
+    assert_eq!(call.listen(Duration::from_millis(300)).await, Ok(Heard::Silence));
     call.hang_up(HangupReason::Completed).await;
 }
 
@@ -379,6 +396,29 @@ async fn records_list_shows_the_freeswitch_outcome_of_each_call() {
         assert_eq!(r["wavFileUrl"], "", "{phone}");
         assert_eq!(r["timeLen"], 0, "{phone}");
     }
+}
+
+#[tokio::test]
+async fn a_key_pressed_on_a_freeswitch_call_is_a_turn_and_with_the_key_map_the_outcome() {
+    let fake = FakeFreeswitch::start().await;
+    fake.callee("3001", Callee::Presses { key: "1" });
+    let port = fake.port();
+    let s = TestServer::start_with(move |s| {
+        s.dialer.carrier = CarrierKind::Freeswitch;
+        s.freeswitch.port = port;
+        s.dialer.max_attempts = 1;
+        s.agent.script.keys = [("1".to_string(), KeyAnswer::Confirmed)].into();
+    })
+    .await;
+    s.create(&[ticket("T1", "13900003001")]).await;
+    let tasks = s.wait_all_ended(WAIT).await;
+    assert_eq!(tasks[0]["status"], "已完成", "{tasks:?}");
+    let record = record_of(&s, "13900003001").await;
+    let dialogue = record["dialogue"].as_array().unwrap();
+    let heard: Vec<&Value> = dialogue.iter().filter(|t| t["role"] == "user").map(|t| &t["content"]).collect();
+    assert_eq!(heard, ["[按键 1]"], "{dialogue:?}");
+    assert_eq!(record["intent"], "已确认", "{record}");
+    assert!(dialogue.iter().any(|t| t["content"] == "好的，感谢您的确认。"), "{dialogue:?}");
 }
 
 #[tokio::test]

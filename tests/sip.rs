@@ -4,8 +4,8 @@
 //! baresip (tests/support/baresip.rs) is the callee wherever it can be: it answers and
 //! talks, rings until cancelled, says 404 for a number it does not know, and hears us.
 //! What baresip 1.0 cannot be told to do (reject with 486/603/480/503, challenge for
-//! digest auth, send OPTIONS and a re-INVITE within a call, hang up first) is done by a
-//! scripted callee (tests/support/sip_peer.rs).
+//! digest auth, send OPTIONS and a re-INVITE within a call, press keys on cue, hang up
+//! first) is done by a scripted callee (tests/support/sip_peer.rs).
 
 #[path = "support/baresip.rs"]
 mod baresip;
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baresip::Baresip;
+use callcenter::agent::script::KeyAnswer;
 use callcenter::config::Settings;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
@@ -510,6 +511,82 @@ async fn options_re_invite_and_the_callees_bye_are_answered_as_a_phone_would() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(after >= 5, "{events:?}");
+}
+
+/// A callee who presses `key` (by SIP INFO with `info`) while the agent says its first
+/// lines, to the server with key 1 meaning 已确认 and key 2 拒绝: the call's record.
+async fn a_call_answered_by_a_key(phone: &str, key: char, info: bool) -> (Value, Vec<String>) {
+    let peer = SipPeer::start(move |_| Script::Presses { key, info, talk: Duration::from_secs(40) }).await;
+    let s = TestServer::start_with(|s| {
+        through(peer.addr)(s);
+        s.agent.script.keys =
+            [("1".to_string(), KeyAnswer::Confirmed), ("2".to_string(), KeyAnswer::Refused)].into();
+    })
+    .await;
+    s.create(&[ticket("T-KEY", phone)]).await;
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["status"], "已完成", "{tasks:?}");
+    let record = record_of(&s, phone).await;
+    (record, peer.events())
+}
+
+fn user_turns(record: &Value) -> Vec<&str> {
+    let dialogue = record["dialogue"].as_array().unwrap();
+    dialogue.iter().filter(|t| t["role"] == "user").map(|t| t["content"].as_str().unwrap()).collect()
+}
+
+#[tokio::test]
+async fn a_key_pressed_as_rfc_4733_telephone_events_is_a_turn_and_the_answer_it_stands_for() {
+    let (record, events) = a_call_answered_by_a_key("13900003001", '1', false).await;
+    assert!(events.iter().any(|e| e == "pressed 1"), "{events:?}");
+    // One press, one turn, though its end came three times; it answered the question.
+    assert_eq!(user_turns(&record), ["[按键 1]"], "{record}");
+    assert_eq!(record["intent"], "已确认", "{record}");
+    let said: Vec<&str> =
+        record["dialogue"].as_array().unwrap().iter().map(|t| t["content"].as_str().unwrap()).collect();
+    assert_eq!(said, ["您好", "清楚了吗", "[按键 1]", "好的，感谢您的确认。", "再见"], "{record}");
+    // We ended the call once the script was done.
+    assert!(events.iter().any(|e| e == "BYE received"), "{events:?}");
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+}
+
+#[tokio::test]
+async fn a_key_pressed_by_sip_info_is_a_turn_and_the_answer_it_stands_for() {
+    let (record, events) = a_call_answered_by_a_key("13900003002", '2', true).await;
+    assert!(events.iter().any(|e| e == "INFO 2 200"), "{events:?}");
+    assert_eq!(user_turns(&record), ["[按键 2]"], "{record}");
+    assert_eq!(record["intent"], "拒绝", "{record}");
+    let dialogue = record["dialogue"].as_array().unwrap();
+    assert!(dialogue.iter().any(|t| t["content"] == "好的，打扰您了。"), "{record}");
+}
+
+#[tokio::test]
+async fn a_key_pressed_while_the_agent_speaks_answers_the_next_listen_once() {
+    let peer =
+        SipPeer::start(|_| Script::Presses { key: '5', info: false, talk: Duration::from_secs(40) }).await;
+    let mut settings = Settings::default();
+    through(peer.addr)(&mut settings);
+    let max_call = Duration::from_secs(settings.dialer.max_call_secs);
+    let carrier = SipCarrier::new(&settings.sip, Arc::new(Placeholder), max_call);
+    let request = DialRequest {
+        call_id: "2508162111590110005".into(),
+        phone: Phone::parse("13900003005").unwrap(),
+        ring_timeout: Duration::from_secs(20),
+        recording: None,
+    };
+    let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
+    // The agent speaks until the callee has pressed their key, and no one listens.
+    let mut lines = 0;
+    while !peer.events().iter().any(|e| e == "pressed 5") {
+        assert!(lines < 20, "no key pressed: {:?}", peer.events());
+        call.say("请您按键选择").await.unwrap();
+        lines += 1;
+    }
+    assert_eq!(call.listen(Duration::from_secs(10)).await.unwrap(), Heard::Speech("[按键 5]".into()));
+    // Heard once: the next wait hears nothing.
+    assert_eq!(call.listen(Duration::from_millis(1500)).await.unwrap(), Heard::Silence);
+    let end = call.hang_up(HangupReason::Completed).await;
+    assert_eq!(end.cause, HangupCause::normal_clearing());
 }
 
 #[tokio::test]

@@ -1,18 +1,19 @@
 //! The script agent: reads the ticket out, asks for confirmation, and reacts to the
 //! answer with one of the configured lines. No speech model needed; the callee's reply
-//! is sorted by keywords.
+//! is sorted by keywords, or by the key they pressed (`keys`).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Agent, Reply, TaskContext, classify};
-use crate::domain::Turn;
-use crate::telephony::{CallSession, Heard, HungUp, Said};
+use super::{Agent, CALL_BACK, CONFIRMED, REFUSED, Reply, TaskContext, classify, intent_by_rules};
+use crate::domain::{Role, Turn};
+use crate::telephony::{CallSession, Heard, HungUp, Said, dtmf};
 
-/// The script agent's lines. `{username}`, `{ticketType}` and `{ticketContent}` are
-/// replaced with the ticket's fields.
+/// The script agent's lines, and the keys it takes as answers. `{username}`,
+/// `{ticketType}` and `{ticketContent}` are replaced with the ticket's fields.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ScriptSettings {
@@ -24,6 +25,49 @@ pub struct ScriptSettings {
     pub on_refused: String,
     pub on_silence: String,
     pub closing: String,
+    /// Keys the callee may press to answer (`"1" = "已确认"`), and the answer each is.
+    /// A key not named here is still a turn (`[按键 9]`), but no answer.
+    pub keys: BTreeMap<String, KeyAnswer>,
+}
+
+/// What a key pressed in answer stands for: one of the outcomes a call can have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyAnswer {
+    #[serde(rename = "已确认")]
+    Confirmed,
+    #[serde(rename = "拒绝")]
+    Refused,
+    #[serde(rename = "需回访")]
+    CallBack,
+}
+
+impl KeyAnswer {
+    fn reply(self) -> Reply {
+        match self {
+            KeyAnswer::Confirmed => Reply::Confirmed,
+            KeyAnswer::Refused => Reply::Refused,
+            // A callback is what a question gets.
+            KeyAnswer::CallBack => Reply::Question,
+        }
+    }
+
+    fn intent(self) -> &'static str {
+        match self {
+            KeyAnswer::Confirmed => CONFIRMED,
+            KeyAnswer::Refused => REFUSED,
+            KeyAnswer::CallBack => CALL_BACK,
+        }
+    }
+}
+
+impl ScriptSettings {
+    /// What the types do not check: every key is one of the keypad's.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.keys.keys().find(|k| k.chars().count() != 1 || dtmf::key_named(k).is_none()) {
+            Some(k) => Err(format!("agent.script.keys: `{k}` is no key (0-9, *, #, A-D)")),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Default for ScriptSettings {
@@ -38,6 +82,7 @@ impl Default for ScriptSettings {
             on_refused: "好的，打扰您了。".into(),
             on_silence: "抱歉，我没有听清。".into(),
             closing: "祝您生活愉快，再见。".into(),
+            keys: BTreeMap::new(),
         }
     }
 }
@@ -47,11 +92,31 @@ const LISTEN_WAIT: Duration = Duration::from_secs(8);
 
 pub struct ScriptAgent {
     script: ScriptSettings,
+    /// `script.keys` by the key itself (`a` and `A` are one key).
+    keys: BTreeMap<char, KeyAnswer>,
 }
 
 impl ScriptAgent {
     pub fn new(script: &ScriptSettings) -> ScriptAgent {
-        ScriptAgent { script: script.clone() }
+        let keys = script.keys.iter().filter_map(|(k, &a)| Some((dtmf::key_named(k)?, a))).collect();
+        ScriptAgent { script: script.clone(), keys }
+    }
+
+    /// The answer a turn is, if it is a key named in `keys`.
+    fn key_answer(&self, text: &str) -> Option<KeyAnswer> {
+        self.keys.get(&dtmf::key_of_turn(text)?).copied()
+    }
+
+    /// Listens for the callee's answer, recording what was said (silence is not a turn).
+    async fn hear(&self, call: &mut dyn CallSession, dialogue: &mut Vec<Turn>) -> Result<Reply, HungUp> {
+        Ok(match call.listen(LISTEN_WAIT).await? {
+            Heard::Speech(text) => {
+                let reply = self.key_answer(&text).map_or_else(|| classify(&text), KeyAnswer::reply);
+                dialogue.push(Turn::user(text));
+                reply
+            }
+            Heard::Silence => Reply::Unclear,
+        })
     }
 }
 
@@ -73,7 +138,7 @@ impl Agent for ScriptAgent {
             // The callee spoke over the line: hear them out first. A refusal ends the
             // introduction; so does any clear answer once the ticket is being read, or
             // whatever they say over the question itself.
-            let heard = hear(call, dialogue).await?;
+            let heard = self.hear(call, dialogue).await?;
             if heard == Reply::Refused || (i > 0 && heard != Reply::Unclear) || i == intro.len() - 1 {
                 answer = Some(heard);
                 break;
@@ -81,14 +146,14 @@ impl Agent for ScriptAgent {
         }
         let mut reply = match answer {
             Some(reply) => reply,
-            None => hear(call, dialogue).await?,
+            None => self.hear(call, dialogue).await?,
         };
         if reply == Reply::Unclear {
             // One more try; after that, leave it.
             if speak(call, dialogue, &s.on_silence, task).await? == Said::Whole {
                 speak(call, dialogue, &s.confirm, task).await?;
             }
-            reply = hear(call, dialogue).await?;
+            reply = self.hear(call, dialogue).await?;
         }
         let reaction = match reply {
             Reply::Confirmed => &s.on_confirmed,
@@ -100,6 +165,14 @@ impl Agent for ScriptAgent {
         speak(call, dialogue, reaction, task).await?;
         speak(call, dialogue, &s.closing, task).await?;
         Ok(())
+    }
+
+    /// A key pressed in answer decides (the last one, if the callee changed their mind);
+    /// otherwise the rules on what was said.
+    async fn intent(&self, _task: &TaskContext, dialogue: &[Turn]) -> String {
+        let by_key =
+            dialogue.iter().rev().filter(|t| t.role == Role::User).find_map(|t| self.key_answer(&t.content));
+        by_key.map_or_else(|| intent_by_rules(dialogue), KeyAnswer::intent).to_string()
     }
 }
 
@@ -122,18 +195,6 @@ async fn speak(
         turn.content = said.heard_of(&line);
     }
     Ok(said)
-}
-
-/// Listens for the callee's answer, recording what was said (silence is not a turn).
-async fn hear(call: &mut dyn CallSession, dialogue: &mut Vec<Turn>) -> Result<Reply, HungUp> {
-    Ok(match call.listen(LISTEN_WAIT).await? {
-        Heard::Speech(text) => {
-            let reply = classify(&text);
-            dialogue.push(Turn::user(text));
-            reply
-        }
-        Heard::Silence => Reply::Unclear,
-    })
 }
 
 #[cfg(test)]
@@ -354,6 +415,84 @@ mod tests {
         let mut dialogue = Vec::new();
         ScriptAgent::new(&script).converse(&task(), &mut call, &mut dialogue).await.unwrap();
         assert_eq!(call.said, [GREETING, CONFIRM, "好的，感谢您的确认。"]);
+    }
+
+    fn with_keys(keys: &[(&str, KeyAnswer)]) -> ScriptSettings {
+        let keys = keys.iter().map(|(k, a)| (k.to_string(), *a)).collect();
+        ScriptSettings { keys, ..ScriptSettings::default() }
+    }
+
+    #[tokio::test]
+    async fn a_key_named_in_the_key_map_is_the_answer_and_the_outcome() {
+        let agent = ScriptAgent::new(&with_keys(&[("1", KeyAnswer::Confirmed), ("2", KeyAnswer::Refused)]));
+        // Unclear speech first; after the retry, key 2.
+        let mut call = FakeCall::replying(&[speech("[语音 2秒]"), speech("[按键 2]")]);
+        let mut dialogue = Vec::new();
+        agent.converse(&task(), &mut call, &mut dialogue).await.unwrap();
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::User, "[语音 2秒]"),
+                (Role::Assistant, "抱歉，我没有听清。"),
+                (Role::Assistant, CONFIRM),
+                (Role::User, "[按键 2]"),
+                (Role::Assistant, "好的，打扰您了。"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+        assert_eq!(agent.intent(&task(), &dialogue).await, REFUSED);
+    }
+
+    #[tokio::test]
+    async fn a_key_answer_wins_over_words_and_the_last_key_over_earlier_ones() {
+        let agent = ScriptAgent::new(&with_keys(&[("1", KeyAnswer::Confirmed), ("#", KeyAnswer::CallBack)]));
+        let said = |lines: &[&str]| {
+            let mut d = vec![Turn::assistant("您好")];
+            d.extend(lines.iter().map(|l| Turn::user(*l)));
+            d
+        };
+        let t = task();
+        assert_eq!(agent.intent(&t, &said(&["不太清楚", "[按键 1]"])).await, CONFIRMED);
+        assert_eq!(agent.intent(&t, &said(&["[按键 1]", "[按键 #]", "[按键 9]"])).await, CALL_BACK);
+        // Keys not in the map are no answer: the words decide.
+        assert_eq!(agent.intent(&t, &said(&["[按键 9]", "好的"])).await, CONFIRMED);
+        assert_eq!(agent.intent(&t, &said(&["[按键 9]"])).await, "无效");
+    }
+
+    #[tokio::test]
+    async fn without_a_key_map_a_key_is_a_turn_but_no_answer() {
+        let mut call = FakeCall::replying(&[speech("[按键 1]"), speech("[按键 1]")]);
+        let (_, dialogue) = converse(&mut call).await;
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::User, "[按键 1]"),
+                (Role::Assistant, "抱歉，我没有听清。"),
+                (Role::Assistant, CONFIRM),
+                (Role::User, "[按键 1]"),
+                (Role::Assistant, CLOSING),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_map_takes_keypad_keys_only() {
+        assert_eq!(with_keys(&[("1", KeyAnswer::Confirmed), ("*", KeyAnswer::Refused)]).validate(), Ok(()));
+        assert_eq!(with_keys(&[("b", KeyAnswer::CallBack)]).validate(), Ok(()));
+        for bad in ["10", "", "x", "12"] {
+            let err = with_keys(&[(bad, KeyAnswer::Confirmed)]).validate().unwrap_err();
+            assert!(err.contains("agent.script.keys"), "{err}");
+        }
+        // The answers are the outcomes' own words.
+        let read = |toml: &str| {
+            use figment::providers::{Format, Toml};
+            figment::Figment::from(Toml::string(toml)).extract::<ScriptSettings>().ok()
+        };
+        let keys = read("keys = { 1 = \"已确认\", 2 = \"拒绝\", 3 = \"需回访\" }").expect("keys");
+        let want =
+            with_keys(&[("1", KeyAnswer::Confirmed), ("2", KeyAnswer::Refused), ("3", KeyAnswer::CallBack)]);
+        assert_eq!(keys.keys, want.keys);
+        assert!(read("keys = { 1 = \"好\" }").is_none(), "not an outcome");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! trunk or FreeSWITCH fits behind the same traits.
 
 pub mod asr;
+pub mod dtmf;
 pub mod freeswitch;
 pub mod sim;
 pub mod sip;
@@ -108,7 +109,7 @@ mod tests {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Heard {
     /// The callee said something (recognised text, or a placeholder such as `[语音 3秒]`
-    /// when no speech recogniser is configured).
+    /// when no speech recogniser is configured), or pressed a key (`[按键 1]`, see `dtmf`).
     Speech(String),
     /// Nothing within the wait.
     Silence,

@@ -23,7 +23,9 @@
 //!   the application is done, CHANNEL_EXECUTE_COMPLETE carrying the `Event-UUID` as
 //!   `Application-UUID`; `-ERR invalid session id [<uuid>]` for an unknown channel;
 //! - CHANNEL_HANGUP_COMPLETE carries `Hangup-Cause` and the channel's variables
-//!   (`variable_proto_specific_hangup_cause: sip:486`, `variable_sip_term_status`).
+//!   (`variable_proto_specific_hangup_cause: sip:486`, `variable_sip_term_status`);
+//! - a key the callee presses is a DTMF channel event with `DTMF-Digit`, `DTMF-Duration`
+//!   (in samples) and `DTMF-Source`.
 //!
 //! What it invents: the callees (see [`Callee`]) and a speech recogniser whose results
 //! arrive as DETECTED_SPEECH events.
@@ -47,6 +49,8 @@ use tokio::task::AbortHandle;
 pub enum Callee {
     /// Answers; after hearing the first line says `says` (recognised speech), if any.
     Answers { says: Option<&'static str> },
+    /// Answers, and presses `key` while the first line is being spoken.
+    Presses { key: &'static str },
     /// Answers and hangs up (BYE) after hearing this many lines.
     HangsUpAfter { lines: usize },
     /// Answers; after this many lines FreeSWITCH's event socket connections drop.
@@ -481,7 +485,10 @@ impl Switch {
                     }
                 }
                 Callee::RingsUntilKilled => {}
-                Callee::Answers { .. } | Callee::HangsUpAfter { .. } | Callee::LinkDropsAfter { .. } => {
+                Callee::Answers { .. }
+                | Callee::Presses { .. }
+                | Callee::HangsUpAfter { .. }
+                | Callee::LinkDropsAfter { .. } => {
                     if let Some(c) = sw.lock().channels.get_mut(&uuid) {
                         c.answered = true;
                     }
@@ -513,6 +520,16 @@ impl Switch {
             }
             let borrowed: Vec<(&str, &str)> = app_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             sw.channel_event(&uuid, "CHANNEL_EXECUTE", &borrowed);
+            let pressing = match sw.lock().channels.get(&uuid) {
+                Some(Channel { callee: Callee::Presses { key }, lines: 0, .. }) if app == "speak" => {
+                    Some(*key)
+                }
+                _ => None,
+            };
+            if let Some(key) = pressing {
+                let dtmf = [("DTMF-Digit", key), ("DTMF-Duration", "1600"), ("DTMF-Source", "RTP")];
+                sw.channel_event(&uuid, "DTMF", &dtmf);
+            }
             tokio::time::sleep(delay).await;
             if !sw.is_up(&uuid) {
                 return;

@@ -1,7 +1,7 @@
 //! A scripted SIP callee on loopback UDP, for what baresip cannot be told to do: reject
 //! with a chosen code (486, 603, 480, 503), challenge with digest auth (401/407) and check
-//! the answer, and, once answered, send OPTIONS, a re-INVITE and finally a BYE within the
-//! dialog. It writes SIP by hand, independent of the stack under test, and notes what it
+//! the answer, and, once answered, send OPTIONS, a re-INVITE, key presses (RFC 4733
+//! telephone-events or SIP INFO) and finally a BYE within the dialog. It writes SIP by hand, independent of the stack under test, and notes what it
 //! saw in an event log the tests read.
 
 #![allow(dead_code)]
@@ -33,7 +33,14 @@ pub enum Script {
     /// in the 200, UPDATE allowed); with `refresh_us`, send a refresh UPDATE once answered
     /// and note the Session-Expires of the answer. BYE after `talk`.
     Timer { talk: Duration, refresh_us: bool },
+    /// Answer (mapping telephone-event to payload type 96, not the 101 we are offered),
+    /// press `key` a moment later, as RFC 4733 packets or (`info`) a SIP INFO
+    /// `application/dtmf-relay`, and BYE after `talk` unless the caller hangs up first.
+    Presses { key: char, info: bool, talk: Duration },
 }
+
+/// The payload type a `Presses` callee's answer gives telephone-events.
+pub const PEER_TELEPHONE_EVENT: u8 = 96;
 
 /// One message, parsed just enough.
 #[derive(Debug, Clone)]
@@ -274,11 +281,15 @@ impl Call {
                     script = *then;
                 }
                 Script::Answer { talk, in_dialog } => {
-                    self.answer(&invite, talk, in_dialog, None).await;
+                    self.answer(&invite, talk, in_dialog, None, None).await;
                     return;
                 }
                 Script::Timer { talk, refresh_us } => {
-                    self.answer(&invite, talk, false, Some(refresh_us)).await;
+                    self.answer(&invite, talk, false, Some(refresh_us), None).await;
+                    return;
+                }
+                Script::Presses { key, info, talk } => {
+                    self.answer(&invite, talk, false, None, Some((key, info))).await;
                     return;
                 }
                 Script::TooSmall { min_se, then } => {
@@ -309,20 +320,31 @@ impl Call {
     }
 
     /// `timer`: take the proposed session timer; `Some(true)` also refreshes it ourselves.
-    async fn answer(&mut self, invite: &Msg, talk: Duration, in_dialog: bool, timer: Option<bool>) {
-        let rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    /// `press`: a key to press once answered, and whether by SIP INFO.
+    async fn answer(
+        &mut self,
+        invite: &Msg,
+        talk: Duration,
+        in_dialog: bool,
+        timer: Option<bool>,
+        press: Option<(char, bool)>,
+    ) {
+        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let rtp_addr = rtp.local_addr().unwrap();
         let packets = Arc::new(Mutex::new(0usize));
         let counter = packets.clone();
+        let receiving = rtp.clone();
         let counting = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
-            while rtp.recv_from(&mut buf).await.is_ok() {
+            while receiving.recv_from(&mut buf).await.is_ok() {
                 *counter.lock().unwrap() += 1;
             }
         });
+        let te = if press.is_some() { PEER_TELEPHONE_EVENT } else { 101 };
         let sdp = format!(
             "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n",
+             m=audio {} RTP/AVP 0 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{te} telephone-event/8000\r\n\
+             a=sendrecv\r\n",
             rtp_addr.port()
         );
         let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
@@ -377,6 +399,28 @@ impl Call {
             self.note(format!("rtp after re-INVITE {}", after - before));
         }
 
+        if let Some((key, info)) = press {
+            // A moment after answering: while the caller is still speaking its first lines.
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            if info {
+                let body = format!("Signal={key}\r\nDuration=160\r\n");
+                let content_type = "Content-Type: application/dtmf-relay".to_string();
+                self.request(invite, "INFO", &[content_type], &body).await;
+                match self.next(|m| m.cseq_method() == "INFO" && m.status().is_some_and(|s| s >= 200)).await {
+                    Some(r) => self.note(format!("INFO {key} {}", r.status().unwrap())),
+                    None => self.note("INFO unanswered"),
+                }
+            } else {
+                match rtp_target(&invite.body) {
+                    Some(to) => {
+                        send_key(&rtp, to, key).await;
+                        self.note(format!("pressed {key}"));
+                    }
+                    None => self.note("no RTP address in the offer"),
+                }
+            }
+        }
+
         // Talk until our time is up, unless the caller hangs up first.
         let caller_bye = timeout(talk, self.next(|m| m.is_request("BYE"))).await;
         self.note(format!("rtp {}", *packets.lock().unwrap()));
@@ -417,6 +461,43 @@ impl Call {
         }
         text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
         self.send(text).await;
+    }
+}
+
+/// Where the offer wants RTP: its connection address and audio port.
+fn rtp_target(sdp: &str) -> Option<SocketAddr> {
+    let ip = sdp.lines().find_map(|l| l.trim().strip_prefix("c=IN IP4 "))?.trim();
+    let port = sdp.lines().find_map(|l| l.trim().strip_prefix("m=audio "))?.split_whitespace().next()?;
+    format!("{ip}:{port}").parse().ok()
+}
+
+/// One key press as a phone sends it (RFC 4733 §2.5): an update every 50 ms with the
+/// duration so far, then the end packet three times, all with the press's start as their
+/// timestamp and the first one marked.
+async fn send_key(socket: &UdpSocket, to: SocketAddr, key: char) {
+    let event = match key {
+        '0'..='9' => key as u8 - b'0',
+        '*' => 10,
+        '#' => 11,
+        _ => panic!("no key {key}"),
+    };
+    let ssrc: u32 = rand::random();
+    let timestamp: u32 = rand::random();
+    let packet = |seq: u16, end: bool, duration: u16| {
+        let mut p = vec![0x80, (u8::from(seq == 0) << 7) | PEER_TELEPHONE_EVENT];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&timestamp.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[event, (u8::from(end) << 7) | 10]);
+        p.extend_from_slice(&duration.to_be_bytes());
+        p
+    };
+    for seq in 0..3u16 {
+        let _ = socket.send_to(&packet(seq, false, 400 * (seq + 1)), to).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for seq in 3..6u16 {
+        let _ = socket.send_to(&packet(seq, true, 1280), to).await;
     }
 }
 

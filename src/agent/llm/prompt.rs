@@ -17,7 +17,8 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "\
 3. 回答对方关于这项通知的问题；通知里没有的信息不要编造，告诉对方稍后会有专人回电。
 4. 对方确认、拒绝或问题已记录后，礼貌道别，并调用 end_call 结束通话，intent 填 已确认、拒绝、需回访 或 无效。
 5. 对方要求人工服务时，告诉对方稍后会有人工客服联系，并调用 transfer_to_human。
-6. 如果不能调用工具，就在道别的话后面写 [END:结果]（例如 [END:已确认]），要求人工时写 [HUMAN]。";
+6. 如果不能调用工具，就在道别的话后面写 [END:结果]（例如 [END:已确认]），要求人工时写 [HUMAN]。
+7. 对方说的话里的 [按键 N] 表示对方在电话键盘上按了 N 键。";
 
 /// The user turn that opens the conversation (never stored in the dialogue): many chat
 /// templates expect a user message after the system prompt.

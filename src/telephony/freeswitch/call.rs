@@ -28,6 +28,7 @@ use super::esl::Event;
 use super::link::{Link, LinkDown, Route, Signal};
 use super::{hangup_cause, one_line, temporary_failure};
 use crate::domain::HangupCause;
+use crate::telephony::dtmf;
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
@@ -65,7 +66,8 @@ pub(super) struct FsCall {
     recording: Option<Recording>,
     speak_prefix: String,
     ended: Option<Ended>,
-    /// What the callee said that no `listen` has taken yet.
+    /// What the callee said, and the keys they pressed (`[按键 1]`), that no `listen` has
+    /// taken yet: a key pressed while a line is spoken answers the next `listen`.
     heard: VecDeque<String>,
     lines: u64,
     /// `hang_up` ran to its end; dropping the call needs no cleanup.
@@ -165,6 +167,13 @@ impl FsCall {
                 if let Some(text) = recognised(&event) {
                     tracing::debug!(call_id = %self.uuid, text, "FreeSWITCH: speech detected");
                     self.heard.push_back(text);
+                }
+            }
+            // FreeSWITCH reports a key however it came (RFC 2833, SIP INFO, inband).
+            "DTMF" => {
+                if let Some(key) = pressed(&event) {
+                    tracing::debug!(call_id = %self.uuid, %key, "FreeSWITCH: key pressed");
+                    self.heard.push_back(dtmf::turn(key));
                 }
             }
             _ => {}
@@ -389,6 +398,11 @@ fn is_line(event: &Event, line_id: &str, arg: &str) -> bool {
     }
 }
 
+/// The key of a DTMF event.
+fn pressed(event: &Event) -> Option<char> {
+    event.header("DTMF-Digit").and_then(dtmf::key_named)
+}
+
 /// The text of a DETECTED_SPEECH result: the body, or the `<input>` of an NLSML result
 /// (what MRCP recognisers return). `begin-speaking` and empty results are not speech.
 fn recognised(event: &Event) -> Option<String> {
@@ -446,5 +460,14 @@ mod tests {
         assert_eq!(recognised(&event(&[("Speech-Type", "begin-speaking")], Some("x"))), None);
         assert_eq!(recognised(&event(&[("Speech-Type", "detected-speech")], Some("  "))), None);
         assert_eq!(recognised(&event(&[("Speech-Type", "detected-speech")], Some("<result/>"))), None);
+    }
+
+    #[test]
+    fn a_dtmf_event_gives_its_key() {
+        let dtmf = |digit: &str| event(&[("DTMF-Digit", digit), ("DTMF-Source", "RTP")], None);
+        assert_eq!(pressed(&dtmf("1")), Some('1'));
+        assert_eq!(pressed(&dtmf("#")), Some('#'));
+        assert_eq!(pressed(&dtmf("x")), None);
+        assert_eq!(pressed(&event(&[], None)), None);
     }
 }

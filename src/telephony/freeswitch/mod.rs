@@ -17,7 +17,8 @@
 //!   arrives.
 //! - **Listen**: FreeSWITCH recognises no speech by itself. When it does (`detect_speech`
 //!   started by the dialplan or a module), its DETECTED_SPEECH events are what the callee
-//!   said; without them every `listen` waits its full time and hears silence.
+//!   said; without them every `listen` waits its full time and hears silence. A key the
+//!   callee presses arrives as a DTMF event (`DTMF-Digit`) and is heard as `[按键 1]`.
 //! - **Hang up**: `uuid_kill <uuid> <cause>` and the CHANNEL_HANGUP_COMPLETE that follows.
 //!
 //! One connection serves every call; it reconnects by itself (see [`link`]).

@@ -26,11 +26,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{OnceCell, mpsc, watch};
 
 use self::g711::Codec;
 use self::recorder::Recorder;
-use self::rtp::{Media, PortRange};
+use self::rtp::{KEY_BACKLOG, Media, PortRange};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
 use self::tts::{Tts, TtsEngine};
@@ -65,7 +65,8 @@ pub struct SipSettings {
     pub rtp_port_max: u16,
     /// Offered in this order of preference.
     pub codecs: Vec<Codec>,
-    /// Offer RFC 4733 telephone-events (DTMF).
+    /// Offer RFC 4733 telephone-events (DTMF): keys pressed are heard as `[按键 1]`. Key
+    /// presses by SIP INFO are heard either way.
     pub telephone_event: bool,
     pub tts_engine: TtsEngine,
     /// With `tts_engine = "command"`: program and arguments; `{text}` and `{wav}` are replaced.
@@ -297,6 +298,8 @@ impl Carrier for SipCarrier {
         let mut session_expires = s.session_expires_secs;
         let mut sip_call_id: Option<String> = None;
         let mut retried = false;
+        // Key presses, by RTP and by SIP INFO, on one channel the session reads.
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         // At most two INVITEs: the second when the first got 422 (RFC 4028 §7.4).
         let (dialog, response, ended_tx, ended_rx, remote, events_timer) = loop {
             let headers = if session_expires == 0 {
@@ -329,6 +332,7 @@ impl Carrier for SipCarrier {
                 remote: remote.clone(),
                 ended: ended_tx.clone(),
                 timer: events_timer.clone(),
+                keys: keys.clone(),
             };
             tokio::spawn(events.run(state_rx));
 
@@ -385,7 +389,7 @@ impl Carrier for SipCarrier {
         };
         tracing::debug!(call_id, to = %media.addr, codec = ?media.codec, "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
-        let media = Media::start(socket, remote, Recorder::new(self.recording_limit));
+        let media = Media::start(socket, remote, Recorder::new(self.recording_limit), keys, keys_rx);
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
                 let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };

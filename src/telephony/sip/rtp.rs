@@ -18,12 +18,15 @@ use tokio_util::sync::CancellationToken;
 use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
+use crate::telephony::dtmf;
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
 pub const FRAME_TIME: Duration = Duration::from_millis(20);
 /// Received frames kept for `listen` while nobody listens (10 s); older ones are dropped.
 const HEARD_BACKLOG: usize = 500;
+/// Key presses kept for `listen`; a peer flooding events cannot grow it further.
+pub const KEY_BACKLOG: usize = 32;
 
 /// The fixed part of an RTP header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,53 @@ impl Header {
             ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
         };
         Some((header, payload))
+    }
+}
+
+/// An RFC 4733 telephone-event payload (§2.3): the event, its end bit, volume and the
+/// duration so far. One key press is many packets with the same RTP timestamp, the last
+/// (end) one sent three times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TelephoneEvent {
+    pub event: u8,
+    pub end: bool,
+    pub volume: u8,
+    pub duration: u16,
+}
+
+impl TelephoneEvent {
+    pub fn parse(payload: &[u8]) -> Option<TelephoneEvent> {
+        let &[event, flags, d0, d1, ..] = payload else { return None };
+        Some(TelephoneEvent {
+            event,
+            end: flags & 0x80 != 0,
+            volume: flags & 0x3F,
+            duration: u16::from_be_bytes([d0, d1]),
+        })
+    }
+
+    pub fn write(&self) -> [u8; 4] {
+        let [d0, d1] = self.duration.to_be_bytes();
+        [self.event, (u8::from(self.end) << 7) | (self.volume & 0x3F), d0, d1]
+    }
+}
+
+/// Turns a stream of telephone-event packets into key presses, each once: at the first
+/// end packet of an event (its start is the RTP timestamp), whatever the repeats.
+#[derive(Debug, Default)]
+pub struct KeyPresses {
+    /// (ssrc, timestamp) of the event reported last.
+    last: Option<(u32, u32)>,
+}
+
+impl KeyPresses {
+    pub fn on_packet(&mut self, header: &Header, event: &TelephoneEvent) -> Option<char> {
+        let id = (header.ssrc, header.timestamp);
+        if !event.end || self.last == Some(id) {
+            return None;
+        }
+        self.last = Some(id);
+        dtmf::key_of_event(event.event)
     }
 }
 
@@ -135,6 +185,8 @@ pub struct Heard {
 pub struct Media {
     prompts: mpsc::UnboundedSender<Prompt>,
     pub heard: mpsc::Receiver<Heard>,
+    /// Keys the callee pressed (RFC 4733), on the channel SIP INFO key presses also feed.
+    pub keys: mpsc::Receiver<char>,
     recorder: Arc<Mutex<Recorder>>,
     cancel: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
@@ -142,8 +194,15 @@ pub struct Media {
 
 impl Media {
     /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
-    /// the recording's time zero is now.
-    pub fn start(socket: UdpSocket, remote: Arc<Mutex<Option<RemoteMedia>>>, recorder: Recorder) -> Media {
+    /// the recording's time zero is now. Key presses go to `keys`, the channel whose
+    /// receiving end is `keys_rx` (SIP INFO feeds it too).
+    pub fn start(
+        socket: UdpSocket,
+        remote: Arc<Mutex<Option<RemoteMedia>>>,
+        recorder: Recorder,
+        keys: mpsc::Sender<char>,
+        keys_rx: mpsc::Receiver<char>,
+    ) -> Media {
         let socket = Arc::new(socket);
         let recorder = Arc::new(Mutex::new(recorder));
         let cancel = CancellationToken::new();
@@ -152,14 +211,28 @@ impl Media {
         let start = Instant::now();
         let sender = tokio::spawn(send_loop(
             socket.clone(),
-            remote,
+            remote.clone(),
             recorder.clone(),
             prompts_rx,
             start,
             cancel.clone(),
         ));
-        let receiver = tokio::spawn(receive_loop(socket, recorder.clone(), heard_tx, start, cancel.clone()));
-        Media { prompts: prompts_tx, heard: heard_rx, recorder, cancel, tasks: vec![sender, receiver] }
+        let receiver = tokio::spawn(receive_loop(
+            socket,
+            remote,
+            recorder.clone(),
+            (heard_tx, keys),
+            start,
+            cancel.clone(),
+        ));
+        Media {
+            prompts: prompts_tx,
+            heard: heard_rx,
+            keys: keys_rx,
+            recorder,
+            cancel,
+            tasks: vec![sender, receiver],
+        }
     }
 
     /// Queues `pcm` (8 kHz) to be said.
@@ -261,15 +334,18 @@ async fn send_loop(
 
 /// Decodes every G.711 packet that arrives, places it on the recording by its RTP
 /// timestamp (anchored at the arrival of the stream's first packet, re-anchored when the
-/// stream jumps), and hands it to `listen`. Telephone-events and comfort noise are skipped.
+/// stream jumps), and hands it to `listen`. Telephone-events of the payload type the
+/// answer gave become key presses; comfort noise is skipped.
 async fn receive_loop(
     socket: Arc<UdpSocket>,
+    remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
-    heard: mpsc::Sender<Heard>,
+    (heard, keys): (mpsc::Sender<Heard>, mpsc::Sender<char>),
     start: Instant,
     cancel: CancellationToken,
 ) {
     let mut buf = vec![0u8; 2048];
+    let mut presses = KeyPresses::default();
     // (ssrc, timestamp, position in samples) of the anchor packet.
     let mut anchor: Option<(u32, u32, i64)> = None;
     loop {
@@ -286,6 +362,16 @@ async fn receive_loop(
             }
         };
         let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
+        let telephone_event = remote.lock().expect("remote lock").as_ref().and_then(|r| r.telephone_event);
+        if telephone_event == Some(header.payload_type) {
+            let key = TelephoneEvent::parse(payload).and_then(|e| presses.on_packet(&header, &e));
+            if let Some(key) = key {
+                tracing::debug!(key = %key, "rtp: key pressed");
+                // A full backlog: nobody has listened for 32 keys, the oldest are enough.
+                let _ = keys.try_send(key);
+            }
+            continue;
+        }
         let Some(codec) = Codec::from_payload_type(header.payload_type) else { continue };
         let pcm = codec.decode(payload);
         let arrival = (start.elapsed().as_secs_f64() * 8000.0) as i64 - pcm.len() as i64;
@@ -366,7 +452,9 @@ mod tests {
         let our_addr = ours.local_addr().unwrap();
         let remote =
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
-        let mut media = Media::start(ours, Arc::new(Mutex::new(Some(remote))), Recorder::new(8000 * 10));
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let mut media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
 
         // 100 ms of audio: five frames, played in about 100 ms.
         let t = Instant::now();
@@ -397,5 +485,76 @@ mod tests {
         let (agent, callee) = recorder.channels();
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 800);
         assert_eq!(callee.iter().filter(|&&s| s > 1900).count(), 480);
+    }
+
+    /// The packets of one key press as a phone sends them: updates every 50 ms, then
+    /// the end packet three times, all with the event's start as their timestamp.
+    fn press(event: u8, timestamp: u32, ssrc: u32, payload_type: u8) -> Vec<(Header, TelephoneEvent)> {
+        let header = |seq: u16, marker| Header { payload_type, marker, seq, timestamp, ssrc };
+        let mut packets: Vec<_> = (1..=3u16)
+            .map(|i| {
+                let e = TelephoneEvent { event, end: false, volume: 10, duration: 400 * i };
+                (header(i, i == 1), e)
+            })
+            .collect();
+        for i in 4..=6u16 {
+            packets.push((header(i, false), TelephoneEvent { event, end: true, volume: 10, duration: 1280 }));
+        }
+        packets
+    }
+
+    #[test]
+    fn a_telephone_event_written_parses_back_and_short_ones_are_none() {
+        let e = TelephoneEvent { event: 11, end: true, volume: 63, duration: 1600 };
+        assert_eq!(e.write(), [11, 0xBF, 0x06, 0x40]);
+        assert_eq!(TelephoneEvent::parse(&e.write()), Some(e));
+        // The reserved bit is not the volume.
+        assert_eq!(TelephoneEvent::parse(&[1, 0x4A, 0, 160]).map(|e| (e.end, e.volume)), Some((false, 10)));
+        assert_eq!(TelephoneEvent::parse(&[1, 0x80, 0]), None);
+    }
+
+    #[test]
+    fn each_key_press_is_reported_once_at_its_first_end_packet() {
+        let mut presses = KeyPresses::default();
+        let mut keys = String::new();
+        // 1, 1 again (a new timestamp: a second press), #, then a flash (no key).
+        for (event, ts) in [(1, 8000), (1, 9600), (11, 12000), (16, 16000)] {
+            for (i, (header, e)) in press(event, ts, 7, 101).iter().enumerate() {
+                let key = presses.on_packet(header, e);
+                assert_eq!(key.is_some(), i == 3 && event != 16, "packet {i} of event {event}");
+                keys.extend(key);
+            }
+        }
+        assert_eq!(keys, "11#");
+        // The same timestamp from another source is another press.
+        let (header, e) = press(5, 16000, 8, 101)[3];
+        assert_eq!(presses.on_packet(&header, &e), Some('5'));
+    }
+
+    #[tokio::test]
+    async fn telephone_events_of_the_answers_payload_type_become_keys_and_are_no_audio() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let our_addr = ours.local_addr().unwrap();
+        let remote =
+            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let mut media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
+        // Our own offer's 101 is not what the answer said: not a key.
+        for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
+            for (header, e) in press(event, 160 * u32::from(event), 1, pt) {
+                peer.send_to(&header.write(&e.write()), our_addr).await.unwrap();
+            }
+        }
+        let mut keys = String::new();
+        while keys.len() < 3 {
+            let key = tokio::time::timeout(Duration::from_secs(2), media.keys.recv()).await.unwrap();
+            keys.extend(key);
+        }
+        // Whatever the packets before the last press made has been handed on by now.
+        assert_eq!(keys, "7*9", "each press once, in order");
+        assert!(media.heard.try_recv().is_err(), "events are no audio");
+        media.stop().await;
     }
 }

@@ -1,6 +1,6 @@
 //! One answered SIP call as a `CallSession`: `say` speaks through the TTS and streams
 //! the audio as RTP in real time, `listen` waits for a turn of the callee's (energy VAD)
-//! and hands it to the ASR, `hang_up` sends BYE (unless the callee already did) and
+//! and hands it to the ASR, or for a key press (`[按键 1]`), `hang_up` sends BYE (unless the callee already did) and
 //! writes the recording.
 
 use std::path::PathBuf;
@@ -20,6 +20,7 @@ use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
 use crate::recording::SAMPLE_RATE;
 use crate::telephony::asr::{self, Asr};
+use crate::telephony::dtmf;
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
@@ -205,6 +206,10 @@ impl CallSession for SipSession {
         let asr = self.engines.asr.clone();
         let barged_in = self.barged_in.take();
         let media = self.media();
+        // A key pressed while the agent spoke is this turn, at once.
+        if let Ok(key) = media.keys.try_recv() {
+            return Ok(Heard::Speech(dtmf::turn(key)));
+        }
         // The callee's turn goes on if it cut our last line short; otherwise what they said
         // while we spoke is not an answer to what we said.
         let mut turn = barged_in.unwrap_or_else(|| {
@@ -237,6 +242,9 @@ impl CallSession for SipSession {
                     // The receiver stopped: nothing more will come.
                     None => tokio::time::sleep_until(wake).await,
                 },
+                // A key press is the turn: it ends the wait at once, and speech under way is
+                // dropped (the key is the callee's deliberate answer).
+                Some(key) = media.keys.recv() => return Ok(Heard::Speech(dtmf::turn(key))),
                 _ = tokio::time::sleep_until(wake) => {}
                 gone = callee_gone(&mut ended) => return Err(gone),
             }

@@ -21,7 +21,7 @@ use rsipstack::rsip::{Header, Method, Request, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::Endpoint;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::SipTransport;
@@ -29,6 +29,7 @@ use super::g711::Codec;
 use super::sdp::{self, LocalSdp, RemoteMedia};
 use super::timer::{self, SessionTimer};
 use crate::domain::HangupCause;
+use crate::telephony::dtmf;
 
 pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
 
@@ -226,6 +227,8 @@ pub struct DialogEvents {
     pub ended: watch::Sender<Option<HangupCause>>,
     /// The call's session timer, once answered with one: a refresh from the peer moves it on.
     pub timer: Arc<std::sync::OnceLock<SessionTimer>>,
+    /// Where keys pressed by SIP INFO go (the channel RFC 4733 key presses also feed).
+    pub keys: mpsc::Sender<char>,
 }
 
 impl DialogEvents {
@@ -237,7 +240,15 @@ impl DialogEvents {
                     break;
                 }
                 DialogState::Updated(_, request, handle) => self.update(&request, handle).await,
-                DialogState::Options(_, _, handle) | DialogState::Info(_, _, handle) => {
+                DialogState::Info(_, request, handle) => {
+                    // Any INFO is taken (a phone sends others too); a key press is heard.
+                    if let Some(key) = info_key(&request) {
+                        tracing::debug!(call_id = %self.call_id, key = %key, "sip: key pressed (INFO)");
+                        let _ = self.keys.try_send(key);
+                    }
+                    reply(&handle, StatusCode::OK, None).await;
+                }
+                DialogState::Options(_, _, handle) => {
                     reply(&handle, StatusCode::OK, None).await;
                 }
                 DialogState::Message(_, _, handle) | DialogState::Notify(_, _, handle) => {
@@ -322,6 +333,25 @@ impl DialogEvents {
         // without one); an UPDATE only when it offered one.
         let with_sdp = request.method == Method::Invite || !offer.trim().is_empty();
         reply_with(&handle, StatusCode::OK, headers, with_sdp.then(|| self.local_sdp.clone())).await;
+    }
+}
+
+/// The key of a SIP INFO key press: `application/dtmf-relay` (`Signal=5` and
+/// `Duration=160` lines) or `application/dtmf` (the key alone).
+fn info_key(request: &Request) -> Option<char> {
+    let content_type = request.headers.iter().find(|h| h.name().eq_ignore_ascii_case("Content-Type"))?;
+    let media_type = content_type.value().split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    dtmf_body_key(&media_type, &String::from_utf8_lossy(&request.body))
+}
+
+fn dtmf_body_key(media_type: &str, body: &str) -> Option<char> {
+    match media_type {
+        "application/dtmf-relay" => body.lines().find_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            name.trim().eq_ignore_ascii_case("signal").then(|| dtmf::key_named(value)).flatten()
+        }),
+        "application/dtmf" => dtmf::key_named(body),
+        _ => None,
     }
 }
 
@@ -422,6 +452,29 @@ mod tests {
         assert_eq!(split_host_port("host:port"), None);
         assert_eq!(split_host_port(""), None);
         assert_eq!(split_host_port("2001:db8::1"), None);
+    }
+
+    fn info(content_type: &str, body: &str) -> Request {
+        let raw = format!(
+            "INFO sip:cc@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+             From: <sip:peer@127.0.0.1>;tag=a\r\nTo: <sip:cc@127.0.0.1>;tag=b\r\nCall-ID: x\r\n\
+             CSeq: 2 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Request::try_from(raw.as_str()).unwrap()
+    }
+
+    #[test]
+    fn sip_info_key_presses_are_read_from_dtmf_relay_and_dtmf_bodies() {
+        assert_eq!(info_key(&info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")), Some('5'));
+        assert_eq!(info_key(&info("Application/DTMF-Relay", "Duration=250\nsignal= #\n")), Some('#'));
+        assert_eq!(info_key(&info("application/dtmf-relay", "Signal=11\r\nDuration=160")), Some('#'));
+        assert_eq!(info_key(&info("application/dtmf", "7")), Some('7'));
+        assert_eq!(info_key(&info("application/dtmf", "*\r\n")), Some('*'));
+        // Not a key: another package, a bad signal, no signal.
+        assert_eq!(info_key(&info("application/media_control+xml", "<media_control/>")), None);
+        assert_eq!(info_key(&info("application/dtmf-relay", "Signal=X\r\nDuration=160")), None);
+        assert_eq!(info_key(&info("application/dtmf-relay", "Duration=160")), None);
     }
 
     #[test]
