@@ -1,14 +1,12 @@
 //! The dialer, seen from outside: tasks go in through createTasks, and what the dialer
 //! did shows in calltask/list and records/list, as a ticketing system or a dashboard sees it.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::{ENDED, TestServer, ticket};
 use callcenter::config::{CallingHours, NodeId, Settings, Timezone};
 use chrono::{NaiveDateTime, Timelike};
-use common::{ENDED, TestServer, ticket};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
@@ -828,7 +826,7 @@ async fn a_call_cut_by_shutdown_on_its_last_attempt_ends_the_task() {
 
 /// The server binary on a SQLite file of its own, for its log.
 mod own_database {
-    use common::BinaryServer;
+    use crate::common::BinaryServer;
 
     use super::*;
 

@@ -1,32 +1,26 @@
 //! The SIP carrier end to end: the real server (`dialer.carrier = "sip"`) calls a real SIP
 //! peer on loopback, and the outcome is read back through the HTTP API.
 //!
-//! baresip (tests/support/baresip.rs) is the callee wherever it can be: it answers and
+//! baresip (tests/it/support/baresip.rs) is the callee wherever it can be: it answers and
 //! talks, rings until cancelled, says 404 for a number it does not know, and hears us.
 //! What baresip 1.0 cannot be told to do (reject with 486/603/480/503, challenge for
 //! digest auth, send OPTIONS and a re-INVITE within a call, hang up first) is done by a
-//! scripted callee (tests/support/sip_peer.rs).
-
-#[path = "support/baresip.rs"]
-mod baresip;
-mod common;
-#[path = "support/sip_peer.rs"]
-mod sip_peer;
+//! scripted callee (tests/it/support/sip_peer.rs).
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use baresip::Baresip;
+use crate::common::{TestServer, ticket};
+use crate::support::baresip::{self, Baresip};
+use crate::support::sip_peer::{Script, SipPeer};
 use callcenter::config::{CarrierKind, Settings};
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
 use callcenter::telephony::sip::tts::TtsEngine;
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
-use common::{TestServer, ticket};
 use serde_json::{Value, json};
-use sip_peer::{Script, SipPeer};
 use tokio::time::Instant;
 
 /// Every call of these tests ends well within this, even on a loaded machine.

@@ -2,13 +2,11 @@
 //! server (initdb into a temporary directory, on a free port), so that stopping it
 //! disturbs no other test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, test_settings, ticket, until};
+use crate::common::{TestServer, test_settings, ticket, until};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -194,7 +192,7 @@ async fn call_counters(client: &reqwest::Client, s: &TestServer) -> (u64, u64) {
 /// progress and tasks waiting for a while; returns once some have ended.
 async fn dialing(cluster: &Cluster, client: &reqwest::Client) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let db = common::TestDb::existing(cluster.url());
+    let db = crate::common::TestDb::existing(cluster.url());
     let mut settings = test_settings(&db, dir.path());
     settings.sim.answer_rate = 1.0;
     settings.sim.time_scale = 0.05;

@@ -1,13 +1,11 @@
 //! What ticketing systems and PBXs plug into: webhooks, imported and FreeSWITCH call
 //! records, the do-not-call list and the per-number daily cap.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
 use axum::http::{HeaderMap, StatusCode};
-use common::{TestServer, ticket};
 use serde_json::{Value, json};
 
 /// Each delivery a receiver took: its headers and body.
@@ -443,7 +441,7 @@ fn form_encode(s: &str) -> String {
 mod own_database {
     use std::collections::{HashMap, HashSet};
 
-    use common::{BinaryServer, ENDED, until};
+    use crate::common::{BinaryServer, ENDED, until};
     use tokio::time::sleep;
 
     use super::*;

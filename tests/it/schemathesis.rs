@@ -3,11 +3,9 @@
 //! the envelope, and every answer as the document describes it. Needs schemathesis (fuzz/requirements.txt) in the virtual
 //! environment that `scripts/test` sets up (`CALLCENTER_VENV`).
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::TestServer;
+use crate::common::TestServer;
 
 fn schemathesis() -> PathBuf {
     let venv = std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {

@@ -1,10 +1,8 @@
 //! What an ops team runs it with: health, metrics, limits, CORS, and SQL that stays data.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, hold_writes, ticket, until};
+use crate::common::{TestServer, hold_writes, ticket, until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -234,7 +232,7 @@ mod own_database {
     /// Runs the binary with `log.format = format`, sends it a burst of records/list
     /// requests 32 at a time, stops it with SIGTERM and returns its log.
     async fn log_of_a_burst(format: &str) -> String {
-        let server = common::BinaryServer::start(&[("LOG__FORMAT", format.to_string())]).await;
+        let server = crate::common::BinaryServer::start(&[("LOG__FORMAT", format.to_string())]).await;
         let client = reqwest::Client::new();
         let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
         use futures::StreamExt;

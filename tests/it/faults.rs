@@ -1,13 +1,11 @@
 //! Faults a deployment meets: a recordings disk that refuses writes, a database that
 //! goes away under load, and hostile input of every kind.
 
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{TestServer, ticket};
+use crate::common::{TestServer, ticket};
 use serde_json::json;
 
 /// Every log line of this test binary, to count what a fault writes to the log.

@@ -1,22 +1,18 @@
 //! The FreeSWITCH carrier against a fake event socket that speaks mod_event_socket's wire
-//! protocol (tests/support/esl_server.rs): first the carrier on its own, then the whole
+//! protocol (tests/it/support/esl_server.rs): first the carrier on its own, then the whole
 //! server through its HTTP API with `dialer.carrier = "freeswitch"`.
-
-mod common;
-#[path = "support/esl_server.rs"]
-mod esl_server;
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
+use crate::support::esl_server::{Callee, FakeFreeswitch, SAYS};
 use callcenter::config::CarrierKind;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
 use callcenter::telephony::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
 };
-use common::{TestServer, ticket};
-use esl_server::{Callee, FakeFreeswitch, SAYS};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 

@@ -3,12 +3,10 @@
 //! closed at once, and other clients are answered all the while. Loopback only, a fixed
 //! number of connections, each given up after a bounded time.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

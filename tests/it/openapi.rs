@@ -1,13 +1,11 @@
 //! The OpenAPI document: valid, describing every route the router serves (and nothing
 //! else) under each of its names, with the answers those routes really give.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
 use std::path::PathBuf;
 
+use crate::common::TestServer;
 use base64::Engine;
-use common::TestServer;
 use serde_json::Value;
 
 async fn document(s: &TestServer) -> Value {
