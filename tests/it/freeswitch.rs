@@ -299,8 +299,16 @@ async fn freeswitch_started_after_the_server_is_connected_to_when_it_comes_up() 
         l.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
+    crate::common::logs();
     let fs = carrier_with(port, "ClueCon", dir.path());
-    tokio::time::sleep(Duration::from_millis(500)).await; // a few refused attempts
+    // Refused twice, as the log says, before FreeSWITCH comes up.
+    let addr = format!("addr=127.0.0.1:{port} ");
+    crate::common::until_logged(Duration::from_secs(20), "two refused connections", |l| {
+        l.contains("cannot connect to the FreeSWITCH event socket")
+            && l.contains(&addr)
+            && l.contains("failures=2")
+    })
+    .await;
     let fake = FakeFreeswitch::start_on(port, "ClueCon").await;
     let mut req = request("2508162111590110015", "13912345678", dir.path());
     req.ring_timeout = Duration::from_secs(5);

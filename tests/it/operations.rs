@@ -12,16 +12,13 @@ async fn healthz_says_alive_and_readyz_checks_database_and_dialer() {
     let v: Value = s.get("/healthz").await.json().await.unwrap();
     assert_eq!(v["code"], 0);
     // The dialer starts right after the server: wait for it, as a load balancer would.
-    let mut ready = Value::Null;
-    for _ in 0..100 {
+    let ready = until(Duration::from_secs(10), "the server to say ready", async || {
         let res = s.get("/readyz").await;
         let status = res.status();
-        ready = res.json().await.unwrap();
-        if status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let ready: Value = res.json().await.unwrap();
+        (status == StatusCode::OK).then_some(ready)
+    })
+    .await;
     assert_eq!(ready["code"], 0, "{ready}");
     assert_eq!(ready["data"], json!({"database": "ok", "dialer": "running", "recordings": "ok"}));
 

@@ -185,7 +185,11 @@ async fn stop_tasks_hangs_up_a_call_in_progress_with_a_bye() {
     let s = TestServer::start_with(through(callee.addr)).await;
     let ids = s.create(&[ticket("T-STOP", "13900002222")]).await;
     assert!(callee.wait_log("Call established", Duration::from_secs(30)).await, "{}", callee.log());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The dialer has noted the answer: the call is talking.
+    crate::common::until(Duration::from_secs(10), "the answer to be noted", async || {
+        crate::common::answered(&s.db, ids[0]).then_some(())
+    })
+    .await;
     let v = s.post("/api/aicall/stopTasks", &json!({ "batchIds": ids })).await;
     assert_eq!(v["code"], 0, "{v}");
 

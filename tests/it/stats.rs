@@ -165,8 +165,11 @@ async fn every_task_total_equals_a_plain_count_through_creates_stops_blocks_call
     assert_task_totals_are_counts(&s, 102).await;
     if s.db.is_postgres() {
         // Each node folds the changes into the counters every second.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(crate::common::psql_value(&s.db.url, "SELECT COUNT(*) FROM task_count_changes"), "0");
+        crate::common::until(Duration::from_secs(10), "the task count changes to be folded", async || {
+            (crate::common::psql_value(&s.db.url, "SELECT COUNT(*) FROM task_count_changes") == "0")
+                .then_some(())
+        })
+        .await;
         assert_task_totals_are_counts(&s, 102).await;
     }
 }
