@@ -1,5 +1,5 @@
 // The console in headless Chromium against a running server without API keys (started by
-// tests/console.rs: sim carrier, time scale 0.05, every ordinary number answers).
+// tests/it/console.rs: sim carrier, time scale 0.05, every ordinary number answers).
 // Run by hand: CONSOLE_BASE_URL=http://127.0.0.1:8899 node --test (on an empty database).
 
 import assert from 'node:assert/strict';

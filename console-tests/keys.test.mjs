@@ -1,4 +1,4 @@
-// The console against a server with API keys (started by tests/console.rs): it asks for
+// The console against a server with API keys (started by tests/it/console.rs): it asks for
 // the key, keeps it in localStorage, sends it on every request, and plays recordings
 // through a Blob URL (an <audio> element cannot send the header).
 // Run by hand: CONSOLE_KEYED_BASE_URL=http://127.0.0.1:8899 CONSOLE_API_KEY=… node --test

@@ -1,11 +1,9 @@
 //! The fast totals and the day's statistics, kept with the writes, must always equal
 //! what counting the rows gives.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, ticket};
+use crate::common::{TestServer, ticket};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
@@ -167,8 +165,11 @@ async fn every_task_total_equals_a_plain_count_through_creates_stops_blocks_call
     assert_task_totals_are_counts(&s, 102).await;
     if s.db.is_postgres() {
         // Each node folds the changes into the counters every second.
-        tokio::time::sleep(Duration::from_millis(2500)).await;
-        assert_eq!(common::psql_value(&s.db.url, "SELECT COUNT(*) FROM task_count_changes"), "0");
+        crate::common::until(Duration::from_secs(10), "the task count changes to be folded", async || {
+            (crate::common::psql_value(&s.db.url, "SELECT COUNT(*) FROM task_count_changes") == "0")
+                .then_some(())
+        })
+        .await;
         assert_task_totals_are_counts(&s, 102).await;
     }
 }
@@ -230,14 +231,14 @@ async fn today_statistics_include_ai_calls_and_the_live_numbers() {
 #[tokio::test]
 async fn a_seeded_database_has_a_spread_of_calls_and_exact_counters() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = common::TestDb::new(dir.path()).await;
+    let db = crate::common::TestDb::new(dir.path()).await;
     let seeded = std::process::Command::new(env!("CARGO_BIN_EXE_callcenter"))
         .args(["seed", "--records", "20000", "--tasks", "2000"])
         .env("CALLCENTER__DATABASE__URL", &db.url)
         .output()
         .expect("callcenter seed runs");
     assert!(seeded.status.success(), "{}", String::from_utf8_lossy(&seeded.stderr));
-    let mut settings = common::test_settings(&db, dir.path());
+    let mut settings = crate::common::test_settings(&db, dir.path());
     settings.dialer.enabled = false;
     let s = TestServer::start_on(settings, db, dir).await;
 

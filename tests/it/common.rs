@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use callcenter::App;
@@ -62,6 +63,14 @@ impl Drop for TestDb {
     }
 }
 
+/// The tests' Python environment, which scripts/setup makes: schemathesis, an OpenAPI
+/// validator, pocketsphinx (fuzz/requirements.txt).
+pub fn venv() -> PathBuf {
+    std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callcenter-venv")
+    })
+}
+
 /// Polls `check` until it gives a value, failing with `what` after `limit`.
 pub async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = tokio::time::Instant::now() + limit;
@@ -71,6 +80,58 @@ pub async fn until<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() 
         }
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every log line the servers of this test process write from the first call on: INFO
+/// and up, and the SIP carrier's DEBUG (what it sent and got). The process is shared by
+/// every suite, so a test picks its own lines: by its calls' uuids (a node id of its own),
+/// its ports, its calling hours.
+pub fn logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "info,sqlx=warn,callcenter::telephony::sip=debug",
+            ))
+            .with_writer(move || LogSink(sink.clone()))
+            .init();
+        logs
+    })
+    .clone()
+}
+
+/// The log so far (see `logs`).
+pub fn log_text() -> String {
+    String::from_utf8_lossy(&logs().lock().unwrap()).into_owned()
+}
+
+/// Waits until the log (see `logs`) has a line for which `wanted` holds; returns it.
+pub async fn until_logged(limit: Duration, what: &str, wanted: impl Fn(&str) -> bool) -> String {
+    logs();
+    until(limit, what, async || log_text().lines().find(|l| wanted(l)).map(str::to_string)).await
+}
+
+/// Whether a log line is about a call of node `node`: its `uuid=` (time, node id, counter).
+pub fn of_node(line: &str, node: &str) -> bool {
+    line.split_whitespace()
+        .filter_map(|w| w.strip_prefix("uuid=").or_else(|| w.strip_prefix("call_id=")))
+        .map(|uuid| uuid.trim_matches('"'))
+        .any(|uuid| uuid.len() == 19 && &uuid[12..14] == node)
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -103,6 +164,41 @@ pub async fn hold_writes(db: &TestDb, hold: Duration) -> JoinHandle<()> {
     };
     taken.await.expect("the write lock is taken");
     holder
+}
+
+/// The one value a query of the test's database answers (SQLite or PostgreSQL), as text:
+/// for what the API does not show, such as a call answered but not yet ended.
+pub fn db_value(db: &TestDb, sql: &str) -> String {
+    db_value_at(&db.url, sql)
+}
+
+/// `db_value` on the database at `url` (`sqlite://…` or `postgres://…`).
+pub fn db_value_at(url: &str, sql: &str) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) => {
+            let conn = rusqlite::Connection::open(path).expect("the test opens the database");
+            conn.busy_timeout(Duration::from_secs(5)).unwrap();
+            conn.query_row(sql, [], |row| row.get::<_, rusqlite::types::Value>(0))
+                .map(|v| match v {
+                    rusqlite::types::Value::Null => String::new(),
+                    rusqlite::types::Value::Integer(n) => n.to_string(),
+                    rusqlite::types::Value::Real(x) => x.to_string(),
+                    rusqlite::types::Value::Text(t) => t,
+                    rusqlite::types::Value::Blob(_) => panic!("{sql}: a blob"),
+                })
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        }
+        None => psql_value(url, sql),
+    }
+}
+
+/// Whether task `batch_id`'s call in progress has been answered (the dialer notes the
+/// answer in the database as it happens; the API shows it once the call has ended).
+pub fn answered(db: &TestDb, batch_id: i64) -> bool {
+    db_value(
+        db,
+        &format!("SELECT COUNT(*) FROM tasks WHERE batch_id = {batch_id} AND call_answered_ms IS NOT NULL"),
+    ) == "1"
 }
 
 fn psql(url: &str, sql: &str) {

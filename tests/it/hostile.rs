@@ -1,11 +1,9 @@
 //! A corpus of hostile requests, each with the answer it must get: never a 5xx, never an
 //! answer outside the envelope, and the server keeps serving.
 
-mod common;
-
+use crate::common::{TestServer, ticket};
 use callcenter::domain::CallType;
 use callcenter::store::CallRecord;
-use common::{TestServer, ticket};
 use reqwest::Method;
 use serde_json::{Value, json};
 

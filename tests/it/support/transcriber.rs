@@ -6,6 +6,8 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use crate::common::venv;
+
 pub struct Transcriber {
     child: Child,
     /// The base URL for `asr.url`.
@@ -15,12 +17,8 @@ pub struct Transcriber {
 impl Transcriber {
     /// A recogniser of one of `phrases` (see transcriber.py for why).
     pub fn start(phrases: &[&str]) -> Transcriber {
-        let venv = std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-                .join(".cache/callcenter-venv")
-        });
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/support/transcriber.py");
-        let mut child = Command::new(venv.join("bin/python"))
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/it/support/transcriber.py");
+        let mut child = Command::new(venv().join("bin/python"))
             .arg(script)
             .args(phrases)
             .stdin(Stdio::null())

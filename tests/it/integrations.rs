@@ -1,13 +1,11 @@
 //! What ticketing systems and PBXs plug into: webhooks, imported and FreeSWITCH call
 //! records, the do-not-call list and the per-number daily cap.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
 use axum::http::{HeaderMap, StatusCode};
-use common::{TestServer, ticket};
 use serde_json::{Value, json};
 
 /// Each delivery a receiver took: its headers and body.
@@ -443,8 +441,7 @@ fn form_encode(s: &str) -> String {
 mod own_database {
     use std::collections::{HashMap, HashSet};
 
-    use common::{BinaryServer, ENDED, until};
-    use tokio::time::sleep;
+    use crate::common::{BinaryServer, ENDED, until};
 
     use super::*;
 
@@ -560,9 +557,15 @@ mod own_database {
         })
         .await;
         let stale: HashSet<String> = hook.tried.lock().unwrap().iter().cloned().collect();
-        // The receiver comes back only once the events are older than max_age (the
-        // margin covers the server's whole-millisecond clock).
-        sleep(MAX_AGE + Duration::from_millis(100)).await;
+        // The receiver comes back only once the server has given both events up, older
+        // than max_age: its log says so, one error line per event.
+        until(Duration::from_secs(30), "both events given up", async || {
+            let log = server.log();
+            // Whole lines only: the last one may be half written.
+            let whole = &log[..log.rfind('\n').map_or(0, |end| end + 1)];
+            (given_up(whole) == stale).then_some(())
+        })
+        .await;
         *hook.failing.lock().unwrap() = 0;
         until(Duration::from_secs(30), "an empty outbox", async || {
             (backlog(&server).await == "callcenter_webhook_backlog 0").then_some(())
@@ -575,17 +578,20 @@ mod own_database {
         let events = hook.wait_for(2, Duration::from_secs(20)).await;
         assert!(events.iter().all(|e| e["task"]["ticketNo"] == "NEW"), "{events:#?}");
 
-        // The log says which events were given up.
+        // The log says which events were given up, and no others.
         let log = server.stop();
-        let given_up: HashSet<String> = log
-            .lines()
+        assert_eq!(given_up(&log), stale, "one error line per event given up:\n{log}");
+    }
+
+    /// The events a JSON log says were given up.
+    fn given_up(log: &str) -> HashSet<String> {
+        log.lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("{e}: {l}")))
             .filter(|l| {
                 l["level"] == "ERROR"
                     && l["fields"]["message"].as_str().unwrap().contains("giving the event up")
             })
             .map(|l| l["fields"]["event_id"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(given_up, stale, "one error line per event given up:\n{log}");
+            .collect()
     }
 }

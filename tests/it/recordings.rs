@@ -1,13 +1,11 @@
 //! `GET /recordings/files?filename=…`: the WAV of an answered call, as a player or the
 //! spec's H5 page fetches it from `wavFileUrl`.
 
-mod common;
-
 use std::io::Cursor;
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
 use chrono::NaiveDateTime;
-use common::{TestServer, ticket};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use serde_json::{Value, json};

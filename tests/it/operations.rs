@@ -1,10 +1,8 @@
 //! What an ops team runs it with: health, metrics, limits, CORS, and SQL that stays data.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestServer, hold_writes, ticket, until};
+use crate::common::{TestServer, hold_writes, ticket, until};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -14,16 +12,13 @@ async fn healthz_says_alive_and_readyz_checks_database_and_dialer() {
     let v: Value = s.get("/healthz").await.json().await.unwrap();
     assert_eq!(v["code"], 0);
     // The dialer starts right after the server: wait for it, as a load balancer would.
-    let mut ready = Value::Null;
-    for _ in 0..100 {
+    let ready = until(Duration::from_secs(10), "the server to say ready", async || {
         let res = s.get("/readyz").await;
         let status = res.status();
-        ready = res.json().await.unwrap();
-        if status == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let ready: Value = res.json().await.unwrap();
+        (status == StatusCode::OK).then_some(ready)
+    })
+    .await;
     assert_eq!(ready["code"], 0, "{ready}");
     assert_eq!(ready["data"], json!({"database": "ok", "dialer": "running", "recordings": "ok"}));
 
@@ -234,7 +229,7 @@ mod own_database {
     /// Runs the binary with `log.format = format`, sends it a burst of records/list
     /// requests 32 at a time, stops it with SIGTERM and returns its log.
     async fn log_of_a_burst(format: &str) -> String {
-        let server = common::BinaryServer::start(&[("LOG__FORMAT", format.to_string())]).await;
+        let server = crate::common::BinaryServer::start(&[("LOG__FORMAT", format.to_string())]).await;
         let client = reqwest::Client::new();
         let body = json!({"callType": "02", "pageNum": 1, "pageSize": 10});
         use futures::StreamExt;

@@ -1,19 +1,14 @@
 //! Schemathesis (property-based testing from the OpenAPI document) against the real
 //! server: thousands of generated requests, valid and not, with no 5xx, no answer outside
 //! the envelope, and every answer as the document describes it. Needs schemathesis (fuzz/requirements.txt) in the virtual
-//! environment that `scripts/test` sets up (`CALLCENTER_VENV`).
-
-mod common;
+//! environment that `scripts/setup` makes (`common::venv`).
 
 use std::path::PathBuf;
 
-use common::TestServer;
+use crate::common::{TestServer, venv};
 
 fn schemathesis() -> PathBuf {
-    let venv = std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callcenter-venv")
-    });
-    let st = venv.join("bin/st");
+    let st = venv().join("bin/st");
     assert!(
         st.exists(),
         "{} is missing: run scripts/test, which installs fuzz/requirements.txt there",

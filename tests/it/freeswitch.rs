@@ -1,14 +1,12 @@
 //! The FreeSWITCH carrier against a fake event socket that speaks mod_event_socket's wire
-//! protocol (tests/support/esl_server.rs): first the carrier on its own, then the whole
+//! protocol (tests/it/support/esl_server.rs): first the carrier on its own, then the whole
 //! server through its HTTP API with `dialer.carrier = "freeswitch"`.
-
-mod common;
-#[path = "support/esl_server.rs"]
-mod esl_server;
 
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
+use crate::support::esl_server::{Callee, FakeFreeswitch, SAYS};
 use callcenter::agent::script::KeyAnswer;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::telephony::CarrierKind;
@@ -16,8 +14,6 @@ use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
 use callcenter::telephony::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
 };
-use common::{TestServer, ticket};
-use esl_server::{Callee, FakeFreeswitch, SAYS};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -320,8 +316,16 @@ async fn freeswitch_started_after_the_server_is_connected_to_when_it_comes_up() 
         l.local_addr().unwrap().port()
     };
     let dir = tempfile::tempdir().unwrap();
+    crate::common::logs();
     let fs = carrier_with(port, "ClueCon", dir.path());
-    tokio::time::sleep(Duration::from_millis(500)).await; // a few refused attempts
+    // Refused twice, as the log says, before FreeSWITCH comes up.
+    let addr = format!("addr=127.0.0.1:{port} ");
+    crate::common::until_logged(Duration::from_secs(20), "two refused connections", |l| {
+        l.contains("cannot connect to the FreeSWITCH event socket")
+            && l.contains(&addr)
+            && l.contains("failures=2")
+    })
+    .await;
     let fake = FakeFreeswitch::start_on(port, "ClueCon").await;
     let mut req = request("2508162111590110015", "13912345678", dir.path());
     req.ring_timeout = Duration::from_secs(5);

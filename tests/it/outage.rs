@@ -2,13 +2,11 @@
 //! server (initdb into a temporary directory, on a free port), so that stopping it
 //! disturbs no other test.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{TestServer, test_settings, ticket, until};
+use crate::common::{TestServer, logs, of_node, test_settings, ticket, until, until_logged};
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -177,29 +175,35 @@ fn as_postgres(args: &[&str], as_root: bool) {
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 const ANSWER_WITHIN: Duration = ACQUIRE_TIMEOUT.saturating_add(Duration::from_millis(500));
 
-/// Calls started and call attempts ended so far, from `/metrics` (this node's counters,
-/// kept in memory: they answer while the database is away).
-async fn call_counters(client: &reqwest::Client, s: &TestServer) -> (u64, u64) {
-    let text = client.get(s.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let sum = |name: &str| -> u64 {
-        text.lines()
-            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    };
-    (sum("callcenter_calls_started_total"), sum("callcenter_call_attempts_ended_total"))
+/// The server's clock as its records show it (`calloutTime`), to the second: a record
+/// with a later `calloutTime` is of a call started after this moment.
+fn server_time(s: &TestServer) -> String {
+    chrono::Utc::now().with_timezone(&s.settings.timezone.0).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// Waits until a call of node `node` ends while its record cannot be written (the log
+/// says so for each try).
+async fn a_call_ends_unrecorded(node: &str) {
+    until_logged(Duration::from_secs(20), "a call to end during the outage", |l| {
+        (l.contains("writing the call record failed") || l.contains("could not write the call record"))
+            && of_node(l, node)
+    })
+    .await;
 }
 
 /// A server on `cluster` dialing 60 answering tasks at a pace that leaves calls in
 /// progress and tasks waiting for a while; returns once some have ended.
-async fn dialing(cluster: &Cluster, client: &reqwest::Client) -> TestServer {
+/// `node` is its node id, its own in this process: its log lines are told apart by it.
+async fn dialing(cluster: &Cluster, client: &reqwest::Client, node: &str) -> TestServer {
+    logs();
     let dir = tempfile::tempdir().unwrap();
-    let db = common::TestDb::existing(cluster.url());
+    let db = crate::common::TestDb::existing(cluster.url());
     let mut settings = test_settings(&db, dir.path());
     settings.sim.answer_rate = 1.0;
     settings.sim.time_scale = 0.05;
     settings.dialer.calls_per_second = 20;
     settings.dialer.max_concurrent_calls = 10;
+    settings.dialer.node_id.0 = node.into();
     let s = TestServer::start_on(settings, db, dir).await;
     until(Duration::from_secs(20), "ready", async || {
         (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
@@ -213,17 +217,22 @@ async fn dialing(cluster: &Cluster, client: &reqwest::Client) -> TestServer {
 
 /// After the database is back: ready again, every task ended with a record per attempt and
 /// none past max_attempts, nothing stored by a refused request, and calls started after
-/// `started_during`.
-async fn all_resumed(s: &TestServer, client: &reqwest::Client, started_during: u64) {
+/// `during` (a `server_time` taken while the database was away).
+async fn all_resumed(s: &TestServer, client: &reqwest::Client, during: &str) {
     until(Duration::from_secs(30), "readyz to say ready again", async || {
         (client.get(s.url("/readyz")).send().await.unwrap().status() == 200).then_some(())
     })
     .await;
     let rows = s.wait_all_ended(Duration::from_secs(120)).await;
-    let (started_after, _) = call_counters(client, s).await;
-    assert!(started_after > started_during, "the dialer started calls again");
     assert_eq!(rows.len(), 60, "no task lost, none created by the refused request");
     let records = s.records(json!({})).await;
+    let started_after = records["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["calloutTime"].as_str() > Some(during))
+        .count();
+    assert!(started_after > 0, "the dialer started calls again: {records:#}");
     let attempts: i64 = rows.iter().map(|t| t["callCount"].as_i64().unwrap()).sum();
     assert_eq!(records["total"].as_i64().unwrap(), attempts, "every attempt has its record");
     for t in &rows {
@@ -241,8 +250,7 @@ mod own_database {
      {
         let cluster = Cluster::new();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
-        let s = dialing(&cluster, &client).await;
-        let (_, ended_before) = call_counters(&client, &s).await;
+        let s = dialing(&cluster, &client, "93").await;
 
         cluster.pg_ctl(&["stop", "-m", "immediate"]);
         // While it is down: every endpoint that needs the database answers a clear 500 in
@@ -258,15 +266,12 @@ mod own_database {
         .await;
         assert_eq!(not_ready["data"]["database"], "unreachable", "{not_ready}");
         // The dialer meets the outage: a call ends while its record cannot be written.
-        until(Duration::from_secs(20), "a call to end during the outage", async || {
-            (call_counters(&client, &s).await.1 > ended_before).then_some(())
-        })
-        .await;
+        a_call_ends_unrecorded("93").await;
         // No call can start while claims fail; any started after this, started after the outage.
-        let (started_during, _) = call_counters(&client, &s).await;
+        let during = server_time(&s);
 
         cluster.pg_ctl(&["start", "-w"]);
-        all_resumed(&s, &client, started_during).await;
+        all_resumed(&s, &client, &during).await;
     }
 
     /// A server that stops answering (a host gone from the network, a hung machine)
@@ -277,7 +282,7 @@ mod own_database {
      {
         let cluster = Cluster::new();
         let client = reqwest::Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
-        let s = dialing(&cluster, &client).await;
+        let s = dialing(&cluster, &client, "94").await;
         // A dashboard polling: the readers' connections were used a moment ago.
         s.tasks(json!({})).await;
 
@@ -287,11 +292,11 @@ mod own_database {
         let ready = client.get(s.url("/readyz")).send().await.unwrap().status();
         let readyz_took = started.elapsed();
         // No call can start while claims fail; any started after this, started after the thaw.
-        let (started_during, _) = call_counters(&client, &s).await;
+        let during = server_time(&s);
         cluster.signal("-CONT");
         assert_500s_within_bound(&answers);
         assert_eq!(ready, 503);
         assert!(readyz_took <= ANSWER_WITHIN, "readyz answered after {readyz_took:?}");
-        all_resumed(&s, &client, started_during).await;
+        all_resumed(&s, &client, &during).await;
     }
 }

@@ -3,16 +3,16 @@
 //! closed at once, and other clients are answered all the while. Loopback only, a fixed
 //! number of connections, each given up after a bounded time.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 /// The timeouts of these tests (the settings' smallest).
@@ -29,15 +29,26 @@ struct Slow {
     answer: String,
 }
 
-/// Connects, sends `opening`, then one more `drip` every 200 ms (never completing its
-/// request) until the server closes the connection or `GIVE_UP` passes.
-async fn slow_client(addr: SocketAddr, opening: String, drip: &'static [u8]) -> Slow {
+/// How often a slow client sends one more `drip`: its slowness, the point of it.
+const DRIP_EVERY: Duration = Duration::from_millis(200);
+
+/// Connects, sends `opening` (then says so on `opened`), then one more `drip` every
+/// `DRIP_EVERY` (never completing its request) until the server closes the connection or
+/// `GIVE_UP` passes.
+async fn slow_client(
+    addr: SocketAddr,
+    opening: String,
+    drip: &'static [u8],
+    opened: mpsc::Sender<()>,
+) -> Slow {
     let started = Instant::now();
     let mut stream = TcpStream::connect(addr).await.expect("connects on loopback");
     let _ = stream.write_all(opening.as_bytes()).await;
+    let _ = opened.send(()).await;
+    drop(opened);
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    let mut drips = tokio::time::interval(Duration::from_millis(200));
+    let mut drips = tokio::time::interval(DRIP_EVERY);
     drips.tick().await;
     let give_up = tokio::time::sleep(GIVE_UP);
     tokio::pin!(give_up);
@@ -64,12 +75,29 @@ async fn slow_client(addr: SocketAddr, opening: String, drip: &'static [u8]) -> 
     }
 }
 
-/// `count` slow clients at once, each opening with `opening`.
-async fn slowloris(addr: SocketAddr, count: usize, opening: &str, drip: &'static [u8]) -> Vec<Slow> {
-    let clients: Vec<_> =
-        (0..count).map(|_| tokio::spawn(slow_client(addr, opening.to_string(), drip))).collect();
-    futures::future::join_all(clients).await.into_iter().map(|r| r.expect("slow client")).collect()
+/// `count` slow clients at once, each opening with `opening`. Returns once every one of
+/// them has connected and sent its opening; the handle gives what became of each.
+async fn slowloris(
+    addr: SocketAddr,
+    count: usize,
+    opening: &str,
+    drip: &'static [u8],
+) -> JoinHandle<Vec<Slow>> {
+    let (opened_tx, mut opened) = mpsc::channel(count);
+    let clients: Vec<_> = (0..count)
+        .map(|_| tokio::spawn(slow_client(addr, opening.to_string(), drip, opened_tx.clone())))
+        .collect();
+    drop(opened_tx);
+    for _ in 0..count {
+        opened.recv().await.expect("every slow client connects and sends its opening");
+    }
+    tokio::spawn(async move {
+        futures::future::join_all(clients).await.into_iter().map(|r| r.expect("slow client")).collect()
+    })
 }
+
+/// How often the dashboard asks: its pace, as a dashboard refreshing would.
+const DASHBOARD_EVERY: Duration = Duration::from_millis(50);
 
 /// A dashboard: asks records/list one request after another on its own connection for
 /// `span`, and returns every answer's HTTP status and envelope code.
@@ -86,7 +114,7 @@ async fn dashboard(s: &TestServer, client: &reqwest::Client, span: Duration) -> 
         let status = res.status();
         let v: Value = res.json().await.unwrap_or(Value::Null);
         answers.push((status, v["code"].clone()));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(DASHBOARD_EVERY).await;
     }
     answers
 }
@@ -118,8 +146,7 @@ async fn slow_request_heads_are_cut_off_connections_past_the_cap_closed_at_once_
     assert_eq!(first, [(StatusCode::OK, json!(0))]);
 
     let head = "POST /api/aicall/records/list HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ";
-    let slow = tokio::spawn(slowloris(addr(&s), SLOW, head, b"a"));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow = slowloris(addr(&s), SLOW, head, b"a").await;
     all_answered(&dashboard(&s, &client, TIMEOUT * 2).await);
     let slow = slow.await.unwrap();
 
@@ -147,8 +174,7 @@ async fn slow_request_bodies_get_408_in_the_envelope_after_the_body_timeout_and_
     let client = reqwest::Client::new();
     let head = "POST /api/aicall/records/list HTTP/1.1\r\nHost: 127.0.0.1\r\n\
                 Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"callType\":";
-    let slow = tokio::spawn(slowloris(addr(&s), SLOW, head, b" "));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let slow = slowloris(addr(&s), SLOW, head, b" ").await;
     all_answered(&dashboard(&s, &client, TIMEOUT * 2).await);
     let slow = slow.await.unwrap();
 

@@ -1,13 +1,10 @@
 //! The OpenAPI document: valid, describing every route the router serves (and nothing
 //! else) under each of its names, with the answers those routes really give.
 
-mod common;
-
 use std::collections::{BTreeSet, HashSet};
-use std::path::PathBuf;
 
+use crate::common::{TestServer, venv};
 use base64::Engine;
-use common::TestServer;
 use serde_json::Value;
 
 async fn document(s: &TestServer) -> Value {
@@ -205,12 +202,6 @@ async fn an_operation_with_a_body_describes_its_408() {
         assert!(answer.contains("\"code\":408"), "{method} {path}: {answer}");
         assert!(response(&doc, op, 408).is_some(), "{method} {path}: its 408 is not described");
     }
-}
-
-fn venv() -> PathBuf {
-    std::env::var("CALLCENTER_VENV").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/callcenter-venv")
-    })
 }
 
 /// The document as served passes an OpenAPI validator (fuzz/requirements.txt).

@@ -3,13 +3,11 @@
 //! `console-tests/`) against the real server binary with the sim carrier: with and without
 //! API keys.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{BinaryServer, TestServer};
+use crate::common::{BinaryServer, TestServer};
 use reqwest::StatusCode;
 
 #[tokio::test]

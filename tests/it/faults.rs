@@ -1,47 +1,21 @@
 //! Faults a deployment meets: a recordings disk that refuses writes, a database that
 //! goes away under load, and hostile input of every kind.
 
-mod common;
-
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{TestServer, ticket};
+use crate::common::{TestServer, log_text, logs, of_node, ticket, until};
 use serde_json::json;
 
-/// Every log line of this test binary, to count what a fault writes to the log.
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
-        tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || Sink(sink.clone()))
-            .init();
-        logs
-    })
-    .clone()
-}
-
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+/// The node id of the test that counts its log lines.
+const NODE: &str = "91";
 
 #[tokio::test]
 async fn with_an_unwritable_recordings_disk_calls_still_end_without_a_recording_and_one_log_line_each() {
-    let logs = captured_logs();
+    logs();
     let s = TestServer::start_with(|c| {
+        // A node id of its own, so that its call uuids (node, second, counter) are no other
+        // server's in this process: its log lines are counted by uuid.
+        c.dialer.node_id.0 = NODE.into();
         c.sim.answer_rate = 1.0;
         c.sim.time_scale = 0.01;
     })
@@ -59,7 +33,8 @@ async fn with_an_unwritable_recordings_disk_calls_still_end_without_a_recording_
     assert!(rows.iter().all(|t| t["status"] == "已完成" && t["connected"] == true), "{rows:#?}");
     let records = s.records(json!({})).await["rows"].as_array().unwrap().clone();
     assert_eq!(records.len(), 5);
-    let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let text = log_text();
+    let text: String = text.lines().filter(|l| of_node(l, NODE)).map(|l| format!("{l}\n")).collect();
     for r in &records {
         assert_eq!(r["wavFileUrl"], "", "no recording is claimed: {r}");
         assert!(!r["dialogue"].as_array().unwrap().is_empty(), "the dialogue is kept: {r}");
@@ -98,19 +73,20 @@ async fn recordings_that_fail_in_a_row_show_in_readiness_and_a_metric_and_clear_
     for unready_when_failing in [false, true] {
         let s = TestServer::start_with(|c| {
             // Its own node id: call uuids (node + second + counter) stay apart from those of
-            // the other test here, whose log lines are counted by uuid.
-            c.dialer.node_id.0 = "07".into();
+            // the test above, whose log lines are counted by uuid.
+            c.dialer.node_id.0 = "92".into();
             c.sim.answer_rate = 1.0;
             c.recordings.failing_after = 3;
             c.recordings.unready_when_failing = unready_when_failing;
         })
         .await;
         // The dialer starts right after the server: wait for it, as a load balancer would.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while readiness(&s).await.0 != 200 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(readiness(&s).await, (200, "ok".to_string()));
+        let ready = until(Duration::from_secs(10), "the server to say ready", async || {
+            let ready = readiness(&s).await;
+            (ready.0 == 200).then_some(ready)
+        })
+        .await;
+        assert_eq!(ready, (200, "ok".to_string()));
         let failures_before = recording_failures(&s).await;
 
         // A file where the directory should be: nothing can be written under it (even as root).
@@ -123,7 +99,7 @@ async fn recordings_that_fail_in_a_row_show_in_readiness_and_a_metric_and_clear_
         answered_calls(&s, &format!("G{unready_when_failing}-"), 1).await;
         let failing_status = if unready_when_failing { 503 } else { 200 };
         assert_eq!(readiness(&s).await, (failing_status, "failing".to_string()));
-        // Other tests in this binary may count failures too: at least these three.
+        // Other tests in this process may count failures too: at least these three.
         assert!(recording_failures(&s).await >= failures_before + 3);
 
         // The disk is back: the next recording written clears it.

@@ -23,6 +23,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::common::until;
+
 // ---- a database of the test's own ----
 
 struct Db {
@@ -35,9 +37,11 @@ impl Db {
     fn create() -> Db {
         let admin = std::env::var("CALLCENTER_TEST_PG")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-        let name = format!("cc_multinode_{}_{nanos}", std::process::id());
+        let name = format!("cc_multinode_{}_{nanos}_{n}", std::process::id());
         psql(&admin, &format!("CREATE DATABASE {name}"));
         let base = admin.rsplit_once('/').expect("a database url").0;
         Db { url: format!("{base}/{name}"), admin, name }
@@ -344,6 +348,21 @@ async fn watched(url: &str) -> Watched {
     Watched { store, created, stopped }
 }
 
+/// Waits until `n` connections of the database `pool` is on listen for task changes
+/// (`watch_changes` issues its LISTENs from a task of its own, a moment after it returns).
+async fn listening(pool: &PgPool, n: i64) {
+    until(Duration::from_secs(20), "the listeners to be in place", async || {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'LISTEN %'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        (listening >= n).then_some(())
+    })
+    .await;
+}
+
 async fn fires(n: &Notify, within: Duration) -> bool {
     tokio::time::timeout(within, n.notified()).await.is_ok()
 }
@@ -511,7 +530,6 @@ fn logged(log: &Path, message: &str, key: &str) -> Vec<String> {
 /// record the taking-over node wrote overwritten by node 02 coming back, every task ended.
 async fn a_node_losing_its_leases_never_doubles_a_call(loss: LeaseLoss) {
     const TASKS: usize = 100;
-    const LOST_FOR: Duration = Duration::from_secs(50);
     let db = Db::create();
     let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
     let dir = tempfile::tempdir().unwrap();
@@ -565,8 +583,19 @@ async fn a_node_losing_its_leases_never_doubles_a_call(loss: LeaseLoss) {
         LeaseLoss::Stall => signal("-STOP"),
         LeaseLoss::Partition => proxy.freeze(),
     }
-    // The scenario: lost for this long, well past the lease.
-    tokio::time::sleep(LOST_FOR).await;
+    // The scenario: lost until node 01 has taken over every call node 02 was making,
+    // so past the lease of each.
+    let lost = Instant::now();
+    until(Duration::from_secs(180), "node 01 to take over node 02's calls", async || {
+        let held: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE locked_by = '02' AND status = 'calling'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (held == 0).then_some(())
+    })
+    .await;
+    let lost_for = lost.elapsed();
     match loss {
         LeaseLoss::Stall => signal("-CONT"),
         LeaseLoss::Partition => proxy.thaw(),
@@ -624,7 +653,7 @@ async fn a_node_losing_its_leases_never_doubles_a_call(loss: LeaseLoss) {
         .collect();
     since_renewal.sort();
     println!(
-        "{loss:?} for {LOST_FOR:?}: {} calls answered in all, {answered_twice} people answered twice (never at once); \
+        "{loss:?} for {lost_for:.1?}: {} calls answered in all, {answered_twice} people answered twice (never at once); \
          {} calls taken over by node 01, their records kept; node 02 hung up {} calls itself (lease age at \
          hang-up, ms: {:?}) and had {refused} writes refused; last renewal → end of the call as the network \
          saw it (ms, who ended it): {:?}",
@@ -672,7 +701,14 @@ mod own_database {
 
         // A stop made on the other node than the one dialing reaches it: every 40th task,
         // stopped through node 02 while calls are going on.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        until(Duration::from_secs(20), "calls to start", async || {
+            let called: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE call_count > 0")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            (called > 0).then_some(())
+        })
+        .await;
         let stop_ids: Vec<i64> = ids.iter().copied().step_by(40).collect();
         let v = nodes[1].post(&client, "/api/aicall/stopTasks", &json!({ "batchIds": stop_ids })).await;
         assert_eq!(v["code"], 0, "{v}");
@@ -703,8 +739,7 @@ mod own_database {
         let db = Db::create();
         let a = watched(&db.url).await;
         let b = watched(&db.url).await;
-        // LISTEN is issued by a background task: give it a moment to be in place.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        listening(&db.pool().await, 2).await;
 
         let ids = a.store.create_tasks(&[new_task("T1", "13800001234")], now_ms()).await.unwrap();
         assert!(fires(&a.created, AT_ONCE).await, "the creating node is woken");
@@ -745,7 +780,10 @@ mod own_database {
         let tickets: Vec<Value> = (0..TASKS).map(ticket).collect();
         node.create(&client, &tickets).await;
         // Down in the middle of the work: calls in progress, tasks waiting.
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        until(Duration::from_secs(20), "some tasks to end", async || {
+            (open_tasks(&pool).await < TASKS as i64).then_some(())
+        })
+        .await;
         proxy.down();
         let open_when_down = open_tasks(&pool).await;
         assert!(open_when_down > 0, "the outage should come while there is work left");
@@ -757,7 +795,12 @@ mod own_database {
         assert!(failed_after < Duration::from_secs(6), "the API answered after {failed_after:?}");
         let records_before: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // A call ends and its record cannot be written: the node's log says so.
+        until(Duration::from_secs(20), "a record write to fail", async || {
+            let log = std::fs::read_to_string(&node.log).unwrap_or_default();
+            log.contains("writing the call record failed").then_some(())
+        })
+        .await;
         let records_during: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM call_records").fetch_one(&pool).await.unwrap();
         assert_eq!(records_before, records_during, "nothing reaches the database while it is away");
@@ -849,14 +892,19 @@ mod own_database {
     async fn the_listener_reconnects_by_itself_after_the_database_was_away() {
         let db = Db::create();
         let proxy = Proxy::start(&pg_host_port(&db.admin)).await;
+        crate::common::logs();
         let a = PgStore::connect(&db.url, StoreOptions::default()).await.unwrap();
         let b = watched(&db.url_via(&proxy)).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        listening(&db.pool().await, 1).await;
         a.create_tasks(&[new_task("L1", "13800001234")], now_ms()).await.unwrap();
         assert!(fires(&b.created, AT_ONCE).await);
 
+        // Down until the listener has noticed (a warning, logged once per loss).
+        let lost = || crate::common::log_text().matches("lost the database listener").count();
+        let before = lost();
         proxy.down();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        until(Duration::from_secs(20), "the listener to notice", async || (lost() > before).then_some(()))
+            .await;
         proxy.up().await;
         // Back: both fire, as notifications sent meanwhile are lost and the dialer should look.
         assert!(fires(&b.created, Duration::from_secs(15)).await, "the listener came back");

@@ -1,8 +1,6 @@
 //! API keys: when set, every API and recording request needs one; when not, all is open.
 
-mod common;
-
-use common::TestServer;
+use crate::common::TestServer;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

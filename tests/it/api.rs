@@ -1,8 +1,6 @@
 //! The four /api/aicall endpoints, black-box, exactly to the spec and the settled contract.
 
-mod common;
-
-use common::{TestServer, ticket};
+use crate::common::{TestServer, ticket};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -1,28 +1,22 @@
 //! The SIP carrier end to end: the real server (`dialer.carrier = "sip"`) calls a real SIP
 //! peer on loopback, and the outcome is read back through the HTTP API.
 //!
-//! baresip (tests/support/baresip.rs) is the callee wherever it can be: it answers and
+//! baresip (tests/it/support/baresip.rs) is the callee wherever it can be: it answers and
 //! talks, rings until cancelled, says 404 for a number it does not know, and hears us.
 //! What baresip 1.0 cannot be told to do (reject with 486/603/480/503, challenge for
 //! digest auth, send OPTIONS and a re-INVITE within a call, press keys on cue, hang up
-//! first) is done by a scripted callee (tests/support/sip_peer.rs).
-
-#[path = "support/baresip.rs"]
-mod baresip;
-mod common;
-#[path = "support/funasr_peer.rs"]
-mod funasr_peer;
-#[path = "support/sip_peer.rs"]
-mod sip_peer;
-#[path = "support/transcriber.rs"]
-mod transcriber;
+//! first) is done by a scripted callee (tests/it/support/sip_peer.rs).
 
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baresip::Baresip;
+use crate::common::{TestServer, ticket};
+use crate::support::baresip::{self, Baresip};
+use crate::support::funasr_peer::FunasrPeer;
+use crate::support::sip_peer::{Script, SipPeer};
+use crate::support::transcriber::Transcriber;
 use callcenter::agent::script::KeyAnswer;
 use callcenter::config::Settings;
 use callcenter::domain::{HangupCause, Phone};
@@ -32,12 +26,8 @@ use callcenter::telephony::asr::{AsrEngine, Placeholder};
 use callcenter::telephony::sip::tts::{Espeak, Tts, TtsEngine};
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
-use common::{TestServer, ticket};
-use funasr_peer::FunasrPeer;
 use serde_json::{Value, json};
-use sip_peer::{Script, SipPeer};
 use tokio::time::Instant;
-use transcriber::Transcriber;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
 const CALL_LIMIT: Duration = Duration::from_secs(90);
@@ -221,18 +211,19 @@ async fn with_a_recogniser_the_callees_own_words_are_heard_and_stored() {
     // The answer's latency, part by part, on /metrics: the parts add up to the total, and
     // the recogniser's part is there (a real recogniser takes time).
     let parts = ["end_of_turn", "recognition", "agent", "synthesis", "sending"];
-    let latency = common::until(Duration::from_secs(10), "every part of a turn's latency", async || {
-        let text = s.get("/metrics").await.text().await.unwrap();
-        let of = |part: &str, what: &str| -> f64 {
-            let key = format!("callcenter_turn_latency_seconds_{what}{{part=\"{part}\"}} ");
-            text.lines().find_map(|l| l.strip_prefix(key.as_str())).map_or(0.0, |v| v.parse().unwrap())
-        };
-        let total = (of("total", "count"), of("total", "sum"));
-        // Other calls of this process may be half way through recording theirs.
-        (total.0 >= 1.0 && parts.iter().all(|p| of(p, "count") == total.0))
-            .then(|| (total, parts.map(|p| of(p, "sum"))))
-    })
-    .await;
+    let latency =
+        crate::common::until(Duration::from_secs(10), "every part of a turn's latency", async || {
+            let text = s.get("/metrics").await.text().await.unwrap();
+            let of = |part: &str, what: &str| -> f64 {
+                let key = format!("callcenter_turn_latency_seconds_{what}{{part=\"{part}\"}} ");
+                text.lines().find_map(|l| l.strip_prefix(key.as_str())).map_or(0.0, |v| v.parse().unwrap())
+            };
+            let total = (of("total", "count"), of("total", "sum"));
+            // Other calls of this process may be half way through recording theirs.
+            (total.0 >= 1.0 && parts.iter().all(|p| of(p, "count") == total.0))
+                .then(|| (total, parts.map(|p| of(p, "sum"))))
+        })
+        .await;
     let ((turns, total), sums) = latency;
     eprintln!("turn latency over {turns} turns, seconds in all: {parts:?} = {sums:?}, total {total}");
     assert!((sums.iter().sum::<f64>() - total).abs() < 1e-6, "{sums:?} vs {total}");
@@ -357,7 +348,11 @@ async fn stop_tasks_hangs_up_a_call_in_progress_with_a_bye() {
     let s = TestServer::start_with(through(callee.addr)).await;
     let ids = s.create(&[ticket("T-STOP", "13900002222")]).await;
     assert!(callee.wait_log("Call established", Duration::from_secs(30)).await, "{}", callee.log());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The dialer has noted the answer: the call is talking.
+    crate::common::until(Duration::from_secs(10), "the answer to be noted", async || {
+        crate::common::answered(&s.db, ids[0]).then_some(())
+    })
+    .await;
     let v = s.post("/api/aicall/stopTasks", &json!({ "batchIds": ids })).await;
     assert_eq!(v["code"], 0, "{v}");
 

@@ -2,11 +2,10 @@
 //! OpenAI protocol, streamed (SSE) and not, and fails in the ways real ones do. The sim
 //! callee converses with it through the real server; records/list shows the result.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::{TestServer, ticket};
 use async_trait::async_trait;
 use axum::body::Body;
 use axum::extract::State;
@@ -22,7 +21,6 @@ use callcenter::telephony::sim::SimSettings;
 use callcenter::telephony::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, Said,
 };
-use common::{TestServer, ticket};
 use futures::StreamExt;
 use serde_json::{Value, json};
 

@@ -394,7 +394,12 @@ impl Call {
                 }
                 None => self.note("re-INVITE unanswered"),
             }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            // The caller's RTP goes on after the re-INVITE: five packets more (100 ms of
+            // audio), waited for up to 5 s; what came is noted either way.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while *packets.lock().unwrap() - before < 5 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let after = *packets.lock().unwrap();
             self.note(format!("rtp after re-INVITE {}", after - before));
         }

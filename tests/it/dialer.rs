@@ -1,16 +1,14 @@
 //! The dialer, seen from outside: tasks go in through createTasks, and what the dialer
 //! did shows in calltask/list and records/list, as a ticketing system or a dashboard sees it.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use crate::common::{ENDED, TestServer, answered, ticket, until};
 use callcenter::config::Settings;
 use callcenter::dialer::{CallingHours, NodeId};
 use callcenter::domain::Timezone;
 use chrono::{NaiveDateTime, Timelike};
-use common::{ENDED, TestServer, ticket};
 use serde_json::{Value, json};
 use tokio::time::{Instant, sleep};
 
@@ -106,6 +104,11 @@ fn window_open_at_utc_offset(offset_hours: i64) -> CallingHours {
     CallingHours::try_from(format!("{start:02}:00-{end:02}:00")).unwrap()
 }
 
+/// A number that is always busy.
+fn phone_busy(n: u32) -> String {
+    phone(n, "4860")
+}
+
 fn no_retries(s: &mut Settings) {
     s.dialer.max_attempts = 1;
 }
@@ -115,8 +118,10 @@ fn no_retries(s: &mut Settings) {
 #[tokio::test]
 async fn a_created_task_is_dialed_at_once_not_at_the_next_poll() {
     let s = TestServer::start_with(|s| s.sim.answer_rate = 1.0).await;
-    // Let the dialer find nothing and go idle first.
-    sleep(Duration::from_millis(300)).await;
+    // A first call, ended: the dialer has found nothing more to call since and waits for
+    // its next poll (2 s), or to be woken. So does it after each call below.
+    let id = s.create(&[ticket("WAKE-FIRST", &ordinary(9))]).await[0];
+    wait_task(&s, id, Duration::from_secs(10), ended).await;
     for n in 0..3 {
         let created = Instant::now();
         let id = s.create(&[ticket(&format!("WAKE-{n}"), &ordinary(n))]).await[0];
@@ -124,7 +129,6 @@ async fn a_created_task_is_dialed_at_once_not_at_the_next_poll() {
         let took = created.elapsed();
         assert!(took < Duration::from_secs(1), "call {n} started {took:?} after the task was created");
         wait_task(&s, id, Duration::from_secs(10), ended).await;
-        sleep(Duration::from_millis(300)).await;
     }
 }
 
@@ -372,8 +376,11 @@ async fn an_unallocated_number_is_never_retried() {
     let t = wait_task(&s, id, Duration::from_secs(10), ended).await;
     assert_eq!(t["status"], "已完成", "{t:#}");
     assert_eq!(t["lastHangupCause"], "UNALLOCATED_NUMBER:sip:404");
-    // Well past the retry delay: still the one attempt.
-    sleep(Duration::from_millis(2500)).await;
+    // A busy number created after it ended is retried after the same delay: once that
+    // retry is made, a retry of the unallocated number would have been due before it
+    // (due tasks are claimed in the order they fall due).
+    let busy = s.create(&[ticket("UNALLOC-2", &phone_busy(2))]).await[0];
+    wait_task(&s, busy, Duration::from_secs(10), |t| t["callCount"] == 2).await;
     let t = s.task(id).await;
     assert_eq!(t["callCount"], 1, "{t:#}");
     assert_eq!(records_of(&s, &phone).await.len(), 1);
@@ -529,8 +536,13 @@ async fn calls_start_no_faster_than_calls_per_second() {
 async fn outside_calling_hours_tasks_wait_and_are_not_dialed() {
     // Shanghai is UTC+8: a window around the hour in UTC+2 is closed in Shanghai now.
     let s = TestServer::start_with(|s| s.dialer.calling_hours = window_open_at_utc_offset(2)).await;
-    let ids = s.create(&[ticket("HOURS-1", &ordinary(1)), ticket("HOURS-2", &phone(2, "4860"))]).await;
-    sleep(Duration::from_millis(1500)).await;
+    // The same tasks on a server whose window is open: once it has called them, a dialer
+    // that did not keep to its hours would have called them too.
+    let open = TestServer::start_with(|s| s.dialer.calling_hours = window_open_at_utc_offset(8)).await;
+    let tickets = [ticket("HOURS-1", &ordinary(1)), ticket("HOURS-2", &phone(2, "4860"))];
+    let ids = s.create(&tickets).await;
+    open.create(&tickets).await;
+    open.wait_tasks(Duration::from_secs(10), |rows| rows.iter().all(|t| t["callCount"] != 0)).await;
     for id in ids {
         let t = s.task(id).await;
         assert_eq!(t["status"], "待呼叫", "{t:#}");
@@ -543,20 +555,19 @@ async fn outside_calling_hours_tasks_wait_and_are_not_dialed() {
 async fn calling_hours_are_read_in_the_configured_timezone() {
     // Open now in UTC (and closed in Shanghai, as the test above shows).
     let hours = window_open_at_utc_offset(0);
-    let s = TestServer::start_with(|s| {
+    let utc = TestServer::start_with(|s| {
         s.timezone = Timezone(chrono_tz::UTC);
         s.dialer.calling_hours = hours;
         s.sim.answer_rate = 1.0;
     })
     .await;
-    let id = s.create(&[ticket("TZ-1", &ordinary(1))]).await[0];
-    let t = wait_task(&s, id, Duration::from_secs(10), ended).await;
+    let shanghai = TestServer::start_with(|s| s.dialer.calling_hours = hours).await;
+    let closed = shanghai.create(&[ticket("TZ-2", &ordinary(2))]).await[0];
+    let id = utc.create(&[ticket("TZ-1", &ordinary(1))]).await[0];
+    let t = wait_task(&utc, id, Duration::from_secs(10), ended).await;
     assert_eq!(t["status"], "已完成", "{t:#}");
-
-    let s = TestServer::start_with(|s| s.dialer.calling_hours = hours).await;
-    let id = s.create(&[ticket("TZ-2", &ordinary(2))]).await[0];
-    sleep(Duration::from_millis(1000)).await;
-    assert_eq!(s.task(id).await["status"], "待呼叫", "the same window is closed in Asia/Shanghai");
+    // The task created first, on the same window read in Shanghai, is still waiting.
+    assert_eq!(shanghai.task(closed).await["status"], "待呼叫", "the same window is closed in Asia/Shanghai");
 }
 
 // ---- stopTasks ----
@@ -580,9 +591,11 @@ async fn a_stopped_waiting_task_is_never_dialed() {
     assert_eq!(stopped["status"], "已停止", "{stopped:#}");
     assert!(stopped["stopTime"].is_i64(), "{stopped:#}");
 
-    // The slot frees up, and the stopped task still is not called.
+    // The slot frees up, and the stopped task still is not called: a task created after
+    // it, due later, takes the slot (due tasks are claimed in the order they fall due).
     wait_task(&s, ids[0], Duration::from_secs(30), ended).await;
-    sleep(Duration::from_millis(500)).await;
+    let later = s.create(&[ticket("WAIT-3", &ordinary(3))]).await[0];
+    wait_task(&s, later, Duration::from_secs(10), |t| t["callCount"] == 1).await;
     let after = s.task(ids[1]).await;
     assert_eq!(after["status"], "已停止", "{after:#}");
     assert_eq!(after["callCount"], 0, "{after:#}");
@@ -597,7 +610,10 @@ async fn a_task_waiting_for_its_retry_can_be_stopped_and_is_not_called_again() {
     let id = s.create(&[ticket("RSTOP-1", &phone)]).await[0];
     wait_task(&s, id, Duration::from_secs(10), |t| status(t) == "等待重呼").await;
     stop(&s, &[id]).await;
-    sleep(Duration::from_millis(1500)).await;
+    // A busy number created after the stop is retried after the same delay: by then the
+    // stopped task's retry would have been due, and claimed first.
+    let later = s.create(&[ticket("RSTOP-2", &phone_busy(2))]).await[0];
+    wait_task(&s, later, Duration::from_secs(10), |t| t["callCount"] == 2).await;
     let t = s.task(id).await;
     assert_eq!(t["status"], "已停止", "{t:#}");
     assert_eq!(t["callCount"], 1, "{t:#}");
@@ -630,8 +646,8 @@ async fn stopping_a_ringing_call_hangs_it_up_within_a_second() {
     .await;
     let phone = ordinary(1);
     let id = s.create(&[ticket("RING-1", &phone)]).await[0];
+    // Claimed, so dialing: it rings for seconds from here.
     wait_task(&s, id, Duration::from_secs(10), |t| status(t) == "呼叫中").await;
-    sleep(Duration::from_millis(200)).await;
 
     let (took, t, r) = stop_and_time_hang_up(&s, id, &phone).await;
     assert!(took < Duration::from_millis(1500), "hung up {took:?} after stopTasks");
@@ -655,8 +671,9 @@ async fn stopping_an_answered_call_hangs_up_within_a_second_and_keeps_what_was_s
     .await;
     let phone = ordinary(1);
     let id = s.create(&[long_ticket("TALK-1", &phone)]).await[0];
-    wait_task(&s, id, Duration::from_secs(10), |t| status(t) == "呼叫中").await;
-    sleep(Duration::from_millis(1100)).await;
+    // Answered, and the greeting (1.6 s) under way.
+    until(Duration::from_secs(10), "the call to be answered", async || answered(&s.db, id).then_some(()))
+        .await;
 
     let (took, t, r) = stop_and_time_hang_up(&s, id, &phone).await;
     assert!(took < Duration::from_millis(1500), "hung up {took:?} after stopTasks");
@@ -830,7 +847,7 @@ async fn a_call_cut_by_shutdown_on_its_last_attempt_ends_the_task() {
 
 /// The server binary on a SQLite file of its own, for its log.
 mod own_database {
-    use common::BinaryServer;
+    use crate::common::BinaryServer;
 
     use super::*;
 
