@@ -1,19 +1,19 @@
 //! The rows of `callcenter seed`: calls spread over the 90 days before now (AI outbound
 //! most, then inbound and manual outbound), their outcomes, talk times, phone numbers,
 //! recordings and dialogues, and finished tasks. Row `i` depends only on `i` and the
-//! plan, so the same plan makes the same rows, on either backend: each only inserts them.
+//! plan, so the same plan makes the same rows. PostgreSQL makes them in SQL instead (see
+//! `postgres::seed`).
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
-use serde::Serialize;
 
 use super::CallRecord;
 use crate::domain::CallType;
 
 /// Seeded data spreads over this many days before now.
-const SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
+pub(super) const SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
 
 /// Canned dialogues of seeded answered AI calls, with the intent each ends in.
-const DIALOGUES: [(&str, &str); 3] = [
+pub(super) const DIALOGUES: [(&str, &str); 3] = [
     (
         r#"[{"role":"assistant","content":"您好，请问是张三吗？这里是客服中心的智能助理。"},{"role":"assistant","content":"关于您的活动通知：提醒您参加本周末的线下优惠活动。"},{"role":"user","content":"好的，我知道了。"},{"role":"assistant","content":"好的，感谢您的确认。祝您生活愉快，再见。"}]"#,
         "已确认",
@@ -41,7 +41,7 @@ pub(super) struct SeedPlan {
 }
 
 /// A finished task, as `callcenter seed` stores it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct SeedTask {
     pub ticket_no: String,
     pub phone: String,

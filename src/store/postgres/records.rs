@@ -73,14 +73,6 @@ pub(super) async fn get(s: &PgStore, uuid: &str) -> Result<Option<CallRecord>> {
 
 pub(super) async fn import(s: &PgStore, new: &[CallRecord]) -> Result<u64> {
     let mut tx = s.pool.begin().await?;
-    let inserted = insert_new(&mut tx, new).await?;
-    apply_stats(&mut tx, &stats_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
-    tx.commit().await?;
-    Ok(inserted.len() as u64)
-}
-
-/// Inserts the records whose uuid is not stored yet; returns their uuids.
-pub(super) async fn insert_new(tx: &mut PgConnection, new: &[CallRecord]) -> Result<HashSet<String>> {
     let inserted: Vec<String> = sqlx::query_scalar(&format!(
         "INSERT INTO call_records ({RECORD_COLUMNS})
          SELECT {RECORD_COLUMNS} FROM json_to_recordset($1::json) AS r ({RECORD_TYPES})
@@ -88,9 +80,12 @@ pub(super) async fn insert_new(tx: &mut PgConnection, new: &[CallRecord]) -> Res
          RETURNING uuid"
     ))
     .bind(json(new))
-    .fetch_all(tx)
+    .fetch_all(&mut *tx)
     .await?;
-    Ok(inserted.into_iter().collect())
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    apply_stats(&mut tx, &stats_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    tx.commit().await?;
+    Ok(inserted.len() as u64)
 }
 
 /// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows
