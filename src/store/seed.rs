@@ -1,7 +1,8 @@
 //! The rows of `callcenter seed`: calls spread over the 90 days before now (AI outbound
 //! most, then inbound and manual outbound), their outcomes, talk times, phone numbers,
 //! recordings and dialogues, and finished tasks. Row `i` depends only on `i` and the
-//! plan, so the same plan makes the same rows.
+//! plan, so the same plan makes the same rows. PostgreSQL makes them in SQL instead (see
+//! `postgres::seed`).
 
 use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 
@@ -9,10 +10,10 @@ use super::CallRecord;
 use crate::domain::CallType;
 
 /// Seeded data spreads over this many days before now.
-pub(crate) const SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
+pub(super) const SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
 
 /// Canned dialogues of seeded answered AI calls, with the intent each ends in.
-pub(crate) const DIALOGUES: [(&str, &str); 3] = [
+pub(super) const DIALOGUES: [(&str, &str); 3] = [
     (
         r#"[{"role":"assistant","content":"您好，请问是张三吗？这里是客服中心的智能助理。"},{"role":"assistant","content":"关于您的活动通知：提醒您参加本周末的线下优惠活动。"},{"role":"user","content":"好的，我知道了。"},{"role":"assistant","content":"好的，感谢您的确认。祝您生活愉快，再见。"}]"#,
         "已确认",
@@ -29,7 +30,7 @@ pub(crate) const DIALOGUES: [(&str, &str); 3] = [
 
 /// How many rows to make and where they fall in time.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SeedPlan {
+pub(super) struct SeedPlan {
     pub records: u64,
     pub tasks: u64,
     start_ms: i64,
@@ -41,7 +42,7 @@ pub(crate) struct SeedPlan {
 
 /// A finished task, as `callcenter seed` stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SeedTask {
+pub(super) struct SeedTask {
     pub ticket_no: String,
     pub phone: String,
     pub username: String,
@@ -57,7 +58,7 @@ pub(crate) struct SeedTask {
 }
 
 impl SeedPlan {
-    pub(crate) fn new(records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> SeedPlan {
+    pub(super) fn new(records: u64, tasks: u64, now_ms: i64, utc_offset_secs: i32) -> SeedPlan {
         let step = |rows: u64| (SPAN_MS / rows.max(1) as i64).max(1);
         SeedPlan {
             records,
@@ -72,7 +73,7 @@ impl SeedPlan {
     /// Call record `i`. Record `i` is placed in `[start + i*step, start + (i+1)*step)`:
     /// times rise with `i`, so the rows come in uuid order and, within a second, their
     /// counters are distinct.
-    pub(crate) fn record(&self, i: u64) -> CallRecord {
+    pub(super) fn record(&self, i: u64) -> CallRecord {
         let h = hash(i);
         let callout_ms =
             self.start_ms + i as i64 * self.record_step_ms + (h % self.record_step_ms as u64) as i64;
@@ -139,7 +140,7 @@ impl SeedPlan {
     }
 
     /// Task `i`: finished (completed, one in twenty stopped), created in order over the span.
-    pub(crate) fn task(&self, i: u64) -> SeedTask {
+    pub(super) fn task(&self, i: u64) -> SeedTask {
         let created_ms = self.start_ms + i as i64 * self.task_step_ms;
         let pick = hash(i) / 7;
         let connected = pick % 3 != 0;

@@ -5,6 +5,15 @@
 
 use std::fmt::Write;
 
+use serde::Serialize;
+
+/// A bound list of rows, as JSON: statements read it with `json_each` (SQLite) or
+/// `json_to_recordset` (PostgreSQL), so that one statement, prepared once whatever the
+/// list's length, handles a whole batch.
+pub(super) fn json<T: Serialize + ?Sized>(rows: &T) -> String {
+    serde_json::to_string(rows).expect("rows serialize")
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Dialect {
     Sqlite,
@@ -54,6 +63,17 @@ impl Sql {
             Dialect::Postgres => write!(self.text, "${}", self.args.len()).expect("writing to a String"),
         }
         self
+    }
+
+    /// ` LIMIT n` and, past the first page, ` OFFSET ?`. The page size is in the text, not
+    /// bound: PostgreSQL plans each statement once (generic plans), and a LIMIT it cannot
+    /// see it takes for a tenth of the rows, a plan many times slower (bench/RESULTS.md).
+    /// Sizes are few; offsets would be many statements.
+    pub(crate) fn push_page(&mut self, size: u32, offset: i64) {
+        self.push(&format!(" LIMIT {size}"));
+        if offset > 0 {
+            self.push(" OFFSET ").bind(offset);
+        }
     }
 }
 

@@ -1,10 +1,8 @@
-//! The SQLite store's reads, through rusqlite on the thread that asks rather than through
-//! sqlx. sqlx gives each SQLite connection a thread of its own: every query is a hand-off
-//! to that thread and back, the rows come over a channel, and the pool pings the thread
-//! again when the connection is released. Under a dashboard's load those hand-offs cost
-//! several times the SQLite work itself (figures in bench/RESULTS.md). sqlx still does the
-//! writes: they go to one connection,
-//! batched, and a hand-off per transaction costs little there.
+//! The SQLite store's reads go through rusqlite on the thread that asks, its writes
+//! through sqlx: sqlx hands every query to a connection's own thread and back, which under
+//! a dashboard's load costs several times the SQLite work itself (measured:
+//! bench/RESULTS.md), while the writes, batched on one connection, pay it once a
+//! transaction.
 //!
 //! A read whose work is bounded by its page (a page read from an index, a total summed
 //! from the counters, a lookup by key) runs inline; one that counts or skips rows in
@@ -16,12 +14,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::types::ToSqlOutput;
+use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 
-use super::super::rows::{RecordDb, TaskDb};
-use super::super::sql::{Arg, Sql};
-use super::super::{Result, StoreError};
+use crate::store::sql::{Arg, Sql};
+use crate::store::{CallRecord, Result, StoreError, TaskRow};
 
 /// Idle connections kept for reuse (one per runtime thread and a few for the blocking
 /// pool); connections beyond them are closed when their read ends.
@@ -117,11 +114,20 @@ pub(super) fn query_one<T: rusqlite::types::FromSql>(conn: &Connection, q: &Sql)
     conn.prepare_cached(&q.text)?.query_row(params_from_iter(&q.args), |row| row.get(0))
 }
 
+/// Column `i` as a `T` named by its text (a call type, a status).
+fn named<T: TryFrom<String, Error: std::error::Error + Send + Sync + 'static>>(
+    row: &Row<'_>,
+    i: usize,
+) -> rusqlite::Result<T> {
+    T::try_from(row.get(i)?)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, Type::Text, Box::new(e)))
+}
+
 /// A call record from the columns of `RECORD_COLUMNS`, in its order.
-pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<RecordDb> {
-    Ok(RecordDb {
+pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
+    Ok(CallRecord {
         uuid: row.get(0)?,
-        call_type: row.get(1)?,
+        call_type: named(row, 1)?,
         batch_id: row.get(2)?,
         telephone: row.get(3)?,
         extnum: row.get(4)?,
@@ -132,7 +138,7 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<RecordDb> {
         hangup_cause: row.get(9)?,
         wav_path: row.get(10)?,
         wav_url: row.get(11)?,
-        dialogue: row.get(12)?,
+        dialogue_json: row.get(12)?,
         intent: row.get(13)?,
     })
 }
@@ -141,8 +147,8 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<RecordDb> {
 pub(super) const RECORD_WIDTH: usize = 14;
 
 /// A task from the columns of `TASK_COLUMNS`, in its order.
-pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskDb> {
-    Ok(TaskDb {
+pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
+    Ok(TaskRow {
         batch_id: row.get(0)?,
         task_type: row.get(1)?,
         created_ms: row.get(2)?,
@@ -153,7 +159,7 @@ pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskDb> {
         username: row.get(7)?,
         ticket_type: row.get(8)?,
         ticket_content: row.get(9)?,
-        status: row.get(10)?,
+        status: named(row, 10)?,
         call_count: row.get(11)?,
         last_hangup_cause: row.get(12)?,
     })

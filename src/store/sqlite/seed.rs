@@ -1,5 +1,6 @@
-//! `callcenter seed` on SQLite: one transaction on a connection of its own, the rows
-//! made on one thread and inserted on another through a prepared statement, the counters
+//! `callcenter seed` on SQLite: one transaction on a connection of its own, the rows of
+//! `seed::SeedPlan` made on one thread and inserted on another through a prepared
+//! statement, the counters
 //! summed as the rows go in (a recount afterwards would read the whole table again),
 //! the secondary indexes dropped for the load and built once over the loaded rows
 //! (several times faster than keeping them up to date row by row).
@@ -9,14 +10,39 @@ use std::sync::mpsc;
 
 use rusqlite::{Connection, params};
 
-use super::super::seed::SeedPlan;
-use super::super::{CallRecord, Result, StatsTally};
-use super::{ADD_DAYS, ADD_STATS, json};
+use super::SqliteStore;
+use super::records::{ADD_DAYS, ADD_STATS};
+use crate::store::counters::StatsTally;
+use crate::store::seed::SeedPlan;
+use crate::store::sql::json;
+use crate::store::{CallRecord, Result};
 
 /// Rows handed from the making thread to the inserting one at a time.
 const BATCH: u64 = 4096;
 
-pub(super) fn load(path: &Path, plan: SeedPlan) -> Result<()> {
+pub(super) async fn load(
+    s: &SqliteStore,
+    records: u64,
+    tasks: u64,
+    now_ms: i64,
+    utc_offset_secs: i32,
+) -> Result<()> {
+    let plan = SeedPlan::new(records, tasks, now_ms, utc_offset_secs);
+    // A rollback journal for the load instead of the WAL: in the WAL every loaded page
+    // would be written twice (into the WAL, then by the checkpoint into the database).
+    // The journal keeps the load atomic and costs nothing for the pages past the
+    // file's old end, which is where a load goes. Switched here, on the connection
+    // that put the file in WAL mode, while it is the only one open.
+    sqlx::query("PRAGMA journal_mode = DELETE").execute(&s.writer).await?;
+    let path = s.path.clone();
+    let loaded = tokio::task::spawn_blocking(move || load_file(&path, plan))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    sqlx::query("PRAGMA journal_mode = WAL").execute(&s.writer).await?;
+    loaded
+}
+
+fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Helper threads for the sorts of the index builds, which sort runs of the page
@@ -114,17 +140,15 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::Store;
     use super::*;
+    use crate::store::Store;
 
     #[tokio::test]
     async fn seeding_twice_adds_nothing_and_keeps_the_counters_exact() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("seed.db");
         let store =
-            super::super::SqliteStore::connect(&format!("sqlite://{}", path.display()), Default::default())
-                .await
-                .unwrap();
+            SqliteStore::connect(&format!("sqlite://{}", path.display()), Default::default()).await.unwrap();
         let now = 1_755_349_919_000;
         store.seed(3_000, 100, now, 8 * 3600).await.unwrap();
         store.seed(3_000, 100, now, 8 * 3600).await.unwrap();

@@ -1,0 +1,198 @@
+//! The counters beside the call records: `record_stats` (calls and talk time per call
+//! type, hour and outcome) and `record_days` (calls per call type and day), kept exact in
+//! the transaction of every write of records, and what a total sums from them.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::CallRecord;
+
+/// The width of a `record_stats` bucket.
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The width of a `record_days` bucket (UTC days).
+pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The whole buckets of `width` inside `[from, until)` (open ends unbounded) as
+/// `[lo, hi)`, if any.
+pub(super) fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -> Option<(i64, i64)> {
+    let lo = from.map_or(i64::MIN, |f| f.div_euclid(width) * width + if f % width == 0 { 0 } else { width });
+    let hi = until.map_or(i64::MAX, |u| u.div_euclid(width) * width);
+    (lo < hi).then_some((lo, hi))
+}
+
+/// An empty `[lo, hi)`: a part with nothing to add.
+const NOTHING: (i64, i64) = (0, 0);
+
+/// How a records/list total of one call type over `[from, until)` is summed: whole days
+/// from `record_days`, the whole hours around them from `record_stats`, and only the rows
+/// of the partial hours at the edges counted one by one. Each part is a `[lo, hi)`,
+/// empty ones `(0, 0)`.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct TotalPlan {
+    pub days: (i64, i64),
+    pub hours: [(i64, i64); 2],
+    pub rows: [(i64, i64); 2],
+}
+
+impl TotalPlan {
+    /// The plan's non-empty parts as `(SELECT <aggregate> FROM <table> WHERE call_type = ?
+    /// AND <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the
+    /// range. Portable SQL; each backend binds them. Empty parts are left out of the
+    /// statement rather than bound empty: PostgreSQL's generic plan still runs each one
+    /// (bench/RESULTS.md).
+    pub(super) fn parts(&self) -> impl Iterator<Item = (&'static str, &'static str, (i64, i64))> {
+        const DAYS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_days";
+        const HOURS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_stats";
+        const ROWS: &str = "COUNT(*) FROM call_records";
+        [
+            (DAYS, "day_ms", self.days),
+            (HOURS, "hour_ms", self.hours[0]),
+            (HOURS, "hour_ms", self.hours[1]),
+            (ROWS, "callout_ms", self.rows[0]),
+            (ROWS, "callout_ms", self.rows[1]),
+        ]
+        .into_iter()
+        .filter(|(_, _, (lo, hi))| lo < hi)
+    }
+}
+
+pub(super) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
+    let span = |lo: i64, hi: i64| if lo < hi { (lo, hi) } else { NOTHING };
+    let Some((lo_h, hi_h)) = whole_buckets(from, until, HOUR_MS) else {
+        // No whole hour inside: both ends are set, and every row is counted.
+        let rows = span(from.unwrap_or(0), until.unwrap_or(0));
+        return TotalPlan { days: NOTHING, hours: [NOTHING; 2], rows: [rows, NOTHING] };
+    };
+    let rows = [from.map_or(NOTHING, |f| span(f, lo_h)), until.map_or(NOTHING, |u| span(hi_h, u))];
+    // Open ends stay open (and unrounded, so nothing overflows).
+    let open = |ms: i64, end: i64| (ms != end).then_some(ms);
+    match whole_buckets(open(lo_h, i64::MIN), open(hi_h, i64::MAX), DAY_MS) {
+        Some((lo_d, hi_d)) => {
+            TotalPlan { days: (lo_d, hi_d), hours: [span(lo_h, lo_d), span(hi_d, hi_h)], rows }
+        }
+        None => TotalPlan { days: NOTHING, hours: [(lo_h, hi_h), NOTHING], rows },
+    }
+}
+
+/// A change to one `record_stats` row.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(super) struct StatsDelta {
+    pub call_type: &'static str,
+    pub hour_ms: i64,
+    pub outcome: &'static str,
+    pub calls: i64,
+    pub talk_secs: i64,
+}
+
+/// What replacing the records `removed` by `added` does to `record_stats`: one change
+/// per row touched, none for rows left as they were, in key order (so that writers on
+/// several nodes lock the rows in the same order and never deadlock).
+pub(super) fn stats_deltas<'a>(
+    removed: impl IntoIterator<Item = &'a CallRecord>,
+    added: impl IntoIterator<Item = &'a CallRecord>,
+) -> Vec<StatsDelta> {
+    let mut tally = StatsTally::default();
+    removed.into_iter().for_each(|r| tally.add(r, -1));
+    added.into_iter().for_each(|r| tally.add(r, 1));
+    tally.deltas()
+}
+
+/// Changes to `record_stats`, summed per row.
+#[derive(Default)]
+pub(super) struct StatsTally(BTreeMap<(&'static str, i64, &'static str), (i64, i64)>);
+
+impl StatsTally {
+    /// Counts `record` in (`sign` 1) or out (-1).
+    pub(super) fn add(&mut self, record: &CallRecord, sign: i64) {
+        let (hour_ms, outcome) = record.stats_key();
+        let row = self.0.entry((record.call_type.code(), hour_ms, outcome)).or_default();
+        row.0 += sign;
+        row.1 += sign * record.time_len;
+    }
+
+    /// The rows that change, in key order.
+    pub(super) fn deltas(self) -> Vec<StatsDelta> {
+        self.0
+            .into_iter()
+            .filter(|(_, change)| *change != (0, 0))
+            .map(|((call_type, hour_ms, outcome), (calls, talk_secs))| StatsDelta {
+                call_type,
+                hour_ms,
+                outcome,
+                calls,
+                talk_secs,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::CallType;
+
+    #[test]
+    fn totals_sum_whole_days_then_whole_hours_and_count_only_the_rows_at_the_edges() {
+        let (h, d) = (HOUR_MS, DAY_MS);
+        // A local day in UTC+8: 16:00 to 16:00 UTC, less a second.
+        let plan = total_plan(Some(d + 16 * h), Some(2 * d + 16 * h - 1000));
+        assert_eq!(
+            plan,
+            TotalPlan {
+                days: NOTHING,
+                hours: [(d + 16 * h, 2 * d + 15 * h), NOTHING],
+                rows: [NOTHING, (2 * d + 15 * h, 2 * d + 16 * h - 1000)]
+            }
+        );
+        // A week from mid-hour to mid-hour.
+        let plan = total_plan(Some(d + 30 * 60_000), Some(8 * d + h + 1));
+        assert_eq!(plan.days, (2 * d, 8 * d));
+        assert_eq!(plan.hours, [(d + h, 2 * d), (8 * d, 8 * d + h)]);
+        assert_eq!(plan.rows, [(d + 30 * 60_000, d + h), (8 * d + h, 8 * d + h + 1)]);
+        // No range: all days.
+        let plan = total_plan(None, None);
+        assert!(plan.days.0 < -1_000_000 * d && plan.days.1 > 1_000_000 * d);
+        assert_eq!(plan.rows, [NOTHING; 2]);
+        // Within one hour: rows only.
+        assert_eq!(total_plan(Some(10), Some(h - 10)).rows, [(10, h - 10), NOTHING]);
+    }
+
+    fn record(uuid: &str, hour: i64, cause: &str, answered: bool, time_len: i64) -> CallRecord {
+        CallRecord {
+            uuid: uuid.into(),
+            call_type: CallType::AiOutbound,
+            batch_id: None,
+            telephone: "13800000000".into(),
+            extnum: None,
+            callout_ms: hour * HOUR_MS + 1_000,
+            answered_ms: answered.then_some(hour * HOUR_MS + 2_000),
+            ended_ms: hour * HOUR_MS + 9_000,
+            time_len,
+            hangup_cause: cause.into(),
+            wav_path: String::new(),
+            wav_url: String::new(),
+            dialogue_json: "[]".into(),
+            intent: String::new(),
+        }
+    }
+
+    #[test]
+    fn stats_deltas_sum_per_row_in_key_order_and_leave_out_rows_unchanged() {
+        let busy = record("a", 7, "USER_BUSY:486", false, 0);
+        let answered = record("a", 7, "NORMAL_CLEARING:200", true, 8);
+        let crash = record("b", 5, "CRASH:null", true, 5);
+        let later = record("c", 3, "NORMAL_CLEARING:200", true, 7);
+        let deltas = stats_deltas([&busy, &crash], [&answered, &crash, &later]);
+        let row = |hour: i64, outcome, calls, talk_secs| StatsDelta {
+            call_type: "02",
+            hour_ms: hour * HOUR_MS,
+            outcome,
+            calls,
+            talk_secs,
+        };
+        // crash out and back in: no change to its row, so no write of it.
+        assert_eq!(deltas, vec![row(3, "answered", 1, 7), row(7, "answered", 1, 8), row(7, "busy", -1, 0)]);
+    }
+}

@@ -1,0 +1,99 @@
+//! The work a PostgreSQL node does in the background: folding the changes of task counts
+//! into the counters, and listening for other nodes' task changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use tokio::sync::Notify;
+
+use super::ACQUIRE_TIMEOUT;
+
+/// How often a node folds the changes of task counts into the counters.
+const FOLD_TASK_COUNTS_EVERY: Duration = Duration::from_secs(1);
+/// Backoff between attempts to bring the listener back.
+const RELISTEN_MIN: Duration = Duration::from_millis(250);
+const RELISTEN_MAX: Duration = Duration::from_secs(5);
+
+/// NOTIFY channels: tasks were created (dialers look for due work), calls in progress
+/// were asked to stop (the node making the call hangs it up).
+pub(super) const CREATED_CHANNEL: &str = "callcenter_tasks_created";
+pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
+
+/// Folds the changes of task counts that statements appended (see the migration
+/// `0006_task_counts.sql`) into the counters, every `FOLD_TASK_COUNTS_EVERY`, so that a
+/// count sums a few rows. Nodes may fold at the same time: a change row is deleted, and
+/// so added, once. A failure (the database away) waits for the next turn.
+pub(super) async fn fold_task_counts_forever(pool: PgPool) {
+    let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let folded = sqlx::query(
+            "WITH changes AS (DELETE FROM task_count_changes RETURNING status, tasks)
+             INSERT INTO task_counts_folded (status, tasks)
+             SELECT status, SUM(tasks) FROM changes GROUP BY status ORDER BY status
+             ON CONFLICT (status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
+        )
+        .execute(&pool)
+        .await;
+        if let Err(e) = folded {
+            tracing::debug!(error = %e, "could not fold task counts yet");
+        }
+    }
+}
+
+/// LISTENs on both channels on a connection of its own and passes notifications on,
+/// reconnecting with a backoff whenever the connection or the database goes away. After a
+/// reconnection both `Notify`s fire, since notifications sent meanwhile were lost.
+pub(super) async fn listen_forever(options: PgConnectOptions, created: Arc<Notify>, stopped: Arc<Notify>) {
+    let mut backoff = RELISTEN_MIN;
+    let mut lost = false;
+    loop {
+        // A pool of one of its own, new each time, so that a dead connection never lingers.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_lazy_with(options.clone());
+        let connecting = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL]).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let error = match connecting.await {
+            Ok(mut listener) => {
+                if lost {
+                    tracing::info!("listening for task changes again");
+                    created.notify_one();
+                    stopped.notify_one();
+                    lost = false;
+                }
+                backoff = RELISTEN_MIN;
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) if n.channel() == CREATED_CHANNEL => created.notify_one(),
+                        Ok(Some(n)) if n.channel() == STOPPED_CHANNEL => stopped.notify_one(),
+                        Ok(Some(_)) => {}
+                        // The connection dropped and was re-established at once.
+                        Ok(None) => {
+                            created.notify_one();
+                            stopped.notify_one();
+                        }
+                        Err(e) => break e,
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        if !lost {
+            tracing::warn!(error = %error, "lost the database listener; polling until it is back");
+            lost = true;
+        } else {
+            tracing::debug!(error = %error, "the database listener cannot reconnect yet");
+        }
+        drop(pool);
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(RELISTEN_MAX);
+    }
+}

@@ -1,0 +1,183 @@
+//! Call records on PostgreSQL, their counters, and the do-not-call list.
+
+use std::collections::HashSet;
+
+use sqlx::PgConnection;
+
+use super::{PgStore, RECORD_TYPES, arguments, has_nul};
+use crate::domain::{CallType, Page, RecordFilter};
+use crate::store::counters::{StatsDelta, stats_deltas};
+use crate::store::rows::RECORD_COLUMNS;
+use crate::store::sql::{Dialect, json};
+use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
+
+/// A row of a page with the list's total beside it.
+#[derive(sqlx::FromRow)]
+struct Totalled<T> {
+    #[sqlx(flatten)]
+    row: T,
+    total: i64,
+}
+
+pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallRecord>> {
+    if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
+        return Ok(Paged { total: 0, rows: Vec::new() });
+    }
+    let mut conn = s.readers.get().await?;
+    let seek = match records::seek_hours(Dialect::Postgres, f) {
+        Some(q) => records::seek_by_hours(
+            f,
+            &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?,
+        ),
+        None => None,
+    };
+    let q = records::page(Dialect::Postgres, f, seek);
+    let rows: Vec<Totalled<CallRecord>> =
+        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+    let total = match rows.first() {
+        Some(row) => row.total,
+        None => {
+            let q = records::total(Dialect::Postgres, f);
+            sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?
+        }
+    };
+    conn.done();
+    Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() })
+}
+
+pub(super) async fn call_type_of(s: &PgStore, uuid: &str) -> Result<Option<CallType>> {
+    if uuid.contains('\0') {
+        return Ok(None);
+    }
+    let mut conn = s.readers.get().await?;
+    let code: Option<String> = sqlx::query_scalar("SELECT call_type FROM call_records WHERE uuid = $1")
+        .bind(uuid)
+        .fetch_optional(&mut *conn)
+        .await?;
+    conn.done();
+    Ok(code.and_then(|c| c.parse().ok()))
+}
+
+pub(super) async fn get(s: &PgStore, uuid: &str) -> Result<Option<CallRecord>> {
+    if uuid.contains('\0') {
+        return Ok(None);
+    }
+    let mut conn = s.readers.get().await?;
+    let row = sqlx::query_as(&format!("SELECT {RECORD_COLUMNS} FROM call_records WHERE uuid = $1"))
+        .bind(uuid)
+        .fetch_optional(&mut *conn)
+        .await?;
+    conn.done();
+    Ok(row)
+}
+
+pub(super) async fn import(s: &PgStore, new: &[CallRecord]) -> Result<u64> {
+    let mut tx = s.pool.begin().await?;
+    let inserted: Vec<String> = sqlx::query_scalar(&format!(
+        "INSERT INTO call_records ({RECORD_COLUMNS})
+         SELECT {RECORD_COLUMNS} FROM json_to_recordset($1::json) AS r ({RECORD_TYPES})
+         ON CONFLICT (uuid) DO NOTHING
+         RETURNING uuid"
+    ))
+    .bind(json(new))
+    .fetch_all(&mut *tx)
+    .await?;
+    let inserted: HashSet<String> = inserted.into_iter().collect();
+    apply_stats(&mut tx, &stats_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    tx.commit().await?;
+    Ok(inserted.len() as u64)
+}
+
+/// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows
+/// are changed in key order, so that nodes writing at once never deadlock.
+pub(super) async fn apply_stats(tx: &mut PgConnection, deltas: &[StatsDelta]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
+         SELECT call_type, hour_ms, outcome, calls, talk_secs
+         FROM json_to_recordset($1::json)
+              AS d (call_type text, hour_ms bigint, outcome text, calls bigint, talk_secs bigint)
+         ORDER BY call_type, hour_ms, outcome
+         ON CONFLICT (call_type, hour_ms, outcome)
+         DO UPDATE SET calls = record_stats.calls + EXCLUDED.calls, talk_secs = record_stats.talk_secs + EXCLUDED.talk_secs",
+    )
+    .bind(json(deltas))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO record_days (call_type, day_ms, calls)
+         SELECT call_type, hour_ms / 86400000 * 86400000, SUM(calls)
+         FROM json_to_recordset($1::json) AS d (call_type text, hour_ms bigint, calls bigint)
+         GROUP BY 1, 2 ORDER BY 1, 2
+         ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + EXCLUDED.calls",
+    )
+    .bind(json(deltas))
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+pub(super) async fn hourly_stats(
+    s: &PgStore,
+    call_type: CallType,
+    from_ms: i64,
+    until_ms: i64,
+) -> Result<Vec<HourStat>> {
+    let mut conn = s.readers.get().await?;
+    let rows = sqlx::query_as(
+        "SELECT hour_ms, outcome, calls, talk_secs FROM record_stats
+         WHERE call_type = $1 AND hour_ms >= $2 AND hour_ms < $3 AND calls <> 0 ORDER BY hour_ms, outcome",
+    )
+    .bind(call_type.code())
+    .bind(from_ms)
+    .bind(until_ms)
+    .fetch_all(&mut *conn)
+    .await?;
+    conn.done();
+    Ok(rows)
+}
+
+pub(super) async fn dnc_add(s: &PgStore, phones: &[String], reason: &str, now_ms: i64) -> Result<u64> {
+    Ok(sqlx::query(
+        "INSERT INTO dnc_numbers (phone, reason, created_ms) SELECT p, $2, $3 FROM UNNEST($1::text[]) AS p
+         ON CONFLICT (phone) DO NOTHING",
+    )
+    .bind(phones)
+    .bind(reason)
+    .bind(now_ms)
+    .execute(&s.pool)
+    .await?
+    .rows_affected())
+}
+
+pub(super) async fn dnc_remove(s: &PgStore, phones: &[String]) -> Result<u64> {
+    Ok(sqlx::query("DELETE FROM dnc_numbers WHERE phone = ANY($1)")
+        .bind(phones)
+        .execute(&s.pool)
+        .await?
+        .rows_affected())
+}
+
+pub(super) async fn dnc_list(s: &PgStore, phone: Option<&str>, page: Page) -> Result<Paged<DncEntry>> {
+    let mut conn = s.readers.get().await?;
+    let total: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1")
+            .bind(phone)
+            .fetch_one(&mut *conn)
+            .await?;
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT phone, reason, created_ms FROM dnc_numbers WHERE $1::text IS NULL OR phone = $1
+         ORDER BY created_ms DESC, phone LIMIT $2 OFFSET $3",
+    )
+    .bind(phone)
+    .bind(page.size as i64)
+    .bind(page.offset())
+    .fetch_all(&mut *conn)
+    .await?;
+    conn.done();
+    let rows =
+        rows.into_iter().map(|(phone, reason, created_ms)| DncEntry { phone, reason, created_ms }).collect();
+    Ok(Paged { total, rows })
+}

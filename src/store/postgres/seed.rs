@@ -1,0 +1,141 @@
+//! `callcenter seed` on PostgreSQL.
+
+use super::PgStore;
+use crate::store::Result;
+use crate::store::seed;
+
+/// Recounts `record_stats` and `record_days` from the rows after the seed's load (the
+/// same mapping as `domain::outcome_class`). Written in key order, so that a call type's
+/// hours lie together in the table: a day's total then reads a few pages, against some
+/// forty in the order of a hash aggregate.
+const RECOUNT: [&str; 4] = [
+    "DELETE FROM record_stats",
+    "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
+     SELECT call_type, (callout_ms / 3600000) * 3600000,
+            CASE
+                WHEN answered_ms IS NOT NULL THEN 'answered'
+                WHEN hangup_cause LIKE 'USER_BUSY:%' THEN 'busy'
+                WHEN hangup_cause LIKE 'NO_ANSWER:%' OR hangup_cause LIKE 'NO_USER_RESPONSE:%'
+                     OR hangup_cause LIKE 'ORIGINATOR_CANCEL:%' THEN 'no_answer'
+                WHEN hangup_cause LIKE 'UNALLOCATED_NUMBER:%' OR hangup_cause LIKE 'NUMBER_CHANGED:%'
+                     OR hangup_cause LIKE 'INVALID_NUMBER_FORMAT:%' THEN 'unallocated'
+                WHEN hangup_cause LIKE 'CALL_REJECTED:%' THEN 'rejected'
+                WHEN hangup_cause LIKE 'MANAGER_REQUEST:%' THEN 'stopped'
+                WHEN hangup_cause LIKE 'SYSTEM_SHUTDOWN:%' OR hangup_cause LIKE 'CRASH:%' THEN 'interrupted'
+                ELSE 'failed'
+            END,
+            COUNT(*), SUM(time_len)
+     FROM call_records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+    "DELETE FROM record_days",
+    "INSERT INTO record_days (call_type, day_ms, calls)
+     SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2",
+];
+
+/// The rows `seed::SeedPlan` makes, made here in SQL inside the server: an
+/// `INSERT … SELECT` keeps them off the wire and skips uuids already present, which a
+/// `COPY` cannot. Inserting `SeedPlan`'s own rows, a batch a statement, was slower on
+/// two shared cores (bench/RESULTS.md).
+pub(super) async fn load(
+    s: &PgStore,
+    records: u64,
+    tasks: u64,
+    now_ms: i64,
+    utc_offset_secs: i32,
+) -> Result<()> {
+    let start = now_ms - seed::SPAN_MS;
+    let mut tx = s.pool.begin().await?;
+    // Building the secondary indexes once, over the loaded data, is several times
+    // faster than keeping them up to date row by row.
+    let indexes: Vec<(String, String)> = sqlx::query_as(
+        "SELECT indexname::text, indexdef FROM pg_indexes
+         WHERE schemaname = current_schema() AND tablename IN ('call_records', 'tasks')
+           AND indexname NOT IN ('call_records_pkey', 'tasks_pkey')",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for (name, _) in &indexes {
+        sqlx::query(&format!("DROP INDEX {name}")).execute(&mut *tx).await?;
+    }
+    if records > 0 {
+        let step = (seed::SPAN_MS / records as i64).max(1);
+        // Row i falls in [start + i*step, start + (i+1)*step): times rise with i, so
+        // within a second the rows are consecutive and their counters distinct.
+        sqlx::query(
+            "WITH hashed AS (SELECT i, (i * 2654435761 + 40503) % 4294967296 AS h FROM generate_series(0::bigint, $1 - 1) AS i),
+             base AS (
+                 SELECT i, $2 + i * $3 + h % $3 AS t, h % 10 AS kind, h / 10 % 100 AS outcome,
+                        5 + h / 1000 % 175 AS talk, 2 + h / 175000 % 20 AS ring, h / 7 AS pick
+                 FROM hashed),
+             calls AS (
+                 SELECT *, CASE WHEN kind < 7 THEN '02' WHEN kind < 9 THEN '01' ELSE '03' END AS call_type,
+                        outcome < 65 AS answered,
+                        to_char(to_timestamp(t / 1000) AT TIME ZONE 'UTC' + make_interval(secs => $4), 'YYMMDDHH24MISS')
+                            || '99' || lpad((10001 + i % 89999)::text, 5, '0') AS uuid,
+                        to_char(to_timestamp(t / 1000) AT TIME ZONE 'UTC' + make_interval(secs => $4), 'YYYY/MM/DD/HH24/') AS dir
+                 FROM base)
+             INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms,
+                                       time_len, hangup_cause, wav_path, wav_url, dialogue, intent)
+             SELECT uuid, call_type, NULL,
+                    '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
+                    CASE WHEN call_type = '02' THEN NULL ELSE '8' || lpad((pick % 1000)::text, 3, '0') END,
+                    t,
+                    CASE WHEN answered THEN t + ring * 1000 END,
+                    t + ring * 1000 + CASE WHEN answered THEN talk * 1000 ELSE 0 END,
+                    CASE WHEN answered THEN ring + talk ELSE 0 END,
+                    CASE WHEN answered THEN 'NORMAL_CLEARING:sip:200'
+                         WHEN outcome < 75 THEN 'USER_BUSY:sip:486'
+                         WHEN outcome < 90 THEN 'NO_ANSWER:sip:480'
+                         WHEN outcome < 95 THEN 'NORMAL_TEMPORARY_FAILURE:sip:503'
+                         WHEN outcome < 98 THEN 'UNALLOCATED_NUMBER:sip:404'
+                         ELSE 'MANAGER_REQUEST:null' END,
+                    CASE WHEN answered AND call_type = '02' THEN 'ai_call/' || dir || uuid || '.wav' ELSE '' END,
+                    '',
+                    CASE WHEN answered AND call_type = '02'
+                         THEN CASE pick % 3 WHEN 0 THEN $5 WHEN 1 THEN $6 ELSE $7 END ELSE '[]' END,
+                    CASE WHEN answered AND call_type = '02'
+                         THEN CASE pick % 3 WHEN 0 THEN $8 WHEN 1 THEN $9 ELSE $10 END ELSE '' END
+             FROM calls
+             ON CONFLICT (uuid) DO NOTHING",
+        )
+        .bind(records as i64)
+        .bind(start)
+        .bind(step)
+        .bind(f64::from(utc_offset_secs))
+        .bind(seed::DIALOGUES[0].0)
+        .bind(seed::DIALOGUES[1].0)
+        .bind(seed::DIALOGUES[2].0)
+        .bind(seed::DIALOGUES[0].1)
+        .bind(seed::DIALOGUES[1].1)
+        .bind(seed::DIALOGUES[2].1)
+        .execute(&mut *tx)
+        .await?;
+        for sql in RECOUNT {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+    }
+    if tasks > 0 {
+        let step = (seed::SPAN_MS / tasks as i64).max(1);
+        sqlx::query(
+            "WITH base AS (SELECT i, $2 + i * $3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick
+                           FROM generate_series(0::bigint, $1 - 1) AS i)
+             INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
+                                stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
+             SELECT 'SEED-' || t || '-' || i, '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
+                    '客户' || (pick % 10000), '活动通知', '尊敬的客户，提醒您参加本周末的线下优惠活动。',
+                    CASE WHEN pick % 20 = 0 THEN 'stopped' ELSE 'completed' END, t, t + 600000,
+                    pick % 3 <> 0, 1 + pick % 3,
+                    CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t
+             FROM base",
+        )
+        .bind(tasks as i64)
+        .bind(start)
+        .bind(step)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (_, sql) in &indexes {
+        sqlx::query(sql).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! Tasks on PostgreSQL: createTasks, calltask/list, stopTasks.
+
+use std::collections::HashMap;
+
+use super::background::{CREATED_CHANNEL, STOPPED_CHANNEL};
+use super::{PgStore, arguments, has_nul, outbox};
+use crate::domain::{NewTask, TaskFilter, TaskStatus};
+use crate::store::outbox::NewEvent;
+use crate::store::rows::{OPEN, TASK_COLUMNS};
+use crate::store::sql::Dialect;
+use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
+
+/// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
+const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
+
+pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
+    let ticket_nos: Vec<&str> = new.iter().map(|t| t.ticket_no.as_str()).collect();
+    let mut tx = s.pool.begin().await?;
+    // One creator at a time across nodes: the lookup below then cannot race another
+    // node's insert of the same ticket, and no sequence value is burnt by a conflict.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CREATE_LOCK).execute(&mut *tx).await?;
+    // By ticket first (MATERIALIZED keeps the planner from starting at the status index:
+    // with statistics from a quiet hour, when nothing was waiting, it would walk every
+    // waiting task for each request).
+    let mut ids: HashMap<String, i64> = sqlx::query_as(&format!(
+        "WITH named AS MATERIALIZED (SELECT ticket_no, batch_id, status FROM tasks WHERE ticket_no = ANY($1))
+         SELECT ticket_no, batch_id FROM named WHERE status IN {OPEN}"
+    ))
+    .bind(&ticket_nos)
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let to_create = tasks::to_create(new, &ids);
+    if !to_create.is_empty() {
+        let column = |f: fn(&NewTask) -> &str| to_create.iter().map(|t| f(t)).collect::<Vec<&str>>();
+        // Rows are inserted (and numbered) in input order.
+        let inserted: Vec<(String, i64)> = sqlx::query_as(
+            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
+             SELECT t.ticket_no, t.phone, t.username, t.ticket_type, t.ticket_content, $6, $6
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                 WITH ORDINALITY AS t (ticket_no, phone, username, ticket_type, ticket_content, ord)
+             ORDER BY t.ord
+             RETURNING ticket_no, batch_id",
+        )
+        .bind(column(|t| &t.ticket_no))
+        .bind(column(|t| t.phone.as_str()))
+        .bind(column(|t| &t.username))
+        .bind(column(|t| &t.ticket_type))
+        .bind(column(|t| &t.ticket_content))
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CREATED_CHANNEL)
+            .bind(inserted.len().to_string())
+            .execute(&mut *tx)
+            .await?;
+        ids.extend(inserted);
+    }
+    tx.commit().await?;
+    tasks::batch_ids(new, &ids)
+}
+
+pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
+    if has_nul(&f.ticket_no) || has_nul(&f.phone) {
+        return Ok(Paged { total: 0, rows: Vec::new() });
+    }
+    let (q, count) = tasks::page(Dialect::Postgres, f);
+    let mut conn = s.readers.get().await?;
+    let total: i64 = sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?;
+    let rows: Vec<TaskRow> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+    conn.done();
+    Ok(Paged { total, rows })
+}
+
+pub(super) async fn stop(
+    s: &PgStore,
+    batch_ids: &[i64],
+    ticket_nos: &[String],
+    now_ms: i64,
+) -> Result<StopOutcome> {
+    let ticket_nos: Vec<&str> = ticket_nos.iter().map(String::as_str).filter(|t| !t.contains('\0')).collect();
+    let mut tx = s.pool.begin().await?;
+    // Planned for the lists it is given: a generic plan (the pool's default) does not
+    // know how many tasks they name, and walked every waiting task, matching each
+    // against the whole list (bench/RESULTS.md).
+    sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan").execute(&mut *tx).await?;
+    // One statement: waiting tasks end as stopped, calls in progress are flagged for
+    // the node making them. (SET expressions see the row as it was.)
+    let changed: Vec<TaskRow> = sqlx::query_as(&format!(
+        "UPDATE tasks SET
+             status = CASE WHEN status = 'calling' THEN status ELSE 'stopped' END,
+             stopped_ms = CASE WHEN status = 'calling' THEN stopped_ms ELSE $3 END,
+             stop_requested = stop_requested OR status = 'calling'
+         WHERE (batch_id = ANY($1) OR ticket_no = ANY($2))
+           AND (status IN ('pending', 'retry_wait') OR (status = 'calling' AND NOT stop_requested))
+         RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(batch_ids)
+    .bind(&ticket_nos)
+    .bind(now_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    let (hanging_up, stopped): (Vec<TaskRow>, Vec<TaskRow>) =
+        changed.into_iter().partition(|t| t.status == TaskStatus::Calling);
+    outbox::emit(s, &mut tx, &NewEvent::tasks_ended(&stopped, now_ms)).await?;
+    if !hanging_up.is_empty() {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(STOPPED_CHANNEL)
+            .bind(hanging_up.len().to_string())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    if !stopped.is_empty() {
+        s.events.events_written();
+    }
+    Ok(StopOutcome { stopped: stopped.len() as u64, hanging_up: hanging_up.len() as u64 })
+}
+
+pub(super) async fn next_due_ms(s: &PgStore) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM tasks WHERE status IN ('pending', 'retry_wait')")
+        .fetch_one(&s.pool)
+        .await?)
+}

@@ -1,0 +1,178 @@
+//! records/list: its statements for either backend (a page, its total, and for deep
+//! pages a seek by the hour counters), and which of its reads are bounded by the page.
+
+use super::counters::{HOUR_MS, total_plan, whole_buckets};
+use super::rows::RECORD_COLUMNS;
+use super::sql::{Dialect, Sql};
+use crate::domain::RecordFilter;
+
+/// records/list pages that skip at least this many rows seek by the hour counters.
+const SEEK_OFFSET: i64 = 1000;
+
+/// records/list's query: the page's records, each with the list's total beside it (the
+/// database computes it once), so that a request is one query and one round trip. With a
+/// `Seek`, the page is read below its bound, after its rows to skip there.
+pub(super) fn page(dialect: Dialect, f: &RecordFilter, seek: Option<Seek>) -> Sql {
+    let mut q = Sql::new(dialect, format!("SELECT {}, ", RECORD_COLUMNS));
+    push_record_total(&mut q, f);
+    let offset = seek.map_or(f.page.offset(), |s| s.offset);
+    // A page that skips rows takes its uuids from the index alone, then their rows: the
+    // rows it skips cost an index step each, not a fetch of the whole record each
+    // (bench/RESULTS.md).
+    let deep = offset > 0;
+    q.push(if deep {
+        " AS total FROM call_records WHERE uuid IN (SELECT uuid FROM call_records"
+    } else {
+        " AS total FROM call_records"
+    });
+    // The seek's bound replaces the range's top (it is never above it): as a second
+    // upper bound, the planner would walk the index from the first and filter.
+    let until = seek.map(|s| s.until_ms).or(f.callout_until_ms);
+    push_record_filter(&mut q, &RecordFilter { callout_until_ms: until, ..f.clone() });
+    q.push(" ORDER BY callout_ms DESC, uuid DESC");
+    q.push_page(f.page.size, offset);
+    if deep {
+        q.push(") ORDER BY callout_ms DESC, uuid DESC");
+    }
+    q
+}
+
+/// records/list's total alone: for a page past the end (a page that has rows carries it).
+pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
+    let mut q = Sql::new(dialect, "SELECT ");
+    push_record_total(&mut q, f);
+    q
+}
+
+/// Whether records/list's query reads a number of rows bounded by its page: its total
+/// sums counters and its deep pages seek by them, or it finds the few rows of an exact
+/// uuid, telephone or extension and skips few of them. Other pages count or skip rows in
+/// proportion to the table.
+pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
+    countable_by_buckets(f) || (exact_lookup(f) && f.page.offset() <= BOUNDED_OFFSET)
+}
+
+/// The most rows a bounded read skips (page 1,000 of 10; each an index step).
+const BOUNDED_OFFSET: i64 = 10_000;
+
+/// Where a deep page starts: below `until_ms`, after `offset` rows there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seek {
+    pub until_ms: i64,
+    pub offset: i64,
+}
+
+/// For a deep page of a filter of call type and time alone: the calls of each whole hour
+/// of its range, newest first (`hour_ms`, `calls`), each row also carrying `above`, the
+/// rows above the newest whole hour (the partial hour at the top of the range). The page
+/// then skips whole hours by their counters instead of row by row (page 1,000 of 10 at 10M
+/// records: 10,000 index steps become three hours' counters and a few hundred steps).
+pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
+    if !countable_by_buckets(f) || f.page.offset() < SEEK_OFFSET {
+        return None;
+    }
+    let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
+    let mut q = Sql::new(
+        dialect,
+        "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ",
+    );
+    q.bind(f.call_type.code()).push(" AND callout_ms >= ").bind(hi);
+    q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
+    q.push(") FROM record_stats WHERE call_type = ").bind(f.call_type.code());
+    q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
+    q.push(" GROUP BY hour_ms ORDER BY hour_ms DESC");
+    Some(q)
+}
+
+/// The seek of `seek_hours`' rows: (hour_ms, calls, above).
+pub(super) fn seek_by_hours(f: &RecordFilter, hours: &[(i64, i64, i64)]) -> Option<Seek> {
+    let above = hours.first().map_or(0, |h| h.2);
+    seek(f.page.offset(), above, hours.iter().map(|&(hour_ms, calls, _)| (hour_ms, calls)))
+}
+
+/// Where a page that skips `offset` rows starts, given the rows `above` the newest whole
+/// hour and the whole hours' calls, newest first: below the last hour it skips whole, if
+/// any.
+pub(super) fn seek(offset: i64, above: i64, hours: impl IntoIterator<Item = (i64, i64)>) -> Option<Seek> {
+    let mut skipped = above;
+    let mut seek = None;
+    for (hour_ms, calls) in hours {
+        if skipped + calls > offset {
+            break;
+        }
+        skipped += calls;
+        seek = Some(Seek { until_ms: hour_ms, offset: offset - skipped });
+    }
+    seek
+}
+
+/// records/list's total as a scalar expression: for a filter of call type and time
+/// alone, summed from the counters (see `total_plan`); for other filters a plain COUNT.
+fn push_record_total(q: &mut Sql, f: &RecordFilter) {
+    if !countable_by_buckets(f) {
+        q.push("(SELECT COUNT(*) FROM call_records");
+        push_record_filter(q, f);
+        q.push(")");
+        return;
+    }
+    q.push("(0");
+    for (aggregate, column, (lo, hi)) in total_plan(f.callout_from_ms, f.callout_until_ms).parts() {
+        q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
+        q.push(&format!(" AND {column} >= ")).bind(lo);
+        q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+    }
+    q.push(")");
+}
+
+fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
+    // With an exact uuid, telephone or extension, that column's index finds the few rows.
+    // On SQLite the `+` keeps the planner (which has no statistics) from walking the
+    // call-type index instead, because that one avoids a sort: 0.5 s a query at a million
+    // records.
+    let hint = exact_lookup(f) && q.dialect == Dialect::Sqlite;
+    q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
+    for (column, value) in [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum)] {
+        if let Some(v) = value {
+            q.push(&format!(" AND {column} = ")).bind(v.as_str());
+        }
+    }
+    for (condition, value) in [
+        (" AND callout_ms >= ", f.callout_from_ms),
+        (" AND callout_ms < ", f.callout_until_ms),
+        (" AND time_len >= ", f.time_len_min),
+        (" AND time_len <= ", f.time_len_max),
+    ] {
+        if let Some(v) = value {
+            q.push(condition).bind(v);
+        }
+    }
+}
+
+/// Whether a records/list filter's total can come from the counters: only the call type
+/// and the time range filter it.
+fn countable_by_buckets(f: &RecordFilter) -> bool {
+    !exact_lookup(f) && f.time_len_min.is_none() && f.time_len_max.is_none()
+}
+
+/// Whether a records/list filter names an exact uuid, telephone or extension.
+fn exact_lookup(f: &RecordFilter) -> bool {
+    f.uuid.is_some() || f.telephone.is_some() || f.extnum.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deep_page_seeks_below_the_whole_hours_it_skips() {
+        let hours = [(3_000, 5), (2_000, 5), (1_000, 5)];
+        // 2 rows above the hours, then 5 in the newest: skipping 11 passes them and 4 more.
+        assert_eq!(seek(11, 2, hours), Some(Seek { until_ms: 3_000, offset: 4 }));
+        assert_eq!(seek(12, 2, hours), Some(Seek { until_ms: 2_000, offset: 0 }));
+        // Not even the newest hour is skipped whole: no seek.
+        assert_eq!(seek(6, 2, hours), None);
+        // Past the end: below the oldest hour, with what is left to skip.
+        assert_eq!(seek(100, 2, hours), Some(Seek { until_ms: 1_000, offset: 83 }));
+        assert_eq!(seek(100, 0, []), None);
+    }
+}

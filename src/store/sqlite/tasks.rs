@@ -1,0 +1,108 @@
+//! Tasks on SQLite: createTasks, calltask/list, stopTasks.
+
+use std::collections::HashMap;
+
+use super::{SqliteStore, outbox, readers};
+use crate::domain::{NewTask, TaskFilter};
+use crate::store::outbox::NewEvent;
+use crate::store::rows::{OPEN, TASK_COLUMNS};
+use crate::store::sql::{Dialect, json};
+use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
+
+pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
+    let ticket_nos: Vec<&str> = new.iter().map(|t| t.ticket_no.as_str()).collect();
+    let mut tx = s.writer.begin().await?;
+    // Looked up by ticket: the `+` keeps the planner off the status index, which would
+    // walk every waiting task (bench/RESULTS.md).
+    let mut ids: HashMap<String, i64> = sqlx::query_as(&format!(
+        "SELECT ticket_no, batch_id FROM tasks
+         WHERE +status IN {OPEN} AND ticket_no IN (SELECT value FROM json_each(?))"
+    ))
+    .bind(json(&ticket_nos))
+    .fetch_all(&mut *tx)
+    .await?
+    .into_iter()
+    .collect();
+    let to_create: Vec<[&str; 5]> = tasks::to_create(new, &ids)
+        .into_iter()
+        .map(|t| [t.ticket_no.as_str(), t.phone.as_str(), &t.username, &t.ticket_type, &t.ticket_content])
+        .collect();
+    if !to_create.is_empty() {
+        // In one statement (a statement per ticket costs a round trip to the connection's
+        // thread each), numbered in input order.
+        let created: Vec<(String, i64)> = sqlx::query_as(
+            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2, ?2
+             FROM json_each(?1) ORDER BY key
+             RETURNING ticket_no, batch_id",
+        )
+        .bind(json(&to_create))
+        .bind(now_ms)
+        .fetch_all(&mut *tx)
+        .await?;
+        ids.extend(created);
+    }
+    let ids = tasks::batch_ids(new, &ids)?;
+    tx.commit().await?;
+    Ok(ids)
+}
+
+pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
+    let (q, count) = tasks::page(Dialect::Sqlite, f);
+    s.readers
+        .read_blocking(move |conn| {
+            Ok(Paged {
+                total: readers::query_one(conn, &count)?,
+                rows: readers::query(conn, &q, readers::task)?,
+            })
+        })
+        .await
+}
+
+pub(super) async fn stop(
+    s: &SqliteStore,
+    batch_ids: &[i64],
+    ticket_nos: &[String],
+    now_ms: i64,
+) -> Result<StopOutcome> {
+    let ids = json(batch_ids);
+    let tickets = json(ticket_nos);
+    // One id list, so that the primary key and the ticket index find the rows (an OR
+    // of the two would scan every waiting task).
+    let named = "batch_id IN (SELECT value FROM json_each(?1)
+                              UNION SELECT batch_id FROM tasks WHERE ticket_no IN (SELECT value FROM json_each(?2)))";
+    let mut tx = s.writer.begin().await?;
+    let stopped: Vec<TaskRow> = sqlx::query_as(&format!(
+        "UPDATE tasks SET status = 'stopped', stopped_ms = ?3
+         WHERE {named} AND status IN ('pending', 'retry_wait') RETURNING {TASK_COLUMNS}"
+    ))
+    .bind(&ids)
+    .bind(&tickets)
+    .bind(now_ms)
+    .fetch_all(&mut *tx)
+    .await?;
+    outbox::emit(s, &mut tx, &NewEvent::tasks_ended(&stopped, now_ms)).await?;
+    let hanging_up = sqlx::query(&format!(
+        "UPDATE tasks SET stop_requested = 1 WHERE {named} AND status = 'calling' AND stop_requested = 0"
+    ))
+    .bind(&ids)
+    .bind(&tickets)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    if !stopped.is_empty() {
+        s.events.events_written();
+    }
+    Ok(StopOutcome { stopped: stopped.len() as u64, hanging_up })
+}
+
+pub(super) async fn next_due_ms(s: &SqliteStore) -> Result<Option<i64>> {
+    s.readers.read(|conn| {
+        // The due index's first entry; the status index would read every waiting task.
+        conn.prepare_cached(
+            "SELECT MIN(next_attempt_ms) FROM tasks INDEXED BY tasks_due WHERE status IN ('pending', 'retry_wait')",
+        )?
+        .query_row([], |row| row.get(0))
+    })
+}

@@ -1,0 +1,110 @@
+//! Tasks: calltask/list's statements for either backend, and createTasks' rule that a
+//! retried ticket never rings twice.
+
+use std::collections::{HashMap, HashSet};
+
+use super::rows::TASK_COLUMNS;
+use super::sql::{Dialect, Sql};
+use super::{Result, StoreError};
+use crate::domain::{NewTask, TaskFilter};
+
+/// The tickets createTasks inserts, in input order: those whose ticketNo has no
+/// unfinished task (`open`, ticketNo → batchId), each ticketNo once. A retried request
+/// must not ring twice.
+pub(super) fn to_create<'a>(tasks: &'a [NewTask], open: &HashMap<String, i64>) -> Vec<&'a NewTask> {
+    let mut queued = HashSet::new();
+    tasks.iter().filter(|t| !open.contains_key(&t.ticket_no) && queued.insert(t.ticket_no.as_str())).collect()
+}
+
+/// Each ticket's batchId, in input order, from `ids` (ticketNo → batchId: the unfinished
+/// tasks found and the ones just created).
+pub(super) fn batch_ids(tasks: &[NewTask], ids: &HashMap<String, i64>) -> Result<Vec<i64>> {
+    tasks
+        .iter()
+        .map(|t| {
+            ids.get(&t.ticket_no)
+                .copied()
+                .ok_or_else(|| StoreError::Corrupt(format!("ticket `{}` got no task", t.ticket_no)))
+        })
+        .collect()
+}
+
+/// calltask/list's page and its total. A filter of status alone, or none, sums the
+/// counters of `task_counts` (kept by triggers on tasks); others count the rows.
+pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
+    let mut count;
+    if countable_by_status(f) {
+        count = Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts");
+        if let Some(s) = f.status {
+            count.push(" WHERE status = ").bind(s.db_name());
+        }
+    } else {
+        count = Sql::new(dialect, "SELECT COUNT(*) FROM tasks");
+        push_task_filter(&mut count, f);
+    }
+    let mut q = Sql::new(dialect, format!("SELECT {} FROM tasks", TASK_COLUMNS));
+    push_task_filter(&mut q, f);
+    q.push(" ORDER BY batch_id DESC");
+    q.push_page(f.page.size, f.page.offset());
+    (q, count)
+}
+
+fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
+    q.push(" WHERE 1 = 1");
+    for (condition, value) in [
+        (" AND batch_id = ", f.batch_id),
+        (" AND created_ms >= ", f.created_from_ms),
+        (" AND created_ms < ", f.created_until_ms),
+    ] {
+        if let Some(v) = value {
+            q.push(condition).bind(v);
+        }
+    }
+    for (condition, value) in [(" AND ticket_no = ", &f.ticket_no), (" AND phone = ", &f.phone)] {
+        if let Some(v) = value {
+            q.push(condition).bind(v.as_str());
+        }
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").bind(s.db_name());
+    }
+}
+
+/// Whether a calltask/list filter's total can come from `task_counts`: nothing but the
+/// status filters it. (Every field is named, so that a new one must be decided here.)
+fn countable_by_status(f: &TaskFilter) -> bool {
+    let TaskFilter { batch_id, created_from_ms, created_until_ms, ticket_no, phone, status: _, page: _ } = f;
+    batch_id.is_none()
+        && created_from_ms.is_none()
+        && created_until_ms.is_none()
+        && ticket_no.is_none()
+        && phone.is_none()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Phone;
+
+    fn ticket(no: &str) -> NewTask {
+        NewTask {
+            ticket_no: no.into(),
+            phone: Phone::parse("13800000000").unwrap(),
+            username: String::new(),
+            ticket_type: String::new(),
+            ticket_content: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_ticket_with_an_unfinished_task_keeps_it_and_a_repeated_one_is_created_once() {
+        let tickets = [ticket("A"), ticket("B"), ticket("A"), ticket("C")];
+        let mut ids = HashMap::from([("B".to_string(), 7)]);
+        let created: Vec<&str> = to_create(&tickets, &ids).iter().map(|t| t.ticket_no.as_str()).collect();
+        assert_eq!(created, ["A", "C"]);
+        ids.extend([("A".to_string(), 8), ("C".to_string(), 9)]);
+        assert_eq!(batch_ids(&tickets, &ids).unwrap(), [8, 7, 8, 9]);
+        ids.remove("C");
+        assert!(batch_ids(&tickets, &ids).is_err());
+    }
+}
