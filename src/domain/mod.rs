@@ -8,7 +8,7 @@ mod status;
 mod time;
 
 pub use call_id::CallIdGenerator;
-pub use hangup::{HangupCause, OUTCOME_CLASSES, outcome_class};
+pub use hangup::{HangupCause, OUTCOME_CLASSES, OUTCOME_OF_CAUSE, outcome_class};
 pub use phone::Phone;
 pub use query::{Page, RecordFilter, TaskFilter};
 pub use status::{CallType, TaskStatus};

@@ -1,35 +1,34 @@
 //! `callcenter seed` on PostgreSQL.
 
 use super::PgStore;
+use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
 use crate::store::seed;
 
-/// Recounts `record_stats` and `record_days` from the rows after the seed's load (the
-/// same mapping as `domain::outcome_class`). Written in key order, so that a call type's
-/// hours lie together in the table: a day's total then reads a few pages, against some
-/// forty in the order of a hash aggregate.
-const RECOUNT: [&str; 4] = [
-    "DELETE FROM record_stats",
-    "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
-     SELECT call_type, (callout_ms / 3600000) * 3600000,
-            CASE
-                WHEN answered_ms IS NOT NULL THEN 'answered'
-                WHEN hangup_cause LIKE 'USER_BUSY:%' THEN 'busy'
-                WHEN hangup_cause LIKE 'NO_ANSWER:%' OR hangup_cause LIKE 'NO_USER_RESPONSE:%'
-                     OR hangup_cause LIKE 'ORIGINATOR_CANCEL:%' THEN 'no_answer'
-                WHEN hangup_cause LIKE 'UNALLOCATED_NUMBER:%' OR hangup_cause LIKE 'NUMBER_CHANGED:%'
-                     OR hangup_cause LIKE 'INVALID_NUMBER_FORMAT:%' THEN 'unallocated'
-                WHEN hangup_cause LIKE 'CALL_REJECTED:%' THEN 'rejected'
-                WHEN hangup_cause LIKE 'MANAGER_REQUEST:%' THEN 'stopped'
-                WHEN hangup_cause LIKE 'SYSTEM_SHUTDOWN:%' OR hangup_cause LIKE 'CRASH:%' THEN 'interrupted'
-                ELSE 'failed'
-            END,
-            COUNT(*), SUM(time_len)
-     FROM call_records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-    "DELETE FROM record_days",
-    "INSERT INTO record_days (call_type, day_ms, calls)
-     SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2",
-];
+/// Recounts `record_stats` and `record_days` from the rows after the seed's load, by
+/// `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a call type's hours lie
+/// together in the table: a day's total then reads a few pages, against some forty in the
+/// order of a hash aggregate.
+fn recount() -> [String; 4] {
+    let classes: String = OUTCOME_OF_CAUSE
+        .iter()
+        .map(|(cause, class)| format!("WHEN hangup_cause LIKE '{cause}:%' THEN '{class}' "))
+        .collect();
+    [
+        "DELETE FROM record_stats".into(),
+        format!(
+            "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
+             SELECT call_type, (callout_ms / 3600000) * 3600000,
+                    CASE WHEN answered_ms IS NOT NULL THEN 'answered' {classes}ELSE 'failed' END,
+                    COUNT(*), SUM(time_len)
+             FROM call_records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ),
+        "DELETE FROM record_days".into(),
+        "INSERT INTO record_days (call_type, day_ms, calls)
+         SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2"
+            .into(),
+    ]
+}
 
 /// The rows `seed::SeedPlan` makes, made here in SQL inside the server: an
 /// `INSERT … SELECT` keeps them off the wire and skips uuids already present, which a
@@ -109,8 +108,8 @@ pub(super) async fn load(
         .bind(seed::DIALOGUES[2].1)
         .execute(&mut *tx)
         .await?;
-        for sql in RECOUNT {
-            sqlx::query(sql).execute(&mut *tx).await?;
+        for sql in recount() {
+            sqlx::query(&sql).execute(&mut *tx).await?;
         }
     }
     if tasks > 0 {
