@@ -24,6 +24,7 @@ use crate::telephony::asr::{AsrEngine, AsrSettings};
 use crate::telephony::freeswitch::FreeswitchSettings;
 use crate::telephony::sim::SimSettings;
 use crate::telephony::sip::SipSettings;
+use crate::telephony::tts::TtsSettings;
 use crate::webhook::WebhookSettings;
 
 const ENV_PREFIX: &str = "CALLCENTER__";
@@ -43,6 +44,7 @@ pub struct Settings {
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
+    pub tts: TtsSettings,
     pub asr: AsrSettings,
     pub agent: AgentSettings,
 }
@@ -110,6 +112,24 @@ impl Settings {
     /// (unless that one is set), with a warning to move it.
     fn take_moved_keys(&mut self) -> Vec<String> {
         let mut warnings = Vec::new();
+        let d = TtsSettings::default();
+        let (w, s, t) = (&mut warnings, &mut self.sip, &mut self.tts);
+        moved(w, ["sip.tts_engine", "tts.engine"], &mut s.tts_engine, &mut t.engine, &d.engine);
+        moved(w, ["sip.tts_command", "tts.command"], &mut s.tts_command, &mut t.command, &d.command);
+        moved(
+            w,
+            ["sip.espeak_voice", "tts.espeak_voice"],
+            &mut s.espeak_voice,
+            &mut t.espeak_voice,
+            &d.espeak_voice,
+        );
+        moved(
+            w,
+            ["sip.espeak_speed", "tts.espeak_speed"],
+            &mut s.espeak_speed,
+            &mut t.espeak_speed,
+            &d.espeak_speed,
+        );
         if !self.sip.asr_command.is_empty() {
             warnings.push(
                 "sip.asr_command is deprecated: set asr.engine = \"command\" and asr.command instead".into(),
@@ -129,6 +149,9 @@ impl Settings {
             self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.asr.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        if self.dialer.carrier == CarrierKind::Sip {
+            self.tts.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        }
         self.agent.script.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
@@ -181,6 +204,25 @@ impl Settings {
             Some((_, why)) => Err(format!("invalid configuration: {why}")),
             None => Ok(()),
         }
+    }
+}
+
+/// A key that moved, whose default is the same at both places: a value set at the old one
+/// (other than the default) goes to the new one, unless that is set too; either way, a
+/// warning to move it.
+fn moved<T: PartialEq + Clone>(
+    warnings: &mut Vec<String>,
+    [from, to]: [&str; 2],
+    old: &mut T,
+    new: &mut T,
+    default: &T,
+) {
+    if old == default {
+        return;
+    }
+    warnings.push(format!("{from} is deprecated: set {to} instead"));
+    if new == default {
+        *new = std::mem::replace(old, default.clone());
     }
 }
 
@@ -322,6 +364,26 @@ mod tests {
         let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
         assert_eq!(loaded.settings.asr.engine, AsrEngine::Openai);
         assert_eq!(loaded.warnings.len(), 1);
+    }
+
+    #[test]
+    fn the_voice_moved_from_sip_to_tts_and_its_old_keys_still_work() {
+        let f = file(
+            "[sip]\ntts_engine = \"command\"\ntts_command = [\"say\", \"{text}\"]\nespeak_speed = 120\n",
+        );
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        let tts = &loaded.settings.tts;
+        assert_eq!(tts.engine, crate::telephony::tts::TtsEngine::Command);
+        assert_eq!(tts.command, ["say", "{text}"]);
+        assert_eq!(tts.espeak_speed, 120);
+        assert_eq!(loaded.warnings.len(), 3, "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings.iter().all(|w| w.contains("is deprecated: set tts.")),
+            "{:?}",
+            loaded.warnings
+        );
+        let vars = env(&[("CALLCENTER__SIP__ESPEAK_VOICE", "en-us")]);
+        assert_eq!(Settings::load_from(None, None, &vars).unwrap().settings.tts.espeak_voice, "en-us");
     }
 
     #[test]

@@ -32,6 +32,7 @@ use crate::domain::ApiTime;
 use crate::server::ConnectionLimits;
 use crate::store::StoreOptions;
 use crate::telephony::asr::{self, AsrEngine};
+use crate::telephony::tts;
 use crate::telephony::{Carrier, CarrierKind};
 
 /// A built server: store open and migrated, listener bound, not yet serving.
@@ -140,8 +141,13 @@ fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
     match settings.dialer.carrier {
         CarrierKind::Sim => Arc::new(SimCarrier::new(&settings.sim)),
         CarrierKind::Sip => Arc::new(
-            SipCarrier::new(&settings.sip, asr::recogniser(&settings.asr), max_call)
-                .with_barge_in(settings.agent.barge_in()),
+            SipCarrier::new(
+                &settings.sip,
+                max_call,
+                tts::voice(&settings.tts),
+                asr::recogniser(&settings.asr),
+            )
+            .with_barge_in(settings.agent.barge_in()),
         ),
         CarrierKind::Freeswitch => {
             let fs = &settings.freeswitch;

@@ -458,13 +458,13 @@ mod tests {
     use super::*;
     use crate::telephony::asr::Placeholder;
     use crate::telephony::sim::{SimCarrier, SimSettings};
-    use crate::telephony::sip::{SipCarrier, SipSettings, tts};
+    use crate::telephony::sip::{SipCarrier, SipSettings};
+    use crate::telephony::tts::Synthetic;
 
     fn sip_timing(session_expires_secs: u64) -> Timing {
         let settings = SipSettings { session_expires_secs, ..SipSettings::default() };
         let max_call = Duration::from_secs(300);
-        let carrier =
-            SipCarrier::with_engines(&settings, max_call, Arc::new(tts::Synthetic), Arc::new(Placeholder));
+        let carrier = SipCarrier::new(&settings, max_call, Arc::new(Synthetic), Arc::new(Placeholder));
         Timing::new(carrier.far_end_expiry())
     }
 

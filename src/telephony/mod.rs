@@ -7,6 +7,7 @@ pub mod dtmf;
 pub mod freeswitch;
 pub mod sim;
 pub mod sip;
+pub mod tts;
 
 use std::path::PathBuf;
 use std::time::Duration;

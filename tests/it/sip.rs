@@ -23,8 +23,8 @@ use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
 use callcenter::telephony::CarrierKind;
 use callcenter::telephony::asr::{AsrEngine, Placeholder};
-use callcenter::telephony::sip::tts::{Espeak, Tts, TtsEngine};
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
+use callcenter::telephony::tts::{self, Espeak, Tts, TtsEngine};
 use callcenter::telephony::{CallEnd, Carrier, DialRequest, DialResult, HangupReason, Heard};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -42,7 +42,7 @@ fn through(trunk: SocketAddr) -> impl FnOnce(&mut Settings) {
         s.sip.trunk = trunk.to_string();
         s.sip.bind = "127.0.0.1:0".into();
         s.sip.rtp_port_min = 0;
-        s.sip.tts_engine = TtsEngine::Synthetic;
+        s.tts.engine = TtsEngine::Synthetic;
         let script = &mut s.agent.script;
         script.greeting = "您好".into();
         script.body = String::new();
@@ -297,10 +297,10 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
     through(callee.addr)(&mut settings);
     // The real TTS when it is there (CI installs it), else the synthetic voice.
     if Command::new("espeak-ng").arg("--version").output().is_ok() {
-        settings.sip.tts_engine = TtsEngine::Espeak;
+        settings.tts.engine = TtsEngine::Espeak;
     }
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
-    let carrier = SipCarrier::new(&settings.sip, Arc::new(Placeholder), max_call);
+    let carrier = SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Arc::new(Placeholder));
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("ai_call/2025/08/16/21/call.wav");
     let request = DialRequest {
@@ -562,7 +562,7 @@ async fn a_key_pressed_while_the_agent_speaks_answers_the_next_listen_once() {
     let mut settings = Settings::default();
     through(peer.addr)(&mut settings);
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
-    let carrier = SipCarrier::new(&settings.sip, Arc::new(Placeholder), max_call);
+    let carrier = SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Arc::new(Placeholder));
     let request = DialRequest {
         call_id: "2508162111590110005".into(),
         phone: Phone::parse("13900003005").unwrap(),

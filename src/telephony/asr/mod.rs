@@ -131,7 +131,7 @@ pub fn recogniser(settings: &AsrSettings) -> Arc<dyn Asr> {
 }
 
 /// Turns one turn of the callee's speech into text. Implement it to plug in a recogniser
-/// of your own; the SIP carrier takes any `Arc<dyn Asr>` (`SipCarrier::with_engines`).
+/// of your own; the SIP carrier takes any `Arc<dyn Asr>` (`SipCarrier::new`).
 #[async_trait]
 pub trait Asr: Send + Sync + 'static {
     /// `pcm` is 8 kHz mono 16-bit, from the start of the turn to its last loud frame;

@@ -17,7 +17,6 @@ pub mod sdp;
 pub mod session;
 pub mod signalling;
 pub mod timer;
-pub mod tts;
 pub mod vad;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,9 +32,9 @@ use self::recorder::Recorder;
 use self::rtp::{KEY_BACKLOG, Media, PortRange};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
-use self::tts::{Tts, TtsEngine};
 use self::vad::VadParams;
 use super::asr::Asr;
+use super::tts::{Tts, TtsEngine};
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
 
@@ -68,11 +67,11 @@ pub struct SipSettings {
     /// Offer RFC 4733 telephone-events (DTMF): keys pressed are heard as `[按键 1]`. Key
     /// presses by SIP INFO are heard either way.
     pub telephone_event: bool,
+    /// Deprecated: `tts.engine`, `tts.command`, `tts.espeak_voice`, `tts.espeak_speed`,
+    /// which they stand for where they differ from these defaults.
     pub tts_engine: TtsEngine,
-    /// With `tts_engine = "command"`: program and arguments; `{text}` and `{wav}` are replaced.
     pub tts_command: Vec<String>,
     pub espeak_voice: String,
-    /// Words per minute.
     pub espeak_speed: u32,
     /// Deprecated: `asr.engine = "command"` with `asr.command`, which it stands for when
     /// `[asr]` names no engine.
@@ -145,9 +144,6 @@ impl SipSettings {
         if self.rtp_port_min != 0 && self.rtp_port_max <= self.rtp_port_min {
             return Err("sip.rtp_port_max must be above sip.rtp_port_min".into());
         }
-        if self.tts_engine == TtsEngine::Command && self.tts_command.is_empty() {
-            return Err("sip.tts_command must be set when sip.tts_engine = \"command\"".into());
-        }
         if self.vad_silence_ms < 100 {
             return Err("sip.vad_silence_ms must be at least 100".into());
         }
@@ -172,40 +168,10 @@ pub struct SipCarrier {
 }
 
 impl SipCarrier {
-    /// The carrier with the engines `[sip]` names.
-    /// The carrier with the voice `[sip]` names and the recogniser `asr`; `max_call` is
+    /// The carrier with its voice and its ear (`telephony::tts::voice`,
+    /// `telephony::asr::recogniser`, or engines of your own); `max_call` is
     /// `dialer.max_call_secs`.
-    pub fn new(s: &SipSettings, asr: Arc<dyn Asr>, max_call: Duration) -> SipCarrier {
-        let tts: Arc<dyn Tts> = match s.tts_engine {
-            TtsEngine::Espeak => {
-                if !tts::installed("espeak-ng") {
-                    tracing::error!(
-                        "sip: espeak-ng is not installed, so the callee will hear a synthetic placeholder \
-                         voice instead of words; install it (apt-get install espeak-ng) or set \
-                         sip.tts_engine = \"command\" with sip.tts_command"
-                    );
-                }
-                Arc::new(tts::WithFallback::new(Arc::new(tts::Espeak {
-                    program: "espeak-ng".into(),
-                    voice: s.espeak_voice.clone(),
-                    speed: s.espeak_speed,
-                })))
-            }
-            TtsEngine::Command => {
-                Arc::new(tts::WithFallback::new(Arc::new(tts::CommandTts { argv: s.tts_command.clone() })))
-            }
-            TtsEngine::Synthetic => Arc::new(tts::Synthetic),
-        };
-        Self::with_engines(s, max_call, tts, asr)
-    }
-
-    /// The carrier with your own speech engines (a cloud TTS or ASR, say).
-    pub fn with_engines(
-        s: &SipSettings,
-        max_call: Duration,
-        tts: Arc<dyn Tts>,
-        asr: Arc<dyn Asr>,
-    ) -> SipCarrier {
+    pub fn new(s: &SipSettings, max_call: Duration, tts: Arc<dyn Tts>, asr: Arc<dyn Asr>) -> SipCarrier {
         let vad = VadParams {
             threshold: f64::from(s.vad_threshold),
             silence: Duration::from_millis(s.vad_silence_ms),
@@ -436,6 +402,7 @@ impl Carrier for SipCarrier {
 mod tests {
     use super::*;
     use crate::telephony::asr::Placeholder;
+    use crate::telephony::tts::Synthetic;
 
     #[test]
     fn the_defaults_are_valid_once_a_trunk_is_set() {
@@ -448,11 +415,10 @@ mod tests {
     #[test]
     fn bad_settings_are_named() {
         let base = SipSettings { trunk: "10.0.0.1:5060".into(), ..SipSettings::default() };
-        let cases: [(SipSettings, &str); 5] = [
+        let cases: [(SipSettings, &str); 4] = [
             (SipSettings { bind: "nowhere".into(), ..base.clone() }, "sip.bind"),
             (SipSettings { codecs: vec![], ..base.clone() }, "sip.codecs"),
             (SipSettings { rtp_port_min: 3000, rtp_port_max: 2000, ..base.clone() }, "sip.rtp_port_max"),
-            (SipSettings { tts_engine: TtsEngine::Command, ..base.clone() }, "sip.tts_command"),
             (SipSettings { external_ip: "a.b".into(), ..base.clone() }, "sip.external_ip"),
         ];
         for (s, key) in cases {
@@ -464,7 +430,7 @@ mod tests {
     fn caller_ids_rotate_call_by_call() {
         let carrier_with = |s: &SipSettings| {
             let max_call = Duration::from_secs(300);
-            SipCarrier::with_engines(s, max_call, Arc::new(tts::Synthetic), Arc::new(Placeholder))
+            SipCarrier::new(s, max_call, Arc::new(Synthetic), Arc::new(Placeholder))
         };
         let mut settings =
             SipSettings { caller_ids: vec!["1001".into(), "1002".into()], ..Default::default() };

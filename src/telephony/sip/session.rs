@@ -15,12 +15,12 @@ use tokio::time::Instant;
 use super::recorder;
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
-use super::tts::{self, Tts};
 use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
 use crate::recording::SAMPLE_RATE;
 use crate::telephony::asr::{self, Asr};
 use crate::telephony::dtmf;
+use crate::telephony::tts::{self, Tts};
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.

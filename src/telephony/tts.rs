@@ -1,0 +1,636 @@
+//! Text to speech for `say`: the `[tts]` section, the `Tts` trait, the engines that ship
+//! (espeak-ng, an OpenAI-compatible speech server, any command that writes a WAV, and a
+//! synthetic placeholder voice), a cache of phrases already spoken, WAV reading and a
+//! resampler to the line's 8 kHz.
+
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use crate::recording::{SAMPLE_RATE, synth_speech};
+
+/// Speaks text. Implement it to plug in a cloud or local TTS service; the SIP carrier
+/// takes any `Arc<dyn Tts>` (`SipCarrier::new`).
+#[async_trait]
+pub trait Tts: Send + Sync + 'static {
+    /// `text` as 8 kHz mono 16-bit PCM.
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TtsError {
+    #[error("`{program}` is not installed (apt-get install espeak-ng, or set tts.engine)")]
+    NotInstalled { program: String },
+    #[error("`{program}` failed: {detail}")]
+    Failed { program: String, detail: String },
+    #[error("could not read the synthesized audio: {0}")]
+    Audio(String),
+}
+
+/// `tts.engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtsEngine {
+    /// `espeak-ng` from the PATH.
+    Espeak,
+    /// `POST {url}/audio/speech`, the OpenAI-compatible protocol.
+    Openai,
+    /// `tts.command`: any program that writes a WAV.
+    Command,
+    /// A speech-like synthetic voice (no words): for tests and demos without a TTS.
+    Synthetic,
+}
+
+/// The `[tts]` section: the agent's voice on SIP calls (FreeSWITCH speaks with its own).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TtsSettings {
+    pub engine: TtsEngine,
+    /// `espeak`: espeak-ng's voice, and words per minute.
+    pub espeak_voice: String,
+    pub espeak_speed: u32,
+    /// `openai`: the server's base URL (`http://127.0.0.1:8880/v1`), key, model and voice.
+    pub url: String,
+    pub api_key: String,
+    pub model: String,
+    pub voice: String,
+    /// `openai`: longest one line's synthesis may take.
+    pub timeout_ms: u64,
+    /// `command`: program and arguments; `{text}` and `{wav}` are replaced.
+    pub command: Vec<String>,
+    /// Lines kept once synthesised (greetings, closings, fixed script lines), so that they
+    /// go out at once the next time; 0 keeps none.
+    pub cache_lines: usize,
+}
+
+impl Default for TtsSettings {
+    fn default() -> Self {
+        TtsSettings {
+            engine: TtsEngine::Espeak,
+            espeak_voice: "cmn".into(),
+            espeak_speed: 160,
+            url: String::new(),
+            api_key: String::new(),
+            model: "tts-1".into(),
+            voice: "alloy".into(),
+            timeout_ms: 10_000,
+            command: Vec::new(),
+            cache_lines: 256,
+        }
+    }
+}
+
+impl fmt::Debug for TtsSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TtsSettings")
+            .field("engine", &self.engine)
+            .field("url", &self.url)
+            .field("api_key", &if self.api_key.is_empty() { "" } else { "(hidden)" })
+            .field("model", &self.model)
+            .field("voice", &self.voice)
+            .field("command", &self.command)
+            .field("cache_lines", &self.cache_lines)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TtsSettings {
+    /// What the types alone do not say; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        match self.engine {
+            TtsEngine::Openai if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
+                Err("tts.url must be an http:// or https:// URL when tts.engine = \"openai\"".into())
+            }
+            TtsEngine::Command if self.command.is_empty() => {
+                Err("tts.command must name a program when tts.engine = \"command\"".into())
+            }
+            _ if !(100..=120_000).contains(&self.timeout_ms) => {
+                Err("tts.timeout_ms must be between 100 and 120000".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The voice `[tts]` names: its engine, falling back to the synthetic voice when the
+/// engine fails, and remembering the lines it has said.
+pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
+    let engine: Arc<dyn Tts> = match settings.engine {
+        TtsEngine::Espeak => {
+            if !installed("espeak-ng") {
+                tracing::error!(
+                    "espeak-ng is not installed, so the callee will hear a synthetic placeholder voice \
+                     instead of words; install it (apt-get install espeak-ng) or set tts.engine"
+                );
+            }
+            Arc::new(Espeak {
+                program: "espeak-ng".into(),
+                voice: settings.espeak_voice.clone(),
+                speed: settings.espeak_speed,
+            })
+        }
+        TtsEngine::Openai => Arc::new(OpenAiTts::new(settings)),
+        TtsEngine::Command => Arc::new(CommandTts { argv: settings.command.clone() }),
+        TtsEngine::Synthetic => return Arc::new(Synthetic),
+    };
+    let engine = match NonZeroUsize::new(settings.cache_lines) {
+        Some(lines) => Arc::new(Cached::new(engine, lines)),
+        None => engine,
+    };
+    Arc::new(WithFallback::new(engine))
+}
+
+/// Lines already synthesised, the least recently said dropped first. Only what the engine
+/// made is kept (a failure's fallback never is).
+pub struct Cached {
+    engine: Arc<dyn Tts>,
+    lines: Mutex<lru::LruCache<String, Arc<Vec<i16>>>>,
+}
+
+impl Cached {
+    pub fn new(engine: Arc<dyn Tts>, lines: NonZeroUsize) -> Cached {
+        Cached { engine, lines: Mutex::new(lru::LruCache::new(lines)) }
+    }
+}
+
+#[async_trait]
+impl Tts for Cached {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
+        if let Some(pcm) = kept {
+            return Ok(pcm.as_ref().clone());
+        }
+        let pcm = self.engine.synthesize(text).await?;
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).put(text.to_string(), Arc::new(pcm.clone()));
+        Ok(pcm)
+    }
+}
+
+/// An OpenAI-compatible speech server: `POST {url}/audio/speech` with `model`, `voice`,
+/// `input` and `response_format = "wav"`; the WAV (any rate) is resampled to 8 kHz.
+pub struct OpenAiTts {
+    client: reqwest::Client,
+    endpoint: String,
+    api_key: String,
+    model: String,
+    voice: String,
+}
+
+impl OpenAiTts {
+    pub fn new(settings: &TtsSettings) -> OpenAiTts {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(settings.timeout_ms))
+            .user_agent(concat!("callcenter/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("a client with a timeout and a user agent builds");
+        OpenAiTts {
+            client,
+            endpoint: format!("{}/audio/speech", settings.url.trim_end_matches('/')),
+            api_key: settings.api_key.clone(),
+            model: settings.model.clone(),
+            voice: settings.voice.clone(),
+        }
+    }
+}
+
+#[async_trait]
+impl Tts for OpenAiTts {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        let failed = |detail: String| TtsError::Failed { program: self.endpoint.clone(), detail };
+        let body = serde_json::json!({
+            "model": self.model, "voice": self.voice, "input": text, "response_format": "wav",
+        });
+        let mut request = self.client.post(&self.endpoint).json(&body);
+        if !self.api_key.is_empty() {
+            request = request.bearer_auth(&self.api_key);
+        }
+        let response = request.send().await.map_err(|e| failed(e.to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body: String = response.text().await.unwrap_or_default().chars().take(200).collect();
+            return Err(failed(format!("{status} {body}")));
+        }
+        let wav = response.bytes().await.map_err(|e| failed(e.to_string()))?;
+        let (pcm, rate) = decode_wav(std::io::Cursor::new(wav))?;
+        Ok(resample(&pcm, rate, SAMPLE_RATE))
+    }
+}
+
+/// espeak-ng (Debian: `apt-get install espeak-ng`), text on its standard input, the WAV
+/// (22.05 kHz) written to a temporary file and resampled.
+pub struct Espeak {
+    pub program: String,
+    pub voice: String,
+    /// Words per minute.
+    pub speed: u32,
+}
+
+#[async_trait]
+impl Tts for Espeak {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        let wav = TempWav::new();
+        let args = [
+            "-v".to_string(),
+            self.voice.clone(),
+            "-s".to_string(),
+            self.speed.to_string(),
+            "-w".to_string(),
+            wav.path.display().to_string(),
+            "--stdin".to_string(),
+        ];
+        run(&self.program, &args, Some(text)).await?;
+        read_wav_8k(wav.path.clone()).await
+    }
+}
+
+/// A program run per prompt: `{text}` in its arguments becomes the text and `{wav}` the
+/// file it must write (any rate, any channels, 16-bit or float). Without `{text}` the
+/// text goes to its standard input.
+pub struct CommandTts {
+    pub argv: Vec<String>,
+}
+
+#[async_trait]
+impl Tts for CommandTts {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(TtsError::Failed { program: String::new(), detail: "tts.command is empty".into() });
+        };
+        let wav = TempWav::new();
+        let wav_arg = wav.path.display().to_string();
+        let takes_text = args.iter().any(|a| a.contains("{text}"));
+        let args: Vec<String> =
+            args.iter().map(|a| a.replace("{wav}", &wav_arg).replace("{text}", text)).collect();
+        run(program, &args, (!takes_text).then_some(text)).await?;
+        read_wav_8k(wav.path.clone()).await
+    }
+}
+
+/// The sim's synthetic voice, about 4 syllables a second: no words, but the length and
+/// the sound of speech.
+pub struct Synthetic;
+
+#[async_trait]
+impl Tts for Synthetic {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        Ok(synthetic(text))
+    }
+}
+
+pub fn synthetic(text: &str) -> Vec<i16> {
+    let syllables = text.chars().filter(|c| c.is_alphanumeric()).count().max(1);
+    synth_speech(syllables, syllables * SAMPLE_RATE as usize / 4, 120.0)
+}
+
+/// A TTS that falls back to the synthetic voice when its engine fails, so that a call
+/// still hears something of the right length; the first failure is logged as an error,
+/// later ones as warnings.
+pub struct WithFallback {
+    pub primary: Arc<dyn Tts>,
+    logged: AtomicBool,
+}
+
+impl WithFallback {
+    pub fn new(primary: Arc<dyn Tts>) -> WithFallback {
+        WithFallback { primary, logged: AtomicBool::new(false) }
+    }
+}
+
+#[async_trait]
+impl Tts for WithFallback {
+    async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        match self.primary.synthesize(text).await {
+            Ok(pcm) => Ok(pcm),
+            Err(e) => {
+                if self.logged.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "sip: text to speech failed; playing the synthetic voice");
+                } else {
+                    tracing::error!(
+                        error = %e,
+                        "sip: text to speech failed; playing a synthetic placeholder voice instead \
+                         (the callee hears no words until this is fixed)"
+                    );
+                }
+                Ok(synthetic(text))
+            }
+        }
+    }
+}
+
+/// Whether `program` can be started (`--version`), for the warning at start.
+pub fn installed(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+async fn run(program: &str, args: &[String], stdin: Option<&str>) -> Result<(), TtsError> {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => TtsError::NotInstalled { program: program.to_string() },
+        _ => TtsError::Failed { program: program.to_string(), detail: e.to_string() },
+    })?;
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let _ = pipe.write_all(text.as_bytes()).await;
+    }
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| TtsError::Failed { program: program.to_string(), detail: e.to_string() })?;
+    if !out.status.success() {
+        let detail = format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+        return Err(TtsError::Failed { program: program.to_string(), detail });
+    }
+    Ok(())
+}
+
+/// A temporary WAV path, removed when dropped.
+struct TempWav {
+    path: PathBuf,
+}
+
+impl TempWav {
+    fn new() -> TempWav {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "callcenter-tts-{}-{}-{}.wav",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u32>()
+        );
+        TempWav { path: std::env::temp_dir().join(name) }
+    }
+}
+
+impl Drop for TempWav {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+async fn read_wav_8k(path: PathBuf) -> Result<Vec<i16>, TtsError> {
+    tokio::task::spawn_blocking(move || read_wav(&path))
+        .await
+        .map_err(|e| TtsError::Audio(e.to_string()))?
+        .map(|(pcm, rate)| resample(&pcm, rate, SAMPLE_RATE))
+}
+
+/// Reads any PCM WAV as mono 16-bit (channels averaged) and its sample rate.
+pub fn read_wav(path: &Path) -> Result<(Vec<i16>, u32), TtsError> {
+    let file = std::fs::File::open(path).map_err(|e| TtsError::Audio(e.to_string()))?;
+    decode_wav(std::io::BufReader::new(file))
+}
+
+fn decode_wav(wav: impl std::io::Read) -> Result<(Vec<i16>, u32), TtsError> {
+    let reader = hound::WavReader::new(wav).map_err(|e| TtsError::Audio(e.to_string()))?;
+    let spec = reader.spec();
+    let channels = usize::from(spec.channels.max(1));
+    let samples: Vec<f32> = match spec.sample_format {
+        // Up to the first sample that cannot be read: a WAV streamed by a server may say
+        // its length is unknown (the largest size), and then ends where the audio does.
+        hound::SampleFormat::Float => reader.into_samples::<f32>().map_while(Result::ok).collect(),
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1i64 << (spec.bits_per_sample - 1)) as f32;
+            reader.into_samples::<i32>().map_while(Result::ok).map(|s| s as f32 * scale).collect()
+        }
+    };
+    let mono = samples
+        .chunks(channels)
+        .map(|frame| {
+            let v = frame.iter().sum::<f32>() / channels as f32;
+            (v * 32767.0).clamp(-32768.0, 32767.0) as i16
+        })
+        .collect();
+    Ok((mono, spec.sample_rate))
+}
+
+/// Band-limited resampling (windowed sinc, Blackman window, 16 zero crossings a side),
+/// good enough for speech and cheap at telephone rates.
+pub fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || input.is_empty() || from == 0 || to == 0 {
+        return input.to_vec();
+    }
+    const ZEROS: f64 = 16.0;
+    let ratio = f64::from(to) / f64::from(from);
+    // Below both Nyquist frequencies, with a little room for the filter's slope.
+    let cutoff = ratio.min(1.0) * 0.92;
+    let half = (ZEROS / cutoff).ceil() as i64;
+    let out_len = (input.len() as f64 * ratio).round() as usize;
+    let mut out = Vec::with_capacity(out_len);
+    for j in 0..out_len {
+        let t = j as f64 / ratio;
+        let center = t.floor() as i64;
+        let (mut acc, mut norm) = (0.0, 0.0);
+        for k in (center - half + 1)..=(center + half) {
+            if k < 0 || k as usize >= input.len() {
+                continue;
+            }
+            let x = t - k as f64;
+            let w = x / half as f64;
+            if w.abs() >= 1.0 {
+                continue;
+            }
+            let window =
+                0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
+            let arg = std::f64::consts::PI * cutoff * x;
+            let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
+            let weight = sinc * window;
+            acc += f64::from(input[k as usize]) * weight;
+            norm += weight;
+        }
+        let v = if norm.abs() > 1e-9 { acc / norm } else { 0.0 };
+        out.push(v.round().clamp(-32768.0, 32767.0) as i16);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+
+    /// An engine that counts its calls, and fails on `fail`.
+    struct Counting {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Tts for Counting {
+        async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            match text {
+                "fail" => Err(TtsError::Audio("no voice today".into())),
+                _ => Ok(vec![text.len() as i16; 160]),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_line_said_before_comes_from_the_cache_and_failures_are_not_kept() {
+        let engine = Arc::new(Counting { calls: AtomicUsize::new(0) });
+        let voice = WithFallback::new(Arc::new(Cached::new(engine.clone(), NonZeroUsize::new(2).unwrap())));
+        let first = voice.synthesize("您好").await.unwrap();
+        assert_eq!(voice.synthesize("您好").await.unwrap(), first);
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 1, "the second time came from the cache");
+        // The least recently said goes when the cache is full.
+        voice.synthesize("再见").await.unwrap();
+        voice.synthesize("稍后").await.unwrap();
+        voice.synthesize("您好").await.unwrap();
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 4);
+        // A failure is spoken with the synthetic voice, and tried again next time.
+        assert_eq!(voice.synthesize("fail").await.unwrap(), synthetic("fail"));
+        voice.synthesize("fail").await.unwrap();
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
+    async fn the_openai_engine_asks_for_a_wav_and_brings_it_to_8_khz() {
+        use axum::http::HeaderMap;
+        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+        // One second of a tone at 24 kHz, as OpenAI's servers answer.
+        let mut wav = std::io::Cursor::new(Vec::new());
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 24_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut writer = hound::WavWriter::new(&mut wav, spec).unwrap();
+        tone(440.0, 24_000, 1.0).into_iter().for_each(|s| writer.write_sample(s).unwrap());
+        writer.finalize().unwrap();
+        let wav = wav.into_inner();
+        let speech = move |headers: HeaderMap, body: String| async move {
+            let _ = seen_tx.send((headers, body));
+            wav
+        };
+        let app = axum::Router::new().route("/v1/audio/speech", axum::routing::post(speech));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+        let settings = TtsSettings {
+            engine: TtsEngine::Openai,
+            url,
+            api_key: "sk-voice".into(),
+            voice: "nova".into(),
+            ..TtsSettings::default()
+        };
+        let pcm = OpenAiTts::new(&settings).synthesize("您好").await.unwrap();
+        assert_eq!(pcm.len(), 8000, "one second at 8 kHz");
+        let (headers, body) = seen.recv().await.unwrap();
+        assert_eq!(headers["authorization"], "Bearer sk-voice");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "tts-1", "voice": "nova", "input": "您好", "response_format": "wav"})
+        );
+
+        let down = TtsSettings { url: "http://127.0.0.1:9/v1".into(), ..settings };
+        assert!(OpenAiTts::new(&down).synthesize("您好").await.is_err());
+    }
+
+    #[test]
+    fn settings_an_engine_cannot_work_with_are_named() {
+        assert_eq!(TtsSettings::default().validate(), Ok(()));
+        let openai = TtsSettings { engine: TtsEngine::Openai, ..TtsSettings::default() };
+        assert!(openai.validate().unwrap_err().contains("tts.url"));
+        let command = TtsSettings { engine: TtsEngine::Command, ..TtsSettings::default() };
+        assert!(command.validate().unwrap_err().contains("tts.command"));
+    }
+
+    fn tone(freq: f64, rate: u32, secs: f64) -> Vec<i16> {
+        let n = (f64::from(rate) * secs) as usize;
+        (0..n)
+            .map(|i| {
+                (10000.0 * (2.0 * std::f64::consts::PI * freq * i as f64 / f64::from(rate)).sin()) as i16
+            })
+            .collect()
+    }
+
+    fn rms(s: &[i16]) -> f64 {
+        (s.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / s.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn resampling_keeps_the_length_and_a_tone_in_the_band() {
+        let input = tone(440.0, 22050, 1.0);
+        let out = resample(&input, 22050, 8000);
+        assert_eq!(out.len(), 8000);
+        let level = rms(&out[200..7800]);
+        assert!((level - 7071.0).abs() < 300.0, "rms {level}");
+        // Zero crossings of 440 Hz: 880 a second.
+        let crossings = out.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+        assert!((860..=900).contains(&crossings), "{crossings}");
+    }
+
+    #[test]
+    fn resampling_removes_what_the_line_cannot_carry() {
+        // 6 kHz is above the 4 kHz Nyquist frequency of the line: it must not alias in.
+        let out = resample(&tone(6000.0, 22050, 0.5), 22050, 8000);
+        assert!(rms(&out[200..3800]) < 300.0, "rms {}", rms(&out[200..3800]));
+    }
+
+    #[test]
+    fn the_same_rate_is_left_alone() {
+        assert_eq!(resample(&[1, 2, 3], 8000, 8000), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_says_it_is_not_installed() {
+        let tts = Espeak { program: "no-such-tts-program".into(), voice: "cmn".into(), speed: 160 };
+        let err = tts.synthesize("你好").await.unwrap_err();
+        assert!(matches!(err, TtsError::NotInstalled { .. }), "{err}");
+        assert!(err.to_string().contains("not installed"));
+    }
+
+    #[tokio::test]
+    async fn the_fallback_plays_the_synthetic_voice_for_about_the_text_length() {
+        let tts = WithFallback::new(Arc::new(CommandTts { argv: vec!["no-such-tts-program".into()] }));
+        let pcm = tts.synthesize("一二三四五六七八").await.unwrap();
+        assert_eq!(pcm.len(), 16000);
+        assert!(rms(&pcm) > 1000.0);
+    }
+
+    #[tokio::test]
+    async fn a_command_tts_gets_the_text_and_its_wav_is_read_back_at_8khz() {
+        if !installed("sox") {
+            eprintln!("sox not installed; skipped");
+            return;
+        }
+        // sox writes one second of a 16 kHz stereo tone wherever {wav} says.
+        let argv = ["sox", "-n", "-r", "16000", "-c", "2", "-b", "16", "{wav}", "synth", "1", "sine", "300"];
+        let tts = CommandTts { argv: argv.iter().map(|s| s.to_string()).collect() };
+        let pcm = tts.synthesize("unused").await.unwrap();
+        assert_eq!(pcm.len(), 8000);
+        assert!(rms(&pcm) > 5000.0, "rms {}", rms(&pcm));
+    }
+
+    #[tokio::test]
+    async fn espeak_speaks_chinese_at_8khz_when_installed() {
+        if !installed("espeak-ng") {
+            eprintln!("espeak-ng not installed; skipped");
+            return;
+        }
+        let tts = Espeak { program: "espeak-ng".into(), voice: "cmn".into(), speed: 160 };
+        let pcm = tts.synthesize("您好，请问是张三吗？").await.unwrap();
+        assert!(pcm.len() > 8000 && pcm.len() < 8000 * 10, "{} samples", pcm.len());
+        assert!(rms(&pcm) > 500.0);
+    }
+}
