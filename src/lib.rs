@@ -130,7 +130,7 @@ fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
     match (settings.dialer.carrier, settings.asr.engine) {
         (CarrierKind::Sip, AsrEngine::None) => tracing::warn!(
             "asr.engine is \"none\" with a SIP trunk: the agent hears what callees say only as \
-             [语音 N秒]; set [asr] (an OpenAI-compatible transcription server, or a command)"
+             [语音 N秒]; set [asr] (an OpenAI-compatible transcription server, FunASR, or a command)"
         ),
         (CarrierKind::Freeswitch, engine) if engine != AsrEngine::None => tracing::warn!(
             "[asr] is not used with dialer.carrier = \"freeswitch\": FreeSWITCH calls are heard \
