@@ -152,7 +152,7 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
 /// made is kept (a failure's fallback never is).
 pub struct Cached {
     engine: Arc<dyn Tts>,
-    lines: Mutex<lru::LruCache<String, Arc<Vec<i16>>>>,
+    lines: Mutex<lru::LruCache<String, Vec<i16>>>,
 }
 
 impl Cached {
@@ -166,10 +166,10 @@ impl Tts for Cached {
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
         let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
         if let Some(pcm) = kept {
-            return Ok(pcm.as_ref().clone());
+            return Ok(pcm);
         }
         let pcm = self.engine.synthesize(text).await?;
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).put(text.to_string(), Arc::new(pcm.clone()));
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).put(text.to_string(), pcm.clone());
         Ok(pcm)
     }
 }
