@@ -142,6 +142,9 @@ pub struct CallEnd {
     pub cause: HangupCause,
     /// Whether the WAV at `DialRequest::recording` was written.
     pub recorded: bool,
+    /// The median, over the agent's answers in this call, of the time from the callee's
+    /// last word to the answer's first audio; `None` when no answer was measured.
+    pub turn_latency: Option<Duration>,
 }
 
 /// The far end's dead man's switch for one answered call: the carrier's side ends the

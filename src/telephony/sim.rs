@@ -404,7 +404,7 @@ impl CallSession for SimSession {
             Some(rec) => save(&self.call_id, rec, talk).await,
             None => false,
         };
-        CallEnd { cause, recorded }
+        CallEnd { cause, recorded, turn_latency: None }
     }
 }
 
@@ -666,7 +666,7 @@ mod tests {
             (HangupReason::Shutdown, HangupCause::system_shutdown()),
         ] {
             let end = session(Callee::Confirms, 0.0, None).hang_up(reason).await;
-            assert_eq!(end, CallEnd { cause: expected, recorded: false });
+            assert_eq!(end, CallEnd { cause: expected, recorded: false, turn_latency: None });
         }
     }
 
@@ -735,7 +735,10 @@ mod tests {
         std::fs::write(dir.path().join("file"), b"x").unwrap();
         let call = session(Callee::Confirms, 0.0, Some(dir.path().join("file/c1.wav")));
         let end = call.hang_up(HangupReason::Completed).await;
-        assert_eq!(end, CallEnd { cause: HangupCause::normal_clearing(), recorded: false });
+        assert_eq!(
+            end,
+            CallEnd { cause: HangupCause::normal_clearing(), recorded: false, turn_latency: None }
+        );
     }
 
     #[tokio::test]

@@ -329,7 +329,7 @@ impl CallSession for FsCall {
             self.timer.cancel().await;
             let recorded = self.recorded().await;
             self.finished = true;
-            return CallEnd { cause, recorded };
+            return CallEnd { cause, recorded, turn_latency: None };
         }
         let (ours, asked) = match reason {
             HangupReason::Completed => (HangupCause::normal_clearing(), "NORMAL_CLEARING"),
@@ -373,7 +373,7 @@ impl CallSession for FsCall {
         self.timer.cancel().await;
         let recorded = self.recorded().await;
         self.finished = true;
-        CallEnd { cause, recorded }
+        CallEnd { cause, recorded, turn_latency: None }
     }
 }
 

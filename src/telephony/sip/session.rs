@@ -327,7 +327,7 @@ impl CallSession for SipSession {
             None => false,
         };
         tracing::debug!(call_id = %self.call_id, %cause, ?talk, "sip: call ended");
-        CallEnd { cause, recorded }
+        CallEnd { cause, recorded, turn_latency: None }
     }
 }
 
