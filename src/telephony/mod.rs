@@ -5,6 +5,7 @@
 pub mod asr;
 pub mod dtmf;
 pub mod freeswitch;
+pub mod latency;
 pub mod sim;
 pub mod sip;
 pub mod tts;

@@ -20,6 +20,7 @@ use crate::domain::HangupCause;
 use crate::recording::SAMPLE_RATE;
 use crate::telephony::asr::{self, Asr};
 use crate::telephony::dtmf;
+use crate::telephony::latency::{CallLatency, TurnTimes};
 use crate::telephony::tts::{self, Tts};
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
@@ -51,37 +52,7 @@ pub struct SipSession {
     timer: Option<SessionTimer>,
     /// The callee's turn that cut the last line short, for `listen` to go on with.
     barged_in: Option<Turn>,
-    /// The callee's last turn, until the agent's answer to it goes out.
-    unanswered: Option<TurnTimes>,
-}
-
-/// When the callee's turn ended, in the steps from their last word to our answer.
-struct TurnTimes {
-    /// Their last loud frame.
-    speech_end: Instant,
-    /// The quiet that ends a turn has passed.
-    turn_end: Instant,
-    /// The recogniser gave the text.
-    recognised: Instant,
-}
-
-impl TurnTimes {
-    /// Records each part of the time from the callee's last word to our answer's first
-    /// packet: the agent asked to `say` it at `asked`, its audio was ready at
-    /// `synthesized`, and its first frame went out at `sent`.
-    fn answered(&self, asked: Instant, synthesized: Instant, sent: Instant) {
-        let parts = [
-            ("end_of_turn", self.speech_end, self.turn_end),
-            ("recognition", self.turn_end, self.recognised),
-            ("agent", self.recognised, asked),
-            ("synthesis", asked, synthesized),
-            ("sending", synthesized, sent),
-            ("total", self.speech_end, sent),
-        ];
-        for (part, from, to) in parts {
-            crate::metrics::turn_latency(part, to.saturating_duration_since(from));
-        }
-    }
+    latency: CallLatency,
 }
 
 impl SipSession {
@@ -105,7 +76,7 @@ impl SipSession {
             hung_up: false,
             timer: None,
             barged_in: None,
-            unanswered: None,
+            latency: CallLatency::default(),
         }
     }
 
@@ -152,7 +123,7 @@ impl CallSession for SipSession {
     async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.check_line()?;
         let asked = Instant::now();
-        let answering = self.unanswered.take();
+        let answering = self.latency.answering();
         let tts = self.engines.tts.clone();
         let mut ended = self.ended.clone();
         let pcm = tokio::select! {
@@ -188,7 +159,7 @@ impl CallSession for SipSession {
         drop(played);
         let sent = started.try_recv().ok();
         if let (Some(turn), Some(sent)) = (answering, sent) {
-            turn.answered(asked, synthesized, sent);
+            self.latency.answered(turn, asked, synthesized, sent);
         }
         let Some(cut_by) = cut_by else { return Ok(Said::Whole) };
         let played_for = sent.map_or(Duration::ZERO, |sent| sent.elapsed());
@@ -272,7 +243,7 @@ impl CallSession for SipSession {
             }
         };
         tracing::debug!(call_id = %self.call_id, %text, ?speech, "sip: heard");
-        self.unanswered = Some(TurnTimes { speech_end, turn_end, recognised: Instant::now() });
+        self.latency.heard(TurnTimes { speech_end, turn_end, recognised: Instant::now() });
         Ok(Heard::Speech(text))
     }
 
@@ -327,7 +298,7 @@ impl CallSession for SipSession {
             None => false,
         };
         tracing::debug!(call_id = %self.call_id, %cause, ?talk, "sip: call ended");
-        CallEnd { cause, recorded, turn_latency: None }
+        CallEnd { cause, recorded, turn_latency: self.latency.median() }
     }
 }
 
