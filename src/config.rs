@@ -130,6 +130,22 @@ impl Settings {
             &mut t.espeak_speed,
             &d.espeak_speed,
         );
+        let d = AsrSettings::default();
+        let (s, a) = (&mut self.sip, &mut self.asr);
+        moved(
+            w,
+            ["sip.vad_threshold", "asr.vad_threshold"],
+            &mut s.vad_threshold,
+            &mut a.vad_threshold,
+            &d.vad_threshold,
+        );
+        moved(
+            w,
+            ["sip.vad_silence_ms", "asr.vad_silence_ms"],
+            &mut s.vad_silence_ms,
+            &mut a.vad_silence_ms,
+            &d.vad_silence_ms,
+        );
         if !self.sip.asr_command.is_empty() {
             warnings.push(
                 "sip.asr_command is deprecated: set asr.engine = \"command\" and asr.command instead".into(),
@@ -147,6 +163,9 @@ impl Settings {
         const DAY_SECS: u64 = 86_400;
         if self.dialer.carrier == CarrierKind::Sip {
             self.sip.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        }
+        if self.dialer.carrier == CarrierKind::Freeswitch {
+            self.freeswitch.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.asr.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         if self.dialer.carrier == CarrierKind::Sip {

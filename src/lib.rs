@@ -31,7 +31,8 @@ use crate::dialer::{Dialer, DialerSignals};
 use crate::domain::ApiTime;
 use crate::server::ConnectionLimits;
 use crate::store::StoreOptions;
-use crate::telephony::asr::{self, AsrEngine};
+use crate::telephony::asr::AsrEngine;
+use crate::telephony::hearing::Ear;
 use crate::telephony::tts;
 use crate::telephony::{Carrier, CarrierKind};
 
@@ -59,16 +60,17 @@ impl App {
         })?;
         let signals = DialerSignals::default();
         store.watch_changes(signals.wake.clone(), signals.stop_check.clone());
-        let dialer = settings.dialer.enabled.then(|| {
-            Dialer::new(
+        let dialer = match settings.dialer.enabled {
+            true => Some(Dialer::new(
                 store.clone(),
-                carrier(&settings),
+                carrier(&settings)?,
                 agent(&settings),
                 settings.dialer.clone(),
                 time,
                 settings.recordings.dir.clone(),
-            )
-        });
+            )),
+            false => None,
+        };
         let webhooks = match settings.webhook.url.is_empty() {
             true => None,
             false => {
@@ -118,7 +120,7 @@ impl App {
 }
 
 /// The carrier that `dialer.carrier` names, built from its own section.
-fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
+fn carrier(settings: &Settings) -> anyhow::Result<Arc<dyn Carrier>> {
     use telephony::{freeswitch::FreeswitchCarrier, sim::SimCarrier, sip::SipCarrier};
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
     if settings.dialer.carrier != CarrierKind::Sim && settings.dialer.calling_hours.is_always() {
@@ -132,29 +134,34 @@ fn carrier(settings: &Settings) -> Arc<dyn Carrier> {
             "asr.engine is \"none\" with a SIP trunk: the agent hears what callees say only as \
              [语音 N秒]; set [asr] (an OpenAI-compatible transcription server, FunASR, or a command)"
         ),
-        (CarrierKind::Freeswitch, engine) if engine != AsrEngine::None => tracing::warn!(
-            "[asr] is not used with dialer.carrier = \"freeswitch\": FreeSWITCH calls are heard \
-             through FreeSWITCH's own speech detection"
-        ),
+        (CarrierKind::Freeswitch, engine)
+            if engine != AsrEngine::None && settings.freeswitch.audio_listen.is_empty() =>
+        {
+            tracing::warn!(
+                "[asr] hears FreeSWITCH calls only when FreeSWITCH streams their audio to the server: \
+                 set freeswitch.audio_listen (and load mod_audio_stream or mod_audio_fork)"
+            )
+        }
         _ => {}
     }
-    match settings.dialer.carrier {
+    Ok(match settings.dialer.carrier {
         CarrierKind::Sim => Arc::new(SimCarrier::new(&settings.sim)),
-        CarrierKind::Sip => Arc::new(
-            SipCarrier::new(
-                &settings.sip,
-                max_call,
-                tts::voice(&settings.tts),
-                asr::recogniser(&settings.asr),
-            )
-            .with_barge_in(settings.agent.barge_in()),
-        ),
+        CarrierKind::Sip => {
+            Arc::new(SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), ear(settings)))
+        }
         CarrierKind::Freeswitch => {
             let fs = &settings.freeswitch;
             tracing::info!(host = %fs.host, port = fs.port, gateway = %fs.gateway, "carrier: FreeSWITCH");
-            Arc::new(FreeswitchCarrier::new(fs, &settings.recordings.dir, max_call))
+            let carrier = FreeswitchCarrier::new(fs, &settings.recordings.dir, max_call, ear(settings))
+                .with_context(|| format!("listening for FreeSWITCH audio on {}", fs.audio_listen))?;
+            Arc::new(carrier)
         }
-    }
+    })
+}
+
+/// What the carriers carrying the call's audio hear it with.
+fn ear(settings: &Settings) -> Ear {
+    Ear::new(&settings.asr, settings.agent.barge_in())
 }
 
 /// What the API reads of the settings.

@@ -456,7 +456,8 @@ async fn check_stops(inner: &Inner) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::asr::Placeholder;
+    use crate::telephony::asr::AsrSettings;
+    use crate::telephony::hearing::Ear;
     use crate::telephony::sim::{SimCarrier, SimSettings};
     use crate::telephony::sip::{SipCarrier, SipSettings};
     use crate::telephony::tts::Synthetic;
@@ -464,7 +465,12 @@ mod tests {
     fn sip_timing(session_expires_secs: u64) -> Timing {
         let settings = SipSettings { session_expires_secs, ..SipSettings::default() };
         let max_call = Duration::from_secs(300);
-        let carrier = SipCarrier::new(&settings, max_call, Arc::new(Synthetic), Arc::new(Placeholder));
+        let carrier = SipCarrier::new(
+            &settings,
+            max_call,
+            Arc::new(Synthetic),
+            Ear::new(&AsrSettings::default(), None),
+        );
         Timing::new(carrier.far_end_expiry())
     }
 

@@ -5,10 +5,12 @@
 pub mod asr;
 pub mod dtmf;
 pub mod freeswitch;
+pub mod hearing;
 pub mod latency;
 pub mod sim;
 pub mod sip;
 pub mod tts;
+pub mod vad;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -10,7 +10,9 @@ use crate::support::esl_server::{Callee, FakeFreeswitch, SAYS};
 use callcenter::agent::script::KeyAnswer;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::telephony::CarrierKind;
+use callcenter::telephony::asr::AsrSettings;
 use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
+use callcenter::telephony::hearing::Ear;
 use callcenter::telephony::{CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -30,7 +32,12 @@ fn carrier_with(port: u16, password: &str, recordings: &Path) -> FreeswitchCarri
         caller_id_number: "01088886666".into(),
         ..FreeswitchSettings::default()
     };
-    FreeswitchCarrier::new(&settings, recordings, MAX_CALL)
+    FreeswitchCarrier::new(&settings, recordings, MAX_CALL, deaf()).unwrap()
+}
+
+/// No recogniser: only FreeSWITCH's events are heard (no audio is streamed).
+fn deaf() -> Ear {
+    Ear::new(&AsrSettings::default(), None)
 }
 
 fn request(call_id: &str, phone: &str, recordings: &Path) -> DialRequest {
@@ -109,7 +116,7 @@ async fn recordings_go_under_the_freeswitch_side_directory_and_a_missing_file_is
         recordings_dir: fs_dir.path().display().to_string(),
         ..FreeswitchSettings::default()
     };
-    let fs = FreeswitchCarrier::new(&settings, server_dir.path(), MAX_CALL);
+    let fs = FreeswitchCarrier::new(&settings, server_dir.path(), MAX_CALL, deaf()).unwrap();
     let call = answered(&fs, request("2508162111590110002", "13912345678", server_dir.path())).await;
     let expected = format!(
         "api uuid_record 2508162111590110002 start {}/ai_call/2025/08/16/21/2508162111590110002.wav",

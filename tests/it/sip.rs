@@ -9,7 +9,6 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{TestServer, ticket};
@@ -22,7 +21,8 @@ use callcenter::config::Settings;
 use callcenter::domain::{HangupCause, Phone};
 use callcenter::recording::synth_speech;
 use callcenter::telephony::CarrierKind;
-use callcenter::telephony::asr::{AsrEngine, Placeholder};
+use callcenter::telephony::asr::AsrEngine;
+use callcenter::telephony::hearing::Ear;
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::tts::{self, Espeak, Tts, TtsEngine};
 use callcenter::telephony::{Carrier, DialRequest, DialResult, HangupReason, Heard};
@@ -300,7 +300,8 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
         settings.tts.engine = TtsEngine::Espeak;
     }
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
-    let carrier = SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Arc::new(Placeholder));
+    let carrier =
+        SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Ear::new(&settings.asr, None));
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("ai_call/2025/08/16/21/call.wav");
     let request = DialRequest {
@@ -562,7 +563,8 @@ async fn a_key_pressed_while_the_agent_speaks_answers_the_next_listen_once() {
     let mut settings = Settings::default();
     through(peer.addr)(&mut settings);
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
-    let carrier = SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Arc::new(Placeholder));
+    let carrier =
+        SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Ear::new(&settings.asr, None));
     let request = DialRequest {
         call_id: "2508162111590110005".into(),
         phone: Phone::parse("13900003005").unwrap(),

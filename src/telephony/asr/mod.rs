@@ -15,6 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::vad::VadParams;
+
 pub use command::CommandAsr;
 pub use funasr::FunAsr;
 pub use openai::OpenAiAsr;
@@ -59,6 +61,10 @@ pub struct AsrSettings {
     /// `command`: program and arguments, `{wav}` replaced by the turn's audio (8 kHz mono
     /// WAV); it prints the text.
     pub command: Vec<String>,
+    /// Loudness (RMS of a 20 ms frame, 16-bit scale) above which the callee is speaking.
+    pub vad_threshold: u32,
+    /// Quiet that ends the callee's turn.
+    pub vad_silence_ms: u64,
 }
 
 impl Default for AsrSettings {
@@ -72,6 +78,8 @@ impl Default for AsrSettings {
             hotwords: String::new(),
             timeout_ms: 5000,
             command: Vec::new(),
+            vad_threshold: 400,
+            vad_silence_ms: 700,
         }
     }
 }
@@ -87,6 +95,8 @@ impl fmt::Debug for AsrSettings {
             .field("hotwords", &self.hotwords)
             .field("timeout_ms", &self.timeout_ms)
             .field("command", &self.command)
+            .field("vad_threshold", &self.vad_threshold)
+            .field("vad_silence_ms", &self.vad_silence_ms)
             .finish()
     }
 }
@@ -96,6 +106,9 @@ impl AsrSettings {
     pub fn validate(&self) -> Result<(), String> {
         if !(100..=60_000).contains(&self.timeout_ms) {
             return Err("asr.timeout_ms must be between 100 and 60000".into());
+        }
+        if self.vad_silence_ms < 100 {
+            return Err("asr.vad_silence_ms must be at least 100".into());
         }
         match self.engine {
             AsrEngine::Openai if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
@@ -111,6 +124,17 @@ impl AsrSettings {
                 Err("asr.command must name a program when asr.engine = \"command\"".into())
             }
             _ => Ok(()),
+        }
+    }
+}
+
+impl AsrSettings {
+    /// How the callee's turns are found in their audio.
+    pub fn vad(&self) -> VadParams {
+        VadParams {
+            threshold: f64::from(self.vad_threshold),
+            silence: Duration::from_millis(self.vad_silence_ms),
+            min_voiced_frames: 3,
         }
     }
 }
@@ -131,7 +155,7 @@ pub fn recogniser(settings: &AsrSettings) -> Arc<dyn Asr> {
 }
 
 /// Turns one turn of the callee's speech into text. Implement it to plug in a recogniser
-/// of your own; the SIP carrier takes any `Arc<dyn Asr>` (`SipCarrier::new`).
+/// of your own; the carriers take any `Arc<dyn Asr>` in their `hearing::Ear`.
 #[async_trait]
 pub trait Asr: Send + Sync + 'static {
     /// `pcm` is 8 kHz mono 16-bit, from the start of the turn to its last loud frame;

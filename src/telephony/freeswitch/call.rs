@@ -24,11 +24,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use super::audio::CallAudio;
 use super::esl::Event;
 use super::link::{Link, LinkDown, Route, Signal};
 use super::{hangup_cause, one_line, temporary_failure};
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
+use crate::telephony::hearing::Ear;
+use crate::telephony::latency::CallLatency;
+use crate::telephony::vad::Turn;
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
@@ -73,6 +77,17 @@ pub(super) struct FsCall {
     /// `hang_up` ran to its end; dropping the call needs no cleanup.
     finished: bool,
     timer: Arc<HangupTimer>,
+    /// The ear on the call's streamed audio; `None`: heard through events only.
+    hearing: Option<Hearing>,
+    latency: CallLatency,
+}
+
+/// The call's streamed audio and what hears it.
+struct Hearing {
+    ear: Ear,
+    audio: CallAudio,
+    /// The callee's turn that cut the last line short, for `listen` to go on with.
+    carried: Option<Turn>,
 }
 
 /// FreeSWITCH's own hangup of the channel, scheduled ahead and moved on while this node
@@ -145,7 +160,15 @@ impl FsCall {
             timer: Arc::new(HangupTimer { link: link.clone(), uuid: uuid.clone(), task: Default::default() }),
             uuid,
             link,
+            hearing: None,
+            latency: CallLatency::default(),
         }
+    }
+
+    /// Hears the call through `ear` when FreeSWITCH streams its audio.
+    pub(super) fn hearing(mut self, ear: Ear, audio: Option<CallAudio>) -> FsCall {
+        self.hearing = audio.map(|audio| Hearing { ear, audio, carried: None });
+        self
     }
 
     /// Takes in what happened on the channel; gives the event back for the caller's own use.
@@ -248,6 +271,78 @@ impl FsCall {
     }
 }
 
+impl FsCall {
+    /// A turn heard in the call's streamed audio, a key, or a DETECTED_SPEECH result,
+    /// whichever comes first.
+    async fn listen_to(&mut self, hearing: &mut Hearing, deadline: Instant) -> Result<Heard, HungUp> {
+        let carried = hearing.carried.take();
+        // The callee's turn goes on if it cut our last line short; otherwise what they said
+        // while we spoke is not an answer to what we said.
+        if carried.is_none() {
+            while hearing.audio.frames.try_recv().is_ok() {}
+        }
+        let mut turn = hearing.ear.listen(carried);
+        loop {
+            let now = Instant::now();
+            if now >= deadline || turn.is_over(now) {
+                break;
+            }
+            let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
+            tokio::select! {
+                frame = hearing.audio.frames.recv() => match frame {
+                    Some(pcm) => turn.push(&pcm, Instant::now()),
+                    // The stream ended (FreeSWITCH closed it): nothing more will come.
+                    None => tokio::time::sleep_until(wake).await,
+                },
+                signal = self.route.rx.recv() => {
+                    self.absorb(signal);
+                    // A key press is the turn at once; speech under way is dropped.
+                    if let Some(text) = self.heard.pop_front() {
+                        return Ok(Heard::Speech(text));
+                    }
+                    self.check()?;
+                }
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+        let Some((text, times)) = turn.recognise(&self.uuid).await else { return Ok(Heard::Silence) };
+        self.latency.heard(times);
+        Ok(Heard::Speech(text))
+    }
+
+    /// A DETECTED_SPEECH result or a key, for a call whose audio is not streamed to us.
+    async fn listen_for_events(&mut self, deadline: Instant) -> Result<Heard, HungUp> {
+        loop {
+            match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
+                Ok(signal) => {
+                    self.absorb(signal);
+                }
+                Err(_) => return Ok(Heard::Silence),
+            }
+            if let Some(text) = self.heard.pop_front() {
+                return Ok(Heard::Speech(text));
+            }
+            self.check()?;
+        }
+    }
+}
+
+/// The next frame of the streamed audio; never, without a stream.
+async fn next_frame(hearing: Option<&mut Hearing>) -> Option<Vec<i16>> {
+    match hearing {
+        Some(h) => h.audio.frames.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// About how long FreeSWITCH takes to speak `text`, for the share of an interrupted line
+/// that was heard: its TTS speaks some four Chinese characters a second, and other
+/// characters (letters, digits, spaces) about four times as fast.
+fn spoken_length(text: &str) -> Duration {
+    let secs: f64 = text.chars().map(|c| if c.is_ascii() { 0.07 } else { 0.25 }).sum();
+    Duration::from_secs_f64(secs.max(0.25))
+}
+
 #[async_trait]
 impl CallSession for FsCall {
     fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
@@ -261,6 +356,8 @@ impl CallSession for FsCall {
         if text.is_empty() {
             return Ok(Said::Whole);
         }
+        let asked = Instant::now();
+        let answering = self.latency.answering();
         self.lines += 1;
         let line_id = format!("{}-{}", self.uuid, self.lines);
         let arg = format!("{}{text}", self.speak_prefix);
@@ -283,23 +380,57 @@ impl CallSession for FsCall {
         }
         let limit = SAY_BASE + SAY_PER_CHAR * text.chars().count() as u32;
         let deadline = Instant::now() + limit;
-        loop {
-            let signal = match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
-                Ok(signal) => signal,
-                Err(_) => {
-                    tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is the TTS engine working?)");
-                    let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
-                    return Ok(Said::Whole);
-                }
-            };
-            if let Some(event) = self.absorb(signal)
-                && event.name() == "CHANNEL_EXECUTE_COMPLETE"
-                && is_line(&event, &line_id, &arg)
-            {
-                return Ok(Said::Whole);
-            }
-            self.check()?;
+        // Listening while we speak, for the callee speaking over us; what came before this
+        // line is no answer to it.
+        let mut hearing = self.hearing.take();
+        let mut watch = hearing.as_ref().and_then(|h| h.ear.watch_line());
+        if let (Some(h), Some(_)) = (hearing.as_mut(), &watch) {
+            while h.audio.frames.try_recv().is_ok() {}
         }
+        // When FreeSWITCH started speaking the line.
+        let mut started = None;
+        let said = loop {
+            tokio::select! {
+                signal = tokio::time::timeout_at(deadline, self.route.rx.recv()) => {
+                    let Ok(signal) = signal else {
+                        tracing::warn!(call_id = %self.uuid, "FreeSWITCH did not finish speaking a line in {limit:?}; cutting it off (is the TTS engine working?)");
+                        let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
+                        break Ok(Said::Whole);
+                    };
+                    if let Some(event) = self.absorb(signal) && is_line(&event, &line_id, &arg) {
+                        match event.name() {
+                            "CHANNEL_EXECUTE" => started = Some(Instant::now()),
+                            "CHANNEL_EXECUTE_COMPLETE" => break Ok(Said::Whole),
+                            _ => {}
+                        }
+                    }
+                    if let Err(gone) = self.check() {
+                        break Err(gone);
+                    }
+                }
+                Some(pcm) = next_frame(hearing.as_mut()), if watch.is_some() => {
+                    if !watch.as_mut().is_some_and(|w| w.push(&pcm, Instant::now())) {
+                        continue;
+                    }
+                    // Spoken over: the line stops; what the callee says is the next turn.
+                    let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
+                    if let (Some(h), Some(w)) = (hearing.as_mut(), watch.take()) {
+                        h.carried = Some(w.into_turn());
+                    }
+                    let played_for = started.map_or(Duration::ZERO, |at: Instant| at.elapsed());
+                    let share = played_for.as_secs_f64() / spoken_length(&text).as_secs_f64();
+                    tracing::debug!(call_id = %self.uuid, share, "FreeSWITCH: the callee spoke over the agent");
+                    break Ok(Said::Interrupted { played: share.min(1.0) });
+                }
+            }
+        };
+        self.hearing = hearing;
+        // FreeSWITCH synthesises the line itself, after the application starts: the
+        // answer counts as sent then, and its synthesis is not seen.
+        if let (Some(turn), Some(sent)) = (answering, started) {
+            self.latency.answered(turn, asked, asked, sent);
+        }
+        said
     }
 
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
@@ -309,18 +440,12 @@ impl CallSession for FsCall {
         }
         self.check()?;
         let deadline = Instant::now() + max_wait;
-        loop {
-            match tokio::time::timeout_at(deadline, self.route.rx.recv()).await {
-                Ok(signal) => {
-                    self.absorb(signal);
-                }
-                Err(_) => return Ok(Heard::Silence),
-            }
-            if let Some(text) = self.heard.pop_front() {
-                return Ok(Heard::Speech(text));
-            }
-            self.check()?;
-        }
+        let Some(mut hearing) = self.hearing.take() else {
+            return self.listen_for_events(deadline).await;
+        };
+        let heard = self.listen_to(&mut hearing, deadline).await;
+        self.hearing = Some(hearing);
+        heard
     }
 
     async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
@@ -329,7 +454,7 @@ impl CallSession for FsCall {
             self.timer.cancel().await;
             let recorded = self.recorded().await;
             self.finished = true;
-            return CallEnd { cause, recorded, turn_latency: None };
+            return CallEnd { cause, recorded, turn_latency: self.latency.median() };
         }
         let (ours, asked) = match reason {
             HangupReason::Completed => (HangupCause::normal_clearing(), "NORMAL_CLEARING"),
@@ -373,7 +498,7 @@ impl CallSession for FsCall {
         self.timer.cancel().await;
         let recorded = self.recorded().await;
         self.finished = true;
-        CallEnd { cause, recorded, turn_latency: None }
+        CallEnd { cause, recorded, turn_latency: self.latency.median() }
     }
 }
 

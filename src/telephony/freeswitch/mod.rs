@@ -23,10 +23,12 @@
 //!
 //! One connection serves every call; it reconnects by itself (see [`link`]).
 
+mod audio;
 mod call;
 pub mod esl;
 mod link;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,8 +37,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
+pub use self::audio::AudioModule;
+use self::audio::{AudioIn, CallAudio};
 use self::esl::Event;
 use self::link::{Endpoint, Link, LinkDown, Signal};
+use super::hearing::Ear;
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
 
@@ -60,6 +65,15 @@ pub struct FreeswitchSettings {
     /// The `speak` application's engine and voice (`speak::<engine>|<voice>|<text>`).
     pub tts_engine: String,
     pub tts_voice: String,
+    /// Where the server takes each call's audio, streamed by FreeSWITCH, for `[asr]`
+    /// (`ip:port`, e.g. `0.0.0.0:8091`); empty: no stream, and the callee is heard only
+    /// through DETECTED_SPEECH events.
+    pub audio_listen: String,
+    /// The websocket address FreeSWITCH streams to (`ws://callcenter:8091`); empty:
+    /// `ws://<audio_listen>`.
+    pub audio_url: String,
+    /// The module that streams: `mod_audio_stream` or `mod_audio_fork`.
+    pub audio_module: AudioModule,
 }
 
 impl Default for FreeswitchSettings {
@@ -74,7 +88,45 @@ impl Default for FreeswitchSettings {
             recordings_dir: String::new(),
             tts_engine: "tts_commandline".into(),
             tts_voice: "default".into(),
+            audio_listen: String::new(),
+            audio_url: String::new(),
+            audio_module: AudioModule::AudioStream,
         }
+    }
+}
+
+impl FreeswitchSettings {
+    /// What the types do not check; only asked when `dialer.carrier = "freeswitch"`.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.audio_listen.is_empty() {
+            return Ok(());
+        }
+        let Ok(listen) = self.audio_listen.parse::<SocketAddr>() else {
+            return Err(format!("freeswitch.audio_listen `{}` is not ip:port", self.audio_listen));
+        };
+        if self.audio_url.is_empty() && listen.ip().is_unspecified() {
+            return Err(format!(
+                "freeswitch.audio_url must be set when freeswitch.audio_listen ({listen}) is on every \
+                 address: the ws:// address FreeSWITCH reaches the server at"
+            ));
+        }
+        if !self.audio_url.is_empty()
+            && !self.audio_url.starts_with("ws://")
+            && !self.audio_url.starts_with("wss://")
+        {
+            return Err(format!("freeswitch.audio_url `{}` must start with ws:// or wss://", self.audio_url));
+        }
+        Ok(())
+    }
+
+    /// Where FreeSWITCH streams the call's audio, if it does.
+    fn audio(&self) -> Option<(SocketAddr, String)> {
+        let listen = self.audio_listen.parse().ok()?;
+        let url = match self.audio_url.as_str() {
+            "" => format!("ws://{listen}"),
+            url => url.to_string(),
+        };
+        Some((listen, url))
     }
 }
 
@@ -90,6 +142,9 @@ const PARK_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 pub struct FreeswitchCarrier {
     link: Link,
     plan: Arc<Plan>,
+    ear: Ear,
+    /// Where calls' audio arrives, when FreeSWITCH streams it.
+    audio: Option<AudioIn>,
 }
 
 /// What every call of this carrier is placed with.
@@ -107,14 +162,17 @@ struct Plan {
 }
 
 impl FreeswitchCarrier {
-    /// Starts connecting to the event socket in the background (needs a Tokio runtime).
+    /// Starts connecting to the event socket in the background (needs a Tokio runtime),
+    /// and listens for the calls' audio if `freeswitch.audio_listen` says where.
     /// `recordings_dir` is the server's `recordings.dir`; `max_call` is
-    /// `dialer.max_call_secs` (FreeSWITCH ends a call a minute after it by itself).
+    /// `dialer.max_call_secs` (FreeSWITCH ends a call a minute after it by itself); `ear`
+    /// hears the streamed audio.
     pub fn new(
         settings: &FreeswitchSettings,
         recordings_dir: &Path,
         max_call: Duration,
-    ) -> FreeswitchCarrier {
+        ear: Ear,
+    ) -> std::io::Result<FreeswitchCarrier> {
         let s = settings;
         if !s.dial_string.contains("{phone}") {
             tracing::warn!(dial_string = %s.dial_string, "freeswitch.dial_string has no {{phone}}: every call dials the same target");
@@ -148,8 +206,12 @@ impl FreeswitchCarrier {
             server_recordings_dir: recordings_dir.to_path_buf(),
             speak_prefix: format!("{}|{}|", one_line(&s.tts_engine), one_line(&s.tts_voice)),
         };
+        let audio = match s.audio() {
+            Some((listen, url)) => Some(AudioIn::bind(listen, &url, s.audio_module)?),
+            None => None,
+        };
         let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });
-        FreeswitchCarrier { link, plan: Arc::new(plan) }
+        Ok(FreeswitchCarrier { link, plan: Arc::new(plan), ear, audio })
     }
 }
 
@@ -260,9 +322,14 @@ impl Carrier for FreeswitchCarrier {
             Some(path) => self.start_recording(&uuid, path).await,
             None => None,
         };
+        let audio = match &self.audio {
+            Some(audio) => self.stream_audio(&uuid, audio).await,
+            None => None,
+        };
         guard.cause = None;
         let session =
-            call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone());
+            call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone())
+                .hearing(self.ear.clone(), audio);
         DialResult::Answered(Box::new(session))
     }
 }
@@ -277,6 +344,22 @@ impl FreeswitchCarrier {
             Ok(reply) if reply.starts_with("+OK") => Some(call::Recording { server_path, fs_path }),
             Ok(reply) => {
                 tracing::warn!(call_id = %uuid, path = %fs_path, %reply, "FreeSWITCH did not start the recording");
+                None
+            }
+            Err(LinkDown) => None,
+        }
+    }
+}
+
+impl FreeswitchCarrier {
+    /// Asks FreeSWITCH to stream the call's audio to us; the audio if it agreed. Without
+    /// it the call is heard through DETECTED_SPEECH events only.
+    async fn stream_audio(&self, uuid: &str, audio: &AudioIn) -> Option<CallAudio> {
+        let (command, call_audio) = audio.expect(uuid);
+        match self.link.api(&command).await {
+            Ok(reply) if reply.starts_with("+OK") => Some(call_audio),
+            Ok(reply) => {
+                tracing::warn!(call_id = %uuid, reply = %reply.trim(), "FreeSWITCH did not stream the call's audio (is the module of freeswitch.audio_module loaded?): the callee is not heard");
                 None
             }
             Err(LinkDown) => None,

@@ -5,8 +5,7 @@
 //! - `sdp`: our offer and what we read from the answer
 //! - `rtp`: the paced sender, the receiver, RTP ports
 //! - `g711`: PCMA / PCMU
-//! - `tts`: the `Tts` trait and its engines; `vad`: turns of speech (their text comes from
-//!   `telephony::asr`)
+//! - the voice is `telephony::tts`, the ear `telephony::hearing`
 //! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 
@@ -17,7 +16,6 @@ pub mod sdp;
 pub mod session;
 pub mod signalling;
 pub mod timer;
-pub mod vad;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,8 +30,7 @@ use self::recorder::Recorder;
 use self::rtp::{KEY_BACKLOG, Media, PortRange};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
-use self::vad::VadParams;
-use super::asr::Asr;
+use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
@@ -76,9 +73,8 @@ pub struct SipSettings {
     /// Deprecated: `asr.engine = "command"` with `asr.command`, which it stands for when
     /// `[asr]` names no engine.
     pub asr_command: Vec<String>,
-    /// Loudness (RMS of a 20 ms frame, 16-bit scale) above which the callee is speaking.
+    /// Deprecated: `asr.vad_threshold`, `asr.vad_silence_ms`.
     pub vad_threshold: u32,
-    /// Quiet that ends the callee's turn.
     pub vad_silence_ms: u64,
     /// RFC 4028 session interval offered in every INVITE (we refresh): a trunk that takes
     /// it ends the call when refreshes stop, so a dead node's calls do not stay up.
@@ -144,9 +140,6 @@ impl SipSettings {
         if self.rtp_port_min != 0 && self.rtp_port_max <= self.rtp_port_min {
             return Err("sip.rtp_port_max must be above sip.rtp_port_min".into());
         }
-        if self.vad_silence_ms < 100 {
-            return Err("sip.vad_silence_ms must be at least 100".into());
-        }
         if self.session_expires_secs != 0 && !(timer::MIN_SE..=3600).contains(&self.session_expires_secs) {
             return Err(
                 "sip.session_expires_secs must be 0 (none) or 90…3600 (RFC 4028's floor is 90)".into()
@@ -168,30 +161,18 @@ pub struct SipCarrier {
 }
 
 impl SipCarrier {
-    /// The carrier with its voice and its ear (`telephony::tts::voice`,
-    /// `telephony::asr::recogniser`, or engines of your own); `max_call` is
-    /// `dialer.max_call_secs`.
-    pub fn new(s: &SipSettings, max_call: Duration, tts: Arc<dyn Tts>, asr: Arc<dyn Asr>) -> SipCarrier {
-        let vad = VadParams {
-            threshold: f64::from(s.vad_threshold),
-            silence: Duration::from_millis(s.vad_silence_ms),
-            min_voiced_frames: 3,
-        };
+    /// The carrier with its voice and its ear (`telephony::tts::voice`, `Ear::new`, or
+    /// engines of your own); `max_call` is `dialer.max_call_secs`.
+    pub fn new(s: &SipSettings, max_call: Duration, tts: Arc<dyn Tts>, ear: Ear) -> SipCarrier {
         let longest = max_call + Duration::from_secs(60);
         SipCarrier {
             settings: s.clone(),
             ua: OnceCell::new(),
             ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
             next_caller: AtomicUsize::new(0),
-            engines: Engines { tts, asr, vad, barge_in: None },
+            engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
         }
-    }
-
-    /// Barge-in: the callee speaking `min_speech` over a line stops it (`None`: never).
-    pub fn with_barge_in(mut self, min_speech: Option<Duration>) -> SipCarrier {
-        self.engines.barge_in = min_speech;
-        self
     }
 
     async fn ua(&self) -> Result<&Arc<Ua>, String> {
@@ -401,7 +382,7 @@ impl Carrier for SipCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::asr::Placeholder;
+    use crate::telephony::asr::AsrSettings;
     use crate::telephony::tts::Synthetic;
 
     #[test]
@@ -430,7 +411,7 @@ mod tests {
     fn caller_ids_rotate_call_by_call() {
         let carrier_with = |s: &SipSettings| {
             let max_call = Duration::from_secs(300);
-            SipCarrier::new(s, max_call, Arc::new(Synthetic), Arc::new(Placeholder))
+            SipCarrier::new(s, max_call, Arc::new(Synthetic), Ear::new(&AsrSettings::default(), None))
         };
         let mut settings =
             SipSettings { caller_ids: vec!["1001".into(), "1002".into()], ..Default::default() };

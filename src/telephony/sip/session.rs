@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use super::recorder;
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
-use super::vad::{Turn, VadParams};
 use crate::domain::HangupCause;
 use crate::recording::SAMPLE_RATE;
-use crate::telephony::asr::{self, Asr};
 use crate::telephony::dtmf;
-use crate::telephony::latency::{CallLatency, TurnTimes};
+use crate::telephony::hearing::{Ear, SpokenOver};
+use crate::telephony::latency::CallLatency;
 use crate::telephony::tts::{self, Tts};
+use crate::telephony::vad::Turn;
 use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
@@ -31,11 +31,7 @@ const BYE_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct Engines {
     pub tts: Arc<dyn Tts>,
-    pub asr: Arc<dyn Asr>,
-    pub vad: VadParams,
-    /// Barge-in: the callee speaking this long over a line stops it. `None`: lines play
-    /// to their end, and what is said over them is not heard.
-    pub barge_in: Option<Duration>,
+    pub ear: Ear,
 }
 
 pub struct SipSession {
@@ -135,21 +131,21 @@ impl CallSession for SipSession {
         };
         let synthesized = Instant::now();
         let length = Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE));
-        let (vad, barge_in) = (self.engines.vad, self.engines.barge_in);
+        let mut watch = self.engines.ear.watch_line();
         let media = self.media();
         let Playing { mut started, done: mut played } = media.play(pcm);
         // Listening while we speak, for the callee speaking over us; what came before this
         // line is no answer to it.
-        while barge_in.is_some() && media.heard.try_recv().is_ok() {}
-        let mut over_us = Turn::new(vad);
+        if watch.is_some() {
+            while media.heard.try_recv().is_ok() {}
+        }
         let cut_by = loop {
             tokio::select! {
                 // An error means the sender stopped: the call is ending anyway.
                 _ = &mut played => break None,
-                Some(frame) = media.heard.recv(), if barge_in.is_some() => {
-                    over_us.push(&frame.pcm, Instant::now());
-                    if barge_in.is_some_and(|least| over_us.speech() >= least) {
-                        break Some(over_us);
+                Some(frame) = media.heard.recv(), if watch.is_some() => {
+                    if watch.as_mut().is_some_and(|w| w.push(&frame.pcm, Instant::now())) {
+                        break watch.take().map(SpokenOver::into_turn);
                     }
                 }
                 gone = callee_gone(&mut ended) => return Err(gone),
@@ -171,11 +167,10 @@ impl CallSession for SipSession {
 
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
         self.check_line()?;
-        let vad = self.engines.vad;
         let mut ended = self.ended.clone();
         let deadline = Instant::now() + max_wait;
-        let asr = self.engines.asr.clone();
-        let barged_in = self.barged_in.take();
+        let ear = self.engines.ear.clone();
+        let carried = self.barged_in.take();
         let media = self.media();
         // A key pressed while the agent spoke is this turn, at once.
         if let Ok(key) = media.keys.try_recv() {
@@ -183,21 +178,10 @@ impl CallSession for SipSession {
         }
         // The callee's turn goes on if it cut our last line short; otherwise what they said
         // while we spoke is not an answer to what we said.
-        let mut turn = barged_in.unwrap_or_else(|| {
+        if carried.is_none() {
             while media.heard.try_recv().is_ok() {}
-            Turn::new(vad)
-        });
-        // A streaming recogniser connects now and hears the turn as it is spoken, from its
-        // start (the preroll) on.
-        let mut stream = asr.stream();
-        let mut streamed = 0;
-        let mut stream_on = |turn: &Turn| {
-            if let Some(stream) = stream.as_mut().filter(|_| turn.audio().len() > streamed) {
-                stream.push(&turn.audio()[streamed..]);
-                streamed = turn.audio().len();
-            }
-        };
-        stream_on(&turn);
+        }
+        let mut turn = ear.listen(carried);
         loop {
             let now = Instant::now();
             if now >= deadline || turn.is_over(now) {
@@ -206,10 +190,7 @@ impl CallSession for SipSession {
             let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
             tokio::select! {
                 frame = media.heard.recv() => match frame {
-                    Some(frame) => {
-                        turn.push(&frame.pcm, Instant::now());
-                        stream_on(&turn);
-                    }
+                    Some(frame) => turn.push(&frame.pcm, Instant::now()),
                     // The receiver stopped: nothing more will come.
                     None => tokio::time::sleep_until(wake).await,
                 },
@@ -220,30 +201,12 @@ impl CallSession for SipSession {
                 gone = callee_gone(&mut ended) => return Err(gone),
             }
         }
-        let turn_end = Instant::now();
-        let speech_end = turn.last_voiced_at().unwrap_or(turn_end);
-        let Some((pcm, speech)) = turn.finish() else { return Ok(Heard::Silence) };
-        let recognised = async {
-            match stream {
-                Some(stream) => stream.finish().await,
-                None => asr.recognize(&pcm, speech).await,
-            }
-        };
-        let text = tokio::select! {
-            text = recognised => text,
+        let heard = tokio::select! {
+            heard = turn.recognise(&self.call_id) => heard,
             gone = callee_gone(&mut ended) => return Err(gone),
         };
-        let text = match text {
-            Ok(text) if !text.is_empty() => text,
-            Ok(_) => asr::placeholder(speech),
-            Err(e) => {
-                tracing::warn!(call_id = %self.call_id, engine = asr.engine(), error = %e, "speech recognition failed: the turn is heard as its length");
-                crate::metrics::asr_failed(asr.engine());
-                asr::placeholder(speech)
-            }
-        };
-        tracing::debug!(call_id = %self.call_id, %text, ?speech, "sip: heard");
-        self.latency.heard(TurnTimes { speech_end, turn_end, recognised: Instant::now() });
+        let Some((text, times)) = heard else { return Ok(Heard::Silence) };
+        self.latency.heard(times);
         Ok(Heard::Speech(text))
     }
 
