@@ -3,17 +3,23 @@
 //! server through its HTTP API with `dialer.carrier = "freeswitch"`.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{TestServer, ticket};
 use crate::support::esl_server::{Callee, FakeFreeswitch, SAYS};
+use crate::support::transcriber::Transcriber;
 use callcenter::agent::script::KeyAnswer;
 use callcenter::domain::{HangupCause, Phone};
+use callcenter::recording::synth_speech;
 use callcenter::telephony::CarrierKind;
-use callcenter::telephony::asr::AsrSettings;
-use callcenter::telephony::freeswitch::{FreeswitchCarrier, FreeswitchSettings};
+use callcenter::telephony::asr::{Asr, AsrEngine, AsrError, AsrSettings};
+use callcenter::telephony::freeswitch::{AudioModule, FreeswitchCarrier, FreeswitchSettings};
 use callcenter::telephony::hearing::Ear;
-use callcenter::telephony::{CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp};
+use callcenter::telephony::tts::{Espeak, Tts};
+use callcenter::telephony::{
+    CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, Said,
+};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -332,6 +338,126 @@ async fn freeswitch_started_after_the_server_is_connected_to_when_it_comes_up() 
     req.ring_timeout = Duration::from_secs(5);
     let call = answered(&fs, req).await;
     assert_eq!(fake.auths(), 1);
+    call.hang_up(HangupReason::Completed).await;
+}
+
+// ---- hearing the call's streamed audio ----
+
+/// A carrier whose calls FreeSWITCH streams to the server (on a free loopback port) with
+/// `module`, heard by `ear`.
+fn streaming_carrier(
+    fake: &FakeFreeswitch,
+    recordings: &Path,
+    module: AudioModule,
+    ear: Ear,
+) -> FreeswitchCarrier {
+    let settings = FreeswitchSettings {
+        port: fake.port(),
+        audio_listen: "127.0.0.1:0".into(),
+        audio_module: module,
+        ..FreeswitchSettings::default()
+    };
+    FreeswitchCarrier::new(&settings, recordings, MAX_CALL, ear).unwrap()
+}
+
+#[tokio::test]
+async fn the_streamed_audio_of_a_freeswitch_call_is_heard_by_the_recogniser() {
+    // The recogniser is pocketsphinx, as in the SIP tests; the callee answers the first
+    // line in English, in espeak-ng's voice, through mod_audio_stream's websocket.
+    let answers = ["yes I understand thank you", "please call me back tomorrow morning", "no thank you"];
+    let transcriber = Transcriber::start(&answers);
+    let english = Espeak { program: "espeak-ng".into(), voice: "en-us".into(), speed: 150 };
+    let words = english.synthesize(answers[1]).await.expect("espeak-ng speaks");
+    // A second's thought after the line, then the answer.
+    let mut said = vec![0; 8000];
+    said.extend(words);
+    let fake = FakeFreeswitch::start().await;
+    fake.callee("7001", Callee::Speaks { voice: Arc::new(said), over_first_line: false });
+    let asr = AsrSettings {
+        engine: AsrEngine::Openai,
+        url: transcriber.url.clone(),
+        language: "en".into(),
+        ..AsrSettings::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let fs = streaming_carrier(&fake, dir.path(), AudioModule::AudioStream, Ear::new(&asr, None));
+    let uuid = "2508162111590117001";
+    let mut call = answered(&fs, request(uuid, "13912347001", dir.path())).await;
+
+    let start = fake.wait_for_command(WAIT, |c| c.starts_with("api uuid_audio_stream")).await;
+    fake.wait_until(WAIT, |f| f.audio_stream(uuid).is_some()).await;
+    let url = fake.audio_stream(uuid).unwrap().url;
+    assert_eq!(start, format!("api uuid_audio_stream {uuid} start {url} mono 8k {{\"callId\":\"{uuid}\"}}"));
+    // The path carries a token: a stream for another call, or without it, is refused.
+    let forged = url.rsplit_once('/').unwrap().0.to_string() + "/0000";
+    assert!(tokio_tungstenite::connect_async(forged.as_str()).await.is_err(), "{forged} was accepted");
+
+    assert_eq!(call.say("Hello, this is the service centre.").await, Ok(Said::Whole));
+    let heard = call.listen(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(heard, Heard::Speech(answers[1].into()), "the callee's own words, from the streamed audio");
+    call.say("Thank you, goodbye.").await.unwrap();
+    let end = call.hang_up(HangupReason::Completed).await;
+    let latency = end.turn_latency.expect("the answer's voice-to-voice time is measured");
+    assert!(latency > Duration::ZERO);
+}
+
+/// Hears a turn as how long the callee spoke.
+struct SpeechLength;
+
+#[async_trait::async_trait]
+impl Asr for SpeechLength {
+    async fn recognize(&self, _pcm: &[i16], speech: Duration) -> Result<String, AsrError> {
+        Ok(format!("{} ms of speech", speech.as_millis()))
+    }
+    fn engine(&self) -> &'static str {
+        "speech-length"
+    }
+}
+
+#[tokio::test]
+async fn a_callee_who_speaks_over_a_freeswitch_line_breaks_it_and_is_heard() {
+    let fake = FakeFreeswitch::start().await;
+    // Each line would take 20 s; the callee speaks 1.5 s from 300 ms into the first one.
+    fake.speak_delay(Duration::from_secs(20));
+    let voice = Arc::new(synth_speech(6, 12_000, 220.0));
+    fake.callee("7002", Callee::Speaks { voice, over_first_line: true });
+    let dir = tempfile::tempdir().unwrap();
+    // A recogniser that tells how much speech it was given.
+    let mut ear = Ear::new(&AsrSettings::default(), Some(Duration::from_millis(300)));
+    ear.asr = Arc::new(SpeechLength);
+    let fs = streaming_carrier(&fake, dir.path(), AudioModule::AudioFork, ear);
+    let uuid = "2508162111590117002";
+    let mut call = answered(&fs, request(uuid, "13912347002", dir.path())).await;
+    fake.wait_for_command(WAIT, |c| c.starts_with(&format!("api uuid_audio_fork {uuid} start ws://"))).await;
+
+    let said = call.say("关于您的维修工单：明天上午九点上门维修，请问您方便吗？").await.unwrap();
+    let Said::Interrupted { played } = said else { panic!("the line played to its end: {said:?}") };
+    assert!(played < 0.5, "a 20 s line cut within its first seconds, {played} of it heard");
+    assert!(fake.commands().contains(&format!("api uuid_break {uuid} all")), "{:#?}", fake.commands());
+    assert_eq!(fake.broken_lines(), 1, "FreeSWITCH stopped the line");
+    let stream = fake.audio_stream(uuid).unwrap();
+    assert_eq!(stream.protocol.as_deref(), Some("audiostream.drachtio.org"), "mod_audio_fork's subprotocol");
+
+    // What the callee said over the line is the next turn, all of it: the part that
+    // stopped the line too.
+    let Heard::Speech(heard) = call.listen(Duration::from_secs(8)).await.unwrap() else { panic!("silence") };
+    let ms: u64 = heard.strip_suffix(" ms of speech").and_then(|ms| ms.parse().ok()).expect(&heard);
+    assert!((1400..=1500).contains(&ms), "{heard} of the callee's 1.5 s");
+    call.hang_up(HangupReason::Completed).await;
+}
+
+#[tokio::test]
+async fn with_barge_in_off_a_freeswitch_line_plays_to_its_end() {
+    let fake = FakeFreeswitch::start().await;
+    fake.speak_delay(Duration::from_secs(2));
+    let voice = Arc::new(synth_speech(6, 12_000, 220.0));
+    fake.callee("7003", Callee::Speaks { voice, over_first_line: true });
+    let dir = tempfile::tempdir().unwrap();
+    let fs = streaming_carrier(&fake, dir.path(), AudioModule::AudioStream, deaf());
+    let mut call = answered(&fs, request("2508162111590117003", "13912347003", dir.path())).await;
+    assert_eq!(call.say("关于您的维修工单，请问您方便吗？").await, Ok(Said::Whole));
+    assert_eq!(fake.broken_lines(), 0);
+    assert!(!fake.commands().iter().any(|c| c.starts_with("api uuid_break")), "{:#?}", fake.commands());
     call.hang_up(HangupReason::Completed).await;
 }
 

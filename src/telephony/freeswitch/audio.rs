@@ -83,15 +83,19 @@ impl Drop for CallAudio {
 
 impl AudioIn {
     /// Listens on `listen` (needs a Tokio runtime); FreeSWITCH reaches it at `url`
-    /// (`ws://host:port`).
-    pub fn bind(listen: SocketAddr, url: &str, module: AudioModule) -> std::io::Result<AudioIn> {
+    /// (`ws://host:port`), or where it listens.
+    pub fn bind(listen: SocketAddr, url: Option<&str>, module: AudioModule) -> std::io::Result<AudioIn> {
         let listener = std::net::TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
+        let url = match url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("ws://{}", listener.local_addr()?),
+        };
         let expected = Expected::default();
         tokio::spawn(accept(listener, expected.clone()));
         tracing::info!(%listen, url, ?module, "FreeSWITCH audio: listening for call audio streams");
-        Ok(AudioIn { url: url.trim_end_matches('/').to_string(), module, expected })
+        Ok(AudioIn { url, module, expected })
     }
 
     /// Expects the call's audio: the API command that asks FreeSWITCH to stream it, and

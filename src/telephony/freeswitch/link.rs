@@ -21,12 +21,12 @@ use tokio::time::Instant;
 
 use super::esl::{self, Event, Frame, FrameReader};
 
-/// The events calls need: the channel's birth, ringing, answer and hangup, the end of a
-/// spoken line (`speak` is an application: it ends with CHANNEL_EXECUTE_COMPLETE, not
-/// PLAYBACK_STOP, which only file playback sends), speech recognised on the FreeSWITCH
+/// The events calls need: the channel's birth, ringing, answer and hangup, the start and
+/// end of a spoken line (`speak` is an application: it ends with CHANNEL_EXECUTE_COMPLETE,
+/// not PLAYBACK_STOP, which only file playback sends), speech recognised on the FreeSWITCH
 /// side, keys the callee pressed, and the results of `bgapi originate`.
 pub const EVENTS: &str = "CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER \
-     CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE_COMPLETE DETECTED_SPEECH DTMF BACKGROUND_JOB";
+     CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE DETECTED_SPEECH DTMF BACKGROUND_JOB";
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

@@ -70,7 +70,7 @@ pub struct FreeswitchSettings {
     /// through DETECTED_SPEECH events.
     pub audio_listen: String,
     /// The websocket address FreeSWITCH streams to (`ws://callcenter:8091`); empty:
-    /// `ws://<audio_listen>`.
+    /// `ws://<audio_listen>` (port 0 there: the port taken).
     pub audio_url: String,
     /// The module that streams: `mod_audio_stream` or `mod_audio_fork`.
     pub audio_module: AudioModule,
@@ -119,14 +119,11 @@ impl FreeswitchSettings {
         Ok(())
     }
 
-    /// Where FreeSWITCH streams the call's audio, if it does.
-    fn audio(&self) -> Option<(SocketAddr, String)> {
+    /// Where FreeSWITCH streams the call's audio, if it does: where we listen, and the
+    /// address it reaches us at, unless that is where we listen.
+    fn audio(&self) -> Option<(SocketAddr, Option<&str>)> {
         let listen = self.audio_listen.parse().ok()?;
-        let url = match self.audio_url.as_str() {
-            "" => format!("ws://{listen}"),
-            url => url.to_string(),
-        };
-        Some((listen, url))
+        Some((listen, Some(self.audio_url.as_str()).filter(|url| !url.is_empty())))
     }
 }
 
@@ -207,7 +204,7 @@ impl FreeswitchCarrier {
             speak_prefix: format!("{}|{}|", one_line(&s.tts_engine), one_line(&s.tts_voice)),
         };
         let audio = match s.audio() {
-            Some((listen, url)) => Some(AudioIn::bind(listen, &url, s.audio_module)?),
+            Some((listen, url)) => Some(AudioIn::bind(listen, url, s.audio_module)?),
             None => None,
         };
         let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });

@@ -25,7 +25,14 @@
 //! - CHANNEL_HANGUP_COMPLETE carries `Hangup-Cause` and the channel's variables
 //!   (`variable_proto_specific_hangup_cause: sip:486`, `variable_sip_term_status`);
 //! - a key the callee presses is a DTMF channel event with `DTMF-Digit`, `DTMF-Duration`
-//!   (in samples) and `DTMF-Source`.
+//!   (in samples) and `DTMF-Source`;
+//! - `uuid_break <uuid> [all]` ends the application under way at once (its
+//!   CHANNEL_EXECUTE_COMPLETE follows);
+//! - `uuid_audio_stream <uuid> start <url> <mix> <rate> [<metadata>]` (mod_audio_stream)
+//!   and `uuid_audio_fork …` (mod_audio_fork, which asks for the websocket subprotocol
+//!   `audiostream.drachtio.org`) → `+OK Success`: the module connects to the url, sends the
+//!   metadata as a text frame, then the channel's read audio (the callee's) as binary
+//!   frames of 16-bit little-endian PCM, 20 ms each, in real time.
 //!
 //! What it invents: the callees (see [`Callee`]) and a speech recogniser whose results
 //! arrive as DETECTED_SPEECH events.
@@ -61,6 +68,19 @@ pub enum Callee {
     RingsOut,
     /// Rings until `uuid_kill`.
     RingsUntilKilled,
+    /// Answers and says `voice` (8 kHz) into the call's audio stream, once the first line
+    /// has been spoken, or `over_first_line`, 300 ms after it began; silence otherwise.
+    Speaks { voice: Arc<Vec<i16>>, over_first_line: bool },
+}
+
+/// A call's audio stream, as the module opened it.
+#[derive(Debug, Clone)]
+pub struct AudioStream {
+    pub url: String,
+    /// The subprotocol the server accepted, if any.
+    pub protocol: Option<String>,
+    /// Frames sent so far.
+    pub frames: usize,
 }
 
 pub const SAYS: &str = "好的，我知道了。";
@@ -89,6 +109,10 @@ struct State {
     /// `sched_api` tasks not yet run: task number → group.
     scheduled: HashMap<u64, String>,
     next_task: u64,
+    /// Audio streams opened, by channel.
+    streams: HashMap<String, AudioStream>,
+    /// Lines cut short by `uuid_break`.
+    broken_lines: usize,
 }
 
 struct Conn {
@@ -108,6 +132,10 @@ struct Channel {
     up: bool,
     record: Option<PathBuf>,
     lines: usize,
+    /// Lines begun and lines done, for the callee's audio to follow.
+    progress: tokio::sync::watch::Sender<(usize, usize)>,
+    /// Ends the application under way (`uuid_break`).
+    breaker: Arc<tokio::sync::Notify>,
 }
 
 impl FakeFreeswitch {
@@ -131,6 +159,8 @@ impl FakeFreeswitch {
             channels: HashMap::new(),
             scheduled: HashMap::new(),
             next_task: 1,
+            streams: HashMap::new(),
+            broken_lines: 0,
         })));
         let accept = tokio::spawn({
             let switch = switch.clone();
@@ -197,6 +227,16 @@ impl FakeFreeswitch {
 
     pub fn channel_exists(&self, uuid: &str) -> bool {
         self.switch.lock().channels.contains_key(uuid)
+    }
+
+    /// The call's audio stream, once the module has connected.
+    pub fn audio_stream(&self, uuid: &str) -> Option<AudioStream> {
+        self.switch.lock().streams.get(uuid).cloned()
+    }
+
+    /// Lines `uuid_break` has cut short.
+    pub fn broken_lines(&self) -> usize {
+        self.switch.lock().broken_lines
     }
 
     /// Waits until a command satisfying `matches` has arrived; returns it.
@@ -375,7 +415,17 @@ impl Switch {
                     _ => "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n".into(),
                 }
             }
-            "uuid_break" => "+OK\n".into(),
+            "uuid_break" => {
+                let uuid = arg.split_whitespace().next().unwrap_or("");
+                match self.lock().channels.get(uuid) {
+                    Some(c) if c.up => {
+                        c.breaker.notify_one();
+                        "+OK\n".into()
+                    }
+                    _ => "-ERR No such channel!\n".into(),
+                }
+            }
+            "uuid_audio_stream" | "uuid_audio_fork" => self.stream_audio(cmd, arg),
             "sched_api" => {
                 let mut words = arg.splitn(3, ' ');
                 let (when, group, command) = (words.next(), words.next(), words.next());
@@ -458,6 +508,8 @@ impl Switch {
                     up: true,
                     record: None,
                     lines: 0,
+                    progress: tokio::sync::watch::channel((0, 0)).0,
+                    breaker: Arc::new(tokio::sync::Notify::new()),
                 },
             );
             sw.channel_event(&uuid, "CHANNEL_CREATE", &[]);
@@ -488,7 +540,8 @@ impl Switch {
                 Callee::Answers { .. }
                 | Callee::Presses { .. }
                 | Callee::HangsUpAfter { .. }
-                | Callee::LinkDropsAfter { .. } => {
+                | Callee::LinkDropsAfter { .. }
+                | Callee::Speaks { .. } => {
                     if let Some(c) = sw.lock().channels.get_mut(&uuid) {
                         c.answered = true;
                     }
@@ -520,6 +573,13 @@ impl Switch {
             }
             let borrowed: Vec<(&str, &str)> = app_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
             sw.channel_event(&uuid, "CHANNEL_EXECUTE", &borrowed);
+            let breaker = match sw.lock().channels.get(&uuid) {
+                Some(c) => {
+                    c.progress.send_modify(|(begun, _)| *begun += 1);
+                    c.breaker.clone()
+                }
+                None => return,
+            };
             let pressing = match sw.lock().channels.get(&uuid) {
                 Some(Channel { callee: Callee::Presses { key }, lines: 0, .. }) if app == "speak" => {
                     Some(*key)
@@ -530,9 +590,15 @@ impl Switch {
                 let dtmf = [("DTMF-Digit", key), ("DTMF-Duration", "1600"), ("DTMF-Source", "RTP")];
                 sw.channel_event(&uuid, "DTMF", &dtmf);
             }
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = breaker.notified() => sw.lock().broken_lines += 1,
+            }
             if !sw.is_up(&uuid) {
                 return;
+            }
+            if let Some(c) = sw.lock().channels.get(&uuid) {
+                c.progress.send_modify(|(_, done)| *done += 1);
             }
             let mut done = borrowed.clone();
             done.push(("Application-Response", "_none_"));
@@ -562,6 +628,86 @@ impl Switch {
             }
         });
         "+OK".into()
+    }
+
+    /// mod_audio_stream's or mod_audio_fork's `start`: connects to the url and streams the
+    /// callee's audio until the channel ends.
+    fn stream_audio(&self, cmd: &str, arg: &str) -> String {
+        let words: Vec<&str> = arg.split_whitespace().collect();
+        let [uuid, "start", url, "mono", "8k", metadata @ ..] = words.as_slice() else {
+            return format!("-USAGE: {cmd} <uuid> start <wss-url> <mix-type> <sampling-rate> <metadata>\n");
+        };
+        let (voice, over_first_line, progress) = match self.lock().channels.get(*uuid) {
+            Some(c) if c.up => match &c.callee {
+                Callee::Speaks { voice, over_first_line } => {
+                    (voice.clone(), *over_first_line, c.progress.subscribe())
+                }
+                _ => (Arc::new(Vec::new()), false, c.progress.subscribe()),
+            },
+            _ => return "-ERR Cannot locate session!\n".into(),
+        };
+        let fork = cmd == "uuid_audio_fork";
+        let (sw, uuid, url, metadata) = (self.clone(), uuid.to_string(), url.to_string(), metadata.join(" "));
+        tokio::spawn(async move {
+            use futures::SinkExt;
+            use tokio_tungstenite::tungstenite::Message;
+            use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+            let mut request = url.as_str().into_client_request().expect("a websocket url");
+            if fork {
+                request
+                    .headers_mut()
+                    .insert("Sec-WebSocket-Protocol", "audiostream.drachtio.org".parse().unwrap());
+            }
+            let (mut ws, response) = match tokio_tungstenite::connect_async(request).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    eprintln!("fake FreeSWITCH: the audio stream of {uuid} could not connect: {e}");
+                    return;
+                }
+            };
+            let protocol = response
+                .headers()
+                .get("Sec-WebSocket-Protocol")
+                .and_then(|p| p.to_str().ok())
+                .map(str::to_string);
+            sw.lock().streams.insert(uuid.clone(), AudioStream { url, protocol, frames: 0 });
+            if !metadata.is_empty() && ws.send(Message::text(metadata)).await.is_err() {
+                return;
+            }
+            // The callee's voice begins when the script says, on the 20 ms grid.
+            let mut progress = progress;
+            let mut voice_at = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let mut sent = 0usize;
+            while sw.is_up(&uuid) {
+                tick.tick().await;
+                let (begun, done) = *progress.borrow_and_update();
+                if voice_at.is_none()
+                    && !voice.is_empty()
+                    && (if over_first_line { begun } else { done }) >= 1
+                {
+                    // Over the line: 300 ms into it.
+                    voice_at = Some(sent + if over_first_line { 15 } else { 0 });
+                }
+                let frame: Vec<i16> = match voice_at {
+                    Some(at) if sent >= at => {
+                        let from = (sent - at) * 160;
+                        (from..from + 160).map(|i| voice.get(i).copied().unwrap_or(0)).collect()
+                    }
+                    _ => vec![0; 160],
+                };
+                let bytes: Vec<u8> = frame.iter().flat_map(|s| s.to_le_bytes()).collect();
+                if ws.send(Message::binary(bytes)).await.is_err() {
+                    return;
+                }
+                sent += 1;
+                if let Some(stream) = sw.lock().streams.get_mut(&uuid) {
+                    stream.frames = sent;
+                }
+            }
+            let _ = ws.close(None).await;
+        });
+        "+OK Success\n".into()
     }
 
     fn is_up(&self, uuid: &str) -> bool {
