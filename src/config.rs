@@ -406,6 +406,38 @@ mod tests {
     }
 
     #[test]
+    fn the_vad_moved_from_sip_to_asr_and_its_old_keys_still_work() {
+        let f = file("[sip]\nvad_silence_ms = 500\n");
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        assert_eq!(loaded.settings.asr.vad_silence_ms, 500);
+        assert_eq!(loaded.settings.asr.vad_threshold, 400);
+        assert_eq!(loaded.warnings, ["sip.vad_silence_ms is deprecated: set asr.vad_silence_ms instead"]);
+        let f = file("[asr]\nvad_silence_ms = 50\n");
+        let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(err.contains("asr.vad_silence_ms"), "{err}");
+    }
+
+    #[test]
+    fn freeswitch_audio_streaming_needs_an_address_freeswitch_can_reach() {
+        let with = |audio: &str| {
+            let text = format!("[dialer]\ncarrier = \"freeswitch\"\n[freeswitch]\n{audio}\n");
+            Settings::load_from(None, Some(file(&text).path()), &[]).map(|_| ())
+        };
+        assert_eq!(with(""), Ok(()), "no stream: nothing to check");
+        assert_eq!(with("audio_listen = \"127.0.0.1:8091\""), Ok(()));
+        assert_eq!(with("audio_listen = \"0.0.0.0:8091\"\naudio_url = \"ws://cc.internal:8091\""), Ok(()));
+        for (audio, key) in [
+            ("audio_listen = \"8091\"", "freeswitch.audio_listen"),
+            ("audio_listen = \"0.0.0.0:8091\"", "freeswitch.audio_url"),
+            ("audio_listen = \"127.0.0.1:8091\"\naudio_url = \"http://cc:8091\"", "freeswitch.audio_url"),
+            ("audio_module = \"mod_audio_magic\"", "audio_module"),
+        ] {
+            let err = with(audio).unwrap_err();
+            assert!(err.contains(key), "{audio}: {err}");
+        }
+    }
+
+    #[test]
     fn a_missing_config_file_is_an_error() {
         assert!(Settings::load_from(None, Some(Path::new("/nonexistent/cc.toml")), &[]).is_err());
     }

@@ -15,10 +15,12 @@
 //! - **Say**: the `speak` application with `<tts_engine>|<tts_voice>|<text>`, executed with
 //!   `sendmsg` (see [`call`]); the line has been spoken when its CHANNEL_EXECUTE_COMPLETE
 //!   arrives.
-//! - **Listen**: FreeSWITCH recognises no speech by itself. When it does (`detect_speech`
-//!   started by the dialplan or a module), its DETECTED_SPEECH events are what the callee
-//!   said; without them every `listen` waits its full time and hears silence. A key the
-//!   callee presses arrives as a DTMF event (`DTMF-Digit`) and is heard as `[按键 1]`.
+//! - **Listen**: with `freeswitch.audio_listen` set, FreeSWITCH streams the call's audio
+//!   to the server (`uuid_audio_stream`/`uuid_audio_fork`, see [`audio`]) and the ear that
+//!   SIP calls have hears it: VAD turns, `[asr]`, barge-in (`uuid_break`), latency. Speech
+//!   recognised on the FreeSWITCH side (`detect_speech`) arrives as DETECTED_SPEECH events
+//!   and is heard too. A key the callee presses arrives as a DTMF event (`DTMF-Digit`) and
+//!   is heard as `[按键 1]`.
 //! - **Hang up**: `uuid_kill <uuid> <cause>` and the CHANNEL_HANGUP_COMPLETE that follows.
 //!
 //! One connection serves every call; it reconnects by itself (see [`link`]).
