@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::asr::{self, Asr, AsrSettings, AsrStream};
@@ -30,10 +31,15 @@ impl Ear {
         Ear { asr: asr::recogniser(settings), vad: settings.vad(), barge_in }
     }
 
-    /// A turn to listen for: `carried` is the turn that cut the last line short, which
-    /// goes on; without one, the turn starts fresh. A streaming recogniser connects now
-    /// and hears the turn from its first frame (the preroll) on.
-    pub fn listen(&self, carried: Option<Turn>) -> Listening {
+    /// A turn to listen for in `audio`: `carried` is the turn that cut the last line
+    /// short, which goes on; without one, the turn starts fresh, and what the callee said
+    /// before now (while the agent spoke) is dropped: it is no answer to what was said. A
+    /// streaming recogniser connects now and hears the turn from its first frame (the
+    /// preroll) on.
+    pub fn listen(&self, carried: Option<Turn>, audio: &mut mpsc::Receiver<Vec<i16>>) -> Listening {
+        if carried.is_none() {
+            while audio.try_recv().is_ok() {}
+        }
         let mut listening = Listening {
             turn: carried.unwrap_or_else(|| Turn::new(self.vad)),
             stream: self.asr.stream(),
@@ -44,10 +50,12 @@ impl Ear {
         listening
     }
 
-    /// Watches a line being spoken for the callee speaking over it; `None` when barge-in
-    /// is off.
-    pub fn watch_line(&self) -> Option<SpokenOver> {
-        self.barge_in.map(|least| SpokenOver { turn: Turn::new(self.vad), least })
+    /// Watches a line that starts now for the callee speaking over it (what they said
+    /// before it is dropped); `None` when barge-in is off.
+    pub fn watch_line(&self, audio: &mut mpsc::Receiver<Vec<i16>>) -> Option<SpokenOver> {
+        let least = self.barge_in?;
+        while audio.try_recv().is_ok() {}
+        Some(SpokenOver { turn: Turn::new(self.vad), least })
     }
 }
 
@@ -74,13 +82,14 @@ impl Listening {
         }
     }
 
-    /// When the turn ends unless the callee speaks again (`None`: it has not started).
-    pub fn ends_at(&self) -> Option<Instant> {
-        self.turn.ends_at()
-    }
-
-    pub fn is_over(&self, now: Instant) -> bool {
-        self.turn.is_over(now)
+    /// When to look again, unless a frame comes first: when the turn ends unless the
+    /// callee speaks on, or the wait does. `None`: the turn, or the wait, is over.
+    pub fn wake_at(&self, deadline: Instant) -> Option<Instant> {
+        let now = Instant::now();
+        if now >= deadline || self.turn.is_over(now) {
+            return None;
+        }
+        Some(self.turn.ends_at().map_or(deadline, |end| end.min(deadline)))
     }
 
     /// The turn has ended (or the wait): its text and when its steps happened, or `None`

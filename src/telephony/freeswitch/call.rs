@@ -275,19 +275,8 @@ impl FsCall {
     /// A turn heard in the call's streamed audio, a key, or a DETECTED_SPEECH result,
     /// whichever comes first.
     async fn listen_to(&mut self, hearing: &mut Hearing, deadline: Instant) -> Result<Heard, HungUp> {
-        let carried = hearing.carried.take();
-        // The callee's turn goes on if it cut our last line short; otherwise what they said
-        // while we spoke is not an answer to what we said.
-        if carried.is_none() {
-            while hearing.audio.frames.try_recv().is_ok() {}
-        }
-        let mut turn = hearing.ear.listen(carried);
-        loop {
-            let now = Instant::now();
-            if now >= deadline || turn.is_over(now) {
-                break;
-            }
-            let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
+        let mut turn = hearing.ear.listen(hearing.carried.take(), &mut hearing.audio.frames);
+        while let Some(wake) = turn.wake_at(deadline) {
             tokio::select! {
                 frame = hearing.audio.frames.recv() => match frame {
                     Some(pcm) => turn.push(&pcm, Instant::now()),
@@ -383,10 +372,7 @@ impl CallSession for FsCall {
         // Listening while we speak, for the callee speaking over us; what came before this
         // line is no answer to it.
         let mut hearing = self.hearing.take();
-        let mut watch = hearing.as_ref().and_then(|h| h.ear.watch_line());
-        if let (Some(h), Some(_)) = (hearing.as_mut(), &watch) {
-            while h.audio.frames.try_recv().is_ok() {}
-        }
+        let mut watch = hearing.as_mut().and_then(|h| h.ear.watch_line(&mut h.audio.frames));
         // When FreeSWITCH started speaking the line.
         let mut started = None;
         let said = loop {

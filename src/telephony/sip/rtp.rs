@@ -173,18 +173,13 @@ pub struct Playing {
     pub done: oneshot::Receiver<()>,
 }
 
-/// A frame of the callee's audio, as it arrived.
-#[derive(Debug, Clone)]
-pub struct Heard {
-    pub pcm: Vec<i16>,
-}
-
 /// The media of one answered call: a sender pacing 20 ms frames (silence between prompts,
 /// so the stream and any NAT binding stay up), a receiver decoding what comes in, and the
 /// recording of both.
 pub struct Media {
     prompts: mpsc::UnboundedSender<Prompt>,
-    pub heard: mpsc::Receiver<Heard>,
+    /// The callee's audio, a frame at a time as it arrived.
+    pub heard: mpsc::Receiver<Vec<i16>>,
     /// Keys the callee pressed (RFC 4733), on the channel SIP INFO key presses also feed.
     pub keys: mpsc::Receiver<char>,
     recorder: Arc<Mutex<Recorder>>,
@@ -340,7 +335,7 @@ async fn receive_loop(
     socket: Arc<UdpSocket>,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
-    (heard, keys): (mpsc::Sender<Heard>, mpsc::Sender<char>),
+    (heard, keys): (mpsc::Sender<Vec<i16>>, mpsc::Sender<char>),
     start: Instant,
     cancel: CancellationToken,
 ) {
@@ -389,7 +384,7 @@ async fn receive_loop(
         });
         recorder.lock().expect("recorder lock").callee(position.max(0) as usize, &pcm);
         // Nobody listening for a while: the oldest audio is of no use, drop this frame.
-        let _ = heard.try_send(Heard { pcm });
+        let _ = heard.try_send(pcm);
     }
 }
 
@@ -479,7 +474,7 @@ mod tests {
         for _ in 0..3 {
             let frame =
                 tokio::time::timeout(Duration::from_secs(2), media.heard.recv()).await.unwrap().unwrap();
-            assert!(frame.pcm.iter().all(|&s| (s - 2000).abs() < 100));
+            assert!(frame.iter().all(|&s| (s - 2000).abs() < 100));
         }
         let recorder = media.stop().await;
         let (agent, callee) = recorder.channels();

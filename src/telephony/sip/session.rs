@@ -131,20 +131,17 @@ impl CallSession for SipSession {
         };
         let synthesized = Instant::now();
         let length = Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE));
-        let mut watch = self.engines.ear.watch_line();
+        let ear = self.engines.ear.clone();
         let media = self.media();
         let Playing { mut started, done: mut played } = media.play(pcm);
-        // Listening while we speak, for the callee speaking over us; what came before this
-        // line is no answer to it.
-        if watch.is_some() {
-            while media.heard.try_recv().is_ok() {}
-        }
+        // Listening while we speak, for the callee speaking over us.
+        let mut watch = ear.watch_line(&mut media.heard);
         let cut_by = loop {
             tokio::select! {
                 // An error means the sender stopped: the call is ending anyway.
                 _ = &mut played => break None,
-                Some(frame) = media.heard.recv(), if watch.is_some() => {
-                    if watch.as_mut().is_some_and(|w| w.push(&frame.pcm, Instant::now())) {
+                Some(pcm) = media.heard.recv(), if watch.is_some() => {
+                    if watch.as_mut().is_some_and(|w| w.push(&pcm, Instant::now())) {
                         break watch.take().map(SpokenOver::into_turn);
                     }
                 }
@@ -176,21 +173,11 @@ impl CallSession for SipSession {
         if let Ok(key) = media.keys.try_recv() {
             return Ok(Heard::Speech(dtmf::turn(key)));
         }
-        // The callee's turn goes on if it cut our last line short; otherwise what they said
-        // while we spoke is not an answer to what we said.
-        if carried.is_none() {
-            while media.heard.try_recv().is_ok() {}
-        }
-        let mut turn = ear.listen(carried);
-        loop {
-            let now = Instant::now();
-            if now >= deadline || turn.is_over(now) {
-                break;
-            }
-            let wake = turn.ends_at().map_or(deadline, |end| end.min(deadline));
+        let mut turn = ear.listen(carried, &mut media.heard);
+        while let Some(wake) = turn.wake_at(deadline) {
             tokio::select! {
                 frame = media.heard.recv() => match frame {
-                    Some(frame) => turn.push(&frame.pcm, Instant::now()),
+                    Some(pcm) => turn.push(&pcm, Instant::now()),
                     // The receiver stopped: nothing more will come.
                     None => tokio::time::sleep_until(wake).await,
                 },
