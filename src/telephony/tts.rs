@@ -240,10 +240,12 @@ impl Tts for Cached {
 ///
 /// Raw PCM rather than WAV, because it streams as it is: OpenAI documents `pcm` as 24 kHz
 /// 16-bit little-endian mono, and Kokoro-FastAPI (24 kHz too) and openedai-speech send
-/// it as they synthesise. A streamed WAV has to carry a header whose sizes are not known
-/// yet, which servers write differently (a made-up length, or a header per sentence that
-/// would play as a click). A server that ignores the format and answers a WAV anyway is
-/// still understood: by its `RIFF` it is read whole, at its end.
+/// it as they synthesise (openedai-speech's piper voices at 22.05 kHz, which it says in
+/// its `Content-Type: audio/pcm;rate=22050`, read here). A streamed WAV has to carry a
+/// header whose sizes are not known yet, which servers write differently (a made-up
+/// length, or a header per sentence that would play as a click). A server that ignores
+/// the format and answers a WAV anyway is still understood: by its `RIFF` it is read
+/// whole, at its end.
 pub struct OpenAiTts {
     client: reqwest::Client,
     endpoint: String,
@@ -291,7 +293,13 @@ impl Tts for OpenAiTts {
             let body: String = response.text().await.unwrap_or_default().chars().take(200).collect();
             return Err(failed(format!("{status} {body}")));
         }
-        let answer = (response.bytes_stream(), Body::default(), 0usize);
+        let rate = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("rate=")?.parse().ok()))
+            .unwrap_or(PCM_RATE);
+        let answer = (response.bytes_stream(), Body::new(rate), 0usize);
         let speech = stream::unfold(Some(answer), move |answer| {
             let failed = failed.clone();
             async move {
@@ -327,29 +335,32 @@ impl Tts for OpenAiTts {
 const PCM_RATE: u32 = 24_000;
 
 /// An answer's body turned into 8 kHz audio as its bytes come, whatever their split.
-#[derive(Default)]
 struct Body {
+    /// The rate of raw PCM.
+    rate: u32,
     format: Format,
     /// Bytes not yet made into samples: half a sample, or all of a WAV.
     pending: Vec<u8>,
 }
 
 /// What the server answered, told by its first four bytes.
-#[derive(Default)]
 enum Format {
-    #[default]
     Unknown,
     Pcm(Resampler),
     Wav,
 }
 
 impl Body {
+    fn new(rate: u32) -> Body {
+        Body { rate, format: Format::Unknown, pending: Vec::new() }
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Vec<i16> {
         self.pending.extend_from_slice(bytes);
         if matches!(self.format, Format::Unknown) && self.pending.len() >= 4 {
             self.format = match self.pending.starts_with(b"RIFF") {
                 true => Format::Wav,
-                false => Format::Pcm(Resampler::new(PCM_RATE, SAMPLE_RATE)),
+                false => Format::Pcm(Resampler::new(self.rate, SAMPLE_RATE)),
             };
         }
         let Format::Pcm(resampler) = &mut self.format else { return Vec::new() };
@@ -773,8 +784,9 @@ mod tests {
     }
 
     /// An OpenAI-compatible speech server answering `/pcm/audio/speech` with raw 24 kHz
-    /// PCM and `/wav/audio/speech` with a WAV (as a server ignoring the format would), one
-    /// second of a tone each; what it was asked comes on the channel.
+    /// PCM, `/pcm22/audio/speech` with raw PCM at the rate its `Content-Type` gives, and
+    /// `/wav/audio/speech` with a WAV (as a server ignoring the format would), one second
+    /// of a tone each; what it was asked comes on the channel.
     async fn speech_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>)
     {
         use axum::http::HeaderMap;
@@ -799,8 +811,12 @@ mod tests {
                 body
             }
         };
+        let pcm22: Vec<u8> = tone(440.0, 22_050, 1.0).iter().flat_map(|s| s.to_le_bytes()).collect();
+        let rated =
+            move || async move { ([(axum::http::header::CONTENT_TYPE, "audio/pcm;rate=22050")], pcm22) };
         let app = axum::Router::new()
             .route("/pcm/audio/speech", axum::routing::post(answer(pcm)))
+            .route("/pcm22/audio/speech", axum::routing::post(rated))
             .route("/wav/audio/speech", axum::routing::post(answer(wav)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -836,6 +852,10 @@ mod tests {
         assert_eq!(from_wav.len(), pcm.len());
         assert!(from_wav.iter().zip(&pcm).all(|(a, b)| (a - b).abs() <= 2), "the WAV answer differs");
 
+        // A rate other than OpenAI's, when the server says it.
+        let rated = TtsSettings { url: format!("{url}/pcm22"), ..settings.clone() };
+        assert_eq!(OpenAiTts::new(&rated).synthesize("您好").await.unwrap().len(), 8000);
+
         let down = TtsSettings { url: "http://127.0.0.1:9/v1".into(), ..settings };
         assert!(OpenAiTts::new(&down).synthesize("您好").await.is_err());
     }
@@ -866,7 +886,7 @@ mod tests {
 
         // As the bytes of a body, split anywhere, odd counts too, samples split in two.
         let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
-        let mut body = Body::default();
+        let mut body = Body::new(24_000);
         let mut from_body = Vec::new();
         for piece in bytes.chunks(333).flat_map(|c| {
             let (a, b) = c.split_at(1);
