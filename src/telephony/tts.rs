@@ -1,7 +1,7 @@
-//! Text to speech for `say`: the `[tts]` section, the `Tts` trait, the engines that ship
-//! (espeak-ng, an OpenAI-compatible speech server, any command that writes a WAV, and a
-//! synthetic placeholder voice), a cache of phrases already spoken, WAV reading and a
-//! resampler to the line's 8 kHz.
+//! Text to speech for `say`: the `[tts]` section, the `Tts` trait (a line whole, or its
+//! audio as it is made), the engines that ship (espeak-ng, an OpenAI-compatible speech
+//! server that streams, any command that writes a WAV, and a synthetic placeholder voice),
+//! a cache of phrases already spoken, WAV reading and a resampler to the line's 8 kHz.
 
 use std::fmt;
 use std::num::NonZeroUsize;

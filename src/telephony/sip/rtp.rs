@@ -21,7 +21,7 @@ use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
 use crate::telephony::dtmf;
-use crate::telephony::tts::Speech;
+use crate::telephony::tts::{Speech, TtsError};
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
@@ -175,7 +175,7 @@ struct Prompt {
 
 impl Prompt {
     /// Takes what the speech gave: audio, its end, or a failure (which ends it too).
-    fn take(&mut self, item: Option<Result<Vec<i16>, crate::telephony::tts::TtsError>>) {
+    fn take(&mut self, item: Option<Result<Vec<i16>, TtsError>>) {
         match item {
             Some(Ok(pcm)) => {
                 self.progress.received.fetch_add(pcm.len(), Ordering::Relaxed);
@@ -190,8 +190,8 @@ impl Prompt {
     }
 }
 
-/// A prompt on its way out: when its first frame was sent, and whether all of it was.
-/// Dropping `done` cuts the prompt short.
+/// A prompt on its way out: when its first audio frame was sent, whether all of it was,
+/// and how far it has got. Dropping `done` cuts the prompt short at the next frame.
 pub struct Playing {
     pub started: oneshot::Receiver<Instant>,
     pub done: oneshot::Receiver<()>,
