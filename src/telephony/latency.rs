@@ -45,8 +45,9 @@ impl CallLatency {
         self.unanswered.take()
     }
 
-    /// The answer to `turn` went out: the agent asked to say it at `asked`, its audio was
-    /// ready at `synthesized`, and its first packet was sent at `sent`. Records each part.
+    /// The answer to `turn` went out: the agent asked to say it at `asked`, its first audio
+    /// came at `synthesized` (the rest streams while it plays), and its first packet was
+    /// sent at `sent`. Records each part.
     pub fn answered(&mut self, turn: TurnTimes, asked: Instant, synthesized: Instant, sent: Instant) {
         let parts = [
             ("end_of_turn", turn.speech_end, turn.turn_end),

@@ -1,7 +1,7 @@
-//! Text to speech for `say`: the `[tts]` section, the `Tts` trait, the engines that ship
-//! (espeak-ng, an OpenAI-compatible speech server, any command that writes a WAV, and a
-//! synthetic placeholder voice), a cache of phrases already spoken, WAV reading and a
-//! resampler to the line's 8 kHz.
+//! Text to speech for `say`: the `[tts]` section, the `Tts` trait (a line whole, or its
+//! audio as it is made), the engines that ship (espeak-ng, an OpenAI-compatible speech
+//! server that streams, any command that writes a WAV, and a synthetic placeholder voice),
+//! a cache of phrases already spoken, WAV reading and a resampler to the line's 8 kHz.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
@@ -23,6 +24,38 @@ use crate::recording::{SAMPLE_RATE, synth_speech};
 pub trait Tts: Send + Sync + 'static {
     /// `text` as 8 kHz mono 16-bit PCM.
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError>;
+
+    /// `text` as its audio is made, to be played as it comes. By default the whole line
+    /// as one chunk; an engine that has audio before the line is done overrides it.
+    async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
+        Ok(whole(self.synthesize(text).await?))
+    }
+}
+
+/// A line's audio as it is made: 8 kHz mono chunks in order, the line over when the
+/// stream ends. An error cuts the line short where it got to.
+pub type Speech = BoxStream<'static, Result<Vec<i16>, TtsError>>;
+
+/// A line already made, as one chunk.
+pub fn whole(pcm: Vec<i16>) -> Speech {
+    stream::iter([Ok(pcm)]).boxed()
+}
+
+/// All of a line's audio, once it has come.
+pub async fn collect(speech: Speech) -> Result<Vec<i16>, TtsError> {
+    speech.try_concat().await
+}
+
+/// Starts `text` and waits for its first audio, so that a failure before any audio is
+/// told apart from one part way through: the former is the error, the latter comes in
+/// the speech returned (which starts with that first audio).
+pub async fn first_audio(tts: &dyn Tts, text: &str) -> Result<Speech, TtsError> {
+    let mut speech = tts.stream(text).await?;
+    match speech.next().await {
+        Some(Ok(first)) => Ok(stream::iter([Ok(first)]).chain(speech).boxed()),
+        Some(Err(e)) => Err(e),
+        None => Ok(stream::empty().boxed()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -148,34 +181,71 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
     Arc::new(WithFallback::new(engine))
 }
 
-/// Lines already synthesised, the least recently said dropped first. Only what the engine
-/// made is kept (a failure's fallback never is).
+/// Lines already synthesised, the least recently said dropped first. Only a line the
+/// engine made whole is kept: one it failed part way through, or that was dropped before
+/// its end (a line cut short by the callee), is not (and a failure's fallback never is).
 pub struct Cached {
     engine: Arc<dyn Tts>,
-    lines: Mutex<lru::LruCache<String, Vec<i16>>>,
+    lines: Arc<Mutex<lru::LruCache<String, Vec<i16>>>>,
 }
 
 impl Cached {
     pub fn new(engine: Arc<dyn Tts>, lines: NonZeroUsize) -> Cached {
-        Cached { engine, lines: Mutex::new(lru::LruCache::new(lines)) }
+        Cached { engine, lines: Arc::new(Mutex::new(lru::LruCache::new(lines))) }
     }
+}
+
+/// A line passed on chunk by chunk while it is gathered, to be kept at its end.
+struct Keeping {
+    speech: Speech,
+    line: Vec<i16>,
+    text: String,
+    lines: Arc<Mutex<lru::LruCache<String, Vec<i16>>>>,
 }
 
 #[async_trait]
 impl Tts for Cached {
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+        collect(self.stream(text).await?).await
+    }
+
+    async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
         let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
         if let Some(pcm) = kept {
-            return Ok(pcm);
+            return Ok(whole(pcm));
         }
-        let pcm = self.engine.synthesize(text).await?;
-        self.lines.lock().unwrap_or_else(|e| e.into_inner()).put(text.to_string(), pcm.clone());
-        Ok(pcm)
+        let speech = self.engine.stream(text).await?;
+        let keeping = Keeping { speech, line: Vec::new(), text: text.to_string(), lines: self.lines.clone() };
+        // After an error the state is gone: nothing more is passed on, nothing kept.
+        let tee = stream::unfold(Some(keeping), |keeping| async move {
+            let mut k = keeping?;
+            match k.speech.next().await {
+                Some(Ok(chunk)) => {
+                    k.line.extend_from_slice(&chunk);
+                    Some((Ok(chunk), Some(k)))
+                }
+                Some(Err(e)) => Some((Err(e), None)),
+                None => {
+                    k.lines.lock().unwrap_or_else(|e| e.into_inner()).put(k.text, k.line);
+                    None
+                }
+            }
+        });
+        Ok(tee.boxed())
     }
 }
 
 /// An OpenAI-compatible speech server: `POST {url}/audio/speech` with `model`, `voice`,
-/// `input` and `response_format = "wav"`; the WAV (any rate) is resampled to 8 kHz.
+/// `input` and `response_format = "pcm"`, the answer resampled to 8 kHz as it comes.
+///
+/// Raw PCM rather than WAV, because it streams as it is: OpenAI documents `pcm` as 24 kHz
+/// 16-bit little-endian mono, and Kokoro-FastAPI (24 kHz too) and openedai-speech send
+/// it as they synthesise (openedai-speech's piper voices at 22.05 kHz, which it says in
+/// its `Content-Type: audio/pcm;rate=22050`, read here). A streamed WAV has to carry a
+/// header whose sizes are not known yet, which servers write differently (a made-up
+/// length, or a header per sentence that would play as a click). A server that ignores
+/// the format and answers a WAV anyway is still understood: by its `RIFF` it is read
+/// whole, at its end.
 pub struct OpenAiTts {
     client: reqwest::Client,
     endpoint: String,
@@ -204,9 +274,14 @@ impl OpenAiTts {
 #[async_trait]
 impl Tts for OpenAiTts {
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
-        let failed = |detail: String| TtsError::Failed { program: self.endpoint.clone(), detail };
+        collect(self.stream(text).await?).await
+    }
+
+    async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
+        let endpoint = self.endpoint.clone();
+        let failed = move |detail: String| TtsError::Failed { program: endpoint.clone(), detail };
         let body = serde_json::json!({
-            "model": self.model, "voice": self.voice, "input": text, "response_format": "wav",
+            "model": self.model, "voice": self.voice, "input": text, "response_format": "pcm",
         });
         let mut request = self.client.post(&self.endpoint).json(&body);
         if !self.api_key.is_empty() {
@@ -218,9 +293,94 @@ impl Tts for OpenAiTts {
             let body: String = response.text().await.unwrap_or_default().chars().take(200).collect();
             return Err(failed(format!("{status} {body}")));
         }
-        let wav = response.bytes().await.map_err(|e| failed(e.to_string()))?;
-        let (pcm, rate) = decode_wav(std::io::Cursor::new(wav))?;
-        Ok(resample(&pcm, rate, SAMPLE_RATE))
+        let rate = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').find_map(|p| p.trim().strip_prefix("rate=")?.parse().ok()))
+            .unwrap_or(PCM_RATE);
+        let answer = (response.bytes_stream(), Body::new(rate), 0usize);
+        let speech = stream::unfold(Some(answer), move |answer| {
+            let failed = failed.clone();
+            async move {
+                let (mut bytes, mut body, mut made) = answer?;
+                loop {
+                    match bytes.next().await {
+                        Some(Ok(chunk)) => {
+                            let pcm = body.push(&chunk);
+                            if !pcm.is_empty() {
+                                made += pcm.len();
+                                return Some((Ok(pcm), Some((bytes, body, made))));
+                            }
+                        }
+                        Some(Err(e)) => return Some((Err(failed(e.to_string())), None)),
+                        None => {
+                            return match body.finish() {
+                                Ok(pcm) if pcm.is_empty() && made == 0 => {
+                                    Some((Err(failed("the answer held no audio".into())), None))
+                                }
+                                Ok(pcm) if pcm.is_empty() => None,
+                                last => Some((last, None)),
+                            };
+                        }
+                    }
+                }
+            }
+        });
+        Ok(speech.boxed())
+    }
+}
+
+/// OpenAI's `pcm`: 24 kHz, 16-bit little-endian, mono.
+const PCM_RATE: u32 = 24_000;
+
+/// An answer's body turned into 8 kHz audio as its bytes come, whatever their split.
+struct Body {
+    /// The rate of raw PCM.
+    rate: u32,
+    format: Format,
+    /// Bytes not yet made into samples: half a sample, or all of a WAV.
+    pending: Vec<u8>,
+}
+
+/// What the server answered, told by its first four bytes.
+enum Format {
+    Unknown,
+    Pcm(Resampler),
+    Wav,
+}
+
+impl Body {
+    fn new(rate: u32) -> Body {
+        Body { rate, format: Format::Unknown, pending: Vec::new() }
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Vec<i16> {
+        self.pending.extend_from_slice(bytes);
+        if matches!(self.format, Format::Unknown) && self.pending.len() >= 4 {
+            self.format = match self.pending.starts_with(b"RIFF") {
+                true => Format::Wav,
+                false => Format::Pcm(Resampler::new(self.rate, SAMPLE_RATE)),
+            };
+        }
+        let Format::Pcm(resampler) = &mut self.format else { return Vec::new() };
+        let even = self.pending.len() & !1;
+        let samples: Vec<i16> =
+            self.pending[..even].chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        self.pending.drain(..even);
+        resampler.push(&samples)
+    }
+
+    /// The rest, at the end of the body (a last odd byte is half a sample, and dropped).
+    fn finish(self) -> Result<Vec<i16>, TtsError> {
+        match self.format {
+            Format::Pcm(resampler) => Ok(resampler.finish()),
+            Format::Wav => {
+                let (pcm, rate) = decode_wav(std::io::Cursor::new(self.pending))?;
+                Ok(resample(&pcm, rate, SAMPLE_RATE))
+            }
+            Format::Unknown => Ok(Vec::new()),
+        }
     }
 }
 
@@ -290,9 +450,11 @@ pub fn synthetic(text: &str) -> Vec<i16> {
     synth_speech(syllables, syllables * SAMPLE_RATE as usize / 4, 120.0)
 }
 
-/// A TTS that falls back to the synthetic voice when its engine fails, so that a call
-/// still hears something of the right length; the first failure is logged as an error,
-/// later ones as warnings.
+/// A TTS that falls back to the synthetic voice when its engine fails before any audio,
+/// so that a call still hears something of the right length; the first failure is logged
+/// as an error, later ones as warnings. A failure once audio has come is passed on: the
+/// line ends where its audio did (the player logs it), since starting the line over in
+/// another voice would say its beginning twice.
 pub struct WithFallback {
     pub primary: Arc<dyn Tts>,
     logged: AtomicBool,
@@ -307,8 +469,12 @@ impl WithFallback {
 #[async_trait]
 impl Tts for WithFallback {
     async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
-        match self.primary.synthesize(text).await {
-            Ok(pcm) => Ok(pcm),
+        collect(self.stream(text).await?).await
+    }
+
+    async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
+        match first_audio(self.primary.as_ref(), text).await {
+            Ok(speech) => Ok(speech),
             Err(e) => {
                 if self.logged.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "sip: text to speech failed; playing the synthetic voice");
@@ -319,7 +485,7 @@ impl Tts for WithFallback {
                          (the callee hears no words until this is fixed)"
                     );
                 }
-                Ok(synthetic(text))
+                Ok(whole(synthetic(text)))
             }
         }
     }
@@ -423,41 +589,100 @@ fn decode_wav(wav: impl std::io::Read) -> Result<(Vec<i16>, u32), TtsError> {
 /// Band-limited resampling (windowed sinc, Blackman window, 16 zero crossings a side),
 /// good enough for speech and cheap at telephone rates.
 pub fn resample(input: &[i16], from: u32, to: u32) -> Vec<i16> {
-    if from == to || input.is_empty() || from == 0 || to == 0 {
-        return input.to_vec();
+    let mut resampler = Resampler::new(from, to);
+    let mut out = resampler.push(input);
+    out.extend(resampler.finish());
+    out
+}
+
+/// `resample` for audio that comes in pieces: each output sample is made once the input
+/// it is drawn from has come, from the same samples and weights as if the whole had been
+/// there at once, so the pieces' edges leave no trace.
+pub struct Resampler {
+    /// `None`: the rates are the same (or one is unknown), and samples pass as they are.
+    filter: Option<Filter>,
+    /// The input from sample `base` on (what earlier outputs alone needed is dropped).
+    input: Vec<i16>,
+    base: usize,
+    /// The next output sample's index.
+    next: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Filter {
+    ratio: f64,
+    cutoff: f64,
+    /// Input samples taken on either side.
+    half: i64,
+}
+
+impl Resampler {
+    pub fn new(from: u32, to: u32) -> Resampler {
+        const ZEROS: f64 = 16.0;
+        let filter = (from != to && from != 0 && to != 0).then(|| {
+            let ratio = f64::from(to) / f64::from(from);
+            // Below both Nyquist frequencies, with a little room for the filter's slope.
+            let cutoff = ratio.min(1.0) * 0.92;
+            Filter { ratio, cutoff, half: (ZEROS / cutoff).ceil() as i64 }
+        });
+        Resampler { filter, input: Vec::new(), base: 0, next: 0 }
     }
-    const ZEROS: f64 = 16.0;
-    let ratio = f64::from(to) / f64::from(from);
-    // Below both Nyquist frequencies, with a little room for the filter's slope.
-    let cutoff = ratio.min(1.0) * 0.92;
-    let half = (ZEROS / cutoff).ceil() as i64;
-    let out_len = (input.len() as f64 * ratio).round() as usize;
-    let mut out = Vec::with_capacity(out_len);
-    for j in 0..out_len {
-        let t = j as f64 / ratio;
+
+    /// The output that `chunk` completes.
+    pub fn push(&mut self, chunk: &[i16]) -> Vec<i16> {
+        let Some(f) = self.filter else { return chunk.to_vec() };
+        self.input.extend_from_slice(chunk);
+        let end = (self.base + self.input.len()) as i64;
+        self.run(|j| ((j as f64 / f.ratio).floor() as i64) + f.half < end)
+    }
+
+    /// The rest, once all the input has come.
+    pub fn finish(mut self) -> Vec<i16> {
+        let Some(f) = self.filter else { return Vec::new() };
+        let out_len = ((self.base + self.input.len()) as f64 * f.ratio).round() as usize;
+        self.run(|j| j < out_len)
+    }
+
+    fn run(&mut self, ready: impl Fn(usize) -> bool) -> Vec<i16> {
+        let Some(f) = self.filter else { return Vec::new() };
+        let mut out = Vec::new();
+        while ready(self.next) {
+            out.push(self.sample(&f, self.next));
+            self.next += 1;
+        }
+        // What the next output reaches back to is all that is still needed.
+        let keep_from = ((self.next as f64 / f.ratio).floor() as i64 - f.half + 1).max(0) as usize;
+        let drop = keep_from.saturating_sub(self.base).min(self.input.len());
+        self.input.drain(..drop);
+        self.base += drop;
+        out
+    }
+
+    fn sample(&self, f: &Filter, j: usize) -> i16 {
+        let t = j as f64 / f.ratio;
         let center = t.floor() as i64;
+        let end = (self.base + self.input.len()) as i64;
         let (mut acc, mut norm) = (0.0, 0.0);
-        for k in (center - half + 1)..=(center + half) {
-            if k < 0 || k as usize >= input.len() {
+        for k in (center - f.half + 1)..=(center + f.half) {
+            if k < 0 || k >= end {
                 continue;
             }
             let x = t - k as f64;
-            let w = x / half as f64;
+            let w = x / f.half as f64;
             if w.abs() >= 1.0 {
                 continue;
             }
             let window =
                 0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
-            let arg = std::f64::consts::PI * cutoff * x;
+            let arg = std::f64::consts::PI * f.cutoff * x;
             let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
             let weight = sinc * window;
-            acc += f64::from(input[k as usize]) * weight;
+            acc += f64::from(self.input[k as usize - self.base]) * weight;
             norm += weight;
         }
         let v = if norm.abs() > 1e-9 { acc / norm } else { 0.0 };
-        out.push(v.round().clamp(-32768.0, 32767.0) as i16);
+        v.round().clamp(-32768.0, 32767.0) as i16
     }
-    out
 }
 
 #[cfg(test)]
@@ -500,11 +725,74 @@ mod tests {
         assert_eq!(engine.calls.load(Ordering::Relaxed), 6);
     }
 
+    /// An engine that streams each line in two chunks, fails after the first on "cut",
+    /// and before any audio on "fail"; it counts its lines.
+    struct Chunked {
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Tts for Chunked {
+        async fn synthesize(&self, text: &str) -> Result<Vec<i16>, TtsError> {
+            collect(self.stream(text).await?).await
+        }
+
+        async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let lost = || Err(TtsError::Audio("the server went away".into()));
+            let chunks = match text {
+                "fail" => vec![lost()],
+                "cut" => vec![Ok(vec![1; 160]), lost()],
+                _ => vec![Ok(vec![1; 160]), Ok(vec![2; 160])],
+            };
+            Ok(stream::iter(chunks).boxed())
+        }
+    }
+
     #[tokio::test]
-    async fn the_openai_engine_asks_for_a_wav_and_brings_it_to_8_khz() {
+    async fn the_cache_keeps_a_line_only_once_it_has_all_come() {
+        let engine = Arc::new(Chunked { calls: AtomicUsize::new(0) });
+        let cached = Cached::new(engine.clone(), NonZeroUsize::new(4).unwrap());
+        let calls = || engine.calls.load(Ordering::Relaxed);
+
+        // Failed part way: what came is passed on, then the failure; nothing is kept.
+        let cut: Vec<_> = cached.stream("cut").await.unwrap().collect().await;
+        assert!(matches!(cut[..], [Ok(_), Err(_)]), "{cut:?}");
+        cached.stream("cut").await.unwrap().collect::<Vec<_>>().await;
+        assert_eq!(calls(), 2, "a line that failed part way is asked for again");
+
+        // Dropped after its first chunk (the callee spoke over it): not kept either.
+        let mut speech = cached.stream("您好").await.unwrap();
+        assert_eq!(speech.next().await.unwrap().unwrap(), vec![1; 160]);
+        drop(speech);
+        let line = collect(cached.stream("您好").await.unwrap()).await.unwrap();
+        assert_eq!(calls(), 4);
+        // Come whole, it is kept, and comes back at once as one chunk.
+        let mut again = cached.stream("您好").await.unwrap();
+        assert_eq!(again.next().await.unwrap().unwrap(), line);
+        assert!(again.next().await.is_none());
+        assert_eq!(calls(), 4, "the line came from the cache");
+    }
+
+    #[tokio::test]
+    async fn the_fallback_speaks_for_a_failure_before_any_audio_and_not_after() {
+        let voice = WithFallback::new(Arc::new(Chunked { calls: AtomicUsize::new(0) }));
+        assert_eq!(voice.synthesize("fail").await.unwrap(), synthetic("fail"));
+        // Part way through, the line ends where its audio did: it is not begun again.
+        let cut: Vec<_> = voice.stream("cut").await.unwrap().collect().await;
+        assert!(matches!(&cut[..], [Ok(first), Err(_)] if first == &vec![1; 160]), "{cut:?}");
+    }
+
+    /// An OpenAI-compatible speech server answering `/pcm/audio/speech` with raw 24 kHz
+    /// PCM, `/pcm22/audio/speech` with raw PCM at the rate its `Content-Type` gives, and
+    /// `/wav/audio/speech` with a WAV (as a server ignoring the format would), one second
+    /// of a tone each; what it was asked comes on the channel.
+    async fn speech_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<(axum::http::HeaderMap, String)>)
+    {
         use axum::http::HeaderMap;
-        let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
-        // One second of a tone at 24 kHz, as OpenAI's servers answer.
+        let (seen_tx, seen) = tokio::sync::mpsc::unbounded_channel();
+        let second = tone(440.0, 24_000, 1.0);
+        let pcm: Vec<u8> = second.iter().flat_map(|s| s.to_le_bytes()).collect();
         let mut wav = std::io::Cursor::new(Vec::new());
         let spec = hound::WavSpec {
             channels: 1,
@@ -513,37 +801,101 @@ mod tests {
             sample_format: hound::SampleFormat::Int,
         };
         let mut writer = hound::WavWriter::new(&mut wav, spec).unwrap();
-        tone(440.0, 24_000, 1.0).into_iter().for_each(|s| writer.write_sample(s).unwrap());
+        second.into_iter().for_each(|s| writer.write_sample(s).unwrap());
         writer.finalize().unwrap();
         let wav = wav.into_inner();
-        let speech = move |headers: HeaderMap, body: String| async move {
-            let _ = seen_tx.send((headers, body));
-            wav
+        let answer = move |body: Vec<u8>| {
+            let seen_tx = seen_tx.clone();
+            move |headers: HeaderMap, asked: String| async move {
+                let _ = seen_tx.send((headers, asked));
+                body
+            }
         };
-        let app = axum::Router::new().route("/v1/audio/speech", axum::routing::post(speech));
+        let pcm22: Vec<u8> = tone(440.0, 22_050, 1.0).iter().flat_map(|s| s.to_le_bytes()).collect();
+        let rated =
+            move || async move { ([(axum::http::header::CONTENT_TYPE, "audio/pcm;rate=22050")], pcm22) };
+        let app = axum::Router::new()
+            .route("/pcm/audio/speech", axum::routing::post(answer(pcm)))
+            .route("/pcm22/audio/speech", axum::routing::post(rated))
+            .route("/wav/audio/speech", axum::routing::post(answer(wav)));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, seen)
+    }
 
+    #[tokio::test]
+    async fn the_openai_engine_asks_for_pcm_and_brings_it_to_8_khz() {
+        let (url, mut seen) = speech_server().await;
         let settings = TtsSettings {
             engine: TtsEngine::Openai,
-            url,
+            url: format!("{url}/pcm"),
             api_key: "sk-voice".into(),
             voice: "nova".into(),
             ..TtsSettings::default()
         };
         let pcm = OpenAiTts::new(&settings).synthesize("您好").await.unwrap();
         assert_eq!(pcm.len(), 8000, "one second at 8 kHz");
+        assert!((rms(&pcm[200..7800]) - 7071.0).abs() < 300.0, "rms {}", rms(&pcm[200..7800]));
         let (headers, body) = seen.recv().await.unwrap();
         assert_eq!(headers["authorization"], "Bearer sk-voice");
         let body: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(
             body,
-            serde_json::json!({"model": "tts-1", "voice": "nova", "input": "您好", "response_format": "wav"})
+            serde_json::json!({"model": "tts-1", "voice": "nova", "input": "您好", "response_format": "pcm"})
         );
+
+        // A server that answers with a WAV whatever was asked is understood too (the WAV
+        // reader's scaling may move a sample by one).
+        let wav = TtsSettings { url: format!("{url}/wav"), ..settings.clone() };
+        let from_wav = OpenAiTts::new(&wav).synthesize("您好").await.unwrap();
+        assert_eq!(from_wav.len(), pcm.len());
+        assert!(from_wav.iter().zip(&pcm).all(|(a, b)| (a - b).abs() <= 2), "the WAV answer differs");
+
+        // A rate other than OpenAI's, when the server says it.
+        let rated = TtsSettings { url: format!("{url}/pcm22"), ..settings.clone() };
+        assert_eq!(OpenAiTts::new(&rated).synthesize("您好").await.unwrap().len(), 8000);
 
         let down = TtsSettings { url: "http://127.0.0.1:9/v1".into(), ..settings };
         assert!(OpenAiTts::new(&down).synthesize("您好").await.is_err());
+    }
+
+    #[test]
+    fn audio_in_pieces_resamples_to_the_same_samples_as_the_whole() {
+        // A tone with a sweep on it, so that every sample differs.
+        let input: Vec<i16> = tone(440.0, 24_000, 0.5)
+            .iter()
+            .zip(tone(1700.0, 24_000, 0.5))
+            .map(|(a, b)| a / 2 + b / 3)
+            .collect();
+        let whole = resample(&input, 24_000, SAMPLE_RATE);
+        // Pieces of all sizes, the smallest shorter than the filter.
+        let sizes = [1, 7, 480, 3, 1000, 2, 999, 160, 5000].into_iter().cycle();
+        let mut resampler = Resampler::new(24_000, SAMPLE_RATE);
+        let (mut pieces, mut rest) = (Vec::new(), &input[..]);
+        for size in sizes {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, more) = rest.split_at(size.min(rest.len()));
+            pieces.extend(resampler.push(piece));
+            rest = more;
+        }
+        pieces.extend(resampler.finish());
+        assert_eq!(pieces, whole);
+
+        // As the bytes of a body, split anywhere, odd counts too, samples split in two.
+        let bytes: Vec<u8> = input.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let mut body = Body::new(24_000);
+        let mut from_body = Vec::new();
+        for piece in bytes.chunks(333).flat_map(|c| {
+            let (a, b) = c.split_at(1);
+            [a, b]
+        }) {
+            from_body.extend(body.push(piece));
+        }
+        from_body.extend(body.finish().unwrap());
+        assert_eq!(from_body, whole);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{TestServer, ticket};
@@ -25,8 +26,10 @@ use callcenter::telephony::asr::AsrEngine;
 use callcenter::telephony::hearing::Ear;
 use callcenter::telephony::sip::{SipCarrier, SipTransport};
 use callcenter::telephony::tts::{self, Espeak, Tts, TtsEngine};
-use callcenter::telephony::{Carrier, DialRequest, DialResult, HangupReason, Heard};
+use callcenter::telephony::{Carrier, DialRequest, DialResult, HangupReason, Heard, Said};
+use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
@@ -582,6 +585,79 @@ async fn a_key_pressed_while_the_agent_speaks_answers_the_next_listen_once() {
     assert_eq!(call.listen(Duration::from_secs(10)).await.unwrap(), Heard::Speech("[按键 5]".into()));
     // Heard once: the next wait hears nothing.
     assert_eq!(call.listen(Duration::from_millis(1500)).await.unwrap(), Heard::Silence);
+    let end = call.hang_up(HangupReason::Completed).await;
+    assert_eq!(end.cause, HangupCause::normal_clearing());
+}
+
+/// An OpenAI-compatible speech server for one line: it answers with `first` at once and
+/// holds the rest of the body until `release` is sent.
+async fn held_speech_server(first: Vec<u8>, rest: Vec<u8>) -> (String, oneshot::Sender<()>) {
+    let (release, released) = oneshot::channel::<()>();
+    let parts = Arc::new(std::sync::Mutex::new(Some((first, rest, released))));
+    let speech = move || async move {
+        let (first, rest, released) = parts.lock().unwrap().take().expect("one line is asked for");
+        let rest = async move {
+            let _ = released.await;
+            rest
+        };
+        let body = futures::stream::iter([first]).chain(futures::stream::once(rest));
+        axum::body::Body::from_stream(body.map(Ok::<_, std::convert::Infallible>))
+    };
+    let app = axum::Router::new().route("/v1/audio/speech", axum::routing::post(speech));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, release)
+}
+
+/// 20 ms frames (8 kHz) of `samples` that carry sound.
+fn loud_frames(samples: &[i16]) -> usize {
+    samples.chunks_exact(160).filter(|f| rms(f) > 1000.0).count()
+}
+
+#[tokio::test]
+async fn a_line_from_a_speech_server_is_heard_while_the_server_is_still_sending_it() {
+    // 1.6 s of a tone as OpenAI's raw PCM (24 kHz, 16-bit little-endian); the first part
+    // ends half way through a sample.
+    let line: Vec<u8> = (0..38_400)
+        .map(|i| (8000.0 * (2.0 * std::f64::consts::PI * 440.0 * f64::from(i) / 24_000.0).sin()) as i16)
+        .flat_map(i16::to_le_bytes)
+        .collect();
+    let (first, rest) = line.split_at(24_001);
+    let (url, release) = held_speech_server(first.to_vec(), rest.to_vec()).await;
+    let peer = SipPeer::start(|_| Script::Answer { talk: Duration::from_secs(60), in_dialog: false }).await;
+    let mut settings = Settings::default();
+    through(peer.addr)(&mut settings);
+    settings.tts.engine = TtsEngine::Openai;
+    settings.tts.url = url;
+    let max_call = Duration::from_secs(settings.dialer.max_call_secs);
+    let carrier =
+        SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), Ear::new(&settings.asr, None));
+    let request = DialRequest {
+        call_id: "2508162111590110008".into(),
+        phone: Phone::parse("13900003008").unwrap(),
+        ring_timeout: Duration::from_secs(20),
+        recording: None,
+    };
+    let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
+    let saying = tokio::spawn(async move {
+        let said = call.say("您好，请问是张三吗？").await;
+        (call, said)
+    });
+
+    // The line's first audio reaches the callee while the server still holds the rest.
+    crate::common::until(Duration::from_secs(20), "the line's first audio at the callee", async || {
+        (loud_frames(&peer.heard()) >= 10).then_some(())
+    })
+    .await;
+    assert!(!saying.is_finished(), "the line is not over before the rest of it has come");
+    release.send(()).unwrap();
+
+    // Then the rest, and nothing twice: 1.6 s are 80 frames.
+    let (call, said) = saying.await.unwrap();
+    assert_eq!(said.unwrap(), Said::Whole);
+    let loud = loud_frames(&peer.heard());
+    assert!((78..=80).contains(&loud), "{loud} frames of the line were heard");
     let end = call.hang_up(HangupReason::Completed).await;
     assert_eq!(end.cause, HangupCause::normal_clearing());
 }

@@ -4,11 +4,13 @@
 //! Written by hand: a G.711 stream needs the 12-byte header and a paced sender, and the
 //! RTP crates (webrtc-rs `rtp`, `rtp-rs`) give the header only, which is the easy part.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -19,6 +21,7 @@ use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
 use crate::telephony::dtmf;
+use crate::telephony::tts::{Speech, TtsError};
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
@@ -158,19 +161,58 @@ impl PortRange {
     }
 }
 
-/// Audio the agent is to say, and who to tell when its first frame and its last have
-/// gone out.
+/// Audio the agent is to say, as it comes, and who to tell when its first frame and its
+/// last have gone out.
 struct Prompt {
-    pcm: Vec<i16>,
+    /// The audio still to come; `None` once it has all come (or failed part way).
+    speech: Option<Speech>,
+    /// Audio come and not sent yet.
+    ahead: VecDeque<i16>,
     started: Option<oneshot::Sender<Instant>>,
     done: oneshot::Sender<()>,
+    progress: Arc<Progress>,
 }
 
-/// A prompt on its way out: when its first frame was sent, and whether all of it was.
-/// Dropping `done` cuts the prompt short.
+impl Prompt {
+    /// Takes what the speech gave: audio, its end, or a failure (which ends it too).
+    fn take(&mut self, item: Option<Result<Vec<i16>, TtsError>>) {
+        match item {
+            Some(Ok(pcm)) => {
+                self.progress.received.fetch_add(pcm.len(), Ordering::Relaxed);
+                self.ahead.extend(pcm);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "sip: text to speech failed part way through a line; it ends there");
+                self.speech = None;
+            }
+            None => self.speech = None,
+        }
+    }
+}
+
+/// A prompt on its way out: when its first audio frame was sent, whether all of it was,
+/// and how far it has got. Dropping `done` cuts the prompt short at the next frame.
 pub struct Playing {
     pub started: oneshot::Receiver<Instant>,
     pub done: oneshot::Receiver<()>,
+    pub progress: Arc<Progress>,
+}
+
+/// How much of a prompt's audio has come (samples), and how much of that has gone out.
+#[derive(Debug, Default)]
+pub struct Progress {
+    received: AtomicUsize,
+    sent: AtomicUsize,
+}
+
+impl Progress {
+    /// The share of the audio come so far that has gone out (of the whole line once it
+    /// has all come); 0 before any audio.
+    pub fn share(&self) -> f64 {
+        let received = self.received.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        if received == 0 { 0.0 } else { (sent as f64 / received as f64).min(1.0) }
+    }
 }
 
 /// The media of one answered call: a sender pacing 20 ms frames (silence between prompts,
@@ -230,12 +272,20 @@ impl Media {
         }
     }
 
-    /// Queues `pcm` (8 kHz) to be said.
-    pub fn play(&self, pcm: Vec<i16>) -> Playing {
+    /// Queues `speech` (8 kHz) to be said, each frame as soon as it has come.
+    pub fn play(&self, speech: Speech) -> Playing {
         let (started, started_rx) = oneshot::channel();
         let (done, done_rx) = oneshot::channel();
-        let _ = self.prompts.send(Prompt { pcm, started: Some(started), done });
-        Playing { started: started_rx, done: done_rx }
+        let progress = Arc::new(Progress::default());
+        let prompt = Prompt {
+            speech: Some(speech),
+            ahead: VecDeque::new(),
+            started: Some(started),
+            done,
+            progress: progress.clone(),
+        };
+        let _ = self.prompts.send(prompt);
+        Playing { started: started_rx, done: done_rx, progress }
     }
 
     /// Stops both directions and gives back the recording.
@@ -256,7 +306,9 @@ impl Drop for Media {
 
 /// Sends one frame every 20 ms on a fixed grid from `start`: a prompt's audio while
 /// there is one, silence otherwise. Frame `n` carries timestamp `n·160` from a random
-/// base, so a stall shows the receiver a gap rather than a squeezed stream.
+/// base, so a stall shows the receiver a gap rather than a squeezed stream. A prompt's
+/// audio is taken as it comes, between frames; a frame whose audio has not come yet is
+/// silence, and the prompt goes on when it comes.
 async fn send_loop(
     socket: Arc<UdpSocket>,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
@@ -269,37 +321,57 @@ async fn send_loop(
     let base_ts: u32 = rand::random();
     let mut seq: u16 = rand::random();
     let mut n: u64 = 0;
-    let mut current: Option<(Prompt, usize)> = None;
+    let mut current: Option<Prompt> = None;
     let mut first = true;
     loop {
         let due = start + FRAME_TIME * n as u32;
-        tokio::select! {
-            _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep_until(due) => {}
+        loop {
+            let coming = async {
+                match current.as_mut().and_then(|p| p.speech.as_mut()) {
+                    Some(speech) => speech.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let item = tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(due) => break,
+                item = coming => item,
+            };
+            current.as_mut().expect("audio comes for a prompt").take(item);
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
         let behind = Instant::now().saturating_duration_since(due);
         if behind > FRAME_TIME * 10 {
             n += (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
         }
-        if current.as_ref().is_some_and(|(p, _)| p.done.is_closed()) {
+        if current.as_ref().is_some_and(|p| p.done.is_closed()) {
             current = None; // the caller gave up on it (the call is ending)
         }
         if current.is_none() {
-            current = prompts.try_recv().ok().map(|p| (p, 0));
+            current = prompts.try_recv().ok();
         }
         let mut frame = [0i16; FRAME];
         let mut speaking = false;
-        if let Some((prompt, offset)) = &mut current {
-            if let Some(started) = prompt.started.take() {
-                let _ = started.send(Instant::now());
+        if let Some(prompt) = &mut current {
+            // What a prompt just taken up already has (a line made whole) goes out now.
+            while let Some(item) = prompt.speech.as_mut().and_then(|s| s.next().now_or_never()) {
+                prompt.take(item);
             }
-            let end = (*offset + FRAME).min(prompt.pcm.len());
-            frame[..end - *offset].copy_from_slice(&prompt.pcm[*offset..end]);
-            *offset = end;
-            speaking = true;
-            if end == prompt.pcm.len() {
-                let (prompt, _) = current.take().expect("a prompt");
+            // A whole frame, or the last of the line.
+            let take = if prompt.speech.is_some() && prompt.ahead.len() < FRAME { 0 } else { FRAME };
+            let take = take.min(prompt.ahead.len());
+            if take > 0 {
+                if let Some(started) = prompt.started.take() {
+                    let _ = started.send(Instant::now());
+                }
+                for (slot, sample) in frame.iter_mut().zip(prompt.ahead.drain(..take)) {
+                    *slot = sample;
+                }
+                prompt.progress.sent.fetch_add(take, Ordering::Relaxed);
+                speaking = true;
+            }
+            if prompt.speech.is_none() && prompt.ahead.is_empty() {
+                let prompt = current.take().expect("a prompt");
                 let _ = prompt.done.send(());
             }
         }
@@ -391,6 +463,7 @@ async fn receive_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telephony::tts;
 
     #[test]
     fn a_header_written_parses_back() {
@@ -453,7 +526,7 @@ mod tests {
 
         // 100 ms of audio: five frames, played in about 100 ms.
         let t = Instant::now();
-        media.play(vec![1000; 800]).done.await.unwrap();
+        media.play(tts::whole(vec![1000; 800])).done.await.unwrap();
         let took = t.elapsed();
         assert!(took >= Duration::from_millis(80) && took < Duration::from_millis(400), "{took:?}");
 
@@ -480,6 +553,44 @@ mod tests {
         let (agent, callee) = recorder.channels();
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 800);
         assert_eq!(callee.iter().filter(|&&s| s > 1900).count(), 480);
+    }
+
+    #[tokio::test]
+    async fn a_prompt_plays_as_its_audio_comes_with_silence_while_it_is_awaited() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let remote =
+            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
+        let loud = async |frames: usize| {
+            let (mut buf, mut loud) = ([0u8; 512], 0);
+            while loud < frames {
+                let (len, _) = peer.recv_from(&mut buf).await.unwrap();
+                let (_, payload) = Header::parse(&buf[..len]).unwrap();
+                loud += usize::from(Codec::Pcmu.decode(payload).iter().all(|&s| s > 900));
+            }
+        };
+
+        // Three frames and a half come, then nothing until the test says.
+        let (audio, coming) = futures::channel::mpsc::unbounded();
+        audio.unbounded_send(Ok(vec![1000; 560])).unwrap();
+        let mut playing = media.play(coming.boxed());
+        loud(3).await;
+        playing.started.try_recv().expect("the first audio frame went out");
+        assert!(playing.done.try_recv().is_err(), "the line is not over while its audio is awaited");
+        assert_eq!(playing.progress.share(), 480.0 / 560.0, "the half frame waits for the rest");
+
+        // The rest comes: the half frame is made whole, the last one goes out padded.
+        audio.unbounded_send(Ok(vec![1000; 200])).unwrap();
+        drop(audio);
+        playing.done.await.unwrap();
+        assert_eq!(playing.progress.share(), 1.0);
+        loud(1).await;
+        let recorder = media.stop().await;
+        let (agent, _) = recorder.channels();
+        assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 760, "all of it, once");
     }
 
     /// The packets of one key press as a phone sends them: updates every 50 ms, then

@@ -16,7 +16,6 @@ use super::recorder;
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
 use crate::domain::HangupCause;
-use crate::recording::SAMPLE_RATE;
 use crate::telephony::dtmf;
 use crate::telephony::hearing::{Ear, SpokenOver};
 use crate::telephony::latency::CallLatency;
@@ -122,18 +121,18 @@ impl CallSession for SipSession {
         let answering = self.latency.answering();
         let tts = self.engines.tts.clone();
         let mut ended = self.ended.clone();
-        let pcm = tokio::select! {
-            pcm = tts.synthesize(text) => pcm.unwrap_or_else(|e| {
+        // The line plays as its audio comes: synthesis is over, for the latency, at its first.
+        let speech = tokio::select! {
+            speech = tts::first_audio(tts.as_ref(), text) => speech.unwrap_or_else(|e| {
                 tracing::warn!(call_id = %self.call_id, error = %e, "sip: text to speech failed");
-                tts::synthetic(text)
+                tts::whole(tts::synthetic(text))
             }),
             gone = callee_gone(&mut ended) => return Err(gone),
         };
         let synthesized = Instant::now();
-        let length = Duration::from_secs_f64(pcm.len() as f64 / f64::from(SAMPLE_RATE));
         let ear = self.engines.ear.clone();
         let media = self.media();
-        let Playing { mut started, done: mut played } = media.play(pcm);
+        let Playing { mut started, done: mut played, progress } = media.play(speech);
         // Listening while we speak, for the callee speaking over us.
         let mut watch = ear.watch_line(&mut media.heard);
         let cut_by = loop {
@@ -155,8 +154,9 @@ impl CallSession for SipSession {
             self.latency.answered(turn, asked, synthesized, sent);
         }
         let Some(cut_by) = cut_by else { return Ok(Said::Whole) };
-        let played_for = sent.map_or(Duration::ZERO, |sent| sent.elapsed());
-        let share = played_for.as_secs_f64() / length.as_secs_f64().max(0.001);
+        // Of the audio come so far: a line still arriving has no known length yet, and what
+        // had not come could not have been heard.
+        let share = progress.share();
         tracing::debug!(call_id = %self.call_id, share, "sip: the callee spoke over the agent");
         self.barged_in = Some(cut_by);
         Ok(Said::Interrupted { played: share.min(1.0) })

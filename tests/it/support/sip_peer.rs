@@ -2,7 +2,7 @@
 //! with a chosen code (486, 603, 480, 503), challenge with digest auth (401/407) and check
 //! the answer, and, once answered, send OPTIONS, a re-INVITE, key presses (RFC 4733
 //! telephone-events or SIP INFO) and finally a BYE within the dialog. It writes SIP by hand, independent of the stack under test, and notes what it
-//! saw in an event log the tests read.
+//! saw in an event log the tests read, and keeps the audio it heard.
 
 #![allow(dead_code)]
 
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use callcenter::telephony::sip::g711::Codec;
 use md5::{Digest, Md5};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -113,6 +114,7 @@ fn long_name(name: &str) -> &str {
 pub struct SipPeer {
     pub addr: SocketAddr,
     events: Arc<Mutex<Vec<String>>>,
+    heard: Arc<Mutex<Vec<i16>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -128,12 +130,18 @@ impl SipPeer {
         let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = socket.local_addr().unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone()));
-        SipPeer { addr, events, task }
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone(), heard.clone()));
+        SipPeer { addr, events, heard, task }
     }
 
     pub fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
+    }
+
+    /// The audio of every RTP packet that came (our answer takes PCMU), in order.
+    pub fn heard(&self) -> Vec<i16> {
+        self.heard.lock().unwrap().clone()
     }
 
     /// Waits (up to `limit`) for an event containing `needle`.
@@ -152,7 +160,12 @@ impl SipPeer {
 type Scripts = Arc<dyn Fn(&str) -> Script + Send + Sync>;
 
 /// Routes datagrams to one task per Call-ID.
-async fn serve(socket: Arc<UdpSocket>, scripts: Scripts, events: Arc<Mutex<Vec<String>>>) {
+async fn serve(
+    socket: Arc<UdpSocket>,
+    scripts: Scripts,
+    events: Arc<Mutex<Vec<String>>>,
+    heard: Arc<Mutex<Vec<i16>>>,
+) {
     let mut calls: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
@@ -178,7 +191,14 @@ async fn serve(socket: Arc<UdpSocket>, scripts: Scripts, events: Arc<Mutex<Vec<S
             let contact = contact.split(['>', ';']).next().unwrap_or_default();
             events.lock().unwrap().push(format!("contact {contact}"));
         }
-        let call = Call { socket: socket.clone(), to: from, events: events.clone(), rx, cseq: 0 };
+        let call = Call {
+            socket: socket.clone(),
+            to: from,
+            events: events.clone(),
+            heard: heard.clone(),
+            rx,
+            cseq: 0,
+        };
         call.note_timer(&msg);
         tokio::spawn(call.run(msg, script));
         calls.insert(call_id, tx);
@@ -189,6 +209,7 @@ struct Call {
     socket: Arc<UdpSocket>,
     to: SocketAddr,
     events: Arc<Mutex<Vec<String>>>,
+    heard: Arc<Mutex<Vec<i16>>>,
     rx: mpsc::UnboundedReceiver<Msg>,
     cseq: u32,
 }
@@ -334,10 +355,15 @@ impl Call {
         let packets = Arc::new(Mutex::new(0usize));
         let counter = packets.clone();
         let receiving = rtp.clone();
+        let heard = self.heard.clone();
         let counting = tokio::spawn(async move {
             let mut buf = [0u8; 2048];
-            while receiving.recv_from(&mut buf).await.is_ok() {
+            while let Ok((len, _)) = receiving.recv_from(&mut buf).await {
                 *counter.lock().unwrap() += 1;
+                // The caller's packets have the plain 12-byte header.
+                if let Some(payload) = buf.get(12..len).filter(|_| buf[1] & 0x7F == 0) {
+                    heard.lock().unwrap().extend(Codec::Pcmu.decode(payload));
+                }
             }
         });
         let te = if press.is_some() { PEER_TELEPHONE_EVENT } else { 101 };
