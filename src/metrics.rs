@@ -67,6 +67,10 @@ fn describe() {
         "callcenter_recording_failures_total",
         "Answered calls whose recording could not be written"
     );
+    describe_counter!(
+        "callcenter_recording_chunks_dropped_total",
+        "Chunks of recorded audio (about 200 ms of a call) lost because the disk could not keep up"
+    );
     describe_histogram!(
         "callcenter_turn_latency_seconds",
         Unit::Seconds,
@@ -135,6 +139,10 @@ pub fn asr_failed(engine: &'static str) {
 
 pub fn recording_failed() {
     counter!("callcenter_recording_failures_total").increment(1);
+}
+
+pub fn recording_audio_dropped() {
+    counter!("callcenter_recording_chunks_dropped_total").increment(1);
 }
 
 pub fn tasks_waiting(n: i64) {

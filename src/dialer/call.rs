@@ -337,17 +337,43 @@ pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
     for task in orphans {
         // The last sign of life: the answer may have come after the last heartbeat.
         let last_seen = task.heartbeat_ms.max(task.call_answered_ms).unwrap_or(task.call_started_ms);
-        let ended_ms = last_seen.clamp(task.call_started_ms, now);
+        let mut ended_ms = last_seen.clamp(task.call_started_ms, now);
         tracing::warn!(uuid = %task.call_uuid, batch_id = task.batch_id, "taking over a call whose node stopped");
+        // The recording written until the crash, made playable; it shows how long the call
+        // was still alive (after its last heartbeat, too).
+        let mut wav_path = String::new();
+        if let Some(answered_ms) = task.call_answered_ms
+            && let Some((relative, length)) = recover_recording(inner, &task).await
+        {
+            wav_path = relative;
+            ended_ms = ended_ms.max(answered_ms + length.as_millis() as i64).min(now);
+        }
         let outcome = Outcome {
             answered_ms: task.call_answered_ms,
             cause: HangupCause::crash(),
             reason: None,
-            recorded: false,
+            recorded: !wav_path.is_empty(),
             dialogue: Vec::new(),
             intent: String::new(),
         };
-        finish(inner, &task, outcome, String::new(), ended_ms).await;
+        finish(inner, &task, outcome, wav_path, ended_ms).await;
+    }
+}
+
+/// The recording a crashed call left unfinished, given its name and a playable header:
+/// its path under `recordings.dir` and its length.
+async fn recover_recording(inner: &Inner, task: &ClaimedCall) -> Option<(String, Duration)> {
+    let started = inner.time.local(task.call_started_ms).ok()?;
+    let relative = recording::relative_path(&task.call_uuid, started);
+    let path = inner.recordings_dir.join(&relative);
+    match tokio::task::spawn_blocking(move || recording::recover(&path)).await {
+        Ok(Ok(Some(length))) => Some((relative, length)),
+        Ok(Ok(None)) => None,
+        Ok(Err(e)) => {
+            tracing::warn!(uuid = %task.call_uuid, error = %e, "could not recover the crashed call's recording");
+            None
+        }
+        Err(_) => None,
     }
 }
 

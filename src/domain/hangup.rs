@@ -40,6 +40,10 @@ impl HangupCause {
     pub fn crash() -> HangupCause {
         Self::new("CRASH", None)
     }
+    /// The far end sent no media for `sip.rtp_timeout_secs` (FreeSWITCH's name for it).
+    pub fn media_timeout() -> HangupCause {
+        Self::new("MEDIA_TIMEOUT", None)
+    }
     /// Hung up by this node because it could not renew the call's lease in time (another
     /// node may take the task over), or by the far end's timer for a node gone silent.
     pub fn lease_lost() -> HangupCause {

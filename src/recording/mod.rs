@@ -1,5 +1,10 @@
-//! Call recordings: where a WAV goes, how it is written, and a speech-like synthetic voice
-//! for carriers that have no real audio (the sim).
+//! Call recordings: where a WAV goes, how it is written (whole, or streamed as the call
+//! goes: `streamed`), and a speech-like synthetic voice for carriers that have no real
+//! audio (the sim).
+
+mod streamed;
+
+pub use streamed::{StreamedWav, recover};
 
 use std::f32::consts::TAU;
 use std::fs;

@@ -512,6 +512,23 @@ async fn options_re_invite_and_the_callees_bye_are_answered_as_a_phone_would() {
     assert!(after >= 5, "{events:?}");
 }
 
+#[tokio::test]
+async fn a_callee_whose_media_stops_without_a_bye_is_hung_up_with_media_timeout() {
+    // The scripted callee answers and then sends no RTP at all, and no BYE for a minute.
+    let peer = SipPeer::start(|_| Script::Answer { talk: Duration::from_secs(60), in_dialog: false }).await;
+    let s = TestServer::start_with(|settings| {
+        through(peer.addr)(settings);
+        settings.sip.rtp_timeout_secs = 2;
+    })
+    .await;
+    s.create(&[ticket("T-SILENT", "13900002001")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900002001").await;
+    assert_eq!(record["hangupCause"], "MEDIA_TIMEOUT:null", "{record}");
+    let events = peer.events();
+    assert!(events.iter().any(|e| e == "BYE received"), "we hung up with a BYE: {events:?}");
+}
+
 /// A callee who presses `key` (by SIP INFO with `info`) while the agent says its first
 /// lines, to the server with key 1 meaning 已确认 and key 2 拒绝: the call's record.
 async fn a_call_answered_by_a_key(phone: &str, key: char, info: bool) -> (Value, Vec<String>) {

@@ -27,7 +27,7 @@ use tokio::sync::{OnceCell, mpsc, watch};
 
 use self::g711::Codec;
 use self::recorder::Recorder;
-use self::rtp::{KEY_BACKLOG, Media, PortRange};
+use self::rtp::{KEY_BACKLOG, Media, PortRange, RtpTimeout};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
 use super::hearing::Ear;
@@ -80,6 +80,8 @@ pub struct SipSettings {
     /// it ends the call when refreshes stop, so a dead node's calls do not stay up.
     /// 90…3600; 0 = no session timers.
     pub session_expires_secs: u64,
+    /// A call whose far end sends no RTP this long is ended (`MEDIA_TIMEOUT`); 0 = never.
+    pub rtp_timeout_secs: u64,
 }
 
 impl Default for SipSettings {
@@ -106,6 +108,7 @@ impl Default for SipSettings {
             vad_threshold: 400,
             vad_silence_ms: 700,
             session_expires_secs: timer::MIN_SE,
+            rtp_timeout_secs: 30,
         }
     }
 }
@@ -144,6 +147,9 @@ impl SipSettings {
             return Err(
                 "sip.session_expires_secs must be 0 (none) or 90…3600 (RFC 4028's floor is 90)".into()
             );
+        }
+        if self.rtp_timeout_secs > 3600 {
+            return Err("sip.rtp_timeout_secs must be 0 (never) or up to 3600".into());
         }
         Ok(())
     }
@@ -336,7 +342,10 @@ impl Carrier for SipCarrier {
         };
         tracing::debug!(call_id, to = %media.addr, codec = ?media.codec, "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
-        let media = Media::start(socket, remote, Recorder::new(self.recording_limit), keys, keys_rx);
+        let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
+        let timeout = (s.rtp_timeout_secs > 0)
+            .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
+        let media = Media::start(socket, remote, recorder, (keys, keys_rx), timeout);
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
                 let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
@@ -365,16 +374,9 @@ impl Carrier for SipCarrier {
                 None
             }
         };
-        let session = SipSession::new(
-            request.call_id,
-            dialog,
-            media,
-            ended_rx,
-            self.engines.clone(),
-            request.recording,
-            answered_at,
-        )
-        .with_timer(timer);
+        let session =
+            SipSession::new(request.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
+                .with_timer(timer);
         DialResult::Answered(Box::new(session))
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
+use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 use crate::telephony::tts::{Speech, TtsError};
 
@@ -229,16 +230,25 @@ pub struct Media {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Ends a call whose far end has sent no RTP for `after`: its media path is gone (a
+/// crashed phone, a NAT binding lost) though no BYE came.
+pub struct RtpTimeout {
+    pub after: Duration,
+    /// Set to `MEDIA_TIMEOUT` unless the call has ended already.
+    pub ended: watch::Sender<Option<HangupCause>>,
+}
+
 impl Media {
     /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
     /// the recording's time zero is now. Key presses go to `keys`, the channel whose
-    /// receiving end is `keys_rx` (SIP INFO feeds it too).
+    /// receiving end is `keys_rx` (SIP INFO feeds it too). With `timeout`, a far end that
+    /// sends nothing for that long ends the call.
     pub fn start(
         socket: UdpSocket,
         remote: Arc<Mutex<Option<RemoteMedia>>>,
         recorder: Recorder,
-        keys: mpsc::Sender<char>,
-        keys_rx: mpsc::Receiver<char>,
+        (keys, keys_rx): (mpsc::Sender<char>, mpsc::Receiver<char>),
+        timeout: Option<RtpTimeout>,
     ) -> Media {
         let socket = Arc::new(socket);
         let recorder = Arc::new(Mutex::new(recorder));
@@ -259,6 +269,7 @@ impl Media {
             remote,
             recorder.clone(),
             (heard_tx, keys),
+            timeout,
             start,
             cancel.clone(),
         ));
@@ -294,7 +305,7 @@ impl Media {
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }
-        std::mem::replace(&mut *self.recorder.lock().expect("recorder lock"), Recorder::new(0))
+        std::mem::replace(&mut *self.recorder.lock().expect("recorder lock"), Recorder::new(None, 0))
     }
 }
 
@@ -408,6 +419,7 @@ async fn receive_loop(
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
     (heard, keys): (mpsc::Sender<Vec<i16>>, mpsc::Sender<char>),
+    mut timeout: Option<RtpTimeout>,
     start: Instant,
     cancel: CancellationToken,
 ) {
@@ -415,10 +427,19 @@ async fn receive_loop(
     let mut presses = KeyPresses::default();
     // (ssrc, timestamp, position in samples) of the anchor packet.
     let mut anchor: Option<(u32, u32, i64)> = None;
+    let mut last_packet = start;
     loop {
+        let silent_until = timeout.as_ref().map(|t| last_packet + t.after);
         let received = tokio::select! {
             _ = cancel.cancelled() => break,
             r = socket.recv_from(&mut buf) => r,
+            _ = tokio::time::sleep_until(silent_until.unwrap_or(start)), if silent_until.is_some() => {
+                if let Some(t) = timeout.take() {
+                    tracing::warn!(after = ?t.after, "rtp: the far end has sent no media: ending the call");
+                    t.ended.send_if_modified(|e| e.is_none() && e.replace(HangupCause::media_timeout()).is_none());
+                }
+                continue;
+            }
         };
         let len = match received {
             Ok((len, _from)) => len,
@@ -429,6 +450,7 @@ async fn receive_loop(
             }
         };
         let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
+        last_packet = Instant::now();
         let telephone_event = remote.lock().expect("remote lock").as_ref().and_then(|r| r.telephone_event);
         if telephone_event == Some(header.payload_type) {
             let key = TelephoneEvent::parse(payload).and_then(|e| presses.on_packet(&header, &e));
@@ -522,7 +544,8 @@ mod tests {
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
+        let dir = tempfile::tempdir().unwrap();
+        let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
 
         // 100 ms of audio: five frames, played in about 100 ms.
         let t = Instant::now();
@@ -549,8 +572,7 @@ mod tests {
                 tokio::time::timeout(Duration::from_secs(2), media.heard.recv()).await.unwrap().unwrap();
             assert!(frame.iter().all(|&s| (s - 2000).abs() < 100));
         }
-        let recorder = media.stop().await;
-        let (agent, callee) = recorder.channels();
+        let (agent, callee) = recorded(media, &dir).await;
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 800);
         assert_eq!(callee.iter().filter(|&&s| s > 1900).count(), 480);
     }
@@ -563,7 +585,8 @@ mod tests {
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
+        let dir = tempfile::tempdir().unwrap();
+        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
         let loud = async |frames: usize| {
             let (mut buf, mut loud) = ([0u8; 512], 0);
             while loud < frames {
@@ -588,9 +611,21 @@ mod tests {
         playing.done.await.unwrap();
         assert_eq!(playing.progress.share(), 1.0);
         loud(1).await;
-        let recorder = media.stop().await;
-        let (agent, _) = recorder.channels();
+        let (agent, _) = recorded(media, &dir).await;
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 760, "all of it, once");
+    }
+
+    /// A recorder to a file in `dir`.
+    fn recorder(dir: &tempfile::TempDir) -> Recorder {
+        Recorder::new(Some(&dir.path().join("call.wav")), 8000 * 10)
+    }
+
+    /// What `media` recorded (see `recorder`): the agent's channel and the callee's.
+    async fn recorded(media: Media, dir: &tempfile::TempDir) -> (Vec<i16>, Vec<i16>) {
+        assert!(media.stop().await.finish(Duration::from_secs(5)).await.unwrap());
+        let mut wav = hound::WavReader::open(dir.path().join("call.wav")).unwrap();
+        let stereo: Vec<i16> = wav.samples::<i16>().map(Result::unwrap).collect();
+        stereo.chunks(2).map(|s| (s[0], s[1])).unzip()
     }
 
     /// The packets of one key press as a phone sends them: updates every 50 ms, then
@@ -646,7 +681,7 @@ mod tests {
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media = Media::start(ours, remote, Recorder::new(8000 * 10), keys, keys_rx);
+        let mut media = Media::start(ours, remote, Recorder::new(None, 8000 * 10), (keys, keys_rx), None);
         // Our own offer's 101 is not what the answer said: not a key.
         for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
             for (header, e) in press(event, 160 * u32::from(event), 1, pt) {

@@ -3,7 +3,6 @@
 //! and hands it to the ASR, or for a key press (`[按键 1]`), `hang_up` sends BYE (unless the callee already did) and
 //! writes the recording.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use rsipstack::dialog::invite_dialog::InviteDialog;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::recorder;
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
 use crate::domain::HangupCause;
@@ -40,7 +38,6 @@ pub struct SipSession {
     /// Set (once) when the callee's side ends the call.
     ended: watch::Receiver<Option<HangupCause>>,
     engines: Engines,
-    recording: Option<PathBuf>,
     answered_at: Instant,
     hung_up: bool,
     /// RFC 4028 session timer, when the peer took one.
@@ -57,7 +54,6 @@ impl SipSession {
         media: Media,
         ended: watch::Receiver<Option<HangupCause>>,
         engines: Engines,
-        recording: Option<PathBuf>,
         answered_at: Instant,
     ) -> SipSession {
         SipSession {
@@ -66,7 +62,6 @@ impl SipSession {
             media: Some(media),
             ended,
             engines,
-            recording,
             answered_at,
             hung_up: false,
             timer: None,
@@ -200,10 +195,12 @@ impl CallSession for SipSession {
     async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
         self.hung_up = true;
         let talk = self.answered_at.elapsed();
-        let callee_cause = self.ended.borrow().clone();
-        let cause = match callee_cause {
-            Some(cause) => cause,
-            None => {
+        let ended = self.ended.borrow().clone();
+        let cause = match ended {
+            // The callee hung up.
+            Some(cause) if cause != HangupCause::media_timeout() => cause,
+            // We end it: the far end's media stopped, or for `reason`.
+            ended => {
                 let dialog = self.dialog.clone();
                 let call_id = self.call_id.clone();
                 let bye = tokio::spawn(async move {
@@ -213,38 +210,20 @@ impl CallSession for SipSession {
                 });
                 // Long enough for an answer on any sane network; the BYE goes on regardless.
                 let _ = tokio::time::timeout(BYE_WAIT, bye).await;
-                match reason {
+                ended.unwrap_or_else(|| match reason {
                     HangupReason::Completed => HangupCause::normal_clearing(),
                     HangupReason::Stopped => HangupCause::manager_request(),
                     HangupReason::MaxDuration => HangupCause::max_duration(),
                     HangupReason::Shutdown => HangupCause::system_shutdown(),
                     HangupReason::LeaseLost => HangupCause::lease_lost(),
-                }
-            }
-        };
-        let recorder = match self.media.take() {
-            Some(media) => media.stop().await,
-            None => recorder::Recorder::new(0),
-        };
-        let recorded = match self.recording.take() {
-            Some(path) => {
-                let call_id = self.call_id.clone();
-                let written = tokio::task::spawn_blocking(move || {
-                    recorder::write_stereo_wav(&path, &recorder.interleaved(talk))
                 })
-                .await;
-                match written {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        tracing::warn!(call_id, error = %e, "sip: could not write the recording");
-                        false
-                    }
-                    Err(e) => {
-                        tracing::warn!(call_id, error = %e, "sip: could not write the recording");
-                        false
-                    }
-                }
             }
+        };
+        let recorded = match self.media.take() {
+            Some(media) => media.stop().await.finish(talk).await.unwrap_or_else(|e| {
+                tracing::warn!(call_id = %self.call_id, error = %e, "sip: could not write the recording");
+                false
+            }),
             None => false,
         };
         tracing::debug!(call_id = %self.call_id, %cause, ?talk, "sip: call ended");
@@ -255,7 +234,8 @@ impl CallSession for SipSession {
 impl Drop for SipSession {
     /// A session dropped without `hang_up` (a panic in the agent) still ends the call.
     fn drop(&mut self) {
-        if self.hung_up || self.ended.borrow().is_some() {
+        let callee_ended = self.ended.borrow().as_ref().is_some_and(|c| *c != HangupCause::media_timeout());
+        if self.hung_up || callee_ended {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
