@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::common::{TestDb, db_value_at, until};
+use crate::support::baresip::{self, Baresip};
+use callcenter::recording::synth_speech;
 
 const MAX_ATTEMPTS: i64 = 3;
 
@@ -25,6 +27,18 @@ impl Node {
     /// Starts the binary on the database at `db_url`, with `dir` for its recordings and
     /// log, and waits until it answers HTTP.
     async fn start(db_url: &str, dir: &Path, time_scale: f64, concurrency: usize, log_name: &str) -> Node {
+        Node::start_with(db_url, dir, time_scale, concurrency, log_name, &[]).await
+    }
+
+    /// `start`, with more settings (`CALLCENTER__` variables without the prefix).
+    async fn start_with(
+        db_url: &str,
+        dir: &Path,
+        time_scale: f64,
+        concurrency: usize,
+        log_name: &str,
+        more: &[(&str, String)],
+    ) -> Node {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = std::fs::File::create(dir.join(log_name)).unwrap();
         let env = [
@@ -46,7 +60,7 @@ impl Node {
             cmd.env_remove(key);
         }
         cmd.current_dir(dir).stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        for (key, value) in env {
+        for (key, value) in env.iter().chain(more) {
             cmd.env(format!("CALLCENTER__{key}"), value);
         }
         let child = cmd.spawn().expect("the server binary starts");
@@ -251,4 +265,68 @@ async fn a_server_killed_mid_call_loses_nothing_and_never_calls_one_task_twice_a
 #[tokio::test]
 async fn a_server_killed_with_hundreds_of_tasks_and_a_hundred_calls_in_progress_loses_nothing() {
     crash_and_restart(300, 100, 0.15).await;
+}
+
+#[tokio::test]
+async fn a_sip_call_recorded_when_the_server_is_killed_keeps_a_playable_recording_as_long_as_its_record() {
+    baresip::require();
+    // A callee who talks for a minute, over a real SIP call.
+    let callee = Baresip::start(&[("13900005555", true)], &synth_speech(240, 60 * 8000, 200.0));
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDb::new(dir.path()).await;
+    let sip = [
+        ("DIALER__CARRIER", "sip".to_string()),
+        ("DIALER__MAX_ATTEMPTS", "1".into()),
+        ("SIP__TRUNK", callee.addr.to_string()),
+        ("SIP__BIND", "127.0.0.1:0".into()),
+        ("SIP__RTP_PORT_MIN", "0".into()),
+        ("TTS__ENGINE", "synthetic".into()),
+    ];
+    let node = Node::start_with(&db.url, dir.path(), 1.0, 1, "first.log", &sip).await;
+    let ticket = json!([{
+        "ticketNo": "CRASH-SIP", "phone": "13900005555", "username": "张三",
+        "ticketType": "维修", "ticketContent": "明天上午九点上门维修。"
+    }]);
+    node.post("/api/aicall/createTasks", ticket).await;
+    // The call is up and being recorded: its partial file grows.
+    let recordings = dir.path().join("recordings");
+    let part = until(Duration::from_secs(30), "the recording to be written", async || {
+        find_part(&recordings).filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 44 + 3 * 32_000))
+    })
+    .await;
+    node.kill_9();
+    assert!(part.exists(), "the server left its recording in progress");
+
+    let node = Node::start_with(&db.url, dir.path(), 1.0, 1, "second.log", &sip).await;
+    let record = until(Duration::from_secs(30), "the CRASH record", async || {
+        node.records().await.into_iter().find(|r| r["hangupCause"] == "CRASH:null")
+    })
+    .await;
+    let url = record["wavFileUrl"].as_str().unwrap();
+    let relative = url.split("filename=").nth(1).expect(url);
+    let wav = recordings.join(relative);
+    assert!(!part.exists(), "the partial file became the recording");
+    let reader = hound::WavReader::open(&wav).expect("a playable WAV");
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.sample_rate), (2, 8000));
+    let secs = f64::from(reader.duration()) / 8000.0;
+    let time_len = record["timeLen"].as_f64().unwrap();
+    assert!(secs >= 3.0, "{secs} s recorded");
+    assert!(
+        (secs - time_len).abs() <= 1.0,
+        "the WAV's {secs} s against the record's timeLen {time_len}: {record}"
+    );
+}
+
+/// A recording in progress (`.<uuid>.wav.part`) somewhere under `dir`.
+fn find_part(dir: &Path) -> Option<std::path::PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries.flatten().find_map(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            find_part(&path)
+        } else {
+            path.file_name()?.to_str()?.ends_with(".wav.part").then_some(path)
+        }
+    })
 }
