@@ -608,50 +608,97 @@ pub struct Resampler {
     next: usize,
 }
 
-#[derive(Clone, Copy)]
+/// A windowed sinc: each output sample is drawn from the input around its time.
 struct Filter {
-    ratio: f64,
+    /// The rates over their greatest common divisor: output `j` is at input time
+    /// `j·from/to`, so its position between two input samples, its phase, is one of `to`.
+    from: u64,
+    to: u64,
     cutoff: f64,
     /// Input samples taken on either side.
     half: i64,
+    /// The taps' weights by phase (`2·half` each), worked out once: the sines and cosines
+    /// are most of the work otherwise. Empty for rates with too many phases (an odd rate),
+    /// whose weights are worked out sample by sample.
+    table: Vec<f64>,
+}
+
+/// Largest weight table kept (a common TTS rate to 8 kHz needs at most 160 phases).
+const MOST_WEIGHTS: u64 = 1 << 16;
+
+impl Filter {
+    fn new(from: u32, to: u32) -> Filter {
+        const ZEROS: f64 = 16.0;
+        let divisor = gcd(u64::from(from), u64::from(to));
+        let (from, to) = (u64::from(from) / divisor, u64::from(to) / divisor);
+        let ratio = to as f64 / from as f64;
+        // Below both Nyquist frequencies, with a little room for the filter's slope.
+        let cutoff = ratio.min(1.0) * 0.92;
+        let half = (ZEROS / cutoff).ceil() as i64;
+        let mut filter = Filter { from, to, cutoff, half, table: Vec::new() };
+        if to * 2 * half as u64 <= MOST_WEIGHTS {
+            filter.table = (0..to)
+                .flat_map(|phase| (0..2 * half).map(move |i| (phase, i)))
+                .map(|(phase, i)| filter.weight(phase as f64 / to as f64 + (half - 1 - i) as f64))
+                .collect();
+        }
+        filter
+    }
+
+    /// The weight of an input sample `x` input samples before the output's time.
+    fn weight(&self, x: f64) -> f64 {
+        let w = x / self.half as f64;
+        if w.abs() >= 1.0 {
+            return 0.0;
+        }
+        let window =
+            0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
+        let arg = std::f64::consts::PI * self.cutoff * x;
+        let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
+        sinc * window
+    }
+
+    /// The input sample output `j` is centred on (the last at or before its time).
+    fn center(&self, j: usize) -> i64 {
+        (j as u64 * self.from / self.to) as i64
+    }
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 { a.max(1) } else { gcd(b, a % b) }
 }
 
 impl Resampler {
     pub fn new(from: u32, to: u32) -> Resampler {
-        const ZEROS: f64 = 16.0;
-        let filter = (from != to && from != 0 && to != 0).then(|| {
-            let ratio = f64::from(to) / f64::from(from);
-            // Below both Nyquist frequencies, with a little room for the filter's slope.
-            let cutoff = ratio.min(1.0) * 0.92;
-            Filter { ratio, cutoff, half: (ZEROS / cutoff).ceil() as i64 }
-        });
+        let filter = (from != to && from != 0 && to != 0).then(|| Filter::new(from, to));
         Resampler { filter, input: Vec::new(), base: 0, next: 0 }
     }
 
     /// The output that `chunk` completes.
     pub fn push(&mut self, chunk: &[i16]) -> Vec<i16> {
-        let Some(f) = self.filter else { return chunk.to_vec() };
+        let Some(f) = self.filter.take() else { return chunk.to_vec() };
         self.input.extend_from_slice(chunk);
         let end = (self.base + self.input.len()) as i64;
-        self.run(|j| ((j as f64 / f.ratio).floor() as i64) + f.half < end)
+        let out = self.run(&f, |j| f.center(j) + f.half < end);
+        self.filter = Some(f);
+        out
     }
 
     /// The rest, once all the input has come.
     pub fn finish(mut self) -> Vec<i16> {
-        let Some(f) = self.filter else { return Vec::new() };
-        let out_len = ((self.base + self.input.len()) as f64 * f.ratio).round() as usize;
-        self.run(|j| j < out_len)
+        let Some(f) = self.filter.take() else { return Vec::new() };
+        let out_len = ((self.base + self.input.len()) as f64 * f.to as f64 / f.from as f64).round() as usize;
+        self.run(&f, |j| j < out_len)
     }
 
-    fn run(&mut self, ready: impl Fn(usize) -> bool) -> Vec<i16> {
-        let Some(f) = self.filter else { return Vec::new() };
+    fn run(&mut self, f: &Filter, ready: impl Fn(usize) -> bool) -> Vec<i16> {
         let mut out = Vec::new();
         while ready(self.next) {
-            out.push(self.sample(&f, self.next));
+            out.push(self.sample(f, self.next));
             self.next += 1;
         }
         // What the next output reaches back to is all that is still needed.
-        let keep_from = ((self.next as f64 / f.ratio).floor() as i64 - f.half + 1).max(0) as usize;
+        let keep_from = (f.center(self.next) - f.half + 1).max(0) as usize;
         let drop = keep_from.saturating_sub(self.base).min(self.input.len());
         self.input.drain(..drop);
         self.base += drop;
@@ -659,24 +706,19 @@ impl Resampler {
     }
 
     fn sample(&self, f: &Filter, j: usize) -> i16 {
-        let t = j as f64 / f.ratio;
-        let center = t.floor() as i64;
+        let center = f.center(j);
+        let phase = (j as u64 * f.from % f.to) as usize;
         let end = (self.base + self.input.len()) as i64;
+        let first = center - f.half + 1;
         let (mut acc, mut norm) = (0.0, 0.0);
-        for k in (center - f.half + 1)..=(center + f.half) {
+        for (i, k) in (first..=center + f.half).enumerate() {
             if k < 0 || k >= end {
                 continue;
             }
-            let x = t - k as f64;
-            let w = x / f.half as f64;
-            if w.abs() >= 1.0 {
-                continue;
-            }
-            let window =
-                0.42 + 0.5 * (std::f64::consts::PI * w).cos() + 0.08 * (2.0 * std::f64::consts::PI * w).cos();
-            let arg = std::f64::consts::PI * f.cutoff * x;
-            let sinc = if arg.abs() < 1e-9 { 1.0 } else { arg.sin() / arg };
-            let weight = sinc * window;
+            let weight = match f.table.is_empty() {
+                false => f.table[phase * 2 * f.half as usize + i],
+                true => f.weight(phase as f64 / f.to as f64 + (center - k) as f64),
+            };
             acc += f64::from(self.input[k as usize - self.base]) * weight;
             norm += weight;
         }
