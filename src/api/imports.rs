@@ -153,6 +153,7 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
         wav_url,
         dialogue_json: serde_json::to_string(&dialogue).expect("turns serialize"),
         intent: String::new(),
+        turn_latency_ms: None,
     })
 }
 
@@ -372,6 +373,7 @@ pub fn cdr_record(cdr: &Value, time: &ApiTime, recordings: &Path) -> Result<Call
         wav_url: String::new(),
         dialogue_json: "[]".into(),
         intent: String::new(),
+        turn_latency_ms: None,
     })
 }
 

@@ -25,6 +25,7 @@ struct Outcome {
     recorded: bool,
     dialogue: Vec<crate::domain::Turn>,
     intent: String,
+    turn_latency: Option<Duration>,
 }
 
 /// Places the call, lets the agent talk, and records the attempt.
@@ -69,6 +70,7 @@ impl Outcome {
             recorded: false,
             dialogue: Vec::new(),
             intent: String::new(),
+            turn_latency: None,
         }
     }
 }
@@ -165,6 +167,7 @@ async fn converse(
         recorded: end.recorded,
         dialogue,
         intent,
+        turn_latency: end.turn_latency,
     }
 }
 
@@ -275,6 +278,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
         wav_path,
         dialogue: outcome.dialogue,
         intent: outcome.intent,
+        turn_latency: outcome.turn_latency,
         next,
     };
     // The call happened: keep trying to write it down while our lease lasts. After
@@ -350,11 +354,8 @@ pub(super) async fn recover_orphans(inner: &Inner, own_too: bool) {
         }
         let outcome = Outcome {
             answered_ms: task.call_answered_ms,
-            cause: HangupCause::crash(),
-            reason: None,
             recorded: !wav_path.is_empty(),
-            dialogue: Vec::new(),
-            intent: String::new(),
+            ..Outcome::failed(HangupCause::crash())
         };
         finish(inner, &task, outcome, wav_path, ended_ms).await;
     }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -80,6 +81,8 @@ pub struct FinishedAttempt {
     pub dialogue: Vec<Turn>,
     /// The outcome of an answered call; empty otherwise.
     pub intent: String,
+    /// The call's median voice-to-voice latency; `None` when no answer was measured.
+    pub turn_latency: Option<Duration>,
     pub next: NextStep,
 }
 
@@ -101,6 +104,7 @@ impl FinishedAttempt {
             wav_url: String::new(),
             dialogue_json: serde_json::to_string(&self.dialogue).expect("dialogue serializes"),
             intent: self.intent.clone(),
+            turn_latency_ms: self.turn_latency.map(|d| d.as_millis() as i64),
         }
     }
 

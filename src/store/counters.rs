@@ -175,6 +175,7 @@ mod tests {
             wav_url: String::new(),
             dialogue_json: "[]".into(),
             intent: String::new(),
+            turn_latency_ms: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub(super) const OPEN: &str = "('pending', 'calling', 'retry_wait')";
 pub(super) const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
      ticket_type, ticket_content, status, call_count, last_hangup_cause";
 pub(super) const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-     time_len, hangup_cause, wav_path, wav_url, dialogue, intent";
+     time_len, hangup_cause, wav_path, wav_url, dialogue, intent, turn_latency_ms";
 pub(super) const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
      call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms, lease_gen";
 
@@ -59,6 +59,9 @@ pub struct CallRecord {
     pub dialogue_json: String,
     /// The outcome of an answered AI call; empty otherwise.
     pub intent: String,
+    /// An AI call's median voice-to-voice latency (`CallEnd::turn_latency`); not in
+    /// records/list, only in the call's `call.ended` webhook.
+    pub turn_latency_ms: Option<i64>,
 }
 
 fn call_type_code<S: Serializer>(call_type: &CallType, s: S) -> Result<S::Ok, S::Error> {

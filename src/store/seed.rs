@@ -136,6 +136,7 @@ impl SeedPlan {
             wav_url: String::new(),
             dialogue_json: dialogue.to_string(),
             intent: intent.to_string(),
+            turn_latency_ms: None,
         }
     }
 

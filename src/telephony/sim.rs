@@ -16,6 +16,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use tokio::time::{Instant, sleep, sleep_until};
 
+use super::latency::{CallLatency, TurnTimes};
 use super::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
 };
@@ -191,6 +192,8 @@ struct SimSession {
     far_end: Arc<FarEnd>,
     /// Where the call's interval goes, and the number called.
     log: Option<(Arc<CallLog>, String)>,
+    /// How long the agent took to answer the callee's replies.
+    latency: CallLatency,
 }
 
 /// The network's dead man's switch (a SIP session timer, FreeSWITCH's `sched_hangup`):
@@ -266,6 +269,7 @@ impl SimSession {
             answered_ms: now_ms(),
             far_end: Arc::default(),
             log: None,
+            latency: CallLatency::default(),
         }
     }
 
@@ -347,6 +351,11 @@ impl CallSession for SimSession {
 
     async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
         self.check_line()?;
+        // The sim has no synthesis: an answer's audio starts as the line is given.
+        if let Some(turn) = self.latency.answering() {
+            let now = Instant::now();
+            self.latency.answered(turn, now, now, now);
+        }
         self.speak(text, AGENT_PITCH_HZ, Duration::MAX).await?;
         if self.callee == Callee::HangsUp && self.hangup_at.is_none() {
             let after = secs(&mut self.rng, 0.5..2.5);
@@ -367,6 +376,7 @@ impl CallSession for SimSession {
         let think = self.scaled(think).min(max_wait);
         self.spend(think).await?;
         self.speak(reply, CALLEE_PITCH_HZ, max_wait - think).await?;
+        self.latency.heard(TurnTimes::at(Instant::now()));
         Ok(Heard::Speech(reply.to_string()))
     }
 
@@ -400,11 +410,12 @@ impl CallSession for SimSession {
                 "ended_by": ended_by,
             }));
         }
+        let turn_latency = self.latency.median();
         let recorded = match self.recording {
             Some(rec) => save(&self.call_id, rec, talk).await,
             None => false,
         };
-        CallEnd { cause, recorded, turn_latency: None }
+        CallEnd { cause, recorded, turn_latency }
     }
 }
 
@@ -668,6 +679,25 @@ mod tests {
             let end = session(Callee::Confirms, 0.0, None).hang_up(reason).await;
             assert_eq!(end, CallEnd { cause: expected, recorded: false, turn_latency: None });
         }
+    }
+
+    #[tokio::test]
+    async fn the_call_end_carries_the_median_time_the_agent_took_to_answer() {
+        let wait = Duration::from_secs(8);
+        let mut call = session(Callee::Asks, 0.0, None);
+        call.say("您好").await.unwrap();
+        call.listen(wait).await.unwrap();
+        sleep(Duration::from_millis(30)).await; // the agent thinks
+        call.say("明天上午九点").await.unwrap();
+        let took = call.hang_up(HangupReason::Completed).await.turn_latency.expect("one answer");
+        assert!(took >= Duration::from_millis(30), "{took:?}");
+
+        // A callee who never speaks is never answered.
+        let mut silent = session(Callee::Silent, 0.0, None);
+        silent.say("您好").await.unwrap();
+        silent.listen(wait).await.unwrap();
+        silent.say("再见").await.unwrap();
+        assert_eq!(silent.hang_up(HangupReason::Completed).await.turn_latency, None);
     }
 
     #[tokio::test]

@@ -70,6 +70,11 @@ pub struct Event {
     pub task: TaskRowJson,
     /// The attempt's record for `call.ended`; null for `task.ended`.
     pub record: Option<RecordRow>,
+    /// For `call.ended`, the call's median voice-to-voice latency in milliseconds (from
+    /// the callee's last word to the first audio of the agent's answer); null when no
+    /// answer was measured, and for `task.ended`. Beside the record, which is exactly
+    /// records/list's row.
+    pub turn_latency_ms: Option<i64>,
 }
 
 pub struct Deliverer {
@@ -150,13 +155,17 @@ impl Deliverer {
     }
 
     async fn attempt(&self, event: &OutboxEvent) -> Result<(), String> {
-        let record = match &event.record_uuid {
+        let (record, turn_latency_ms) = match &event.record_uuid {
             Some(uuid) => {
                 let record = self.store.record(uuid).await.map_err(|e| e.to_string())?;
                 let record = record.ok_or_else(|| format!("record {uuid} not found"))?;
-                Some(RecordRow::new(record, &self.time, &self.public_url).map_err(|e| e.to_string())?)
+                let latency = record.turn_latency_ms;
+                (
+                    Some(RecordRow::new(record, &self.time, &self.public_url).map_err(|e| e.to_string())?),
+                    latency,
+                )
             }
-            None => None,
+            None => (None, None),
         };
         let body = serde_json::to_vec(&Event {
             event_id: event.event_id.clone(),
@@ -164,6 +173,7 @@ impl Deliverer {
             occurred_at: self.time.format(event.created_ms).map_err(|e| e.to_string())?,
             task: TaskRowJson::from(event.task.clone()),
             record,
+            turn_latency_ms,
         })
         .expect("event serializes");
         let timestamp = (now_ms() / 1000).to_string();

@@ -411,6 +411,7 @@ fn stored_record(uuid: &str, call_type: CallType, callout_ms: i64) -> CallRecord
         wav_url: String::new(),
         dialogue_json: "[]".into(),
         intent: String::new(),
+        turn_latency_ms: None,
     }
 }
 

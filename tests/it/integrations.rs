@@ -144,6 +144,49 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
 }
 
 #[tokio::test]
+async fn call_ended_carries_the_time_the_agent_took_to_answer_the_callee_beside_the_record() {
+    let hook = Receiver::start(0).await;
+    let url = hook.url.clone();
+    let s = TestServer::start_with(move |c| {
+        c.sim.answer_rate = 1.0;
+        c.webhook.url = url;
+    })
+    .await;
+    // Callees of several kinds (the sim's seed draws them), and a number that fails.
+    let mut tickets: Vec<Value> =
+        (0..8).map(|i| ticket(&format!("L{i}"), &format!("1390000100{i}"))).collect();
+    tickets.push(ticket("L9", "13900004040"));
+    let ids = s.create(&tickets).await;
+    let events = hook.wait_for(2 * tickets.len(), Duration::from_secs(20)).await;
+    let latency = |e: &Value| {
+        let field = e.as_object().unwrap().get("turnLatencyMs");
+        field.unwrap_or_else(|| panic!("every event has turnLatencyMs: {e}")).clone()
+    };
+    let mut measured = 0;
+    for e in &events {
+        if e["type"] == "task.ended" {
+            assert_eq!(latency(e), Value::Null, "{e}");
+            continue;
+        }
+        // A line of the agent's after one of the callee's answered a turn.
+        let dialogue = e["record"]["dialogue"].as_array().unwrap();
+        let answered = dialogue.windows(2).any(|w| w[0]["role"] == "user" && w[1]["role"] == "assistant");
+        if answered {
+            assert!(latency(e).as_u64().is_some(), "a whole number of milliseconds: {e}");
+            measured += 1;
+        } else {
+            assert_eq!(latency(e), Value::Null, "{e}");
+        }
+        let listed = s.records(json!({"uuid": e["record"]["uuid"]})).await["rows"][0].clone();
+        assert_eq!(e["record"], listed, "the record is still exactly the records/list row");
+        assert!(listed.get("turnLatencyMs").is_none(), "records/list does not show it: {listed}");
+    }
+    assert!(measured > 0, "some callee was answered: {events:#?}");
+    let failed = events.iter().find(|e| e["type"] == "call.ended" && e["task"]["batchId"] == ids[8]);
+    assert_eq!(latency(failed.expect("the failed call's call.ended")), Value::Null);
+}
+
+#[tokio::test]
 async fn a_do_not_call_number_is_never_dialed_and_its_task_ends_blocked() {
     let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
     let v = s

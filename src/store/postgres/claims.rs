@@ -266,7 +266,8 @@ pub(super) async fn finish_attempts(
          SELECT {RECORD_COLUMNS} FROM json_to_recordset($1::json) AS r ({RECORD_TYPES})
          ON CONFLICT (uuid) DO UPDATE SET answered_ms = EXCLUDED.answered_ms, ended_ms = EXCLUDED.ended_ms,
              time_len = EXCLUDED.time_len, hangup_cause = EXCLUDED.hangup_cause,
-             wav_path = EXCLUDED.wav_path, dialogue = EXCLUDED.dialogue, intent = EXCLUDED.intent"
+             wav_path = EXCLUDED.wav_path, dialogue = EXCLUDED.dialogue, intent = EXCLUDED.intent,
+             turn_latency_ms = EXCLUDED.turn_latency_ms"
     ))
     .bind(json(&records))
     .execute(&mut *tx)

@@ -140,7 +140,7 @@ fn arguments(sql: &Sql) -> PgArguments {
 /// The types of `RECORD_COLUMNS`, for reading records from a bound JSON list.
 const RECORD_TYPES: &str = "uuid text, call_type text, batch_id bigint, telephone text, extnum text, \
      callout_ms bigint, answered_ms bigint, ended_ms bigint, time_len bigint, hangup_cause text, wav_path text, \
-     wav_url text, dialogue text, intent text";
+     wav_url text, dialogue text, intent text, turn_latency_ms bigint";
 
 #[async_trait]
 impl Store for PgStore {

@@ -221,7 +221,8 @@ pub(super) async fn finish_attempts(
             "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT {} FROM json_each(?) WHERE true
              ON CONFLICT (uuid) DO UPDATE SET answered_ms = excluded.answered_ms, ended_ms = excluded.ended_ms,
                  time_len = excluded.time_len, hangup_cause = excluded.hangup_cause,
-                 wav_path = excluded.wav_path, dialogue = excluded.dialogue, intent = excluded.intent",
+                 wav_path = excluded.wav_path, dialogue = excluded.dialogue, intent = excluded.intent,
+                 turn_latency_ms = excluded.turn_latency_ms",
             json_fields(RECORD_COLUMNS)
         ))
         .bind(json(&records))

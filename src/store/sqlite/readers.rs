@@ -140,11 +140,12 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         wav_url: row.get(11)?,
         dialogue_json: row.get(12)?,
         intent: row.get(13)?,
+        turn_latency_ms: row.get(14)?,
     })
 }
 
 /// The number of columns `record` reads.
-pub(super) const RECORD_WIDTH: usize = 14;
+pub(super) const RECORD_WIDTH: usize = 15;
 
 /// A task from the columns of `TASK_COLUMNS`, in its order.
 pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
