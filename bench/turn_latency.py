@@ -84,10 +84,14 @@ class Stubs(http.server.ThreadingHTTPServer):
         self.replies = 0
         self.lock = threading.Lock()
 
-    def speech(self, text):
-        """A WAV as long as a voice would take to say `text`."""
+    def speech(self, text, response_format):
+        """Audio as long as a voice would take to say `text`: raw 16-bit PCM (OpenAI's
+        "pcm", its rate in the Content-Type as some servers give it) or a WAV."""
         samples = int(min(len(text), MAX_CHARS) * SECS_PER_CHAR * self.rate)
-        return wav_bytes(self.voice[: 2 * samples], self.rate)
+        pcm = self.voice[: 2 * samples]
+        if response_format == "pcm":
+            return f"audio/pcm;rate={self.rate}", pcm
+        return "audio/wav", wav_bytes(pcm, self.rate)
 
     def reply_no(self):
         # A new line each time: a line said before comes from the TTS cache, unsynthesised.
@@ -114,7 +118,8 @@ class StubHandler(http.server.BaseHTTPRequestHandler):
             self.answer("application/json", json.dumps({"text": "好的，我知道了。"}).encode())
         elif self.path.endswith("/audio/speech"):
             time.sleep(self.server.delays["tts"])
-            self.answer("audio/wav", self.server.speech(json.loads(body)["input"]))
+            request = json.loads(body)
+            self.answer(*self.server.speech(request["input"], request.get("response_format", "wav")))
         elif self.path.endswith("/chat/completions"):
             self.chat(json.loads(body))
         else:

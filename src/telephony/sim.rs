@@ -1,7 +1,8 @@
 //! A simulated carrier for demos and tests: test numbers force an outcome, other
 //! numbers answer at `sim.answer_rate`, and an answered callee plays one of a few
 //! behaviours. Ringing and talking take real time scaled by `sim.time_scale`, and the
-//! recording is a synthetic voice laid on the call's real timeline.
+//! recording is a synthetic voice laid on the call's real timeline, written as the call
+//! goes.
 
 use std::io::Write;
 use std::ops::Range;
@@ -21,7 +22,7 @@ use super::{
     CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
 };
 use crate::domain::{HangupCause, now_ms};
-use crate::recording;
+use crate::recording::{self, StreamedWav};
 
 /// The `[sim]` section: the simulated carrier's callees.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -186,7 +187,8 @@ struct SimSession {
     turns_heard: usize,
     /// When the callee will hang up (or did), once decided.
     hangup_at: Option<Instant>,
-    recording: Option<Recording>,
+    /// Mono: both voices on one channel.
+    recording: Option<StreamedWav>,
     answered_ms: i64,
     /// When the network's side ends the call by itself, once armed by `keep_alive`.
     far_end: Arc<FarEnd>,
@@ -236,19 +238,6 @@ impl CallLog {
     }
 }
 
-struct Recording {
-    path: PathBuf,
-    speech: Vec<Speech>,
-}
-
-/// One line spoken, placed on the call's timeline (offsets from answer).
-struct Speech {
-    start: Duration,
-    len: Duration,
-    syllables: usize,
-    pitch_hz: f32,
-}
-
 impl SimSession {
     fn new(
         call_id: String,
@@ -265,7 +254,7 @@ impl SimSession {
             answered_at: Instant::now(),
             turns_heard: 0,
             hangup_at: None,
-            recording: recording.map(|path| Recording { path, speech: Vec::new() }),
+            recording: recording.and_then(|path| StreamedWav::create(&path, 1)),
             answered_ms: now_ms(),
             far_end: Arc::default(),
             log: None,
@@ -317,10 +306,16 @@ impl SimSession {
         let start = self.answered_at.elapsed();
         let len = self.scaled(PER_CHAR * text.chars().count() as u32).min(limit);
         let result = self.spend(len).await;
-        if let Some(rec) = &mut self.recording {
-            let len = self.answered_at.elapsed().saturating_sub(start);
+        if let Some(wav) = &self.recording {
+            // As long as it lasted (a hang-up may have cut it short), rendered off the async
+            // threads.
+            let len = recording::samples_in(self.answered_at.elapsed().saturating_sub(start));
             let syllables = text.chars().filter(|c| c.is_alphanumeric()).count();
-            rec.speech.push(Speech { start, len, syllables, pitch_hz });
+            let voice =
+                tokio::task::spawn_blocking(move || recording::synth_speech(syllables, len, pitch_hz));
+            if let Ok(voice) = voice.await {
+                wav.write_at(recording::samples_in(start), &voice);
+            }
         }
         result
     }
@@ -412,39 +407,17 @@ impl CallSession for SimSession {
         }
         let turn_latency = self.latency.median();
         let recorded = match self.recording {
-            Some(rec) => save(&self.call_id, rec, talk).await,
+            Some(wav) => match wav.finish(recording::samples_in(talk)).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(call_id = %self.call_id, error = %e, "sim: could not write the recording");
+                    false
+                }
+            },
             None => false,
         };
         CallEnd { cause, recorded, turn_latency }
     }
-}
-
-/// Renders the timeline to `talk` long and writes it, off the async threads.
-async fn save(call_id: &str, rec: Recording, talk: Duration) -> bool {
-    let written = tokio::task::spawn_blocking(move || {
-        let samples = render(&rec.speech, talk);
-        recording::write_wav(&rec.path, &samples)
-    })
-    .await;
-    let error = match written {
-        Ok(Ok(())) => return true,
-        Ok(Err(e)) => e.to_string(),
-        Err(e) => e.to_string(),
-    };
-    tracing::warn!(call_id, error, "sim: could not write the recording");
-    false
-}
-
-/// Silence `talk` long, with each line's synthetic voice at its place.
-fn render(speech: &[Speech], talk: Duration) -> Vec<i16> {
-    let mut samples = vec![0i16; recording::samples_in(talk)];
-    for line in speech {
-        let start = recording::samples_in(line.start).min(samples.len());
-        let end = (start + recording::samples_in(line.len)).min(samples.len());
-        let voice = recording::synth_speech(line.syllables, end - start, line.pitch_hz);
-        samples[start..end].copy_from_slice(&voice);
-    }
-    samples
 }
 
 /// Sleeps, but not at all for zero (`time_scale = 0` must be instant).
@@ -708,18 +681,18 @@ mod tests {
         call.say("您好，请问是张先生吗？").await.unwrap();
         call.listen(Duration::from_secs(8)).await.unwrap();
         sleep(Duration::from_millis(200)).await; // a pause before we hang up
-        let lines: Vec<Range<usize>> = call
-            .recording
-            .as_ref()
-            .unwrap()
-            .speech
-            .iter()
-            .map(|s| recording::samples_in(s.start)..recording::samples_in(s.start + s.len))
-            .collect();
         assert!(call.hang_up(HangupReason::Completed).await.recorded);
 
         let (spec, samples) = wav(&path);
         assert_eq!((spec.sample_rate, spec.channels, spec.bits_per_sample), (8000, 1, 16));
+        // The voices: stretches without 20 ms of silence in them.
+        let mut lines: Vec<Range<usize>> = Vec::new();
+        for (i, _) in samples.iter().enumerate().filter(|(_, s)| **s != 0) {
+            match lines.last_mut() {
+                Some(line) if i - line.end < 160 => line.end = i + 1,
+                _ => lines.push(i..i + 1),
+            }
+        }
         let [agent, callee] = &lines[..] else { panic!("{lines:?}") };
         assert!(rms(&samples[agent.clone()]) > 1000.0, "agent rms {}", rms(&samples[agent.clone()]));
         assert!(rms(&samples[callee.clone()]) > 1000.0, "callee rms {}", rms(&samples[callee.clone()]));

@@ -221,7 +221,16 @@ async fn crash_and_restart(n: usize, concurrency: usize, time_scale: f64) {
                 "a crashed call ends after it was answered: {r:#}"
             );
         }
+        // What the sim recorded until the crash plays, when it had begun a chunk.
+        if let Some(relative) = r["wavFileUrl"].as_str().unwrap().split("filename=").nth(1) {
+            let wav = hound::WavReader::open(dir.path().join("recordings").join(relative));
+            assert!(wav.is_ok_and(|w| w.spec().sample_rate == 8000), "{r:#}");
+        }
     }
+    assert!(
+        crashed.iter().any(|r| r["wavFileUrl"] != ""),
+        "some call cut while talking keeps its recording: {crashed:#?}"
+    );
 
     for t in &tasks {
         let phone = t["phone"].as_str().unwrap();
