@@ -343,12 +343,12 @@ def main():
         print(f"\nMachine: {machine()}")
         print(f"Calls: {a.calls}, answered turns: {turns:.0f}; stub delays: ASR {a.asr_ms:g} ms, "
               f"model {a.llm_ms:g} ms (first sentence), TTS {a.tts_ms:g} ms "
-              f"(a WAV at {a.tts_rate} Hz, {SECS_PER_CHAR:g} s a character)\n")
+              f"(PCM at {a.tts_rate} Hz, streamed, {SECS_PER_CHAR:g} s a character)\n")
         print("| part | mean | of which the stub | the server's own |")
         print("| --- | --- | --- | --- |")
         for part in PARTS:
             if part == "end_of_turn":
-                own = "(sip.vad_silence_ms, 700)"
+                own = "(asr.vad_silence_ms, 700)"
             elif part == "total":
                 own = f"**{overhead:.1f} ms**"
             else:
