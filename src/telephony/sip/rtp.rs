@@ -27,8 +27,10 @@ use crate::telephony::tts::{Speech, TtsError};
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
 pub const FRAME_TIME: Duration = Duration::from_millis(20);
-/// Received frames kept for `listen` while nobody listens (10 s); older ones are dropped.
-const HEARD_BACKLOG: usize = 500;
+/// Received frames kept while nobody listens (1 s, 16 kB); newer ones are dropped. What
+/// waits is only ever used to go on with a turn that cut a line short, at once; the rest
+/// is dropped when the next line or turn starts.
+const HEARD_BACKLOG: usize = 50;
 /// Key presses kept for `listen`; a peer flooding events cannot grow it further.
 pub const KEY_BACKLOG: usize = 32;
 
