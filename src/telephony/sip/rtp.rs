@@ -323,6 +323,7 @@ async fn send_loop(
     let mut n: u64 = 0;
     let mut current: Option<Prompt> = None;
     let mut first = true;
+    let lateness = crate::metrics::rtp_send_lateness();
     loop {
         let due = start + FRAME_TIME * n as u32;
         loop {
@@ -341,8 +342,11 @@ async fn send_loop(
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
         let behind = Instant::now().saturating_duration_since(due);
+        lateness.record(behind.as_secs_f64());
         if behind > FRAME_TIME * 10 {
-            n += (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
+            let skipped = (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
+            crate::metrics::rtp_frames_skipped(skipped);
+            n += skipped;
         }
         if current.as_ref().is_some_and(|p| p.done.is_closed()) {
             current = None; // the caller gave up on it (the call is ending)
