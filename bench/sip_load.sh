@@ -14,6 +14,7 @@ CALLS="100 500 1000"
 SECS=120
 VOICES="synthetic"
 CPS=20
+SETTLE=20
 PORT=28899
 WORKDIR=""
 KEEP=0
@@ -28,6 +29,8 @@ usage: bench/sip_load.sh [options]
   --secs S           length of every call: dialer.max_call_secs (default: $SECS)
   --voice V[,V…]     tts.engine: synthetic and/or espeak (default: $VOICES)
   --cps N            dialer.calls_per_second while the calls are set up (default: $CPS)
+  --settle S         wait this long after the last call is answered before measuring: its
+                     lines are still being made (default: $SETTLE)
   --port P           first port to try for the server's HTTP (default: $PORT)
   --workdir DIR      scratch directory (default: a new one under /tmp)
   --out FILE         also write the table (Markdown) to FILE
@@ -43,6 +46,7 @@ while [[ $# -gt 0 ]]; do
         --secs) SECS=$2; shift 2 ;;
         --voice) VOICES=${2//,/ }; shift 2 ;;
         --cps) CPS=$2; shift 2 ;;
+        --settle) SETTLE=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
         --workdir) WORKDIR=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
@@ -285,13 +289,15 @@ run_one() {
     t_up=$(now)
     ramp=$(calc "printf \"%.1f\", $t_up - $t0")
     ramp_cpu=$(calc "printf \"%.1f\", $(cpu_all "$SRV_PID") - $cpu0")
-    metrics_snapshot >"$dir/m1"
 
-    # The steady state: every call up, until shortly before the first one ends.
+    # The steady state: every call up and its lines made, until shortly before the first
+    # call ends.
     local window
-    window=$(calc "w = $first + $SECS - 10 - $t_up; printf \"%d\", (w > 0 ? w : 0)")
-    ((window >= 10)) || die "the ramp took ${ramp} s: too long for --secs $SECS (make it longer, or --cps higher)"
-    log "all $n calls up after ${ramp} s; measuring ${window} s"
+    window=$(calc "w = $first + $SECS - 10 - $t_up - $SETTLE; printf \"%d\", (w > 0 ? w : 0)")
+    ((window >= 10)) || die "the set-up took ${ramp} s: too long for --secs $SECS (make it longer)"
+    log "all $n calls up after ${ramp} s; measuring ${window} s after ${SETTLE} s"
+    sleep "$SETTLE"
+    metrics_snapshot >"$dir/m1"
     peer reset
     local c0 p0 m0 s0 max_kb=0 sum_kb=0 samples=0 kb
     c0=$(cpu_own "$SRV_PID")
@@ -331,8 +337,8 @@ run_one() {
     per_call=$(calc "printf \"%.2f\", ($sum_kb / $samples - $idle_kb) / 1024 / $n")
     hwm_mb=$(calc "printf \"%.0f\", $hwm_kb / 1024")
     local g50 g99 gmax over25 missing steady ramp_late
-    g50=$(jq -r '.gap_p50_ms' <<<"$PEER_REPORT")
-    g99=$(jq -r '.gap_p99_ms' <<<"$PEER_REPORT")
+    g50=$(jq -r '.gap_p50_ms | . * 10 | round / 10' <<<"$PEER_REPORT")
+    g99=$(jq -r '.gap_p99_ms | . * 10 | round / 10' <<<"$PEER_REPORT")
     gmax=$(jq -r '.gap_max_ms | . * 10 | round / 10' <<<"$PEER_REPORT")
     over25=$(jq -r '.gaps_over_25ms' <<<"$PEER_REPORT")
     missing=$(jq -r '.missing' <<<"$PEER_REPORT")
@@ -357,7 +363,7 @@ render() {
     echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
     echo "calls of $SECS s (dialer.max_call_secs), set up at $CPS calls/s; SQLite; recordings on"
     echo
-    echo "| calls | voice | set-up: time, server CPU; lateness | steady s | server CPU | CPU ms per call-s | RSS MB | RSS MB per call | peak RSS MB | gap p50 / p99 / max ms (callee) | gaps > 25 ms | seq. missing | lateness p50 / p99 ms (server) | frames > 5 ms late | skipped | callee CPU | others' CPU |"
+    echo "| calls | voice | set-up: time to all answered, server CPU; lateness until measuring | steady s | server CPU | CPU ms per call-s | RSS MB | RSS MB per call | peak RSS MB | gap p50 / p99 / max ms (callee) | gaps > 25 ms | seq. missing | lateness p50 / p99 ms (server) | frames > 5 ms late | skipped | callee CPU | others' CPU |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$RESULTS"
 }
