@@ -154,7 +154,7 @@ calc() { awk "BEGIN { $1 }"; }
 # (after a first line of its own: the metrics are absent until the first call).
 metrics_snapshot() {
     echo "snapshot 0"
-    curl -sS --max-time 30 "$BASE/metrics" | awk '
+    curl -sS --max-time 120 "$BASE/metrics" | awk '
         /^callcenter_rtp_send_lateness_seconds_bucket/ { match($0, /le="[^"]*"/); print substr($0, RSTART + 4, RLENGTH - 5), $NF }
         /^callcenter_rtp_send_lateness_seconds_count/ { print "count", $NF }
         /^callcenter_rtp_frames_skipped_total/ { print "skipped", $NF }'
@@ -259,6 +259,14 @@ create_tasks() {
 
 # --- one run ---------------------------------------------------------------------------
 
+# A run that could not reach its steady state: a row saying why, and on to the next.
+not_measured() {
+    log "$1 calls, $2: not measured: $3"
+    printf '%s|%s|not measured: %s|||||||||||||||\n' "$1" "$2" "$3" >>"$RESULTS"
+    stop_all
+    stop_peer
+}
+
 run_one() {
     local n=$1 voice=$2 dir
     dir=$WORKDIR/run-$voice-$n
@@ -282,7 +290,10 @@ run_one() {
         up=$(jq -r .calls <<<"$PEER_REPORT")
         if [[ -z $first ]] && ((up > 0)); then first=$(now); fi
         ((up < n)) || break
-        ((SECONDS - started < limit)) || die "only $up of $n calls up after $limit s (see $dir/server.log)"
+        if ((SECONDS - started >= limit)); then
+            not_measured "$n" "$voice" "only $up of $n calls up after $limit s"
+            return
+        fi
         sleep 0.5
     done
     local t_up ramp ramp_cpu
@@ -294,7 +305,10 @@ run_one() {
     # call ends.
     local window
     window=$(calc "w = $first + $SECS - 10 - $t_up - $SETTLE; printf \"%d\", (w > 0 ? w : 0)")
-    ((window >= 10)) || die "the set-up took ${ramp} s: too long for --secs $SECS (make it longer)"
+    if ((window < 10)); then
+        not_measured "$n" "$voice" "the set-up took ${ramp} s (${ramp_cpu} CPU s): too long for calls of $SECS s"
+        return
+    fi
     log "all $n calls up after ${ramp} s; measuring ${window} s after ${SETTLE} s"
     sleep "$SETTLE"
     metrics_snapshot >"$dir/m1"

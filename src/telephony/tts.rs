@@ -172,7 +172,9 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
         }
         TtsEngine::Openai => Arc::new(OpenAiTts::new(settings)),
         TtsEngine::Command => Arc::new(CommandTts { argv: settings.command.clone() }),
-        TtsEngine::Synthetic => return Arc::new(Synthetic),
+        // Cached too: it is made on the runtime's thread, a tenth of a second of CPU for
+        // a three-minute line, which every call saying that line would otherwise pay.
+        TtsEngine::Synthetic => Arc::new(Synthetic),
     };
     let engine = match NonZeroUsize::new(settings.cache_lines) {
         Some(lines) => Arc::new(Cached::new(engine, lines)),
