@@ -15,6 +15,7 @@ SECS=120
 VOICES="synthetic"
 CPS=20
 SETTLE=20
+PEER_NICE=0
 PORT=28899
 WORKDIR=""
 KEEP=0
@@ -31,6 +32,8 @@ usage: bench/sip_load.sh [options]
   --cps N            dialer.calls_per_second while the calls are set up (default: $CPS)
   --settle S         wait this long after the last call is answered before measuring: its
                      lines are still being made (default: $SETTLE)
+  --peer-nice N      run the callee at this nice level: at 19 it takes only the CPU the
+                     server leaves, so the server's lateness is its own (default: $PEER_NICE)
   --port P           first port to try for the server's HTTP (default: $PORT)
   --workdir DIR      scratch directory (default: a new one under /tmp)
   --out FILE         also write the table (Markdown) to FILE
@@ -47,6 +50,7 @@ while [[ $# -gt 0 ]]; do
         --voice) VOICES=${2//,/ }; shift 2 ;;
         --cps) CPS=$2; shift 2 ;;
         --settle) SETTLE=$2; shift 2 ;;
+        --peer-nice) PEER_NICE=$2; shift 2 ;;
         --port) PORT=$2; shift 2 ;;
         --workdir) WORKDIR=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
@@ -147,6 +151,9 @@ cpu_own() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat
 cpu_all() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
 now() { printf '%s' "$EPOCHREALTIME"; }
 # CPU seconds the whole machine has been busy (all CPUs, idle and iowait left out).
+# Datagrams the kernel dropped because their socket's receive buffer was full (a receiver,
+# here the callee or the server, not reading in time).
+udp_drops() { awk '$1 == "Udp:" && $5 ~ /^[0-9]+$/ { print $5 }' /proc/net/snmp; }
 cpu_machine() { awk -v hz="$HZ" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
 calc() { awk "BEGIN { $1 }"; }
 
@@ -185,7 +192,7 @@ lateness() {
 start_peer() {
     local dir=$1
     mkfifo "$dir/peer.in" "$dir/peer.out"
-    "$PEER" --talk $((SECS + 60)) --voice quiet <"$dir/peer.in" >"$dir/peer.out" 2>"$dir/peer.log" &
+    nice -n "$PEER_NICE" "$PEER" --talk $((SECS + 60)) --voice quiet <"$dir/peer.in" >"$dir/peer.out" 2>"$dir/peer.log" &
     PEER_PID=$!
     exec {PEER_IN}>"$dir/peer.in"
     exec {PEER_OUT}<"$dir/peer.out"
@@ -313,10 +320,11 @@ run_one() {
     sleep "$SETTLE"
     metrics_snapshot >"$dir/m1"
     peer reset
-    local c0 p0 m0 s0 max_kb=0 sum_kb=0 samples=0 kb
+    local c0 p0 m0 d0 s0 max_kb=0 sum_kb=0 samples=0 kb
     c0=$(cpu_own "$SRV_PID")
     p0=$(cpu_own "$PEER_PID")
     m0=$(cpu_machine)
+    d0=$(udp_drops)
     s0=$(now)
     local end=$((SECONDS + window))
     while ((SECONDS < end)); do
@@ -326,10 +334,11 @@ run_one() {
         sum_kb=$((sum_kb + kb))
         samples=$((samples + 1))
     done
-    local c1 p1 m1 s1 hwm_kb
+    local c1 p1 m1 d1 s1 hwm_kb
     c1=$(cpu_own "$SRV_PID")
     p1=$(cpu_own "$PEER_PID")
     m1=$(cpu_machine)
+    d1=$(udp_drops)
     s1=$(now)
     hwm_kb=$(proc_kb "$SRV_PID" VmHWM)
     metrics_snapshot >"$dir/m2"
@@ -360,7 +369,7 @@ run_one() {
     ramp_late=$(lateness "$dir/m0" "$dir/m1")
     read -r l50 l99 late skipped frames <<<"$steady"
     read -r _ r99 rlate rskipped _ <<<"$ramp_late"
-    printf '%s\n' "$n|$voice|${ramp} s, ${ramp_cpu} CPU s; p99 ≤ $r99 ms, $rlate late, $rskipped skipped|$secs_w|$cpu_pct %|$cpu_ms|$rss_mb ($((idle_kb / 1024)) idle)|$per_call|$hwm_mb|$g50 / $g99 / $gmax|$over25|$missing|≤ $l50 / ≤ $l99|$late of $frames|$skipped|$peer_pct %|$other_pct %" >>"$RESULTS"
+    printf '%s\n' "$n|$voice|${ramp} s, ${ramp_cpu} CPU s; p99 ≤ $r99 ms, $rlate late, $rskipped skipped|$secs_w|$cpu_pct %|$cpu_ms|$rss_mb ($((idle_kb / 1024)) idle)|$per_call|$hwm_mb|$g50 / $g99 / $gmax|$over25|$missing ($((d1 - d0)))|≤ $l50 / ≤ $l99|$late of $frames|$skipped|$peer_pct %|$other_pct %" >>"$RESULTS"
     log "$n calls: CPU $cpu_pct % ($cpu_ms ms per call-second), RSS $rss_mb MB, gaps $g50/$g99/$gmax ms, lateness p99 ≤ $l99 ms, $late late, $skipped skipped, callee $peer_pct %, others $other_pct %"
     if [[ $KEEP == 0 ]]; then rm -rf "$dir/recordings" "$dir"/callcenter.db* "$dir/tickets"; fi
 }
@@ -375,9 +384,9 @@ done
 render() {
     echo "callcenter SIP load benchmark, $STARTED, $VERSION"
     echo "$(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo), kernel $(uname -r)"
-    echo "calls of $SECS s (dialer.max_call_secs), set up at $CPS calls/s; SQLite; recordings on"
+    echo "calls of $SECS s (dialer.max_call_secs), set up at $CPS calls/s, measured from $SETTLE s after the last was answered; SQLite; recordings on; the callee at nice $PEER_NICE"
     echo
-    echo "| calls | voice | set-up: time to all answered, server CPU; lateness until measuring | steady s | server CPU | CPU ms per call-s | RSS MB | RSS MB per call | peak RSS MB | gap p50 / p99 / max ms (callee) | gaps > 25 ms | seq. missing | lateness p50 / p99 ms (server) | frames > 5 ms late | skipped | callee CPU | others' CPU |"
+    echo "| calls | voice | set-up: time to all answered, server CPU; lateness until measuring | steady s | server CPU | CPU ms per call-s | RSS MB | RSS MB per call | peak RSS MB | gap p50 / p99 / max ms (callee) | gaps > 25 ms | seq. missing (UDP drops) | lateness p50 / p99 ms (server) | frames > 5 ms late | skipped | callee CPU | others' CPU |"
     echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     awk -F'|' '{ line = "|"; for (i = 1; i <= NF; i++) line = line " " $i " |"; print line }' "$RESULTS"
 }
