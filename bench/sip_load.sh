@@ -153,7 +153,7 @@ now() { printf '%s' "$EPOCHREALTIME"; }
 # CPU seconds the whole machine has been busy (all CPUs, idle and iowait left out).
 # Datagrams the kernel dropped because their socket's receive buffer was full (a receiver,
 # here the callee or the server, not reading in time).
-udp_drops() { awk '$1 == "Udp:" && $5 ~ /^[0-9]+$/ { print $5 }' /proc/net/snmp; }
+udp_drops() { awk '$1 == "Udp:" && $6 ~ /^[0-9]+$/ { print $6 }' /proc/net/snmp; }
 cpu_machine() { awk -v hz="$HZ" '$1 == "cpu" { printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat; }
 calc() { awk "BEGIN { $1 }"; }
 
