@@ -24,6 +24,16 @@ pub fn handle() -> PrometheusHandle {
                     ],
                 )
                 .expect("bucket list is not empty")
+                // A frame is due every 20 ms: its lateness matters from a tenth of a
+                // millisecond, and 5 ms is already a late frame.
+                .set_buckets_for_metric(
+                    Matcher::Full("callcenter_rtp_send_lateness_seconds".into()),
+                    &[
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02,
+                        0.05, 0.1, 0.2, 0.5,
+                    ],
+                )
+                .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
             // Another recorder may already be installed (an embedding program): then ours
@@ -95,6 +105,16 @@ fn describe() {
         Unit::Seconds,
         "Time since the last lease renewal when this node hung a call up for it"
     );
+    describe_histogram!(
+        "callcenter_rtp_send_lateness_seconds",
+        Unit::Seconds,
+        "How late each RTP frame of a SIP call was taken up for sending, against its slot on the \
+         call's 20 ms grid"
+    );
+    describe_counter!(
+        "callcenter_rtp_frames_skipped_total",
+        "RTP frames never sent because their sender was more than 200 ms behind its grid"
+    );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
     describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");
     describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
@@ -143,6 +163,15 @@ pub fn recording_failed() {
 
 pub fn recording_audio_dropped() {
     counter!("callcenter_recording_chunks_dropped_total").increment(1);
+}
+
+/// The lateness histogram of RTP frames, taken once per stream (one lookup, not one a frame).
+pub fn rtp_send_lateness() -> metrics::Histogram {
+    histogram!("callcenter_rtp_send_lateness_seconds")
+}
+
+pub fn rtp_frames_skipped(frames: u64) {
+    counter!("callcenter_rtp_frames_skipped_total").increment(frames);
 }
 
 pub fn tasks_waiting(n: i64) {

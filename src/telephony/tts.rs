@@ -34,16 +34,25 @@ pub trait Tts: Send + Sync + 'static {
 
 /// A line's audio as it is made: 8 kHz mono chunks in order, the line over when the
 /// stream ends. An error cuts the line short where it got to.
-pub type Speech = BoxStream<'static, Result<Vec<i16>, TtsError>>;
+pub type Speech = BoxStream<'static, Result<Audio, TtsError>>;
+
+/// A piece of a line's audio (8 kHz mono), shared rather than copied: a line kept in the
+/// cache is played by every call that says it without a copy of its own.
+pub type Audio = Arc<[i16]>;
 
 /// A line already made, as one chunk.
-pub fn whole(pcm: Vec<i16>) -> Speech {
-    stream::iter([Ok(pcm)]).boxed()
+pub fn whole(pcm: impl Into<Audio>) -> Speech {
+    stream::iter([Ok(pcm.into())]).boxed()
 }
 
 /// All of a line's audio, once it has come.
 pub async fn collect(speech: Speech) -> Result<Vec<i16>, TtsError> {
-    speech.try_concat().await
+    speech
+        .try_fold(Vec::new(), |mut line, chunk| async move {
+            line.extend_from_slice(&chunk);
+            Ok(line)
+        })
+        .await
 }
 
 /// Starts `text` and waits for its first audio, so that a failure before any audio is
@@ -172,7 +181,9 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
         }
         TtsEngine::Openai => Arc::new(OpenAiTts::new(settings)),
         TtsEngine::Command => Arc::new(CommandTts { argv: settings.command.clone() }),
-        TtsEngine::Synthetic => return Arc::new(Synthetic),
+        // Cached too: it is made on the runtime's thread, a tenth of a second of CPU for
+        // a three-minute line, which every call saying that line would otherwise pay.
+        TtsEngine::Synthetic => Arc::new(Synthetic),
     };
     let engine = match NonZeroUsize::new(settings.cache_lines) {
         Some(lines) => Arc::new(Cached::new(engine, lines)),
@@ -186,7 +197,7 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
 /// its end (a line cut short by the callee), is not (and a failure's fallback never is).
 pub struct Cached {
     engine: Arc<dyn Tts>,
-    lines: Arc<Mutex<lru::LruCache<String, Vec<i16>>>>,
+    lines: Arc<Mutex<lru::LruCache<String, Audio>>>,
 }
 
 impl Cached {
@@ -200,7 +211,7 @@ struct Keeping {
     speech: Speech,
     line: Vec<i16>,
     text: String,
-    lines: Arc<Mutex<lru::LruCache<String, Vec<i16>>>>,
+    lines: Arc<Mutex<lru::LruCache<String, Audio>>>,
 }
 
 #[async_trait]
@@ -211,8 +222,8 @@ impl Tts for Cached {
 
     async fn stream(&self, text: &str) -> Result<Speech, TtsError> {
         let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
-        if let Some(pcm) = kept {
-            return Ok(whole(pcm));
+        if let Some(line) = kept {
+            return Ok(whole(line));
         }
         let speech = self.engine.stream(text).await?;
         let keeping = Keeping { speech, line: Vec::new(), text: text.to_string(), lines: self.lines.clone() };
@@ -226,7 +237,7 @@ impl Tts for Cached {
                 }
                 Some(Err(e)) => Some((Err(e), None)),
                 None => {
-                    k.lines.lock().unwrap_or_else(|e| e.into_inner()).put(k.text, k.line);
+                    k.lines.lock().unwrap_or_else(|e| e.into_inner()).put(k.text, k.line.into());
                     None
                 }
             }
@@ -310,7 +321,7 @@ impl Tts for OpenAiTts {
                             let pcm = body.push(&chunk);
                             if !pcm.is_empty() {
                                 made += pcm.len();
-                                return Some((Ok(pcm), Some((bytes, body, made))));
+                                return Some((Ok(pcm.into()), Some((bytes, body, made))));
                             }
                         }
                         Some(Err(e)) => return Some((Err(failed(e.to_string())), None)),
@@ -320,7 +331,7 @@ impl Tts for OpenAiTts {
                                     Some((Err(failed("the answer held no audio".into())), None))
                                 }
                                 Ok(pcm) if pcm.is_empty() => None,
-                                last => Some((last, None)),
+                                last => Some((last.map(Audio::from), None)),
                             };
                         }
                     }
@@ -784,8 +795,8 @@ mod tests {
             let lost = || Err(TtsError::Audio("the server went away".into()));
             let chunks = match text {
                 "fail" => vec![lost()],
-                "cut" => vec![Ok(vec![1; 160]), lost()],
-                _ => vec![Ok(vec![1; 160]), Ok(vec![2; 160])],
+                "cut" => vec![Ok(Audio::from(vec![1; 160])), lost()],
+                _ => vec![Ok(Audio::from(vec![1; 160])), Ok(Audio::from(vec![2; 160]))],
             };
             Ok(stream::iter(chunks).boxed())
         }
@@ -805,13 +816,13 @@ mod tests {
 
         // Dropped after its first chunk (the callee spoke over it): not kept either.
         let mut speech = cached.stream("您好").await.unwrap();
-        assert_eq!(speech.next().await.unwrap().unwrap(), vec![1; 160]);
+        assert_eq!(*speech.next().await.unwrap().unwrap(), [1; 160]);
         drop(speech);
         let line = collect(cached.stream("您好").await.unwrap()).await.unwrap();
         assert_eq!(calls(), 4);
         // Come whole, it is kept, and comes back at once as one chunk.
         let mut again = cached.stream("您好").await.unwrap();
-        assert_eq!(again.next().await.unwrap().unwrap(), line);
+        assert_eq!(*again.next().await.unwrap().unwrap(), line[..]);
         assert!(again.next().await.is_none());
         assert_eq!(calls(), 4, "the line came from the cache");
     }
@@ -822,7 +833,7 @@ mod tests {
         assert_eq!(voice.synthesize("fail").await.unwrap(), synthetic("fail"));
         // Part way through, the line ends where its audio did: it is not begun again.
         let cut: Vec<_> = voice.stream("cut").await.unwrap().collect().await;
-        assert!(matches!(&cut[..], [Ok(first), Err(_)] if first == &vec![1; 160]), "{cut:?}");
+        assert!(matches!(&cut[..], [Ok(first), Err(_)] if first[..] == [1; 160]), "{cut:?}");
     }
 
     /// An OpenAI-compatible speech server answering `/pcm/audio/speech` with raw 24 kHz

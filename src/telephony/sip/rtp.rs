@@ -22,7 +22,7 @@ use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
-use crate::telephony::tts::{Speech, TtsError};
+use crate::telephony::tts::{Audio, Speech, TtsError};
 
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
@@ -169,20 +169,45 @@ impl PortRange {
 struct Prompt {
     /// The audio still to come; `None` once it has all come (or failed part way).
     speech: Option<Speech>,
-    /// Audio come and not sent yet.
-    ahead: VecDeque<i16>,
+    /// Audio come and not sent yet: chunks as they came (shared, not copied), and how far
+    /// into the first one the sending is.
+    ahead: VecDeque<Audio>,
+    sent_of_first: usize,
     started: Option<oneshot::Sender<Instant>>,
     done: oneshot::Sender<()>,
     progress: Arc<Progress>,
 }
 
 impl Prompt {
+    /// Samples come and not sent yet.
+    fn waiting(&self) -> usize {
+        self.ahead.iter().map(|chunk| chunk.len()).sum::<usize>() - self.sent_of_first
+    }
+
+    /// Fills `frame` from the front of what has come; how many samples it took.
+    fn fill(&mut self, frame: &mut [i16]) -> usize {
+        let mut filled = 0;
+        while filled < frame.len()
+            && let Some(chunk) = self.ahead.front()
+        {
+            let n = (chunk.len() - self.sent_of_first).min(frame.len() - filled);
+            frame[filled..filled + n].copy_from_slice(&chunk[self.sent_of_first..self.sent_of_first + n]);
+            filled += n;
+            self.sent_of_first += n;
+            if self.sent_of_first == chunk.len() {
+                self.ahead.pop_front();
+                self.sent_of_first = 0;
+            }
+        }
+        filled
+    }
+
     /// Takes what the speech gave: audio, its end, or a failure (which ends it too).
-    fn take(&mut self, item: Option<Result<Vec<i16>, TtsError>>) {
+    fn take(&mut self, item: Option<Result<Audio, TtsError>>) {
         match item {
             Some(Ok(pcm)) => {
                 self.progress.received.fetch_add(pcm.len(), Ordering::Relaxed);
-                self.ahead.extend(pcm);
+                self.ahead.push_back(pcm);
             }
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "sip: text to speech failed part way through a line; it ends there");
@@ -293,6 +318,7 @@ impl Media {
         let prompt = Prompt {
             speech: Some(speech),
             ahead: VecDeque::new(),
+            sent_of_first: 0,
             started: Some(started),
             done,
             progress: progress.clone(),
@@ -336,6 +362,7 @@ async fn send_loop(
     let mut n: u64 = 0;
     let mut current: Option<Prompt> = None;
     let mut first = true;
+    let lateness = crate::metrics::rtp_send_lateness();
     loop {
         let due = start + FRAME_TIME * n as u32;
         loop {
@@ -354,8 +381,11 @@ async fn send_loop(
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
         let behind = Instant::now().saturating_duration_since(due);
+        lateness.record(behind.as_secs_f64());
         if behind > FRAME_TIME * 10 {
-            n += (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
+            let skipped = (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
+            crate::metrics::rtp_frames_skipped(skipped);
+            n += skipped;
         }
         if current.as_ref().is_some_and(|p| p.done.is_closed()) {
             current = None; // the caller gave up on it (the call is ending)
@@ -371,17 +401,15 @@ async fn send_loop(
                 prompt.take(item);
             }
             // A whole frame, or the last of the line.
-            let take = if prompt.speech.is_some() && prompt.ahead.len() < FRAME { 0 } else { FRAME };
-            let take = take.min(prompt.ahead.len());
-            if take > 0 {
-                if let Some(started) = prompt.started.take() {
-                    let _ = started.send(Instant::now());
+            if prompt.speech.is_none() || prompt.waiting() >= FRAME {
+                let took = prompt.fill(&mut frame);
+                if took > 0 {
+                    if let Some(started) = prompt.started.take() {
+                        let _ = started.send(Instant::now());
+                    }
+                    prompt.progress.sent.fetch_add(took, Ordering::Relaxed);
+                    speaking = true;
                 }
-                for (slot, sample) in frame.iter_mut().zip(prompt.ahead.drain(..take)) {
-                    *slot = sample;
-                }
-                prompt.progress.sent.fetch_add(take, Ordering::Relaxed);
-                speaking = true;
             }
             if prompt.speech.is_none() && prompt.ahead.is_empty() {
                 let prompt = current.take().expect("a prompt");
@@ -600,7 +628,7 @@ mod tests {
 
         // Three frames and a half come, then nothing until the test says.
         let (audio, coming) = futures::channel::mpsc::unbounded();
-        audio.unbounded_send(Ok(vec![1000; 560])).unwrap();
+        audio.unbounded_send(Ok(Audio::from(vec![1000; 560]))).unwrap();
         let mut playing = media.play(coming.boxed());
         loud(3).await;
         playing.started.try_recv().expect("the first audio frame went out");
@@ -608,7 +636,7 @@ mod tests {
         assert_eq!(playing.progress.share(), 480.0 / 560.0, "the half frame waits for the rest");
 
         // The rest comes: the half frame is made whole, the last one goes out padded.
-        audio.unbounded_send(Ok(vec![1000; 200])).unwrap();
+        audio.unbounded_send(Ok(Audio::from(vec![1000; 200]))).unwrap();
         drop(audio);
         playing.done.await.unwrap();
         assert_eq!(playing.progress.share(), 1.0);

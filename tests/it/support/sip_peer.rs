@@ -2,20 +2,24 @@
 //! with a chosen code (486, 603, 480, 503), challenge with digest auth (401/407) and check
 //! the answer, and, once answered, send OPTIONS, a re-INVITE, key presses (RFC 4733
 //! telephone-events or SIP INFO) and finally a BYE within the dialog. It writes SIP by hand, independent of the stack under test, and notes what it
-//! saw in an event log the tests read, and keeps the audio it heard.
+//! saw in an event log the tests read, and keeps the audio it heard. It also holds many
+//! calls at once for the SIP load benchmark (`Script::Hold`, examples/sip_load_peer.rs):
+//! talking on each at real time and timing the caller's packets rather than keeping them.
 
 #![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use callcenter::telephony::sip::g711::Codec;
 use md5::{Digest, Md5};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tokio::time::timeout;
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, timeout};
 
 /// What the callee does with an INVITE.
 #[derive(Debug, Clone)]
@@ -38,6 +42,10 @@ pub enum Script {
     /// press `key` a moment later, as RFC 4733 packets or (`info`) a SIP INFO
     /// `application/dtmf-relay`, and BYE after `talk` unless the caller hangs up first.
     Presses { key: char, info: bool, talk: Duration },
+    /// Answer and talk until the caller hangs up, or BYE after `talk`: `voice` (PCMU, a
+    /// whole number of 20 ms frames, looped; silence if empty) goes out every 20 ms, and
+    /// the caller's packets are timed (`SipPeer::timing`), not kept.
+    Hold { talk: Duration, voice: Arc<[u8]> },
 }
 
 /// The payload type a `Presses` callee's answer gives telephone-events.
@@ -115,12 +123,116 @@ pub struct SipPeer {
     pub addr: SocketAddr,
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
-    task: tokio::task::JoinHandle<()>,
+    held: Arc<Held>,
+    task: JoinHandle<()>,
 }
 
 impl Drop for SipPeer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(talking) = self.held.talking.lock().unwrap().take() {
+            talking.abort();
+        }
+    }
+}
+
+/// The `Hold` calls: one task sends every call's next frame each 20 ms (one timer for all
+/// of them, so that a thousand calls cost the peer little), and the timing of what came.
+#[derive(Default)]
+struct Held {
+    calls: AtomicUsize,
+    talkers: Mutex<Vec<Talker>>,
+    talking: Mutex<Option<JoinHandle<()>>>,
+    timing: Mutex<Timing>,
+}
+
+/// One `Hold` call's outgoing stream; it ends when its socket is dropped.
+struct Talker {
+    socket: Weak<UdpSocket>,
+    to: SocketAddr,
+    voice: Arc<[u8]>,
+    at: usize,
+    seq: u16,
+    timestamp: u32,
+    ssrc: u32,
+}
+
+impl Held {
+    fn talk(held: &Arc<Held>, talker: Talker) {
+        held.talkers.lock().unwrap().push(talker);
+        let mut talking = held.talking.lock().unwrap();
+        if talking.is_none() {
+            *talking = Some(tokio::spawn(talk(held.clone())));
+        }
+    }
+}
+
+async fn talk(held: Arc<Held>) {
+    const SILENCE: [u8; 160] = [0xFF; 160]; // PCMU
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    let mut packet = [0u8; 172];
+    loop {
+        tick.tick().await;
+        held.talkers.lock().unwrap().retain_mut(|t| {
+            let Some(socket) = t.socket.upgrade() else { return false };
+            packet[..2].copy_from_slice(&[0x80, 0]);
+            packet[2..4].copy_from_slice(&t.seq.to_be_bytes());
+            packet[4..8].copy_from_slice(&t.timestamp.to_be_bytes());
+            packet[8..12].copy_from_slice(&t.ssrc.to_be_bytes());
+            let frame = t.voice.get(t.at..t.at + 160).unwrap_or(&SILENCE);
+            packet[12..].copy_from_slice(frame);
+            let _ = socket.try_send_to(&packet, t.to);
+            t.at = if t.at + 160 >= t.voice.len() { 0 } else { t.at + 160 };
+            t.seq = t.seq.wrapping_add(1);
+            t.timestamp = t.timestamp.wrapping_add(160);
+            true
+        });
+    }
+}
+
+/// When the caller's packets came on `Hold` calls, over all of them since the last reset.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Gaps between consecutive packets of one stream, by tenth of a millisecond; the
+    /// last slot holds the longer ones.
+    gaps: Vec<u64>,
+    pub max_gap: Duration,
+    pub packets: u64,
+    /// Packets the sequence numbers skipped (lost, or still to come out of order).
+    pub missing: u64,
+    /// Packets that came after a later one.
+    pub reordered: u64,
+}
+
+const GAP_SLOTS: usize = 2001;
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing { gaps: vec![0; GAP_SLOTS], max_gap: Duration::ZERO, packets: 0, missing: 0, reordered: 0 }
+    }
+}
+
+impl Timing {
+    fn gap(&mut self, gap: Duration) {
+        self.gaps[(gap.as_micros() as usize / 100).min(GAP_SLOTS - 1)] += 1;
+        self.max_gap = self.max_gap.max(gap);
+    }
+
+    /// The gap at quantile `q`, to a tenth of a millisecond (at most 200 ms: see `max_gap`).
+    pub fn gap_quantile(&self, q: f64) -> Duration {
+        let total: u64 = self.gaps.iter().sum();
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        let slot = self.gaps.iter().position(|&n| {
+            seen += n;
+            seen >= rank
+        });
+        Duration::from_micros(slot.unwrap_or(0) as u64 * 100)
+    }
+
+    /// How many gaps were longer than `limit`.
+    pub fn gaps_over(&self, limit: Duration) -> u64 {
+        self.gaps.iter().skip(limit.as_micros() as usize / 100 + 1).sum()
     }
 }
 
@@ -131,8 +243,23 @@ impl SipPeer {
         let addr = socket.local_addr().unwrap();
         let events = Arc::new(Mutex::new(Vec::new()));
         let heard = Arc::new(Mutex::new(Vec::new()));
-        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone(), heard.clone()));
-        SipPeer { addr, events, heard, task }
+        let held = Arc::new(Held::default());
+        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone(), heard.clone(), held.clone()));
+        SipPeer { addr, events, heard, held, task }
+    }
+
+    /// `Hold` calls answered and not yet over.
+    pub fn calls_held(&self) -> usize {
+        self.held.calls.load(Ordering::Relaxed)
+    }
+
+    /// The timing of the caller's packets on `Hold` calls since the last reset.
+    pub fn timing(&self) -> Timing {
+        self.held.timing.lock().unwrap().clone()
+    }
+
+    pub fn reset_timing(&self) {
+        *self.held.timing.lock().unwrap() = Timing::default();
     }
 
     pub fn events(&self) -> Vec<String> {
@@ -165,6 +292,7 @@ async fn serve(
     scripts: Scripts,
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
+    held: Arc<Held>,
 ) {
     let mut calls: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
@@ -196,6 +324,7 @@ async fn serve(
             to: from,
             events: events.clone(),
             heard: heard.clone(),
+            held: held.clone(),
             rx,
             cseq: 0,
         };
@@ -210,11 +339,13 @@ struct Call {
     to: SocketAddr,
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
+    held: Arc<Held>,
     rx: mpsc::UnboundedReceiver<Msg>,
     cseq: u32,
 }
 
 const WAIT: Duration = Duration::from_secs(10);
+const SDP_TYPE: &str = "Content-Type: application/sdp";
 
 impl Call {
     fn note(&self, event: impl Into<String>) {
@@ -313,6 +444,10 @@ impl Call {
                     self.answer(&invite, talk, false, None, Some((key, info))).await;
                     return;
                 }
+                Script::Hold { talk, voice } => {
+                    self.hold(&invite, talk, voice).await;
+                    return;
+                }
                 Script::TooSmall { min_se, then } => {
                     let min_se = format!("Min-SE: {min_se}");
                     self.send(response(
@@ -367,28 +502,17 @@ impl Call {
             }
         });
         let te = if press.is_some() { PEER_TELEPHONE_EVENT } else { 101 };
-        let sdp = format!(
-            "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{te} telephone-event/8000\r\n\
-             a=sendrecv\r\n",
-            rtp_addr.port()
-        );
-        let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
-        let sdp_type = "Content-Type: application/sdp".to_string();
-        self.send(response(invite, 180, "Ringing", Some("peer"), &[], "")).await;
-        let mut headers = vec![contact.clone(), sdp_type.clone()];
+        let sdp = answer_sdp(rtp_addr.port(), te);
+        let mut headers = Vec::new();
         let se = invite.header("Session-Expires").unwrap_or_default().split(';').next().unwrap_or_default();
         if timer.is_some() && !se.is_empty() {
             headers.push(format!("Session-Expires: {se};refresher=uac"));
             headers.push("Require: timer".into());
             headers.push("Allow: INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE".into());
         }
-        self.send(response(invite, 200, "OK", Some("peer"), &headers, &sdp)).await;
-        if self.next(|m| m.is_request("ACK")).await.is_none() {
-            self.note("no ACK");
+        if !self.accept(invite, &sdp, headers).await {
             return;
         }
-        self.note("ACK 200");
 
         if timer == Some(true) {
             let refresh = format!("Session-Expires: {se};refresher=uas");
@@ -410,7 +534,7 @@ impl Call {
                 None => self.note("OPTIONS unanswered"),
             }
             let before = *packets.lock().unwrap();
-            self.request(invite, "INVITE", std::slice::from_ref(&sdp_type), &sdp).await;
+            self.request(invite, "INVITE", &[SDP_TYPE.to_string()], &sdp).await;
             match self.next(|m| m.cseq_method() == "INVITE" && m.status().is_some_and(|s| s >= 200)).await {
                 Some(r) => {
                     let same = r.body.trim() == invite.body.trim();
@@ -456,13 +580,75 @@ impl Call {
         let caller_bye = timeout(talk, self.next(|m| m.is_request("BYE"))).await;
         self.note(format!("rtp {}", *packets.lock().unwrap()));
         if caller_bye.is_err() {
-            self.request(invite, "BYE", &[], "").await;
-            match self.next(|m| m.cseq_method() == "BYE" && m.status().is_some()).await {
-                Some(r) => self.note(format!("BYE sent, answered {}", r.status().unwrap())),
-                None => self.note("BYE sent, unanswered"),
-            }
+            self.hang_up(invite).await;
         }
         counting.abort();
+    }
+
+    /// 180, then 200 with `sdp` (and `extra` headers); true once the ACK has come.
+    async fn accept(&mut self, invite: &Msg, sdp: &str, extra: Vec<String>) -> bool {
+        let contact = format!("Contact: <sip:peer@{}>", self.socket.local_addr().unwrap());
+        self.send(response(invite, 180, "Ringing", Some("peer"), &[], "")).await;
+        let headers: Vec<String> = [contact, SDP_TYPE.to_string()].into_iter().chain(extra).collect();
+        self.send(response(invite, 200, "OK", Some("peer"), &headers, sdp)).await;
+        if self.next(|m| m.is_request("ACK")).await.is_none() {
+            self.note("no ACK");
+            return false;
+        }
+        self.note("ACK 200");
+        true
+    }
+
+    async fn hang_up(&mut self, invite: &Msg) {
+        self.request(invite, "BYE", &[], "").await;
+        match self.next(|m| m.cseq_method() == "BYE" && m.status().is_some()).await {
+            Some(r) => self.note(format!("BYE sent, answered {}", r.status().unwrap())),
+            None => self.note("BYE sent, unanswered"),
+        }
+    }
+
+    /// `Script::Hold`.
+    async fn hold(&mut self, invite: &Msg, talk: Duration, voice: Arc<[u8]>) {
+        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        if !self.accept(invite, &answer_sdp(rtp.local_addr().unwrap().port(), 101), Vec::new()).await {
+            return;
+        }
+        let Some(to) = rtp_target(&invite.body) else {
+            self.note("no RTP address in the offer");
+            return;
+        };
+        self.held.calls.fetch_add(1, Ordering::Relaxed);
+        let talker = Talker {
+            socket: Arc::downgrade(&rtp),
+            to,
+            voice,
+            at: 0,
+            seq: rand::random(),
+            timestamp: rand::random(),
+            ssrc: rand::random(),
+        };
+        Held::talk(&self.held, talker);
+        let timing = tokio::spawn(time_packets(rtp, self.held.clone()));
+
+        let deadline = Instant::now() + talk;
+        let caller_bye = loop {
+            match tokio::time::timeout_at(deadline, self.next(|m| m.is_request("BYE"))).await {
+                Ok(Some(_)) => break true,
+                // Nothing for a while (`next` gives up after WAIT): go on waiting, unless
+                // the peer itself is gone.
+                Ok(None) => {
+                    if self.rx.is_closed() {
+                        break true;
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        timing.abort();
+        self.held.calls.fetch_sub(1, Ordering::Relaxed);
+        if !caller_bye {
+            self.hang_up(invite).await;
+        }
     }
 
     /// A request within the dialog the INVITE made (we are its UAS side).
@@ -492,6 +678,41 @@ impl Call {
         }
         text.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
         self.send(text).await;
+    }
+}
+
+/// Our answer: PCMU at `port`, and telephone-events as payload type `te`.
+fn answer_sdp(port: u16, te: u8) -> String {
+    format!(
+        "v=0\r\no=peer 1 1 IN IP4 127.0.0.1\r\ns=peer\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0 {te}\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:{te} telephone-event/8000\r\n\
+         a=sendrecv\r\n"
+    )
+}
+
+/// Notes when each of the caller's packets came on a `Hold` call, and what its sequence
+/// numbers skipped.
+async fn time_packets(rtp: Arc<UdpSocket>, held: Arc<Held>) {
+    let mut buf = [0u8; 2048];
+    let mut last: Option<(Instant, u16)> = None;
+    while let Ok((len, _)) = rtp.recv_from(&mut buf).await {
+        let now = Instant::now();
+        if len < 12 {
+            continue;
+        }
+        let seq = u16::from_be_bytes([buf[2], buf[3]]);
+        let mut timing = held.timing.lock().unwrap();
+        timing.packets += 1;
+        if let Some((at, last_seq)) = last {
+            let step = seq.wrapping_sub(last_seq);
+            if step >= 0x8000 {
+                timing.reordered += 1;
+                continue;
+            }
+            timing.missing += u64::from(step.saturating_sub(1));
+            timing.gap(now - at);
+        }
+        last = Some((now, seq));
     }
 }
 
