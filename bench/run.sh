@@ -7,6 +7,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 
 SIZES="1000000 10000000"
@@ -76,8 +78,6 @@ while [[ $# -gt 0 ]]; do
 done
 
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 for tool in wrk curl jq awk; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y $tool)"
@@ -149,7 +149,6 @@ VERSION="commit $COMMIT ($DIRTY files changed)"
 if [[ $BIN_FROM != "$TARGET_DIR/release/callcenter" ]]; then VERSION="binary $BIN_FROM"; fi
 
 # A free port: nothing answers on it.
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
 BASE=http://127.0.0.1:$PORT
 log "$VERSION, port $PORT, scratch $WORKDIR"
@@ -212,7 +211,6 @@ stop_server() {
     SRV_PID=""
 }
 
-proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 
 post() { curl -sS --max-time 120 -X POST -H 'Content-Type: application/json' "$BASE$1" --data-binary "$2"; }
 

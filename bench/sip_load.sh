@@ -8,6 +8,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 ROOT=$(cd "$HERE/.." && pwd)
 
 CALLS="100 500 1000"
@@ -62,8 +64,6 @@ while [[ $# -gt 0 ]]; do
     esac
 done
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 for tool in curl jq awk; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y $tool)"
@@ -137,7 +137,6 @@ DIRTY=$(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null | 
 VERSION="commit $COMMIT ($DIRTY files changed)"
 if [[ $BIN_FROM != "$TARGET_DIR/release/callcenter" ]]; then VERSION="binary $BIN_FROM"; fi
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 while ! port_free "$PORT"; do PORT=$((PORT + 1)); done
 BASE=http://127.0.0.1:$PORT
 HZ=$(getconf CLK_TCK)
@@ -145,7 +144,6 @@ log "$VERSION, port $PORT, scratch $WORKDIR"
 
 # --- measures --------------------------------------------------------------------------
 
-proc_kb() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }
 # CPU seconds of a process: its own (utime + stime), and with its reaped children's.
 cpu_own() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
 cpu_all() { awk -v hz="$HZ" '{ printf "%.2f", ($14 + $15 + $16 + $17) / hz }' "/proc/$1/stat"; }
