@@ -561,11 +561,12 @@ impl Drop for TempWav {
     }
 }
 
+/// The WAV at `path` at 8 kHz, read and resampled off the async threads (a long line's
+/// resampling takes milliseconds that the calls' RTP senders must not wait for).
 async fn read_wav_8k(path: PathBuf) -> Result<Vec<i16>, TtsError> {
-    tokio::task::spawn_blocking(move || read_wav(&path))
+    tokio::task::spawn_blocking(move || read_wav(&path).map(|(pcm, rate)| resample(&pcm, rate, SAMPLE_RATE)))
         .await
         .map_err(|e| TtsError::Audio(e.to_string()))?
-        .map(|(pcm, rate)| resample(&pcm, rate, SAMPLE_RATE))
 }
 
 /// Reads any PCM WAV as mono 16-bit (channels averaged) and its sample rate.
