@@ -49,7 +49,8 @@ impl Recorder {
 
     /// Audio held in memory, in samples of both channels (at most the window and a chunk
     /// each).
-    pub fn buffered(&self) -> usize {
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
         self.agent.capacity() + self.callee.capacity()
     }
 

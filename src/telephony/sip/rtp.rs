@@ -181,7 +181,7 @@ struct Prompt {
 impl Prompt {
     /// Samples come and not sent yet.
     fn waiting(&self) -> usize {
-        self.ahead.iter().map(|chunk| chunk.len()).sum::<usize>() - self.sent_of_first
+        self.progress.received.load(Ordering::Relaxed) - self.progress.sent.load(Ordering::Relaxed)
     }
 
     /// Fills `frame` from the front of what has come; how many samples it took.
