@@ -108,12 +108,11 @@ fn describe() {
     describe_histogram!(
         "callcenter_rtp_send_lateness_seconds",
         Unit::Seconds,
-        "How late each RTP frame of a SIP call was taken up for sending, against its slot on the \
-         call's 20 ms grid"
+        "How late each RTP frame of a SIP call went out, against its slot on the call's 20 ms grid"
     );
     describe_counter!(
         "callcenter_rtp_frames_skipped_total",
-        "RTP frames never sent because their sender was more than 200 ms behind its grid"
+        "RTP frames never made because their call's sender was more than 200 ms behind its grid"
     );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
     describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");

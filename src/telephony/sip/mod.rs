@@ -10,6 +10,7 @@
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 
 pub mod g711;
+mod pacer;
 pub mod recorder;
 pub mod rtp;
 pub mod sdp;
@@ -345,7 +346,16 @@ impl Carrier for SipCarrier {
         let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0)
             .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
-        let media = Media::start(socket, remote, recorder, (keys, keys_rx), timeout);
+        let media = match Media::start(socket, remote, recorder, (keys, keys_rx), timeout) {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "sip: cannot start the call's media; hanging up");
+                tokio::spawn(async move {
+                    let _ = dialog.bye().await;
+                });
+                return DialResult::Failed(HangupCause::from_sip(500));
+            }
+        };
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
                 let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };

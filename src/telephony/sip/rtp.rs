@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::g711::Codec;
+use super::pacer::{Frame, Paced};
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
 use crate::domain::HangupCause;
@@ -27,6 +28,11 @@ use crate::telephony::tts::{Audio, Speech, TtsError};
 /// Samples in one 20 ms frame at 8 kHz.
 pub const FRAME: usize = 160;
 pub const FRAME_TIME: Duration = Duration::from_millis(20);
+/// How far ahead of its slot the sender makes a frame at most, and how far at least: it
+/// wakes when the frames queued run down to `REFILL` and makes them up to `PREPARED`, two
+/// frames a wake-up. A prompt cut short is cut at the slot `PREPARED` away.
+const PREPARED: Duration = Duration::from_millis(60);
+const REFILL: Duration = Duration::from_millis(20);
 /// Received frames kept while nobody listens (1 s, 16 kB); newer ones are dropped. What
 /// waits is only ever used to go on with a turn that cut a line short, at once; the rest
 /// is dropped when the next line or turn starts.
@@ -173,7 +179,7 @@ struct Prompt {
     /// into the first one the sending is.
     ahead: VecDeque<Audio>,
     sent_of_first: usize,
-    started: Option<oneshot::Sender<Instant>>,
+    started: Option<oneshot::Sender<std::time::Instant>>,
     done: oneshot::Sender<()>,
     progress: Arc<Progress>,
 }
@@ -221,7 +227,7 @@ impl Prompt {
 /// A prompt on its way out: when its first audio frame was sent, whether all of it was,
 /// and how far it has got. Dropping `done` cuts the prompt short at the next frame.
 pub struct Playing {
-    pub started: oneshot::Receiver<Instant>,
+    pub started: oneshot::Receiver<std::time::Instant>,
     pub done: oneshot::Receiver<()>,
     pub progress: Arc<Progress>,
 }
@@ -276,21 +282,19 @@ impl Media {
         recorder: Recorder,
         (keys, keys_rx): (mpsc::Sender<char>, mpsc::Receiver<char>),
         timeout: Option<RtpTimeout>,
-    ) -> Media {
-        let socket = Arc::new(socket);
+    ) -> std::io::Result<Media> {
+        // The pacer sends from a handle of its own on the same socket.
+        let socket = socket.into_std()?;
+        let sending = socket.try_clone()?;
+        let socket = UdpSocket::from_std(socket)?;
         let recorder = Arc::new(Mutex::new(recorder));
         let cancel = CancellationToken::new();
         let (prompts_tx, prompts_rx) = mpsc::unbounded_channel();
         let (heard_tx, heard_rx) = mpsc::channel(HEARD_BACKLOG);
         let start = Instant::now();
-        let sender = tokio::spawn(send_loop(
-            socket.clone(),
-            remote.clone(),
-            recorder.clone(),
-            prompts_rx,
-            start,
-            cancel.clone(),
-        ));
+        let paced = Paced::new(sending, start.into_std());
+        let sender =
+            tokio::spawn(send_loop(paced, remote.clone(), recorder.clone(), prompts_rx, cancel.clone()));
         let receiver = tokio::spawn(receive_loop(
             socket,
             remote,
@@ -300,14 +304,14 @@ impl Media {
             start,
             cancel.clone(),
         ));
-        Media {
+        Ok(Media {
             prompts: prompts_tx,
             heard: heard_rx,
             keys: keys_rx,
             recorder,
             cancel,
             tasks: vec![sender, receiver],
-        }
+        })
     }
 
     /// Queues `speech` (8 kHz) to be said, each frame as soon as it has come.
@@ -343,17 +347,18 @@ impl Drop for Media {
     }
 }
 
-/// Sends one frame every 20 ms on a fixed grid from `start`: a prompt's audio while
-/// there is one, silence otherwise. Frame `n` carries timestamp `n·160` from a random
-/// base, so a stall shows the receiver a gap rather than a squeezed stream. A prompt's
-/// audio is taken as it comes, between frames; a frame whose audio has not come yet is
-/// silence, and the prompt goes on when it comes.
+/// Makes one frame for every 20 ms slot of a fixed grid from `start` and queues it on the
+/// pacer, which sends it on its slot: a prompt's audio while there is one, silence
+/// otherwise. Frames are made between `REFILL` and `PREPARED` ahead of their slots, so this
+/// task may be late by up to `REFILL` without a frame being late. Frame `n` carries
+/// timestamp `n·160` from a random base, so a stall shows the receiver a gap rather than a
+/// squeezed stream. A prompt's audio is taken as it comes; a frame whose audio has not come
+/// when it is made is silence, and the prompt goes on when it comes.
 async fn send_loop(
-    socket: Arc<UdpSocket>,
+    paced: Paced,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
     mut prompts: mpsc::UnboundedReceiver<Prompt>,
-    start: Instant,
     cancel: CancellationToken,
 ) {
     let ssrc: u32 = rand::random();
@@ -362,26 +367,28 @@ async fn send_loop(
     let mut n: u64 = 0;
     let mut current: Option<Prompt> = None;
     let mut first = true;
-    let lateness = crate::metrics::rtp_send_lateness();
     loop {
-        let due = start + FRAME_TIME * n as u32;
-        loop {
-            let coming = async {
-                match current.as_mut().and_then(|p| p.speech.as_mut()) {
-                    Some(speech) => speech.next().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let item = tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep_until(due) => break,
-                item = coming => item,
-            };
-            current.as_mut().expect("audio comes for a prompt").take(item);
+        let due = Instant::from_std(paced.due(n));
+        if due > Instant::now() + PREPARED {
+            // Far enough ahead: wait until the queue runs down to `REFILL`, taking the
+            // prompt's audio as it comes.
+            loop {
+                let coming = async {
+                    match current.as_mut().and_then(|p| p.speech.as_mut()) {
+                        Some(speech) => speech.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let item = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep_until(due - REFILL) => break,
+                    item = coming => item,
+                };
+                current.as_mut().expect("audio comes for a prompt").take(item);
+            }
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
         let behind = Instant::now().saturating_duration_since(due);
-        lateness.record(behind.as_secs_f64());
         if behind > FRAME_TIME * 10 {
             let skipped = (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
             crate::metrics::rtp_frames_skipped(skipped);
@@ -394,7 +401,7 @@ async fn send_loop(
             current = prompts.try_recv().ok();
         }
         let mut frame = [0i16; FRAME];
-        let mut speaking = false;
+        let (mut started, mut done) = (None, None);
         if let Some(prompt) = &mut current {
             // What a prompt just taken up already has (a line made whole) goes out now.
             while let Some(item) = prompt.speech.as_mut().and_then(|s| s.next().now_or_never()) {
@@ -404,37 +411,36 @@ async fn send_loop(
             if prompt.speech.is_none() || prompt.waiting() >= FRAME {
                 let took = prompt.fill(&mut frame);
                 if took > 0 {
-                    if let Some(started) = prompt.started.take() {
-                        let _ = started.send(Instant::now());
-                    }
+                    started = prompt.started.take();
                     prompt.progress.sent.fetch_add(took, Ordering::Relaxed);
-                    speaking = true;
+                    recorder.lock().expect("recorder lock").agent(n as usize * FRAME, &frame);
                 }
             }
             if prompt.speech.is_none() && prompt.ahead.is_empty() {
-                let prompt = current.take().expect("a prompt");
-                let _ = prompt.done.send(());
+                done = current.take().map(|prompt| prompt.done);
             }
         }
-        if speaking {
-            recorder.lock().expect("recorder lock").agent(n as usize * FRAME, &frame);
-        }
-        let Some((to, codec)) = remote.lock().expect("remote lock").as_ref().map(|r| (r.addr, r.codec))
-        else {
-            n += 1;
-            continue;
-        };
-        let header = Header {
-            payload_type: codec.payload_type(),
-            marker: first,
-            seq,
-            timestamp: base_ts.wrapping_add((n as u32).wrapping_mul(FRAME as u32)),
-            ssrc,
-        };
-        first = false;
-        seq = seq.wrapping_add(1);
-        if let Err(e) = socket.send_to(&header.write(&codec.encode(&frame)), to).await {
-            tracing::debug!(%to, error = %e, "rtp: send failed");
+        let remote = remote.lock().expect("remote lock").as_ref().map(|r| (r.addr, r.codec));
+        match remote {
+            Some((to, codec)) => {
+                let header = Header {
+                    payload_type: codec.payload_type(),
+                    marker: first,
+                    seq,
+                    timestamp: base_ts.wrapping_add((n as u32).wrapping_mul(FRAME as u32)),
+                    ssrc,
+                };
+                first = false;
+                seq = seq.wrapping_add(1);
+                let packet = header.write(&codec.encode(&frame));
+                paced.push(Frame { n, packet, to, started, done });
+            }
+            // Nowhere to send yet: the line is over for whoever waits on it all the same.
+            None => {
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+            }
         }
         n += 1;
     }
@@ -445,7 +451,7 @@ async fn send_loop(
 /// stream jumps), and hands it to `listen`. Telephone-events of the payload type the
 /// answer gave become key presses; comfort noise is skipped.
 async fn receive_loop(
-    socket: Arc<UdpSocket>,
+    socket: UdpSocket,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
     (heard, keys): (mpsc::Sender<Vec<i16>>, mpsc::Sender<char>),
@@ -575,13 +581,17 @@ mod tests {
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
+        let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
 
-        // 100 ms of audio: five frames, played in about 100 ms.
+        // 100 ms of audio: five frames, paced (the last goes out four frame times after the
+        // first, give or take the pacer's margin), not sent at once.
         let t = Instant::now();
         media.play(tts::whole(vec![1000; 800])).done.await.unwrap();
         let took = t.elapsed();
-        assert!(took >= Duration::from_millis(80) && took < Duration::from_millis(400), "{took:?}");
+        assert!(
+            took >= FRAME_TIME * 4 - Duration::from_millis(1) && took < Duration::from_millis(400),
+            "{took:?}"
+        );
 
         let mut buf = [0u8; 512];
         let mut loud = 0;
@@ -616,7 +626,7 @@ mod tests {
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
+        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
         let loud = async |frames: usize| {
             let (mut buf, mut loud) = ([0u8; 512], 0);
             while loud < frames {
@@ -711,7 +721,8 @@ mod tests {
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media = Media::start(ours, remote, Recorder::new(None, 8000 * 10), (keys, keys_rx), None);
+        let mut media =
+            Media::start(ours, remote, Recorder::new(None, 8000 * 10), (keys, keys_rx), None).unwrap();
         // Our own offer's 101 is not what the answer said: not a key.
         for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
             for (header, e) in press(event, 160 * u32::from(event), 1, pt) {

@@ -144,7 +144,7 @@ impl CallSession for SipSession {
         };
         // Dropping `played` stops the line at the sender's next 20 ms frame.
         drop(played);
-        let sent = started.try_recv().ok();
+        let sent = started.try_recv().ok().map(Instant::from_std);
         if let (Some(turn), Some(sent)) = (answering, sent) {
             self.latency.answered(turn, asked, synthesized, sent);
         }
