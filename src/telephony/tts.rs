@@ -3,6 +3,7 @@
 //! server that streams, any command that writes a WAV, and a synthetic placeholder voice),
 //! a cache of phrases already spoken, WAV reading and a resampler to the line's 8 kHz.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
 
 use crate::recording::{SAMPLE_RATE, synth_speech};
 
@@ -67,7 +69,7 @@ pub async fn first_audio(tts: &dyn Tts, text: &str) -> Result<Speech, TtsError> 
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TtsError {
     #[error("`{program}` is not installed (apt-get install espeak-ng, or set tts.engine)")]
     NotInstalled { program: String },
@@ -193,25 +195,94 @@ pub fn voice(settings: &TtsSettings) -> Arc<dyn Tts> {
 }
 
 /// Lines already synthesised, the least recently said dropped first. Only a line the
-/// engine made whole is kept: one it failed part way through, or that was dropped before
-/// its end (a line cut short by the callee), is not (and a failure's fallback never is).
+/// engine made whole is kept: one it failed part way through is not (and a failure's
+/// fallback never is).
+///
+/// A line is made once however many calls ask for it at the same time (a campaign's first
+/// calls all answered at once, all greeted alike): the first asks the engine, the others
+/// follow it, each from the line's beginning. The making goes on to the end, and the line
+/// is kept, even when every call has stopped listening (a greeting spoken over), so that
+/// the next call has it at once.
 pub struct Cached {
     engine: Arc<dyn Tts>,
     lines: Arc<Mutex<lru::LruCache<String, Audio>>>,
+    making: Arc<Mutex<HashMap<String, watch::Receiver<Making>>>>,
+}
+
+/// A line being made: its audio so far, and how it ended once it has.
+#[derive(Default)]
+struct Making {
+    chunks: Vec<Audio>,
+    end: Option<Result<(), TtsError>>,
 }
 
 impl Cached {
     pub fn new(engine: Arc<dyn Tts>, lines: NonZeroUsize) -> Cached {
-        Cached { engine, lines: Arc::new(Mutex::new(lru::LruCache::new(lines))) }
+        Cached { engine, lines: Arc::new(Mutex::new(lru::LruCache::new(lines))), making: Arc::default() }
+    }
+
+    /// Has the engine make `text` on a task of its own, which keeps the line once whole;
+    /// what it makes is published on the channel returned.
+    fn make(&self, text: &str) -> watch::Receiver<Making> {
+        let (tx, rx) = watch::channel(Making::default());
+        let (engine, lines, making, text) =
+            (self.engine.clone(), self.lines.clone(), self.making.clone(), text.to_string());
+        tokio::spawn(async move {
+            let end = match engine.stream(&text).await {
+                Ok(mut speech) => loop {
+                    match speech.next().await {
+                        Some(Ok(chunk)) => tx.send_modify(|m| m.chunks.push(chunk)),
+                        Some(Err(e)) => break Err(e),
+                        None => break Ok(()),
+                    }
+                },
+                Err(e) => Err(e),
+            };
+            if end.is_ok() {
+                let line: Vec<i16> = tx.borrow().chunks.iter().flat_map(|c| c.iter().copied()).collect();
+                lines.lock().unwrap_or_else(|e| e.into_inner()).put(text.clone(), line.into());
+            }
+            tx.send_modify(|m| m.end = Some(end));
+            making.lock().unwrap_or_else(|e| e.into_inner()).remove(&text);
+        });
+        rx
     }
 }
 
-/// A line passed on chunk by chunk while it is gathered, to be kept at its end.
-struct Keeping {
-    speech: Speech,
-    line: Vec<i16>,
-    text: String,
-    lines: Arc<Mutex<lru::LruCache<String, Audio>>>,
+/// A line being made, from its beginning, as it comes.
+fn follow(making: watch::Receiver<Making>) -> Speech {
+    enum Next {
+        Chunk(Audio),
+        Failed(TtsError),
+        Over,
+        Wait,
+    }
+    stream::unfold(Some((making, 0)), |state| async move {
+        let (mut making, taken) = state?;
+        loop {
+            let next = {
+                let m = making.borrow_and_update();
+                match (m.chunks.get(taken), &m.end) {
+                    (Some(chunk), _) => Next::Chunk(chunk.clone()),
+                    (None, Some(Err(e))) => Next::Failed(e.clone()),
+                    (None, Some(Ok(()))) => Next::Over,
+                    (None, None) => Next::Wait,
+                }
+            };
+            match next {
+                Next::Chunk(chunk) => return Some((Ok(chunk), Some((making, taken + 1)))),
+                Next::Failed(e) => return Some((Err(e), None)),
+                Next::Over => return None,
+                Next::Wait => {
+                    if making.changed().await.is_err() {
+                        let e = TtsError::Audio("the line's synthesis stopped".into());
+                        return Some((Err(e), None));
+                    }
+                }
+            }
+        }
+    })
+    .boxed()
 }
 
 #[async_trait]
@@ -225,24 +296,16 @@ impl Tts for Cached {
         if let Some(line) = kept {
             return Ok(whole(line));
         }
-        let speech = self.engine.stream(text).await?;
-        let keeping = Keeping { speech, line: Vec::new(), text: text.to_string(), lines: self.lines.clone() };
-        // After an error the state is gone: nothing more is passed on, nothing kept.
-        let tee = stream::unfold(Some(keeping), |keeping| async move {
-            let mut k = keeping?;
-            match k.speech.next().await {
-                Some(Ok(chunk)) => {
-                    k.line.extend_from_slice(&chunk);
-                    Some((Ok(chunk), Some(k)))
-                }
-                Some(Err(e)) => Some((Err(e), None)),
-                None => {
-                    k.lines.lock().unwrap_or_else(|e| e.into_inner()).put(k.text, k.line.into());
-                    None
-                }
+        let making = {
+            let mut making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+            // Checked again under this lock: the line may have been kept meanwhile.
+            let kept = self.lines.lock().unwrap_or_else(|e| e.into_inner()).get(text).cloned();
+            if let Some(line) = kept {
+                return Ok(whole(line));
             }
-        });
-        Ok(tee.boxed())
+            making.entry(text.to_string()).or_insert_with(|| self.make(text)).clone()
+        };
+        Ok(follow(making))
     }
 }
 
@@ -815,17 +878,75 @@ mod tests {
         cached.stream("cut").await.unwrap().collect::<Vec<_>>().await;
         assert_eq!(calls(), 2, "a line that failed part way is asked for again");
 
-        // Dropped after its first chunk (the callee spoke over it): not kept either.
+        // Dropped after its first chunk (the callee spoke over it): made whole all the
+        // same, and kept for the next call.
         let mut speech = cached.stream("您好").await.unwrap();
         assert_eq!(*speech.next().await.unwrap().unwrap(), [1; 160]);
         drop(speech);
         let line = collect(cached.stream("您好").await.unwrap()).await.unwrap();
-        assert_eq!(calls(), 4);
-        // Come whole, it is kept, and comes back at once as one chunk.
+        assert_eq!(line, [[1; 160], [2; 160]].concat());
+        assert_eq!(calls(), 3, "the line was made once");
+        // Kept whole, it comes back at once as one chunk.
         let mut again = cached.stream("您好").await.unwrap();
         assert_eq!(*again.next().await.unwrap().unwrap(), line[..]);
         assert!(again.next().await.is_none());
-        assert_eq!(calls(), 4, "the line came from the cache");
+        assert_eq!(calls(), 3, "the line came from the cache");
+    }
+
+    /// An engine whose lines come when the test says: each `stream` counts a call and
+    /// waits for its audio on `release`.
+    struct Gated {
+        calls: AtomicUsize,
+        release: tokio::sync::watch::Receiver<Option<Result<(), TtsError>>>,
+    }
+
+    #[async_trait]
+    impl Tts for Gated {
+        async fn synthesize(&self, _: &str) -> Result<Vec<i16>, TtsError> {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            let mut release = self.release.clone();
+            let released = release.wait_for(Option::is_some).await.unwrap().clone().unwrap();
+            released.map(|()| vec![7; 1600])
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_asking_for_a_line_being_made_wait_for_it_rather_than_make_it_again() {
+        let (release, gate) = tokio::sync::watch::channel(None);
+        let engine = Arc::new(Gated { calls: AtomicUsize::new(0), release: gate });
+        let cached = Arc::new(Cached::new(engine.clone(), NonZeroUsize::new(4).unwrap()));
+        let asking: Vec<_> = (0..20)
+            .map(|_| {
+                let cached = cached.clone();
+                tokio::spawn(async move { collect(cached.stream("您好，这里是客服中心").await?).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(Some(Ok(()))).unwrap();
+        for asked in asking {
+            assert_eq!(asked.await.unwrap().unwrap(), vec![7; 1600]);
+        }
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 1, "twenty calls, one synthesis");
+
+        // A failure reaches every call waiting for the line, and is not kept.
+        let (release, gate) = tokio::sync::watch::channel(None);
+        let engine = Arc::new(Gated { calls: AtomicUsize::new(0), release: gate });
+        let voice =
+            Arc::new(WithFallback::new(Arc::new(Cached::new(engine.clone(), NonZeroUsize::new(4).unwrap()))));
+        let asking: Vec<_> = (0..5)
+            .map(|_| {
+                let voice = voice.clone();
+                tokio::spawn(async move { voice.synthesize("fail").await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        release.send(Some(Err(TtsError::Audio("no voice today".into())))).unwrap();
+        for asked in asking {
+            assert_eq!(asked.await.unwrap().unwrap(), synthetic("fail"), "the fallback spoke");
+        }
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 1);
+        voice.synthesize("fail").await.unwrap();
+        assert_eq!(engine.calls.load(Ordering::Relaxed), 2, "asked for again after the failure");
     }
 
     #[tokio::test]
