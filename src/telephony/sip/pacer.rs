@@ -90,6 +90,20 @@ impl Paced {
     }
 }
 
+impl Paced {
+    /// Takes back the frames queued for slot `from` on and not sent yet (silence that a
+    /// line about to start should take the place of): the first of their slots and how
+    /// many there were.
+    pub fn take_back(&self, from: u64) -> Option<(u64, usize)> {
+        let mut queue = self.0.queue.lock().expect("pacer queue lock");
+        let kept = queue.frames.iter().position(|f| f.n >= from)?;
+        let first = queue.frames[kept].n;
+        let count = queue.frames.len() - kept;
+        queue.frames.truncate(kept);
+        Some((first, count))
+    }
+}
+
 impl Drop for Paced {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Relaxed);
@@ -244,6 +258,21 @@ mod tests {
         let sent = started_rx.blocking_recv().expect("told when it went out");
         assert!(sent <= at && sent + EARLY >= paced.due(4));
         done_rx.blocking_recv().expect("told it went out");
+    }
+
+    #[test]
+    fn frames_taken_back_are_not_sent_and_their_slots_can_be_filled_again() {
+        let (peer, to, paced) = peer();
+        for n in 0..6 {
+            paced.push(frame(n, to));
+        }
+        assert_eq!(paced.take_back(3), Some((3, 3)));
+        assert_eq!(paced.take_back(9), None, "nothing queued from slot 9 on");
+        paced.push(Frame { packet: 42u64.to_be_bytes().to_vec(), ..frame(3, to) });
+        let got = receive(&peer, 4);
+        assert_eq!(got.iter().map(|(n, _)| *n).collect::<Vec<_>>(), [0, 1, 2, 42]);
+        peer.set_read_timeout(Some(FRAME_TIME * 5)).unwrap();
+        assert!(peer.recv(&mut [0u8; 16]).is_err(), "slots 4 and 5 were taken back");
     }
 
     #[test]

@@ -350,10 +350,11 @@ impl Drop for Media {
 /// Makes one frame for every 20 ms slot of a fixed grid from `start` and queues it on the
 /// pacer, which sends it on its slot: a prompt's audio while there is one, silence
 /// otherwise. Frames are made between `REFILL` and `PREPARED` ahead of their slots, so this
-/// task may be late by up to `REFILL` without a frame being late. Frame `n` carries
-/// timestamp `n·160` from a random base, so a stall shows the receiver a gap rather than a
-/// squeezed stream. A prompt's audio is taken as it comes; a frame whose audio has not come
-/// when it is made is silence, and the prompt goes on when it comes.
+/// task may be late by up to `REFILL` without a frame being late; a prompt that comes while
+/// silence is queued takes that silence back and starts in the first slot not sent yet.
+/// Frame `n` carries timestamp `n·160` from a random base, so a stall shows the receiver a
+/// gap rather than a squeezed stream. A prompt's audio is taken as it comes; a frame whose
+/// audio has not come when it is made is silence, and the prompt goes on when it comes.
 async fn send_loop(
     paced: Paced,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
@@ -366,25 +367,48 @@ async fn send_loop(
     let mut seq: u16 = rand::random();
     let mut n: u64 = 0;
     let mut current: Option<Prompt> = None;
-    let mut first = true;
+    // The stream's first packet (it carries the marker), and the first of the silent
+    // frames queued since the last prompt, which a new one may take back.
+    let mut first_slot: Option<u64> = None;
+    let mut silent_since: Option<u64> = None;
     loop {
         let due = Instant::from_std(paced.due(n));
         if due > Instant::now() + PREPARED {
             // Far enough ahead: wait until the queue runs down to `REFILL`, taking the
-            // prompt's audio as it comes.
-            loop {
-                let coming = async {
-                    match current.as_mut().and_then(|p| p.speech.as_mut()) {
-                        Some(speech) => speech.next().await,
-                        None => std::future::pending().await,
+            // prompt's audio as it comes, or a prompt.
+            let idle = current.is_none();
+            let coming = async {
+                match current.as_mut().and_then(|p| p.speech.as_mut()) {
+                    Some(speech) => speech.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            enum Woken {
+                Refill,
+                Audio(Option<Result<Audio, TtsError>>),
+                Prompt(Prompt),
+            }
+            let woken = tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(due - REFILL) => Woken::Refill,
+                item = coming => Woken::Audio(item),
+                Some(prompt) = prompts.recv(), if idle => Woken::Prompt(prompt),
+            };
+            match woken {
+                Woken::Refill => {}
+                Woken::Audio(item) => {
+                    current.as_mut().expect("audio comes for a prompt").take(item);
+                    continue;
+                }
+                Woken::Prompt(prompt) => {
+                    current = Some(prompt);
+                    if let Some((back, count)) = silent_since.take().and_then(|from| paced.take_back(from)) {
+                        n = back;
+                        seq = seq.wrapping_sub(count as u16);
+                        first_slot = first_slot.filter(|&first| first < back);
                     }
-                };
-                let item = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep_until(due - REFILL) => break,
-                    item = coming => item,
-                };
-                current.as_mut().expect("audio comes for a prompt").take(item);
+                    continue;
+                }
             }
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
@@ -401,7 +425,7 @@ async fn send_loop(
             current = prompts.try_recv().ok();
         }
         let mut frame = [0i16; FRAME];
-        let (mut started, mut done) = (None, None);
+        let (mut started, mut done, mut speaking) = (None, None, false);
         if let Some(prompt) = &mut current {
             // What a prompt just taken up already has (a line made whole) goes out now.
             while let Some(item) = prompt.speech.as_mut().and_then(|s| s.next().now_or_never()) {
@@ -414,6 +438,7 @@ async fn send_loop(
                     started = prompt.started.take();
                     prompt.progress.sent.fetch_add(took, Ordering::Relaxed);
                     recorder.lock().expect("recorder lock").agent(n as usize * FRAME, &frame);
+                    speaking = true;
                 }
             }
             if prompt.speech.is_none() && prompt.ahead.is_empty() {
@@ -425,13 +450,14 @@ async fn send_loop(
             Some((to, codec)) => {
                 let header = Header {
                     payload_type: codec.payload_type(),
-                    marker: first,
+                    marker: *first_slot.get_or_insert(n) == n,
                     seq,
                     timestamp: base_ts.wrapping_add((n as u32).wrapping_mul(FRAME as u32)),
                     ssrc,
                 };
-                first = false;
                 seq = seq.wrapping_add(1);
+                let silent = current.is_none() && !speaking && done.is_none();
+                silent_since = if silent { silent_since.or(Some(n)) } else { None };
                 let packet = header.write(&codec.encode(&frame));
                 paced.push(Frame { n, packet, to, started, done });
             }
@@ -583,6 +609,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
 
+        // Silence goes out while there is nothing to say.
+        let mut buf = [0u8; 512];
+        let mut previous = None;
+        for _ in 0..3 {
+            let (len, _) = peer.recv_from(&mut buf).await.unwrap();
+            let (h, payload) = Header::parse(&buf[..len]).unwrap();
+            assert!(Codec::Pcmu.decode(payload).iter().all(|&s| s == 0));
+            previous = Some(h);
+        }
+
         // 100 ms of audio: five frames, paced (the last goes out four frame times after the
         // first, give or take the pacer's margin), not sent at once.
         let t = Instant::now();
@@ -593,13 +629,18 @@ mod tests {
             "{took:?}"
         );
 
-        let mut buf = [0u8; 512];
         let mut loud = 0;
         for _ in 0..8 {
             let (len, _) = peer.recv_from(&mut buf).await.unwrap();
             let (h, payload) = Header::parse(&buf[..len]).unwrap();
             assert_eq!((h.payload_type, payload.len()), (0, FRAME));
             loud += usize::from(Codec::Pcmu.decode(payload)[0] > 900);
+            // One stream: the silence queued and taken back for the prompt left no gap and
+            // no repeat.
+            let p: Header = previous.expect("a packet before");
+            assert_eq!((h.seq, h.timestamp), (p.seq.wrapping_add(1), p.timestamp.wrapping_add(160)));
+            assert!(!h.marker);
+            previous = Some(h);
         }
         assert_eq!(loud, 5);
 
