@@ -30,9 +30,9 @@ pub const FRAME: usize = 160;
 pub const FRAME_TIME: Duration = Duration::from_millis(20);
 /// How far ahead of its slot the sender makes a frame at most, and how far at least: it
 /// wakes when the frames queued run down to `REFILL` and makes them up to `PREPARED`, two
-/// frames a wake-up. A prompt cut short is cut at the slot `PREPARED` away.
-const PREPARED: Duration = Duration::from_millis(60);
-const REFILL: Duration = Duration::from_millis(20);
+/// frames a wake-up. The runtime may be that late waking it before a frame is late.
+const PREPARED: Duration = Duration::from_millis(80);
+const REFILL: Duration = Duration::from_millis(40);
 /// Received frames kept while nobody listens (1 s, 16 kB); newer ones are dropped. What
 /// waits is only ever used to go on with a turn that cut a line short, at once; the rest
 /// is dropped when the next line or turn starts.
@@ -347,14 +347,36 @@ impl Drop for Media {
     }
 }
 
+/// Where a call's sender is on its stream: the next slot to make, its sequence number, and
+/// the slot of the stream's first packet (it carries the marker).
+struct Cursor {
+    n: u64,
+    seq: u16,
+    first_slot: Option<u64>,
+}
+
+impl Cursor {
+    /// Takes back the frames queued for slot `from` on: the next frame made goes in the
+    /// first of their slots. Their slots and how many there were.
+    fn take_back(&mut self, paced: &Paced, from: u64) -> Option<(u64, usize)> {
+        let (back, count) = paced.take_back(from)?;
+        self.n = back;
+        self.seq = self.seq.wrapping_sub(count as u16);
+        self.first_slot = self.first_slot.filter(|&first| first < back);
+        Some((back, count))
+    }
+}
+
 /// Makes one frame for every 20 ms slot of a fixed grid from `start` and queues it on the
 /// pacer, which sends it on its slot: a prompt's audio while there is one, silence
 /// otherwise. Frames are made between `REFILL` and `PREPARED` ahead of their slots, so this
-/// task may be late by up to `REFILL` without a frame being late; a prompt that comes while
-/// silence is queued takes that silence back and starts in the first slot not sent yet.
-/// Frame `n` carries timestamp `n·160` from a random base, so a stall shows the receiver a
-/// gap rather than a squeezed stream. A prompt's audio is taken as it comes; a frame whose
-/// audio has not come when it is made is silence, and the prompt goes on when it comes.
+/// task may be late by up to `REFILL` without a frame being late. Queued frames are taken
+/// back where that is heard: a prompt that comes while silence is queued starts in the
+/// first slot not sent yet, and a prompt cut short (the caller dropped its `done`: the
+/// callee spoke over it) stops there too. Frame `n` carries timestamp `n·160` from a
+/// random base, so a stall shows the receiver a gap rather than a squeezed stream. A
+/// prompt's audio is taken as it comes; a frame whose audio has not come when it is made
+/// is silence, and the prompt goes on when it comes.
 async fn send_loop(
     paced: Paced,
     remote: Arc<Mutex<Option<RemoteMedia>>>,
@@ -364,66 +386,77 @@ async fn send_loop(
 ) {
     let ssrc: u32 = rand::random();
     let base_ts: u32 = rand::random();
-    let mut seq: u16 = rand::random();
-    let mut n: u64 = 0;
+    let mut at = Cursor { n: 0, seq: rand::random(), first_slot: None };
     let mut current: Option<Prompt> = None;
-    // The stream's first packet (it carries the marker), and the first of the silent
-    // frames queued since the last prompt, which a new one may take back.
-    let mut first_slot: Option<u64> = None;
+    // The first slot of the current prompt's frames, and the first of the silent frames
+    // queued since the last prompt: what a cut or a new prompt takes back.
+    let mut line_from: Option<u64> = None;
     let mut silent_since: Option<u64> = None;
     loop {
-        let due = Instant::from_std(paced.due(n));
+        let due = Instant::from_std(paced.due(at.n));
         if due > Instant::now() + PREPARED {
             // Far enough ahead: wait until the queue runs down to `REFILL`, taking the
-            // prompt's audio as it comes, or a prompt.
-            let idle = current.is_none();
-            let coming = async {
-                match current.as_mut().and_then(|p| p.speech.as_mut()) {
-                    Some(speech) => speech.next().await,
-                    None => std::future::pending().await,
-                }
-            };
+            // prompt's audio as it comes, a new prompt, or the current one cut short.
             enum Woken {
                 Refill,
                 Audio(Option<Result<Audio, TtsError>>),
+                Cut,
                 Prompt(Prompt),
             }
+            let idle = current.is_none();
+            let current_line = async {
+                match current.as_mut() {
+                    Some(Prompt { speech: Some(speech), done, .. }) => tokio::select! {
+                        item = speech.next() => Woken::Audio(item),
+                        _ = done.closed() => Woken::Cut,
+                    },
+                    Some(prompt) => {
+                        prompt.done.closed().await;
+                        Woken::Cut
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let woken = tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = tokio::time::sleep_until(due - REFILL) => Woken::Refill,
-                item = coming => Woken::Audio(item),
+                woken = current_line => woken,
                 Some(prompt) = prompts.recv(), if idle => Woken::Prompt(prompt),
             };
             match woken {
-                Woken::Refill => {}
+                Woken::Refill | Woken::Cut => {}
                 Woken::Audio(item) => {
                     current.as_mut().expect("audio comes for a prompt").take(item);
                     continue;
                 }
                 Woken::Prompt(prompt) => {
                     current = Some(prompt);
-                    if let Some((back, count)) = silent_since.take().and_then(|from| paced.take_back(from)) {
-                        n = back;
-                        seq = seq.wrapping_sub(count as u16);
-                        first_slot = first_slot.filter(|&first| first < back);
+                    if let Some(from) = silent_since.take() {
+                        at.take_back(&paced, from);
                     }
                     continue;
                 }
             }
+        }
+        if current.as_ref().is_some_and(|p| p.done.is_closed()) {
+            current = None;
+            // What was queued of it does not go out, nor stays on the recording.
+            if let Some((back, count)) = line_from.take().and_then(|from| at.take_back(&paced, from)) {
+                recorder.lock().expect("recorder lock").agent(back as usize * FRAME, &vec![0; count * FRAME]);
+            }
+            continue;
         }
         // Far behind (a stalled machine): skip the frames that are too late to matter.
         let behind = Instant::now().saturating_duration_since(due);
         if behind > FRAME_TIME * 10 {
             let skipped = (behind.as_millis() / FRAME_TIME.as_millis()) as u64;
             crate::metrics::rtp_frames_skipped(skipped);
-            n += skipped;
-        }
-        if current.as_ref().is_some_and(|p| p.done.is_closed()) {
-            current = None; // the caller gave up on it (the call is ending)
+            at.n += skipped;
         }
         if current.is_none() {
             current = prompts.try_recv().ok();
         }
+        let n = at.n;
         let mut frame = [0i16; FRAME];
         let (mut started, mut done, mut speaking) = (None, None, false);
         if let Some(prompt) = &mut current {
@@ -450,12 +483,13 @@ async fn send_loop(
             Some((to, codec)) => {
                 let header = Header {
                     payload_type: codec.payload_type(),
-                    marker: *first_slot.get_or_insert(n) == n,
-                    seq,
+                    marker: *at.first_slot.get_or_insert(n) == n,
+                    seq: at.seq,
                     timestamp: base_ts.wrapping_add((n as u32).wrapping_mul(FRAME as u32)),
                     ssrc,
                 };
-                seq = seq.wrapping_add(1);
+                at.seq = at.seq.wrapping_add(1);
+                line_from = if current.is_some() { line_from.or(Some(n)) } else { None };
                 let silent = current.is_none() && !speaking && done.is_none();
                 silent_since = if silent { silent_since.or(Some(n)) } else { None };
                 let packet = header.write(&codec.encode(&frame));
@@ -468,7 +502,7 @@ async fn send_loop(
                 }
             }
         }
-        n += 1;
+        at.n += 1;
     }
 }
 
@@ -694,6 +728,39 @@ mod tests {
         loud(1).await;
         let (agent, _) = recorded(media, &dir).await;
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), 760, "all of it, once");
+    }
+
+    #[tokio::test]
+    async fn a_line_cut_short_stops_on_the_wire_and_on_the_recording_alike() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let remote =
+            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let dir = tempfile::tempdir().unwrap();
+        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
+        let mut buf = [0u8; 512];
+        let mut next_is_loud = async || {
+            let (len, _) = peer.recv_from(&mut buf).await.unwrap();
+            let (_, payload) = Header::parse(&buf[..len]).unwrap();
+            Codec::Pcmu.decode(payload).iter().all(|&s| s > 900)
+        };
+
+        // Two seconds of a line; the callee speaks over it three frames in.
+        let playing = media.play(tts::whole(vec![1000; 16_000]));
+        let mut loud = 0;
+        while loud < 3 {
+            loud += usize::from(next_is_loud().await);
+        }
+        drop(playing.done);
+        while next_is_loud().await {
+            loud += 1;
+        }
+        assert!(loud < 100, "the line stopped");
+        // Frames made ahead and taken back are not on the recording either.
+        let (agent, _) = recorded(media, &dir).await;
+        assert_eq!(agent.iter().filter(|&&s| s > 900).count(), loud * FRAME);
     }
 
     /// A recorder to a file in `dir`.
