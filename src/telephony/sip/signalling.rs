@@ -13,11 +13,12 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 
 use rsipstack::dialog::DialogId;
-use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::rsip::{Header, Method, Request, StatusCode, Transport, Uri};
+use rsipstack::rsip::{Header, Method, Request, SipMessage, StatusCode, Transport, Uri};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::endpoint::Endpoint;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::SipTransport;
+use super::trunks::Trunk;
 use super::g711::Codec;
 use super::sdp::{self, LocalSdp, RemoteMedia};
 use super::timer::{self, SessionTimer};
@@ -33,42 +35,44 @@ use crate::telephony::dtmf;
 
 pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
 
-/// The user agent: one SIP socket (plus a TCP listener with `transport = "tcp"`) and the
-/// dialog layer every call of the carrier goes through.
+/// The user agent: one SIP socket (plus a TCP listener when a trunk uses TCP) and the
+/// dialog layer every call of the carrier goes through, whichever trunk it takes.
 pub struct Ua {
     pub layer: Arc<DialogLayer>,
-    _endpoint: Endpoint,
+    endpoint: Endpoint,
     cancel: CancellationToken,
     /// The address we are reached at: in Via, Contact and the SDP.
     pub advertised_ip: IpAddr,
     /// Where RTP sockets are bound.
     pub media_bind_ip: IpAddr,
     pub sip_port: u16,
-    /// Where every INVITE goes.
-    pub trunk: SipAddr,
-    /// The host of request URIs (`sip:<number>@<domain>`).
-    pub domain: String,
-    pub transport: SipTransport,
-    pub credential: Option<Credential>,
 }
 
 /// What the settings say about the user agent.
 pub struct UaConfig<'a> {
-    pub trunk: &'a str,
-    pub transport: SipTransport,
-    pub domain: &'a str,
     pub bind: &'a str,
     pub external_ip: &'a str,
-    pub username: &'a str,
-    pub password: &'a str,
+    /// Resolved here: each one's `target`.
+    pub trunks: &'a [Arc<Trunk>],
 }
 
 impl Ua {
-    /// Binds the SIP socket and starts serving it.
+    /// Resolves the trunks, binds the SIP socket and starts serving it.
     pub async fn start(config: &UaConfig<'_>) -> Result<Ua, String> {
-        let (host, port) = split_host_port(config.trunk)
-            .ok_or_else(|| format!("sip.trunk `{}` is not host[:port]", config.trunk))?;
-        let trunk_addr = resolve(&host, port).await?;
+        let mut first_addr = None;
+        for trunk in config.trunks {
+            let address = &trunk.settings.address;
+            let (host, port) =
+                split_host_port(address).ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
+            let addr = resolve(&host, port).await?;
+            first_addr.get_or_insert(addr);
+            let transport = match trunk.settings.transport {
+                SipTransport::Udp => Transport::Udp,
+                SipTransport::Tcp => Transport::Tcp,
+            };
+            let _ = trunk.target.set(SipAddr::new(transport, addr.into()));
+        }
+        let first_addr = first_addr.ok_or("no SIP trunk is set")?;
         let bind: SocketAddr =
             config.bind.parse().map_err(|_| format!("sip.bind `{}` is not ip:port", config.bind))?;
         let advertised_ip = if !config.external_ip.is_empty() {
@@ -77,7 +81,7 @@ impl Ua {
                 .parse()
                 .map_err(|_| format!("sip.external_ip `{}` is not an IP address", config.external_ip))?
         } else if bind.ip().is_unspecified() {
-            local_ip_towards(trunk_addr).map_err(|e| format!("no local address towards {trunk_addr}: {e}"))?
+            local_ip_towards(first_addr).map_err(|e| format!("no local address towards {first_addr}: {e}"))?
         } else {
             bind.ip()
         };
@@ -91,7 +95,7 @@ impl Ua {
         let advertised = SocketAddr::new(advertised_ip, sip_port);
         udp.external = Some(SipAddr::new(Transport::Udp, advertised.into()));
         transport_layer.add_transport(udp.into());
-        if config.transport == SipTransport::Tcp {
+        if config.trunks.iter().any(|t| t.settings.transport == SipTransport::Tcp) {
             let tcp_bind = SocketAddr::new(bind.ip(), sip_port);
             let tcp = TcpListenerConnection::new(tcp_bind, Some(advertised))
                 .await
@@ -113,43 +117,22 @@ impl Ua {
         });
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         tokio::spawn(serve_requests(layer.clone(), incoming));
-
-        let transport = match config.transport {
-            SipTransport::Udp => Transport::Udp,
-            SipTransport::Tcp => Transport::Tcp,
-        };
-        let domain =
-            if config.domain.is_empty() { config.trunk.to_string() } else { config.domain.to_string() };
-        let credential = (!config.username.is_empty()).then(|| Credential {
-            username: config.username.to_string(),
-            password: config.password.to_string(),
-            realm: None,
-            auth_username: None,
-        });
-        tracing::info!(
-            local = %SocketAddr::new(bind.ip(), sip_port),
-            %advertised,
-            trunk = %trunk_addr,
-            transport = ?config.transport,
-            "sip: user agent started"
-        );
-        Ok(Ua {
-            layer,
-            _endpoint: endpoint,
-            cancel,
-            advertised_ip,
-            media_bind_ip: bind.ip(),
-            sip_port,
-            trunk: SipAddr::new(transport, trunk_addr.into()),
-            domain,
-            transport: config.transport,
-            credential,
-        })
+        for trunk in config.trunks {
+            tracing::info!(
+                trunk = %trunk.name,
+                at = ?trunk.target.get().map(|t| t.addr.to_string()),
+                transport = ?trunk.settings.transport,
+                "sip: trunk"
+            );
+        }
+        tracing::info!(local = %SocketAddr::new(bind.ip(), sip_port), %advertised, "sip: user agent started");
+        Ok(Ua { layer, endpoint, cancel, advertised_ip, media_bind_ip: bind.ip(), sip_port })
     }
 
-    /// The INVITE for `number`, from `caller_id`, offering `sdp`.
+    /// The INVITE for `number` through `trunk`, from `caller_id`, offering `sdp`.
     pub fn invite(
         &self,
+        trunk: &Trunk,
         number: &str,
         caller_id: &str,
         sdp: String,
@@ -157,25 +140,58 @@ impl Ua {
         headers: Vec<Header>,
     ) -> Result<InviteOption, String> {
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
-        let transport = match self.transport {
+        let transport = match trunk.settings.transport {
             SipTransport::Udp => "",
             SipTransport::Tcp => ";transport=tcp",
         };
         let host = host_for_uri(self.advertised_ip);
+        let domain = trunk.domain();
         Ok(InviteOption {
-            caller: uri(format!("sip:{caller_id}@{}", self.domain))?,
-            callee: uri(format!("sip:{number}@{}{transport}", self.domain))?,
-            destination: Some(self.trunk.clone()),
+            caller: uri(format!("sip:{caller_id}@{domain}"))?,
+            callee: uri(format!("sip:{number}@{domain}{transport}"))?,
+            destination: trunk.target.get().cloned(),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
             contact: uri(format!("sip:{caller_id}@{host}:{}", self.sip_port))?,
-            credential: self.credential.clone(),
+            credential: trunk.credential.clone(),
             // The attempt's uuid, for finding the call in a trunk's logs, made unique
             // beyond this node (a restart in the same second, another instance).
             call_id: Some(format!("{call_id}-{:08x}@{host}", rand::random::<u32>())),
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         })
+    }
+
+    /// Sends OPTIONS out of dialog to `trunk`: its final status, or why none came.
+    pub async fn options(&self, trunk: &Trunk) -> Result<u16, String> {
+        let target = trunk.target.get().cloned().ok_or("the trunk's address is not resolved")?;
+        let domain = trunk.domain();
+        let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
+        let request_uri = uri(format!("sip:{domain}"))?;
+        let ours = uri(format!("sip:{}@{}", trunk.caller_id(), host_for_uri(self.advertised_ip)))?;
+        let inner = &self.endpoint.inner;
+        let via = match inner.transport_layer.lookup(&target, None).await {
+            Ok((connection, _)) => inner.get_via(Some(connection.get_addr().clone()), None),
+            Err(_) => inner.get_via(None, None),
+        }
+        .map_err(|e| e.to_string())?;
+        let from = rsipstack::rsip::typed::From { display_name: None, uri: ours, params: vec![] }
+            .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::rsip::typed::To { display_name: None, uri: request_uri.clone(), params: vec![] };
+        let request = inner.make_request(Method::Options, request_uri, via, from, to, 1, None);
+        let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.destination = Some(target);
+        tx.send().await.map_err(|e| e.to_string())?;
+        while let Some(message) = tx.receive().await {
+            if let SipMessage::Response(response) = message {
+                let code = response.status_code.code();
+                if code >= 200 {
+                    return Ok(code);
+                }
+            }
+        }
+        Err("no answer (timeout)".into())
     }
 }
 
@@ -229,12 +245,17 @@ pub struct DialogEvents {
     pub timer: Arc<std::sync::OnceLock<SessionTimer>>,
     /// Where keys pressed by SIP INFO go (the channel RFC 4733 key presses also feed).
     pub keys: mpsc::Sender<char>,
+    /// Set once the trunk answers the INVITE at all (100 Trying, or a provisional).
+    pub responded: watch::Sender<bool>,
 }
 
 impl DialogEvents {
     pub async fn run(self, mut states: DialogStateReceiver) {
         while let Some(state) = states.recv().await {
             match state {
+                DialogState::Trying(_) | DialogState::Early(..) => {
+                    self.responded.send_if_modified(|r| !std::mem::replace(r, true));
+                }
                 DialogState::Terminated(id, reason) => {
                     self.terminated(&id, reason);
                     break;
