@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -124,6 +124,8 @@ pub struct SipPeer {
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
     held: Arc<Held>,
+    /// What an out-of-dialog OPTIONS is answered with.
+    options_status: Arc<AtomicU16>,
     task: JoinHandle<()>,
 }
 
@@ -244,8 +246,22 @@ impl SipPeer {
         let events = Arc::new(Mutex::new(Vec::new()));
         let heard = Arc::new(Mutex::new(Vec::new()));
         let held = Arc::new(Held::default());
-        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone(), heard.clone(), held.clone()));
-        SipPeer { addr, events, heard, held, task }
+        let options_status = Arc::new(AtomicU16::new(200));
+        let peer = Peer {
+            socket,
+            scripts: Arc::new(script),
+            events: events.clone(),
+            heard: heard.clone(),
+            held: held.clone(),
+            options_status: options_status.clone(),
+        };
+        let task = tokio::spawn(serve(peer));
+        SipPeer { addr, events, heard, held, options_status, task }
+    }
+
+    /// Answers out-of-dialog OPTIONS (a keep-alive, a trunk probe) with `status` from now on.
+    pub fn answer_options_with(&self, status: u16) {
+        self.options_status.store(status, Ordering::Relaxed);
     }
 
     /// `Hold` calls answered and not yet over.
@@ -286,22 +302,30 @@ impl SipPeer {
 
 type Scripts = Arc<dyn Fn(&str) -> Script + Send + Sync>;
 
-/// Routes datagrams to one task per Call-ID.
-async fn serve(
+/// What the serving task holds.
+struct Peer {
     socket: Arc<UdpSocket>,
     scripts: Scripts,
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
     held: Arc<Held>,
-) {
+    options_status: Arc<AtomicU16>,
+}
+
+/// Routes datagrams to one task per Call-ID.
+async fn serve(peer: Peer) {
+    let Peer { socket, scripts, events, heard, held, options_status } = peer;
     let mut calls: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((len, from)) = socket.recv_from(&mut buf).await else { continue };
         let Some(msg) = Msg::parse(&String::from_utf8_lossy(&buf[..len])) else { continue };
         if msg.is_request("OPTIONS") && !calls.contains_key(msg.call_id()) {
-            // Out of dialog: a keep-alive.
-            let _ = socket.send_to(response(&msg, 200, "OK", None, &[], "").as_bytes(), from).await;
+            // Out of dialog: a keep-alive, or a probe.
+            let status = options_status.load(Ordering::Relaxed);
+            let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+            let _ = socket.send_to(response(&msg, status, reason, None, &[], "").as_bytes(), from).await;
+            events.lock().unwrap().push(format!("OPTIONS probe {status}"));
             continue;
         }
         let call_id = msg.call_id().to_string();
