@@ -1,11 +1,15 @@
 //! Trunks as carriers sell them, against real peers on loopback: several trunks with
-//! failover (scripted callees, tests/it/support/sip_peer.rs, one per trunk).
+//! failover (scripted callees, tests/it/support/sip_peer.rs, one per trunk); registration
+//! with kamailio as the carrier's registrar and proxy in front of baresip
+//! (tests/it/support/kamailio.rs).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::{TestServer, ticket, until};
+use crate::support::baresip::{self, Baresip};
+use crate::support::kamailio::{CALLEE_PASSWORD, CC_PASSWORD, Kamailio, MIN_EXPIRES};
 use crate::support::sip_peer::{Script, SipPeer};
 use callcenter::config::Settings;
 use callcenter::telephony::CarrierKind;
@@ -155,4 +159,101 @@ async fn a_number_goes_to_the_trunk_of_its_prefix_and_a_trunk_that_does_not_answ
     assert_eq!(other.events().iter().filter(|e| e.starts_with("INVITE ")).collect::<Vec<_>>(), ["INVITE 02100008002"]);
     let failures = r#"callcenter_sip_trunk_failures_total{trunk="prefix-silent"}"#;
     assert_eq!(metric(&s, failures).await, Some(1.0));
+}
+
+/// The trunk as kamailio's user `callcenter`, registering (asking for less than kamailio's
+/// minimum, so that its 423 is met).
+fn registering(kamailio: &Kamailio, name: &str, password: &str) -> TrunkSettings {
+    TrunkSettings {
+        name: name.into(),
+        address: kamailio.addr.to_string(),
+        username: "callcenter".into(),
+        password: password.into(),
+        register: true,
+        register_expires_secs: 10,
+        ..TrunkSettings::default()
+    }
+}
+
+/// /readyz's word on `trunk`.
+async fn readiness_of(s: &TestServer, trunk: &str) -> String {
+    let ready: Value = s.get("/readyz").await.json().await.unwrap();
+    ready["data"]["trunks"][trunk].as_str().unwrap_or_default().to_string()
+}
+
+fn saved(kamailio: &Kamailio, user: &str) -> usize {
+    kamailio.log_since_restart().matches(&format!("REGISTER {user} saved")).count()
+}
+
+#[tokio::test]
+async fn a_trunk_that_wants_registration_is_registered_refreshed_called_through_and_registered_again_after_a_restart()
+{
+    baresip::require();
+    let mut kamailio = Kamailio::start();
+    let voice: Vec<i16> = callcenter::recording::synth_speech(6, 8000 * 3, 220.0);
+    let callee = Baresip::start_registered(&[("13900009001", true)], &voice, kamailio.addr, CALLEE_PASSWORD);
+    assert!(kamailio.wait_log("REGISTER 13900009001 saved", CALL_LIMIT).await, "{}", kamailio.log());
+    let s = TestServer::start_with(|settings| {
+        through(vec![registering(&kamailio, "kamailio-ok", CC_PASSWORD)])(settings);
+    })
+    .await;
+    // Registered at the start, with the registrar's minimum lifetime (its 423 asked for it).
+    let expected = format!("REGISTER callcenter saved expires={MIN_EXPIRES}");
+    assert!(kamailio.wait_log(&expected, CALL_LIMIT).await, "{}", kamailio.log());
+    until(CALL_LIMIT, "ready to say the trunk is registered", async || {
+        (readiness_of(&s, "kamailio-ok").await == "ok").then_some(())
+    })
+    .await;
+    let registered = r#"callcenter_sip_trunk_registered{trunk="kamailio-ok"}"#;
+    assert_eq!(metric(&s, registered).await, Some(1.0));
+
+    // A call goes through the registrar (407 answered) to baresip, and is answered.
+    s.create(&[ticket("T-REG-1", "13900009001")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009001").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert!(callee.log().contains("13900009001"), "{}", callee.log());
+
+    // Refreshed before it runs out.
+    until(CALL_LIMIT, "a refresh", async || (saved(&kamailio, "callcenter") >= 2).then_some(())).await;
+
+    // The registrar restarts and forgets every binding: calls would be refused (403) until
+    // the server registers again, which it does.
+    kamailio.restart();
+    assert!(kamailio.wait_log("REGISTER callcenter saved", CALL_LIMIT).await, "{}", kamailio.log());
+    assert!(kamailio.wait_log("REGISTER 13900009001 saved", CALL_LIMIT).await, "{}", kamailio.log());
+    s.create(&[ticket("T-REG-2", "13900009002")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009002").await;
+    // baresip has no account for this number: kamailio finds no binding and says so, which
+    // only an INVITE that passed its registration check gets.
+    assert_eq!(record["hangupCause"], "UNALLOCATED_NUMBER:sip:404", "{record}");
+    assert!(!kamailio.log_since_restart().contains("unregistered callcenter"), "{}", kamailio.log());
+
+    // At shutdown the server removes its binding.
+    s.stop().await;
+    assert!(kamailio.wait_log("REGISTER callcenter saved expires=0", CALL_LIMIT).await, "{}", kamailio.log());
+}
+
+#[tokio::test]
+async fn a_wrong_registration_password_is_a_clear_error_and_calls_fail_at_once() {
+    let kamailio = Kamailio::start();
+    let s = TestServer::start_with(|settings| {
+        through(vec![registering(&kamailio, "kamailio-wrong", "not-the-password")])(settings);
+    })
+    .await;
+    let why = until(CALL_LIMIT, "the registration to fail", async || {
+        Some(readiness_of(&s, "kamailio-wrong").await).filter(|w| w.starts_with("not registered"))
+    })
+    .await;
+    assert!(why.contains("401") && why.contains("username and password"), "{why}");
+    assert!(kamailio.log().contains("REGISTER callcenter refused"), "{}", kamailio.log());
+    let registered = r#"callcenter_sip_trunk_registered{trunk="kamailio-wrong"}"#;
+    assert_eq!(metric(&s, registered).await, Some(0.0));
+    // A call does not wait for it: it fails at once, and never reaches the registrar.
+    s.create(&[ticket("T-UNREG", "13900009003")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009003").await;
+    assert_eq!(record["hangupCause"], "NORMAL_TEMPORARY_FAILURE:sip:503", "{record}");
+    assert!(!kamailio.log().contains("INVITE"), "{}", kamailio.log());
 }

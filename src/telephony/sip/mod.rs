@@ -9,9 +9,11 @@
 //! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 //! - `trunks`: several trunks: routing by prefix and weight, caps, failover, health
+//! - `registration`: REGISTER for the trunks that want it
 
 pub mod g711;
 pub mod recorder;
+pub mod registration;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
@@ -224,9 +226,9 @@ impl SipSettings {
 
 /// Places calls through SIP trunks. The user agent starts with the first call.
 pub struct SipCarrier {
-    settings: SipSettings,
+    settings: Arc<SipSettings>,
     trunks: Arc<Trunks>,
-    ua: OnceCell<Arc<Ua>>,
+    ua: Arc<OnceCell<Arc<Ua>>>,
     ports: PortRange,
     engines: Engines,
     /// Most samples a recording channel keeps (the longest call, and some).
@@ -257,24 +259,29 @@ impl SipCarrier {
     pub fn new(s: &SipSettings, max_call: Duration, tts: Arc<dyn Tts>, ear: Ear) -> SipCarrier {
         let longest = max_call + Duration::from_secs(60);
         trunks::describe_metrics();
-        SipCarrier {
-            settings: s.clone(),
+        let carrier = SipCarrier {
+            settings: Arc::new(s.clone()),
             trunks: Arc::new(Trunks::new(s.trunk_list())),
-            ua: OnceCell::new(),
+            ua: Arc::new(OnceCell::new()),
             ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
             engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
+        };
+        // A trunk that registers does so when the server starts, not with the first call.
+        let registers = carrier.trunks.all.iter().any(|t| t.settings.register);
+        if let Some(runtime) = registers.then(tokio::runtime::Handle::try_current).and_then(Result::ok) {
+            let (ua, settings, trunks) = (carrier.ua.clone(), carrier.settings.clone(), carrier.trunks.clone());
+            runtime.spawn(async move {
+                if let Err(e) = start_ua(&ua, &settings, &trunks).await {
+                    tracing::error!(error = %e, "sip: the user agent cannot start");
+                }
+            });
         }
+        carrier
     }
 
     async fn ua(&self) -> Result<&Arc<Ua>, String> {
-        self.ua
-            .get_or_try_init(|| async {
-                let s = &self.settings;
-                let config = UaConfig { bind: &s.bind, external_ip: &s.external_ip, trunks: &self.trunks.all };
-                Ua::start(&config).await.map(Arc::new)
-            })
-            .await
+        start_ua(&self.ua, &self.settings, &self.trunks).await
     }
 
     /// One INVITE through `trunk` (two when the first gets 422: RFC 4028 §7.4), until
@@ -420,6 +427,19 @@ impl SipCarrier {
     }
 }
 
+/// The user agent, started by the first to ask.
+async fn start_ua<'a>(
+    ua: &'a OnceCell<Arc<Ua>>,
+    s: &SipSettings,
+    trunks: &Trunks,
+) -> Result<&'a Arc<Ua>, String> {
+    ua.get_or_try_init(|| async {
+        let config = UaConfig { bind: &s.bind, external_ip: &s.external_ip, trunks: &trunks.all };
+        Ua::start(&config).await.map(Arc::new)
+    })
+    .await
+}
+
 /// No SIP answer to go by (a local error, the trunk unreachable): RFC 3261 §8.1.3.1
 /// treats a transport failure as a 503.
 fn local_failure() -> HangupCause {
@@ -433,6 +453,17 @@ impl Carrier for SipCarrier {
         match self.settings.session_expires_secs {
             0 => super::FAR_END_EXPIRY,
             secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
+        }
+    }
+
+    fn trunk_status(&self) -> Vec<(String, String)> {
+        self.trunks.all.iter().map(|t| (t.name.clone(), t.status())).collect()
+    }
+
+    /// Un-REGISTERs the trunks that registered.
+    async fn shutdown(&self) {
+        if let Some(ua) = self.ua.get() {
+            futures::future::join_all(ua.registrars.iter().map(|r| r.unregister())).await;
         }
     }
 
@@ -471,6 +502,10 @@ impl Carrier for SipCarrier {
                 Ok(Err(NoTrunk::NoRoute)) => {
                     tracing::error!(call_id, "sip: no trunk takes this number (their prefixes)");
                     return DialResult::Failed(HangupCause::from_sip(404));
+                }
+                Ok(Err(NoTrunk::NotRegistered(trunk, why))) => {
+                    tracing::warn!(call_id, trunk, why, "sip: the trunk is not registered; the call fails");
+                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
                 }
                 Ok(Err(NoTrunk::NoneLeft)) => {
                     if last_failure.is_none() {

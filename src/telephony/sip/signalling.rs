@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::SipTransport;
+use super::registration::Registrar;
 use super::trunks::Trunk;
 use super::g711::Codec;
 use super::sdp::{self, LocalSdp, RemoteMedia};
@@ -46,6 +47,8 @@ pub struct Ua {
     /// Where RTP sockets are bound.
     pub media_bind_ip: IpAddr,
     pub sip_port: u16,
+    /// The registrations of the trunks that register.
+    pub registrars: Vec<Arc<Registrar>>,
 }
 
 /// What the settings say about the user agent.
@@ -126,7 +129,13 @@ impl Ua {
             );
         }
         tracing::info!(local = %SocketAddr::new(bind.ip(), sip_port), %advertised, "sip: user agent started");
-        Ok(Ua { layer, endpoint, cancel, advertised_ip, media_bind_ip: bind.ip(), sip_port })
+        let registrars = config
+            .trunks
+            .iter()
+            .filter(|t| t.settings.register)
+            .map(|t| Registrar::start(endpoint.inner.clone(), t.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Ua { layer, endpoint, cancel, advertised_ip, media_bind_ip: bind.ip(), sip_port, registrars })
     }
 
     /// The INVITE for `number` through `trunk`, from `caller_id`, offering `sdp`.

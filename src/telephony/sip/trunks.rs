@@ -47,6 +47,13 @@ pub struct TrunkSettings {
     pub max_concurrent_calls: u32,
     /// New calls per second through this trunk; 0 = no cap.
     pub calls_per_second: f64,
+    /// REGISTER with the trunk (to `domain`, sent to `address`, with `username`/`password`)
+    /// when the server starts, and keep the registration; calls through it wait for the
+    /// first one and fail over (or fail at once) while it is not registered.
+    pub register: bool,
+    /// The registration lifetime asked for; the registrar may grant less (refreshed at 3/4
+    /// of what it grants) or want more (423: its Min-Expires is taken).
+    pub register_expires_secs: u32,
 }
 
 impl Default for TrunkSettings {
@@ -64,6 +71,8 @@ impl Default for TrunkSettings {
             weight: 1,
             max_concurrent_calls: 0,
             calls_per_second: 0.0,
+            register: false,
+            register_expires_secs: 600,
         }
     }
 }
@@ -84,6 +93,12 @@ impl TrunkSettings {
         }
         if let Some(p) = self.prefixes.iter().find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || c == '+')) {
             return Err(format!("{key}.prefixes: `{p}` is not a number prefix (digits, and a leading +)"));
+        }
+        if self.register && self.username.is_empty() {
+            return Err(format!("{key}.register needs {key}.username (and password): the user to register"));
+        }
+        if self.register && !(10..=86_400).contains(&self.register_expires_secs) {
+            return Err(format!("{key}.register_expires_secs must be 10…86400"));
         }
         if !(self.calls_per_second.is_finite() && (0.0..=1000.0).contains(&self.calls_per_second)) {
             return Err(format!("{key}.calls_per_second must be 0 (no cap) up to 1000"));
@@ -115,6 +130,18 @@ impl TrunkOutcome {
     }
 }
 
+/// Where a trunk that registers stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrationState {
+    /// The first REGISTER is under way: calls wait for it.
+    Registering,
+    Registered,
+    /// The last REGISTER failed (why): calls do not go through it until one succeeds.
+    Failed(String),
+    /// Unregistered at shutdown.
+    Unregistered,
+}
+
 /// A trunk at run time: its settings, where it is, its calls and its health.
 pub struct Trunk {
     pub settings: TrunkSettings,
@@ -131,10 +158,14 @@ pub struct Trunk {
     out_of_rotation: std::sync::atomic::AtomicBool,
     attempts: AtomicU64,
     answered: AtomicU64,
+    /// `None` for a trunk that does not register.
+    registration: Mutex<Option<RegistrationState>>,
+    /// Woken when a call leaves it or its registration changes (shared by all trunks).
+    changed: Arc<Notify>,
 }
 
 impl Trunk {
-    fn new(settings: TrunkSettings) -> Trunk {
+    fn new(settings: TrunkSettings, changed: Arc<Notify>) -> Trunk {
         let credential = (!settings.username.is_empty()).then(|| Credential {
             username: settings.username.clone(),
             password: settings.password.clone(),
@@ -154,7 +185,12 @@ impl Trunk {
             out_of_rotation: false.into(),
             attempts: AtomicU64::new(0),
             answered: AtomicU64::new(0),
+            registration: Mutex::new(None),
+            changed,
         };
+        if trunk.settings.register {
+            trunk.set_registration(RegistrationState::Registering);
+        }
         trunk.gauge_rotation();
         trunk
     }
@@ -179,6 +215,32 @@ impl Trunk {
 
     pub fn in_rotation(&self) -> bool {
         !self.out_of_rotation.load(Ordering::Relaxed)
+    }
+
+    /// Where its registration stands (`Registered` for a trunk that does not register).
+    pub fn registration(&self) -> RegistrationState {
+        self.registration.lock().expect("registration lock").clone().unwrap_or(RegistrationState::Registered)
+    }
+
+    pub fn set_registration(&self, state: RegistrationState) {
+        let registered = if state == RegistrationState::Registered { 1.0 } else { 0.0 };
+        metrics::gauge!("callcenter_sip_trunk_registered", "trunk" => self.name.clone()).set(registered);
+        *self.registration.lock().expect("registration lock") = Some(state);
+        self.changed.notify_waiters();
+    }
+
+    /// What /readyz says of it: `ok`, `out of rotation`, `registering`, `unregistered`, or
+    /// `not registered: <why>`.
+    pub fn status(&self) -> String {
+        if !self.in_rotation() {
+            return "out of rotation".into();
+        }
+        match self.registration() {
+            RegistrationState::Registered => "ok".into(),
+            RegistrationState::Registering => "registering".into(),
+            RegistrationState::Unregistered => "unregistered".into(),
+            RegistrationState::Failed(why) => format!("not registered: {why}"),
+        }
     }
 
     /// How long the longest of its prefixes matching `number` is; `None` if it does not
@@ -276,36 +338,39 @@ impl Trunk {
 /// The carrier's trunks, and who waits for a place on one.
 pub struct Trunks {
     pub all: Vec<Arc<Trunk>>,
-    /// Woken when a call leaves a trunk.
-    freed: Arc<Notify>,
+    /// Woken when a call leaves a trunk, or a registration changes.
+    changed: Arc<Notify>,
 }
 
 /// A call's place on a trunk: given back when dropped (the call over, or failed).
 pub struct TrunkSlot {
     pub trunk: Arc<Trunk>,
-    freed: Arc<Notify>,
 }
 
 impl Drop for TrunkSlot {
     fn drop(&mut self) {
         self.trunk.calls.fetch_sub(1, Ordering::AcqRel);
         metrics::gauge!("callcenter_sip_trunk_calls", "trunk" => self.trunk.name.clone()).decrement(1.0);
-        self.freed.notify_waiters();
+        self.trunk.changed.notify_waiters();
     }
 }
 
 /// Why no trunk took a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoTrunk {
     /// No trunk takes this number (its prefixes).
     NoRoute,
     /// Every trunk that takes it was tried, or is out of rotation.
     NoneLeft,
+    /// The trunks left are not registered: the first one's name and why.
+    NotRegistered(String, String),
 }
 
 impl Trunks {
     pub fn new(settings: Vec<TrunkSettings>) -> Trunks {
-        Trunks { all: settings.into_iter().map(|s| Arc::new(Trunk::new(s))).collect(), freed: Arc::new(Notify::new()) }
+        let changed = Arc::new(Notify::new());
+        let all = settings.into_iter().map(|s| Arc::new(Trunk::new(s, changed.clone()))).collect();
+        Trunks { all, changed }
     }
 
     /// The trunks for `number`, in the order to try them: longest matching prefix first;
@@ -335,21 +400,39 @@ impl Trunks {
             return Err(NoTrunk::NoRoute);
         }
         loop {
-            // Registered before looking, so that a place freed meanwhile is not missed.
-            let freed = self.freed.notified();
-            let usable: Vec<(usize, &Arc<Trunk>)> =
+            // Registered before looking, so that a change meanwhile is not missed.
+            let changed = self.changed.notified();
+            let in_rotation: Vec<(usize, &Arc<Trunk>)> =
                 route.iter().enumerate().skip(from).filter(|(_, t)| t.in_rotation()).collect();
+            let usable: Vec<(usize, &Arc<Trunk>)> = in_rotation
+                .iter()
+                .copied()
+                .filter(|(_, t)| t.registration() == RegistrationState::Registered)
+                .collect();
             if usable.is_empty() {
-                return Err(NoTrunk::NoneLeft);
+                let registering = in_rotation.iter().any(|(_, t)| t.registration() == RegistrationState::Registering);
+                match in_rotation.first() {
+                    None => return Err(NoTrunk::NoneLeft),
+                    Some((_, t)) if !registering => {
+                        let why = match t.registration() {
+                            RegistrationState::Failed(why) => why,
+                            _ => "unregistered".into(),
+                        };
+                        return Err(NoTrunk::NotRegistered(t.name.clone(), why));
+                    }
+                    // The first registration is under way: wait for it.
+                    Some(_) => {}
+                }
             }
             if let Some((at, trunk)) = usable.iter().find(|(_, t)| t.try_take()) {
-                return Ok((TrunkSlot { trunk: (*trunk).clone(), freed: self.freed.clone() }, *at));
+                return Ok((TrunkSlot { trunk: (*trunk).clone() }, *at));
             }
-            // All full: wait for a call to end, or for a rate cap to let one start.
+            // All full (or registering): wait for a call to end, a registration, or for a
+            // rate cap to let one start.
             let rate_free = usable.iter().filter_map(|(_, t)| t.rate_free_at()).min();
             let recheck = rate_free.unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
             tokio::select! {
-                _ = freed => {}
+                _ = changed => {}
                 _ = tokio::time::sleep_until(recheck) => {}
             }
         }
@@ -368,6 +451,7 @@ pub fn describe_metrics() {
     describe_gauge!("callcenter_sip_trunk_answer_rate", "Share of a trunk's INVITEs answered, since start");
     describe_gauge!("callcenter_sip_trunk_calls", "Calls on a trunk now (ringing or talking)");
     describe_gauge!("callcenter_sip_trunk_in_rotation", "1 while a trunk takes new calls, 0 while out of rotation");
+    describe_gauge!("callcenter_sip_trunk_registered", "1 while a trunk that registers is registered, else 0");
 }
 
 #[cfg(test)]
@@ -453,6 +537,29 @@ mod tests {
         assert_eq!(third.trunk.name, "capped");
         // Past the last trunk of the route: none left.
         assert_eq!(trunks.take(&route, 2).await.err(), Some(NoTrunk::NoneLeft));
+    }
+
+    #[tokio::test]
+    async fn calls_wait_for_the_first_registration_and_fail_at_once_while_it_fails() {
+        let mut registering = trunk("registering", &[], 1);
+        registering.register = true;
+        let trunks = Arc::new(Trunks::new(vec![registering]));
+        let route = trunks.route("1");
+        let waiting = tokio::spawn({
+            let (trunks, route) = (trunks.clone(), route.clone());
+            async move { trunks.take(&route, 0).await.map(|(slot, _)| slot.trunk.name.clone()) }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        trunks.all[0].set_registration(RegistrationState::Registered);
+        assert_eq!(waiting.await.unwrap(), Ok("registering".to_string()));
+
+        trunks.all[0].set_registration(RegistrationState::Failed("401 Unauthorized".into()));
+        assert_eq!(
+            trunks.take(&route, 0).await.err(),
+            Some(NoTrunk::NotRegistered("registering".into(), "401 Unauthorized".into()))
+        );
+        assert_eq!(trunks.all[0].status(), "not registered: 401 Unauthorized");
     }
 
     #[test]

@@ -34,6 +34,16 @@ impl Baresip {
     /// Starts baresip with an account for each `(number, auto_answer)`; the callee says
     /// `voice` (8 kHz mono) from the moment it answers.
     pub fn start(accounts: &[(&str, bool)], voice: &[i16]) -> Baresip {
+        Self::launch(accounts, voice, None)
+    }
+
+    /// As `start`, each account registered with `registrar` (digest password `password`),
+    /// which relays the calls for it.
+    pub fn start_registered(accounts: &[(&str, bool)], voice: &[i16], registrar: SocketAddr, password: &str) -> Baresip {
+        Self::launch(accounts, voice, Some((registrar, password)))
+    }
+
+    fn launch(accounts: &[(&str, bool)], voice: &[i16], registrar: Option<(SocketAddr, &str)>) -> Baresip {
         let dir = tempfile::tempdir().expect("temp dir");
         let voice_path = dir.path().join("voice.wav");
         write_wav(&voice_path, voice);
@@ -48,7 +58,11 @@ impl Baresip {
                 .iter()
                 .map(|(user, auto)| {
                     let mode = if *auto { "auto" } else { "manual" };
-                    format!("<sip:{user}@127.0.0.1>;regint=0;answermode={mode};audio_codecs=PCMA,PCMU\n")
+                    let (host, registration) = match registrar {
+                        Some((at, password)) => (at.to_string(), format!("auth_pass={password};regint=20")),
+                        None => ("127.0.0.1".to_string(), "regint=0".to_string()),
+                    };
+                    format!("<sip:{user}@{host}>;{registration};answermode={mode};audio_codecs=PCMA,PCMU\n")
                 })
                 .collect();
             std::fs::write(config_dir.join("accounts"), accounts).unwrap();
