@@ -423,8 +423,10 @@ mod tests {
         assert_eq!(loaded.settings.sip.trunk_list()[0].address, "10.0.0.1:5080");
         assert_eq!(
             loaded.warnings,
-            ["sip.trunk, sip.username are deprecated: describe the trunk as [[sip.trunks]] (address, transport, \
-              domain, username, password, caller_ids, dial_prefix)"]
+            [
+                "sip.trunk, sip.username are deprecated: describe the trunk as [[sip.trunks]] (address, transport, \
+              domain, username, password, caller_ids, dial_prefix)"
+            ]
         );
 
         let f = file(
@@ -437,7 +439,9 @@ mod tests {
         assert_eq!((trunks[0].weight, trunks[1].weight, trunks[1].max_concurrent_calls), (2, 1, 5));
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 
-        let f = file("[dialer]\ncarrier = \"sip\"\n[[sip.trunks]]\naddress = \"10.0.0.1\"\nprefixes = [\"1x\"]\n");
+        let f = file(
+            "[dialer]\ncarrier = \"sip\"\n[[sip.trunks]]\naddress = \"10.0.0.1\"\nprefixes = [\"1x\"]\n",
+        );
         let e = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
         assert!(e.contains("sip.trunks[0].prefixes"), "{e}");
     }

@@ -68,7 +68,7 @@ fn invites(peer: &SipPeer) -> usize {
 
 #[tokio::test]
 async fn calls_fail_over_from_a_trunk_answering_503_which_leaves_rotation_and_returns_when_its_options_succeed()
-{
+ {
     // The first trunk (the only one in rotation: the second is a backup) answers every
     // INVITE 503 and its OPTIONS too, until it is mended.
     let mended = Arc::new(AtomicBool::new(false));
@@ -155,8 +155,14 @@ async fn a_number_goes_to_the_trunk_of_its_prefix_and_a_trunk_that_does_not_answ
     }
     // The mobile number went to its trunk, with that trunk's dial prefix; the landline to the
     // silent trunk of its prefix first, then to the one for any number.
-    assert_eq!(mobile.events().iter().filter(|e| e.starts_with("INVITE ")).collect::<Vec<_>>(), ["INVITE 013900008001"]);
-    assert_eq!(other.events().iter().filter(|e| e.starts_with("INVITE ")).collect::<Vec<_>>(), ["INVITE 02100008002"]);
+    assert_eq!(
+        mobile.events().iter().filter(|e| e.starts_with("INVITE ")).collect::<Vec<_>>(),
+        ["INVITE 013900008001"]
+    );
+    assert_eq!(
+        other.events().iter().filter(|e| e.starts_with("INVITE ")).collect::<Vec<_>>(),
+        ["INVITE 02100008002"]
+    );
     let failures = r#"callcenter_sip_trunk_failures_total{trunk="prefix-silent"}"#;
     assert_eq!(metric(&s, failures).await, Some(1.0));
 }
@@ -187,7 +193,7 @@ fn saved(kamailio: &Kamailio, user: &str) -> usize {
 
 #[tokio::test]
 async fn a_trunk_that_wants_registration_is_registered_refreshed_called_through_and_registered_again_after_a_restart()
-{
+ {
     baresip::require();
     let mut kamailio = Kamailio::start();
     let voice: Vec<i16> = callcenter::recording::synth_speech(6, 8000 * 3, 220.0);
@@ -256,4 +262,68 @@ async fn a_wrong_registration_password_is_a_clear_error_and_calls_fail_at_once()
     let record = record_of(&s, "13900009003").await;
     assert_eq!(record["hangupCause"], "NORMAL_TEMPORARY_FAILURE:sip:503", "{record}");
     assert!(!kamailio.log().contains("INVITE"), "{}", kamailio.log());
+}
+
+/// The `rtp <n>` a `BehindNat` callee noted: how many of our packets reached it.
+fn rtp_received(peer: &SipPeer) -> Option<usize> {
+    peer.events().iter().find_map(|e| e.strip_prefix("rtp ")?.parse().ok())
+}
+
+#[tokio::test]
+async fn behind_nat_our_media_goes_where_theirs_comes_from_rport_is_asked_and_keep_alives_flow() {
+    // The callee's SDP names an address that does not reach it; it talks from its real one.
+    let natted = SipPeer::start(|_| Script::BehindNat { talk: Duration::from_secs(3) }).await;
+    let s = TestServer::start_with(|settings| {
+        through(vec![trunk("nat-symmetric", &natted, 1)])(settings);
+        settings.sip.keepalive_secs = 1;
+    })
+    .await;
+    // Keep-alives flow from the start, before any call.
+    assert!(natted.wait_event("OPTIONS probe 200", CALL_LIMIT).await, "{:?}", natted.events());
+    s.create(&[ticket("T-NAT", "13900009101")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009101").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    let events = natted.events();
+    // Three seconds of our 20 ms packets, most of them at least.
+    assert!(rtp_received(&natted).is_some_and(|n| n >= 50), "{events:?}");
+    // Our Via asks for the answer at the address and port it came from (RFC 3581).
+    let via = events.iter().find_map(|e| e.strip_prefix("via ")).unwrap();
+    assert!(via.split(';').any(|p| p == "rport"), "{via}");
+
+    // Without symmetric RTP our media goes to the SDP's address, and never reaches it.
+    let natted = SipPeer::start(|_| Script::BehindNat { talk: Duration::from_secs(3) }).await;
+    let s = TestServer::start_with(|settings| {
+        through(vec![trunk("nat-sdp-only", &natted, 1)])(settings);
+        settings.sip.symmetric_rtp = false;
+    })
+    .await;
+    s.create(&[ticket("T-NAT-OFF", "13900009102")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(rtp_received(&natted), Some(0), "{:?}", natted.events());
+}
+
+#[tokio::test]
+async fn a_trunk_behind_an_outbound_proxy_is_reached_through_it() {
+    // The proxy answers as the trunk would; the trunk's own name resolves nowhere, so that
+    // only the proxy can have been reached.
+    let proxy = SipPeer::start(|_| answers()).await;
+    let s = TestServer::start_with(|settings| {
+        let carrier = TrunkSettings {
+            name: "behind-proxy".into(),
+            address: "sip.carrier.invalid".into(),
+            outbound_proxy: proxy.addr.to_string(),
+            ..TrunkSettings::default()
+        };
+        through(vec![carrier])(settings);
+    })
+    .await;
+    s.create(&[ticket("T-PROXY", "13900009103")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009103").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    let events = proxy.events();
+    assert!(events.contains(&"request-uri sip:13900009103@sip.carrier.invalid".to_string()), "{events:?}");
+    let route = events.iter().find_map(|e| e.strip_prefix("route ")).unwrap();
+    assert_eq!(route, format!("<sip:{};lr>", proxy.addr), "{events:?}");
 }

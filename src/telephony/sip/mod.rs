@@ -30,7 +30,7 @@ use tokio::sync::{OnceCell, mpsc, watch};
 
 use self::g711::Codec;
 use self::recorder::Recorder;
-use self::rtp::{KEY_BACKLOG, Media, PortRange, RtpTimeout};
+use self::rtp::{KEY_BACKLOG, Media, PacketPath, PortRange, RtpTimeout};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
 use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
@@ -95,6 +95,12 @@ pub struct SipSettings {
     pub session_expires_secs: u64,
     /// A call whose far end sends no RTP this long is ended (`MEDIA_TIMEOUT`); 0 = never.
     pub rtp_timeout_secs: u64,
+    /// Symmetric RTP: send to where the far end's RTP comes from rather than to the address
+    /// its SDP names (which behind NAT may be a private one).
+    pub symmetric_rtp: bool,
+    /// An OPTIONS to every trunk this often keeps the signalling flow (and a NAT binding on
+    /// the way) open; 0 = none. The user agent then starts with the server.
+    pub keepalive_secs: u64,
 }
 
 impl Default for SipSettings {
@@ -126,6 +132,8 @@ impl Default for SipSettings {
             vad_silence_ms: 700,
             session_expires_secs: timer::MIN_SE,
             rtp_timeout_secs: 30,
+            symmetric_rtp: true,
+            keepalive_secs: 0,
         }
     }
 }
@@ -175,7 +183,9 @@ impl SipSettings {
     /// What the types do not check; only asked when `dialer.carrier = "sip"`.
     pub fn validate(&self) -> Result<(), String> {
         if let Some(key) = self.one_trunk_keys_set().first().filter(|_| !self.trunks.is_empty()) {
-            return Err(format!("{key} and [[sip.trunks]] are both set: describe every trunk in [[sip.trunks]]"));
+            return Err(format!(
+                "{key} and [[sip.trunks]] are both set: describe every trunk in [[sip.trunks]]"
+            ));
         }
         let trunks = self.trunk_list();
         if trunks.is_empty() {
@@ -187,7 +197,9 @@ impl SipSettings {
         for (i, trunk) in trunks.iter().enumerate() {
             let key = if self.trunks.is_empty() { "sip".to_string() } else { format!("sip.trunks[{i}]") };
             // The deprecated key is `sip.trunk`, not `sip.address`.
-            trunk.validate(&key).map_err(|e| if self.trunks.is_empty() { e.replace("sip.address", "sip.trunk") } else { e })?;
+            trunk.validate(&key).map_err(|e| {
+                if self.trunks.is_empty() { e.replace("sip.address", "sip.trunk") } else { e }
+            })?;
         }
         let mut names: Vec<&str> = trunks.iter().map(TrunkSettings::label).collect();
         names.sort_unstable();
@@ -196,6 +208,9 @@ impl SipSettings {
         }
         if self.probe_interval_secs == 0 || self.probe_interval_secs > 3600 {
             return Err("sip.probe_interval_secs must be 1…3600".into());
+        }
+        if self.keepalive_secs > 3600 {
+            return Err("sip.keepalive_secs must be 0 (none) up to 3600".into());
         }
         if self.failover_after_secs == 0 || self.failover_after_secs > 32 {
             return Err("sip.failover_after_secs must be 1…32 (RFC 3261's INVITE timeout)".into());
@@ -267,10 +282,12 @@ impl SipCarrier {
             engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
         };
-        // A trunk that registers does so when the server starts, not with the first call.
-        let registers = carrier.trunks.all.iter().any(|t| t.settings.register);
-        if let Some(runtime) = registers.then(tokio::runtime::Handle::try_current).and_then(Result::ok) {
-            let (ua, settings, trunks) = (carrier.ua.clone(), carrier.settings.clone(), carrier.trunks.clone());
+        // A trunk that registers does so when the server starts, not with the first call;
+        // keep-alives too start with the server.
+        let early = s.keepalive_secs > 0 || carrier.trunks.all.iter().any(|t| t.settings.register);
+        if let Some(runtime) = early.then(tokio::runtime::Handle::try_current).and_then(Result::ok) {
+            let (ua, settings, trunks) =
+                (carrier.ua.clone(), carrier.settings.clone(), carrier.trunks.clone());
             runtime.spawn(async move {
                 if let Err(e) = start_ua(&ua, &settings, &trunks).await {
                     tracing::error!(error = %e, "sip: the user agent cannot start");
@@ -308,7 +325,8 @@ impl SipCarrier {
             } else {
                 timer::invite_headers(session_expires, session_expires.max(timer::MIN_SE))
             };
-            let mut option = match ua.invite(trunk, &number, &caller_id, local.to_string(), call_id, headers) {
+            let mut option = match ua.invite(trunk, &number, &caller_id, local.to_string(), call_id, headers)
+            {
                 Ok(option) => option,
                 Err(e) => {
                     tracing::error!(call_id, trunk = %trunk.name, error = %e, "sip: cannot build the INVITE");
@@ -435,9 +453,32 @@ async fn start_ua<'a>(
 ) -> Result<&'a Arc<Ua>, String> {
     ua.get_or_try_init(|| async {
         let config = UaConfig { bind: &s.bind, external_ip: &s.external_ip, trunks: &trunks.all };
-        Ua::start(&config).await.map(Arc::new)
+        let ua = Arc::new(Ua::start(&config).await?);
+        if s.keepalive_secs > 0 {
+            for trunk in &trunks.all {
+                tokio::spawn(keep_alive(
+                    Arc::downgrade(&ua),
+                    trunk.clone(),
+                    Duration::from_secs(s.keepalive_secs),
+                ));
+            }
+        }
+        Ok(ua)
     })
     .await
+}
+
+/// OPTIONS to `trunk` every `every`, for as long as the user agent lives: the signalling
+/// flow, and any NAT binding on its way, stays open.
+async fn keep_alive(ua: std::sync::Weak<Ua>, trunk: Arc<Trunk>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(ua) = ua.upgrade() else { return };
+        match ua.options(&trunk).await {
+            Ok(code) => tracing::trace!(trunk = %trunk.name, code, "sip: keep-alive answered"),
+            Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "sip: keep-alive unanswered"),
+        }
+    }
 }
 
 /// No SIP answer to go by (a local error, the trunk unreachable): RFC 3261 §8.1.3.1
@@ -514,7 +555,10 @@ impl Carrier for SipCarrier {
                     return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
                 }
                 Err(_) => {
-                    tracing::warn!(call_id, "sip: every trunk for this number stayed full for the ring timeout");
+                    tracing::warn!(
+                        call_id,
+                        "sip: every trunk for this number stayed full for the ring timeout"
+                    );
                     return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
                 }
             };
@@ -535,7 +579,8 @@ impl Carrier for SipCarrier {
                 }
             }
         };
-        let Answered { dialog, response, ended_tx, ended_rx, remote, events_timer, session_expires } = answered;
+        let Answered { dialog, response, ended_tx, ended_rx, remote, events_timer, session_expires } =
+            answered;
         let answered_at = tokio::time::Instant::now();
         let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
             Ok(media) => media,
@@ -552,7 +597,8 @@ impl Carrier for SipCarrier {
         let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0)
             .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
-        let media = Media::start(socket, remote, recorder, (keys, keys_rx), timeout);
+        let path = PacketPath { symmetric: s.symmetric_rtp };
+        let media = Media::start(socket, remote, recorder, (keys, keys_rx), timeout, path);
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
                 let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
@@ -649,7 +695,8 @@ mod tests {
             ("10.0.0.1:5080", "alice", "9")
         );
         assert_eq!(list[0].caller_ids, ["1001"]);
-        let both = SipSettings { trunks: vec![TrunkSettings { address: "b".into(), ..Default::default() }], ..old };
+        let both =
+            SipSettings { trunks: vec![TrunkSettings { address: "b".into(), ..Default::default() }], ..old };
         assert!(both.validate().unwrap_err().contains("sip.trunk and [[sip.trunks]]"));
         let twins = SipSettings {
             trunks: vec![

@@ -38,10 +38,13 @@ impl Registrar {
             SipTransport::Tcp => ";transport=tcp",
         };
         let server = format!("sip:{}{transport}", trunk.domain());
-        let server = Uri::try_from(server.as_str()).map_err(|e| format!("bad registrar URI `{server}`: {e}"))?;
+        let server =
+            Uri::try_from(server.as_str()).map_err(|e| format!("bad registrar URI `{server}`: {e}"))?;
         let mut registration = Registration::new(endpoint, trunk.credential.clone());
-        // The REGISTER goes to the trunk's address whatever its domain resolves to.
+        // The REGISTER goes to the trunk's address (or its outbound proxy, named in a Route)
+        // whatever its domain resolves to.
         registration.outbound_proxy = trunk.target.get().and_then(|t| t.get_socketaddr().ok());
+        registration.extra_headers.extend(trunk.route_header());
         let registrar = Arc::new(Registrar {
             trunk,
             registration: tokio::sync::Mutex::new(registration),
@@ -79,7 +82,9 @@ impl Registrar {
                     }
                     _ => {
                         failures += 1;
-                        self.failed(format!("423 Interval Too Brief without a usable Min-Expires (asked {expires} s)"));
+                        self.failed(format!(
+                            "423 Interval Too Brief without a usable Min-Expires (asked {expires} s)"
+                        ));
                         backoff_interval(failures - 1)
                     }
                 },

@@ -265,6 +265,14 @@ pub struct RtpTimeout {
     pub ended: watch::Sender<Option<HangupCause>>,
 }
 
+/// What is done to each packet at the socket, both ways.
+#[derive(Default)]
+pub struct PacketPath {
+    /// Symmetric RTP: send to where the far end's RTP comes from (behind NAT, the address
+    /// in its SDP may not be the one that reaches it).
+    pub symmetric: bool,
+}
+
 impl Media {
     /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
     /// the recording's time zero is now. Key presses go to `keys`, the channel whose
@@ -276,8 +284,10 @@ impl Media {
         recorder: Recorder,
         (keys, keys_rx): (mpsc::Sender<char>, mpsc::Receiver<char>),
         timeout: Option<RtpTimeout>,
+        path: PacketPath,
     ) -> Media {
         let socket = Arc::new(socket);
+        let path = Arc::new(path);
         let recorder = Arc::new(Mutex::new(recorder));
         let cancel = CancellationToken::new();
         let (prompts_tx, prompts_rx) = mpsc::unbounded_channel();
@@ -299,6 +309,7 @@ impl Media {
             timeout,
             start,
             cancel.clone(),
+            path,
         ));
         Media {
             prompts: prompts_tx,
@@ -452,6 +463,7 @@ async fn receive_loop(
     mut timeout: Option<RtpTimeout>,
     start: Instant,
     cancel: CancellationToken,
+    path: Arc<PacketPath>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut presses = KeyPresses::default();
@@ -471,8 +483,8 @@ async fn receive_loop(
                 continue;
             }
         };
-        let len = match received {
-            Ok((len, _from)) => len,
+        let (len, from) = match received {
+            Ok(received) => received,
             Err(e) => {
                 // ICMP port unreachable shows here on some systems; keep listening.
                 tracing::trace!(error = %e, "rtp: receive failed");
@@ -481,6 +493,9 @@ async fn receive_loop(
         };
         let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
         last_packet = Instant::now();
+        if path.symmetric {
+            learn_source(&remote, from);
+        }
         let telephone_event = remote.lock().expect("remote lock").as_ref().and_then(|r| r.telephone_event);
         if telephone_event == Some(header.payload_type) {
             let key = TelephoneEvent::parse(payload).and_then(|e| presses.on_packet(&header, &e));
@@ -509,6 +524,15 @@ async fn receive_loop(
         recorder.lock().expect("recorder lock").callee(position.max(0) as usize, &pcm);
         // Nobody listening for a while: the oldest audio is of no use, drop this frame.
         let _ = heard.try_send(pcm);
+    }
+}
+
+/// Symmetric RTP: the far end's RTP comes from `from`, so ours goes there.
+fn learn_source(remote: &Mutex<Option<RemoteMedia>>, from: SocketAddr) {
+    let mut remote = remote.lock().expect("remote lock");
+    if let Some(remote) = remote.as_mut().filter(|r| r.addr != from) {
+        tracing::debug!(sdp = %remote.addr, source = %from, "rtp: sending to where the far end's RTP comes from");
+        remote.addr = from;
     }
 }
 
@@ -575,7 +599,8 @@ mod tests {
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
+        let mut media =
+            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default());
 
         // 100 ms of audio: five frames, played in about 100 ms.
         let t = Instant::now();
@@ -616,7 +641,7 @@ mod tests {
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None);
+        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default());
         let loud = async |frames: usize| {
             let (mut buf, mut loud) = ([0u8; 512], 0);
             while loud < frames {
@@ -711,7 +736,14 @@ mod tests {
             RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media = Media::start(ours, remote, Recorder::new(None, 8000 * 10), (keys, keys_rx), None);
+        let mut media = Media::start(
+            ours,
+            remote,
+            Recorder::new(None, 8000 * 10),
+            (keys, keys_rx),
+            None,
+            PacketPath::default(),
+        );
         // Our own offer's 101 is not what the answer said: not a key.
         for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
             for (header, e) in press(event, 160 * u32::from(event), 1, pt) {

@@ -17,20 +17,20 @@ use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReas
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::rsip::{Header, Method, Request, SipMessage, StatusCode, Transport, Uri};
+use rsipstack::transaction::endpoint::Endpoint;
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transaction::endpoint::Endpoint;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::SipTransport;
-use super::registration::Registrar;
-use super::trunks::Trunk;
 use super::g711::Codec;
+use super::registration::Registrar;
 use super::sdp::{self, LocalSdp, RemoteMedia};
 use super::timer::{self, SessionTimer};
+use super::trunks::Trunk;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 
@@ -64,9 +64,9 @@ impl Ua {
     pub async fn start(config: &UaConfig<'_>) -> Result<Ua, String> {
         let mut first_addr = None;
         for trunk in config.trunks {
-            let address = &trunk.settings.address;
-            let (host, port) =
-                split_host_port(address).ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
+            let address = trunk.next_hop();
+            let (host, port) = split_host_port(address)
+                .ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
             let addr = resolve(&host, port).await?;
             first_addr.get_or_insert(addr);
             let transport = match trunk.settings.transport {
@@ -166,7 +166,10 @@ impl Ua {
             // The attempt's uuid, for finding the call in a trunk's logs, made unique
             // beyond this node (a restart in the same second, another instance).
             call_id: Some(format!("{call_id}-{:08x}@{host}", rand::random::<u32>())),
-            headers: (!headers.is_empty()).then_some(headers),
+            headers: {
+                let headers: Vec<Header> = trunk.route_header().into_iter().chain(headers).collect();
+                (!headers.is_empty()).then_some(headers)
+            },
             ..Default::default()
         })
     }
@@ -188,7 +191,8 @@ impl Ua {
             .with_tag(rsipstack::transaction::make_tag());
         let to = rsipstack::rsip::typed::To { display_name: None, uri: request_uri.clone(), params: vec![] };
         let request = inner.make_request(Method::Options, request_uri, via, from, to, 1, None);
-        let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(|e| e.to_string())?;
+        let key =
+            TransactionKey::from_request(&request, TransactionRole::Client).map_err(|e| e.to_string())?;
         let mut tx = Transaction::new_client(key, request, inner.clone(), None);
         tx.destination = Some(target);
         tx.send().await.map_err(|e| e.to_string())?;

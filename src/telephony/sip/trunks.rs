@@ -25,6 +25,10 @@ pub struct TrunkSettings {
     pub name: String,
     /// The trunk (or its SBC / proxy): `host[:port]`, port 5060 by default.
     pub address: String,
+    /// An outbound proxy (`host[:port]`) every request to this trunk goes through: sent
+    /// there, with a `Route: <sip:proxy;lr>`, the Request-URI still naming the trunk.
+    /// Empty = straight to `address`.
+    pub outbound_proxy: String,
     pub transport: SipTransport,
     /// Host part of request URIs and From/To (`sip:<number>@<domain>`); empty = the address.
     pub domain: String,
@@ -61,6 +65,7 @@ impl Default for TrunkSettings {
         TrunkSettings {
             name: String::new(),
             address: String::new(),
+            outbound_proxy: String::new(),
             transport: SipTransport::Udp,
             domain: String::new(),
             username: String::new(),
@@ -91,7 +96,12 @@ impl TrunkSettings {
         if split_host_port(&self.address).is_none() {
             return Err(format!("{key}.address `{}` is not host[:port]", self.address));
         }
-        if let Some(p) = self.prefixes.iter().find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || c == '+')) {
+        if !self.outbound_proxy.is_empty() && split_host_port(&self.outbound_proxy).is_none() {
+            return Err(format!("{key}.outbound_proxy `{}` is not host[:port]", self.outbound_proxy));
+        }
+        if let Some(p) =
+            self.prefixes.iter().find(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || c == '+'))
+        {
             return Err(format!("{key}.prefixes: `{p}` is not a number prefix (digits, and a leading +)"));
         }
         if self.register && self.username.is_empty() {
@@ -193,6 +203,21 @@ impl Trunk {
         }
         trunk.gauge_rotation();
         trunk
+    }
+
+    /// Where its requests are sent: the outbound proxy, or the address.
+    pub fn next_hop(&self) -> &str {
+        if self.settings.outbound_proxy.is_empty() {
+            &self.settings.address
+        } else {
+            &self.settings.outbound_proxy
+        }
+    }
+
+    /// The `Route` header of its requests: the outbound proxy, loose-routing.
+    pub fn route_header(&self) -> Option<rsipstack::rsip::Header> {
+        let proxy = &self.settings.outbound_proxy;
+        (!proxy.is_empty()).then(|| rsipstack::rsip::Header::Route(format!("<sip:{proxy};lr>").into()))
     }
 
     /// The host of request URIs: the domain, or the address.
@@ -299,12 +324,14 @@ impl Trunk {
         match outcome {
             TrunkOutcome::Answered => {
                 self.answered.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("callcenter_sip_trunk_answered_total", "trunk" => trunk.clone()).increment(1);
+                metrics::counter!("callcenter_sip_trunk_answered_total", "trunk" => trunk.clone())
+                    .increment(1);
                 self.failures_in_a_row.store(0, Ordering::Relaxed);
             }
             TrunkOutcome::Worked => self.failures_in_a_row.store(0, Ordering::Relaxed),
             TrunkOutcome::Failed => {
-                metrics::counter!("callcenter_sip_trunk_failures_total", "trunk" => trunk.clone()).increment(1);
+                metrics::counter!("callcenter_sip_trunk_failures_total", "trunk" => trunk.clone())
+                    .increment(1);
             }
         }
         let attempts = self.attempts.load(Ordering::Relaxed).max(1);
@@ -410,7 +437,8 @@ impl Trunks {
                 .filter(|(_, t)| t.registration() == RegistrationState::Registered)
                 .collect();
             if usable.is_empty() {
-                let registering = in_rotation.iter().any(|(_, t)| t.registration() == RegistrationState::Registering);
+                let registering =
+                    in_rotation.iter().any(|(_, t)| t.registration() == RegistrationState::Registering);
                 match in_rotation.first() {
                     None => return Err(NoTrunk::NoneLeft),
                     Some((_, t)) if !registering => {
@@ -442,7 +470,10 @@ impl Trunks {
 /// Describes the per-trunk metrics once.
 pub fn describe_metrics() {
     use metrics::{describe_counter, describe_gauge};
-    describe_counter!("callcenter_sip_trunk_attempts_total", "INVITEs sent, by trunk (a failover is one more)");
+    describe_counter!(
+        "callcenter_sip_trunk_attempts_total",
+        "INVITEs sent, by trunk (a failover is one more)"
+    );
     describe_counter!("callcenter_sip_trunk_answered_total", "INVITEs answered (2xx), by trunk");
     describe_counter!(
         "callcenter_sip_trunk_failures_total",
@@ -450,8 +481,14 @@ pub fn describe_metrics() {
     );
     describe_gauge!("callcenter_sip_trunk_answer_rate", "Share of a trunk's INVITEs answered, since start");
     describe_gauge!("callcenter_sip_trunk_calls", "Calls on a trunk now (ringing or talking)");
-    describe_gauge!("callcenter_sip_trunk_in_rotation", "1 while a trunk takes new calls, 0 while out of rotation");
-    describe_gauge!("callcenter_sip_trunk_registered", "1 while a trunk that registers is registered, else 0");
+    describe_gauge!(
+        "callcenter_sip_trunk_in_rotation",
+        "1 while a trunk takes new calls, 0 while out of rotation"
+    );
+    describe_gauge!(
+        "callcenter_sip_trunk_registered",
+        "1 while a trunk that registers is registered, else 0"
+    );
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ impl Baresip {
 
     /// As `start`, each account registered with `registrar` (digest password `password`),
     /// which relays the calls for it.
-    pub fn start_registered(accounts: &[(&str, bool)], voice: &[i16], registrar: SocketAddr, password: &str) -> Baresip {
+    pub fn start_registered(
+        accounts: &[(&str, bool)],
+        voice: &[i16],
+        registrar: SocketAddr,
+        password: &str,
+    ) -> Baresip {
         Self::launch(accounts, voice, Some((registrar, password)))
     }
 

@@ -31,7 +31,8 @@ pub struct Kamailio {
 /// Kamailio must be installed (scripts/setup installs it): a test without its peer would
 /// prove nothing, so its absence is a failure, not a skip.
 pub fn require() {
-    let found = Command::new("kamailio").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
+    let found =
+        Command::new("kamailio").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
     assert!(found, "kamailio is not installed: run scripts/setup (apt-get install kamailio)");
 }
 
