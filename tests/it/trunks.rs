@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::common::{TestServer, ticket, until};
-use crate::support::baresip::{self, Baresip};
+use crate::common::{TestServer, log_text, logs, ticket, until};
+use crate::sip::{loudest, recording, voice};
+use crate::support::baresip::{self, Baresip, Setup};
 use crate::support::kamailio::{CALLEE_PASSWORD, CC_PASSWORD, Kamailio, MIN_EXPIRES};
 use crate::support::sip_peer::{Script, SipPeer};
+use crate::support::test_ca::TestCa;
 use callcenter::config::Settings;
 use callcenter::telephony::CarrierKind;
+use callcenter::telephony::sip::SipTransport;
 use callcenter::telephony::sip::trunks::TrunkSettings;
 use callcenter::telephony::tts::TtsEngine;
 use serde_json::{Value, json};
@@ -197,7 +200,8 @@ async fn a_trunk_that_wants_registration_is_registered_refreshed_called_through_
     baresip::require();
     let mut kamailio = Kamailio::start();
     let voice: Vec<i16> = callcenter::recording::synth_speech(6, 8000 * 3, 220.0);
-    let callee = Baresip::start_registered(&[("13900009001", true)], &voice, kamailio.addr, CALLEE_PASSWORD);
+    let setup = Setup { registrar: Some((kamailio.addr, CALLEE_PASSWORD.into())), ..Setup::default() };
+    let callee = Baresip::start_with(&[("13900009001", true)], &voice, &setup);
     assert!(kamailio.wait_log("REGISTER 13900009001 saved", CALL_LIMIT).await, "{}", kamailio.log());
     let s = TestServer::start_with(|settings| {
         through(vec![registering(&kamailio, "kamailio-ok", CC_PASSWORD)])(settings);
@@ -326,4 +330,43 @@ async fn a_trunk_behind_an_outbound_proxy_is_reached_through_it() {
     assert!(events.contains(&"request-uri sip:13900009103@sip.carrier.invalid".to_string()), "{events:?}");
     let route = events.iter().find_map(|e| e.strip_prefix("route ")).unwrap();
     assert_eq!(route, format!("<sip:{};lr>", proxy.addr), "{events:?}");
+}
+
+#[tokio::test]
+async fn calls_go_over_tls_to_a_trunk_whose_certificate_the_configured_ca_signed_and_not_otherwise() {
+    baresip::require();
+    logs();
+    let ca = TestCa::new("trusted");
+    let setup = Setup { certificate: Some(ca.peer_file.clone()), ..Setup::default() };
+    let callee =
+        Baresip::start_with(&[("13900009201", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0), &setup);
+    let over_tls = |settings: &mut Settings, name: &str, ca_file: &std::path::Path| {
+        let trunk = TrunkSettings {
+            name: name.into(),
+            address: callee.tls_addr.to_string(),
+            transport: SipTransport::Tls,
+            ..TrunkSettings::default()
+        };
+        through(vec![trunk])(settings);
+        settings.sip.tls_ca_file = ca_file.display().to_string();
+    };
+    let s = TestServer::start_with(|settings| over_tls(settings, "tls-trusted", &ca.ca_file)).await;
+    s.create(&[ticket("T-TLS", "13900009201")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009201").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    let (agent, callee_side) = recording(&s, &record).await;
+    assert!(loudest(&agent) > 1000.0 && loudest(&callee_side) > 1000.0, "both voices");
+
+    // A certificate our CA did not sign: no TLS connection, no call.
+    let stranger = TestCa::new("stranger");
+    let s = TestServer::start_with(|settings| over_tls(settings, "tls-stranger", &stranger.ca_file)).await;
+    s.create(&[ticket("T-TLS-BAD", "13900009202")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009202").await;
+    assert_eq!(record["hangupCause"], "NORMAL_TEMPORARY_FAILURE:sip:503", "{record}");
+    assert!(!callee.log().contains("13900009202"), "{}", callee.log());
+    let said = log_text();
+    let why = said.lines().find(|l| l.contains("cannot connect to the trunk") && l.contains("tls-stranger"));
+    assert!(why.is_some_and(|l| l.contains("UnknownIssuer")), "{why:?}");
 }

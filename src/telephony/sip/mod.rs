@@ -98,6 +98,13 @@ pub struct SipSettings {
     /// Symmetric RTP: send to where the far end's RTP comes from rather than to the address
     /// its SDP names (which behind NAT may be a private one).
     pub symmetric_rtp: bool,
+    /// TLS trunks: the CA certificates (PEM file) a trunk's certificate must chain to;
+    /// empty = the system's roots.
+    pub tls_ca_file: String,
+    /// TLS trunks: our client certificate and its key (PEM files), for a trunk that asks
+    /// for one; empty = none.
+    pub tls_client_cert_file: String,
+    pub tls_client_key_file: String,
     /// An OPTIONS to every trunk this often keeps the signalling flow (and a NAT binding on
     /// the way) open; 0 = none. The user agent then starts with the server.
     pub keepalive_secs: u64,
@@ -134,6 +141,9 @@ impl Default for SipSettings {
             rtp_timeout_secs: 30,
             symmetric_rtp: true,
             keepalive_secs: 0,
+            tls_ca_file: String::new(),
+            tls_client_cert_file: String::new(),
+            tls_client_key_file: String::new(),
         }
     }
 }
@@ -143,6 +153,20 @@ impl Default for SipSettings {
 pub enum SipTransport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26.2): the trunk's certificate is verified against
+    /// `sip.tls_ca_file`, or the system's roots.
+    Tls,
+}
+
+impl SipTransport {
+    /// The `;transport=` URI parameter it takes ("" for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "",
+            SipTransport::Tcp => ";transport=tcp",
+            SipTransport::Tls => ";transport=tls",
+        }
+    }
 }
 
 impl SipSettings {
@@ -208,6 +232,12 @@ impl SipSettings {
         }
         if self.probe_interval_secs == 0 || self.probe_interval_secs > 3600 {
             return Err("sip.probe_interval_secs must be 1…3600".into());
+        }
+        if self.tls_client_cert_file.is_empty() != self.tls_client_key_file.is_empty() {
+            return Err(
+                "sip.tls_client_cert_file and sip.tls_client_key_file go together: set both or neither"
+                    .into(),
+            );
         }
         if self.keepalive_secs > 3600 {
             return Err("sip.keepalive_secs must be 0 (none) up to 3600".into());
@@ -316,6 +346,11 @@ impl SipCarrier {
         let s = &self.settings;
         let number = format!("{}{}", trunk.settings.dial_prefix, request.phone.as_str());
         let caller_id = trunk.caller_id();
+        if let Err(e) = ua.connect(trunk).await {
+            tracing::error!(call_id, trunk = %trunk.name, transport = ?trunk.settings.transport, error = %e, "sip: cannot connect to the trunk");
+            trunk.attempted();
+            return Attempt::Failed(local_failure(), TrunkOutcome::Failed);
+        }
         let mut session_expires = s.session_expires_secs;
         let mut sip_call_id: Option<String> = None;
         let mut retried = false;
@@ -452,7 +487,14 @@ async fn start_ua<'a>(
     trunks: &Trunks,
 ) -> Result<&'a Arc<Ua>, String> {
     ua.get_or_try_init(|| async {
-        let config = UaConfig { bind: &s.bind, external_ip: &s.external_ip, trunks: &trunks.all };
+        let config = UaConfig {
+            bind: &s.bind,
+            external_ip: &s.external_ip,
+            trunks: &trunks.all,
+            tls_ca_file: &s.tls_ca_file,
+            tls_client_cert_file: &s.tls_client_cert_file,
+            tls_client_key_file: &s.tls_client_key_file,
+        };
         let ua = Arc::new(Ua::start(&config).await?);
         if s.keepalive_secs > 0 {
             for trunk in &trunks.all {

@@ -14,7 +14,6 @@ use rsipstack::rsip::{Response, Uri};
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use tokio_util::sync::CancellationToken;
 
-use super::SipTransport;
 use super::timer::header_value;
 use super::trunks::{RegistrationState, Trunk};
 
@@ -33,10 +32,7 @@ pub struct Registrar {
 impl Registrar {
     /// Registers `trunk` now and keeps it registered until `unregister`.
     pub fn start(endpoint: EndpointInnerRef, trunk: Arc<Trunk>) -> Result<Arc<Registrar>, String> {
-        let transport = match trunk.settings.transport {
-            SipTransport::Udp => "",
-            SipTransport::Tcp => ";transport=tcp",
-        };
+        let transport = trunk.settings.transport.uri_param();
         let server = format!("sip:{}{transport}", trunk.domain());
         let server =
             Uri::try_from(server.as_str()).map_err(|e| format!("bad registrar URI `{server}`: {e}"))?;

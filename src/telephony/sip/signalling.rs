@@ -57,6 +57,10 @@ pub struct UaConfig<'a> {
     pub external_ip: &'a str,
     /// Resolved here: each one's `target`.
     pub trunks: &'a [Arc<Trunk>],
+    /// For TLS trunks (PEM files; empty: the system's roots, no client certificate).
+    pub tls_ca_file: &'a str,
+    pub tls_client_cert_file: &'a str,
+    pub tls_client_key_file: &'a str,
 }
 
 impl Ua {
@@ -69,11 +73,21 @@ impl Ua {
                 .ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
             let addr = resolve(&host, port).await?;
             first_addr.get_or_insert(addr);
-            let transport = match trunk.settings.transport {
-                SipTransport::Udp => Transport::Udp,
-                SipTransport::Tcp => Transport::Tcp,
+            let target = match trunk.settings.transport {
+                SipTransport::Udp => SipAddr::new(Transport::Udp, addr.into()),
+                SipTransport::Tcp => SipAddr::new(Transport::Tcp, addr.into()),
+                // By its name, when it has one: the name is the SNI, and what its
+                // certificate must name.
+                SipTransport::Tls => SipAddr {
+                    r#type: Some(Transport::Tls),
+                    addr: rsipstack::rsip::HostWithPort::try_from(format!(
+                        "{}:{port}",
+                        host_for_uri_str(&host)
+                    ))
+                    .map_err(|e| format!("trunk address `{address}`: {e}"))?,
+                },
             };
-            let _ = trunk.target.set(SipAddr::new(transport, addr.into()));
+            let _ = trunk.target.set(target);
         }
         let first_addr = first_addr.ok_or("no SIP trunk is set")?;
         let bind: SocketAddr =
@@ -104,6 +118,10 @@ impl Ua {
                 .await
                 .map_err(|e| format!("cannot listen on TCP {tcp_bind}: {e}"))?;
             transport_layer.add_transport(tcp.into());
+        }
+
+        if config.trunks.iter().any(|t| t.settings.transport == SipTransport::Tls) {
+            transport_layer.set_tls_config(tls_config(config)?);
         }
 
         let endpoint = rsipstack::EndpointBuilder::new()
@@ -149,10 +167,7 @@ impl Ua {
         headers: Vec<Header>,
     ) -> Result<InviteOption, String> {
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
-        let transport = match trunk.settings.transport {
-            SipTransport::Udp => "",
-            SipTransport::Tcp => ";transport=tcp",
-        };
+        let transport = trunk.settings.transport.uri_param();
         let host = host_for_uri(self.advertised_ip);
         let domain = trunk.domain();
         Ok(InviteOption {
@@ -172,6 +187,16 @@ impl Ua {
             },
             ..Default::default()
         })
+    }
+
+    /// Opens (or finds) the connection to a TCP or TLS trunk: its failure (refused, a
+    /// certificate not trusted) is known at once, rather than as a silent INVITE.
+    pub async fn connect(&self, trunk: &Trunk) -> Result<(), String> {
+        if trunk.settings.transport == SipTransport::Udp {
+            return Ok(());
+        }
+        let target = trunk.target.get().ok_or("the trunk's address is not resolved")?;
+        self.endpoint.inner.transport_layer.lookup(target, None).await.map(|_| ()).map_err(|e| e.to_string())
     }
 
     /// Sends OPTIONS out of dialog to `trunk`: its final status, or why none came.
@@ -464,6 +489,60 @@ fn local_ip_towards(to: SocketAddr) -> std::io::Result<IpAddr> {
     let socket = std::net::UdpSocket::bind(any)?;
     socket.connect(to)?;
     Ok(socket.local_addr()?.ip())
+}
+
+/// What TLS connections to trunks are made with: the CA file's certificates, or the
+/// system's roots; our client certificate, if set.
+fn tls_config(config: &UaConfig<'_>) -> Result<rsipstack::transport::tls::TlsConfig, String> {
+    // One provider for the process (rsipstack needs one installed); a second install is
+    // refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| format!("{key} `{path}` cannot be read: {e}"))
+    };
+    let ca_certs = if config.tls_ca_file.is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            return Err(format!(
+                "no system CA certificates for TLS trunks ({:?}): set sip.tls_ca_file",
+                found.errors
+            ));
+        }
+        found.certs.iter().map(|der| pem("CERTIFICATE", der)).collect::<String>().into_bytes()
+    } else {
+        read("sip.tls_ca_file", config.tls_ca_file)?
+    };
+    let (client_cert, client_key) = if config.tls_client_cert_file.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(read("sip.tls_client_cert_file", config.tls_client_cert_file)?),
+            Some(read("sip.tls_client_key_file", config.tls_client_key_file)?),
+        )
+    };
+    Ok(rsipstack::transport::tls::TlsConfig {
+        ca_certs: Some(ca_certs),
+        client_cert,
+        client_key,
+        ..Default::default()
+    })
+}
+
+/// A DER certificate as PEM (rsipstack takes its trust anchors as PEM).
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        text.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// A host for a URI: an IPv6 address in brackets.
+fn host_for_uri_str(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => host_for_uri(ip),
+        Err(_) => host.to_string(),
+    }
 }
 
 fn host_for_uri(ip: IpAddr) -> String {

@@ -8,4 +8,5 @@ pub mod esl_server;
 pub mod funasr_peer;
 pub mod kamailio;
 pub mod sip_peer;
+pub mod test_ca;
 pub mod transcriber;
