@@ -10,6 +10,7 @@
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
 //! - `trunks`: several trunks: routing by prefix and weight, caps, failover, health
 //! - `registration`: REGISTER for the trunks that want it
+//! - `srtp`: SRTP media keyed by SDES
 
 pub mod g711;
 pub mod recorder;
@@ -18,6 +19,7 @@ pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod signalling;
+pub mod srtp;
 pub mod timer;
 pub mod trunks;
 
@@ -33,6 +35,7 @@ use self::recorder::Recorder;
 use self::rtp::{KEY_BACKLOG, Media, PacketPath, PortRange, RtpTimeout};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
+use self::srtp::{SdesKey, Srtp, SrtpPolicy};
 use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
 use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
@@ -296,6 +299,9 @@ struct Answered {
     remote: Arc<Mutex<Option<sdp::RemoteMedia>>>,
     events_timer: Arc<std::sync::OnceLock<timer::SessionTimer>>,
     session_expires: u64,
+    /// Our SDP, and the SRTP key in it.
+    local: String,
+    key: Option<SdesKey>,
 }
 
 impl SipCarrier {
@@ -338,12 +344,18 @@ impl SipCarrier {
         ua: &Arc<Ua>,
         trunk: &Trunk,
         request: &DialRequest,
-        local: &str,
+        rtp_port: u16,
         keys: &mpsc::Sender<char>,
         deadline: tokio::time::Instant,
     ) -> Attempt {
         let call_id = request.call_id.as_str();
         let s = &self.settings;
+        // Our SRTP key, offered when the trunk's media may be SRTP: fresh for each INVITE.
+        let key = (trunk.settings.srtp != SrtpPolicy::Off).then(SdesKey::random);
+        let crypto = key.clone().map(|k| (k, trunk.settings.srtp == SrtpPolicy::Required));
+        let local =
+            signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event, crypto).render();
+        let local = local.as_str();
         let number = format!("{}{}", trunk.settings.dial_prefix, request.phone.as_str());
         let caller_id = trunk.caller_id();
         if let Err(e) = ua.connect(trunk).await {
@@ -450,6 +462,8 @@ impl SipCarrier {
                 remote,
                 events_timer,
                 session_expires,
+                local: local.to_string(),
+                key,
             });
         }
     }
@@ -572,7 +586,6 @@ impl Carrier for SipCarrier {
         };
         let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
         let s = &self.settings;
-        let local = signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event).render();
         // Key presses, by RTP and by SIP INFO, on one channel the session reads.
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let deadline = tokio::time::Instant::now() + request.ring_timeout;
@@ -606,7 +619,7 @@ impl Carrier for SipCarrier {
             };
             next = at + 1;
             let trunk = slot.trunk.clone();
-            match self.attempt(&ua, &trunk, &request, &local, &keys, deadline).await {
+            match self.attempt(&ua, &trunk, &request, rtp_port, &keys, deadline).await {
                 Attempt::Answered(answered) => {
                     self.note_outcome(&ua, &trunk, TrunkOutcome::Answered);
                     break (slot, answered);
@@ -621,8 +634,17 @@ impl Carrier for SipCarrier {
                 }
             }
         };
-        let Answered { dialog, response, ended_tx, ended_rx, remote, events_timer, session_expires } =
-            answered;
+        let Answered {
+            dialog,
+            response,
+            ended_tx,
+            ended_rx,
+            remote,
+            events_timer,
+            session_expires,
+            local,
+            key,
+        } = answered;
         let answered_at = tokio::time::Instant::now();
         let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
             Ok(media) => media,
@@ -634,12 +656,23 @@ impl Carrier for SipCarrier {
                 return DialResult::Failed(HangupCause::from_sip(488));
             }
         };
-        tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, "sip: answered");
+        let srtp = match (&key, &media.crypto) {
+            (Some(ours), Some(theirs)) => Some(Srtp::new(ours, theirs)),
+            (_, None) if slot.trunk.settings.srtp == SrtpPolicy::Required => {
+                tracing::warn!(call_id, trunk = %slot.trunk.name, "sip: the answer has no SRTP key, and the trunk's srtp is \"required\": hanging up");
+                tokio::spawn(async move {
+                    let _ = dialog.bye().await;
+                });
+                return DialResult::Failed(HangupCause::from_sip(488));
+            }
+            _ => None,
+        };
+        tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, srtp = srtp.is_some(), "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
         let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0)
             .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
-        let path = PacketPath { symmetric: s.symmetric_rtp };
+        let path = PacketPath { symmetric: s.symmetric_rtp, srtp };
         let media = Media::start(socket, remote, recorder, (keys, keys_rx), timeout, path);
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
@@ -680,8 +713,6 @@ impl Carrier for SipCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::asr::AsrSettings;
-    use crate::telephony::tts::Synthetic;
 
     #[test]
     fn the_defaults_are_valid_once_a_trunk_is_set() {

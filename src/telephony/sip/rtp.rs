@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::g711::Codec;
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
+use super::srtp::Srtp;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 use crate::telephony::tts::{Audio, Speech, TtsError};
@@ -271,6 +272,27 @@ pub struct PacketPath {
     /// Symmetric RTP: send to where the far end's RTP comes from (behind NAT, the address
     /// in its SDP may not be the one that reaches it).
     pub symmetric: bool,
+    /// SRTP: each packet protected right after it is built, and checked and decrypted
+    /// right after it is received (one that fails is dropped).
+    pub srtp: Option<Srtp>,
+}
+
+impl PacketPath {
+    /// An RTP packet as it goes on the wire.
+    pub fn outgoing(&self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        match &self.srtp {
+            Some(srtp) => srtp.protect(&packet),
+            None => Some(packet),
+        }
+    }
+
+    /// A packet from the wire as RTP; `None` when SRTP refuses it.
+    pub fn incoming<'a>(&self, packet: &'a [u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match &self.srtp {
+            Some(srtp) => srtp.unprotect(packet).map(std::borrow::Cow::Owned),
+            None => Some(std::borrow::Cow::Borrowed(packet)),
+        }
+    }
 }
 
 impl Media {
@@ -300,6 +322,7 @@ impl Media {
             prompts_rx,
             start,
             cancel.clone(),
+            path.clone(),
         ));
         let receiver = tokio::spawn(receive_loop(
             socket,
@@ -366,6 +389,7 @@ async fn send_loop(
     mut prompts: mpsc::UnboundedReceiver<Prompt>,
     start: Instant,
     cancel: CancellationToken,
+    path: Arc<PacketPath>,
 ) {
     let ssrc: u32 = rand::random();
     let base_ts: u32 = rand::random();
@@ -444,7 +468,9 @@ async fn send_loop(
         };
         first = false;
         seq = seq.wrapping_add(1);
-        if let Err(e) = socket.send_to(&header.write(&codec.encode(&frame)), to).await {
+        if let Some(packet) = path.outgoing(header.write(&codec.encode(&frame)))
+            && let Err(e) = socket.send_to(&packet, to).await
+        {
             tracing::debug!(%to, error = %e, "rtp: send failed");
         }
         n += 1;
@@ -491,7 +517,8 @@ async fn receive_loop(
                 continue;
             }
         };
-        let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
+        let Some(packet) = path.incoming(&buf[..len]) else { continue };
+        let Some((header, payload)) = Header::parse(&packet) else { continue };
         last_packet = Instant::now();
         if path.symmetric {
             learn_source(&remote, from);
@@ -594,8 +621,12 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let our_addr = ours.local_addr().unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
@@ -636,8 +667,12 @@ mod tests {
     async fn a_prompt_plays_as_its_audio_comes_with_silence_while_it_is_awaited() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
@@ -732,8 +767,12 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let our_addr = ours.local_addr().unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: Some(96),
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let mut media = Media::start(

@@ -29,6 +29,7 @@ use super::SipTransport;
 use super::g711::Codec;
 use super::registration::Registrar;
 use super::sdp::{self, LocalSdp, RemoteMedia};
+use super::srtp::SdesKey;
 use super::timer::{self, SessionTimer};
 use super::trunks::Trunk;
 use crate::domain::HangupCause;
@@ -139,6 +140,14 @@ impl Ua {
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         tokio::spawn(serve_requests(layer.clone(), incoming));
         for trunk in config.trunks {
+            if trunk.settings.srtp != super::srtp::SrtpPolicy::Off
+                && trunk.settings.transport != SipTransport::Tls
+            {
+                tracing::warn!(
+                    trunk = %trunk.name,
+                    "sip: SRTP over a trunk without TLS: its keys travel in the clear in the SDP; set transport = \"tls\""
+                );
+            }
             tracing::info!(
                 trunk = %trunk.name,
                 at = ?trunk.target.get().map(|t| t.addr.to_string()),
@@ -434,14 +443,21 @@ async fn reply_with(
     }
 }
 
-/// The local SDP for a call.
-pub fn local_sdp(ip: IpAddr, rtp_port: u16, codecs: &[Codec], telephone_event: bool) -> LocalSdp {
+/// The local SDP for a call; `crypto`: our SRTP key, and whether SRTP is required.
+pub fn local_sdp(
+    ip: IpAddr,
+    rtp_port: u16,
+    codecs: &[Codec],
+    telephone_event: bool,
+    crypto: Option<(SdesKey, bool)>,
+) -> LocalSdp {
     LocalSdp {
         ip,
         rtp_port,
         codecs: codecs.to_vec(),
         telephone_event,
         session_id: u64::from(rand::random::<u32>()),
+        crypto,
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::SipTransport;
 use super::signalling::split_host_port;
+use super::srtp::SrtpPolicy;
 
 /// One `[[sip.trunks]]` table: a carrier's trunk and how much of it we may use.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,9 @@ pub struct TrunkSettings {
     /// Empty = straight to `address`.
     pub outbound_proxy: String,
     pub transport: SipTransport,
+    /// SRTP media keyed by SDES: `off`, `optional` (offered, taken if answered) or
+    /// `required` (a call answered without it is ended, 488).
+    pub srtp: SrtpPolicy,
     /// Host part of request URIs and From/To (`sip:<number>@<domain>`); empty = the address.
     pub domain: String,
     /// Digest authentication (401/407), when the trunk asks; empty = none.
@@ -67,6 +71,7 @@ impl Default for TrunkSettings {
             address: String::new(),
             outbound_proxy: String::new(),
             transport: SipTransport::Udp,
+            srtp: SrtpPolicy::Off,
             domain: String::new(),
             username: String::new(),
             password: String::new(),
