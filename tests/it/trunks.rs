@@ -16,6 +16,7 @@ use crate::support::test_ca::TestCa;
 use callcenter::config::Settings;
 use callcenter::telephony::CarrierKind;
 use callcenter::telephony::sip::SipTransport;
+use callcenter::telephony::sip::srtp::SrtpPolicy;
 use callcenter::telephony::sip::trunks::TrunkSettings;
 use callcenter::telephony::tts::TtsEngine;
 use serde_json::{Value, json};
@@ -369,4 +370,57 @@ async fn calls_go_over_tls_to_a_trunk_whose_certificate_the_configured_ca_signed
     let said = log_text();
     let why = said.lines().find(|l| l.contains("cannot connect to the trunk") && l.contains("tls-stranger"));
     assert!(why.is_some_and(|l| l.contains("UnknownIssuer")), "{why:?}");
+}
+
+#[tokio::test]
+async fn srtp_calls_carry_both_voices_and_a_plain_rtp_callee_is_refused_when_srtp_is_required() {
+    baresip::require();
+    let ca = TestCa::new("srtp");
+    let talk = voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0);
+    // baresip over TLS, taking SRTP only.
+    let setup = Setup {
+        certificate: Some(ca.peer_file.clone()),
+        media_encryption: Some("srtp-mand"),
+        ..Setup::default()
+    };
+    let secure = Baresip::start_with(&[("13900009301", true)], &talk, &setup);
+    let s = TestServer::start_with(|settings| {
+        let trunk = TrunkSettings {
+            name: "srtp-required".into(),
+            address: secure.tls_addr.to_string(),
+            transport: SipTransport::Tls,
+            srtp: SrtpPolicy::Required,
+            ..TrunkSettings::default()
+        };
+        through(vec![trunk])(settings);
+        settings.sip.tls_ca_file = ca.ca_file.display().to_string();
+    })
+    .await;
+    s.create(&[ticket("T-SRTP", "13900009301")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009301").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    // Both voices went through SRTP: ours decrypted by baresip, baresip's by us.
+    let (agent, callee_side) = recording(&s, &record).await;
+    assert!(loudest(&agent) > 1000.0, "the agent: {}", loudest(&agent));
+    assert!(loudest(&callee_side) > 1000.0, "the callee: {}", loudest(&callee_side));
+    assert!(loudest(&secure.heard()) > 1000.0, "baresip heard us: {}", loudest(&secure.heard()));
+
+    // A callee without SRTP, to a trunk that requires it: no call.
+    let plain = Baresip::start(&[("13900009302", true)], &talk);
+    let s = TestServer::start_with(|settings| {
+        let trunk = TrunkSettings {
+            name: "srtp-required-plain-peer".into(),
+            address: plain.addr.to_string(),
+            srtp: SrtpPolicy::Required,
+            ..TrunkSettings::default()
+        };
+        through(vec![trunk])(settings);
+    })
+    .await;
+    s.create(&[ticket("T-SRTP-PLAIN", "13900009302")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009302").await;
+    assert_eq!(record["hangupCause"], "INCOMPATIBLE_DESTINATION:sip:488", "{record}");
+    assert_eq!(record["answeredTime"], "", "{record}");
 }
