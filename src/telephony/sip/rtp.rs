@@ -325,14 +325,13 @@ impl Media {
             path.clone(),
         ));
         let receiver = tokio::spawn(receive_loop(
-            socket,
+            (socket, path),
             remote,
             recorder.clone(),
             (heard_tx, keys),
             timeout,
             start,
             cancel.clone(),
-            path,
         ));
         Media {
             prompts: prompts_tx,
@@ -482,14 +481,14 @@ async fn send_loop(
 /// stream jumps), and hands it to `listen`. Telephone-events of the payload type the
 /// answer gave become key presses; comfort noise is skipped.
 async fn receive_loop(
-    socket: Arc<UdpSocket>,
+    // The socket, and what is done to each packet that comes on it.
+    (socket, path): (Arc<UdpSocket>, Arc<PacketPath>),
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
     (heard, keys): (mpsc::Sender<Vec<i16>>, mpsc::Sender<char>),
     mut timeout: Option<RtpTimeout>,
     start: Instant,
     cancel: CancellationToken,
-    path: Arc<PacketPath>,
 ) {
     let mut buf = vec![0u8; 2048];
     let mut presses = KeyPresses::default();
