@@ -341,17 +341,19 @@ async fn calls_go_over_tls_to_a_trunk_whose_certificate_the_configured_ca_signed
     let setup = Setup { certificate: Some(ca.peer_file.clone()), ..Setup::default() };
     let callee =
         Baresip::start_with(&[("13900009201", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0), &setup);
-    let over_tls = |settings: &mut Settings, name: &str, ca_file: &std::path::Path| {
+    let by_name = format!("localhost:{}", callee.tls_addr.port());
+    let over_tls = |settings: &mut Settings, name: &str, address: &str, ca_file: &std::path::Path| {
         let trunk = TrunkSettings {
             name: name.into(),
-            address: callee.tls_addr.to_string(),
+            address: address.into(),
             transport: SipTransport::Tls,
             ..TrunkSettings::default()
         };
         through(vec![trunk])(settings);
         settings.sip.tls_ca_file = ca_file.display().to_string();
     };
-    let s = TestServer::start_with(|settings| over_tls(settings, "tls-trusted", &ca.ca_file)).await;
+    // By name: the name is sent as SNI, and is what the certificate must name.
+    let s = TestServer::start_with(|settings| over_tls(settings, "tls-trusted", &by_name, &ca.ca_file)).await;
     s.create(&[ticket("T-TLS", "13900009201")]).await;
     s.wait_all_ended(CALL_LIMIT).await;
     let record = record_of(&s, "13900009201").await;
@@ -361,15 +363,29 @@ async fn calls_go_over_tls_to_a_trunk_whose_certificate_the_configured_ca_signed
 
     // A certificate our CA did not sign: no TLS connection, no call.
     let stranger = TestCa::new("stranger");
-    let s = TestServer::start_with(|settings| over_tls(settings, "tls-stranger", &stranger.ca_file)).await;
+    let stranger_ca = stranger.ca_file.clone();
+    let s =
+        TestServer::start_with(|settings| over_tls(settings, "tls-stranger", &by_name, &stranger_ca)).await;
     s.create(&[ticket("T-TLS-BAD", "13900009202")]).await;
+    // Our CA, but reached by an address the certificate does not name.
+    let by_address = callee.tls_addr.to_string();
+    let other =
+        TestServer::start_with(|settings| over_tls(settings, "tls-by-address", &by_address, &ca.ca_file))
+            .await;
+    other.create(&[ticket("T-TLS-IP", "13900009203")]).await;
     s.wait_all_ended(CALL_LIMIT).await;
-    let record = record_of(&s, "13900009202").await;
-    assert_eq!(record["hangupCause"], "NORMAL_TEMPORARY_FAILURE:sip:503", "{record}");
-    assert!(!callee.log().contains("13900009202"), "{}", callee.log());
-    let said = log_text();
-    let why = said.lines().find(|l| l.contains("cannot connect to the trunk") && l.contains("tls-stranger"));
-    assert!(why.is_some_and(|l| l.contains("UnknownIssuer")), "{why:?}");
+    other.wait_all_ended(CALL_LIMIT).await;
+    for (server, phone, trunk, why) in [
+        (&s, "13900009202", "tls-stranger", "UnknownIssuer"),
+        (&other, "13900009203", "tls-by-address", "not valid for name"),
+    ] {
+        let record = record_of(server, phone).await;
+        assert_eq!(record["hangupCause"], "NORMAL_TEMPORARY_FAILURE:sip:503", "{record}");
+        assert!(!callee.log().contains(phone), "{}", callee.log());
+        let said = log_text();
+        let line = said.lines().find(|l| l.contains("cannot connect to the trunk") && l.contains(trunk));
+        assert!(line.is_some_and(|l| l.contains(why)), "{trunk}: {line:?}");
+    }
 }
 
 #[tokio::test]
@@ -387,7 +403,7 @@ async fn srtp_calls_carry_both_voices_and_a_plain_rtp_callee_is_refused_when_srt
     let s = TestServer::start_with(|settings| {
         let trunk = TrunkSettings {
             name: "srtp-required".into(),
-            address: secure.tls_addr.to_string(),
+            address: format!("localhost:{}", secure.tls_addr.port()),
             transport: SipTransport::Tls,
             srtp: SrtpPolicy::Required,
             ..TrunkSettings::default()
