@@ -440,3 +440,25 @@ async fn srtp_calls_carry_both_voices_and_a_plain_rtp_callee_is_refused_when_srt
     assert_eq!(record["hangupCause"], "INCOMPATIBLE_DESTINATION:sip:488", "{record}");
     assert_eq!(record["answeredTime"], "", "{record}");
 }
+
+#[tokio::test]
+async fn a_trunk_at_its_max_concurrent_calls_passes_the_next_call_to_another() {
+    let capped = SipPeer::start(|_| Script::Answer { talk: Duration::from_secs(4), in_dialog: false }).await;
+    let other = SipPeer::start(|_| Script::Answer { talk: Duration::from_secs(4), in_dialog: false }).await;
+    let s = TestServer::start_with(|settings| {
+        let mut first = trunk("capped-first", &capped, 1);
+        first.max_concurrent_calls = 1;
+        through(vec![first, trunk("capped-other", &other, 0)])(settings);
+        settings.dialer.max_concurrent_calls = 2;
+    })
+    .await;
+    s.create(&[ticket("T-CAP-1", "13900009401"), ticket("T-CAP-2", "13900009402")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    for phone in ["13900009401", "13900009402"] {
+        let record = record_of(&s, phone).await;
+        assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{phone}: {record}");
+    }
+    // The two calls were up together: one on each trunk.
+    assert_eq!(invites(&capped), 1, "{:?}", capped.events());
+    assert_eq!(invites(&other), 1, "{:?}", other.events());
+}

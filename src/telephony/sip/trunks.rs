@@ -582,6 +582,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_trunk_at_its_calls_per_second_passes_the_next_call_on() {
+        let mut paced = trunk("paced", &[], 1);
+        paced.calls_per_second = 0.5;
+        let trunks = Trunks::new(vec![paced, trunk("other", &[], 0)]);
+        let route = trunks.route("1");
+        let (first, _) = trunks.take(&route, 0).await.unwrap();
+        // Its place is free again, but its next start is two seconds on.
+        drop(first);
+        let (second, _) = trunks.take(&route, 0).await.unwrap();
+        assert_eq!(second.trunk.name, "other");
+        // With only the paced trunk left, a call waits for its next start, then has it.
+        use futures::FutureExt;
+        let mut waiting = Box::pin(trunks.take(&route[..1], 0));
+        assert!((&mut waiting).now_or_never().is_none());
+        let (third, _) = waiting.await.unwrap();
+        assert_eq!(third.trunk.name, "paced");
+    }
+
+    #[tokio::test]
     async fn calls_wait_for_the_first_registration_and_fail_at_once_while_it_fails() {
         let mut registering = trunk("registering", &[], 1);
         registering.register = true;
