@@ -477,3 +477,24 @@ async fn a_trunk_at_its_max_concurrent_calls_passes_the_next_call_to_another() {
     assert_eq!(invites(&capped), 1, "{:?}", capped.events());
     assert_eq!(invites(&other), 1, "{:?}", other.events());
 }
+
+#[tokio::test]
+async fn a_trunk_whose_address_does_not_resolve_does_not_stop_the_others() {
+    let working = SipPeer::start(|_| answers()).await;
+    let s = TestServer::start_with(|settings| {
+        let nowhere = TrunkSettings {
+            name: "unresolved".into(),
+            address: "sip.nowhere.invalid".into(),
+            ..TrunkSettings::default()
+        };
+        through(vec![nowhere, trunk("resolved", &working, 0)])(settings);
+    })
+    .await;
+    s.create(&[ticket("T-DNS", "13900009501")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009501").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert_eq!(invites(&working), 1, "{:?}", working.events());
+    let failures = r#"callcenter_sip_trunk_failures_total{trunk="unresolved"}"#;
+    assert_eq!(metric(&s, failures).await, Some(1.0));
+}

@@ -67,30 +67,18 @@ pub struct UaConfig<'a> {
 impl Ua {
     /// Resolves the trunks, binds the SIP socket and starts serving it.
     pub async fn start(config: &UaConfig<'_>) -> Result<Ua, String> {
+        // A trunk whose address does not resolve now is tried again when a call needs it:
+        // one carrier's DNS does not stop the others.
         let mut first_addr = None;
         for trunk in config.trunks {
-            let address = trunk.next_hop();
-            let (host, port) = split_host_port(address)
-                .ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
-            let addr = resolve(&host, port).await?;
-            first_addr.get_or_insert(addr);
-            let target = match trunk.settings.transport {
-                SipTransport::Udp => SipAddr::new(Transport::Udp, addr.into()),
-                SipTransport::Tcp => SipAddr::new(Transport::Tcp, addr.into()),
-                // By its name, when it has one: the name is the SNI, and what its
-                // certificate must name.
-                SipTransport::Tls => SipAddr {
-                    r#type: Some(Transport::Tls),
-                    addr: rsipstack::rsip::HostWithPort::try_from(format!(
-                        "{}:{port}",
-                        host_for_uri_str(&host)
-                    ))
-                    .map_err(|e| format!("trunk address `{address}`: {e}"))?,
-                },
-            };
-            let _ = trunk.target.set(target);
+            match resolve_target(trunk).await {
+                Ok(addr) => {
+                    first_addr.get_or_insert(addr);
+                }
+                Err(e) => tracing::error!(trunk = %trunk.name, error = %e, "sip: trunk address"),
+            }
         }
-        let first_addr = first_addr.ok_or("no SIP trunk is set")?;
+        let first_addr = first_addr.ok_or("no trunk's address resolves")?;
         let bind: SocketAddr =
             config.bind.parse().map_err(|_| format!("sip.bind `{}` is not ip:port", config.bind))?;
         let advertised_ip = if !config.external_ip.is_empty() {
@@ -198,9 +186,13 @@ impl Ua {
         })
     }
 
-    /// Opens (or finds) the connection to a TCP or TLS trunk: its failure (refused, a
-    /// certificate not trusted) is known at once, rather than as a silent INVITE.
+    /// Resolves the trunk's address if it has not been yet, and opens (or finds) the
+    /// connection to a TCP or TLS trunk: its failure (refused, a certificate not trusted)
+    /// is known at once, rather than as a silent INVITE.
     pub async fn connect(&self, trunk: &Trunk) -> Result<(), String> {
+        if trunk.target.get().is_none() {
+            resolve_target(trunk).await?;
+        }
         if trunk.settings.transport == SipTransport::Udp {
             return Ok(());
         }
@@ -210,6 +202,9 @@ impl Ua {
 
     /// Sends OPTIONS out of dialog to `trunk`: its final status, or why none came.
     pub async fn options(&self, trunk: &Trunk) -> Result<u16, String> {
+        if trunk.target.get().is_none() {
+            resolve_target(trunk).await?;
+        }
         let target = trunk.target.get().cloned().ok_or("the trunk's address is not resolved")?;
         let domain = trunk.domain();
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
@@ -479,6 +474,28 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
         None if !s.is_empty() => Some((s.to_string(), 5060)),
         None => None,
     }
+}
+
+/// Resolves where `trunk`'s requests go (its outbound proxy, or its address) and sets
+/// its `target`; the address it resolved to.
+async fn resolve_target(trunk: &Trunk) -> Result<SocketAddr, String> {
+    let address = trunk.next_hop();
+    let (host, port) =
+        split_host_port(address).ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
+    let addr = resolve(&host, port).await?;
+    let target = match trunk.settings.transport {
+        SipTransport::Udp => SipAddr::new(Transport::Udp, addr.into()),
+        SipTransport::Tcp => SipAddr::new(Transport::Tcp, addr.into()),
+        // By its name, when it has one: the name is the SNI, and what its certificate
+        // must name.
+        SipTransport::Tls => SipAddr {
+            r#type: Some(Transport::Tls),
+            addr: rsipstack::rsip::HostWithPort::try_from(format!("{}:{port}", host_for_uri_str(&host)))
+                .map_err(|e| format!("trunk address `{address}`: {e}"))?,
+        },
+    };
+    let _ = trunk.target.set(target);
+    Ok(addr)
 }
 
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
