@@ -146,6 +146,17 @@ impl Settings {
             &mut a.vad_silence_ms,
             &d.vad_silence_ms,
         );
+        let one_trunk = self.sip.one_trunk_keys_set();
+        if !one_trunk.is_empty() && self.sip.trunks.is_empty() {
+            warnings.push(format!(
+                "{} deprecated: describe the trunk as [[sip.trunks]] (address, transport, domain, username, \
+                 password, caller_ids, dial_prefix)",
+                match one_trunk.as_slice() {
+                    [one] => format!("{one} is"),
+                    many => format!("{} are", many.join(", ")),
+                }
+            ));
+        }
         if !self.sip.asr_command.is_empty() {
             warnings.push(
                 "sip.asr_command is deprecated: set asr.engine = \"command\" and asr.command instead".into(),
@@ -403,6 +414,36 @@ mod tests {
         );
         let vars = env(&[("CALLCENTER__SIP__ESPEAK_VOICE", "en-us")]);
         assert_eq!(Settings::load_from(None, None, &vars).unwrap().settings.tts.espeak_voice, "en-us");
+    }
+
+    #[test]
+    fn the_one_trunk_keys_still_work_with_a_warning_and_trunks_are_read_from_tables() {
+        let f = file("[dialer]\ncarrier = \"sip\"\n[sip]\ntrunk = \"10.0.0.1:5080\"\nusername = \"alice\"\n");
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        assert_eq!(loaded.settings.sip.trunk_list()[0].address, "10.0.0.1:5080");
+        assert_eq!(
+            loaded.warnings,
+            [
+                "sip.trunk, sip.username are deprecated: describe the trunk as [[sip.trunks]] (address, transport, \
+              domain, username, password, caller_ids, dial_prefix)"
+            ]
+        );
+
+        let f = file(
+            "[dialer]\ncarrier = \"sip\"\n[[sip.trunks]]\nname = \"a\"\naddress = \"10.0.0.1\"\nweight = 2\n\
+             [[sip.trunks]]\nname = \"b\"\naddress = \"10.0.0.2\"\nprefixes = [\"139\"]\nmax_concurrent_calls = 5\n",
+        );
+        let loaded = Settings::load_from(None, Some(f.path()), &[]).unwrap();
+        let trunks = loaded.settings.sip.trunk_list();
+        assert_eq!(trunks.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!((trunks[0].weight, trunks[1].weight, trunks[1].max_concurrent_calls), (2, 1, 5));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
+        let f = file(
+            "[dialer]\ncarrier = \"sip\"\n[[sip.trunks]]\naddress = \"10.0.0.1\"\nprefixes = [\"1x\"]\n",
+        );
+        let e = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(e.contains("sip.trunks[0].prefixes"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,7 @@ pub struct App {
     state: AppState,
     connections: ConnectionLimits,
     dialer: Option<Dialer>,
+    carrier: Option<Arc<dyn Carrier>>,
     webhooks: Option<(webhook::Deliverer, Arc<tokio::sync::Notify>)>,
 }
 
@@ -60,16 +61,20 @@ impl App {
         })?;
         let signals = DialerSignals::default();
         store.watch_changes(signals.wake.clone(), signals.stop_check.clone());
-        let dialer = match settings.dialer.enabled {
-            true => Some(Dialer::new(
+        let carrier = match settings.dialer.enabled {
+            true => Some(carrier(&settings)?),
+            false => None,
+        };
+        let dialer = match &carrier {
+            Some(carrier) => Some(Dialer::new(
                 store.clone(),
-                carrier(&settings)?,
+                carrier.clone(),
                 agent(&settings),
                 settings.dialer.clone(),
                 time,
                 settings.recordings.dir.clone(),
             )),
-            false => None,
+            None => None,
         };
         let webhooks = match settings.webhook.url.is_empty() {
             true => None,
@@ -84,8 +89,14 @@ impl App {
             }
         };
         let connections = ConnectionLimits::from(&settings.server);
-        let state = AppState { store, time, config: Arc::new(api_config(settings)), dialer: signals };
-        Ok(App { listener, state, connections, dialer, webhooks })
+        let state = AppState {
+            store,
+            time,
+            config: Arc::new(api_config(settings)),
+            dialer: signals,
+            carrier: carrier.clone(),
+        };
+        Ok(App { listener, state, connections, dialer, carrier, webhooks })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -111,6 +122,10 @@ impl App {
         stop.cancel();
         if let Some(dialer) = dialer {
             dialer.await??;
+        }
+        // The calls are over: the carrier leaves the network (un-REGISTER).
+        if let Some(carrier) = &self.carrier {
+            carrier.shutdown().await;
         }
         if let Some(webhooks) = webhooks {
             webhooks.await?;

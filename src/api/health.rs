@@ -1,5 +1,6 @@
 //! Health for load balancers and orchestrators, and metrics for Prometheus.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use axum::Json;
@@ -31,6 +32,10 @@ pub struct Readiness {
     /// a recording (not ready only with `recordings.unready_when_failing`).
     #[schema(value_type = String, example = "ok")]
     recordings: &'static str,
+    /// With the SIP carrier, each trunk by name: `ok`, `registering`, `not registered: …`
+    /// (the registrar's answer), or `out of rotation`. Reported, not a condition of ready.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    trunks: BTreeMap<String, String>,
 }
 
 /// readyz's answer, ready or not.
@@ -75,7 +80,8 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, 500, "not ready")
     };
-    (status, Json(ReadyAnswer { code, msg, data: Readiness { database, dialer, recordings } }))
+    let trunks = state.carrier.as_ref().map(|c| c.trunk_status().into_iter().collect()).unwrap_or_default();
+    (status, Json(ReadyAnswer { code, msg, data: Readiness { database, dialer, recordings, trunks } }))
         .into_response()
 }
 

@@ -50,6 +50,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     pub time: ApiTime,
     pub dialer: DialerSignals,
+    /// The dialer's carrier, when the dialer runs: its trunks' state for /readyz.
+    pub carrier: Option<Arc<dyn crate::telephony::Carrier>>,
 }
 
 /// The other names of the routes, as the spec's clients use them: (alias, route).
@@ -200,6 +202,7 @@ mod tests {
             time: ApiTime(chrono_tz::UTC),
             config: Arc::new(ApiConfig::default()),
             dialer: DialerSignals::default(),
+            carrier: None,
         };
         async fn boom() -> &'static str {
             panic!("a row no calendar can show")

@@ -60,6 +60,15 @@ pub trait Carrier: Send + Sync + 'static {
     fn far_end_expiry(&self) -> Duration {
         FAR_END_EXPIRY
     }
+
+    /// The carrier's trunks and where each stands, for /readyz (`ok`, `registering`,
+    /// `not registered: …`, `out of rotation`); empty for a carrier without trunks.
+    fn trunk_status(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// The server stops, its calls over: leave the network (a SIP trunk's un-REGISTER).
+    async fn shutdown(&self) {}
 }
 
 /// The far end's timer for a carrier that can set any: within the shortest lease (30 s)

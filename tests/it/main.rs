@@ -29,3 +29,4 @@ mod schemathesis;
 mod sip;
 mod slow_clients;
 mod stats;
+mod trunks;

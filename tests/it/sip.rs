@@ -57,7 +57,7 @@ fn through(trunk: SocketAddr) -> impl FnOnce(&mut Settings) {
 
 /// The callee's voice: for each `(pause, speech)` in seconds, quiet then a speech-like
 /// sound; then quiet up to `total` seconds.
-fn voice(parts: &[(f64, f64)], total: f64) -> Vec<i16> {
+pub(crate) fn voice(parts: &[(f64, f64)], total: f64) -> Vec<i16> {
     let n = |secs: f64| (secs * 8000.0) as usize;
     let mut out = Vec::new();
     for &(pause, speech) in parts {
@@ -73,7 +73,7 @@ fn rms(s: &[i16]) -> f64 {
 }
 
 /// The loudest half second of `samples` (8 kHz).
-fn loudest(samples: &[i16]) -> f64 {
+pub(crate) fn loudest(samples: &[i16]) -> f64 {
     samples.chunks(4000).map(rms).fold(0.0, f64::max)
 }
 
@@ -84,7 +84,7 @@ async fn record_of(s: &TestServer, phone: &str) -> Value {
 }
 
 /// The recording of `record`, fetched as a client would, split into (agent, callee).
-async fn recording(s: &TestServer, record: &Value) -> (Vec<i16>, Vec<i16>) {
+pub(crate) async fn recording(s: &TestServer, record: &Value) -> (Vec<i16>, Vec<i16>) {
     let url = record["wavFileUrl"].as_str().unwrap();
     assert!(!url.is_empty(), "a recording: {record}");
     let res = s.get(url).await;

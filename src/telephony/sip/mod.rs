@@ -8,17 +8,22 @@
 //! - the voice is `telephony::tts`, the ear `telephony::hearing`
 //! - `session`: one answered call as a `CallSession`; `recorder`: its stereo WAV
 //! - `timer`: RFC 4028 session timers, refreshed as the node renews its leases
+//! - `trunks`: several trunks: routing by prefix and weight, caps, failover, health
+//! - `registration`: REGISTER for the trunks that want it
+//! - `srtp`: SRTP media keyed by SDES
 
 pub mod g711;
 mod pacer;
 pub mod recorder;
+pub mod registration;
 pub mod rtp;
 pub mod sdp;
 pub mod session;
 pub mod signalling;
+pub mod srtp;
 pub mod timer;
+pub mod trunks;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,29 +33,40 @@ use tokio::sync::{OnceCell, mpsc, watch};
 
 use self::g711::Codec;
 use self::recorder::Recorder;
-use self::rtp::{KEY_BACKLOG, Media, PortRange, RtpTimeout};
+use self::rtp::{KEY_BACKLOG, Media, PacketPath, PortRange, RtpTimeout};
 use self::session::{Engines, SipSession};
 use self::signalling::{DialogEvents, Ua, UaConfig};
+use self::srtp::{SdesKey, Srtp, SrtpPolicy};
+use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
 use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
 
-/// `[sip]`: the trunk, who we call as, where we listen, and how we speak and hear.
+/// `[sip]`: the trunks, where we listen, and how we speak and hear.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipSettings {
-    /// The SIP trunk (or SBC / proxy) every INVITE goes to: `host[:port]`, port 5060 by default.
+    /// The trunks calls go to (`[[sip.trunks]]`), each with its address, credentials,
+    /// caller ids, prefixes, weight and caps.
+    pub trunks: Vec<TrunkSettings>,
+    /// A trunk failing this many INVITEs in a row (5xx, 408, no answer at all,
+    /// unreachable) is taken out of rotation until it answers OPTIONS; 0 = never.
+    pub out_of_rotation_after: u32,
+    /// How often a trunk out of rotation is sent OPTIONS.
+    pub probe_interval_secs: u64,
+    /// An INVITE the trunk does not answer at all (not even 100 Trying) this long is the
+    /// trunk's failure (408): the call goes on through the next trunk.
+    pub failover_after_secs: u64,
+    /// Deprecated, the one-trunk keys: `[[sip.trunks]]`'s `address`, `transport`, `domain`,
+    /// `username`, `password`, `caller_ids`, `dial_prefix`, which they stand for when no
+    /// `[[sip.trunks]]` is set.
     pub trunk: String,
     pub transport: SipTransport,
-    /// Host part of request URIs and From/To (`sip:<number>@<domain>`); empty = the trunk.
     pub domain: String,
-    /// Digest authentication (401/407), when the trunk asks; empty = none.
     pub username: String,
     pub password: String,
-    /// Caller ids (the From user), used in turn call by call; empty = `username`, or `callcenter`.
     pub caller_ids: Vec<String>,
-    /// Put before every number dialled (a trunk's routing prefix).
     pub dial_prefix: String,
     /// Local SIP address (UDP, and TCP with `transport = "tcp"`).
     pub bind: String,
@@ -83,11 +99,28 @@ pub struct SipSettings {
     pub session_expires_secs: u64,
     /// A call whose far end sends no RTP this long is ended (`MEDIA_TIMEOUT`); 0 = never.
     pub rtp_timeout_secs: u64,
+    /// Symmetric RTP: send to where the far end's RTP comes from rather than to the address
+    /// its SDP names (which behind NAT may be a private one).
+    pub symmetric_rtp: bool,
+    /// TLS trunks: the CA certificates (PEM file) a trunk's certificate must chain to;
+    /// empty = the system's roots.
+    pub tls_ca_file: String,
+    /// TLS trunks: our client certificate and its key (PEM files), for a trunk that asks
+    /// for one; empty = none.
+    pub tls_client_cert_file: String,
+    pub tls_client_key_file: String,
+    /// An OPTIONS to every trunk this often keeps the signalling flow (and a NAT binding on
+    /// the way) open; 0 = none. The user agent then starts with the server.
+    pub keepalive_secs: u64,
 }
 
 impl Default for SipSettings {
     fn default() -> Self {
         SipSettings {
+            trunks: Vec::new(),
+            out_of_rotation_after: 3,
+            probe_interval_secs: 30,
+            failover_after_secs: 5,
             trunk: String::new(),
             transport: SipTransport::Udp,
             domain: String::new(),
@@ -110,6 +143,11 @@ impl Default for SipSettings {
             vad_silence_ms: 700,
             session_expires_secs: timer::MIN_SE,
             rtp_timeout_secs: 30,
+            symmetric_rtp: true,
+            keepalive_secs: 0,
+            tls_ca_file: String::new(),
+            tls_client_cert_file: String::new(),
+            tls_client_key_file: String::new(),
         }
     }
 }
@@ -119,18 +157,97 @@ impl Default for SipSettings {
 pub enum SipTransport {
     Udp,
     Tcp,
+    /// SIP over TLS (RFC 3261 §26.2): the trunk's certificate is verified against
+    /// `sip.tls_ca_file`, or the system's roots.
+    Tls,
+}
+
+impl SipTransport {
+    /// The `;transport=` URI parameter it takes ("" for UDP, the default).
+    pub fn uri_param(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "",
+            SipTransport::Tcp => ";transport=tcp",
+            SipTransport::Tls => ";transport=tls",
+        }
+    }
 }
 
 impl SipSettings {
+    /// The trunks in use: `[[sip.trunks]]`, or the one the deprecated one-trunk keys describe.
+    pub fn trunk_list(&self) -> Vec<TrunkSettings> {
+        if !self.trunks.is_empty() || self.trunk.is_empty() {
+            return self.trunks.clone();
+        }
+        vec![TrunkSettings {
+            address: self.trunk.clone(),
+            transport: self.transport,
+            domain: self.domain.clone(),
+            username: self.username.clone(),
+            password: self.password.clone(),
+            caller_ids: self.caller_ids.clone(),
+            dial_prefix: self.dial_prefix.clone(),
+            ..TrunkSettings::default()
+        }]
+    }
+
+    /// The deprecated one-trunk keys set (to other than their defaults).
+    pub fn one_trunk_keys_set(&self) -> Vec<&'static str> {
+        let d = SipSettings::default();
+        [
+            ("sip.trunk", self.trunk != d.trunk),
+            ("sip.transport", self.transport != d.transport),
+            ("sip.domain", self.domain != d.domain),
+            ("sip.username", self.username != d.username),
+            ("sip.password", self.password != d.password),
+            ("sip.caller_ids", self.caller_ids != d.caller_ids),
+            ("sip.dial_prefix", self.dial_prefix != d.dial_prefix),
+        ]
+        .into_iter()
+        .filter_map(|(key, set)| set.then_some(key))
+        .collect()
+    }
+
     /// What the types do not check; only asked when `dialer.carrier = "sip"`.
     pub fn validate(&self) -> Result<(), String> {
-        if self.trunk.trim().is_empty() {
+        if let Some(key) = self.one_trunk_keys_set().first().filter(|_| !self.trunks.is_empty()) {
+            return Err(format!(
+                "{key} and [[sip.trunks]] are both set: describe every trunk in [[sip.trunks]]"
+            ));
+        }
+        let trunks = self.trunk_list();
+        if trunks.is_empty() {
             return Err(
-                "sip.trunk must be set (host:port of the SIP trunk) when dialer.carrier = \"sip\"".into()
+                "no SIP trunk: set [[sip.trunks]] (address = \"host:port\" of the trunk) when dialer.carrier = \"sip\""
+                    .into(),
             );
         }
-        if signalling::split_host_port(&self.trunk).is_none() {
-            return Err(format!("sip.trunk `{}` is not host[:port]", self.trunk));
+        for (i, trunk) in trunks.iter().enumerate() {
+            let key = if self.trunks.is_empty() { "sip".to_string() } else { format!("sip.trunks[{i}]") };
+            // The deprecated key is `sip.trunk`, not `sip.address`.
+            trunk.validate(&key).map_err(|e| {
+                if self.trunks.is_empty() { e.replace("sip.address", "sip.trunk") } else { e }
+            })?;
+        }
+        let mut names: Vec<&str> = trunks.iter().map(TrunkSettings::label).collect();
+        names.sort_unstable();
+        if let Some(twice) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("sip.trunks: two trunks are named `{}`; give each its own name", twice[0]));
+        }
+        if self.probe_interval_secs == 0 || self.probe_interval_secs > 3600 {
+            return Err("sip.probe_interval_secs must be 1…3600".into());
+        }
+        if self.tls_client_cert_file.is_empty() != self.tls_client_key_file.is_empty() {
+            return Err(
+                "sip.tls_client_cert_file and sip.tls_client_key_file go together: set both or neither"
+                    .into(),
+            );
+        }
+        if self.keepalive_secs > 3600 {
+            return Err("sip.keepalive_secs must be 0 (none) up to 3600".into());
+        }
+        if self.failover_after_secs == 0 || self.failover_after_secs > 32 {
+            return Err("sip.failover_after_secs must be 1…32 (RFC 3261's INVITE timeout)".into());
         }
         if self.bind.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!("sip.bind `{}` is not ip:port", self.bind));
@@ -156,15 +273,36 @@ impl SipSettings {
     }
 }
 
-/// Places calls through a SIP trunk. The user agent starts with the first call.
+/// Places calls through SIP trunks. The user agent starts with the first call.
 pub struct SipCarrier {
-    settings: SipSettings,
-    ua: OnceCell<Arc<Ua>>,
+    settings: Arc<SipSettings>,
+    trunks: Arc<Trunks>,
+    ua: Arc<OnceCell<Arc<Ua>>>,
     ports: PortRange,
-    next_caller: AtomicUsize,
     engines: Engines,
     /// Most samples a recording channel keeps (the longest call, and some).
     recording_limit: usize,
+}
+
+/// What became of one INVITE through one trunk.
+enum Attempt {
+    Answered(Answered),
+    /// A final failure, and what it says about the trunk.
+    Failed(HangupCause, TrunkOutcome),
+}
+
+/// An answered INVITE and what follows its dialog.
+struct Answered {
+    dialog: rsipstack::dialog::invite_dialog::InviteDialog,
+    response: rsipstack::rsip::Response,
+    ended_tx: watch::Sender<Option<HangupCause>>,
+    ended_rx: watch::Receiver<Option<HangupCause>>,
+    remote: Arc<Mutex<Option<sdp::RemoteMedia>>>,
+    events_timer: Arc<std::sync::OnceLock<timer::SessionTimer>>,
+    session_expires: u64,
+    /// Our SDP, and the SRTP key in it.
+    local: String,
+    key: Option<SdesKey>,
 }
 
 impl SipCarrier {
@@ -172,100 +310,75 @@ impl SipCarrier {
     /// engines of your own); `max_call` is `dialer.max_call_secs`.
     pub fn new(s: &SipSettings, max_call: Duration, tts: Arc<dyn Tts>, ear: Ear) -> SipCarrier {
         let longest = max_call + Duration::from_secs(60);
-        SipCarrier {
-            settings: s.clone(),
-            ua: OnceCell::new(),
+        trunks::describe_metrics();
+        let carrier = SipCarrier {
+            settings: Arc::new(s.clone()),
+            trunks: Arc::new(Trunks::new(s.trunk_list())),
+            ua: Arc::new(OnceCell::new()),
             ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
-            next_caller: AtomicUsize::new(0),
             engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
+        };
+        // A trunk that registers does so when the server starts, not with the first call;
+        // keep-alives too start with the server.
+        let early = s.keepalive_secs > 0 || carrier.trunks.all.iter().any(|t| t.settings.register);
+        if let Some(runtime) = early.then(tokio::runtime::Handle::try_current).and_then(Result::ok) {
+            let (ua, settings, trunks) =
+                (carrier.ua.clone(), carrier.settings.clone(), carrier.trunks.clone());
+            runtime.spawn(async move {
+                if let Err(e) = start_ua(&ua, &settings, &trunks).await {
+                    tracing::error!(error = %e, "sip: the user agent cannot start");
+                }
+            });
         }
+        carrier
     }
 
     async fn ua(&self) -> Result<&Arc<Ua>, String> {
-        self.ua
-            .get_or_try_init(|| async {
-                let s = &self.settings;
-                let config = UaConfig {
-                    trunk: &s.trunk,
-                    transport: s.transport,
-                    domain: &s.domain,
-                    bind: &s.bind,
-                    external_ip: &s.external_ip,
-                    username: &s.username,
-                    password: &s.password,
-                };
-                Ua::start(&config).await.map(Arc::new)
-            })
-            .await
+        start_ua(&self.ua, &self.settings, &self.trunks).await
     }
 
-    fn caller_id(&self) -> String {
-        let pool = &self.settings.caller_ids;
-        if pool.is_empty() {
-            return if self.settings.username.is_empty() {
-                "callcenter".into()
-            } else {
-                self.settings.username.clone()
-            };
-        }
-        pool[self.next_caller.fetch_add(1, Ordering::Relaxed) % pool.len()].clone()
-    }
-}
-
-/// No SIP answer to go by (a local error, the trunk unreachable): RFC 3261 §8.1.3.1
-/// treats a transport failure as a 503.
-fn local_failure() -> HangupCause {
-    HangupCause::from_sip(503)
-}
-
-#[async_trait]
-impl Carrier for SipCarrier {
-    /// The session interval, and the lag a refresh may have behind the renewal it follows.
-    fn far_end_expiry(&self) -> Duration {
-        match self.settings.session_expires_secs {
-            0 => super::FAR_END_EXPIRY,
-            secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
-        }
-    }
-
-    async fn dial(&self, request: DialRequest) -> DialResult {
+    /// One INVITE through `trunk` (two when the first gets 422: RFC 4028 §7.4), until
+    /// `deadline` (the ring timeout).
+    async fn attempt(
+        &self,
+        ua: &Arc<Ua>,
+        trunk: &Trunk,
+        request: &DialRequest,
+        rtp_port: u16,
+        keys: &mpsc::Sender<char>,
+        deadline: tokio::time::Instant,
+    ) -> Attempt {
         let call_id = request.call_id.as_str();
-        let ua = match self.ua().await {
-            Ok(ua) => ua.clone(),
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
-                return DialResult::Failed(local_failure());
-            }
-        };
-        let socket = match self.ports.bind(ua.media_bind_ip).await {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "sip: no free RTP port");
-                return DialResult::Failed(local_failure());
-            }
-        };
-        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
         let s = &self.settings;
-        let local = signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event).render();
-        let number = format!("{}{}", s.dial_prefix, request.phone.as_str());
+        // Our SRTP key, offered when the trunk's media may be SRTP: fresh for each INVITE.
+        let key = (trunk.settings.srtp != SrtpPolicy::Off).then(SdesKey::random);
+        let crypto = key.clone().map(|k| (k, trunk.settings.srtp == SrtpPolicy::Required));
+        let local =
+            signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event, crypto).render();
+        let local = local.as_str();
+        let number = format!("{}{}", trunk.settings.dial_prefix, request.phone.as_str());
+        let caller_id = trunk.caller_id();
+        if let Err(e) = ua.connect(trunk).await {
+            tracing::error!(call_id, trunk = %trunk.name, transport = ?trunk.settings.transport, error = %e, "sip: cannot connect to the trunk");
+            trunk.attempted();
+            return Attempt::Failed(local_failure(), TrunkOutcome::Failed);
+        }
         let mut session_expires = s.session_expires_secs;
         let mut sip_call_id: Option<String> = None;
         let mut retried = false;
-        // Key presses, by RTP and by SIP INFO, on one channel the session reads.
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        // At most two INVITEs: the second when the first got 422 (RFC 4028 §7.4).
-        let (dialog, response, ended_tx, ended_rx, remote, events_timer) = loop {
+        loop {
             let headers = if session_expires == 0 {
                 Vec::new()
             } else {
                 timer::invite_headers(session_expires, session_expires.max(timer::MIN_SE))
             };
-            let mut option = match ua.invite(&number, &self.caller_id(), local.clone(), call_id, headers) {
+            let mut option = match ua.invite(trunk, &number, &caller_id, local.to_string(), call_id, headers)
+            {
                 Ok(option) => option,
                 Err(e) => {
-                    tracing::error!(call_id, error = %e, "sip: cannot build the INVITE");
-                    return DialResult::Failed(HangupCause::from_sip(484));
+                    tracing::error!(call_id, trunk = %trunk.name, error = %e, "sip: cannot build the INVITE");
+                    return Attempt::Failed(HangupCause::from_sip(484), TrunkOutcome::Worked);
                 }
             };
             // A retry is the same call (RFC 3261 §8.1.3.5): same Call-ID, higher CSeq.
@@ -276,37 +389,51 @@ impl Carrier for SipCarrier {
 
             let (state_tx, state_rx) = ua.layer.new_dialog_state_channel();
             let (ended_tx, ended_rx) = watch::channel(None);
+            let (responded_tx, mut responded) = watch::channel(false);
             let remote = Arc::new(Mutex::new(None));
             let events_timer = Arc::new(std::sync::OnceLock::new());
             let events = DialogEvents {
                 layer: ua.layer.clone(),
                 call_id: request.call_id.clone(),
-                local_sdp: local.clone(),
+                local_sdp: local.to_string(),
                 codecs: s.codecs.clone(),
                 remote: remote.clone(),
                 ended: ended_tx.clone(),
                 timer: events_timer.clone(),
                 keys: keys.clone(),
+                responded: responded_tx,
             };
             tokio::spawn(events.run(state_rx));
 
-            tracing::debug!(call_id, number, session_expires, "sip: INVITE");
-            // Dropping the INVITE's future (the ring timeout here, or the dialer giving up on
-            // the call) makes rsipstack CANCEL it.
-            let answer =
-                tokio::time::timeout(request.ring_timeout, ua.layer.do_invite(option, state_tx)).await;
-            let (dialog, response) = match answer {
-                Err(_) => {
+            tracing::debug!(call_id, trunk = %trunk.name, number, session_expires, "sip: INVITE");
+            trunk.attempted();
+            let failover_after = Duration::from_secs(s.failover_after_secs);
+            // Resolves only if the trunk says nothing at all (not even 100 Trying) in time.
+            let silent = async {
+                if tokio::time::timeout(failover_after, responded.wait_for(|r| *r)).await.is_ok() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            // Dropping the INVITE's future (the ring timeout here, a silent trunk, or the
+            // dialer giving up on the call) makes rsipstack CANCEL it.
+            let (dialog, response) = tokio::select! {
+                answer = ua.layer.do_invite(option, state_tx) => match answer {
+                    Err(e) => {
+                        tracing::warn!(call_id, trunk = %trunk.name, error = %e, "sip: INVITE failed");
+                        return Attempt::Failed(local_failure(), TrunkOutcome::Failed);
+                    }
+                    // The transaction timed out (timer B): RFC 3261 treats it as a 408.
+                    Ok((_, None)) => return Attempt::Failed(HangupCause::from_sip(408), TrunkOutcome::Failed),
+                    Ok((dialog, Some(response))) => (dialog, response),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
                     tracing::debug!(call_id, "sip: ring timeout, CANCEL");
-                    return DialResult::Failed(HangupCause::no_answer());
+                    return Attempt::Failed(HangupCause::no_answer(), TrunkOutcome::Worked);
                 }
-                Ok(Err(e)) => {
-                    tracing::warn!(call_id, error = %e, "sip: INVITE failed");
-                    return DialResult::Failed(local_failure());
+                _ = silent => {
+                    tracing::warn!(call_id, trunk = %trunk.name, ?failover_after, "sip: the trunk does not answer the INVITE");
+                    return Attempt::Failed(HangupCause::from_sip(408), TrunkOutcome::Failed);
                 }
-                // The transaction timed out (timer B): RFC 3261 treats it as a 408.
-                Ok(Ok((_, None))) => return DialResult::Failed(HangupCause::from_sip(408)),
-                Ok(Ok((dialog, Some(response)))) => (dialog, response),
             };
             let too_small = response.status_code.code() == 422 && !retried && session_expires != 0;
             if let Some(min_se) = timer::min_se_of(&response).filter(|&m| too_small && m > session_expires) {
@@ -323,37 +450,238 @@ impl Carrier for SipCarrier {
                 retried = true;
                 continue;
             }
-            break (dialog, response, ended_tx, ended_rx, remote, events_timer);
-        };
-        let code = response.status_code.code();
-        if !(200..300).contains(&code) {
-            tracing::debug!(call_id, code, "sip: not answered");
-            return DialResult::Failed(HangupCause::from_sip(code));
+            let code = response.status_code.code();
+            if !(200..300).contains(&code) {
+                tracing::debug!(call_id, trunk = %trunk.name, code, "sip: not answered");
+                return Attempt::Failed(HangupCause::from_sip(code), TrunkOutcome::of_status(code));
+            }
+            return Attempt::Answered(Answered {
+                dialog,
+                response,
+                ended_tx,
+                ended_rx,
+                remote,
+                events_timer,
+                session_expires,
+                local: local.to_string(),
+                key,
+            });
         }
+    }
+
+    /// Takes `outcome` into `trunk`'s health; one taken out of rotation is sent OPTIONS
+    /// every `sip.probe_interval_secs` until it answers 2xx.
+    fn note_outcome(&self, ua: &Arc<Ua>, trunk: &Arc<Trunk>, outcome: TrunkOutcome) {
+        if !trunk.outcome(outcome, self.settings.out_of_rotation_after) {
+            return;
+        }
+        let (ua, trunk) = (Arc::downgrade(ua), trunk.clone());
+        let every = Duration::from_secs(self.settings.probe_interval_secs);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                // The carrier is gone: nothing to probe for.
+                let Some(ua) = ua.upgrade() else { return };
+                match ua.options(&trunk).await {
+                    Ok(code) if (200..300).contains(&code) => {
+                        trunk.back_in_rotation();
+                        return;
+                    }
+                    Ok(code) => tracing::debug!(trunk = %trunk.name, code, "sip: trunk probe: still failing"),
+                    Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "sip: trunk probe: no answer"),
+                }
+            }
+        });
+    }
+}
+
+/// The user agent, started by the first to ask.
+async fn start_ua<'a>(
+    ua: &'a OnceCell<Arc<Ua>>,
+    s: &SipSettings,
+    trunks: &Trunks,
+) -> Result<&'a Arc<Ua>, String> {
+    ua.get_or_try_init(|| async {
+        let config = UaConfig {
+            bind: &s.bind,
+            external_ip: &s.external_ip,
+            trunks: &trunks.all,
+            tls_ca_file: &s.tls_ca_file,
+            tls_client_cert_file: &s.tls_client_cert_file,
+            tls_client_key_file: &s.tls_client_key_file,
+        };
+        let ua = Arc::new(Ua::start(&config).await?);
+        if s.keepalive_secs > 0 {
+            for trunk in &trunks.all {
+                tokio::spawn(keep_alive(
+                    Arc::downgrade(&ua),
+                    trunk.clone(),
+                    Duration::from_secs(s.keepalive_secs),
+                ));
+            }
+        }
+        Ok(ua)
+    })
+    .await
+}
+
+/// OPTIONS to `trunk` every `every`, for as long as the user agent lives: the signalling
+/// flow, and any NAT binding on its way, stays open.
+async fn keep_alive(ua: std::sync::Weak<Ua>, trunk: Arc<Trunk>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(ua) = ua.upgrade() else { return };
+        match ua.options(&trunk).await {
+            Ok(code) => tracing::trace!(trunk = %trunk.name, code, "sip: keep-alive answered"),
+            Err(e) => tracing::debug!(trunk = %trunk.name, error = %e, "sip: keep-alive unanswered"),
+        }
+    }
+}
+
+/// No SIP answer to go by (a local error, the trunk unreachable): RFC 3261 §8.1.3.1
+/// treats a transport failure as a 503.
+fn local_failure() -> HangupCause {
+    HangupCause::from_sip(503)
+}
+
+/// An answered call that cannot go on (its answer unusable, its media not started): BYE
+/// on its way, the call failed with `code`.
+fn hang_up_answered(dialog: rsipstack::dialog::invite_dialog::InviteDialog, code: u16) -> DialResult {
+    tokio::spawn(async move {
+        let _ = dialog.bye().await;
+    });
+    DialResult::Failed(HangupCause::from_sip(code))
+}
+
+#[async_trait]
+impl Carrier for SipCarrier {
+    /// The session interval, and the lag a refresh may have behind the renewal it follows.
+    fn far_end_expiry(&self) -> Duration {
+        match self.settings.session_expires_secs {
+            0 => super::FAR_END_EXPIRY,
+            secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
+        }
+    }
+
+    fn trunk_status(&self) -> Vec<(String, String)> {
+        self.trunks.all.iter().map(|t| (t.name.clone(), t.status())).collect()
+    }
+
+    /// Un-REGISTERs the trunks that registered.
+    async fn shutdown(&self) {
+        if let Some(ua) = self.ua.get() {
+            futures::future::join_all(ua.registrars.iter().map(|r| r.unregister())).await;
+        }
+    }
+
+    /// Through the trunks `trunks::Trunks::route` orders for the number: a trunk that fails
+    /// (5xx, 408, silent, unreachable) hands the call to the next, all within one attempt
+    /// and its ring timeout.
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let call_id = request.call_id.as_str();
+        let ua = match self.ua().await {
+            Ok(ua) => ua.clone(),
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
+                return DialResult::Failed(local_failure());
+            }
+        };
+        let route = self.trunks.route(request.phone.as_str());
+        let socket = match self.ports.bind(ua.media_bind_ip).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: no free RTP port");
+                return DialResult::Failed(local_failure());
+            }
+        };
+        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+        let s = &self.settings;
+        // Key presses, by RTP and by SIP INFO, on one channel the session reads.
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let deadline = tokio::time::Instant::now() + request.ring_timeout;
+        let mut next = 0;
+        let mut last_failure = None;
+        let (slot, answered) = loop {
+            let taken = tokio::time::timeout_at(deadline, self.trunks.take(&route, next)).await;
+            let (slot, at) = match taken {
+                Ok(Ok(taken)) => taken,
+                Ok(Err(NoTrunk::NoRoute)) => {
+                    tracing::error!(call_id, "sip: no trunk takes this number (their prefixes)");
+                    return DialResult::Failed(HangupCause::from_sip(404));
+                }
+                Ok(Err(NoTrunk::NotRegistered(trunk, why))) => {
+                    tracing::warn!(call_id, trunk, why, "sip: the trunk is not registered; the call fails");
+                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                }
+                Ok(Err(NoTrunk::NoneLeft)) => {
+                    if last_failure.is_none() {
+                        tracing::warn!(call_id, "sip: every trunk for this number is out of rotation");
+                    }
+                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        call_id,
+                        "sip: every trunk for this number stayed full for the ring timeout"
+                    );
+                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                }
+            };
+            next = at + 1;
+            let trunk = slot.trunk.clone();
+            match self.attempt(&ua, &trunk, &request, rtp_port, &keys, deadline).await {
+                Attempt::Answered(answered) => {
+                    self.note_outcome(&ua, &trunk, TrunkOutcome::Answered);
+                    break (slot, answered);
+                }
+                Attempt::Failed(cause, outcome) => {
+                    self.note_outcome(&ua, &trunk, outcome);
+                    if outcome != TrunkOutcome::Failed {
+                        return DialResult::Failed(cause);
+                    }
+                    tracing::info!(call_id, trunk = %trunk.name, %cause, "sip: the trunk failed; trying the next");
+                    last_failure = Some(cause);
+                }
+            }
+        };
+        let Answered {
+            dialog,
+            response,
+            ended_tx,
+            ended_rx,
+            remote,
+            events_timer,
+            session_expires,
+            local,
+            key,
+        } = answered;
         let answered_at = tokio::time::Instant::now();
         let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
             Ok(media) => media,
             Err(e) => {
                 tracing::warn!(call_id, error = %e, "sip: unusable SDP answer; hanging up");
-                tokio::spawn(async move {
-                    let _ = dialog.bye().await;
-                });
-                return DialResult::Failed(HangupCause::from_sip(488));
+                return hang_up_answered(dialog, 488);
             }
         };
-        tracing::debug!(call_id, to = %media.addr, codec = ?media.codec, "sip: answered");
+        let srtp = match (&key, &media.crypto) {
+            (Some(ours), Some(theirs)) => Some(Srtp::new(ours, theirs)),
+            (_, None) if slot.trunk.settings.srtp == SrtpPolicy::Required => {
+                tracing::warn!(call_id, trunk = %slot.trunk.name, "sip: the answer has no SRTP key, and the trunk's srtp is \"required\": hanging up");
+                return hang_up_answered(dialog, 488);
+            }
+            _ => None,
+        };
+        tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, srtp = srtp.is_some(), "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
         let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0)
             .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
-        let media = match Media::start(socket, remote, recorder, (keys, keys_rx), timeout) {
+        let path = PacketPath { symmetric: s.symmetric_rtp, srtp };
+        let media = match Media::start(socket, remote, recorder, (keys, keys_rx), timeout, path) {
             Ok(media) => media,
             Err(e) => {
                 tracing::warn!(call_id, error = %e, "sip: cannot start the call's media; hanging up");
-                tokio::spawn(async move {
-                    let _ = dialog.bye().await;
-                });
-                return DialResult::Failed(HangupCause::from_sip(500));
+                return hang_up_answered(dialog, 500);
             }
         };
         let timer = match timer::negotiated(&response) {
@@ -386,7 +714,8 @@ impl Carrier for SipCarrier {
         };
         let session =
             SipSession::new(request.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
-                .with_timer(timer);
+                .with_timer(timer)
+                .with_trunk(slot);
         DialResult::Answered(Box::new(session))
     }
 }
@@ -394,13 +723,11 @@ impl Carrier for SipCarrier {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::telephony::asr::AsrSettings;
-    use crate::telephony::tts::Synthetic;
 
     #[test]
     fn the_defaults_are_valid_once_a_trunk_is_set() {
         let mut s = SipSettings::default();
-        assert!(s.validate().unwrap_err().contains("sip.trunk"));
+        assert!(s.validate().unwrap_err().contains("[[sip.trunks]]"));
         s.trunk = "sip.example.com".into();
         assert_eq!(s.validate(), Ok(()));
     }
@@ -421,19 +748,46 @@ mod tests {
 
     #[test]
     fn caller_ids_rotate_call_by_call() {
-        let carrier_with = |s: &SipSettings| {
-            let max_call = Duration::from_secs(300);
-            SipCarrier::new(s, max_call, Arc::new(Synthetic), Ear::new(&AsrSettings::default(), None))
+        let mut settings = TrunkSettings {
+            address: "10.0.0.1".into(),
+            caller_ids: vec!["1001".into(), "1002".into()],
+            ..Default::default()
         };
-        let mut settings =
-            SipSettings { caller_ids: vec!["1001".into(), "1002".into()], ..Default::default() };
-        let carrier = carrier_with(&settings);
-        let ids: Vec<String> = (0..3).map(|_| carrier.caller_id()).collect();
+        let trunks = Trunks::new(vec![settings.clone()]);
+        let ids: Vec<String> = (0..3).map(|_| trunks.all[0].caller_id()).collect();
         assert_eq!(ids, ["1001", "1002", "1001"]);
 
         settings.caller_ids.clear();
         settings.username = "trunkuser".into();
-        let carrier = carrier_with(&settings);
-        assert_eq!(carrier.caller_id(), "trunkuser");
+        assert_eq!(Trunks::new(vec![settings]).all[0].caller_id(), "trunkuser");
+    }
+
+    #[test]
+    fn the_one_trunk_keys_stand_for_one_trunk_and_cannot_be_mixed_with_trunks() {
+        let old = SipSettings {
+            trunk: "10.0.0.1:5080".into(),
+            username: "alice".into(),
+            caller_ids: vec!["1001".into()],
+            dial_prefix: "9".into(),
+            ..SipSettings::default()
+        };
+        let list = old.trunk_list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].address.as_str(), list[0].username.as_str(), list[0].dial_prefix.as_str()),
+            ("10.0.0.1:5080", "alice", "9")
+        );
+        assert_eq!(list[0].caller_ids, ["1001"]);
+        let both =
+            SipSettings { trunks: vec![TrunkSettings { address: "b".into(), ..Default::default() }], ..old };
+        assert!(both.validate().unwrap_err().contains("sip.trunk and [[sip.trunks]]"));
+        let twins = SipSettings {
+            trunks: vec![
+                TrunkSettings { name: "a".into(), address: "b".into(), ..Default::default() },
+                TrunkSettings { name: "a".into(), address: "c".into(), ..Default::default() },
+            ],
+            ..SipSettings::default()
+        };
+        assert!(twins.validate().unwrap_err().contains("named `a`"));
     }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use super::rtp::FRAME_TIME;
+use super::rtp::{FRAME_TIME, PacketPath};
 
 /// A frame may go out this much before its slot: one wake-up then sends every frame due
 /// within it, rather than one wake-up per frame.
@@ -40,6 +40,7 @@ pub struct Frame {
 /// queued on it.
 struct Stream {
     socket: UdpSocket,
+    path: Arc<PacketPath>,
     start: Instant,
     queue: Mutex<Queue>,
     closed: AtomicBool,
@@ -66,10 +67,10 @@ pub struct Paced(Arc<Stream>);
 
 impl Paced {
     /// Paces frames out of `socket` (a handle of the call's socket: the call receives on
-    /// another), slot `n` due at `start + n · 20 ms`.
-    pub fn new(socket: UdpSocket, start: Instant) -> Paced {
-        let stream =
-            Arc::new(Stream { socket, start, queue: Mutex::default(), closed: AtomicBool::new(false) });
+    /// another) through `path` (SRTP), slot `n` due at `start + n · 20 ms`.
+    pub fn new(socket: UdpSocket, start: Instant, path: Arc<PacketPath>) -> Paced {
+        let queue = Mutex::default();
+        let stream = Arc::new(Stream { socket, path, start, queue, closed: AtomicBool::new(false) });
         pacer().send(stream.clone()).expect("the RTP pacing thread runs");
         Paced(stream)
     }
@@ -173,7 +174,9 @@ fn run(streams: mpsc::Receiver<Arc<Stream>>) {
             }
             let frame = stream.queue.lock().expect("pacer queue lock").frames.pop_front();
             if let Some(frame) = frame {
-                if let Err(e) = stream.socket.send_to(&frame.packet, frame.to) {
+                if let Some(packet) = stream.path.outgoing(frame.packet)
+                    && let Err(e) = stream.socket.send_to(&packet, frame.to)
+                {
                     tracing::debug!(to = %frame.to, error = %e, "rtp: send failed");
                 }
                 let sent = Instant::now();
@@ -214,7 +217,7 @@ mod tests {
     fn peer() -> (UdpSocket, SocketAddr, Paced) {
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
         let to = peer.local_addr().unwrap();
-        (peer, to, Paced::new(UdpSocket::bind("127.0.0.1:0").unwrap(), Instant::now()))
+        (peer, to, Paced::new(UdpSocket::bind("127.0.0.1:0").unwrap(), Instant::now(), Arc::default()))
     }
 
     /// Receives `count` packets on `peer`: the slot each carries, and when it came.

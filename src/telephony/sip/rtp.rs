@@ -21,6 +21,7 @@ use super::g711::Codec;
 use super::pacer::{Frame, Paced};
 use super::recorder::Recorder;
 use super::sdp::RemoteMedia;
+use super::srtp::Srtp;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 use crate::telephony::tts::{Audio, Speech, TtsError};
@@ -271,6 +272,36 @@ pub struct RtpTimeout {
     pub ended: watch::Sender<Option<HangupCause>>,
 }
 
+/// What is done to each packet at the socket, both ways.
+#[derive(Default)]
+pub struct PacketPath {
+    /// Symmetric RTP: send to where the far end's RTP comes from (behind NAT, the address
+    /// in its SDP may not be the one that reaches it).
+    pub symmetric: bool,
+    /// SRTP: each packet protected as it goes out (by the pacer: in the order of the
+    /// wire, never one taken back), and checked and decrypted right after it is received
+    /// (one that fails is dropped).
+    pub srtp: Option<Srtp>,
+}
+
+impl PacketPath {
+    /// An RTP packet as it goes on the wire.
+    pub fn outgoing(&self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        match &self.srtp {
+            Some(srtp) => srtp.protect(&packet),
+            None => Some(packet),
+        }
+    }
+
+    /// A packet from the wire as RTP; `None` when SRTP refuses it.
+    pub fn incoming<'a>(&self, packet: &'a [u8]) -> Option<std::borrow::Cow<'a, [u8]>> {
+        match &self.srtp {
+            Some(srtp) => srtp.unprotect(packet).map(std::borrow::Cow::Owned),
+            None => Some(std::borrow::Cow::Borrowed(packet)),
+        }
+    }
+}
+
 impl Media {
     /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
     /// the recording's time zero is now. Key presses go to `keys`, the channel whose
@@ -282,21 +313,23 @@ impl Media {
         recorder: Recorder,
         (keys, keys_rx): (mpsc::Sender<char>, mpsc::Receiver<char>),
         timeout: Option<RtpTimeout>,
+        path: PacketPath,
     ) -> std::io::Result<Media> {
         // The pacer sends from a handle of its own on the same socket.
         let socket = socket.into_std()?;
         let sending = socket.try_clone()?;
         let socket = UdpSocket::from_std(socket)?;
+        let path = Arc::new(path);
         let recorder = Arc::new(Mutex::new(recorder));
         let cancel = CancellationToken::new();
         let (prompts_tx, prompts_rx) = mpsc::unbounded_channel();
         let (heard_tx, heard_rx) = mpsc::channel(HEARD_BACKLOG);
         let start = Instant::now();
-        let paced = Paced::new(sending, start.into_std());
+        let paced = Paced::new(sending, start.into_std(), path.clone());
         let sender =
             tokio::spawn(send_loop(paced, remote.clone(), recorder.clone(), prompts_rx, cancel.clone()));
         let receiver = tokio::spawn(receive_loop(
-            socket,
+            (socket, path),
             remote,
             recorder.clone(),
             (heard_tx, keys),
@@ -511,7 +544,8 @@ async fn send_loop(
 /// stream jumps), and hands it to `listen`. Telephone-events of the payload type the
 /// answer gave become key presses; comfort noise is skipped.
 async fn receive_loop(
-    socket: UdpSocket,
+    // The socket, and what is done to each packet that comes on it.
+    (socket, path): (UdpSocket, Arc<PacketPath>),
     remote: Arc<Mutex<Option<RemoteMedia>>>,
     recorder: Arc<Mutex<Recorder>>,
     (heard, keys): (mpsc::Sender<Vec<i16>>, mpsc::Sender<char>),
@@ -537,16 +571,20 @@ async fn receive_loop(
                 continue;
             }
         };
-        let len = match received {
-            Ok((len, _from)) => len,
+        let (len, from) = match received {
+            Ok(received) => received,
             Err(e) => {
                 // ICMP port unreachable shows here on some systems; keep listening.
                 tracing::trace!(error = %e, "rtp: receive failed");
                 continue;
             }
         };
-        let Some((header, payload)) = Header::parse(&buf[..len]) else { continue };
+        let Some(packet) = path.incoming(&buf[..len]) else { continue };
+        let Some((header, payload)) = Header::parse(&packet) else { continue };
         last_packet = Instant::now();
+        if path.symmetric {
+            learn_source(&remote, from);
+        }
         let telephone_event = remote.lock().expect("remote lock").as_ref().and_then(|r| r.telephone_event);
         if telephone_event == Some(header.payload_type) {
             let key = TelephoneEvent::parse(payload).and_then(|e| presses.on_packet(&header, &e));
@@ -575,6 +613,15 @@ async fn receive_loop(
         recorder.lock().expect("recorder lock").callee(position.max(0) as usize, &pcm);
         // Nobody listening for a while: the oldest audio is of no use, drop this frame.
         let _ = heard.try_send(pcm);
+    }
+}
+
+/// Symmetric RTP: the far end's RTP comes from `from`, so ours goes there.
+fn learn_source(remote: &Mutex<Option<RemoteMedia>>, from: SocketAddr) {
+    let mut remote = remote.lock().expect("remote lock");
+    if let Some(remote) = remote.as_mut().filter(|r| r.addr != from) {
+        tracing::debug!(sdp = %remote.addr, source = %from, "rtp: sending to where the far end's RTP comes from");
+        remote.addr = from;
     }
 }
 
@@ -636,12 +683,17 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let our_addr = ours.local_addr().unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let mut media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
+        let mut media =
+            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
 
         // Silence goes out while there is nothing to say.
         let mut buf = [0u8; 512];
@@ -696,12 +748,17 @@ mod tests {
     async fn a_prompt_plays_as_its_audio_comes_with_silence_while_it_is_awaited() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
+        let media =
+            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
         let loud = async |frames: usize| {
             let (mut buf, mut loud) = ([0u8; 512], 0);
             while loud < frames {
@@ -734,12 +791,17 @@ mod tests {
     async fn a_line_cut_short_stops_on_the_wire_and_on_the_recording_alike() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: None };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None).unwrap();
+        let media =
+            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
         let mut buf = [0u8; 512];
         let mut next_is_loud = async || {
             let (len, _) = peer.recv_from(&mut buf).await.unwrap();
@@ -825,12 +887,23 @@ mod tests {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let our_addr = ours.local_addr().unwrap();
-        let remote =
-            RemoteMedia { addr: peer.local_addr().unwrap(), codec: Codec::Pcmu, telephone_event: Some(96) };
+        let remote = RemoteMedia {
+            addr: peer.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: Some(96),
+            crypto: None,
+        };
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
         let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media =
-            Media::start(ours, remote, Recorder::new(None, 8000 * 10), (keys, keys_rx), None).unwrap();
+        let mut media = Media::start(
+            ours,
+            remote,
+            Recorder::new(None, 8000 * 10),
+            (keys, keys_rx),
+            None,
+            PacketPath::default(),
+        )
+        .unwrap();
         // Our own offer's 101 is not what the answer said: not a key.
         for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
             for (header, e) in press(event, 160 * u32::from(event), 1, pt) {

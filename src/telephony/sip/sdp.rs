@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::g711::Codec;
+use super::srtp::SdesKey;
 
 /// The payload type we offer for RFC 4733 telephone-events (DTMF).
 pub const TELEPHONE_EVENT_PT: u8 = 101;
@@ -19,6 +20,9 @@ pub struct LocalSdp {
     pub codecs: Vec<Codec>,
     pub telephone_event: bool,
     pub session_id: u64,
+    /// Our SRTP key (SDES), and whether SRTP is required: the stream is then RTP/SAVP;
+    /// otherwise a plain RTP/AVP stream offers the key too (taken if the answer has one).
+    pub crypto: Option<(SdesKey, bool)>,
 }
 
 impl LocalSdp {
@@ -32,7 +36,12 @@ impl LocalSdp {
         }
         let mut sdp = format!(
             "v=0\r\no=callcenter {id} {id} IN {family} {ip}\r\ns=callcenter\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-             m=audio {port} RTP/AVP {payloads}\r\n",
+             m=audio {port} {profile} {payloads}\r\n",
+            profile = if self.crypto.as_ref().is_some_and(|(_, required)| *required) {
+                "RTP/SAVP"
+            } else {
+                "RTP/AVP"
+            },
             id = self.session_id,
             ip = self.ip,
             port = self.rtp_port,
@@ -45,6 +54,9 @@ impl LocalSdp {
             sdp.push_str(&format!(
                 "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n"
             ));
+        }
+        if let Some((key, _)) = &self.crypto {
+            sdp.push_str(&format!("a={}\r\n", key.attribute()));
         }
         sdp.push_str("a=ptime:20\r\na=sendrecv\r\n");
         sdp
@@ -60,6 +72,8 @@ pub struct RemoteMedia {
     pub codec: Codec,
     /// Their telephone-event payload type, if any.
     pub telephone_event: Option<u8>,
+    /// Their SRTP key (SDES, of the suite we offer), if any.
+    pub crypto: Option<SdesKey>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +95,7 @@ pub fn parse_remote(sdp: &str, ours: &[Codec]) -> Result<RemoteMedia, SdpError> 
     let mut media_ip: Option<IpAddr> = None;
     let mut audio: Option<(u16, Vec<u8>)> = None;
     let mut rtpmaps: Vec<(u8, String)> = Vec::new();
+    let mut crypto = None;
     let mut in_audio = false;
     let mut in_media = false;
     for line in sdp.lines().map(str::trim) {
@@ -106,6 +121,9 @@ pub fn parse_remote(sdp: &str, ours: &[Codec]) -> Result<RemoteMedia, SdpError> 
                 }
             }
             "a" if in_audio => {
+                if value.starts_with("crypto:") && crypto.is_none() {
+                    crypto = SdesKey::parse(value);
+                }
                 if let Some(map) = value.strip_prefix("rtpmap:") {
                     let mut parts = map.split_whitespace();
                     if let (Some(Ok(pt)), Some(enc)) = (parts.next().map(str::parse), parts.next()) {
@@ -135,7 +153,7 @@ pub fn parse_remote(sdp: &str, ours: &[Codec]) -> Result<RemoteMedia, SdpError> 
         .iter()
         .copied()
         .find(|&pt| name_of(pt).is_some_and(|n| n.eq_ignore_ascii_case("telephone-event")));
-    Ok(RemoteMedia { addr: SocketAddr::new(ip, port), codec, telephone_event })
+    Ok(RemoteMedia { addr: SocketAddr::new(ip, port), codec, telephone_event, crypto })
 }
 
 #[cfg(test)]
@@ -149,7 +167,29 @@ mod tests {
             codecs: vec![Codec::Pcma, Codec::Pcmu],
             telephone_event: true,
             session_id: 42,
+            crypto: None,
         }
+    }
+
+    #[test]
+    fn srtp_is_offered_on_savp_when_required_and_on_avp_when_optional_and_their_key_is_read() {
+        let key = SdesKey::random();
+        let required = LocalSdp { crypto: Some((key.clone(), true)), ..ours() }.render();
+        assert!(required.contains("m=audio 20000 RTP/SAVP 8 0 101\r\n"), "{required}");
+        assert!(required.contains(&format!("a={}\r\n", key.attribute())), "{required}");
+        let optional = LocalSdp { crypto: Some((key.clone(), false)), ..ours() }.render();
+        assert!(optional.contains("m=audio 20000 RTP/AVP 8 0 101\r\n"), "{optional}");
+        assert!(optional.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"), "{optional}");
+
+        let theirs = SdesKey::random();
+        let answer = format!(
+            "v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 RTP/SAVP 8\r\na=crypto:1 AES_CM_128_HMAC_SHA1_32 \
+             inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\na={}\r\n",
+            theirs.attribute().replace("crypto:1", "crypto:2")
+        );
+        assert_eq!(parse_remote(&answer, &[Codec::Pcma]).unwrap().crypto, Some(theirs));
+        let plain = "v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 RTP/AVP 8\r\n";
+        assert_eq!(parse_remote(plain, &[Codec::Pcma]).unwrap().crypto, None);
     }
 
     #[test]

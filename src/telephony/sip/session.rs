@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
+use super::trunks::TrunkSlot;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 use crate::telephony::hearing::{Ear, SpokenOver};
@@ -45,6 +46,8 @@ pub struct SipSession {
     /// The callee's turn that cut the last line short, for `listen` to go on with.
     barged_in: Option<Turn>,
     latency: CallLatency,
+    /// The call's place on its trunk, given back when the session goes.
+    _trunk: Option<TrunkSlot>,
 }
 
 impl SipSession {
@@ -67,12 +70,19 @@ impl SipSession {
             timer: None,
             barged_in: None,
             latency: CallLatency::default(),
+            _trunk: None,
         }
     }
 
     /// The call's RFC 4028 session timer, when the peer took one.
     pub fn with_timer(mut self, timer: Option<SessionTimer>) -> SipSession {
         self.timer = timer;
+        self
+    }
+
+    /// The trunk the call went through: its place there is held while the session lives.
+    pub fn with_trunk(mut self, slot: TrunkSlot) -> SipSession {
+        self._trunk = Some(slot);
         self
     }
 

@@ -13,12 +13,13 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 
 use rsipstack::dialog::DialogId;
-use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::rsip::{Header, Method, Request, StatusCode, Transport, Uri};
+use rsipstack::rsip::{Header, Method, Request, SipMessage, StatusCode, Transport, Uri};
 use rsipstack::transaction::endpoint::Endpoint;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, TcpListenerConnection, TransportLayer};
 use tokio::sync::{mpsc, watch};
@@ -26,49 +27,58 @@ use tokio_util::sync::CancellationToken;
 
 use super::SipTransport;
 use super::g711::Codec;
+use super::registration::Registrar;
 use super::sdp::{self, LocalSdp, RemoteMedia};
+use super::srtp::SdesKey;
 use super::timer::{self, SessionTimer};
+use super::trunks::Trunk;
 use crate::domain::HangupCause;
 use crate::telephony::dtmf;
 
 pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
 
-/// The user agent: one SIP socket (plus a TCP listener with `transport = "tcp"`) and the
-/// dialog layer every call of the carrier goes through.
+/// The user agent: one SIP socket (plus a TCP listener when a trunk uses TCP) and the
+/// dialog layer every call of the carrier goes through, whichever trunk it takes.
 pub struct Ua {
     pub layer: Arc<DialogLayer>,
-    _endpoint: Endpoint,
+    endpoint: Endpoint,
     cancel: CancellationToken,
     /// The address we are reached at: in Via, Contact and the SDP.
     pub advertised_ip: IpAddr,
     /// Where RTP sockets are bound.
     pub media_bind_ip: IpAddr,
     pub sip_port: u16,
-    /// Where every INVITE goes.
-    pub trunk: SipAddr,
-    /// The host of request URIs (`sip:<number>@<domain>`).
-    pub domain: String,
-    pub transport: SipTransport,
-    pub credential: Option<Credential>,
+    /// The registrations of the trunks that register.
+    pub registrars: Vec<Arc<Registrar>>,
 }
 
 /// What the settings say about the user agent.
 pub struct UaConfig<'a> {
-    pub trunk: &'a str,
-    pub transport: SipTransport,
-    pub domain: &'a str,
     pub bind: &'a str,
     pub external_ip: &'a str,
-    pub username: &'a str,
-    pub password: &'a str,
+    /// Resolved here: each one's `target`.
+    pub trunks: &'a [Arc<Trunk>],
+    /// For TLS trunks (PEM files; empty: the system's roots, no client certificate).
+    pub tls_ca_file: &'a str,
+    pub tls_client_cert_file: &'a str,
+    pub tls_client_key_file: &'a str,
 }
 
 impl Ua {
-    /// Binds the SIP socket and starts serving it.
+    /// Resolves the trunks, binds the SIP socket and starts serving it.
     pub async fn start(config: &UaConfig<'_>) -> Result<Ua, String> {
-        let (host, port) = split_host_port(config.trunk)
-            .ok_or_else(|| format!("sip.trunk `{}` is not host[:port]", config.trunk))?;
-        let trunk_addr = resolve(&host, port).await?;
+        // A trunk whose address does not resolve now is tried again when a call needs it:
+        // one carrier's DNS does not stop the others.
+        let mut first_addr = None;
+        for trunk in config.trunks {
+            match resolve_target(trunk).await {
+                Ok(addr) => {
+                    first_addr.get_or_insert(addr);
+                }
+                Err(e) => tracing::error!(trunk = %trunk.name, error = %e, "sip: trunk address"),
+            }
+        }
+        let first_addr = first_addr.ok_or("no trunk's address resolves")?;
         let bind: SocketAddr =
             config.bind.parse().map_err(|_| format!("sip.bind `{}` is not ip:port", config.bind))?;
         let advertised_ip = if !config.external_ip.is_empty() {
@@ -77,7 +87,7 @@ impl Ua {
                 .parse()
                 .map_err(|_| format!("sip.external_ip `{}` is not an IP address", config.external_ip))?
         } else if bind.ip().is_unspecified() {
-            local_ip_towards(trunk_addr).map_err(|e| format!("no local address towards {trunk_addr}: {e}"))?
+            local_ip_towards(first_addr).map_err(|e| format!("no local address towards {first_addr}: {e}"))?
         } else {
             bind.ip()
         };
@@ -91,12 +101,16 @@ impl Ua {
         let advertised = SocketAddr::new(advertised_ip, sip_port);
         udp.external = Some(SipAddr::new(Transport::Udp, advertised.into()));
         transport_layer.add_transport(udp.into());
-        if config.transport == SipTransport::Tcp {
+        if config.trunks.iter().any(|t| t.settings.transport == SipTransport::Tcp) {
             let tcp_bind = SocketAddr::new(bind.ip(), sip_port);
             let tcp = TcpListenerConnection::new(tcp_bind, Some(advertised))
                 .await
                 .map_err(|e| format!("cannot listen on TCP {tcp_bind}: {e}"))?;
             transport_layer.add_transport(tcp.into());
+        }
+
+        if config.trunks.iter().any(|t| t.settings.transport == SipTransport::Tls) {
+            transport_layer.set_tls_config(tls_config(config)?);
         }
 
         let endpoint = rsipstack::EndpointBuilder::new()
@@ -113,43 +127,36 @@ impl Ua {
         });
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
         tokio::spawn(serve_requests(layer.clone(), incoming));
-
-        let transport = match config.transport {
-            SipTransport::Udp => Transport::Udp,
-            SipTransport::Tcp => Transport::Tcp,
-        };
-        let domain =
-            if config.domain.is_empty() { config.trunk.to_string() } else { config.domain.to_string() };
-        let credential = (!config.username.is_empty()).then(|| Credential {
-            username: config.username.to_string(),
-            password: config.password.to_string(),
-            realm: None,
-            auth_username: None,
-        });
-        tracing::info!(
-            local = %SocketAddr::new(bind.ip(), sip_port),
-            %advertised,
-            trunk = %trunk_addr,
-            transport = ?config.transport,
-            "sip: user agent started"
-        );
-        Ok(Ua {
-            layer,
-            _endpoint: endpoint,
-            cancel,
-            advertised_ip,
-            media_bind_ip: bind.ip(),
-            sip_port,
-            trunk: SipAddr::new(transport, trunk_addr.into()),
-            domain,
-            transport: config.transport,
-            credential,
-        })
+        for trunk in config.trunks {
+            if trunk.settings.srtp != super::srtp::SrtpPolicy::Off
+                && trunk.settings.transport != SipTransport::Tls
+            {
+                tracing::warn!(
+                    trunk = %trunk.name,
+                    "sip: SRTP over a trunk without TLS: its keys travel in the clear in the SDP; set transport = \"tls\""
+                );
+            }
+            tracing::info!(
+                trunk = %trunk.name,
+                at = ?trunk.target.get().map(|t| t.addr.to_string()),
+                transport = ?trunk.settings.transport,
+                "sip: trunk"
+            );
+        }
+        tracing::info!(local = %SocketAddr::new(bind.ip(), sip_port), %advertised, "sip: user agent started");
+        let registrars = config
+            .trunks
+            .iter()
+            .filter(|t| t.settings.register)
+            .map(|t| Registrar::start(endpoint.inner.clone(), t.clone()))
+            .collect::<Result<_, _>>()?;
+        Ok(Ua { layer, endpoint, cancel, advertised_ip, media_bind_ip: bind.ip(), sip_port, registrars })
     }
 
-    /// The INVITE for `number`, from `caller_id`, offering `sdp`.
+    /// The INVITE for `number` through `trunk`, from `caller_id`, offering `sdp`.
     pub fn invite(
         &self,
+        trunk: &Trunk,
         number: &str,
         caller_id: &str,
         sdp: String,
@@ -157,25 +164,76 @@ impl Ua {
         headers: Vec<Header>,
     ) -> Result<InviteOption, String> {
         let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
-        let transport = match self.transport {
-            SipTransport::Udp => "",
-            SipTransport::Tcp => ";transport=tcp",
-        };
+        let transport = trunk.settings.transport.uri_param();
         let host = host_for_uri(self.advertised_ip);
+        let domain = trunk.domain();
         Ok(InviteOption {
-            caller: uri(format!("sip:{caller_id}@{}", self.domain))?,
-            callee: uri(format!("sip:{number}@{}{transport}", self.domain))?,
-            destination: Some(self.trunk.clone()),
+            caller: uri(format!("sip:{caller_id}@{domain}"))?,
+            callee: uri(format!("sip:{number}@{domain}{transport}"))?,
+            destination: trunk.target.get().cloned(),
             content_type: Some("application/sdp".into()),
             offer: Some(sdp.into_bytes()),
             contact: uri(format!("sip:{caller_id}@{host}:{}", self.sip_port))?,
-            credential: self.credential.clone(),
+            credential: trunk.credential.clone(),
             // The attempt's uuid, for finding the call in a trunk's logs, made unique
             // beyond this node (a restart in the same second, another instance).
             call_id: Some(format!("{call_id}-{:08x}@{host}", rand::random::<u32>())),
-            headers: (!headers.is_empty()).then_some(headers),
+            headers: {
+                let headers: Vec<Header> = trunk.route_header().into_iter().chain(headers).collect();
+                (!headers.is_empty()).then_some(headers)
+            },
             ..Default::default()
         })
+    }
+
+    /// Resolves the trunk's address if it has not been yet, and opens (or finds) the
+    /// connection to a TCP or TLS trunk: its failure (refused, a certificate not trusted)
+    /// is known at once, rather than as a silent INVITE.
+    pub async fn connect(&self, trunk: &Trunk) -> Result<(), String> {
+        if trunk.target.get().is_none() {
+            resolve_target(trunk).await?;
+        }
+        if trunk.settings.transport == SipTransport::Udp {
+            return Ok(());
+        }
+        let target = trunk.target.get().ok_or("the trunk's address is not resolved")?;
+        self.endpoint.inner.transport_layer.lookup(target, None).await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// Sends OPTIONS out of dialog to `trunk`: its final status, or why none came.
+    pub async fn options(&self, trunk: &Trunk) -> Result<u16, String> {
+        if trunk.target.get().is_none() {
+            resolve_target(trunk).await?;
+        }
+        let target = trunk.target.get().cloned().ok_or("the trunk's address is not resolved")?;
+        let domain = trunk.domain();
+        let uri = |s: String| Uri::try_from(s.as_str()).map_err(|e| format!("bad SIP URI `{s}`: {e}"));
+        let request_uri = uri(format!("sip:{domain}"))?;
+        let ours = uri(format!("sip:{}@{}", trunk.caller_id(), host_for_uri(self.advertised_ip)))?;
+        let inner = &self.endpoint.inner;
+        let via = match inner.transport_layer.lookup(&target, None).await {
+            Ok((connection, _)) => inner.get_via(Some(connection.get_addr().clone()), None),
+            Err(_) => inner.get_via(None, None),
+        }
+        .map_err(|e| e.to_string())?;
+        let from = rsipstack::rsip::typed::From { display_name: None, uri: ours, params: vec![] }
+            .with_tag(rsipstack::transaction::make_tag());
+        let to = rsipstack::rsip::typed::To { display_name: None, uri: request_uri.clone(), params: vec![] };
+        let request = inner.make_request(Method::Options, request_uri, via, from, to, 1, None);
+        let key =
+            TransactionKey::from_request(&request, TransactionRole::Client).map_err(|e| e.to_string())?;
+        let mut tx = Transaction::new_client(key, request, inner.clone(), None);
+        tx.destination = Some(target);
+        tx.send().await.map_err(|e| e.to_string())?;
+        while let Some(message) = tx.receive().await {
+            if let SipMessage::Response(response) = message {
+                let code = response.status_code.code();
+                if code >= 200 {
+                    return Ok(code);
+                }
+            }
+        }
+        Err("no answer (timeout)".into())
     }
 }
 
@@ -229,12 +287,17 @@ pub struct DialogEvents {
     pub timer: Arc<std::sync::OnceLock<SessionTimer>>,
     /// Where keys pressed by SIP INFO go (the channel RFC 4733 key presses also feed).
     pub keys: mpsc::Sender<char>,
+    /// Set once the trunk answers the INVITE at all (100 Trying, or a provisional).
+    pub responded: watch::Sender<bool>,
 }
 
 impl DialogEvents {
     pub async fn run(self, mut states: DialogStateReceiver) {
         while let Some(state) = states.recv().await {
             match state {
+                DialogState::Trying(_) | DialogState::Early(..) => {
+                    self.responded.send_if_modified(|r| !std::mem::replace(r, true));
+                }
                 DialogState::Terminated(id, reason) => {
                     self.terminated(&id, reason);
                     break;
@@ -375,14 +438,21 @@ async fn reply_with(
     }
 }
 
-/// The local SDP for a call.
-pub fn local_sdp(ip: IpAddr, rtp_port: u16, codecs: &[Codec], telephone_event: bool) -> LocalSdp {
+/// The local SDP for a call; `crypto`: our SRTP key, and whether SRTP is required.
+pub fn local_sdp(
+    ip: IpAddr,
+    rtp_port: u16,
+    codecs: &[Codec],
+    telephone_event: bool,
+    crypto: Option<(SdesKey, bool)>,
+) -> LocalSdp {
     LocalSdp {
         ip,
         rtp_port,
         codecs: codecs.to_vec(),
         telephone_event,
         session_id: u64::from(rand::random::<u32>()),
+        crypto,
     }
 }
 
@@ -404,6 +474,28 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
         None if !s.is_empty() => Some((s.to_string(), 5060)),
         None => None,
     }
+}
+
+/// Resolves where `trunk`'s requests go (its outbound proxy, or its address) and sets
+/// its `target`; the address it resolved to.
+async fn resolve_target(trunk: &Trunk) -> Result<SocketAddr, String> {
+    let address = trunk.next_hop();
+    let (host, port) =
+        split_host_port(address).ok_or_else(|| format!("trunk address `{address}` is not host[:port]"))?;
+    let addr = resolve(&host, port).await?;
+    let target = match trunk.settings.transport {
+        SipTransport::Udp => SipAddr::new(Transport::Udp, addr.into()),
+        SipTransport::Tcp => SipAddr::new(Transport::Tcp, addr.into()),
+        // By its name, when it has one: the name is the SNI, and what its certificate
+        // must name.
+        SipTransport::Tls => SipAddr {
+            r#type: Some(Transport::Tls),
+            addr: rsipstack::rsip::HostWithPort::try_from(format!("{}:{port}", host_for_uri_str(&host)))
+                .map_err(|e| format!("trunk address `{address}`: {e}"))?,
+        },
+    };
+    let _ = trunk.target.set(target);
+    Ok(addr)
 }
 
 async fn resolve(host: &str, port: u16) -> Result<SocketAddr, String> {
@@ -430,6 +522,60 @@ fn local_ip_towards(to: SocketAddr) -> std::io::Result<IpAddr> {
     let socket = std::net::UdpSocket::bind(any)?;
     socket.connect(to)?;
     Ok(socket.local_addr()?.ip())
+}
+
+/// What TLS connections to trunks are made with: the CA file's certificates, or the
+/// system's roots; our client certificate, if set.
+fn tls_config(config: &UaConfig<'_>) -> Result<rsipstack::transport::tls::TlsConfig, String> {
+    // One provider for the process (rsipstack needs one installed); a second install is
+    // refused harmlessly.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |key: &str, path: &str| {
+        std::fs::read(path).map_err(|e| format!("{key} `{path}` cannot be read: {e}"))
+    };
+    let ca_certs = if config.tls_ca_file.is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            return Err(format!(
+                "no system CA certificates for TLS trunks ({:?}): set sip.tls_ca_file",
+                found.errors
+            ));
+        }
+        found.certs.iter().map(|der| pem("CERTIFICATE", der)).collect::<String>().into_bytes()
+    } else {
+        read("sip.tls_ca_file", config.tls_ca_file)?
+    };
+    let (client_cert, client_key) = if config.tls_client_cert_file.is_empty() {
+        (None, None)
+    } else {
+        (
+            Some(read("sip.tls_client_cert_file", config.tls_client_cert_file)?),
+            Some(read("sip.tls_client_key_file", config.tls_client_key_file)?),
+        )
+    };
+    Ok(rsipstack::transport::tls::TlsConfig {
+        ca_certs: Some(ca_certs),
+        client_cert,
+        client_key,
+        ..Default::default()
+    })
+}
+
+/// A DER certificate as PEM (rsipstack takes its trust anchors as PEM).
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> =
+        text.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).expect("base64 is ASCII")).collect();
+    format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", lines.join("\n"))
+}
+
+/// A host for a URI: an IPv6 address in brackets.
+fn host_for_uri_str(host: &str) -> String {
+    match host.parse::<IpAddr>() {
+        Ok(ip) => host_for_uri(ip),
+        Err(_) => host.to_string(),
+    }
 }
 
 fn host_for_uri(ip: IpAddr) -> String {

@@ -43,7 +43,7 @@ pub fn parse_session_expires(value: &str) -> Option<(u64, Option<Refresher>)> {
     Some((secs, refresher))
 }
 
-fn header_value<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+pub(super) fn header_value<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response.headers.iter().find(|h| h.name().eq_ignore_ascii_case(name)).map(|h| h.value())
 }
 

@@ -18,6 +18,8 @@ pub struct Baresip {
     child: Child,
     /// Where it takes SIP (UDP and TCP).
     pub addr: SocketAddr,
+    /// Where it takes SIP over TLS, with a certificate (`Setup::certificate`): the next port.
+    pub tls_addr: SocketAddr,
     dir: TempDir,
     log: Arc<Mutex<String>>,
 }
@@ -34,6 +36,11 @@ impl Baresip {
     /// Starts baresip with an account for each `(number, auto_answer)`; the callee says
     /// `voice` (8 kHz mono) from the moment it answers.
     pub fn start(accounts: &[(&str, bool)], voice: &[i16]) -> Baresip {
+        Self::start_with(accounts, voice, &Setup::default())
+    }
+
+    /// As `start`, with what `setup` adds.
+    pub fn start_with(accounts: &[(&str, bool)], voice: &[i16], setup: &Setup) -> Baresip {
         let dir = tempfile::tempdir().expect("temp dir");
         let voice_path = dir.path().join("voice.wav");
         write_wav(&voice_path, voice);
@@ -43,12 +50,20 @@ impl Baresip {
             let port = free_port();
             let config_dir = dir.path().join(".baresip");
             std::fs::create_dir_all(&config_dir).unwrap();
-            std::fs::write(config_dir.join("config"), config(port, &voice_path, dir.path())).unwrap();
+            std::fs::write(config_dir.join("config"), config(port, &voice_path, dir.path(), setup)).unwrap();
             let accounts: String = accounts
                 .iter()
                 .map(|(user, auto)| {
                     let mode = if *auto { "auto" } else { "manual" };
-                    format!("<sip:{user}@127.0.0.1>;regint=0;answermode={mode};audio_codecs=PCMA,PCMU\n")
+                    let (host, registration) = match &setup.registrar {
+                        Some((at, password)) => (at.to_string(), format!("auth_pass={password};regint=20")),
+                        None => ("127.0.0.1".to_string(), "regint=0".to_string()),
+                    };
+                    let media_encryption =
+                        setup.media_encryption.map(|m| format!(";mediaenc={m}")).unwrap_or_default();
+                    format!(
+                        "<sip:{user}@{host}>;{registration};answermode={mode};audio_codecs=PCMA,PCMU{media_encryption}\n"
+                    )
                 })
                 .collect();
             std::fs::write(config_dir.join("accounts"), accounts).unwrap();
@@ -79,7 +94,8 @@ impl Baresip {
             let deadline = std::time::Instant::now() + Duration::from_secs(20);
             while std::time::Instant::now() < deadline {
                 if log.lock().unwrap().contains("baresip is ready") {
-                    return Baresip { child, addr, dir, log };
+                    let tls_addr = SocketAddr::new(addr.ip(), port + 1);
+                    return Baresip { child, addr, tls_addr, dir, log };
                 }
                 if child.try_wait().ok().flatten().is_some() {
                     break;
@@ -133,9 +149,29 @@ impl Drop for Baresip {
     }
 }
 
-fn config(port: u16, voice: &Path, dir: &Path) -> String {
-    format!(
-        "poll_method epoll\n\
+/// What a baresip may have besides its accounts.
+#[derive(Default)]
+pub struct Setup {
+    /// Each account registers with this registrar (digest password), which relays its calls.
+    pub registrar: Option<(SocketAddr, String)>,
+    /// A PEM file with its certificate and key: it takes SIP over TLS (on the next port).
+    pub certificate: Option<PathBuf>,
+    /// Each account's media encryption (the srtp module): "srtp" (offered, not required)
+    /// or "srtp-mand" (SRTP only).
+    pub media_encryption: Option<&'static str>,
+}
+
+fn config(port: u16, voice: &Path, dir: &Path, setup: &Setup) -> String {
+    let mut extra = String::new();
+    if let Some(certificate) = &setup.certificate {
+        extra.push_str(&format!("sip_certificate {}\n", certificate.display()));
+    }
+    if setup.media_encryption.is_some() {
+        extra.push_str("module srtp.so\n");
+    }
+    extra
+        + &format!(
+            "poll_method epoll\n\
          sip_listen 127.0.0.1:{port}\n\
          net_interface 127.0.0.1\n\
          call_local_timeout 120\n\
@@ -152,9 +188,9 @@ fn config(port: u16, voice: &Path, dir: &Path) -> String {
          snd_path {dir}\n\
          module_app account.so\n\
          module_app menu.so\n",
-        voice = voice.display(),
-        dir = dir.display(),
-    )
+            voice = voice.display(),
+            dir = dir.display(),
+        )
 }
 
 /// A UDP port free on loopback whose TCP twin is free too (baresip listens on both).

@@ -6,5 +6,7 @@
 pub mod baresip;
 pub mod esl_server;
 pub mod funasr_peer;
+pub mod kamailio;
 pub mod sip_peer;
+pub mod test_ca;
 pub mod transcriber;

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -46,6 +46,9 @@ pub enum Script {
     /// whole number of 20 ms frames, looped; silence if empty) goes out every 20 ms, and
     /// the caller's packets are timed (`SipPeer::timing`), not kept.
     Hold { talk: Duration, voice: Arc<[u8]> },
+    /// Answer as a phone behind NAT: its SDP names an address that does not reach it
+    /// (192.0.2.1, TEST-NET-1), while it talks from its real one; BYE after `talk`.
+    BehindNat { talk: Duration },
 }
 
 /// The payload type a `Presses` callee's answer gives telephone-events.
@@ -124,6 +127,8 @@ pub struct SipPeer {
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
     held: Arc<Held>,
+    /// What an out-of-dialog OPTIONS is answered with.
+    options_status: Arc<AtomicU16>,
     task: JoinHandle<()>,
 }
 
@@ -244,8 +249,22 @@ impl SipPeer {
         let events = Arc::new(Mutex::new(Vec::new()));
         let heard = Arc::new(Mutex::new(Vec::new()));
         let held = Arc::new(Held::default());
-        let task = tokio::spawn(serve(socket, Arc::new(script), events.clone(), heard.clone(), held.clone()));
-        SipPeer { addr, events, heard, held, task }
+        let options_status = Arc::new(AtomicU16::new(200));
+        let peer = Peer {
+            socket,
+            scripts: Arc::new(script),
+            events: events.clone(),
+            heard: heard.clone(),
+            held: held.clone(),
+            options_status: options_status.clone(),
+        };
+        let task = tokio::spawn(serve(peer));
+        SipPeer { addr, events, heard, held, options_status, task }
+    }
+
+    /// Answers out-of-dialog OPTIONS (a keep-alive, a trunk probe) with `status` from now on.
+    pub fn answer_options_with(&self, status: u16) {
+        self.options_status.store(status, Ordering::Relaxed);
     }
 
     /// `Hold` calls answered and not yet over.
@@ -286,22 +305,30 @@ impl SipPeer {
 
 type Scripts = Arc<dyn Fn(&str) -> Script + Send + Sync>;
 
-/// Routes datagrams to one task per Call-ID.
-async fn serve(
+/// What the serving task holds.
+struct Peer {
     socket: Arc<UdpSocket>,
     scripts: Scripts,
     events: Arc<Mutex<Vec<String>>>,
     heard: Arc<Mutex<Vec<i16>>>,
     held: Arc<Held>,
-) {
+    options_status: Arc<AtomicU16>,
+}
+
+/// Routes datagrams to one task per Call-ID.
+async fn serve(peer: Peer) {
+    let Peer { socket, scripts, events, heard, held, options_status } = peer;
     let mut calls: HashMap<String, mpsc::UnboundedSender<Msg>> = HashMap::new();
     let mut buf = vec![0u8; 65536];
     loop {
         let Ok((len, from)) = socket.recv_from(&mut buf).await else { continue };
         let Some(msg) = Msg::parse(&String::from_utf8_lossy(&buf[..len])) else { continue };
         if msg.is_request("OPTIONS") && !calls.contains_key(msg.call_id()) {
-            // Out of dialog: a keep-alive.
-            let _ = socket.send_to(response(&msg, 200, "OK", None, &[], "").as_bytes(), from).await;
+            // Out of dialog: a keep-alive, or a probe.
+            let status = options_status.load(Ordering::Relaxed);
+            let reason = if status == 200 { "OK" } else { "Service Unavailable" };
+            let _ = socket.send_to(response(&msg, status, reason, None, &[], "").as_bytes(), from).await;
+            events.lock().unwrap().push(format!("OPTIONS probe {status}"));
             continue;
         }
         let call_id = msg.call_id().to_string();
@@ -315,6 +342,12 @@ async fn serve(
         let (tx, rx) = mpsc::unbounded_channel();
         let script = scripts(&msg.callee());
         events.lock().unwrap().push(format!("INVITE {}", msg.callee()));
+        events
+            .lock()
+            .unwrap()
+            .push(format!("request-uri {}", msg.start.split_whitespace().nth(1).unwrap_or_default()));
+        events.lock().unwrap().push(format!("via {}", msg.header("Via").unwrap_or_default()));
+        events.lock().unwrap().push(format!("route {}", msg.header("Route").unwrap_or("-")));
         if let Some(contact) = msg.header("Contact").and_then(|c| c.split('@').nth(1)) {
             let contact = contact.split(['>', ';']).next().unwrap_or_default();
             events.lock().unwrap().push(format!("contact {contact}"));
@@ -446,6 +479,10 @@ impl Call {
                 }
                 Script::Hold { talk, voice } => {
                     self.hold(&invite, talk, voice).await;
+                    return;
+                }
+                Script::BehindNat { talk } => {
+                    self.behind_nat(&invite, talk).await;
                     return;
                 }
                 Script::TooSmall { min_se, then } => {
@@ -647,6 +684,52 @@ impl Call {
         timing.abort();
         self.held.calls.fetch_sub(1, Ordering::Relaxed);
         if !caller_bye {
+            self.hang_up(invite).await;
+        }
+    }
+
+    /// `Script::BehindNat`: notes `rtp <n>`, the caller's packets that reached it.
+    async fn behind_nat(&mut self, invite: &Msg, talk: Duration) {
+        let rtp = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let sdp = answer_sdp(rtp.local_addr().unwrap().port(), 101)
+            .replace("c=IN IP4 127.0.0.1", "c=IN IP4 192.0.2.1");
+        if !self.accept(invite, &sdp, Vec::new()).await {
+            return;
+        }
+        let Some(to) = rtp_target(&invite.body) else {
+            self.note("no RTP address in the offer");
+            return;
+        };
+        let packets = Arc::new(AtomicUsize::new(0));
+        let talking = tokio::spawn({
+            let (rtp, packets) = (rtp.clone(), packets.clone());
+            async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(20));
+                let mut buf = [0u8; 2048];
+                let (ssrc, mut seq, mut timestamp): (u32, u16, u32) = (rand::random(), 0, 0);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let mut packet = vec![0x80, 0];
+                            packet.extend_from_slice(&seq.to_be_bytes());
+                            packet.extend_from_slice(&timestamp.to_be_bytes());
+                            packet.extend_from_slice(&ssrc.to_be_bytes());
+                            packet.extend_from_slice(&[0xFF; 160]);
+                            let _ = rtp.send_to(&packet, to).await;
+                            seq = seq.wrapping_add(1);
+                            timestamp = timestamp.wrapping_add(160);
+                        }
+                        Ok(_) = rtp.recv_from(&mut buf) => {
+                            packets.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+        });
+        let caller_bye = timeout(talk, self.next(|m| m.is_request("BYE"))).await;
+        talking.abort();
+        self.note(format!("rtp {}", packets.load(Ordering::Relaxed)));
+        if caller_bye.is_err() {
             self.hang_up(invite).await;
         }
     }
