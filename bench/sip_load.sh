@@ -215,7 +215,7 @@ start_server() {
         exec env CALLCENTER__SERVER__BIND="127.0.0.1:$PORT" \
             CALLCENTER__DATABASE__URL="sqlite://$dir/callcenter.db" \
             CALLCENTER__RECORDINGS__DIR="$dir/recordings" CALLCENTER__LOG__FORMAT=json \
-            CALLCENTER__DIALER__CARRIER=sip CALLCENTER__SIP__TRUNK="$PEER_ADDR" \
+            CALLCENTER__DIALER__CARRIER=sip CALLCENTER__SIP__TRUNKS="[{address = \"$PEER_ADDR\"}]" \
             CALLCENTER__SIP__BIND=127.0.0.1:0 \
             CALLCENTER__SIP__RTP_PORT_MIN=10000 CALLCENTER__SIP__RTP_PORT_MAX=29998 \
             CALLCENTER__DIALER__MAX_CONCURRENT_CALLS="$calls" \

@@ -301,7 +301,7 @@ def main():
             "CALLCENTER__RECORDINGS__DIR": f"{workdir}/recordings",
             "CALLCENTER__DIALER__CARRIER": "sip",
             "CALLCENTER__DIALER__MAX_ATTEMPTS": "1",
-            "CALLCENTER__SIP__TRUNK": f"127.0.0.1:{sip_port}",
+            "CALLCENTER__SIP__TRUNKS": f'[{{address = "127.0.0.1:{sip_port}"}}]',
             "CALLCENTER__SIP__BIND": "127.0.0.1:0",
             "CALLCENTER__ASR__ENGINE": "openai",
             "CALLCENTER__ASR__URL": stub_url,
