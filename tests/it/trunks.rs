@@ -498,3 +498,116 @@ async fn a_trunk_whose_address_does_not_resolve_does_not_stop_the_others() {
     let failures = r#"callcenter_sip_trunk_failures_total{trunk="unresolved"}"#;
     assert_eq!(metric(&s, failures).await, Some(1.0));
 }
+
+/// A trunk that asks for a client certificate: a TLS front (rustls, requiring a certificate
+/// `ca` signed) relaying to `backend`'s SIP over TCP, as a carrier's SBC would. Whether
+/// each handshake was accepted is sent on the channel.
+fn tls_front_wanting_a_client_certificate(
+    ca: &TestCa,
+    backend: std::net::SocketAddr,
+) -> (std::net::SocketAddr, std::sync::mpsc::Receiver<Result<(), String>>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use std::io::{ErrorKind, Read, Write};
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca.ca_file).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots)).build().unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&ca.peer_file).unwrap().map(Result::unwrap).collect();
+    let key = PrivateKeyDer::from_pem_file(&ca.peer_file).unwrap();
+    let config = Arc::new(
+        rustls::ServerConfig::builder()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (said, handshakes) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let (config, said) = (config.clone(), said.clone());
+            std::thread::spawn(move || {
+                let mut client = client.unwrap();
+                let mut tls = rustls::ServerConnection::new(config).unwrap();
+                while tls.is_handshaking() {
+                    if let Err(e) = tls.complete_io(&mut client) {
+                        let _ = said.send(Err(e.to_string()));
+                        return;
+                    }
+                }
+                let _ = said.send(Ok(()));
+                // Both ways, polling each side in turn.
+                let mut tls = rustls::StreamOwned::new(tls, client);
+                let mut backend = std::net::TcpStream::connect(backend).unwrap();
+                let poll = Some(Duration::from_millis(10));
+                tls.sock.set_read_timeout(poll).unwrap();
+                backend.set_read_timeout(poll).unwrap();
+                let mut buf = [0u8; 16 * 1024];
+                loop {
+                    match tls.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => backend.write_all(&buf[..n]).unwrap(),
+                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => return,
+                    }
+                    match backend.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => tls.write_all(&buf[..n]).unwrap(),
+                        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+        }
+    });
+    (addr, handshakes)
+}
+
+#[tokio::test]
+async fn a_trunk_that_asks_for_a_client_certificate_gets_ours_and_without_one_takes_no_call() {
+    baresip::require();
+    logs();
+    let ca = TestCa::new("client-auth");
+    let callee = Baresip::start(&[("13900009301", true)], &voice(&[(2.5, 1.5), (2.5, 1.5)], 60.0));
+    let (front, handshakes) = tls_front_wanting_a_client_certificate(&ca, callee.addr);
+    let over_tls = |settings: &mut Settings, name: &str, certificate: Option<&std::path::Path>| {
+        let trunk = TrunkSettings {
+            name: name.into(),
+            address: format!("localhost:{}", front.port()),
+            transport: SipTransport::Tls,
+            ..TrunkSettings::default()
+        };
+        through(vec![trunk])(settings);
+        settings.sip.tls_ca_file = ca.ca_file.display().to_string();
+        if let Some(file) = certificate {
+            // Certificate and key in one PEM file, named by both keys.
+            settings.sip.tls_client_cert_file = file.display().to_string();
+            settings.sip.tls_client_key_file = file.display().to_string();
+        }
+    };
+
+    // With the certificate our CA signed: the call goes through, both voices recorded.
+    let s =
+        TestServer::start_with(|settings| over_tls(settings, "tls-client-cert", Some(&ca.peer_file))).await;
+    s.create(&[ticket("T-TLS-CLIENT", "13900009301")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009301").await;
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    let (agent, callee_side) = recording(&s, &record).await;
+    assert!(loudest(&agent) > 1000.0 && loudest(&callee_side) > 1000.0, "both voices");
+    assert_eq!(handshakes.try_iter().collect::<Vec<_>>(), [Ok(())]);
+
+    // Without one: the trunk refuses the connection, and no call reaches the callee.
+    let s = TestServer::start_with(|settings| over_tls(settings, "tls-no-client-cert", None)).await;
+    s.create(&[ticket("T-TLS-NO-CLIENT", "13900009302")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = record_of(&s, "13900009302").await;
+    assert_ne!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert!(!callee.log().contains("13900009302"), "{}", callee.log());
+    let refused = handshakes.recv_timeout(Duration::from_secs(5)).expect("a handshake was tried");
+    assert!(refused.as_ref().is_err_and(|e| e.contains("certificate")), "{refused:?}");
+}
