@@ -89,9 +89,7 @@ impl Paced {
             pacer().send(self.0.clone()).expect("the RTP pacing thread runs");
         }
     }
-}
 
-impl Paced {
     /// Takes back the frames queued for slot `from` on and not sent yet (silence that a
     /// line about to start should take the place of): the first of their slots and how
     /// many there were.

@@ -226,7 +226,8 @@ impl Prompt {
 }
 
 /// A prompt on its way out: when its first audio frame was sent, whether all of it was,
-/// and how far it has got. Dropping `done` cuts the prompt short at the next frame.
+/// and how far it has got. Dropping `done` cuts the prompt short: what is queued of it
+/// is taken back.
 pub struct Playing {
     pub started: oneshot::Receiver<std::time::Instant>,
     pub done: oneshot::Receiver<()>,

@@ -152,7 +152,7 @@ impl CallSession for SipSession {
                 gone = callee_gone(&mut ended) => return Err(gone),
             }
         };
-        // Dropping `played` stops the line at the sender's next 20 ms frame.
+        // Dropping `played` stops the line at once: the sender takes back what it has queued.
         drop(played);
         let sent = started.try_recv().ok().map(Instant::from_std);
         if let (Some(turn), Some(sent)) = (answering, sent) {
