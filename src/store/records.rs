@@ -1,7 +1,7 @@
 //! records/list: its statements for either backend (a page, its total, and for deep
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
-use super::counters::{HOUR_MS, total_plan, whole_buckets};
+use super::counters::{DAY_MS, HOUR_MS, TalkBuckets, talk_buckets, total_plan, whole_buckets};
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
 use crate::domain::RecordFilter;
@@ -106,52 +106,106 @@ pub(super) fn seek(offset: i64, above: i64, hours: impl IntoIterator<Item = (i64
     seek
 }
 
-/// records/list's total as a scalar expression: for a filter of call type and time
-/// alone, summed from the counters (see `total_plan`); for other filters a plain COUNT.
+/// records/list's total as a scalar expression: for a filter of call type, time and talk
+/// time, summed from the counters (see `total_plan`, `talk_buckets`); with an exact
+/// uuid, telephone or extension, a COUNT of that column's few index entries.
 fn push_record_total(q: &mut Sql, f: &RecordFilter) {
-    if !countable_by_buckets(f) {
+    if exact_lookup(f) {
         q.push("(SELECT COUNT(*) FROM call_records");
         push_record_filter(q, f);
         q.push(")");
         return;
     }
+    let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
     q.push("(0");
-    for (aggregate, column, (lo, hi)) in total_plan(f.callout_from_ms, f.callout_until_ms).parts() {
-        q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
-        q.push(&format!(" AND {column} >= ")).bind(lo);
-        q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+    let Some(talk) = talk_filter(f) else {
+        for (aggregate, column, (lo, hi)) in plan.parts() {
+            q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
+            q.push(&format!(" AND {column} >= ")).bind(lo);
+            q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+        }
+        q.push(")");
+        return;
+    };
+    let spans = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
+    for (span_ms, (lo, hi)) in spans.into_iter().filter(|(_, (lo, hi))| lo < hi) {
+        for buckets in &talk {
+            push_talk_sum(q, f, span_ms, (lo, hi), buckets);
+        }
+    }
+    if !talk.is_empty() {
+        for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
+            q.push(" + (SELECT COUNT(*) FROM call_records WHERE call_type = ").bind(f.call_type.code());
+            q.push(" AND callout_ms >= ").bind(lo).push(" AND callout_ms < ").bind(hi);
+            push_talk_filter(q, f);
+            q.push(")");
+        }
     }
     q.push(")");
 }
 
-fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
-    // With an exact uuid, telephone or extension, that column's index finds the few rows.
-    // On SQLite the `+` keeps the planner (which has no statistics) from walking the
-    // call-type index instead, because that one avoids a sort: 0.5 s a query at a million
-    // records.
-    let hint = exact_lookup(f) && q.dialect == Dialect::Sqlite;
-    q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
-    for (column, value) in [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum)] {
-        if let Some(v) = value {
-            q.push(&format!(" AND {column} = ")).bind(v.as_str());
+/// ` + (the calls of one level's buckets over [lo, hi) in spans of span_ms)`.
+fn push_talk_sum(q: &mut Sql, f: &RecordFilter, span_ms: i64, (lo, hi): (i64, i64), buckets: &TalkBuckets) {
+    q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
+        .bind(f.call_type.code());
+    q.push(" AND span_ms = ").bind(span_ms);
+    match buckets {
+        TalkBuckets::Listed(level, list) => {
+            q.push(" AND level = ").bind(i64::from(*level)).push(" AND bucket IN (");
+            for (i, bucket) in list.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind(*bucket);
+            }
+            q.push(")");
+        }
+        TalkBuckets::Range { first, last } => {
+            q.push(" AND level = ").bind(i64::from(super::counters::TALK_LEVELS - 1));
+            q.push(" AND bucket >= ").bind(*first);
+            if let Some(last) = last {
+                q.push(" AND bucket <= ").bind(*last);
+            }
         }
     }
-    for (condition, value) in [
-        (" AND callout_ms >= ", f.callout_from_ms),
-        (" AND callout_ms < ", f.callout_until_ms),
-        (" AND time_len >= ", f.time_len_min),
-        (" AND time_len <= ", f.time_len_max),
-    ] {
+    q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
+}
+
+/// The talk-time buckets of a filter's timeLen range; `None` when it keeps every call.
+fn talk_filter(f: &RecordFilter) -> Option<Vec<TalkBuckets>> {
+    let keeps_all = f.time_len_min.is_none_or(|m| m <= 0) && f.time_len_max.is_none();
+    (!keeps_all).then(|| talk_buckets(f.time_len_min, f.time_len_max))
+}
+
+fn push_talk_filter(q: &mut Sql, f: &RecordFilter) {
+    for (condition, value) in [(" AND time_len >= ", f.time_len_min), (" AND time_len <= ", f.time_len_max)] {
         if let Some(v) = value {
             q.push(condition).bind(v);
         }
     }
 }
 
-/// Whether a records/list filter's total can come from the counters: only the call type
-/// and the time range filter it.
+fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
+    // With an exact uuid or telephone, that column's index finds the few rows. On SQLite
+    // the `+` keeps the planner (which has no statistics) from walking the call-type index
+    // instead, because that one avoids a sort: 0.5 s a query at a million records. The
+    // extension's index starts with the call type too, in the page's order: no hint.
+    let hint = (f.uuid.is_some() || f.telephone.is_some()) && q.dialect == Dialect::Sqlite;
+    q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
+    for (column, value) in [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum)] {
+        if let Some(v) = value {
+            q.push(&format!(" AND {column} = ")).bind(v.as_str());
+        }
+    }
+    for (condition, value) in [(" AND callout_ms >= ", f.callout_from_ms), (" AND callout_ms < ", f.callout_until_ms)] {
+        if let Some(v) = value {
+            q.push(condition).bind(v);
+        }
+    }
+    push_talk_filter(q, f);
+}
+
+/// Whether a records/list filter's total comes from the counters and its deep pages seek
+/// by the hour counters: only the call type and the time range filter it.
 fn countable_by_buckets(f: &RecordFilter) -> bool {
-    !exact_lookup(f) && f.time_len_min.is_none() && f.time_len_max.is_none()
+    !exact_lookup(f) && talk_filter(f).is_none()
 }
 
 /// Whether a records/list filter names an exact uuid, telephone or extension.

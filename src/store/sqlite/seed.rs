@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::records::{ADD_DAYS, ADD_STATS};
-use crate::store::counters::StatsTally;
+use super::records::{ADD_DAYS, ADD_STATS, ADD_TALK};
+use crate::store::counters::{StatsTally, TalkTally};
 use crate::store::seed::SeedPlan;
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
@@ -60,10 +60,11 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     for (name, _) in &indexes {
         tx.execute(&format!("DROP INDEX {name}"), [])?;
     }
-    let tally = insert_records(&tx, plan)?;
-    let deltas = json(&tally.deltas());
+    let (stats, talk) = insert_records(&tx, plan)?;
+    let deltas = json(&stats.deltas());
     tx.execute(ADD_STATS, [&deltas])?;
     tx.execute(ADD_DAYS, [&deltas])?;
+    tx.execute(ADD_TALK, [json(&talk.deltas())])?;
     let mut insert = tx.prepare(
         "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
                             stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
@@ -95,7 +96,7 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
 
 /// Inserts the plan's records, made on a thread of their own, and counts the ones that
 /// went in (a uuid already present keeps its row).
-fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
+fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTally)> {
     let mut insert = tx.prepare(
         "INSERT INTO call_records (uuid, call_type, telephone, extnum, callout_ms, answered_ms, ended_ms,
                                    time_len, hangup_cause, wav_path, dialogue, intent)
@@ -103,6 +104,7 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
          ON CONFLICT (uuid) DO NOTHING",
     )?;
     let mut tally = StatsTally::default();
+    let mut talk = TalkTally::default();
     std::thread::scope(|scope| {
         let (batches, received) = mpsc::sync_channel::<Vec<CallRecord>>(4);
         scope.spawn(move || {
@@ -131,10 +133,11 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
                 ])?;
                 if inserted == 1 {
                     tally.add(r, 1);
+                    talk.add(r, 1);
                 }
             }
         }
-        Ok(tally)
+        Ok((tally, talk))
     })
 }
 
@@ -157,6 +160,9 @@ mod tests {
         assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
+        for level in 0..4 {
+            assert_eq!(count(&format!("SELECT SUM(calls) FROM record_talk WHERE level = {level}")), 6_000);
+        }
         assert_eq!(
             count("SELECT SUM(talk_secs) FROM record_stats"),
             count("SELECT SUM(time_len) FROM call_records")
