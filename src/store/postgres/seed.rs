@@ -141,6 +141,9 @@ pub(super) async fn load(
         .bind(step)
         .execute(&mut *tx)
         .await?;
+        for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
     }
     for (_, sql) in &indexes {
         sqlx::query(sql).execute(&mut *tx).await?;

@@ -51,6 +51,11 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
+        sqlx::query(tasks::ADD_TASK_HOUR)
+            .bind(tasks::task_hour(now_ms))
+            .bind(inserted.len() as i64)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CREATED_CHANNEL)
             .bind(inserted.len().to_string())

@@ -87,6 +87,9 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
         ])?;
     }
     drop(insert);
+    for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+        tx.execute(sql, [])?;
+    }
     for (_, sql) in &indexes {
         tx.execute(sql, [])?;
     }
@@ -172,6 +175,7 @@ mod tests {
             200,
             "tasks have no natural key: each seed adds its own"
         );
+        assert_eq!(count("SELECT SUM(tasks) FROM task_hours"), 200);
         assert_eq!(
             count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_by_phone'"),
             1,

@@ -40,6 +40,11 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
+        sqlx::query(tasks::ADD_TASK_HOUR)
+            .bind(tasks::task_hour(now_ms))
+            .bind(created.len() as i64)
+            .execute(&mut *tx)
+            .await?;
         ids.extend(created);
     }
     let ids = tasks::batch_ids(new, &ids)?;
