@@ -45,11 +45,11 @@ pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
 }
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
-/// sums counters and its deep pages seek by them, or it finds the few rows of an exact
-/// uuid, telephone or extension and skips few of them. Other pages count or skip rows in
-/// proportion to the table.
+/// sums counters and its deep pages seek by them, or it skips few rows (a timeLen
+/// filter's total is summed too; an exact uuid, telephone or extension has few rows).
+/// Other pages skip rows in proportion to the table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
-    countable_by_buckets(f) || (exact_lookup(f) && f.page.offset() <= BOUNDED_OFFSET)
+    countable_by_buckets(f) || f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The most rows a bounded read skips (page 1,000 of 10; each an index step).
@@ -127,26 +127,43 @@ fn push_record_total(q: &mut Sql, f: &RecordFilter) {
         q.push(")");
         return;
     };
+    let (sign, buckets) = match &talk {
+        TalkPlan::Direct(buckets) => (" + ", buckets),
+        TalkPlan::Complement(buckets) => {
+            // Every call of the whole days and hours, less those outside the range.
+            for (aggregate, column, (lo, hi)) in plan.parts().filter(|(_, column, _)| *column != "callout_ms") {
+                q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
+                q.push(&format!(" AND {column} >= ")).bind(lo);
+                q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+            }
+            (" - ", buckets)
+        }
+    };
     let spans = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
     for (span_ms, (lo, hi)) in spans.into_iter().filter(|(_, (lo, hi))| lo < hi) {
-        for buckets in &talk {
-            push_talk_sum(q, f, span_ms, (lo, hi), buckets);
+        for level in buckets {
+            push_talk_sum(q, f, sign, span_ms, (lo, hi), level);
         }
     }
-    if !talk.is_empty() {
-        for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
-            q.push(" + (SELECT COUNT(*) FROM call_records WHERE call_type = ").bind(f.call_type.code());
-            q.push(" AND callout_ms >= ").bind(lo).push(" AND callout_ms < ").bind(hi);
-            push_talk_filter(q, f);
-            q.push(")");
-        }
+    for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
+        q.push(" + (SELECT COUNT(*) FROM call_records WHERE call_type = ").bind(f.call_type.code());
+        q.push(" AND callout_ms >= ").bind(lo).push(" AND callout_ms < ").bind(hi);
+        push_talk_filter(q, f);
+        q.push(")");
     }
     q.push(")");
 }
 
-/// ` + (the calls of one level's buckets over [lo, hi) in spans of span_ms)`.
-fn push_talk_sum(q: &mut Sql, f: &RecordFilter, span_ms: i64, (lo, hi): (i64, i64), buckets: &TalkBuckets) {
-    q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
+/// ` <sign> (the calls of one level's buckets over [lo, hi) in spans of span_ms)`.
+fn push_talk_sum(
+    q: &mut Sql,
+    f: &RecordFilter,
+    sign: &str,
+    span_ms: i64,
+    (lo, hi): (i64, i64),
+    buckets: &TalkBuckets,
+) {
+    q.push(sign).push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
         .bind(f.call_type.code());
     q.push(" AND span_ms = ").bind(span_ms);
     match buckets {
@@ -168,10 +185,36 @@ fn push_talk_sum(q: &mut Sql, f: &RecordFilter, span_ms: i64, (lo, hi): (i64, i6
     q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
 }
 
-/// The talk-time buckets of a filter's timeLen range; `None` when it keeps every call.
-fn talk_filter(f: &RecordFilter) -> Option<Vec<TalkBuckets>> {
-    let keeps_all = f.time_len_min.is_none_or(|m| m <= 0) && f.time_len_max.is_none();
-    (!keeps_all).then(|| talk_buckets(f.time_len_min, f.time_len_max))
+/// How a total over a timeLen range sums `record_talk`: the range's own buckets, or,
+/// when fewer, every call less the buckets outside it (`timeLenStart` 5: the calls of
+/// talk time 0 to 4, five buckets, against 41 for 5 and up).
+#[derive(Debug)]
+enum TalkPlan {
+    Direct(Vec<TalkBuckets>),
+    Complement(Vec<TalkBuckets>),
+}
+
+/// A filter's `TalkPlan`; `None` when its timeLen range keeps every call.
+fn talk_filter(f: &RecordFilter) -> Option<TalkPlan> {
+    let (min, max) = (f.time_len_min.filter(|&m| m > 0), f.time_len_max);
+    if min.is_none() && max.is_none() {
+        return None;
+    }
+    let direct = talk_buckets(min, max);
+    let mut complement = min.map_or_else(Vec::new, |m| talk_buckets(None, Some(m - 1)));
+    if let Some(m) = max {
+        complement.extend(talk_buckets(Some(m + 1), None));
+    }
+    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows.
+    let seeks = |plan: &[TalkBuckets]| -> usize {
+        plan.iter().map(|b| if let TalkBuckets::Listed(_, list) = b { list.len() } else { 2 }).sum()
+    };
+    // The complement also reads the calls of every day and hour: one more seek.
+    Some(if seeks(&complement) + 1 < seeks(&direct) {
+        TalkPlan::Complement(complement)
+    } else {
+        TalkPlan::Direct(direct)
+    })
 }
 
 fn push_talk_filter(q: &mut Sql, f: &RecordFilter) {
