@@ -162,7 +162,12 @@ fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
         }
     }
     if let Some(s) = f.status {
-        q.push(" AND status = ").bind(s.db_name());
+        // With a window, `tasks_created` (which carries the status) finds the rows; on
+        // SQLite (no statistics) the `+` keeps the planner from walking every task of
+        // the status instead: 1.2 s for a week of completed tasks at a million tasks.
+        let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
+        let hint = windowed && q.dialect == Dialect::Sqlite;
+        q.push(if hint { " AND +status = " } else { " AND status = " }).bind(s.db_name());
     }
 }
 
