@@ -68,8 +68,11 @@ pub(super) struct Seek {
 /// then skips whole hours by their counters instead of row by row (page 1,000 of 10 at 10M
 /// records: 10,000 index steps become three hours' counters and a few hundred steps).
 pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
-    if !countable_by_buckets(f) || f.page.offset() < SEEK_OFFSET {
+    if exact_lookup(f) || f.page.offset() < SEEK_OFFSET {
         return None;
+    }
+    if let Some(talk) = talk_filter(f) {
+        return seek_talk_hours(dialect, f, &talk);
     }
     let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
     let mut q = Sql::new(
@@ -81,6 +84,65 @@ pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
     q.push(") FROM record_stats WHERE call_type = ").bind(f.call_type.code());
     q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
     q.push(" GROUP BY hour_ms ORDER BY hour_ms DESC");
+    Some(q)
+}
+
+/// The hours a deep page under a timeLen filter reads the counts of: the newest week of
+/// its range (each hour costs a seek per bucket). A page deeper than the week's calls
+/// seeks below the week and walks the rest.
+const SEEK_TALK_HOURS: i64 = 7 * 24;
+
+/// `seek_hours` for a timeLen filter: each hour's calls in the range's buckets (or every
+/// call less those outside it), for the newest `SEEK_TALK_HOURS` whole hours of the range.
+fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Option<Sql> {
+    let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
+    let code = f.call_type.code();
+    let mut q = Sql::new(dialect, "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ");
+    q.bind(code).push(" AND callout_ms >= ").bind(hi);
+    q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
+    push_talk_filter(&mut q, f);
+    q.push(") FROM (");
+    // The newest week of the range: below its top, or below the newest hour with calls.
+    let in_week = |q: &mut Sql, column: &str| {
+        q.push(&format!(" AND {column} >= ")).bind(lo).push(&format!(" AND {column} < ")).bind(hi);
+        match f.callout_until_ms {
+            Some(_) => {
+                q.push(&format!(" AND {column} >= ")).bind(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS));
+            }
+            None => {
+                q.push(&format!(
+                    " AND {column} >= (SELECT COALESCE(MAX(hour_ms), 0) FROM record_stats WHERE call_type = "
+                ))
+                .bind(code)
+                .push(") - ")
+                .bind((SEEK_TALK_HOURS - 1) * HOUR_MS);
+            }
+        }
+    };
+    let (sign, buckets) = match talk {
+        TalkPlan::Direct(buckets) => ("", buckets),
+        TalkPlan::Complement(buckets) => {
+            q.push("SELECT hour_ms, calls FROM record_stats WHERE call_type = ").bind(code);
+            in_week(&mut q, "hour_ms");
+            q.push(" UNION ALL ");
+            ("-", buckets)
+        }
+    };
+    for (i, level) in buckets.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push(&format!("SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "))
+            .bind(code);
+        q.push(" AND span_ms = ").bind(HOUR_MS);
+        push_talk_buckets(&mut q, level);
+        in_week(&mut q, "start_ms");
+    }
+    if buckets.is_empty() {
+        // Nothing is in the range: no hour to skip.
+        return None;
+    }
+    q.push(") AS hours GROUP BY hour_ms ORDER BY hour_ms DESC");
     Some(q)
 }
 
@@ -166,6 +228,12 @@ fn push_talk_sum(
     q.push(sign).push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
         .bind(f.call_type.code());
     q.push(" AND span_ms = ").bind(span_ms);
+    push_talk_buckets(q, buckets);
+    q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
+}
+
+/// ` AND level = … AND bucket …` for one level's buckets.
+fn push_talk_buckets(q: &mut Sql, buckets: &TalkBuckets) {
     match buckets {
         TalkBuckets::Listed(level, list) => {
             q.push(" AND level = ").bind(i64::from(*level)).push(" AND bucket IN (");
@@ -182,7 +250,6 @@ fn push_talk_sum(
             }
         }
     }
-    q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
 }
 
 /// How a total over a timeLen range sums `record_talk`: the range's own buckets, or,
