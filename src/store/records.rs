@@ -103,21 +103,21 @@ fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Optio
     push_talk_filter(&mut q, f);
     q.push(") FROM (");
     // The newest week of the range: below its top, or below the newest hour with calls.
+    // One lower bound (the greater), so that the planner seeks to it rather than to the
+    // range's start.
     let in_week = |q: &mut Sql, column: &str| {
-        q.push(&format!(" AND {column} >= ")).bind(lo).push(&format!(" AND {column} < ")).bind(hi);
         match f.callout_until_ms {
             Some(_) => {
-                q.push(&format!(" AND {column} >= ")).bind(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS));
+                q.push(&format!(" AND {column} >= ")).bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
             }
             None => {
-                q.push(&format!(
-                    " AND {column} >= (SELECT COALESCE(MAX(hour_ms), 0) FROM record_stats WHERE call_type = "
-                ))
-                .bind(code)
-                .push(") - ")
-                .bind((SEEK_TALK_HOURS - 1) * HOUR_MS);
+                let greatest = if dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" };
+                q.push(&format!(" AND {column} >= {greatest}(")).bind(lo);
+                q.push(", (SELECT COALESCE(MAX(hour_ms), 0) FROM record_stats WHERE call_type = ").bind(code);
+                q.push(") - ").bind((SEEK_TALK_HOURS - 1) * HOUR_MS).push(")");
             }
         }
+        q.push(&format!(" AND {column} < ")).bind(hi);
     };
     let (sign, buckets) = match talk {
         TalkPlan::Direct(buckets) => ("", buckets),
