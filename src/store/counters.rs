@@ -227,7 +227,13 @@ impl TalkTally {
         for ((call_type, hour_ms, time_len), calls) in self.0 {
             for span_ms in TALK_SPANS {
                 for level in 0..TALK_LEVELS {
-                    let key = (call_type, span_ms, level, time_len / talk_width(level), hour_ms.div_euclid(span_ms) * span_ms);
+                    let key = (
+                        call_type,
+                        span_ms,
+                        level,
+                        time_len / talk_width(level),
+                        hour_ms.div_euclid(span_ms) * span_ms,
+                    );
                     *rows.entry(key).or_default() += calls;
                 }
             }
@@ -293,12 +299,28 @@ mod tests {
     #[test]
     fn talk_buckets_cover_exactly_the_range_with_few_buckets() {
         let limit = 3 * talk_width(TALK_LEVELS - 1) + 100;
-        let bounds = [None, Some(0), Some(1), Some(5), Some(15), Some(16), Some(60), Some(120), Some(255), Some(256), Some(4095), Some(4096), Some(5000), Some(9000)];
+        let bounds = [
+            None,
+            Some(0),
+            Some(1),
+            Some(5),
+            Some(15),
+            Some(16),
+            Some(60),
+            Some(120),
+            Some(255),
+            Some(256),
+            Some(4095),
+            Some(4096),
+            Some(5000),
+            Some(9000),
+        ];
         for min in bounds {
             for max in bounds {
                 let buckets = talk_buckets(min, max);
-                let expected: Vec<i64> =
-                    (0..limit).filter(|&t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m)).collect();
+                let expected: Vec<i64> = (0..limit)
+                    .filter(|&t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m))
+                    .collect();
                 assert_eq!(covered(&buckets, limit), expected, "{min:?}..={max:?}: {buckets:?}");
                 for b in &buckets {
                     if let TalkBuckets::Listed(_, list) = b {
@@ -310,7 +332,10 @@ mod tests {
         // timeLenStart 60, timeLenEnd 120: 60..=63, 64..=111, 112..=120.
         assert_eq!(
             talk_buckets(Some(60), Some(120)),
-            vec![TalkBuckets::Listed(0, (60..64).chain(112..121).collect()), TalkBuckets::Listed(1, vec![4, 5, 6])]
+            vec![
+                TalkBuckets::Listed(0, (60..64).chain(112..121).collect()),
+                TalkBuckets::Listed(1, vec![4, 5, 6])
+            ]
         );
     }
 

@@ -97,7 +97,10 @@ const SEEK_TALK_HOURS: i64 = 7 * 24;
 fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Option<Sql> {
     let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
     let code = f.call_type.code();
-    let mut q = Sql::new(dialect, "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ");
+    let mut q = Sql::new(
+        dialect,
+        "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ",
+    );
     q.bind(code).push(" AND callout_ms >= ").bind(hi);
     q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
     push_talk_filter(&mut q, f);
@@ -108,7 +111,8 @@ fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Optio
     let in_week = |q: &mut Sql, column: &str| {
         match f.callout_until_ms {
             Some(_) => {
-                q.push(&format!(" AND {column} >= ")).bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
+                q.push(&format!(" AND {column} >= "))
+                    .bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
             }
             None => {
                 let greatest = if dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" };
@@ -132,8 +136,10 @@ fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Optio
         if i > 0 {
             q.push(" UNION ALL ");
         }
-        q.push(&format!("SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "))
-            .bind(code);
+        q.push(&format!(
+            "SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "
+        ))
+        .bind(code);
         q.push(" AND span_ms = ").bind(HOUR_MS);
         push_talk_buckets(&mut q, level);
         in_week(&mut q, "start_ms");
@@ -193,7 +199,8 @@ fn push_record_total(q: &mut Sql, f: &RecordFilter) {
         TalkPlan::Direct(buckets) => (" + ", buckets),
         TalkPlan::Complement(buckets) => {
             // Every call of the whole days and hours, less those outside the range.
-            for (aggregate, column, (lo, hi)) in plan.parts().filter(|(_, column, _)| *column != "callout_ms") {
+            for (aggregate, column, (lo, hi)) in plan.parts().filter(|(_, column, _)| *column != "callout_ms")
+            {
                 q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
                 q.push(&format!(" AND {column} >= ")).bind(lo);
                 q.push(&format!(" AND {column} < ")).bind(hi).push(")");
@@ -225,7 +232,8 @@ fn push_talk_sum(
     (lo, hi): (i64, i64),
     buckets: &TalkBuckets,
 ) {
-    q.push(sign).push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
+    q.push(sign)
+        .push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
         .bind(f.call_type.code());
     q.push(" AND span_ms = ").bind(span_ms);
     push_talk_buckets(q, buckets);
@@ -304,7 +312,9 @@ fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
             q.push(&format!(" AND {column} = ")).bind(v.as_str());
         }
     }
-    for (condition, value) in [(" AND callout_ms >= ", f.callout_from_ms), (" AND callout_ms < ", f.callout_until_ms)] {
+    for (condition, value) in
+        [(" AND callout_ms >= ", f.callout_from_ms), (" AND callout_ms < ", f.callout_until_ms)]
+    {
         if let Some(v) = value {
             q.push(condition).bind(v);
         }

@@ -100,8 +100,12 @@ pub(super) fn walk_plan(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
     }
     let from = f.created_from_ms.map_or(i64::MIN, task_hour);
     let until = f.created_until_ms.map_or(i64::MAX, |u| task_hour(u).saturating_add(HOUR_MS));
-    let mut q = Sql::new(dialect, "SELECT (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ");
-    q.bind(until).push("), (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ");
+    let mut q = Sql::new(
+        dialect,
+        "SELECT (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ",
+    );
+    q.bind(until)
+        .push("), (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ");
     q.bind(from).push(" AND hour_ms < ").bind(until).push(")");
     Some(q)
 }
@@ -185,7 +189,8 @@ fn countable_by_status(f: &TaskFilter) -> bool {
 /// Whether a calltask/list filter's total can come from `task_hours`: nothing but a
 /// createTime window filters it.
 fn countable_by_hours(f: &TaskFilter) -> bool {
-    let TaskFilter { batch_id, created_from_ms: _, created_until_ms: _, ticket_no, phone, status, page: _ } = f;
+    let TaskFilter { batch_id, created_from_ms: _, created_until_ms: _, ticket_no, phone, status, page: _ } =
+        f;
     batch_id.is_none() && ticket_no.is_none() && phone.is_none() && status.is_none()
 }
 

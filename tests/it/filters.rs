@@ -84,7 +84,9 @@ impl Samples {
             plain.texts("SELECT telephone FROM call_records ORDER BY callout_ms DESC LIMIT 40").await;
         phones.push("13000000000".into());
         let mut extnums = plain
-            .texts("SELECT DISTINCT extnum FROM call_records WHERE extnum IS NOT NULL ORDER BY extnum LIMIT 30")
+            .texts(
+                "SELECT DISTINCT extnum FROM call_records WHERE extnum IS NOT NULL ORDER BY extnum LIMIT 30",
+            )
             .await;
         extnums.push("9999".into());
         let mut batch_ids = plain.ints("SELECT batch_id FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
@@ -130,7 +132,9 @@ fn talk() -> impl Strategy<Value = Option<i64>> {
     prop::option::weighted(
         0.5,
         prop_oneof![
-            prop::sample::select(vec![0, 1, 5, 7, 15, 16, 17, 60, 64, 100, 120, 200, 255, 256, 4095, 4096, 5000]),
+            prop::sample::select(vec![
+                0, 1, 5, 7, 15, 16, 17, 60, 64, 100, 120, 200, 255, 256, 4095, 4096, 5000
+            ]),
             0i64..260,
         ],
     )
@@ -145,11 +149,7 @@ struct PageAt {
 }
 
 fn page_at() -> impl Strategy<Value = PageAt> {
-    (
-        prop::sample::select(vec![1i64, 5, 10, 37, 100]),
-        prop::option::weighted(0.5, 1u32..4),
-        0.0f64..1.1,
-    )
+    (prop::sample::select(vec![1i64, 5, 10, 37, 100]), prop::option::weighted(0.5, 1u32..4), 0.0f64..1.1)
         .prop_map(|(size, shallow, depth)| PageAt { size, shallow, depth })
 }
 
@@ -197,12 +197,20 @@ fn record_case() -> impl Strategy<Value = RecordCase> {
 }
 
 /// Runs one records/list case against the API and the plain SQL.
-async fn check_records(s: &TestServer, plain: &Plain, samples: &Samples, c: &RecordCase) -> Result<(), String> {
+async fn check_records(
+    s: &TestServer,
+    plain: &Plain,
+    samples: &Samples,
+    c: &RecordCase,
+) -> Result<(), String> {
     let tz = s.settings.timezone.0;
     let mut body = json!({"callType": c.call_type});
     let mut wheres = vec![format!("call_type = '{}'", c.call_type)];
-    let picks = [("uuid", "uuid", c.uuid, &samples.uuids), ("telephone", "telephone", c.phone, &samples.phones)];
-    for (field, column, pick, values) in picks.into_iter().chain([("extnum", "extnum", c.extnum, &samples.extnums)]) {
+    let picks =
+        [("uuid", "uuid", c.uuid, &samples.uuids), ("telephone", "telephone", c.phone, &samples.phones)];
+    for (field, column, pick, values) in
+        picks.into_iter().chain([("extnum", "extnum", c.extnum, &samples.extnums)])
+    {
         if let Some(i) = pick {
             let v = i.get(values);
             body[field] = json!(v);
@@ -304,9 +312,10 @@ async fn check_tasks(s: &TestServer, plain: &Plain, samples: &Samples, c: &TaskC
         body["batchId"] = json!(id);
         wheres.push(format!("batch_id = {id}"));
     }
-    for (field, column, pick, values) in
-        [("ticketNo", "ticket_no", c.ticket, &samples.tickets), ("phone", "phone", c.phone, &samples.task_phones)]
-    {
+    for (field, column, pick, values) in [
+        ("ticketNo", "ticket_no", c.ticket, &samples.tickets),
+        ("phone", "phone", c.phone, &samples.task_phones),
+    ] {
         if let Some(i) = pick {
             let v = i.get(values);
             body[field] = json!(v);
@@ -345,7 +354,8 @@ async fn check_tasks(s: &TestServer, plain: &Plain, samples: &Samples, c: &TaskC
         ))
         .await;
     let answer = s.tasks(body.clone()).await;
-    let got: Vec<i64> = answer["rows"].as_array().unwrap().iter().map(|r| r["batchId"].as_i64().unwrap()).collect();
+    let got: Vec<i64> =
+        answer["rows"].as_array().unwrap().iter().map(|r| r["batchId"].as_i64().unwrap()).collect();
     if answer["total"] != json!(total) || got != expected {
         return Err(format!(
             "{body}\n  total {} (plain {total})\n  page {got:?}\n  plain {expected:?}",
@@ -364,14 +374,18 @@ async fn check_round(s: &TestServer, plain: &Plain, round: &str) {
     let run = |result: Result<(), String>| result.map_err(|e| TestCaseError::fail(format!("{round}: {e}")));
     let mut runner = TestRunner::new(config.clone());
     let outcome = tokio::task::block_in_place(|| {
-        runner.run(&record_case(), |c| run(runtime.block_on(check_records(s, plain, &samples, &c))))
+        runner
+            .run(&record_case(), |c| run(runtime.block_on(check_records(s, plain, &samples, &c))))
+            .map_err(|e| e.to_string())
     });
     if let Err(e) = outcome {
         panic!("records/list: {e}");
     }
     let mut runner = TestRunner::new(config);
     let outcome = tokio::task::block_in_place(|| {
-        runner.run(&task_case(), |c| run(runtime.block_on(check_tasks(s, plain, &samples, &c))))
+        runner
+            .run(&task_case(), |c| run(runtime.block_on(check_tasks(s, plain, &samples, &c))))
+            .map_err(|e| e.to_string())
     });
     if let Err(e) = outcome {
         panic!("calltask/list: {e}");

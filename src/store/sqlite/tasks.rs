@@ -57,10 +57,12 @@ pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRo
     s.readers
         .read_blocking(move |conn| {
             let newest_first = match tasks::walk_plan(Dialect::Sqlite, &f) {
-                Some(q) => tasks::walk_newest_first(&f, conn.prepare_cached(&q.text)?.query_row(
-                    rusqlite::params_from_iter(&q.args),
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?),
+                Some(q) => tasks::walk_newest_first(
+                    &f,
+                    conn.prepare_cached(&q.text)?.query_row(rusqlite::params_from_iter(&q.args), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?,
+                ),
                 None => false,
             };
             let (q, count) = tasks::page(Dialect::Sqlite, &f, newest_first);
