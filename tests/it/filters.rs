@@ -3,7 +3,7 @@
 //! `SELECT … WHERE … ORDER BY … LIMIT/OFFSET` and `COUNT(*)` give on the same rows — on the
 //! seeded rows, then again after imports, after FreeSWITCH CDRs and after AI calls.
 //!
-//! The seed is `CALLCENTER_FILTERS_RECORDS` call records (default 200,000) and a tenth as
+//! The seed is `CALLCENTER_FILTERS_RECORDS` call records (default 300,000) and a tenth as
 //! many tasks; `CALLCENTER_FILTERS_CASES` sets the random cases per list and round
 //! (default 60).
 
@@ -438,7 +438,7 @@ fn cdr(i: u32, s: &Samples) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_combination_and_page_equals_a_plain_select() {
-    let records = env_or("CALLCENTER_FILTERS_RECORDS", 200_000);
+    let records = env_or("CALLCENTER_FILTERS_RECORDS", 300_000);
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDb::new(dir.path()).await;
     let now_ms = Utc::now().timestamp_millis();
