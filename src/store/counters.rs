@@ -139,6 +139,11 @@ pub(super) const TALK_LEVELS: u32 = 4;
 /// The spans `record_talk` counts calls over: hours, and UTC days.
 pub(super) const TALK_SPANS: [i64; 2] = [HOUR_MS, DAY_MS];
 
+/// Above every stored talk time (call times are checked to lie between 2000 and now; a
+/// talk time is under 2^31 s): timeLen bounds are clamped to it, so that a client's
+/// `i64::MAX` overflows nothing.
+pub(super) const TALK_CAP: i64 = 1 << 40;
+
 /// The width in seconds of a bucket of `level`.
 pub(super) fn talk_width(level: u32) -> i64 {
     TALK_BASE.pow(level)
@@ -159,9 +164,9 @@ pub(super) enum TalkBuckets {
 /// the next parent's edge on each side, the rest left to the level above. Empty when no
 /// talk time is in the range.
 pub(super) fn talk_buckets(min: Option<i64>, max: Option<i64>) -> Vec<TalkBuckets> {
-    let mut lo = min.unwrap_or(0).max(0);
-    // Exclusive; `None` unbounded.
-    let mut hi = max.map(|m| m.saturating_add(1));
+    let mut lo = min.unwrap_or(0).clamp(0, TALK_CAP);
+    // Exclusive; `None` unbounded. Bounds past the cap keep what they keep below it.
+    let mut hi = max.map(|m| m.clamp(-1, TALK_CAP) + 1);
     let mut out = Vec::new();
     if hi.is_some_and(|h| h <= lo) {
         return out;
@@ -329,6 +334,10 @@ mod tests {
                 }
             }
         }
+        // A client's extreme bounds overflow nothing.
+        assert!(!talk_buckets(Some(i64::MAX), None).is_empty());
+        assert!(!talk_buckets(Some(0), Some(i64::MAX)).is_empty());
+        assert!(!talk_buckets(Some(i64::MAX), Some(i64::MAX)).is_empty());
         // timeLenStart 60, timeLenEnd 120: 60..=63, 64..=111, 112..=120.
         assert_eq!(
             talk_buckets(Some(60), Some(120)),

@@ -1,7 +1,7 @@
 //! records/list: its statements for either backend (a page, its total, and for deep
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
-use super::counters::{DAY_MS, HOUR_MS, TalkBuckets, talk_buckets, total_plan, whole_buckets};
+use super::counters::{DAY_MS, HOUR_MS, TALK_CAP, TalkBuckets, talk_buckets, total_plan, whole_buckets};
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
 use crate::domain::RecordFilter;
@@ -271,7 +271,8 @@ enum TalkPlan {
 
 /// A filter's `TalkPlan`; `None` when its timeLen range keeps every call.
 fn talk_filter(f: &RecordFilter) -> Option<TalkPlan> {
-    let (min, max) = (f.time_len_min.filter(|&m| m > 0), f.time_len_max);
+    let clamp = |m: i64| m.min(TALK_CAP);
+    let (min, max) = (f.time_len_min.filter(|&m| m > 0).map(clamp), f.time_len_max.map(clamp));
     if min.is_none() && max.is_none() {
         return None;
     }
