@@ -25,9 +25,10 @@ PORT=28899
 WORKDIR=""
 KEEP=0
 BUILD=1
-ONLY="seed,startup,http,create,dialer,rss"
+ONLY="seed,startup,http,filters,create,dialer,rss"
 OUT=""
 BIN_FROM=""
+DATABASE=""
 
 usage() {
     cat <<EOF
@@ -41,8 +42,10 @@ usage: bench/run.sh [options]
   --task-ratio N          seeded tasks = records / N (default: $TASK_RATIO)
   --dialer-tasks N        tasks the dialer throughput run calls (default: $DIALER_TASKS)
   --rss-calls N           calls in progress for the memory run (default: $RSS_CALLS)
-  --only G[,G…]           groups to run: seed,startup,http,create,dialer,rss (default: all)
-                          (seed is needed by startup and http on a fresh database)
+  --only G[,G…]           groups to run: seed,startup,http,filters,create,dialer,rss
+                          (default: all; seed is needed by the others on a fresh database)
+  --database URL          run on this database, already seeded, instead of a new one
+                          (one size, one backend; with --only not including seed)
   --pg URL                PostgreSQL server, without a database (default: $PG_URL)
   --port P                first port to try for the server (default: $PORT)
   --workdir DIR           scratch directory (default: a new one under /tmp)
@@ -72,6 +75,7 @@ while [[ $# -gt 0 ]]; do
         --keep) KEEP=1; shift ;;
         --no-build) BUILD=0; shift ;;
         --bin) BIN_FROM=$2; BUILD=0; shift 2 ;;
+        --database) DATABASE=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -252,7 +256,7 @@ wrk_run() {
 }
 
 # list_bench BACKEND SIZE MEASURE PATH BODY: the loaded run, then one connection.
-declare -A P99 RPS
+declare -A P99 P99_1 RPS
 list_bench() {
     local backend=$1 size=$2 measure=$3 path=$4 body=$5
     BENCH_BODY=$body wrk_run "$BASE$path" "$CONNECTIONS" "$THREADS" "$DURATION"
@@ -260,6 +264,7 @@ list_bench() {
     BENCH_BODY=$body wrk_run "$BASE$path" 1 1 "$LIGHT_SECS"
     RPS[$measure]=$rps
     P99[$measure]=$p99
+    P99_1[$measure]=$W_P99
     local unit="req/s"
     [[ $err == 0 ]] || unit="req/s ($err errors)"
     result "$backend" "$size" "$measure" "$rps" "$unit" "$p50" "$p99" "$W_P99" "" ""
@@ -322,10 +327,77 @@ poll_total() {
     fi
 }
 
+# bench_filters BACKEND SIZE: records/list and calltask/list under the filter combinations
+# a dashboard sends (timeLen, extnum, time windows on tasks, deep pages under filters),
+# each loaded and on one connection, with its p99 and its req/s against /healthz in the
+# same run.
+bench_filters() {
+    local backend=$1 h=$2 rec=/api/aicall/records/list task=/api/aicall/calltask/list
+    log "filter combinations (${DURATION} s each, $CONNECTIONS connections; then 1 connection)"
+    BENCH_BODY="" wrk_run "$BASE/healthz" "$CONNECTIONS" "$THREADS" "$DURATION"
+    local floor=$W_RPS
+    result "$backend" "$h" "GET /healthz (filters)" "$W_RPS" "req/s" "$W_P50" "$W_P99" "" "" ""
+    local day week from to wfrom ext
+    day=$(TZ=Asia/Shanghai date -d yesterday +%F)
+    week=$(TZ=Asia/Shanghai date -d '7 days ago' +%F)
+    from="\"$day 00:00:00\"" to="\"$day 23:59:59\"" wfrom="\"$week 00:00:00\""
+    ext=$(post $rec '{"callType":"01","pageNum":1,"pageSize":1}' | jq -r '.rows[0].extnum')
+    [[ $ext =~ ^[0-9]+$ ]] || die "no extension on the newest inbound call"
+    local -a names bodies paths
+    add() { names+=("$1"); paths+=("$2"); bodies+=("$3"); }
+    add "spec example: callType 02 + day + timeLenStart 5, size 5" $rec \
+        "{\"callType\":\"02\",\"calloutTimeStart\":$from,\"calloutTimeEnd\":$to,\"timeLenStart\":5,\"pageNum\":1,\"pageSize\":5}"
+    add "callType 02 + timeLenStart 1 (every answered AI call)" $rec \
+        '{"callType":"02","timeLenStart":1,"pageNum":1,"pageSize":10}'
+    add "callType 02 + week + timeLen 60..120" $rec \
+        "{\"callType\":\"02\",\"calloutTimeStart\":$wfrom,\"calloutTimeEnd\":$to,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1,\"pageSize\":10}"
+    add "callType 02 + timeLenEnd 0 (unanswered)" $rec \
+        '{"callType":"02","timeLenEnd":0,"pageNum":1,"pageSize":10}'
+    add "callType 01 + extnum $ext" $rec \
+        "{\"callType\":\"01\",\"extnum\":\"$ext\",\"pageNum\":1,\"pageSize\":10}"
+    add "callType 01 + extnum + week + timeLenStart 30" $rec \
+        "{\"callType\":\"01\",\"extnum\":\"$ext\",\"calloutTimeStart\":$wfrom,\"calloutTimeEnd\":$to,\"timeLenStart\":30,\"pageNum\":1,\"pageSize\":10}"
+    add "deep: callType 02 + timeLenStart 1, page 1000 of 10" $rec \
+        '{"callType":"02","timeLenStart":1,"pageNum":1000,"pageSize":10}'
+    add "deep: callType 02 + week + timeLen 60..120, page 1000 of 10" $rec \
+        "{\"callType\":\"02\",\"calloutTimeStart\":$wfrom,\"calloutTimeEnd\":$to,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1000,\"pageSize\":10}"
+    add "deep: callType 01 + extnum, last page" $rec \
+        "{\"callType\":\"01\",\"extnum\":\"$ext\",\"pageNum\":LAST,\"pageSize\":10}"
+    add "tasks: createTime one day" $task \
+        "{\"createTimeStart\":$from,\"createTimeEnd\":$to,\"pageNum\":1,\"pageSize\":10}"
+    add "tasks: createTime week + status 已完成" $task \
+        "{\"createTimeStart\":$wfrom,\"createTimeEnd\":$to,\"status\":\"已完成\",\"pageNum\":1,\"pageSize\":10}"
+    add "deep: tasks createTime week, page 1000 of 10" $task \
+        "{\"createTimeStart\":$wfrom,\"createTimeEnd\":$to,\"pageNum\":1000,\"pageSize\":10}"
+    add "deep: tasks status 已停止, page 1000 of 10" $task \
+        '{"status":"已停止","pageNum":1000,"pageSize":10}'
+    local i name body total ratio
+    for i in "${!names[@]}"; do
+        name=${names[$i]} body=${bodies[$i]}
+        if [[ $body == *LAST* ]]; then
+            total=$(check_total "${paths[$i]}" "${body/LAST/1}")
+            body=${body/LAST/$(((total + 9) / 10))}
+        fi
+        total=$(check_total "${paths[$i]}" "$body")
+        list_bench "$backend" "$h" "filters: $name (total $total)" "${paths[$i]}" "$body"
+        name="filters: $name (total $total)"
+        ratio=$(awk -v a="${RPS[$name]}" -v f="$floor" 'BEGIN { printf "%.1f", 100 * a / f }')
+        local pass="" target="≥ 25 %"
+        [[ $backend == sqlite ]] && pass=$(verdict "$(ge "$ratio" 25)")
+        [[ $backend == sqlite ]] || target="(reported)"
+        result "$backend" "$h" "target: p99 @1 conn, req/s ÷ /healthz" "${P99_1[$name]} ms, $ratio" "%" "" "" "" "≤ 10 ms; $target" \
+            "$(verdict "$(le "${P99_1[$name]}" 10)")${pass:+, $pass}"
+    done
+}
+
 # --- one backend at one size -----------------------------------------------------------
 
 make_db() {
     local backend=$1 size=$2
+    if [[ -n $DATABASE ]]; then
+        DB_URL=$DATABASE
+        return
+    fi
     case $backend in
         sqlite)
             rm -rf "$WORKDIR/sqlite-$size"
@@ -345,7 +417,7 @@ make_db() {
 
 drop_db() {
     local backend=$1 size=$2
-    [[ $KEEP == 0 ]] || return 0
+    [[ $KEEP == 0 && -z $DATABASE ]] || return 0
     case $backend in
         sqlite) rm -rf "$WORKDIR/sqlite-$size" ;;
         postgres)
@@ -423,7 +495,7 @@ bench_one() {
         result "$backend" "$h" "idle RSS after ready" "$mb" "MB (peak $(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }'))" "" "" "" "≤ 30 MB" "$(verdict "$(le "$mb" 30)")"
     fi
 
-    if want http || want create || want dialer || want rss; then
+    if want http || want filters || want create || want dialer || want rss; then
         start_server serve-lists CALLCENTER__DIALER__ENABLED=false
     fi
 
@@ -478,6 +550,10 @@ bench_one() {
         result "$backend" "$h" "target: (d) p99 ÷ (a) p99" "$ratio" "×" "" "" "" "≤ 3×" "$(verdict "$(le "$ratio" 3)")"
         ratio=$(awk -v a="${RPS[$a]}" -v f="$floor" 'BEGIN { printf "%.1f", 100 * a / f }')
         result "$backend" "$h" "target: (a) req/s ÷ /healthz" "$ratio" "%" "" "" "" "≥ 25 %" "$(verdict "$(ge "$ratio" 25)")"
+    fi
+
+    if want filters; then
+        bench_filters "$backend" "$h"
     fi
 
     if want create; then

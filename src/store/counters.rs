@@ -1,6 +1,7 @@
 //! The counters beside the call records: `record_stats` (calls and talk time per call
-//! type, hour and outcome) and `record_days` (calls per call type and day), kept exact in
-//! the transaction of every write of records, and what a total sums from them.
+//! type, hour and outcome), `record_days` (calls per call type and day) and `record_talk`
+//! (calls per call type, hour or day, and talk-time bucket), kept exact in the
+//! transaction of every write of records, and what a total sums from them.
 
 use std::collections::BTreeMap;
 
@@ -128,10 +129,224 @@ impl StatsTally {
     }
 }
 
+/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`.
+pub(super) const TALK_BASE: i64 = 16;
+
+/// `record_talk`'s levels, 0 to `TALK_LEVELS - 1`; the top one takes what the lower ones
+/// leave of a range as one range of buckets.
+pub(super) const TALK_LEVELS: u32 = 4;
+
+/// The spans `record_talk` counts calls over: hours, and UTC days.
+pub(super) const TALK_SPANS: [i64; 2] = [HOUR_MS, DAY_MS];
+
+/// Above every stored talk time (call times are checked to lie between 2000 and now; a
+/// talk time is under 2^31 s): timeLen bounds are clamped to it, so that a client's
+/// `i64::MAX` overflows nothing.
+pub(super) const TALK_CAP: i64 = 1 << 40;
+
+/// The width in seconds of a bucket of `level`.
+pub(super) fn talk_width(level: u32) -> i64 {
+    TALK_BASE.pow(level)
+}
+
+/// The `record_talk` buckets of one level that a talk-time range covers: `first` to `last`
+/// (`None`: no end), and below the top level each bucket listed.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum TalkBuckets {
+    /// Lower levels: at most `2 * (TALK_BASE - 1)` buckets.
+    Listed(u32, Vec<i64>),
+    /// The top level: `first..=last`.
+    Range { first: i64, last: Option<i64> },
+}
+
+/// The buckets, by level, whose calls are exactly those with `min <= time_len <= max`
+/// (`None`: no bound), as a segment tree splits a range: at each level the buckets up to
+/// the next parent's edge on each side, the rest left to the level above. Empty when no
+/// talk time is in the range.
+pub(super) fn talk_buckets(min: Option<i64>, max: Option<i64>) -> Vec<TalkBuckets> {
+    let mut lo = min.unwrap_or(0).clamp(0, TALK_CAP);
+    // Exclusive; `None` unbounded. Bounds past the cap keep what they keep below it.
+    let mut hi = max.map(|m| m.clamp(-1, TALK_CAP) + 1);
+    let mut out = Vec::new();
+    if hi.is_some_and(|h| h <= lo) {
+        return out;
+    }
+    for level in 0..TALK_LEVELS {
+        let width = talk_width(level);
+        if level + 1 == TALK_LEVELS {
+            // lo and hi are multiples of width here.
+            if hi.is_none_or(|h| lo < h) {
+                out.push(TalkBuckets::Range { first: lo / width, last: hi.map(|h| h / width - 1) });
+            }
+            break;
+        }
+        let parent = width * TALK_BASE;
+        let mut listed = Vec::new();
+        while lo % parent != 0 && hi.is_none_or(|h| lo < h) {
+            listed.push(lo / width);
+            lo += width;
+        }
+        if let Some(h) = hi.as_mut() {
+            while *h % parent != 0 && lo < *h {
+                *h -= width;
+                listed.push(*h / width);
+            }
+        }
+        if !listed.is_empty() {
+            listed.sort_unstable();
+            out.push(TalkBuckets::Listed(level, listed));
+        }
+        if hi.is_some_and(|h| lo >= h) {
+            break;
+        }
+    }
+    out
+}
+
+/// A change to one `record_talk` row.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(super) struct TalkDelta {
+    pub call_type: &'static str,
+    pub span_ms: i64,
+    pub level: u32,
+    pub bucket: i64,
+    pub start_ms: i64,
+    pub calls: i64,
+}
+
+/// Changes to `record_talk`, summed per call type, hour and talk time, then spread over
+/// its spans and levels (a seed's ten million calls are a few hundred thousand entries).
+#[derive(Default)]
+pub(super) struct TalkTally(BTreeMap<(&'static str, i64, i64), i64>);
+
+impl TalkTally {
+    /// Counts `record` in (`sign` 1) or out (-1).
+    pub(super) fn add(&mut self, record: &CallRecord, sign: i64) {
+        let hour_ms = record.callout_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        *self.0.entry((record.call_type.code(), hour_ms, record.time_len)).or_default() += sign;
+    }
+
+    /// The rows that change, in key order (see `stats_deltas`).
+    pub(super) fn deltas(self) -> Vec<TalkDelta> {
+        let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
+        for ((call_type, hour_ms, time_len), calls) in self.0 {
+            for span_ms in TALK_SPANS {
+                for level in 0..TALK_LEVELS {
+                    let key = (
+                        call_type,
+                        span_ms,
+                        level,
+                        time_len / talk_width(level),
+                        hour_ms.div_euclid(span_ms) * span_ms,
+                    );
+                    *rows.entry(key).or_default() += calls;
+                }
+            }
+        }
+        rows.into_iter()
+            .filter(|(_, calls)| *calls != 0)
+            .map(|((call_type, span_ms, level, bucket, start_ms), calls)| TalkDelta {
+                call_type,
+                span_ms,
+                level,
+                bucket,
+                start_ms,
+                calls,
+            })
+            .collect()
+    }
+}
+
+/// What a write of records does to every counter: `record_stats` (and `record_days`,
+/// summed from the same changes) and `record_talk`.
+pub(super) struct CounterDeltas {
+    pub stats: Vec<StatsDelta>,
+    pub talk: Vec<TalkDelta>,
+}
+
+/// What replacing the records `removed` by `added` does to the counters.
+pub(super) fn counter_deltas<'a>(
+    removed: impl IntoIterator<Item = &'a CallRecord> + Clone,
+    added: impl IntoIterator<Item = &'a CallRecord> + Clone,
+) -> CounterDeltas {
+    let mut talk = TalkTally::default();
+    removed.clone().into_iter().for_each(|r| talk.add(r, -1));
+    added.clone().into_iter().for_each(|r| talk.add(r, 1));
+    CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas() }
+}
+
+impl CounterDeltas {
+    pub(super) fn is_empty(&self) -> bool {
+        self.stats.is_empty() && self.talk.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::CallType;
+
+    /// The talk times `talk_buckets` covers, below `limit`, listed one by one.
+    fn covered(buckets: &[TalkBuckets], limit: i64) -> Vec<i64> {
+        (0..limit)
+            .filter(|&t| {
+                buckets.iter().any(|b| match b {
+                    TalkBuckets::Listed(level, list) => list.contains(&(t / talk_width(*level))),
+                    TalkBuckets::Range { first, last } => {
+                        let b = t / talk_width(TALK_LEVELS - 1);
+                        b >= *first && last.is_none_or(|l| b <= l)
+                    }
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn talk_buckets_cover_exactly_the_range_with_few_buckets() {
+        let limit = 3 * talk_width(TALK_LEVELS - 1) + 100;
+        let bounds = [
+            None,
+            Some(0),
+            Some(1),
+            Some(5),
+            Some(15),
+            Some(16),
+            Some(60),
+            Some(120),
+            Some(255),
+            Some(256),
+            Some(4095),
+            Some(4096),
+            Some(5000),
+            Some(9000),
+        ];
+        for min in bounds {
+            for max in bounds {
+                let buckets = talk_buckets(min, max);
+                let expected: Vec<i64> = (0..limit)
+                    .filter(|&t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m))
+                    .collect();
+                assert_eq!(covered(&buckets, limit), expected, "{min:?}..={max:?}: {buckets:?}");
+                for b in &buckets {
+                    if let TalkBuckets::Listed(_, list) = b {
+                        assert!(list.len() <= 2 * (TALK_BASE as usize - 1), "{min:?}..={max:?}: {buckets:?}");
+                    }
+                }
+            }
+        }
+        // A client's extreme bounds overflow nothing.
+        assert!(!talk_buckets(Some(i64::MAX), None).is_empty());
+        assert!(!talk_buckets(Some(0), Some(i64::MAX)).is_empty());
+        assert!(!talk_buckets(Some(i64::MAX), Some(i64::MAX)).is_empty());
+        // timeLenStart 60, timeLenEnd 120: 60..=63, 64..=111, 112..=120.
+        assert_eq!(
+            talk_buckets(Some(60), Some(120)),
+            vec![
+                TalkBuckets::Listed(0, (60..64).chain(112..121).collect()),
+                TalkBuckets::Listed(1, vec![4, 5, 6])
+            ]
+        );
+    }
 
     #[test]
     fn totals_sum_whole_days_then_whole_hours_and_count_only_the_rows_at_the_edges() {

@@ -1,7 +1,7 @@
 //! records/list: its statements for either backend (a page, its total, and for deep
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
-use super::counters::{HOUR_MS, total_plan, whole_buckets};
+use super::counters::{DAY_MS, HOUR_MS, TALK_CAP, TalkBuckets, talk_buckets, total_plan, whole_buckets};
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
 use crate::domain::RecordFilter;
@@ -45,11 +45,11 @@ pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
 }
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
-/// sums counters and its deep pages seek by them, or it finds the few rows of an exact
-/// uuid, telephone or extension and skips few of them. Other pages count or skip rows in
-/// proportion to the table.
+/// sums counters and its deep pages seek by them, or it skips few rows (a timeLen
+/// filter's total is summed too; an exact uuid, telephone or extension has few rows).
+/// Other pages skip rows in proportion to the table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
-    countable_by_buckets(f) || (exact_lookup(f) && f.page.offset() <= BOUNDED_OFFSET)
+    countable_by_buckets(f) || f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The most rows a bounded read skips (page 1,000 of 10; each an index step).
@@ -68,8 +68,11 @@ pub(super) struct Seek {
 /// then skips whole hours by their counters instead of row by row (page 1,000 of 10 at 10M
 /// records: 10,000 index steps become three hours' counters and a few hundred steps).
 pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
-    if !countable_by_buckets(f) || f.page.offset() < SEEK_OFFSET {
+    if exact_lookup(f) || f.page.offset() < SEEK_OFFSET {
         return None;
+    }
+    if let Some(talk) = talk_filter(f) {
+        return seek_talk_hours(dialect, f, &talk);
     }
     let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
     let mut q = Sql::new(
@@ -81,6 +84,71 @@ pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
     q.push(") FROM record_stats WHERE call_type = ").bind(f.call_type.code());
     q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
     q.push(" GROUP BY hour_ms ORDER BY hour_ms DESC");
+    Some(q)
+}
+
+/// The hours a deep page under a timeLen filter reads the counts of: the newest week of
+/// its range (each hour costs a seek per bucket). A page deeper than the week's calls
+/// seeks below the week and walks the rest.
+const SEEK_TALK_HOURS: i64 = 7 * 24;
+
+/// `seek_hours` for a timeLen filter: each hour's calls in the range's buckets (or every
+/// call less those outside it), for the newest `SEEK_TALK_HOURS` whole hours of the range.
+fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Option<Sql> {
+    let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
+    let code = f.call_type.code();
+    let mut q = Sql::new(
+        dialect,
+        "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ",
+    );
+    q.bind(code).push(" AND callout_ms >= ").bind(hi);
+    q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
+    push_talk_filter(&mut q, f);
+    q.push(") FROM (");
+    // The newest week of the range: below its top, or below the newest hour with calls.
+    // One lower bound (the greater), so that the planner seeks to it rather than to the
+    // range's start.
+    let in_week = |q: &mut Sql, column: &str| {
+        match f.callout_until_ms {
+            Some(_) => {
+                q.push(&format!(" AND {column} >= "))
+                    .bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
+            }
+            None => {
+                let greatest = if dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" };
+                q.push(&format!(" AND {column} >= {greatest}(")).bind(lo);
+                q.push(", (SELECT COALESCE(MAX(hour_ms), 0) FROM record_stats WHERE call_type = ").bind(code);
+                q.push(") - ").bind((SEEK_TALK_HOURS - 1) * HOUR_MS).push(")");
+            }
+        }
+        q.push(&format!(" AND {column} < ")).bind(hi);
+    };
+    let (sign, buckets) = match talk {
+        TalkPlan::Direct(buckets) => ("", buckets),
+        TalkPlan::Complement(buckets) => {
+            q.push("SELECT hour_ms, calls FROM record_stats WHERE call_type = ").bind(code);
+            in_week(&mut q, "hour_ms");
+            q.push(" UNION ALL ");
+            ("-", buckets)
+        }
+    };
+    for (i, level) in buckets.iter().enumerate() {
+        if i > 0 {
+            q.push(" UNION ALL ");
+        }
+        q.push(&format!(
+            "SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "
+        ))
+        .bind(code);
+        q.push(" AND span_ms = ").bind(HOUR_MS);
+        push_talk_buckets(&mut q, level);
+        in_week(&mut q, "start_ms");
+    }
+    if buckets.is_empty() {
+        // Nothing is in the range: no hour to skip.
+        return None;
+    }
+    q.push(") AS hours GROUP BY hour_ms ORDER BY hour_ms DESC");
     Some(q)
 }
 
@@ -106,52 +174,159 @@ pub(super) fn seek(offset: i64, above: i64, hours: impl IntoIterator<Item = (i64
     seek
 }
 
-/// records/list's total as a scalar expression: for a filter of call type and time
-/// alone, summed from the counters (see `total_plan`); for other filters a plain COUNT.
+/// records/list's total as a scalar expression: for a filter of call type, time and talk
+/// time, summed from the counters (see `total_plan`, `talk_buckets`); with an exact
+/// uuid, telephone or extension, a COUNT of that column's few index entries.
 fn push_record_total(q: &mut Sql, f: &RecordFilter) {
-    if !countable_by_buckets(f) {
+    if exact_lookup(f) {
         q.push("(SELECT COUNT(*) FROM call_records");
         push_record_filter(q, f);
         q.push(")");
         return;
     }
+    let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
     q.push("(0");
-    for (aggregate, column, (lo, hi)) in total_plan(f.callout_from_ms, f.callout_until_ms).parts() {
-        q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
-        q.push(&format!(" AND {column} >= ")).bind(lo);
-        q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+    let Some(talk) = talk_filter(f) else {
+        for (aggregate, column, (lo, hi)) in plan.parts() {
+            q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
+            q.push(&format!(" AND {column} >= ")).bind(lo);
+            q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+        }
+        q.push(")");
+        return;
+    };
+    let (sign, buckets) = match &talk {
+        TalkPlan::Direct(buckets) => (" + ", buckets),
+        TalkPlan::Complement(buckets) => {
+            // Every call of the whole days and hours, less those outside the range.
+            for (aggregate, column, (lo, hi)) in plan.parts().filter(|(_, column, _)| *column != "callout_ms")
+            {
+                q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
+                q.push(&format!(" AND {column} >= ")).bind(lo);
+                q.push(&format!(" AND {column} < ")).bind(hi).push(")");
+            }
+            (" - ", buckets)
+        }
+    };
+    let spans = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
+    for (span_ms, (lo, hi)) in spans.into_iter().filter(|(_, (lo, hi))| lo < hi) {
+        for level in buckets {
+            push_talk_sum(q, f, sign, span_ms, (lo, hi), level);
+        }
+    }
+    for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
+        q.push(" + (SELECT COUNT(*) FROM call_records WHERE call_type = ").bind(f.call_type.code());
+        q.push(" AND callout_ms >= ").bind(lo).push(" AND callout_ms < ").bind(hi);
+        push_talk_filter(q, f);
+        q.push(")");
     }
     q.push(")");
 }
 
-fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
-    // With an exact uuid, telephone or extension, that column's index finds the few rows.
-    // On SQLite the `+` keeps the planner (which has no statistics) from walking the
-    // call-type index instead, because that one avoids a sort: 0.5 s a query at a million
-    // records.
-    let hint = exact_lookup(f) && q.dialect == Dialect::Sqlite;
-    q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
-    for (column, value) in [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum)] {
-        if let Some(v) = value {
-            q.push(&format!(" AND {column} = ")).bind(v.as_str());
+/// ` <sign> (the calls of one level's buckets over [lo, hi) in spans of span_ms)`.
+fn push_talk_sum(
+    q: &mut Sql,
+    f: &RecordFilter,
+    sign: &str,
+    span_ms: i64,
+    (lo, hi): (i64, i64),
+    buckets: &TalkBuckets,
+) {
+    q.push(sign)
+        .push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
+        .bind(f.call_type.code());
+    q.push(" AND span_ms = ").bind(span_ms);
+    push_talk_buckets(q, buckets);
+    q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
+}
+
+/// ` AND level = … AND bucket …` for one level's buckets.
+fn push_talk_buckets(q: &mut Sql, buckets: &TalkBuckets) {
+    match buckets {
+        TalkBuckets::Listed(level, list) => {
+            q.push(" AND level = ").bind(i64::from(*level)).push(" AND bucket IN (");
+            for (i, bucket) in list.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind(*bucket);
+            }
+            q.push(")");
+        }
+        TalkBuckets::Range { first, last } => {
+            q.push(" AND level = ").bind(i64::from(super::counters::TALK_LEVELS - 1));
+            q.push(" AND bucket >= ").bind(*first);
+            if let Some(last) = last {
+                q.push(" AND bucket <= ").bind(*last);
+            }
         }
     }
-    for (condition, value) in [
-        (" AND callout_ms >= ", f.callout_from_ms),
-        (" AND callout_ms < ", f.callout_until_ms),
-        (" AND time_len >= ", f.time_len_min),
-        (" AND time_len <= ", f.time_len_max),
-    ] {
+}
+
+/// How a total over a timeLen range sums `record_talk`: the range's own buckets, or,
+/// when fewer, every call less the buckets outside it (`timeLenStart` 5: the calls of
+/// talk time 0 to 4, five buckets, against 41 for 5 and up).
+#[derive(Debug)]
+enum TalkPlan {
+    Direct(Vec<TalkBuckets>),
+    Complement(Vec<TalkBuckets>),
+}
+
+/// A filter's `TalkPlan`; `None` when its timeLen range keeps every call.
+fn talk_filter(f: &RecordFilter) -> Option<TalkPlan> {
+    let clamp = |m: i64| m.min(TALK_CAP);
+    let (min, max) = (f.time_len_min.filter(|&m| m > 0).map(clamp), f.time_len_max.map(clamp));
+    if min.is_none() && max.is_none() {
+        return None;
+    }
+    let direct = talk_buckets(min, max);
+    let mut complement = min.map_or_else(Vec::new, |m| talk_buckets(None, Some(m - 1)));
+    if let Some(m) = max {
+        complement.extend(talk_buckets(Some(m + 1), None));
+    }
+    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows.
+    let seeks = |plan: &[TalkBuckets]| -> usize {
+        plan.iter().map(|b| if let TalkBuckets::Listed(_, list) = b { list.len() } else { 2 }).sum()
+    };
+    // The complement also reads the calls of every day and hour: one more seek.
+    Some(if seeks(&complement) + 1 < seeks(&direct) {
+        TalkPlan::Complement(complement)
+    } else {
+        TalkPlan::Direct(direct)
+    })
+}
+
+fn push_talk_filter(q: &mut Sql, f: &RecordFilter) {
+    for (condition, value) in [(" AND time_len >= ", f.time_len_min), (" AND time_len <= ", f.time_len_max)] {
         if let Some(v) = value {
             q.push(condition).bind(v);
         }
     }
 }
 
-/// Whether a records/list filter's total can come from the counters: only the call type
-/// and the time range filter it.
+fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
+    // With an exact uuid or telephone, that column's index finds the few rows. On SQLite
+    // the `+` keeps the planner (which has no statistics) from walking the call-type index
+    // instead, because that one avoids a sort: 0.5 s a query at a million records. The
+    // extension's index starts with the call type too, in the page's order: no hint.
+    let hint = (f.uuid.is_some() || f.telephone.is_some()) && q.dialect == Dialect::Sqlite;
+    q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
+    for (column, value) in [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum)] {
+        if let Some(v) = value {
+            q.push(&format!(" AND {column} = ")).bind(v.as_str());
+        }
+    }
+    for (condition, value) in
+        [(" AND callout_ms >= ", f.callout_from_ms), (" AND callout_ms < ", f.callout_until_ms)]
+    {
+        if let Some(v) = value {
+            q.push(condition).bind(v);
+        }
+    }
+    push_talk_filter(q, f);
+}
+
+/// Whether a records/list filter's total comes from the counters and its deep pages seek
+/// by the hour counters: only the call type and the time range filter it.
 fn countable_by_buckets(f: &RecordFilter) -> bool {
-    !exact_lookup(f) && f.time_len_min.is_none() && f.time_len_max.is_none()
+    !exact_lookup(f) && talk_filter(f).is_none()
 }
 
 /// Whether a records/list filter names an exact uuid, telephone or extension.

@@ -16,6 +16,7 @@ mod crash;
 mod dialer;
 mod docs;
 mod faults;
+mod filters;
 mod freeswitch;
 mod hostile;
 mod integrations;

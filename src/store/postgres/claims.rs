@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use super::{PgStore, RECORD_TYPES, outbox, records};
 use crate::domain::TaskStatus;
 use crate::store::claims::{self, ClaimSql, Due};
-use crate::store::counters::stats_deltas;
+use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
@@ -277,7 +277,7 @@ pub(super) async fn finish_attempts(
     // The counts last: every call of the hour updates the same `record_stats` rows, so
     // their locks serialise all finishing calls until they commit; taken last, they are
     // held for one statement and the commit rather than for the whole transaction.
-    records::apply_stats(&mut tx, &stats_deltas(&before, &records)).await?;
+    records::apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
     tx.commit().await?;
     s.events.events_written();
     Ok(statuses)

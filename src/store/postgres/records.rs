@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
-use crate::store::counters::{StatsDelta, stats_deltas};
+use crate::store::counters::{CounterDeltas, counter_deltas};
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -83,17 +83,19 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord]) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &stats_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
     tx.commit().await?;
     Ok(inserted.len() as u64)
 }
 
-/// Keeps `record_stats` and `record_days` exact, in the caller's transaction. The rows
-/// are changed in key order, so that nodes writing at once never deadlock.
-pub(super) async fn apply_stats(tx: &mut PgConnection, deltas: &[StatsDelta]) -> Result<()> {
-    if deltas.is_empty() {
+/// Keeps `record_stats`, `record_days` and `record_talk` exact, in the caller's
+/// transaction. The rows are changed in key order, so that nodes writing at once never
+/// deadlock.
+pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> Result<()> {
+    if all.is_empty() {
         return Ok(());
     }
+    let deltas = &all.stats;
     sqlx::query(
         "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
          SELECT call_type, hour_ms, outcome, calls, talk_secs
@@ -114,6 +116,18 @@ pub(super) async fn apply_stats(tx: &mut PgConnection, deltas: &[StatsDelta]) ->
          ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + EXCLUDED.calls",
     )
     .bind(json(deltas))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
+         SELECT call_type, span_ms, level, bucket, start_ms, calls
+         FROM json_to_recordset($1::json)
+              AS d (call_type text, span_ms bigint, level int, bucket bigint, start_ms bigint, calls bigint)
+         ORDER BY call_type, span_ms, level, bucket, start_ms
+         ON CONFLICT (call_type, span_ms, level, bucket, start_ms)
+         DO UPDATE SET calls = record_talk.calls + EXCLUDED.calls",
+    )
+    .bind(json(&all.talk))
     .execute(tx)
     .await?;
     Ok(())

@@ -5,11 +5,11 @@ use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
 use crate::store::seed;
 
-/// Recounts `record_stats` and `record_days` from the rows after the seed's load, by
+/// Recounts `record_stats`, `record_days` and `record_talk` from the rows after the seed's load, by
 /// `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a call type's hours lie
 /// together in the table: a day's total then reads a few pages, against some forty in the
 /// order of a hash aggregate.
-fn recount() -> [String; 4] {
+fn recount() -> [String; 6] {
     let classes: String = OUTCOME_OF_CAUSE
         .iter()
         .map(|(cause, class)| format!("WHEN hangup_cause LIKE '{cause}:%' THEN '{class}' "))
@@ -26,6 +26,16 @@ fn recount() -> [String; 4] {
         "DELETE FROM record_days".into(),
         "INSERT INTO record_days (call_type, day_ms, calls)
          SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2"
+            .into(),
+        "DELETE FROM record_talk".into(),
+        // The levels and spans of `counters::TalkTally`.
+        "WITH levels (level, width) AS (VALUES (0, 1), (1, 16), (2, 256), (3, 4096)),
+              spans (span_ms) AS (VALUES (3600000), (86400000)),
+              base AS (SELECT call_type, (callout_ms / 3600000) * 3600000 AS hour_ms, time_len, COUNT(*) AS calls
+                       FROM call_records GROUP BY 1, 2, 3)
+         INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
+         SELECT call_type, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
+         FROM base, levels, spans GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
             .into(),
     ]
 }
@@ -131,6 +141,9 @@ pub(super) async fn load(
         .bind(step)
         .execute(&mut *tx)
         .await?;
+        for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
     }
     for (_, sql) in &indexes {
         sqlx::query(sql).execute(&mut *tx).await?;

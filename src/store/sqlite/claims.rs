@@ -12,7 +12,7 @@ use super::records::{apply_stats, json_fields};
 use super::{SqliteStore, outbox};
 use crate::domain::TaskStatus;
 use crate::store::claims::{self, ClaimSql, Due};
-use crate::store::counters::stats_deltas;
+use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
@@ -215,7 +215,7 @@ pub(super) async fn finish_attempts(
         .bind(json(&uuids))
         .fetch_all(&mut *tx)
         .await?;
-        apply_stats(&mut tx, &stats_deltas(&before, &records)).await?;
+        apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
         // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
         sqlx::query(&format!(
             "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT {} FROM json_each(?) WHERE true

@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
-use crate::store::counters::{StatsDelta, stats_deltas};
+use crate::store::counters::{CounterDeltas, counter_deltas};
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -32,14 +32,23 @@ pub(super) const ADD_DAYS: &str = "INSERT INTO record_days (call_type, day_ms, c
      FROM json_each(?) WHERE true GROUP BY 1, 2
      ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls";
 
-/// Keeps `record_stats` and `record_days` exact, in the caller's transaction.
-pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &[StatsDelta]) -> Result<()> {
+/// Adds a JSON list of `TalkDelta`s to `record_talk`.
+pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
+     SELECT value ->> 'call_type', value ->> 'span_ms', value ->> 'level', value ->> 'bucket', value ->> 'start_ms',
+            value ->> 'calls'
+     FROM json_each(?) WHERE true
+     ON CONFLICT (call_type, span_ms, level, bucket, start_ms) DO UPDATE SET calls = record_talk.calls + excluded.calls";
+
+/// Keeps `record_stats`, `record_days` and `record_talk` exact, in the caller's
+/// transaction.
+pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDeltas) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
-    let deltas = json(deltas);
-    sqlx::query(ADD_STATS).bind(&deltas).execute(&mut *tx).await?;
-    sqlx::query(ADD_DAYS).bind(&deltas).execute(tx).await?;
+    let stats = json(&deltas.stats);
+    sqlx::query(ADD_STATS).bind(&stats).execute(&mut *tx).await?;
+    sqlx::query(ADD_DAYS).bind(&stats).execute(&mut *tx).await?;
+    sqlx::query(ADD_TALK).bind(json(&deltas.talk)).execute(tx).await?;
     Ok(())
 }
 
@@ -96,7 +105,7 @@ pub(super) async fn import(s: &SqliteStore, new: &[CallRecord]) -> Result<u64> {
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &stats_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
     tx.commit().await?;
     Ok(inserted.len() as u64)
 }

@@ -12,10 +12,15 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::records::{ADD_DAYS, ADD_STATS};
-use crate::store::counters::StatsTally;
+use crate::store::counters::{StatsTally, TalkTally};
 use crate::store::seed::SeedPlan;
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
+
+/// Adds one `TalkDelta` to `record_talk`.
+const ADD_TALK_ROW: &str = "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+     ON CONFLICT (call_type, span_ms, level, bucket, start_ms) DO UPDATE SET calls = record_talk.calls + excluded.calls";
 
 /// Rows handed from the making thread to the inserting one at a time.
 const BATCH: u64 = 4096;
@@ -60,10 +65,17 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     for (name, _) in &indexes {
         tx.execute(&format!("DROP INDEX {name}"), [])?;
     }
-    let tally = insert_records(&tx, plan)?;
-    let deltas = json(&tally.deltas());
+    let (stats, talk) = insert_records(&tx, plan)?;
+    let deltas = json(&stats.deltas());
     tx.execute(ADD_STATS, [&deltas])?;
     tx.execute(ADD_DAYS, [&deltas])?;
+    // Row by row through a prepared statement: as one JSON list (a million entries at
+    // 10M records) the parse cost a seed several seconds.
+    let mut add_talk = tx.prepare(ADD_TALK_ROW)?;
+    for d in talk.deltas() {
+        add_talk.execute(params![d.call_type, d.span_ms, d.level, d.bucket, d.start_ms, d.calls])?;
+    }
+    drop(add_talk);
     let mut insert = tx.prepare(
         "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
                             stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
@@ -86,6 +98,9 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
         ])?;
     }
     drop(insert);
+    for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+        tx.execute(sql, [])?;
+    }
     for (_, sql) in &indexes {
         tx.execute(sql, [])?;
     }
@@ -95,7 +110,7 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
 
 /// Inserts the plan's records, made on a thread of their own, and counts the ones that
 /// went in (a uuid already present keeps its row).
-fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
+fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTally)> {
     let mut insert = tx.prepare(
         "INSERT INTO call_records (uuid, call_type, telephone, extnum, callout_ms, answered_ms, ended_ms,
                                    time_len, hangup_cause, wav_path, dialogue, intent)
@@ -103,6 +118,7 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
          ON CONFLICT (uuid) DO NOTHING",
     )?;
     let mut tally = StatsTally::default();
+    let mut talk = TalkTally::default();
     std::thread::scope(|scope| {
         let (batches, received) = mpsc::sync_channel::<Vec<CallRecord>>(4);
         scope.spawn(move || {
@@ -131,10 +147,11 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<StatsTally> {
                 ])?;
                 if inserted == 1 {
                     tally.add(r, 1);
+                    talk.add(r, 1);
                 }
             }
         }
-        Ok(tally)
+        Ok((tally, talk))
     })
 }
 
@@ -157,6 +174,9 @@ mod tests {
         assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
+        for level in 0..4 {
+            assert_eq!(count(&format!("SELECT SUM(calls) FROM record_talk WHERE level = {level}")), 6_000);
+        }
         assert_eq!(
             count("SELECT SUM(talk_secs) FROM record_stats"),
             count("SELECT SUM(time_len) FROM call_records")
@@ -166,6 +186,7 @@ mod tests {
             200,
             "tasks have no natural key: each seed adds its own"
         );
+        assert_eq!(count("SELECT SUM(tasks) FROM task_hours"), 200);
         assert_eq!(
             count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_by_phone'"),
             1,

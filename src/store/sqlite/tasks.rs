@@ -40,6 +40,11 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
+        sqlx::query(tasks::ADD_TASK_HOUR)
+            .bind(tasks::task_hour(now_ms))
+            .bind(created.len() as i64)
+            .execute(&mut *tx)
+            .await?;
         ids.extend(created);
     }
     let ids = tasks::batch_ids(new, &ids)?;
@@ -48,9 +53,19 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
 }
 
 pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-    let (q, count) = tasks::page(Dialect::Sqlite, f);
+    let f = f.clone();
     s.readers
         .read_blocking(move |conn| {
+            let newest_first = match tasks::walk_plan(Dialect::Sqlite, &f) {
+                Some(q) => tasks::walk_newest_first(
+                    &f,
+                    conn.prepare_cached(&q.text)?.query_row(rusqlite::params_from_iter(&q.args), |row| {
+                        Ok((row.get(0)?, row.get(1)?))
+                    })?,
+                ),
+                None => false,
+            };
+            let (q, count) = tasks::page(Dialect::Sqlite, &f, newest_first);
             Ok(Paged {
                 total: readers::query_one(conn, &count)?,
                 rows: readers::query(conn, &q, readers::task)?,

@@ -1,0 +1,475 @@
+//! records/list and calltask/list under random combinations of every filter, on any page,
+//! over a seeded database: each page and each total must equal what a plain
+//! `SELECT … WHERE … ORDER BY … LIMIT/OFFSET` and `COUNT(*)` give on the same rows — on the
+//! seeded rows, then again after imports, after FreeSWITCH CDRs and after AI calls.
+//!
+//! The seed is `CALLCENTER_FILTERS_RECORDS` call records (default 300,000) and a tenth as
+//! many tasks; `CALLCENTER_FILTERS_CASES` sets the random cases per list and round
+//! (default 60).
+
+use std::time::Duration;
+
+use chrono::{TimeZone, Utc};
+use chrono_tz::Tz;
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use serde_json::{Value, json};
+
+use crate::common::{TestDb, TestServer, test_settings, ticket};
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The database as the test reads it, beside the server.
+enum Plain {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Plain {
+    async fn connect(url: &str) -> Plain {
+        if url.starts_with("sqlite:") {
+            Plain::Sqlite(sqlx::SqlitePool::connect(url).await.expect("the test opens SQLite"))
+        } else {
+            Plain::Postgres(sqlx::PgPool::connect(url).await.expect("the test opens PostgreSQL"))
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn texts(&self, sql: &str) -> Vec<String> {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    async fn ints(&self, sql: &str) -> Vec<i64> {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// Values the filters pick from: some of the stored ones, and some stored nowhere.
+struct Samples {
+    uuids: Vec<String>,
+    phones: Vec<String>,
+    extnums: Vec<String>,
+    batch_ids: Vec<i64>,
+    tickets: Vec<String>,
+    task_phones: Vec<String>,
+    /// The span the rows' times fall in, epoch ms.
+    from_ms: i64,
+    until_ms: i64,
+}
+
+impl Samples {
+    async fn take(plain: &Plain) -> Samples {
+        let mut uuids = plain.texts("SELECT uuid FROM call_records ORDER BY callout_ms DESC LIMIT 40").await;
+        uuids.extend(plain.texts("SELECT uuid FROM call_records ORDER BY uuid LIMIT 20").await);
+        uuids.push("not-a-stored-uuid".into());
+        let mut phones =
+            plain.texts("SELECT telephone FROM call_records ORDER BY callout_ms DESC LIMIT 40").await;
+        phones.push("13000000000".into());
+        let mut extnums = plain
+            .texts(
+                "SELECT DISTINCT extnum FROM call_records WHERE extnum IS NOT NULL ORDER BY extnum LIMIT 30",
+            )
+            .await;
+        extnums.push("9999".into());
+        let mut batch_ids = plain.ints("SELECT batch_id FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
+        batch_ids.push(1);
+        let mut tickets = plain.texts("SELECT ticket_no FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
+        tickets.push("NO-SUCH-TICKET".into());
+        let mut task_phones = plain.texts("SELECT phone FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
+        task_phones.push("13000000000".into());
+        let from_ms = plain.count("SELECT MIN(callout_ms) FROM call_records").await;
+        let until_ms = plain.count("SELECT MAX(callout_ms) FROM call_records").await + 1;
+        Samples { uuids, phones, extnums, batch_ids, tickets, task_phones, from_ms, until_ms }
+    }
+}
+
+/// A bound of a time range: where in the data's span (0..=1 and a little beyond), and
+/// how it is rounded (to the local day, the hour, the minute, or not at all).
+#[derive(Debug, Clone, Copy)]
+struct Bound {
+    at: f64,
+    round: u8,
+}
+
+fn bound() -> impl Strategy<Value = Option<Bound>> {
+    prop::option::weighted(0.6, (-0.05f64..1.05, 0u8..4).prop_map(|(at, round)| Bound { at, round }))
+}
+
+/// A second of local time `b` stands for (the API's times are whole seconds).
+fn second_of(b: Bound, s: &Samples, tz: Tz) -> i64 {
+    let ms = s.from_ms + ((s.until_ms - s.from_ms) as f64 * b.at) as i64;
+    let t = tz.timestamp_millis_opt(ms).unwrap();
+    let secs = t.timestamp();
+    let local_secs = secs + i64::from(chrono::Offset::fix(t.offset()).local_minus_utc());
+    let unit = [86_400, 3_600, 60, 1][b.round as usize];
+    (secs - local_secs.rem_euclid(unit)) * 1000
+}
+
+fn api_time(ms: i64, tz: Tz) -> String {
+    Utc.timestamp_millis_opt(ms).unwrap().with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+/// A talk-time bound: the interesting edges of the counters' buckets, and any value.
+fn talk() -> impl Strategy<Value = Option<i64>> {
+    prop::option::weighted(
+        0.5,
+        prop_oneof![
+            prop::sample::select(vec![
+                0, 1, 5, 7, 15, 16, 17, 60, 64, 100, 120, 200, 255, 256, 4095, 4096, 5000
+            ]),
+            0i64..260,
+        ],
+    )
+}
+
+/// Which page: a shallow one, or one at a share of the total (past the end included).
+#[derive(Debug, Clone, Copy)]
+struct PageAt {
+    size: i64,
+    shallow: Option<u32>,
+    depth: f64,
+}
+
+fn page_at() -> impl Strategy<Value = PageAt> {
+    (prop::sample::select(vec![1i64, 5, 10, 37, 100]), prop::option::weighted(0.5, 1u32..4), 0.0f64..1.1)
+        .prop_map(|(size, shallow, depth)| PageAt { size, shallow, depth })
+}
+
+impl PageAt {
+    /// (pageNum, offset) given the plain total.
+    fn resolve(self, total: i64) -> (i64, i64) {
+        let num = match self.shallow {
+            Some(n) => i64::from(n),
+            None => 1 + (total as f64 * self.depth) as i64 / self.size,
+        };
+        (num, (num - 1) * self.size)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RecordCase {
+    call_type: &'static str,
+    uuid: Option<Index>,
+    phone: Option<Index>,
+    extnum: Option<Index>,
+    from: Option<Bound>,
+    until: Option<Bound>,
+    talk: (Option<i64>, Option<i64>),
+    page: PageAt,
+}
+
+fn record_case() -> impl Strategy<Value = RecordCase> {
+    (
+        prop::sample::select(vec!["01", "02", "03"]),
+        prop::option::weighted(0.05, any::<Index>()),
+        prop::option::weighted(0.08, any::<Index>()),
+        prop::option::weighted(0.25, any::<Index>()),
+        bound(),
+        bound(),
+        (talk(), talk()),
+        page_at(),
+    )
+        .prop_map(|(call_type, uuid, phone, extnum, from, until, (a, b), page)| {
+            let talk = match (a, b) {
+                (Some(a), Some(b)) if a > b => (Some(b), Some(a)),
+                t => t,
+            };
+            RecordCase { call_type, uuid, phone, extnum, from, until, talk, page }
+        })
+}
+
+/// Runs one records/list case against the API and the plain SQL.
+async fn check_records(
+    s: &TestServer,
+    plain: &Plain,
+    samples: &Samples,
+    c: &RecordCase,
+) -> Result<(), String> {
+    let tz = s.settings.timezone.0;
+    let mut body = json!({"callType": c.call_type});
+    let mut wheres = vec![format!("call_type = '{}'", c.call_type)];
+    let picks =
+        [("uuid", "uuid", c.uuid, &samples.uuids), ("telephone", "telephone", c.phone, &samples.phones)];
+    for (field, column, pick, values) in
+        picks.into_iter().chain([("extnum", "extnum", c.extnum, &samples.extnums)])
+    {
+        if let Some(i) = pick {
+            let v = i.get(values);
+            body[field] = json!(v);
+            wheres.push(format!("{column} = '{v}'"));
+        }
+    }
+    let from = c.from.map(|b| second_of(b, samples, tz));
+    let until = c.until.map(|b| second_of(b, samples, tz));
+    if let (Some(f), Some(u)) = (from, until)
+        && f > u
+    {
+        return Ok(()); // the API refuses it (another test's matter)
+    }
+    if let Some(f) = from {
+        body["calloutTimeStart"] = json!(api_time(f, tz));
+        wheres.push(format!("callout_ms >= {f}"));
+    }
+    if let Some(u) = until {
+        body["calloutTimeEnd"] = json!(api_time(u, tz));
+        wheres.push(format!("callout_ms < {}", u + 1000));
+    }
+    if let Some(t) = c.talk.0 {
+        body["timeLenStart"] = json!(t);
+        wheres.push(format!("time_len >= {t}"));
+    }
+    if let Some(t) = c.talk.1 {
+        body["timeLenEnd"] = json!(t);
+        wheres.push(format!("time_len <= {t}"));
+    }
+    let wheres = wheres.join(" AND ");
+    let total = plain.count(&format!("SELECT COUNT(*) FROM call_records WHERE {wheres}")).await;
+    let (num, offset) = c.page.resolve(total);
+    body["pageNum"] = json!(num);
+    body["pageSize"] = json!(c.page.size);
+    let expected = plain
+        .texts(&format!(
+            "SELECT uuid FROM call_records WHERE {wheres} ORDER BY callout_ms DESC, uuid DESC LIMIT {} OFFSET {offset}",
+            c.page.size
+        ))
+        .await;
+    let answer = s.records(body.clone()).await;
+    let got: Vec<String> =
+        answer["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap().to_string()).collect();
+    if answer["total"] != json!(total) || got != expected {
+        return Err(format!(
+            "{body}\n  total {} (plain {total})\n  page {got:?}\n  plain {expected:?}",
+            answer["total"]
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+struct TaskCase {
+    batch_id: Option<Index>,
+    ticket: Option<Index>,
+    phone: Option<Index>,
+    status: Option<(&'static str, &'static str)>,
+    from: Option<Bound>,
+    until: Option<Bound>,
+    page: PageAt,
+}
+
+fn task_case() -> impl Strategy<Value = TaskCase> {
+    let statuses = vec![
+        ("待呼叫", "pending"),
+        ("呼叫中", "calling"),
+        ("等待重呼", "retry_wait"),
+        ("已完成", "completed"),
+        ("已停止", "stopped"),
+        ("已拦截", "blocked"),
+    ];
+    (
+        prop::option::weighted(0.08, any::<Index>()),
+        prop::option::weighted(0.08, any::<Index>()),
+        prop::option::weighted(0.08, any::<Index>()),
+        prop::option::weighted(0.4, prop::sample::select(statuses)),
+        bound(),
+        bound(),
+        page_at(),
+    )
+        .prop_map(|(batch_id, ticket, phone, status, from, until, page)| TaskCase {
+            batch_id,
+            ticket,
+            phone,
+            status,
+            from,
+            until,
+            page,
+        })
+}
+
+async fn check_tasks(s: &TestServer, plain: &Plain, samples: &Samples, c: &TaskCase) -> Result<(), String> {
+    let tz = s.settings.timezone.0;
+    let mut body = json!({});
+    let mut wheres = vec!["1 = 1".to_string()];
+    if let Some(i) = c.batch_id {
+        let id = *i.get(&samples.batch_ids);
+        body["batchId"] = json!(id);
+        wheres.push(format!("batch_id = {id}"));
+    }
+    for (field, column, pick, values) in [
+        ("ticketNo", "ticket_no", c.ticket, &samples.tickets),
+        ("phone", "phone", c.phone, &samples.task_phones),
+    ] {
+        if let Some(i) = pick {
+            let v = i.get(values);
+            body[field] = json!(v);
+            wheres.push(format!("{column} = '{v}'"));
+        }
+    }
+    if let Some((label, name)) = c.status {
+        body["status"] = json!(label);
+        wheres.push(format!("status = '{name}'"));
+    }
+    // Tasks were created over the same 90 days as the records.
+    let from = c.from.map(|b| second_of(b, samples, tz));
+    let until = c.until.map(|b| second_of(b, samples, tz));
+    if let (Some(f), Some(u)) = (from, until)
+        && f > u
+    {
+        return Ok(());
+    }
+    if let Some(f) = from {
+        body["createTimeStart"] = json!(api_time(f, tz));
+        wheres.push(format!("created_ms >= {f}"));
+    }
+    if let Some(u) = until {
+        body["createTimeEnd"] = json!(api_time(u, tz));
+        wheres.push(format!("created_ms < {}", u + 1000));
+    }
+    let wheres = wheres.join(" AND ");
+    let total = plain.count(&format!("SELECT COUNT(*) FROM tasks WHERE {wheres}")).await;
+    let (num, offset) = c.page.resolve(total);
+    body["pageNum"] = json!(num);
+    body["pageSize"] = json!(c.page.size);
+    let expected = plain
+        .ints(&format!(
+            "SELECT batch_id FROM tasks WHERE {wheres} ORDER BY batch_id DESC LIMIT {} OFFSET {offset}",
+            c.page.size
+        ))
+        .await;
+    let answer = s.tasks(body.clone()).await;
+    let got: Vec<i64> =
+        answer["rows"].as_array().unwrap().iter().map(|r| r["batchId"].as_i64().unwrap()).collect();
+    if answer["total"] != json!(total) || got != expected {
+        return Err(format!(
+            "{body}\n  total {} (plain {total})\n  page {got:?}\n  plain {expected:?}",
+            answer["total"]
+        ));
+    }
+    Ok(())
+}
+
+/// Runs `cases` random cases of both lists; a failing case is shrunk to a small one.
+async fn check_round(s: &TestServer, plain: &Plain, round: &str) {
+    let samples = Samples::take(plain).await;
+    let cases = env_or("CALLCENTER_FILTERS_CASES", 60) as u32;
+    let runtime = tokio::runtime::Handle::current();
+    let config = Config { cases, failure_persistence: None, max_shrink_iters: 200, ..Config::default() };
+    let run = |result: Result<(), String>| result.map_err(|e| TestCaseError::fail(format!("{round}: {e}")));
+    let mut runner = TestRunner::new(config.clone());
+    let outcome = tokio::task::block_in_place(|| {
+        runner
+            .run(&record_case(), |c| run(runtime.block_on(check_records(s, plain, &samples, &c))))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = outcome {
+        panic!("records/list: {e}");
+    }
+    let mut runner = TestRunner::new(config);
+    let outcome = tokio::task::block_in_place(|| {
+        runner
+            .run(&task_case(), |c| run(runtime.block_on(check_tasks(s, plain, &samples, &c))))
+            .map_err(|e| e.to_string())
+    });
+    if let Err(e) = outcome {
+        panic!("calltask/list: {e}");
+    }
+}
+
+/// Imported calls: at the edges of hours and days, long talks, extensions old and new.
+fn imports(batch: u32, s: &Samples, tz: Tz) -> Vec<Value> {
+    (0..300u32)
+        .map(|i| {
+            let n = i64::from(batch * 1000 + i);
+            let hour = 3_600_000;
+            // Near hour edges, spread over the span.
+            let start = (s.from_ms + (s.until_ms - s.from_ms) / 300 * i64::from(i)) / hour * hour
+                + [-1000, 0, 1000, 1_799_000][i as usize % 4];
+            let talk = [0, 3, 16, 61, 119, 256, 4100, 9000][i as usize % 8] * 1000;
+            let answered = talk > 0;
+            let call_type = ["01", "03"][i as usize % 2];
+            json!({
+                "uuid": format!("IMP{batch}-{i}"),
+                "telephone": format!("1391234{:04}", n % 50),
+                "callType": call_type,
+                "calloutTime": api_time(start, tz),
+                "answeredTime": if answered { api_time(start, tz) } else { String::new() },
+                "callEndTime": api_time(start + talk, tz),
+                "hangupCause": if answered { "NORMAL_CLEARING:sip:200" } else { "NO_ANSWER:sip:480" },
+                "extnum": format!("8{:03}", n % 7),
+            })
+        })
+        .collect()
+}
+
+fn cdr(i: u32, s: &Samples) -> Value {
+    let start = (s.until_ms / 1000) - i64::from(i) * 997;
+    let talk = [0, 15, 64, 300][i as usize % 4];
+    let mut v = json!({
+        "uuid": format!("6f1c3b52-8d8e-4a59-9f53-{i:012}"),
+        "caller_id_number": "18188888888",
+        "destination_number": format!("80{:02}", i % 5),
+        "start_epoch": start.to_string(),
+        "end_epoch": (start + 2 + talk).to_string(),
+        "hangup_cause": if talk > 0 { "NORMAL_CLEARING" } else { "NO_ANSWER" },
+        "sip_term_status": if talk > 0 { "200" } else { "480" },
+    });
+    if talk > 0 {
+        v["answer_epoch"] = json!((start + 2).to_string());
+    }
+    json!({ "variables": v })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_combination_and_page_equals_a_plain_select() {
+    let records = env_or("CALLCENTER_FILTERS_RECORDS", 300_000);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::new(dir.path()).await;
+    let now_ms = Utc::now().timestamp_millis();
+    let store = callcenter::store::connect(&db.url, Default::default()).await.expect("store");
+    store.seed(records, records / 10, now_ms, 8 * 3600).await.expect("seed");
+    drop(store);
+    let mut settings = test_settings(&db, dir.path());
+    settings.dialer.enabled = true;
+    settings.sim.answer_rate = 0.6;
+    settings.dialer.retry_delay_secs = 0;
+    let s = TestServer::start_on(settings, db, dir).await;
+    let plain = Plain::connect(&s.db.url).await;
+    check_round(&s, &plain, "seeded").await;
+
+    let tz = s.settings.timezone.0;
+    let samples = Samples::take(&plain).await;
+    for batch in 0..3 {
+        let v = s.post("/api/aicall/records/import", &json!(imports(batch, &samples, tz))).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    check_round(&s, &plain, "after imports").await;
+
+    for i in 0..120 {
+        let v = s.post("/api/cdr/freeswitch", &cdr(i, &samples)).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    check_round(&s, &plain, "after CDRs").await;
+
+    let tickets: Vec<Value> = (0..80).map(|i| ticket(&format!("F{i}"), &format!("1390001{i:04}"))).collect();
+    let ids = s.create(&tickets).await;
+    s.post("/api/aicall/stopTasks", &json!({"batchIds": ids[..8]})).await;
+    s.wait_all_ended(Duration::from_secs(60)).await;
+    check_round(&s, &plain, "after calls").await;
+}
