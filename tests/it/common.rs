@@ -63,6 +63,46 @@ impl Drop for TestDb {
     }
 }
 
+/// The database as the test reads it, beside the server.
+pub enum Plain {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Plain {
+    pub async fn connect(url: &str) -> Plain {
+        if url.starts_with("sqlite:") {
+            Plain::Sqlite(sqlx::SqlitePool::connect(url).await.expect("the test opens SQLite"))
+        } else {
+            Plain::Postgres(sqlx::PgPool::connect(url).await.expect("the test opens PostgreSQL"))
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    pub async fn ints(&self, sql: &str) -> Vec<i64> {
+        match self {
+            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
 /// The tests' Python environment, which scripts/setup makes: schemathesis, an OpenAPI
 /// validator, pocketsphinx (fuzz/requirements.txt).
 pub fn venv() -> PathBuf {

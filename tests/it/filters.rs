@@ -16,50 +16,10 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
-use crate::common::{TestDb, TestServer, test_settings, ticket};
+use crate::common::{Plain, TestDb, TestServer, test_settings, ticket};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// The database as the test reads it, beside the server.
-enum Plain {
-    Sqlite(sqlx::SqlitePool),
-    Postgres(sqlx::PgPool),
-}
-
-impl Plain {
-    async fn connect(url: &str) -> Plain {
-        if url.starts_with("sqlite:") {
-            Plain::Sqlite(sqlx::SqlitePool::connect(url).await.expect("the test opens SQLite"))
-        } else {
-            Plain::Postgres(sqlx::PgPool::connect(url).await.expect("the test opens PostgreSQL"))
-        }
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        match self {
-            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
-            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn texts(&self, sql: &str) -> Vec<String> {
-        match self {
-            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
-
-    async fn ints(&self, sql: &str) -> Vec<i64> {
-        match self {
-            Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-            Plain::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
-        }
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-    }
 }
 
 /// Values the filters pick from: some of the stored ones, and some stored nowhere.
