@@ -304,10 +304,10 @@ impl PacketPath {
 }
 
 impl Media {
-    /// Starts sending (to `remote`, which a re-INVITE may change) and receiving at once;
-    /// the recording's time zero is now. Key presses go to `keys`, the channel whose
-    /// receiving end is `keys_rx` (SIP INFO feeds it too). With `timeout`, a far end that
-    /// sends nothing for that long ends the call.
+    /// Starts sending (to `remote`, or with symmetric RTP where the far end's comes from)
+    /// and receiving at once; the recording's time zero is now. Key presses go to `keys`,
+    /// the channel whose receiving end is `keys_rx` (SIP INFO feeds it too). With
+    /// `timeout`, a far end that sends nothing for that long ends the call.
     pub fn start(
         socket: UdpSocket,
         remote: Arc<Mutex<Option<RemoteMedia>>>,
@@ -556,6 +556,7 @@ async fn receive_loop(
 ) {
     let mut buf = vec![0u8; 2048];
     let mut presses = KeyPresses::default();
+    let mut latch = Latch::default();
     // (ssrc, timestamp, position in samples) of the anchor packet.
     let mut anchor: Option<(u32, u32, i64)> = None;
     let mut last_packet = start;
@@ -584,7 +585,11 @@ async fn receive_loop(
         let Some((header, payload)) = Header::parse(&packet) else { continue };
         last_packet = Instant::now();
         if path.symmetric {
-            learn_source(&remote, from);
+            match latch.admit(from) {
+                Admitted::FarEnd => {}
+                Admitted::Moved => send_to(&remote, from),
+                Admitted::Stranger => continue,
+            }
         }
         let telephone_event = remote.lock().expect("remote lock").as_ref().and_then(|r| r.telephone_event);
         if telephone_event == Some(header.payload_type) {
@@ -617,12 +622,54 @@ async fn receive_loop(
     }
 }
 
-/// Symmetric RTP: the far end's RTP comes from `from`, so ours goes there.
-fn learn_source(remote: &Mutex<Option<RemoteMedia>>, from: SocketAddr) {
+/// Packets in a row from a new source that make it the far end's (it moved: a NAT
+/// rebinding, a media server handing over): 200 ms of a stream.
+const RELATCH_AFTER: u32 = 10;
+
+/// Symmetric RTP kept to one source: the far end's first source is where our RTP goes,
+/// and another takes its place only after `RELATCH_AFTER` packets in a row with none from
+/// the first between them. Packets from anywhere else are dropped, so a stranger can
+/// neither redirect our media nor be heard while the far end still sends.
+#[derive(Default)]
+struct Latch {
+    source: Option<SocketAddr>,
+    candidate: Option<(SocketAddr, u32)>,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Admitted {
+    FarEnd,
+    /// The far end's, from a new source: ours goes there from now on.
+    Moved,
+    Stranger,
+}
+
+impl Latch {
+    fn admit(&mut self, from: SocketAddr) -> Admitted {
+        if self.source == Some(from) {
+            self.candidate = None;
+            return Admitted::FarEnd;
+        }
+        let run = match self.candidate {
+            Some((candidate, run)) if candidate == from => run + 1,
+            _ => 1,
+        };
+        if self.source.is_none() || run >= RELATCH_AFTER {
+            self.source = Some(from);
+            self.candidate = None;
+            return Admitted::Moved;
+        }
+        self.candidate = Some((from, run));
+        Admitted::Stranger
+    }
+}
+
+/// Our RTP goes to `to` from now on (where the far end's comes from).
+fn send_to(remote: &Mutex<Option<RemoteMedia>>, to: SocketAddr) {
     let mut remote = remote.lock().expect("remote lock");
-    if let Some(remote) = remote.as_mut().filter(|r| r.addr != from) {
-        tracing::debug!(sdp = %remote.addr, source = %from, "rtp: sending to where the far end's RTP comes from");
-        remote.addr = from;
+    if let Some(remote) = remote.as_mut().filter(|r| r.addr != to) {
+        tracing::debug!(from = %remote.addr, to = %to, "rtp: sending to where the far end's RTP comes from");
+        remote.addr = to;
     }
 }
 
@@ -824,6 +871,29 @@ mod tests {
         // Frames made ahead and taken back are not on the recording either.
         let (agent, _) = recorded(media, &dir).await;
         assert_eq!(agent.iter().filter(|&&s| s > 900).count(), loud * FRAME);
+    }
+
+    #[test]
+    fn the_far_ends_source_is_kept_until_another_sends_a_run_of_its_own() {
+        let (far, moved, stranger): (SocketAddr, SocketAddr, SocketAddr) = (
+            "10.0.0.1:4000".parse().unwrap(),
+            "10.0.0.1:4002".parse().unwrap(),
+            "10.9.9.9:666".parse().unwrap(),
+        );
+        let mut latch = Latch::default();
+        assert_eq!(latch.admit(far), Admitted::Moved, "the first source is the far end's");
+        // A stranger between the far end's packets never gets a run.
+        for _ in 0..50 {
+            assert_eq!(latch.admit(stranger), Admitted::Stranger);
+            assert_eq!(latch.admit(far), Admitted::FarEnd);
+        }
+        // The far end moves: its new source, alone for a run, takes over.
+        for _ in 1..RELATCH_AFTER {
+            assert_eq!(latch.admit(moved), Admitted::Stranger);
+        }
+        assert_eq!(latch.admit(moved), Admitted::Moved);
+        assert_eq!(latch.admit(moved), Admitted::FarEnd);
+        assert_eq!(latch.admit(far), Admitted::Stranger, "the old source is a stranger now");
     }
 
     /// A recorder to a file in `dir`.
