@@ -896,6 +896,45 @@ mod tests {
         assert_eq!(latch.admit(far), Admitted::Stranger, "the old source is a stranger now");
     }
 
+    #[tokio::test]
+    async fn a_stranger_sending_rtp_to_the_call_is_neither_heard_nor_sent_to() {
+        let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let our_addr = ours.local_addr().unwrap();
+        // The SDP names an address nobody sends from (a private one behind NAT).
+        let named = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let remote = RemoteMedia {
+            addr: named.local_addr().unwrap(),
+            codec: Codec::Pcmu,
+            telephone_event: None,
+            crypto: None,
+        };
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let dir = tempfile::tempdir().unwrap();
+        let path = PacketPath { symmetric: true, srtp: None };
+        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, path).unwrap();
+
+        // The far end talks (2000); a stranger's packets (-9000) come between its own.
+        let packet = |i: u32, level: i16| {
+            let h = Header { payload_type: 0, marker: false, seq: i as u16, timestamp: i * 160, ssrc: 7 };
+            h.write(&Codec::Pcmu.encode(&[level; FRAME]))
+        };
+        for i in 0..25u32 {
+            far.send_to(&packet(i, 2000), our_addr).await.unwrap();
+            stranger.send_to(&packet(i, -9000), our_addr).await.unwrap();
+            tokio::time::sleep(FRAME_TIME).await;
+        }
+        // Our RTP went to the far end's source, none to the stranger.
+        let mut buf = [0u8; 512];
+        tokio::time::timeout(Duration::from_secs(2), far.recv_from(&mut buf)).await.unwrap().unwrap();
+        assert!(stranger.try_recv_from(&mut buf).is_err(), "nothing sent to the stranger");
+        let (_, callee) = recorded(media, &dir).await;
+        assert!(callee.iter().filter(|&&s| s > 1900).count() >= 20 * FRAME, "the far end is heard");
+        assert!(callee.iter().all(|&s| s > -100), "the stranger is not");
+    }
+
     /// A recorder to a file in `dir`.
     fn recorder(dir: &tempfile::TempDir) -> Recorder {
         Recorder::new(Some(&dir.path().join("call.wav")), 8000 * 10)
