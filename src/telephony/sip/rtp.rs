@@ -729,19 +729,9 @@ mod tests {
     #[tokio::test]
     async fn prompts_go_out_paced_and_received_audio_comes_back_in_order() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let our_addr = ours.local_addr().unwrap();
-        let remote = RemoteMedia {
-            addr: peer.local_addr().unwrap(),
-            codec: Codec::Pcmu,
-            telephone_event: None,
-            crypto: None,
-        };
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let mut media =
-            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
+        let (mut media, our_addr) =
+            media_to(peer.local_addr().unwrap(), None, PacketPath::default(), &dir).await;
 
         // Silence goes out while there is nothing to say.
         let mut buf = [0u8; 512];
@@ -795,18 +785,8 @@ mod tests {
     #[tokio::test]
     async fn a_prompt_plays_as_its_audio_comes_with_silence_while_it_is_awaited() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote = RemoteMedia {
-            addr: peer.local_addr().unwrap(),
-            codec: Codec::Pcmu,
-            telephone_event: None,
-            crypto: None,
-        };
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media =
-            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
+        let (media, _) = media_to(peer.local_addr().unwrap(), None, PacketPath::default(), &dir).await;
         let loud = async |frames: usize| {
             let (mut buf, mut loud) = ([0u8; 512], 0);
             while loud < frames {
@@ -838,18 +818,8 @@ mod tests {
     #[tokio::test]
     async fn a_line_cut_short_stops_on_the_wire_and_on_the_recording_alike() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote = RemoteMedia {
-            addr: peer.local_addr().unwrap(),
-            codec: Codec::Pcmu,
-            telephone_event: None,
-            crypto: None,
-        };
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let media =
-            Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, PacketPath::default()).unwrap();
+        let (media, _) = media_to(peer.local_addr().unwrap(), None, PacketPath::default(), &dir).await;
         let mut buf = [0u8; 512];
         let mut next_is_loud = async || {
             let (len, _) = peer.recv_from(&mut buf).await.unwrap();
@@ -900,21 +870,12 @@ mod tests {
     async fn a_stranger_sending_rtp_to_the_call_is_neither_heard_nor_sent_to() {
         let far = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let stranger = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let our_addr = ours.local_addr().unwrap();
         // The SDP names an address nobody sends from (a private one behind NAT).
         let named = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let remote = RemoteMedia {
-            addr: named.local_addr().unwrap(),
-            codec: Codec::Pcmu,
-            telephone_event: None,
-            crypto: None,
-        };
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let remote = Arc::new(Mutex::new(Some(remote)));
         let dir = tempfile::tempdir().unwrap();
-        let path = PacketPath { symmetric: true, srtp: None };
-        let media = Media::start(ours, remote, recorder(&dir), (keys, keys_rx), None, path).unwrap();
+        let (media, our_addr) =
+            media_to(named.local_addr().unwrap(), None, PacketPath { symmetric: true, srtp: None }, &dir)
+                .await;
 
         // The far end talks (2000); a stranger's packets (-9000) come between its own.
         let packet = |i: u32, level: i16| {
@@ -933,6 +894,22 @@ mod tests {
         let (_, callee) = recorded(media, &dir).await;
         assert!(callee.iter().filter(|&&s| s > 1900).count() >= 20 * FRAME, "the far end is heard");
         assert!(callee.iter().all(|&s| s > -100), "the stranger is not");
+    }
+
+    /// A call's media on a socket of its own, sending G.711 μ-law to `to` (telephone-events
+    /// of `telephone_event`) through `path`, recorded in `dir`; and its address.
+    async fn media_to(
+        to: SocketAddr,
+        telephone_event: Option<u8>,
+        path: PacketPath,
+        dir: &tempfile::TempDir,
+    ) -> (Media, SocketAddr) {
+        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let our_addr = ours.local_addr().unwrap();
+        let remote = RemoteMedia { addr: to, codec: Codec::Pcmu, telephone_event, crypto: None };
+        let remote = Arc::new(Mutex::new(Some(remote)));
+        let keys = mpsc::channel(KEY_BACKLOG);
+        (Media::start(ours, remote, recorder(dir), keys, None, path).unwrap(), our_addr)
     }
 
     /// A recorder to a file in `dir`.
@@ -995,25 +972,9 @@ mod tests {
     #[tokio::test]
     async fn telephone_events_of_the_answers_payload_type_become_keys_and_are_no_audio() {
         let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let ours = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let our_addr = ours.local_addr().unwrap();
-        let remote = RemoteMedia {
-            addr: peer.local_addr().unwrap(),
-            codec: Codec::Pcmu,
-            telephone_event: Some(96),
-            crypto: None,
-        };
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let remote = Arc::new(Mutex::new(Some(remote)));
-        let mut media = Media::start(
-            ours,
-            remote,
-            Recorder::new(None, 8000 * 10),
-            (keys, keys_rx),
-            None,
-            PacketPath::default(),
-        )
-        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut media, our_addr) =
+            media_to(peer.local_addr().unwrap(), Some(96), PacketPath::default(), &dir).await;
         // Our own offer's 101 is not what the answer said: not a key.
         for (pt, event) in [(101, 3), (96, 7), (96, 10), (96, 9)] {
             for (header, e) in press(event, 160 * u32::from(event), 1, pt) {
