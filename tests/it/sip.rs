@@ -39,20 +39,26 @@ const CALL_LIMIT: Duration = Duration::from_secs(90);
 /// with or without espeak-ng) and says short lines; a failed call is not tried again.
 fn through(trunk: SocketAddr) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
-        s.dialer.carrier = CarrierKind::Sip;
-        s.dialer.max_attempts = 1;
-        s.dialer.ring_timeout_secs = 20;
+        short_sip_calls(s);
         s.sip.trunk = trunk.to_string();
-        s.sip.bind = "127.0.0.1:0".into();
-        s.sip.rtp_port_min = 0;
-        s.tts.engine = TtsEngine::Synthetic;
-        let script = &mut s.agent.script;
-        script.greeting = "您好".into();
-        script.body = String::new();
-        script.confirm = "清楚了吗".into();
-        script.on_silence = String::new();
-        script.closing = "再见".into();
     }
+}
+
+/// The SIP carrier on loopback (any RTP port), the synthetic voice and short lines; a
+/// failed call is not tried again. The trunk is the caller's to set.
+pub(crate) fn short_sip_calls(s: &mut Settings) {
+    s.dialer.carrier = CarrierKind::Sip;
+    s.dialer.max_attempts = 1;
+    s.dialer.ring_timeout_secs = 20;
+    s.sip.bind = "127.0.0.1:0".into();
+    s.sip.rtp_port_min = 0;
+    s.tts.engine = TtsEngine::Synthetic;
+    let script = &mut s.agent.script;
+    script.greeting = "您好".into();
+    script.body = String::new();
+    script.confirm = "清楚了吗".into();
+    script.on_silence = String::new();
+    script.closing = "再见".into();
 }
 
 /// The callee's voice: for each `(pause, speech)` in seconds, quiet then a speech-like

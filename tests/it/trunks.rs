@@ -8,17 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::common::{TestServer, log_text, logs, ticket, until};
-use crate::sip::{loudest, recording, voice};
+use crate::sip::{loudest, recording, short_sip_calls, voice};
 use crate::support::baresip::{self, Baresip, Setup};
 use crate::support::kamailio::{CALLEE_PASSWORD, CC_PASSWORD, Kamailio, MIN_EXPIRES};
 use crate::support::sip_peer::{Script, SipPeer};
 use crate::support::test_ca::TestCa;
 use callcenter::config::Settings;
-use callcenter::telephony::CarrierKind;
 use callcenter::telephony::sip::SipTransport;
 use callcenter::telephony::sip::srtp::SrtpPolicy;
 use callcenter::telephony::sip::trunks::TrunkSettings;
-use callcenter::telephony::tts::TtsEngine;
 use serde_json::{Value, json};
 
 /// Every call of these tests ends well within this, even on a loaded machine.
@@ -28,20 +26,9 @@ const CALL_LIMIT: Duration = Duration::from_secs(90);
 /// follows from the ones before), with the synthetic voice and short lines.
 fn through(trunks: Vec<TrunkSettings>) -> impl FnOnce(&mut Settings) {
     move |s: &mut Settings| {
-        s.dialer.carrier = CarrierKind::Sip;
-        s.dialer.max_attempts = 1;
+        short_sip_calls(s);
         s.dialer.max_concurrent_calls = 1;
-        s.dialer.ring_timeout_secs = 20;
         s.sip.trunks = trunks;
-        s.sip.bind = "127.0.0.1:0".into();
-        s.sip.rtp_port_min = 0;
-        s.tts.engine = TtsEngine::Synthetic;
-        let script = &mut s.agent.script;
-        script.greeting = "您好".into();
-        script.body = String::new();
-        script.confirm = "清楚了吗".into();
-        script.on_silence = String::new();
-        script.closing = "再见".into();
     }
 }
 
