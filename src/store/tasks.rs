@@ -30,94 +30,83 @@ pub(super) fn batch_ids(tasks: &[NewTask], ids: &HashMap<String, i64>) -> Result
         .collect()
 }
 
-/// Adds `tasks` tasks created at `hour_ms` to `task_hours` (bound as `$1`, `$2`: SQLite
-/// reads them too), in createTasks' transaction.
-pub(super) const ADD_TASK_HOUR: &str = "INSERT INTO task_hours (hour_ms, tasks) VALUES ($1, $2)
-     ON CONFLICT (hour_ms) DO UPDATE SET tasks = task_hours.tasks + excluded.tasks";
-
-/// Recounts `task_hours` from the tasks (after a seed's load).
-pub(super) const RECOUNT_TASK_HOURS: [&str; 2] = [
-    "DELETE FROM task_hours",
-    "INSERT INTO task_hours (hour_ms, tasks) SELECT (created_ms / 3600000) * 3600000, COUNT(*) FROM tasks GROUP BY 1",
-];
+/// The smallest and largest batchId of tasks just created (ticketNo, batchId), for their
+/// row of `task_hours`.
+pub(super) fn id_bounds(created: &[(String, i64)]) -> (i64, i64) {
+    let ids = created.iter().map(|(_, id)| *id);
+    (ids.clone().min().unwrap_or(0), ids.max().unwrap_or(0))
+}
 
 /// The `task_hours` row of a task created at `created_ms`.
 pub(super) fn task_hour(created_ms: i64) -> i64 {
     created_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// calltask/list's page and its total. A filter of status alone, or none, sums the
-/// counters of `task_counts` (kept by triggers on tasks); one of a createTime window
-/// alone sums `task_hours` and counts the tasks of the partial hours at its edges;
-/// others count the rows.
+/// calltask/list's page and its total.
 ///
-/// With `newest_first`, a createTime window's page walks the tasks from the newest
-/// (`+created_ms` keeps the planner off `tasks_created`); else it reads the window from
-/// `tasks_created` and sorts it. See `walk_plan`.
-pub(super) fn page(dialect: Dialect, f: &TaskFilter, newest_first: bool) -> (Sql, Sql) {
-    let mut count;
-    if countable_by_status(f) {
-        count = Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts");
+/// The total: a filter of status alone, or none, sums `task_counts`; a createTime window,
+/// with a status or not, sums the whole hours of `task_hours` and counts the tasks of the
+/// partial hours at its edges (from `tasks_created`); others count the rows.
+///
+/// The page: its batchIds are found first from the indexes alone (the primary key and
+/// `tasks_status` carry createTime and status), then only its own rows are read, so that
+/// the rows skipped to reach a deep page cost index entries. A window's tasks lie between
+/// the smallest and largest batchId of its hours (`task_hours`), so its page walks the
+/// primary key, or `tasks_status`, down from the largest: a page costs what it skips, not
+/// the tasks created since the window. (`+created_ms` keeps the planners off
+/// `tasks_created`, which would read the whole window to sort it.)
+pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
+    let count = if countable_by_status(f) {
+        let mut count = Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts");
         if let Some(s) = f.status {
             count.push(" WHERE status = ").bind(s.db_name());
         }
+        count
     } else if countable_by_hours(f) {
-        count = window_total(dialect, f.created_from_ms, f.created_until_ms);
+        window_total(dialect, f)
     } else {
-        count = Sql::new(dialect, "SELECT COUNT(*) FROM tasks");
-        push_task_filter(&mut count, f);
-    }
-    let mut q = Sql::new(dialect, format!("SELECT {} FROM tasks", TASK_COLUMNS));
-    if newest_first {
-        q.push(" WHERE 1 = 1");
-        for (condition, value) in
-            [(" AND +created_ms >= ", f.created_from_ms), (" AND +created_ms < ", f.created_until_ms)]
-        {
-            if let Some(v) = value {
-                q.push(condition).bind(v);
-            }
+        let mut count = Sql::new(dialect, "SELECT COUNT(*) FROM tasks WHERE 1 = 1");
+        push_task_filter(&mut count, f, "created_ms");
+        count
+    };
+    let mut q = Sql::new(
+        dialect,
+        format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id IN (SELECT batch_id FROM tasks WHERE 1 = 1"),
+    );
+    let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
+    if windowed && f.batch_id.is_none() {
+        let (from, until) = hour_span(f);
+        for (bound, edge) in [
+            (" AND batch_id >= (SELECT MIN(", "first_batch_id"),
+            (" AND batch_id <= (SELECT MAX(", "last_batch_id"),
+        ] {
+            q.push(bound).push(edge).push(") FROM task_hours WHERE hour_ms >= ").bind(from);
+            q.push(" AND hour_ms < ").bind(until).push(")");
         }
-        if let Some(s) = f.status {
-            q.push(" AND status = ").bind(s.db_name());
-        }
+        push_task_filter(&mut q, f, "+created_ms");
     } else {
-        push_task_filter(&mut q, f);
+        push_task_filter(&mut q, f, "created_ms");
     }
     q.push(" ORDER BY batch_id DESC");
     q.push_page(f.page.size, f.page.offset());
+    q.push(") ORDER BY batch_id DESC");
     (q, count)
 }
 
-/// For a createTime window (with a status or not), the tasks created after it and in it,
-/// by whole hours from `task_hours`: (newer, inside). Its page is cheaper walked from
-/// the newest task when the tasks it passes over before the window, and the rows it
-/// skips, are fewer than the window's tasks (yesterday's page: today's tasks, against a
-/// sort of all of yesterday's); an old window is read from `tasks_created` and sorted.
-pub(super) fn walk_plan(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
-    let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
-    if !windowed || f.batch_id.is_some() || f.ticket_no.is_some() || f.phone.is_some() {
-        return None;
-    }
+/// The hours of `task_hours` a createTime window touches, as `[from, until)`.
+fn hour_span(f: &TaskFilter) -> (i64, i64) {
     let from = f.created_from_ms.map_or(i64::MIN, task_hour);
-    let until = f.created_until_ms.map_or(i64::MAX, |u| task_hour(u).saturating_add(HOUR_MS));
-    let mut q = Sql::new(
-        dialect,
-        "SELECT (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ",
-    );
-    q.bind(until)
-        .push("), (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ");
-    q.bind(from).push(" AND hour_ms < ").bind(until).push(")");
-    Some(q)
+    let until =
+        f.created_until_ms.map_or(i64::MAX, |u| task_hour(u.saturating_sub(1)).saturating_add(HOUR_MS));
+    (from, until)
 }
 
-/// Whether to walk a window's page from the newest task, given `walk_plan`'s counts.
-pub(super) fn walk_newest_first(f: &TaskFilter, (newer, inside): (i64, i64)) -> bool {
-    newer + f.page.offset() + i64::from(f.page.size) <= inside
-}
-
-/// The tasks created in `[from, until)`: the whole hours' counters, and the tasks of
-/// the partial hours at the edges counted from `tasks_created`.
-fn window_total(dialect: Dialect, from: Option<i64>, until: Option<i64>) -> Sql {
+/// The tasks created in the filter's window, of its status if it has one: the whole
+/// hours' counters, and the tasks of the partial hours at the edges counted from
+/// `tasks_created` (which carries the status).
+fn window_total(dialect: Dialect, f: &TaskFilter) -> Sql {
+    let (from, until) = (f.created_from_ms, f.created_until_ms);
+    let status = f.status.map(|s| s.db_name());
     let mut q = Sql::new(dialect, "SELECT (0");
     let rows = |q: &mut Sql, lo: Option<i64>, hi: Option<i64>| {
         q.push(" + (SELECT COUNT(*) FROM tasks WHERE 1 = 1");
@@ -127,6 +116,9 @@ fn window_total(dialect: Dialect, from: Option<i64>, until: Option<i64>) -> Sql 
         if let Some(hi) = hi {
             q.push(" AND created_ms < ").bind(hi);
         }
+        if let Some(s) = status {
+            q.push(" AND status = ").bind(s);
+        }
         q.push(")");
     };
     match whole_buckets(from, until, HOUR_MS) {
@@ -135,8 +127,11 @@ fn window_total(dialect: Dialect, from: Option<i64>, until: Option<i64>) -> Sql 
             q.push(" + (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ")
                 .bind(lo)
                 .push(" AND hour_ms < ")
-                .bind(hi)
-                .push(")");
+                .bind(hi);
+            if let Some(s) = status {
+                q.push(" AND status = ").bind(s);
+            }
+            q.push(")");
             if let Some(from) = from.filter(|&f| f < lo) {
                 rows(&mut q, Some(from), Some(lo));
             }
@@ -149,15 +144,15 @@ fn window_total(dialect: Dialect, from: Option<i64>, until: Option<i64>) -> Sql 
     q
 }
 
-fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
-    q.push(" WHERE 1 = 1");
-    for (condition, value) in [
-        (" AND batch_id = ", f.batch_id),
-        (" AND created_ms >= ", f.created_from_ms),
-        (" AND created_ms < ", f.created_until_ms),
-    ] {
+/// The filter's conditions, after a `WHERE`; `created` names the createTime column as the
+/// statement should test it (`+created_ms` to keep the planner off its index).
+fn push_task_filter(q: &mut Sql, f: &TaskFilter, created: &str) {
+    if let Some(id) = f.batch_id {
+        q.push(" AND batch_id = ").bind(id);
+    }
+    for (op, value) in [(" >= ", f.created_from_ms), (" < ", f.created_until_ms)] {
         if let Some(v) = value {
-            q.push(condition).bind(v);
+            q.push(" AND ").push(created).push(op).bind(v);
         }
     }
     for (condition, value) in [(" AND ticket_no = ", &f.ticket_no), (" AND phone = ", &f.phone)] {
@@ -166,12 +161,7 @@ fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
         }
     }
     if let Some(s) = f.status {
-        // With a window, `tasks_created` (which carries the status) finds the rows; on
-        // SQLite (no statistics) the `+` keeps the planner from walking every task of
-        // the status instead: 1.2 s for a week of completed tasks at a million tasks.
-        let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
-        let hint = windowed && q.dialect == Dialect::Sqlite;
-        q.push(if hint { " AND +status = " } else { " AND status = " }).bind(s.db_name());
+        q.push(" AND status = ").bind(s.db_name());
     }
 }
 
@@ -187,11 +177,18 @@ fn countable_by_status(f: &TaskFilter) -> bool {
 }
 
 /// Whether a calltask/list filter's total can come from `task_hours`: nothing but a
-/// createTime window filters it.
+/// createTime window and a status filters it.
 fn countable_by_hours(f: &TaskFilter) -> bool {
-    let TaskFilter { batch_id, created_from_ms: _, created_until_ms: _, ticket_no, phone, status, page: _ } =
-        f;
-    batch_id.is_none() && ticket_no.is_none() && phone.is_none() && status.is_none()
+    let TaskFilter {
+        batch_id,
+        created_from_ms: _,
+        created_until_ms: _,
+        ticket_no,
+        phone,
+        status: _,
+        page: _,
+    } = f;
+    batch_id.is_none() && ticket_no.is_none() && phone.is_none()
 }
 
 #[cfg(test)]

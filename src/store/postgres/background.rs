@@ -21,25 +21,32 @@ const RELISTEN_MAX: Duration = Duration::from_secs(5);
 pub(super) const CREATED_CHANNEL: &str = "callcenter_tasks_created";
 pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 
-/// Folds the changes of task counts that statements appended (see the migration
-/// `0006_task_counts.sql`) into the counters, every `FOLD_TASK_COUNTS_EVERY`, so that a
-/// count sums a few rows. Nodes may fold at the same time: a change row is deleted, and
+/// Folds the changes of task counts that statements appended (see the migrations
+/// `0006_task_counts.sql` and `0011_task_pages.sql`) into the counters, every
+/// `FOLD_TASK_COUNTS_EVERY`, so that a count sums a few rows. Nodes may fold at the same time: a change row is deleted, and
 /// so added, once. A failure (the database away) waits for the next turn.
 pub(super) async fn fold_task_counts_forever(pool: PgPool) {
     let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
-        let folded = sqlx::query(
+        for fold in [
             "WITH changes AS (DELETE FROM task_count_changes RETURNING status, tasks)
              INSERT INTO task_counts_folded (status, tasks)
              SELECT status, SUM(tasks) FROM changes GROUP BY status ORDER BY status
              ON CONFLICT (status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
-        )
-        .execute(&pool)
-        .await;
-        if let Err(e) = folded {
-            tracing::debug!(error = %e, "could not fold task counts yet");
+            "WITH changes AS (DELETE FROM task_hour_changes RETURNING *)
+             INSERT INTO task_hours_folded (hour_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
+             FROM changes GROUP BY hour_ms, status ORDER BY hour_ms, status
+             ON CONFLICT (hour_ms, status) DO UPDATE SET
+                 tasks = task_hours_folded.tasks + EXCLUDED.tasks,
+                 first_batch_id = LEAST(task_hours_folded.first_batch_id, EXCLUDED.first_batch_id),
+                 last_batch_id = GREATEST(task_hours_folded.last_batch_id, EXCLUDED.last_batch_id)",
+        ] {
+            if let Err(e) = sqlx::query(fold).execute(&pool).await {
+                tracing::debug!(error = %e, "could not fold task counts yet");
+            }
         }
     }
 }

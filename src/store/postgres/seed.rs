@@ -5,6 +5,15 @@ use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
 use crate::store::seed;
 
+/// Recounts `task_hours` from the tasks, after the seed's load.
+const RECOUNT_TASK_HOURS: [&str; 3] = [
+    "DELETE FROM task_hour_changes",
+    "DELETE FROM task_hours_folded",
+    "INSERT INTO task_hours_folded (hour_ms, status, tasks, first_batch_id, last_batch_id)
+     SELECT (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id)
+     FROM tasks GROUP BY 1, 2 ORDER BY 1, 2",
+];
+
 /// Recounts `record_stats`, `record_days` and `record_talk` from the rows after the seed's load, by
 /// `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a call type's hours lie
 /// together in the table: a day's total then reads a few pages, against some forty in the
@@ -141,7 +150,7 @@ pub(super) async fn load(
         .bind(step)
         .execute(&mut *tx)
         .await?;
-        for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+        for sql in RECOUNT_TASK_HOURS {
             sqlx::query(sql).execute(&mut *tx).await?;
         }
     }

@@ -51,11 +51,19 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(tasks::ADD_TASK_HOUR)
-            .bind(tasks::task_hour(now_ms))
-            .bind(inserted.len() as i64)
-            .execute(&mut *tx)
-            .await?;
+        // The request's tasks, all waiting, in their hour of `task_hours` (appended, like
+        // the triggers' moves between statuses, and folded later).
+        let (first, last) = tasks::id_bounds(&inserted);
+        sqlx::query(
+            "INSERT INTO task_hour_changes (hour_ms, status, tasks, first_batch_id, last_batch_id)
+             VALUES ($1, 'pending', $2, $3, $4)",
+        )
+        .bind(tasks::task_hour(now_ms))
+        .bind(inserted.len() as i64)
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CREATED_CHANNEL)
             .bind(inserted.len().to_string())
@@ -72,14 +80,7 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let newest_first = match tasks::walk_plan(Dialect::Postgres, f) {
-        Some(q) => tasks::walk_newest_first(
-            f,
-            sqlx::query_as_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?,
-        ),
-        None => false,
-    };
-    let (q, count) = tasks::page(Dialect::Postgres, f, newest_first);
+    let (q, count) = tasks::page(Dialect::Postgres, f);
     let total: i64 = sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?;
     let rows: Vec<TaskRow> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
     conn.done();

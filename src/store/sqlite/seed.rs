@@ -17,6 +17,13 @@ use crate::store::seed::SeedPlan;
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
 
+/// Recounts `task_hours` from the tasks, after the seed's load.
+const RECOUNT_TASK_HOURS: [&str; 2] = [
+    "DELETE FROM task_hours",
+    "INSERT INTO task_hours (hour_ms, status, tasks, first_batch_id, last_batch_id)
+     SELECT (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id) FROM tasks GROUP BY 1, 2",
+];
+
 /// Adds one `TalkDelta` to `record_talk`.
 const ADD_TALK_ROW: &str = "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -98,7 +105,7 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
         ])?;
     }
     drop(insert);
-    for sql in crate::store::tasks::RECOUNT_TASK_HOURS {
+    for sql in RECOUNT_TASK_HOURS {
         tx.execute(sql, [])?;
     }
     for (_, sql) in &indexes {

@@ -40,11 +40,23 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
-        sqlx::query(tasks::ADD_TASK_HOUR)
-            .bind(tasks::task_hour(now_ms))
-            .bind(created.len() as i64)
-            .execute(&mut *tx)
-            .await?;
+        // The request's tasks, all waiting, in their hour of `task_hours` (the triggers
+        // move them between statuses from then on).
+        let (first, last) = tasks::id_bounds(&created);
+        sqlx::query(
+            "INSERT INTO task_hours (hour_ms, status, tasks, first_batch_id, last_batch_id)
+             VALUES (?1, 'pending', ?2, ?3, ?4)
+             ON CONFLICT (hour_ms, status) DO UPDATE SET
+                 tasks = tasks + excluded.tasks,
+                 first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
+                 last_batch_id = MAX(last_batch_id, excluded.last_batch_id)",
+        )
+        .bind(tasks::task_hour(now_ms))
+        .bind(created.len() as i64)
+        .bind(first)
+        .bind(last)
+        .execute(&mut *tx)
+        .await?;
         ids.extend(created);
     }
     let ids = tasks::batch_ids(new, &ids)?;
@@ -56,16 +68,7 @@ pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRo
     let f = f.clone();
     s.readers
         .read_blocking(move |conn| {
-            let newest_first = match tasks::walk_plan(Dialect::Sqlite, &f) {
-                Some(q) => tasks::walk_newest_first(
-                    &f,
-                    conn.prepare_cached(&q.text)?.query_row(rusqlite::params_from_iter(&q.args), |row| {
-                        Ok((row.get(0)?, row.get(1)?))
-                    })?,
-                ),
-                None => false,
-            };
-            let (q, count) = tasks::page(Dialect::Sqlite, &f, newest_first);
+            let (q, count) = tasks::page(Dialect::Sqlite, &f);
             Ok(Paged {
                 total: readers::query_one(conn, &count)?,
                 rows: readers::query(conn, &q, readers::task)?,
