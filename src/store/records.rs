@@ -52,8 +52,9 @@ pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
     countable_by_buckets(f) || f.page.offset() <= BOUNDED_OFFSET
 }
 
-/// The most rows a bounded read skips (page 1,000 of 10; each an index step).
-const BOUNDED_OFFSET: i64 = 10_000;
+/// The most rows a bounded read skips (page 1,000 of 10; each an index step); also
+/// calltask/list's.
+pub(super) const BOUNDED_OFFSET: i64 = 10_000;
 
 /// Where a deep page starts: below `until_ms`, after `offset` rows there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counters::{HOUR_MS, whole_buckets};
+use super::records::BOUNDED_OFFSET;
 use super::rows::TASK_COLUMNS;
 use super::sql::{Dialect, Sql};
 use super::{Result, StoreError};
@@ -91,6 +92,13 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
     q.push_page(f.page.size, f.page.offset());
     q.push(") ORDER BY batch_id DESC");
     (q, count)
+}
+
+/// Whether calltask/list's query reads a number of index entries bounded by its page:
+/// every total is summed from counters or counts an exact batchId, ticketNo or phone, and
+/// a page skips its offset in index entries; a deep page skips more.
+pub(super) fn read_is_bounded(f: &TaskFilter) -> bool {
+    f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The hours of `task_hours` a createTime window touches, as `[from, until)`.

@@ -65,16 +65,11 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
 }
 
 pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-    let f = f.clone();
-    s.readers
-        .read_blocking(move |conn| {
-            let (q, count) = tasks::page(Dialect::Sqlite, &f);
-            Ok(Paged {
-                total: readers::query_one(conn, &count)?,
-                rows: readers::query(conn, &q, readers::task)?,
-            })
-        })
-        .await
+    let (q, count) = tasks::page(Dialect::Sqlite, f);
+    let read = move |conn: &rusqlite::Connection| {
+        Ok(Paged { total: readers::query_one(conn, &count)?, rows: readers::query(conn, &q, readers::task)? })
+    };
+    if tasks::read_is_bounded(f) { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }
 
 pub(super) async fn stop(
