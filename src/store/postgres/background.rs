@@ -17,9 +17,12 @@ const RELISTEN_MIN: Duration = Duration::from_millis(250);
 const RELISTEN_MAX: Duration = Duration::from_secs(5);
 
 /// NOTIFY channels: tasks were created (dialers look for due work), calls in progress
-/// were asked to stop (the node making the call hangs it up).
+/// were asked to stop (the node making the call hangs it up), a campaign was saved,
+/// paused or resumed (dialers read the campaigns again and look for due work: it wakes
+/// them as a creation does).
 pub(super) const CREATED_CHANNEL: &str = "callcenter_tasks_created";
 pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
+pub(super) const CAMPAIGNS_CHANNEL: &str = "callcenter_campaigns_changed";
 
 /// Folds the changes of task counts that statements appended (see the migration
 /// `0006_task_counts.sql`) into the counters, every `FOLD_TASK_COUNTS_EVERY`, so that a
@@ -31,10 +34,10 @@ pub(super) async fn fold_task_counts_forever(pool: PgPool) {
     loop {
         every.tick().await;
         let folded = sqlx::query(
-            "WITH changes AS (DELETE FROM task_count_changes RETURNING status, tasks)
-             INSERT INTO task_counts_folded (status, tasks)
-             SELECT status, SUM(tasks) FROM changes GROUP BY status ORDER BY status
-             ON CONFLICT (status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
+            "WITH changes AS (DELETE FROM task_count_changes RETURNING batch_name, status, tasks)
+             INSERT INTO task_counts_folded (batch_name, status, tasks)
+             SELECT batch_name, status, SUM(tasks) FROM changes GROUP BY batch_name, status ORDER BY batch_name, status
+             ON CONFLICT (batch_name, status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
         )
         .execute(&pool)
         .await;
@@ -58,7 +61,7 @@ pub(super) async fn listen_forever(options: PgConnectOptions, created: Arc<Notif
             .connect_lazy_with(options.clone());
         let connecting = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL]).await?;
+            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL, CAMPAIGNS_CHANNEL]).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let error = match connecting.await {
@@ -72,7 +75,9 @@ pub(super) async fn listen_forever(options: PgConnectOptions, created: Arc<Notif
                 backoff = RELISTEN_MIN;
                 loop {
                     match listener.try_recv().await {
-                        Ok(Some(n)) if n.channel() == CREATED_CHANNEL => created.notify_one(),
+                        Ok(Some(n)) if [CREATED_CHANNEL, CAMPAIGNS_CHANNEL].contains(&n.channel()) => {
+                            created.notify_one()
+                        }
                         Ok(Some(n)) if n.channel() == STOPPED_CHANNEL => stopped.notify_one(),
                         Ok(Some(_)) => {}
                         // The connection dropped and was re-established at once.
