@@ -108,7 +108,8 @@ fn unknown(name: &str) -> ApiError {
 
 /// The stored settings with `changes` applied (`null` removes one), checked.
 fn merged(stored: Option<&str>, changes: Map<String, Value>) -> Result<(CampaignSettings, String), ApiError> {
-    let mut settings: Map<String, Value> = stored.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let mut settings: Map<String, Value> =
+        stored.and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
     for (key, value) in changes {
         if value.is_null() {
             settings.remove(&key);
@@ -116,11 +117,12 @@ fn merged(stored: Option<&str>, changes: Map<String, Value>) -> Result<(Campaign
             settings.insert(key, value);
         }
     }
-    let parsed: CampaignSettings = serde_path_to_error::deserialize(Value::Object(settings)).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "settings".to_string() } else { format!("settings.{path}") };
-        ApiError::bad(format!("参数 {field} {}", e.into_inner()))
-    })?;
+    let parsed: CampaignSettings =
+        serde_path_to_error::deserialize(Value::Object(settings)).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "settings".to_string() } else { format!("settings.{path}") };
+            ApiError::bad(format!("参数 {field} {}", e.into_inner()))
+        })?;
     parsed.validate().map_err(|why| ApiError::bad(format!("参数 {why}")))?;
     // Stored as the checked settings, so that what is listed is what the dialer follows.
     let json = serde_json::to_string(&parsed).expect("settings serialize");
@@ -137,7 +139,8 @@ pub async fn save(
 ) -> Result<Json<Envelope<CampaignJson>>, ApiError> {
     let name = campaign_name(req.batch_name)?;
     let existing = state.store.campaigns().await?.into_iter().find(|c| c.name == name);
-    let (_, settings) = merged(existing.as_ref().map(|c| c.settings.as_str()), req.settings.unwrap_or_default())?;
+    let (_, settings) =
+        merged(existing.as_ref().map(|c| c.settings.as_str()), req.settings.unwrap_or_default())?;
     let row = state.store.save_campaign(&name, &settings, now_ms()).await?;
     // The dialer reads the campaigns again at once (other nodes: by NOTIFY, or within a second).
     state.dialer.wake.notify_one();
@@ -169,7 +172,8 @@ async fn list_of(state: &AppState, rows: Vec<CampaignRow>) -> Result<Vec<Campaig
     Ok(rows
         .into_iter()
         .map(|c| {
-            let mut tasks: BTreeMap<&'static str, i64> = TaskStatus::ALL.iter().map(|s| (s.label(), 0)).collect();
+            let mut tasks: BTreeMap<&'static str, i64> =
+                TaskStatus::ALL.iter().map(|s| (s.label(), 0)).collect();
             for n in counts.iter().filter(|n| n.name == c.name) {
                 *tasks.entry(n.status.label()).or_default() += n.tasks;
             }
@@ -229,7 +233,11 @@ pub async fn resume(
     set_paused(state, req, false).await
 }
 
-async fn set_paused(state: AppState, req: NameRequest, paused: bool) -> Result<Json<Envelope<Null>>, ApiError> {
+async fn set_paused(
+    state: AppState,
+    req: NameRequest,
+    paused: bool,
+) -> Result<Json<Envelope<Null>>, ApiError> {
     let name = campaign_name(req.batch_name)?;
     if !state.store.pause_campaign(&name, paused, now_ms()).await? {
         return Err(unknown(&name));
@@ -273,7 +281,8 @@ mod tests {
     #[test]
     fn saved_settings_change_what_is_given_and_null_removes_one() {
         let (_, first) = merged(None, changes(json!({"max_attempts": 3, "priority": 5}))).unwrap();
-        let (s, _) = merged(Some(&first), changes(json!({"priority": null, "retry_delay_secs": 60}))).unwrap();
+        let (s, _) =
+            merged(Some(&first), changes(json!({"priority": null, "retry_delay_secs": 60}))).unwrap();
         assert_eq!((s.max_attempts, s.priority, s.retry_delay_secs), (Some(3), None, Some(60)));
     }
 

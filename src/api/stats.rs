@@ -129,7 +129,8 @@ pub async fn day(
     }
     let in_progress =
         if date == today && call_type == CallType::AiOutbound { gauges.calls_in_progress } else { 0 };
-    let campaigns = if call_type == CallType::AiOutbound { by_campaign(&state, from, until).await? } else { Vec::new() };
+    let campaigns =
+        if call_type == CallType::AiOutbound { by_campaign(&state, from, until).await? } else { Vec::new() };
     let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(Envelope::ok(DayStats {
         date: date.to_string(),

@@ -3,7 +3,7 @@
 //!
 //! Every claim is planned here: campaigns paused, outside their calling hours, at their
 //! own cap of calls or past their own pace are left out; the rest are offered highest
-//! priority first and, among equal priorities, in a turn that moves on claim by claim,
+//! priority first and, among equal priorities, the one that got the fewest calls first,
 //! so that equal campaigns share the lines evenly (`store::CampaignShare`). The store's
 //! claim reads the pause itself too, so a pause holds on every node from the next claim.
 
@@ -216,8 +216,10 @@ pub(super) struct Campaigns {
 struct Book {
     by_name: HashMap<String, Arc<Campaign>>,
     read_at: Option<Instant>,
-    /// Moves on each claim: where equal priorities start.
-    turn: usize,
+    /// Calls claimed for each campaign: among equal priorities the one served least
+    /// is offered first (deficit round robin), so that however claims' sizes vary,
+    /// equal campaigns' calls stay even.
+    served: HashMap<String, u64>,
 }
 
 impl Campaigns {
@@ -265,15 +267,16 @@ impl Campaigns {
 
     /// The campaign `name`, or one with the global settings while it is not known yet.
     pub(super) fn get(&self, name: &str) -> Arc<Campaign> {
-        self.book().by_name.get(name).cloned().unwrap_or_else(|| {
-            Arc::new(Campaign::new("", &CampaignSettings::default(), &self.defaults))
-        })
+        self.book()
+            .by_name
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(Campaign::new("", &CampaignSettings::default(), &self.defaults)))
     }
 
     /// The claim's plan for up to `limit` calls at `now_ms`.
     pub(super) fn plan(&self, limit: u32, now_ms: i64) -> Plan {
-        let mut book = self.book();
-        book.turn = book.turn.wrapping_add(1);
+        let book = self.book();
         let mut plan = Plan::default();
         let mut offered: Vec<(i32, String, u32)> = Vec::new();
         for (name, c) in &book.by_name {
@@ -298,19 +301,25 @@ impl Campaigns {
             };
             offered.push((c.priority, name.clone(), room));
         }
-        // Highest priority first; equal priorities by name, then turned.
-        offered.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let mut start = 0;
-        while start < offered.len() {
-            let same = offered[start..].iter().take_while(|o| o.0 == offered[start].0).count();
-            offered[start..start + same].rotate_left(book.turn % same);
-            start += same;
-        }
+        // Highest priority first; among equal ones, the least served first.
+        let served = |name: &str| book.served.get(name).copied().unwrap_or(0);
+        offered.sort_by(|a, b| {
+            b.0.cmp(&a.0).then_with(|| served(&a.1).cmp(&served(&b.1))).then_with(|| a.1.cmp(&b.1))
+        });
         plan.shares = offered
             .into_iter()
             .map(|(priority, name, limit)| CampaignShare { name, priority, limit })
             .collect();
         plan
+    }
+
+    /// Counts a call claimed for `name` (see `Book::served`).
+    pub(super) fn served(&self, name: &str) {
+        let mut book = self.book();
+        // A campaign seen for the first time starts level with the least served, or it
+        // would be offered first until it had caught up with campaigns running for days.
+        let least = book.served.values().min().copied().unwrap_or(0);
+        *book.served.entry(name.to_string()).or_insert(least) += 1;
     }
 
     /// A hold on the campaign's own cap for a call just claimed.
@@ -346,13 +355,16 @@ mod tests {
     }
 
     #[test]
-    fn equal_priorities_take_turns_leading_and_a_higher_one_always_leads() {
+    fn the_least_served_of_equal_priorities_leads_and_a_higher_one_always_leads() {
         let c = campaigns(&[("a", "{}"), ("b", "{}"), ("urgent", r#"{"priority": 5}"#)]);
         let first = c.plan(8, 0);
+        assert_eq!(names(&first), ["urgent", "a", "b"]);
+        c.served("a");
         let second = c.plan(8, 0);
-        assert_eq!(names(&first)[0], "urgent");
-        assert_eq!(names(&second)[0], "urgent");
-        assert_ne!(names(&first)[1], names(&second)[1], "a and b take turns");
+        assert_eq!(names(&second), ["urgent", "b", "a"], "the one served less leads");
+        c.served("b");
+        c.served("b");
+        assert_eq!(names(&c.plan(8, 0)), ["urgent", "a", "b"]);
     }
 
     #[test]
@@ -375,7 +387,8 @@ mod tests {
 
     #[test]
     fn settings_name_the_bad_one() {
-        let bad = |json: &str| serde_json::from_str::<CampaignSettings>(json).unwrap().validate().unwrap_err();
+        let bad =
+            |json: &str| serde_json::from_str::<CampaignSettings>(json).unwrap().validate().unwrap_err();
         assert!(bad(r#"{"max_attempts": 0}"#).contains("settings.max_attempts"));
         assert!(bad(r#"{"script": {"greeting": " "}}"#).contains("settings.script.greeting"));
         assert!(serde_json::from_str::<CampaignSettings>(r#"{"colour": 1}"#).is_err());

@@ -5,7 +5,6 @@ use std::time::Duration;
 use chrono::{NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
 
-
 /// A daily window `HH:MM-HH:MM` in the configured time zone; `00:00-24:00` is always open.
 /// A window whose end is before its start runs past midnight (`20:00-08:00`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

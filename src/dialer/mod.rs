@@ -29,9 +29,9 @@ use crate::domain::{ApiTime, CallIdGenerator, now_ms};
 use crate::recording::RecordingHealth;
 use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
+pub use campaigns::CampaignSettings;
 use campaigns::{CampaignPermit, Campaigns};
 use group_commit::{Answers, Finishes, GroupCommit};
-pub use campaigns::CampaignSettings;
 pub use hours::CallingHours;
 pub use settings::{DialerSettings, NodeId};
 
@@ -358,15 +358,9 @@ async fn claim_loop(
         let rules = claim_rules(inner, now);
         let claimed = inner
             .store
-            .claim_due(
-                &inner.node,
-                permits.len() as u32,
-                &plan.shares,
-                now,
-                lease_until,
-                &rules,
-                &|| inner.ids.next(now),
-            )
+            .claim_due(&inner.node, permits.len() as u32, &plan.shares, now, lease_until, &rules, &|| {
+                inner.ids.next(now)
+            })
             .await;
         let claimed = match claimed {
             Ok(c) => c,
@@ -397,6 +391,7 @@ async fn claim_loop(
                 pace.until_ready().await;
             }
             crate::metrics::call_started(pacing_delay);
+            inner.campaigns.served(&task.batch_name);
             let held = inner.campaigns.permit(&task.batch_name);
             start_call(inner, tracker, task, (permit, held), claimed_at, signals.recordings.clone());
         }

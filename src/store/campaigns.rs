@@ -38,7 +38,7 @@ pub struct CampaignCalls {
 
 /// A campaign a claim may take tasks of, and how many at most. A claim is given them in
 /// the dialer's order of preference: by priority, highest first, and among equal
-/// priorities in the turn the dialer gives them (it rotates them claim by claim).
+/// priorities the one it has served least first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CampaignShare {
     pub name: String,
@@ -124,7 +124,7 @@ mod tests {
         all.extend(due("b", 100..103));
         let shares = [share("a", 0, 64), share("b", 0, 64)];
         assert_eq!(ids(&share_out(all.clone(), &shares, 6)), [1, 100, 2, 101, 3, 102]);
-        // The dialer's rotation puts b first next time.
+        // When the dialer offers b first (a served less).
         let rotated = [share("b", 0, 64), share("a", 0, 64)];
         assert_eq!(ids(&share_out(all, &rotated, 3)), [100, 1, 101]);
     }

@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, TaskRow,
+    AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
+    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
+    Store, StoreError, StoreGauges, TaskRow,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 

@@ -307,7 +307,8 @@ fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
     // instead, because that one avoids a sort: 0.5 s a query at a million records (a
     // campaign's index is in the page's order, and the hint keeps the planner on it). The
     // extension's index starts with the call type too, in the page's order: no hint.
-    let hint = (f.uuid.is_some() || f.telephone.is_some() || f.batch_name.is_some()) && q.dialect == Dialect::Sqlite;
+    let hint =
+        (f.uuid.is_some() || f.telephone.is_some() || f.batch_name.is_some()) && q.dialect == Dialect::Sqlite;
     q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
     for (column, value) in
         [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum), ("batch_name", &f.batch_name)]

@@ -57,7 +57,8 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
 pub(super) fn page(dialect: Dialect, f: &TaskFilter, newest_first: bool) -> (Sql, Sql) {
     let mut count;
     if countable_by_status(f) {
-        count = Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE 1 = 1");
+        count =
+            Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE 1 = 1");
         if let Some(s) = f.status {
             count.push(" AND status = ").bind(s.db_name());
         }
@@ -98,7 +99,12 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter, newest_first: bool) -> (Sql
 /// sort of all of yesterday's); an old window is read from `tasks_created` and sorted.
 pub(super) fn walk_plan(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
     let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
-    if !windowed || f.batch_id.is_some() || f.ticket_no.is_some() || f.phone.is_some() || f.batch_name.is_some() {
+    if !windowed
+        || f.batch_id.is_some()
+        || f.ticket_no.is_some()
+        || f.phone.is_some()
+        || f.batch_name.is_some()
+    {
         return None;
     }
     let from = f.created_from_ms.map_or(i64::MIN, task_hour);
@@ -163,9 +169,11 @@ fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
             q.push(condition).bind(v);
         }
     }
-    for (condition, value) in
-        [(" AND ticket_no = ", &f.ticket_no), (" AND phone = ", &f.phone), (" AND batch_name = ", &f.batch_name)]
-    {
+    for (condition, value) in [
+        (" AND ticket_no = ", &f.ticket_no),
+        (" AND phone = ", &f.phone),
+        (" AND batch_name = ", &f.batch_name),
+    ] {
         if let Some(v) = value {
             q.push(condition).bind(v.as_str());
         }
@@ -186,8 +194,16 @@ fn push_task_filter(q: &mut Sql, f: &TaskFilter) {
 /// status and the campaign filter it. (Every field is named, so that a new one must be
 /// decided here.)
 fn countable_by_status(f: &TaskFilter) -> bool {
-    let TaskFilter { batch_id, created_from_ms, created_until_ms, ticket_no, phone, status: _, batch_name: _, page: _ } =
-        f;
+    let TaskFilter {
+        batch_id,
+        created_from_ms,
+        created_until_ms,
+        ticket_no,
+        phone,
+        status: _,
+        batch_name: _,
+        page: _,
+    } = f;
     batch_id.is_none()
         && created_from_ms.is_none()
         && created_until_ms.is_none()
@@ -198,8 +214,16 @@ fn countable_by_status(f: &TaskFilter) -> bool {
 /// Whether a calltask/list filter's total can come from `task_hours`: nothing but a
 /// createTime window filters it.
 fn countable_by_hours(f: &TaskFilter) -> bool {
-    let TaskFilter { batch_id, created_from_ms: _, created_until_ms: _, ticket_no, phone, status, batch_name, page: _ } =
-        f;
+    let TaskFilter {
+        batch_id,
+        created_from_ms: _,
+        created_until_ms: _,
+        ticket_no,
+        phone,
+        status,
+        batch_name,
+        page: _,
+    } = f;
     batch_id.is_none() && ticket_no.is_none() && phone.is_none() && status.is_none() && batch_name.is_none()
 }
 

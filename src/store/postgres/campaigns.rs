@@ -79,8 +79,10 @@ pub(super) async fn pause(s: &PgStore, name: &str, paused: bool, now_ms: i64) ->
 
 pub(super) async fn stop(s: &PgStore, name: &str, now_ms: i64) -> Result<Option<StopOutcome>> {
     let mut tx = s.pool.begin().await?;
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT name FROM campaigns WHERE name = $1").bind(name).fetch_optional(&mut *tx).await?;
+    let known: Option<String> = sqlx::query_scalar("SELECT name FROM campaigns WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
     if known.is_none() {
         return Ok(None);
     }

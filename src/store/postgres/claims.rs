@@ -17,7 +17,9 @@ use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
-use crate::store::{AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow};
+use crate::store::{
+    AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow,
+};
 
 /// A claim that may or may not have been committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +65,7 @@ impl ClaimSql for PgConnection {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the trait's, and the store's own
 pub(super) async fn claim_due(
     s: &PgStore,
     node: &str,

@@ -136,8 +136,10 @@ pub(super) async fn pause(s: &SqliteStore, name: &str, paused: bool, now_ms: i64
 
 pub(super) async fn stop(s: &SqliteStore, name: &str, now_ms: i64) -> Result<Option<StopOutcome>> {
     let mut tx = s.writer.begin().await?;
-    let known: Option<String> =
-        sqlx::query_scalar("SELECT name FROM campaigns WHERE name = ?").bind(name).fetch_optional(&mut *tx).await?;
+    let known: Option<String> = sqlx::query_scalar("SELECT name FROM campaigns WHERE name = ?")
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
     if known.is_none() {
         return Ok(None);
     }

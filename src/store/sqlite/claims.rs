@@ -17,7 +17,9 @@ use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
-use crate::store::{AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow};
+use crate::store::{
+    AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow,
+};
 
 impl ClaimSql for SqliteConnection {
     async fn block(&mut self, batch_id: i64, now_ms: i64) -> Result<Option<TaskRow>> {
@@ -53,6 +55,7 @@ impl ClaimSql for SqliteConnection {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the trait's, and the store's own
 pub(super) async fn claim_due(
     s: &SqliteStore,
     node: &str,

@@ -26,7 +26,14 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
     let to_create: Vec<[&str; 6]> = tasks::to_create(new, &ids)
         .into_iter()
         .map(|t| {
-            [t.ticket_no.as_str(), t.phone.as_str(), &t.username, &t.ticket_type, &t.ticket_content, &t.batch_name]
+            [
+                t.ticket_no.as_str(),
+                t.phone.as_str(),
+                &t.username,
+                &t.ticket_type,
+                &t.ticket_content,
+                &t.batch_name,
+            ]
         })
         .collect();
     if !to_create.is_empty() {
