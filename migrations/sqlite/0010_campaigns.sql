@@ -32,6 +32,37 @@ UPDATE call_records SET batch_name = 'default' WHERE call_type = '02' AND batch_
 CREATE INDEX records_by_campaign ON call_records (batch_name, callout_ms DESC, uuid DESC, time_len)
     WHERE batch_name IS NOT NULL;
 
+-- Calls per campaign, hour (of calloutTime) and outcome, kept exact with record_stats by
+-- every write of AI call records: the campaign list's calls of today and the day's
+-- statistics by campaign sum a day's rows instead of reading a day's calls. Counts of the
+-- calls already stored; the outcome mapping is domain::outcome_class.
+CREATE TABLE campaign_hours (
+    batch_name TEXT    NOT NULL,
+    hour_ms    INTEGER  NOT NULL,   -- start of the hour, epoch ms
+    outcome    TEXT    NOT NULL,   -- answered, busy, no_answer, unallocated, rejected, stopped, interrupted, failed
+    calls      INTEGER  NOT NULL,
+    PRIMARY KEY (batch_name, hour_ms, outcome)
+) WITHOUT ROWID;
+
+INSERT INTO campaign_hours (batch_name, hour_ms, outcome, calls)
+SELECT batch_name, (callout_ms / 3600000) * 3600000,
+       CASE
+           WHEN answered_ms IS NOT NULL THEN 'answered'
+           WHEN hangup_cause LIKE 'USER_BUSY:%' THEN 'busy'
+           WHEN hangup_cause LIKE 'NO_ANSWER:%' OR hangup_cause LIKE 'NO_USER_RESPONSE:%'
+                OR hangup_cause LIKE 'ORIGINATOR_CANCEL:%' THEN 'no_answer'
+           WHEN hangup_cause LIKE 'UNALLOCATED_NUMBER:%' OR hangup_cause LIKE 'NUMBER_CHANGED:%'
+                OR hangup_cause LIKE 'INVALID_NUMBER_FORMAT:%' THEN 'unallocated'
+           WHEN hangup_cause LIKE 'CALL_REJECTED:%' THEN 'rejected'
+           WHEN hangup_cause LIKE 'MANAGER_REQUEST:%' THEN 'stopped'
+           WHEN hangup_cause LIKE 'SYSTEM_SHUTDOWN:%' OR hangup_cause LIKE 'CRASH:%' THEN 'interrupted'
+           ELSE 'failed'
+       END,
+       COUNT(*)
+FROM call_records
+WHERE batch_name IS NOT NULL
+GROUP BY 1, 2, 3;
+
 -- Task counts per campaign and status: the campaign list's counts and calltask/list's
 -- total by batchName sum a few rows, as the totals over every campaign did.
 DROP TRIGGER task_counts_insert;

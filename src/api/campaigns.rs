@@ -13,7 +13,7 @@ use super::envelope::{ApiError, ApiJson, Envelope, Null, PageEnvelope, RequestBo
 use super::tasks::MAX_CAMPAIGN_NAME;
 use super::{AppState, lenient};
 use crate::dialer::CampaignSettings;
-use crate::domain::{OUTCOME_CLASSES, TaskStatus, now_ms, outcome_class};
+use crate::domain::{OUTCOME_CLASSES, TaskStatus, now_ms};
 use crate::store::CampaignRow;
 
 /// campaign/save: creates the campaign, or changes the settings of the one that exists.
@@ -182,10 +182,11 @@ async fn list_of(state: &AppState, rows: Vec<CampaignRow>) -> Result<Vec<Campaig
                 ..TodayCalls::default()
             };
             for k in calls.iter().filter(|k| k.name == c.name) {
-                let cause = k.hangup_cause.split(':').next().unwrap_or_default();
-                *today.outcomes.entry(outcome_class(cause, k.answered)).or_default() += k.calls;
+                if let Some(n) = today.outcomes.get_mut(k.outcome.as_str()) {
+                    *n += k.calls;
+                }
                 today.calls += k.calls;
-                today.answered += if k.answered { k.calls } else { 0 };
+                today.answered += if k.outcome == "answered" { k.calls } else { 0 };
             }
             CampaignJson {
                 status: if c.paused { "已暂停" } else { "运行中" },

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, RequestBody, must_be_object};
 use super::{AppState, lenient};
-use crate::domain::{CallType, OUTCOME_CLASSES, TaskStatus, now_ms, outcome_class};
+use crate::domain::{CallType, OUTCOME_CLASSES, TaskStatus, now_ms};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -146,8 +146,7 @@ pub async fn day(
     }))
 }
 
-/// Each campaign's calls in `[from, until)` and its tasks now. The calls are counted from
-/// the day's AI call records (one day's, however many the table holds).
+/// Each campaign's calls in `[from, until)` (from `campaign_hours`) and its tasks now.
 async fn by_campaign(state: &AppState, from: i64, until: i64) -> Result<Vec<CampaignDay>, ApiError> {
     let mut days: BTreeMap<String, CampaignDay> = state
         .store
@@ -177,10 +176,11 @@ async fn by_campaign(state: &AppState, from: i64, until: i64) -> Result<Vec<Camp
     }
     for k in state.store.campaign_calls(from, until).await? {
         if let Some(day) = days.get_mut(&k.name) {
-            let cause = k.hangup_cause.split(':').next().unwrap_or_default();
-            *day.outcomes.entry(outcome_class(cause, k.answered)).or_default() += k.calls;
+            if let Some(n) = day.outcomes.get_mut(k.outcome.as_str()) {
+                *n += k.calls;
+            }
             day.calls += k.calls;
-            day.answered += if k.answered { k.calls } else { 0 };
+            day.answered += if k.outcome == "answered" { k.calls } else { 0 };
         }
     }
     Ok(days.into_values().collect())

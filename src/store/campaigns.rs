@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::claims::Due;
-use super::{Result, StoreError};
+use super::{CallRecord, Result, StoreError};
 use crate::domain::TaskStatus;
 
 /// A campaign as stored: its settings are kept as the JSON the API was given, and read
@@ -27,13 +27,45 @@ pub struct CampaignCount {
     pub tasks: i64,
 }
 
-/// A campaign's ended calls of one hangup cause, answered or not, in a time range.
+/// A campaign's ended calls of one outcome (`domain::OUTCOME_CLASSES`) in a time range.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct CampaignCalls {
     pub name: String,
-    pub hangup_cause: String,
-    pub answered: bool,
+    pub outcome: String,
     pub calls: i64,
+}
+
+/// A change to one `campaign_hours` row, as an element of a bound list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(super) struct CampaignHourDelta {
+    pub batch_name: String,
+    pub hour_ms: i64,
+    pub outcome: &'static str,
+    pub calls: i64,
+}
+
+/// What replacing the records `removed` by `added` does to `campaign_hours` (records of
+/// no campaign count nowhere), in key order, so that concurrent writers lock rows in
+/// the same order.
+pub(super) fn campaign_deltas(removed: &[CallRecord], added: &[CallRecord]) -> Vec<CampaignHourDelta> {
+    let mut sums: std::collections::BTreeMap<(String, i64, &'static str), i64> = Default::default();
+    for (records, sign) in [(removed, -1), (added, 1)] {
+        for r in records {
+            if let Some(name) = &r.batch_name {
+                let (hour_ms, outcome) = r.stats_key();
+                *sums.entry((name.clone(), hour_ms, outcome)).or_default() += sign;
+            }
+        }
+    }
+    sums.into_iter()
+        .filter(|(_, calls)| *calls != 0)
+        .map(|((batch_name, hour_ms, outcome), calls)| CampaignHourDelta {
+            batch_name,
+            hour_ms,
+            outcome,
+            calls,
+        })
+        .collect()
 }
 
 /// A campaign a claim may take tasks of, and how many at most. A claim is given them in
@@ -146,6 +178,40 @@ mod tests {
         all.extend(due("paused", 40..45));
         let shares = [share("a", 0, 1), share("b", 0, 64)];
         assert_eq!(ids(&share_out(all, &shares, 4)), [1, 20, 21, 22]);
+    }
+
+    #[test]
+    fn a_record_replaced_moves_its_campaigns_hour_count_and_records_of_no_campaign_count_nowhere() {
+        let record = |uuid: &str, campaign: Option<&str>, answered: bool| CallRecord {
+            uuid: uuid.into(),
+            call_type: crate::domain::CallType::AiOutbound,
+            batch_id: Some(1),
+            telephone: "13900000000".into(),
+            extnum: None,
+            callout_ms: 3_600_000 + 5,
+            answered_ms: answered.then_some(3_600_000 + 6),
+            ended_ms: 3_600_000 + 9,
+            time_len: 0,
+            hangup_cause: if answered { "NORMAL_CLEARING:sip:200" } else { "CRASH:null" }.into(),
+            wav_path: String::new(),
+            wav_url: String::new(),
+            dialogue_json: "[]".into(),
+            intent: String::new(),
+            turn_latency_ms: None,
+            batch_name: campaign.map(str::to_string),
+        };
+        let before = [record("u1", Some("a"), false)];
+        let after = [record("u1", Some("a"), true), record("u2", Some("b"), true), record("u3", None, true)];
+        let delta = |name: &str, outcome: &'static str, calls: i64| CampaignHourDelta {
+            batch_name: name.into(),
+            hour_ms: 3_600_000,
+            outcome,
+            calls,
+        };
+        assert_eq!(
+            campaign_deltas(&before, &after),
+            [delta("a", "answered", 1), delta("a", "interrupted", -1), delta("b", "answered", 1)]
+        );
     }
 
     #[test]

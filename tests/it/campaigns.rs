@@ -563,6 +563,11 @@ async fn the_migration_puts_existing_tasks_in_the_default_campaign_with_their_ba
     let records = s.records(json!({"batchName": "default"})).await;
     assert_eq!(records["total"], 1, "{records}");
     assert_eq!(records["rows"][0]["uuid"], "2311150613200110001");
+    // Counted in the campaign's day (2023-11-15 in Asia/Shanghai).
+    let day = s.post("/api/aicall/stats", &json!({"date": "2023-11-15"})).await;
+    let campaigns = day["data"]["campaigns"].as_array().unwrap();
+    let default = campaigns.iter().find(|c| c["batchName"] == "default").unwrap();
+    assert_eq!((default["calls"].as_i64(), default["answered"].as_i64()), (Some(1), Some(1)), "{day}");
     // New tasks go on numbering after them.
     assert_eq!(s.create(&[ticket("NEW-1", "13900000003")]).await, [10003]);
 }

@@ -4,8 +4,10 @@
 
 use super::background::{CAMPAIGNS_CHANNEL, STOPPED_CHANNEL};
 use super::{PgStore, outbox};
+use crate::store::campaigns::CampaignHourDelta;
 use crate::store::outbox::NewEvent;
 use crate::store::rows::TASK_COLUMNS;
+use crate::store::sql::json;
 use crate::store::{CampaignCalls, CampaignCount, CampaignRow, Result, StopOutcome, TaskRow};
 
 const CAMPAIGN_COLUMNS: &str = "name, settings, paused, created_ms, updated_ms";
@@ -49,18 +51,33 @@ pub(super) async fn counts(s: &PgStore) -> Result<Vec<CampaignCount>> {
 }
 
 pub(super) async fn calls(s: &PgStore, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>> {
-    // The range's AI calls by the call-type index; their campaigns, causes and answers from
-    // their rows: one day's calls, however many days the table holds.
     Ok(sqlx::query_as(
-        "SELECT batch_name AS name, hangup_cause, answered_ms IS NOT NULL AS answered, COUNT(*) AS calls
-         FROM call_records
-         WHERE call_type = '02' AND callout_ms >= $1 AND callout_ms < $2 AND batch_name IS NOT NULL
-         GROUP BY 1, 2, 3",
+        "SELECT batch_name AS name, outcome, CAST(SUM(calls) AS BIGINT) AS calls FROM campaign_hours
+         WHERE hour_ms >= $1 AND hour_ms < $2 GROUP BY 1, 2 HAVING SUM(calls) <> 0",
     )
     .bind(from_ms)
     .bind(until_ms)
     .fetch_all(&s.pool)
     .await?)
+}
+
+/// Adds calls to `campaign_hours`, in the caller's transaction (the records' write), rows
+/// in key order as `record_stats`' are.
+pub(super) async fn add_hours(tx: &mut sqlx::PgConnection, deltas: &[CampaignHourDelta]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO campaign_hours (batch_name, hour_ms, outcome, calls)
+         SELECT batch_name, hour_ms, outcome, calls
+         FROM json_to_recordset($1::json) AS d (batch_name text, hour_ms bigint, outcome text, calls bigint)
+         ORDER BY batch_name, hour_ms, outcome
+         ON CONFLICT (batch_name, hour_ms, outcome) DO UPDATE SET calls = campaign_hours.calls + EXCLUDED.calls",
+    )
+    .bind(json(deltas))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn pause(s: &PgStore, name: &str, paused: bool, now_ms: i64) -> Result<bool> {

@@ -297,6 +297,7 @@ pub(super) async fn finish_attempts(
     // their locks serialise all finishing calls until they commit; taken last, they are
     // held for one statement and the commit rather than for the whole transaction.
     records::apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
+    super::campaigns::add_hours(&mut tx, &campaigns::campaign_deltas(&before, &records)).await?;
     tx.commit().await?;
     s.events.events_written();
     Ok(statuses)

@@ -5,6 +5,7 @@ use sqlx::SqliteConnection;
 
 use super::{SqliteStore, outbox};
 use crate::domain::TaskStatus;
+use crate::store::campaigns::CampaignHourDelta;
 use crate::store::outbox::NewEvent;
 use crate::store::rows::TASK_COLUMNS;
 use crate::store::sql::json;
@@ -101,26 +102,34 @@ pub(super) async fn counts(s: &SqliteStore) -> Result<Vec<CampaignCount>> {
 }
 
 pub(super) async fn calls(s: &SqliteStore, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>> {
-    s.readers
-        .read_blocking(move |conn| {
-            // The range's AI calls by the call-type index; its campaigns, causes and answers
-            // from their rows: one day's calls, however many days the table holds.
-            conn.prepare_cached(
-                "SELECT batch_name, hangup_cause, answered_ms IS NOT NULL, COUNT(*) FROM call_records
-                 WHERE call_type = '02' AND callout_ms >= ? AND callout_ms < ? AND batch_name IS NOT NULL
-                 GROUP BY 1, 2, 3",
-            )?
-            .query_map([from_ms, until_ms], |row| {
-                Ok(CampaignCalls {
-                    name: row.get(0)?,
-                    hangup_cause: row.get(1)?,
-                    answered: row.get(2)?,
-                    calls: row.get(3)?,
-                })
-            })?
-            .collect()
-        })
-        .await
+    s.readers.read(|conn| {
+        conn.prepare_cached(
+            "SELECT batch_name, outcome, SUM(calls) FROM campaign_hours
+             WHERE hour_ms >= ? AND hour_ms < ? GROUP BY 1, 2 HAVING SUM(calls) <> 0",
+        )?
+        .query_map([from_ms, until_ms], |row| {
+            Ok(CampaignCalls { name: row.get(0)?, outcome: row.get(1)?, calls: row.get(2)? })
+        })?
+        .collect()
+    })
+}
+
+/// Adds calls to `campaign_hours`, in the caller's transaction (the records' write).
+pub(super) async fn add_hours(tx: &mut SqliteConnection, deltas: &[CampaignHourDelta]) -> Result<()> {
+    if deltas.is_empty() {
+        return Ok(());
+    }
+    // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
+    sqlx::query(
+        "INSERT INTO campaign_hours (batch_name, hour_ms, outcome, calls)
+         SELECT value ->> 'batch_name', value ->> 'hour_ms', value ->> 'outcome', value ->> 'calls'
+         FROM json_each(?) WHERE true
+         ON CONFLICT (batch_name, hour_ms, outcome) DO UPDATE SET calls = campaign_hours.calls + excluded.calls",
+    )
+    .bind(json(deltas))
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn pause(s: &SqliteStore, name: &str, paused: bool, now_ms: i64) -> Result<bool> {
