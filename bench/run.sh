@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's performance benchmark: builds the release binary, then for each backend
 # and database size seeds a database, and measures the HTTP floor, records/list,
-# calltask/list, createTasks, the dialer's throughput, memory with 10,000 calls in
-# progress, start-up time and idle memory. Prints one table with a verdict per target.
+# calltask/list, createTasks, the dialer's throughput (with one campaign and with 20),
+# memory with 10,000 calls in progress, start-up time and idle memory. Prints one table with a verdict per target.
 # See bench/README.md.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ PORT=28899
 WORKDIR=""
 KEEP=0
 BUILD=1
-ONLY="seed,startup,http,filters,create,dialer,rss"
+ONLY="seed,startup,http,filters,create,dialer,campaigns,rss"
 OUT=""
 BIN_FROM=""
 DATABASE=""
@@ -42,7 +42,7 @@ usage: bench/run.sh [options]
   --task-ratio N          seeded tasks = records / N (default: $TASK_RATIO)
   --dialer-tasks N        tasks the dialer throughput run calls (default: $DIALER_TASKS)
   --rss-calls N           calls in progress for the memory run (default: $RSS_CALLS)
-  --only G[,G…]           groups to run: seed,startup,http,filters,create,dialer,rss
+  --only G[,G…]           groups to run: seed,startup,http,filters,create,dialer,campaigns,rss
                           (default: all; seed is needed by the others on a fresh database)
   --database URL          run on this database, already seeded, instead of a new one
                           (one size, one backend; with --only not including seed)
@@ -272,16 +272,19 @@ list_bench() {
 LIGHT_SECS=$(((DURATION + 2) / 3))
 
 # Tickets for createTasks as files of COUNT/1000 JSON arrays: make_tickets PREFIX COUNT DIR
+# make_tickets PREFIX COUNT DIR [CAMPAIGNS]: files of 1000 tickets; with CAMPAIGNS, ticket
+# n goes to the campaign bench-(n mod CAMPAIGNS) (its batchName).
 make_tickets() {
-    local prefix=$1 count=$2 dir=$3
+    local prefix=$1 count=$2 dir=$3 campaigns=${4:-0}
     mkdir -p "$dir"
-    awk -v prefix="$prefix" -v count="$count" -v dir="$dir" 'BEGIN {
+    awk -v prefix="$prefix" -v count="$count" -v dir="$dir" -v campaigns="$campaigns" 'BEGIN {
         for (r = 0; r * 1000 < count; r++) {
             f = sprintf("%s/%05d.json", dir, r)
             printf "[" > f
             for (i = 0; i < 1000 && r * 1000 + i < count; i++) {
                 n = r * 1000 + i
-                printf "%s{\"ticketNo\":\"%s-%d\",\"phone\":\"13%08d1\",\"username\":\"张三\",\"ticketType\":\"活动通知\",\"ticketContent\":\"尊敬的客户，提醒您参加我们本周末的线下优惠活动。\"}", (i ? "," : ""), prefix, n, (n * 7919 + 17) % 100000000 > f
+                campaign = campaigns > 0 ? sprintf(",\"batchName\":\"bench-%02d\"", n % campaigns) : ""
+                printf "%s{\"ticketNo\":\"%s-%d\",\"phone\":\"13%08d1\",\"username\":\"张三\",\"ticketType\":\"活动通知\",\"ticketContent\":\"尊敬的客户，提醒您参加我们本周末的线下优惠活动。\"%s}", (i ? "," : ""), prefix, n, (n * 7919 + 17) % 100000000, campaign > f
             }
             printf "]" > f
             close(f)
@@ -325,6 +328,40 @@ poll_total() {
     else
         POLL_ERRORS=$((POLL_ERRORS + 1))
     fi
+}
+
+# dialer_throughput NAME: with the server running without its dialer and tasks waiting,
+# restarts it with the dialer at time_scale 0 and waits until nothing is open; sets
+# DIALER_SECS and DIALER_CPS (the tasks that completed, per second). Leaves the server
+# stopped.
+DIALER_SECS=0
+DIALER_CPS=0
+dialer_throughput() {
+    local done_before t0 totals left done_after
+    done_before=$(task_total 已完成)
+    stop_server
+    start_server "$1" CALLCENTER__SIM__TIME_SCALE=0 CALLCENTER__DIALER__CALLS_PER_SECOND=100000 \
+        CALLCENTER__DIALER__MAX_CONCURRENT_CALLS=1000 CALLCENTER__DIALER__MAX_ATTEMPTS=1
+    t0=$EPOCHREALTIME
+    POLL_ERRORS=0
+    while :; do
+        totals=$(open_totals) || totals=error
+        if [[ $totals == error ]]; then
+            POLL_ERRORS=$((POLL_ERRORS + 1))
+            left=1
+        else
+            left=$(awk '{ print $1 + $2 + $3 }' <<<"$totals")
+        fi
+        ((left > 0)) || break
+        awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 600) }' && die "$1: $left tasks left after 600 s"
+        sleep 0.1
+    done
+    DIALER_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+    done_after=$(task_total 已完成)
+    DIALER_CPS=$(awk -v n="$((done_after - done_before))" -v s="$DIALER_SECS" 'BEGIN { printf "%.0f", n / s }')
+    ((done_after - done_before == DIALER_TASKS)) ||
+        log "warning: $((done_after - done_before)) tasks completed, expected $DIALER_TASKS"
+    stop_server
 }
 
 # bench_filters BACKEND SIZE: records/list and calltask/list under the filter combinations
@@ -495,7 +532,7 @@ bench_one() {
         result "$backend" "$h" "idle RSS after ready" "$mb" "MB (peak $(awk -v k="$hwm" 'BEGIN { printf "%.1f", k / 1024 }'))" "" "" "" "≤ 30 MB" "$(verdict "$(le "$mb" 30)")"
     fi
 
-    if want http || want filters || want create || want dialer || want rss; then
+    if want http || want filters || want create || want dialer || want campaigns || want rss; then
         start_server serve-lists CALLCENTER__DIALER__ENABLED=false
     fi
 
@@ -594,31 +631,8 @@ bench_one() {
         make_tickets "D$$-$backend-$size" "$DIALER_TASKS" "$WORKDIR/dialer-tickets"
         create_from "$WORKDIR/dialer-tickets"
         rm -rf "$WORKDIR/dialer-tickets"
-        local done_before
-        done_before=$(task_total 已完成)
-        stop_server
-        start_server dialer CALLCENTER__SIM__TIME_SCALE=0 CALLCENTER__DIALER__CALLS_PER_SECOND=100000 \
-            CALLCENTER__DIALER__MAX_CONCURRENT_CALLS=1000 CALLCENTER__DIALER__MAX_ATTEMPTS=1
-        local t0=$EPOCHREALTIME totals left
-        POLL_ERRORS=0
-        while :; do
-            totals=$(open_totals) || totals=error
-            if [[ $totals == error ]]; then
-                POLL_ERRORS=$((POLL_ERRORS + 1))
-                left=1
-            else
-                left=$(awk '{ print $1 + $2 + $3 }' <<<"$totals")
-            fi
-            ((left > 0)) || break
-            awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { exit !(b - a > 600) }' && die "dialer: $left tasks left after 600 s"
-            sleep 0.1
-        done
-        local secs cps done_after
-        secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
-        done_after=$(task_total 已完成)
-        cps=$(awk -v n="$DIALER_TASKS" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
-        ((done_after - done_before == DIALER_TASKS)) ||
-            log "warning: $((done_after - done_before)) tasks completed, expected $DIALER_TASKS"
+        dialer_throughput dialer
+        local cps=$DIALER_CPS secs=$DIALER_SECS
         local target="" pass=""
         if [[ $backend == sqlite ]]; then
             target="≥ 2,000 calls/s"
@@ -629,7 +643,31 @@ bench_one() {
         result "$backend" "$h" "dialer, time_scale 0, $DIALER_TASKS calls" "$cps" "$polled" "" "" "" "$target" "$pass"
         stop_server
         pg_vacuum "$backend" "$h" "after the dialer run"
-        if want rss; then start_server serve-rss-setup CALLCENTER__DIALER__ENABLED=false; fi
+        if want campaigns || want rss; then start_server serve-after-dialer CALLCENTER__DIALER__ENABLED=false; fi
+    fi
+
+    if want campaigns; then
+        # The same run with the tasks in one campaign and spread over 20: a claim reads
+        # each campaign's due tasks by the campaign's own index, so 20 should cost next to
+        # nothing.
+        local one=0 twenty=0 n
+        for n in 1 20; do
+            log "dialer: $DIALER_TASKS tasks in $n campaign(s) at time_scale 0"
+            make_tickets "K$$-$backend-$size-$n" "$DIALER_TASKS" "$WORKDIR/campaign-tickets" "$n"
+            create_from "$WORKDIR/campaign-tickets"
+            rm -rf "$WORKDIR/campaign-tickets"
+            dialer_throughput "campaigns-$n"
+            local polled="calls/s ($DIALER_SECS s)"
+            ((POLL_ERRORS == 0)) || polled="calls/s ($DIALER_SECS s; $POLL_ERRORS polls answered an error)"
+            result "$backend" "$h" "dialer, time_scale 0, $DIALER_TASKS calls in $n campaign(s)" "$DIALER_CPS" "$polled" "" "" "" "" ""
+            if ((n == 1)); then one=$DIALER_CPS; else twenty=$DIALER_CPS; fi
+            pg_vacuum "$backend" "$h" "after the dialer run in $n campaign(s)"
+            start_server "serve-after-campaigns-$n" CALLCENTER__DIALER__ENABLED=false
+        done
+        local ratio
+        ratio=$(awk -v a="$twenty" -v b="$one" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }')
+        result "$backend" "$h" "dialer with 20 campaigns against 1" "$ratio" "× (calls/s ratio)" "" "" "" "≥ 0.90" "$(verdict "$(ge "$ratio" 0.9)")"
+        if ! want rss; then stop_server; fi
     fi
 
     if want rss; then

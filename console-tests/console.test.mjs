@@ -348,6 +348,50 @@ describe('the console, without API keys', { skip: !BASE && 'CONSOLE_BASE_URL is 
     }
   });
 
+  it('lists the campaigns with their counts, resumes and pauses one, and filters tasks and calls by campaign', async () => {
+    const name = '九月份营销活动';
+    await api(BASE, '/api/aicall/campaign/save', { batchName: name, settings: { priority: 3 } });
+    await api(BASE, '/api/aicall/campaign/pause', { batchName: name });
+    await api(BASE, '/api/aicall/createTasks', [
+      ticket('M1', '13900007771', { batchName: name }),
+      ticket('M2', '13900007772', { batchName: name }),
+    ]);
+    await page.goto('/#campaigns');
+    const row = `#campaign-table tr[data-campaign="${name}"]`;
+    await page.waitForSelector(`${row}[data-paused=true]`);
+    assert.equal(await page.textContent(`${row} td[data-col=state]`), '已暂停');
+    assert.equal(await page.textContent(`${row} td[data-col=priority]`), '3');
+    assert.equal(await page.textContent(`${row} td[data-col=待呼叫]`), '2');
+    await page.waitForSelector('#campaign-table tr[data-campaign="default"]');
+    await shot(page, '13-campaigns-paused');
+    // Resumed from the page, its tasks are called; the list refreshes by itself.
+    await page.click(`${row} button[data-action=resume]`);
+    await waitText(page, '#campaign-msg', '外呼活动已恢复');
+    await until(async () => (await page.textContent(`${row} td[data-col=已完成]`)) === '2',
+      { timeout: 30_000, what: "the campaign's tasks to complete" });
+    assert.equal(await page.textContent(`${row} td[data-col=state]`), '运行中');
+    assert.equal(await page.textContent(`${row} td[data-col=todayCalls]`), '2');
+    await page.click(`${row} button[data-action=pause]`);
+    await waitText(page, '#campaign-msg', '外呼活动已暂停');
+    await page.waitForSelector(`${row}[data-paused=true]`);
+    assert.equal((await api(BASE, '/api/aicall/campaign/list', { batchName: name })).rows[0].paused, true);
+    await shot(page, '14-campaigns');
+    // Its tasks, from its row.
+    await page.click(`${row} button.link`);
+    await until(async () => {
+      const rows = await taskRows(page);
+      return rows.length === 2 && rows.every((r) => r.cols.batchName === name);
+    }, { what: "the campaign's tasks" });
+    assert.equal(await page.inputValue('#task-filter [name=batchName]'), name);
+    // Its calls.
+    await page.click('.tabs a[data-view=calls]');
+    await page.click('#call-filter button[type=reset]');
+    await page.fill('#call-filter [name=batchName]', name);
+    await page.click('#call-filter button[type=submit]');
+    await until(async () => (await callUuids(page)).length === 2, { what: "the campaign's calls" });
+    await api(BASE, '/api/aicall/campaign/resume', { batchName: name });
+  });
+
   it('logged no errors in the browser', () => {
     assert.deepEqual(problems, []);
   });

@@ -27,6 +27,8 @@ pub struct TaskRowJson {
     status: &'static str,
     call_count: i64,
     last_hangup_cause: Option<String>,
+    /// The task's campaign (`default` for tasks created without a batchName).
+    batch_name: String,
 }
 
 impl From<TaskRow> for TaskRowJson {
@@ -45,6 +47,7 @@ impl From<TaskRow> for TaskRowJson {
             status: t.status.label(),
             call_count: t.call_count,
             last_hangup_cause: t.last_hangup_cause,
+            batch_name: t.batch_name,
         }
     }
 }

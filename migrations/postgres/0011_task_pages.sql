@@ -38,24 +38,24 @@ CREATE VIEW task_hours AS
     UNION ALL
     SELECT hour_ms, status, tasks, first_batch_id, last_batch_id FROM task_hour_changes;
 
--- The function of 0006, now also moving tasks between the statuses of their hour (a
+-- The function of 0010, now also moving tasks between the statuses of their hour (a
 -- row's bounds only ever widen, and stay true).
 CREATE OR REPLACE FUNCTION task_counts_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO task_count_changes (status, tasks)
-        SELECT status, COUNT(*) FROM new_tasks GROUP BY status;
+        INSERT INTO task_count_changes (batch_name, status, tasks)
+        SELECT batch_name, status, COUNT(*) FROM new_tasks GROUP BY batch_name, status;
     ELSIF TG_OP = 'DELETE' THEN
-        INSERT INTO task_count_changes (status, tasks)
-        SELECT status, -COUNT(*) FROM old_tasks GROUP BY status;
+        INSERT INTO task_count_changes (batch_name, status, tasks)
+        SELECT batch_name, status, -COUNT(*) FROM old_tasks GROUP BY batch_name, status;
     ELSE
-        INSERT INTO task_count_changes (status, tasks)
-        SELECT status, SUM(change) FROM (
-            SELECT status, 1 AS change FROM new_tasks
+        INSERT INTO task_count_changes (batch_name, status, tasks)
+        SELECT batch_name, status, SUM(change) FROM (
+            SELECT batch_name, status, 1 AS change FROM new_tasks
             UNION ALL
-            SELECT status, -1 FROM old_tasks
+            SELECT batch_name, status, -1 FROM old_tasks
         ) moved
-        GROUP BY status HAVING SUM(change) <> 0;
+        GROUP BY batch_name, status HAVING SUM(change) <> 0;
         INSERT INTO task_hour_changes (hour_ms, status, tasks, first_batch_id, last_batch_id)
         SELECT (created_ms / 3600000) * 3600000, status, SUM(change), MIN(batch_id), MAX(batch_id) FROM (
             SELECT n.created_ms, n.status, n.batch_id, 1 AS change

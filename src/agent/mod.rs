@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::Turn;
 use crate::telephony::{CallSession, HungUp};
 use llm::LlmSettings;
-use script::ScriptSettings;
+use script::{ScriptLines, ScriptSettings};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -63,6 +63,16 @@ pub struct TaskContext {
     pub username: String,
     pub ticket_type: String,
     pub ticket_content: String,
+    /// The words the task's campaign gives the agent instead of the `[agent]` section's.
+    pub overrides: std::sync::Arc<AgentOverrides>,
+}
+
+/// A campaign's own words for the agent: script lines (those it does not name stay as
+/// configured) or the language model's system prompt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentOverrides {
+    pub script: ScriptLines,
+    pub system_prompt: Option<String>,
 }
 
 impl TaskContext {

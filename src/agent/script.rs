@@ -30,6 +30,76 @@ pub struct ScriptSettings {
     pub keys: BTreeMap<String, KeyAnswer>,
 }
 
+/// Script lines a campaign says in place of the configured ones (`ScriptSettings`' names);
+/// a line not given stays as configured.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScriptLines {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greeting: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_confirmed: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_question: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_refused: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_silence: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closing: Option<String>,
+}
+
+impl ScriptLines {
+    /// Each line given, with its name, for checks.
+    pub fn given(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        [
+            ("greeting", &self.greeting),
+            ("body", &self.body),
+            ("confirm", &self.confirm),
+            ("on_confirmed", &self.on_confirmed),
+            ("on_question", &self.on_question),
+            ("on_refused", &self.on_refused),
+            ("on_silence", &self.on_silence),
+            ("closing", &self.closing),
+        ]
+        .into_iter()
+        .filter_map(|(name, line)| Some((name, line.as_deref()?)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.given().next().is_none()
+    }
+}
+
+impl ScriptSettings {
+    /// These settings with a campaign's lines in place of the configured ones.
+    pub fn with_lines(&self, lines: &ScriptLines) -> std::borrow::Cow<'_, ScriptSettings> {
+        if lines.is_empty() {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut s = self.clone();
+        for (line, given) in [
+            (&mut s.greeting, &lines.greeting),
+            (&mut s.body, &lines.body),
+            (&mut s.confirm, &lines.confirm),
+            (&mut s.on_confirmed, &lines.on_confirmed),
+            (&mut s.on_question, &lines.on_question),
+            (&mut s.on_refused, &lines.on_refused),
+            (&mut s.on_silence, &lines.on_silence),
+            (&mut s.closing, &lines.closing),
+        ] {
+            if let Some(given) = given {
+                line.clone_from(given);
+            }
+        }
+        std::borrow::Cow::Owned(s)
+    }
+}
+
 /// What a key pressed in answer stands for: one of the outcomes a call can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyAnswer {
@@ -128,7 +198,7 @@ impl Agent for ScriptAgent {
         call: &mut dyn CallSession,
         dialogue: &mut Vec<Turn>,
     ) -> Result<(), HungUp> {
-        let s = &self.script;
+        let s = self.script.with_lines(&task.overrides.script);
         let intro = [&s.greeting, &s.body, &s.confirm];
         let mut answer = None;
         for (i, line) in intro.iter().enumerate() {
@@ -257,6 +327,7 @@ mod tests {
             username: "张三".into(),
             ticket_type: "维修工单".into(),
             ticket_content: "明天上午九点上门维修".into(),
+            overrides: Default::default(),
         }
     }
 

@@ -59,7 +59,7 @@ pub struct ReadyAnswer {
         (status = 503, description = "Not ready: code 500, and data says what is not", body = ReadyAnswer),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let database = match state.store.next_due_ms().await {
+    let database = match state.store.next_due_ms(&[]).await {
         Ok(_) => "ok".to_string(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");

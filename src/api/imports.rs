@@ -154,6 +154,7 @@ fn parse_record(r: RecordIn, time: &ApiTime) -> Result<CallRecord, String> {
         dialogue_json: serde_json::to_string(&dialogue).expect("turns serialize"),
         intent: String::new(),
         turn_latency_ms: None,
+        batch_name: None,
     })
 }
 
@@ -374,6 +375,7 @@ pub fn cdr_record(cdr: &Value, time: &ApiTime, recordings: &Path) -> Result<Call
         dialogue_json: "[]".into(),
         intent: String::new(),
         turn_latency_ms: None,
+        batch_name: None,
     })
 }
 

@@ -1,6 +1,7 @@
 //! HTTP only: parse requests into domain types, call the store, shape the envelope.
 
 mod auth;
+mod campaigns;
 mod console;
 mod dnc;
 mod envelope;
@@ -67,7 +68,7 @@ pub const ALIASES: &[(&str, &str)] = &[
 /// The routing table: each route once, under its own name, with its method. `router()`
 /// serves it and `routes()` lists it, so a test can hold the OpenAPI document to what is
 /// really served.
-fn endpoints() -> [Endpoint; 19] {
+fn endpoints() -> [Endpoint; 24] {
     [
         endpoint("/api/aicall/stats", Method::POST, stats::day),
         endpoint("/api/aicall/records/list", Method::POST, records::list),
@@ -80,6 +81,11 @@ fn endpoints() -> [Endpoint; 19] {
         endpoint("/api/aicall/calltask/list", Method::POST, tasks::list),
         endpoint("/api/aicall/createTasks", Method::POST, tasks::create),
         endpoint("/api/aicall/stopTasks", Method::POST, tasks::stop),
+        endpoint("/api/aicall/campaign/save", Method::POST, campaigns::save),
+        endpoint("/api/aicall/campaign/list", Method::POST, campaigns::list),
+        endpoint("/api/aicall/campaign/pause", Method::POST, campaigns::pause),
+        endpoint("/api/aicall/campaign/resume", Method::POST, campaigns::resume),
+        endpoint("/api/aicall/campaign/stop", Method::POST, campaigns::stop),
         endpoint("/recordings/files", Method::GET, recordings::file),
         endpoint("/api/openapi.json", Method::GET, openapi::serve),
         endpoint("/", Method::GET, console::index),

@@ -11,7 +11,7 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::ErrorEnvelope;
-use super::{console, dnc, health, imports, recordings, records, stats, tasks};
+use super::{campaigns, console, dnc, health, imports, recordings, records, stats, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,11 @@ use super::{console, dnc, health, imports, recordings, records, stats, tasks};
         tasks::list,
         tasks::create,
         tasks::stop,
+        campaigns::save,
+        campaigns::list,
+        campaigns::pause,
+        campaigns::resume,
+        campaigns::stop,
         imports::import,
         imports::freeswitch_cdr,
         dnc::add,

@@ -41,6 +41,10 @@ pub struct RecordListRequest {
     pub time_len_end: Option<i64>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub extnum: Option<String>,
+    /// Only the AI calls of this campaign.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "九月份营销活动")]
+    pub batch_name: Option<String>,
 }
 
 impl RequestBody for RecordListRequest {
@@ -73,6 +77,7 @@ impl RecordListRequest {
             uuid: lenient::filter(self.uuid),
             telephone: lenient::filter(self.telephone),
             extnum: lenient::filter(self.extnum),
+            batch_name: lenient::filter(self.batch_name),
             callout_from_ms,
             callout_until_ms,
             time_len_min: self.time_len_start,

@@ -17,6 +17,10 @@ pub struct ApiSettings {
     /// A request body not wholly received this long after its head is answered with
     /// HTTP 408 (code 408) and its connection closed.
     pub body_read_timeout_secs: u64,
+    /// Whether a ticket's unknown batchName creates its campaign (with the global
+    /// settings); when false it is refused (code 405) and campaigns are made with
+    /// campaign/save only.
+    pub auto_create_campaigns: bool,
 }
 
 impl Default for ApiSettings {
@@ -27,6 +31,7 @@ impl Default for ApiSettings {
             request_timeout_secs: 30,
             max_concurrent_requests: 1024,
             body_read_timeout_secs: 10,
+            auto_create_campaigns: true,
         }
     }
 }

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, RequestBody, must_be_object};
 use super::{AppState, lenient};
-use crate::domain::{CallType, OUTCOME_CLASSES, now_ms};
+use crate::domain::{CallType, OUTCOME_CLASSES, TaskStatus, now_ms};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -59,6 +59,22 @@ pub struct DayStats {
     calls_in_progress: i64,
     tasks_waiting: i64,
     hours: Vec<HourRow>,
+    /// The same day by campaign (AI outbound only; empty for other call types), by name.
+    campaigns: Vec<CampaignDay>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignDay {
+    batch_name: String,
+    /// Ended calls this day (by calloutTime).
+    calls: i64,
+    answered: i64,
+    /// Its tasks 待呼叫 or 等待重呼, and 呼叫中, now.
+    tasks_waiting: i64,
+    calls_in_progress: i64,
+    /// Calls by outcome, as `hours`.
+    outcomes: BTreeMap<&'static str, i64>,
 }
 
 #[utoipa::path(post, path = "/api/aicall/stats", tag = "stats", operation_id = "dayStats",
@@ -113,6 +129,8 @@ pub async fn day(
     }
     let in_progress =
         if date == today && call_type == CallType::AiOutbound { gauges.calls_in_progress } else { 0 };
+    let campaigns =
+        if call_type == CallType::AiOutbound { by_campaign(&state, from, until).await? } else { Vec::new() };
     let ratio = |a: i64, b: i64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(Envelope::ok(DayStats {
         date: date.to_string(),
@@ -124,5 +142,46 @@ pub async fn day(
         calls_in_progress: gauges.calls_in_progress,
         tasks_waiting: gauges.tasks_waiting,
         hours: hours.into_values().collect(),
+        campaigns,
     }))
+}
+
+/// Each campaign's calls in `[from, until)` (from `campaign_hours`) and its tasks now.
+async fn by_campaign(state: &AppState, from: i64, until: i64) -> Result<Vec<CampaignDay>, ApiError> {
+    let mut days: BTreeMap<String, CampaignDay> = state
+        .store
+        .campaigns()
+        .await?
+        .into_iter()
+        .map(|c| {
+            let day = CampaignDay {
+                batch_name: c.name.clone(),
+                calls: 0,
+                answered: 0,
+                tasks_waiting: 0,
+                calls_in_progress: 0,
+                outcomes: OUTCOME_CLASSES.iter().map(|c| (*c, 0)).collect(),
+            };
+            (c.name, day)
+        })
+        .collect();
+    for n in state.store.campaign_counts().await? {
+        if let Some(day) = days.get_mut(&n.name) {
+            match n.status {
+                TaskStatus::Pending | TaskStatus::RetryWait => day.tasks_waiting += n.tasks,
+                TaskStatus::Calling => day.calls_in_progress += n.tasks,
+                _ => {}
+            }
+        }
+    }
+    for k in state.store.campaign_calls(from, until).await? {
+        if let Some(day) = days.get_mut(&k.name) {
+            if let Some(n) = day.outcomes.get_mut(k.outcome.as_str()) {
+                *n += k.calls;
+            }
+            day.calls += k.calls;
+            day.answered += if k.outcome == "answered" { k.calls } else { 0 };
+        }
+    }
+    Ok(days.into_values().collect())
 }

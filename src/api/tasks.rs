@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::envelope::Answer;
 use super::envelope::{ApiError, ApiJson, Envelope, Null, PageEnvelope, RequestBody, must_be_object};
 use super::{AppState, lenient, paging};
-use crate::domain::{ApiTime, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
+use crate::domain::{ApiTime, DEFAULT_CAMPAIGN, NewTask, Phone, TaskFilter, TaskStatus, now_ms};
 use crate::views::TaskRowJson;
 
 /// calltask/list. Integers may also be sent as numeric strings; blank strings mean no filter.
@@ -36,6 +36,10 @@ pub struct TaskListRequest {
     pub phone: Option<String>,
     #[serde(default, deserialize_with = "lenient::opt_string")]
     pub status: Option<String>,
+    /// Only the tasks of this campaign.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "九月份营销活动")]
+    pub batch_name: Option<String>,
 }
 
 impl RequestBody for TaskListRequest {
@@ -66,6 +70,7 @@ impl TaskListRequest {
             ticket_no: lenient::filter(self.ticket_no),
             phone: lenient::filter(self.phone),
             status,
+            batch_name: lenient::filter(self.batch_name),
             page,
         })
     }
@@ -104,6 +109,12 @@ pub struct TicketIn {
     #[serde(default, deserialize_with = "lenient::opt_string")]
     #[schema(required, value_type = String, example = "尊敬的张三先生，提醒您参加我们本周末的线下优惠活动。")]
     pub ticket_content: Option<String>,
+    /// The task's campaign; the default campaign (`default`) when absent or blank. An
+    /// unknown name creates the campaign with the global settings, unless
+    /// `api.auto_create_campaigns` is false.
+    #[serde(default, deserialize_with = "lenient::opt_string")]
+    #[schema(example = "九月份营销活动", max_length = 100)]
+    pub batch_name: Option<String>,
 }
 
 impl RequestBody for Vec<TicketIn> {
@@ -119,6 +130,8 @@ impl RequestBody for Vec<TicketIn> {
 /// Longest accepted value per field, in characters.
 const MAX_SHORT_FIELD: usize = 100;
 const MAX_CONTENT: usize = 5000;
+/// Longest campaign name (batchName), in characters.
+pub const MAX_CAMPAIGN_NAME: usize = 100;
 
 /// Checks every ticket; the first problem rejects them all, naming the ticket and field.
 pub fn parse_tickets(tickets: Vec<TicketIn>, max: usize) -> Result<Vec<NewTask>, ApiError> {
@@ -143,10 +156,14 @@ pub fn parse_tickets(tickets: Vec<TicketIn>, max: usize) -> Result<Vec<NewTask>,
         let username = field("username", t.username, MAX_SHORT_FIELD)?;
         let ticket_type = field("ticketType", t.ticket_type, MAX_SHORT_FIELD)?;
         let ticket_content = field("ticketContent", t.ticket_content, MAX_CONTENT)?;
+        let batch_name = match lenient::filter(t.batch_name) {
+            None => DEFAULT_CAMPAIGN.to_string(),
+            name => field("batchName", name, MAX_CAMPAIGN_NAME)?,
+        };
         if let Some(first) = seen.insert(ticket_no.clone(), i) {
             return Err(at("ticketNo", &format!("与第 {} 条工单重复：\"{ticket_no}\"", first + 1)));
         }
-        out.push(NewTask { ticket_no, phone, username, ticket_type, ticket_content });
+        out.push(NewTask { ticket_no, phone, username, ticket_type, ticket_content, batch_name });
     }
     Ok(out)
 }
@@ -167,6 +184,9 @@ pub async fn create(
     ApiJson(tickets): ApiJson<Vec<TicketIn>>,
 ) -> Result<Json<Envelope<Vec<Created>>>, ApiError> {
     let tasks = parse_tickets(tickets, state.config.api.max_tasks_per_request)?;
+    if !state.config.api.auto_create_campaigns {
+        refuse_unknown_campaigns(&state, &tasks).await?;
+    }
     let ids = state.store.create_tasks(&tasks, now_ms()).await?;
     state.dialer.wake.notify_one();
     let data = tasks
@@ -175,6 +195,21 @@ pub async fn create(
         .map(|(t, batch_id)| Created { batch_id, ticket_no: t.ticket_no })
         .collect();
     Ok(Envelope::ok_with("任务创建成功", data))
+}
+
+/// With `api.auto_create_campaigns = false`: the first ticket naming a campaign that does
+/// not exist rejects the request, naming the ticket and the field.
+async fn refuse_unknown_campaigns(state: &AppState, tasks: &[NewTask]) -> Result<(), ApiError> {
+    let known: std::collections::HashSet<String> =
+        state.store.campaigns().await?.into_iter().map(|c| c.name).collect();
+    match tasks.iter().position(|t| !known.contains(&t.batch_name)) {
+        None => Ok(()),
+        Some(i) => Err(ApiError::bad(format!(
+            "第 {} 条工单（下标 {i}）的 batchName 不是已有的外呼活动：\"{}\"（请先用 campaign/save 创建）",
+            i + 1,
+            tasks[i].batch_name
+        ))),
+    }
 }
 
 /// stopTasks: by batchId and/or ticketNo; at least one non-empty list.

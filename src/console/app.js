@@ -2,7 +2,8 @@
 // one. No framework and no build step; served from the binary (src/api/console.rs).
 //
 // Endpoints used: POST /api/aicall/stats, /api/aicall/calltask/list, /api/aicall/createTasks,
-// /api/aicall/stopTasks, /api/aicall/records/list; GET /api/aicall/calltype/uuid and the
+// /api/aicall/stopTasks, /api/aicall/records/list, /api/aicall/campaign/list, /campaign/pause,
+// /campaign/resume; GET /api/aicall/calltype/uuid and the
 // recording (`wavFileUrl`). Every request carries the API key from localStorage when one
 // is saved; an answer with code 401 asks for it.
 
@@ -28,7 +29,13 @@ const PAGE_SIZES = [10, 20, 50, 100];
 const I18N = {
   zh: {
     'title': '呼叫中心控制台',
-    'nav.overview': '概览', 'nav.tasks': '任务', 'nav.calls': '通话记录',
+    'nav.overview': '概览', 'nav.tasks': '任务', 'nav.calls': '通话记录', 'nav.campaigns': '外呼活动',
+    'task.batchName': '外呼活动', 'call.batchName': '外呼活动',
+    'campaign.name': '活动名称', 'campaign.state': '状态', 'campaign.priority': '优先级',
+    'campaign.todayCalls': '今日呼叫', 'campaign.todayAnswered': '今日接通',
+    'campaign.running': '运行中', 'campaign.paused': '已暂停',
+    'campaign.pause': '暂停', 'campaign.resume': '恢复', 'campaign.tasks': '任务',
+    'campaign.tasksTitle': '查看该活动的任务',
     'lang.other': 'English',
     'key.placeholder': 'API 密钥', 'key.save': '保存', 'key.clear': '清除',
     'key.saved': 'API 密钥已保存（仅存于本浏览器）', 'key.cleared': 'API 密钥已清除',
@@ -84,7 +91,13 @@ const I18N = {
   },
   en: {
     'title': 'Callcenter console',
-    'nav.overview': 'Overview', 'nav.tasks': 'Tasks', 'nav.calls': 'Calls',
+    'nav.overview': 'Overview', 'nav.tasks': 'Tasks', 'nav.calls': 'Calls', 'nav.campaigns': 'Campaigns',
+    'task.batchName': 'Campaign', 'call.batchName': 'Campaign',
+    'campaign.name': 'Campaign', 'campaign.state': 'State', 'campaign.priority': 'Priority',
+    'campaign.todayCalls': 'Calls today', 'campaign.todayAnswered': 'Answered today',
+    'campaign.running': 'Running', 'campaign.paused': 'Paused',
+    'campaign.pause': 'Pause', 'campaign.resume': 'Resume', 'campaign.tasks': 'Tasks',
+    'campaign.tasksTitle': 'Show the tasks of this campaign',
     'lang.other': '中文',
     'key.placeholder': 'API key', 'key.save': 'Save', 'key.clear': 'Clear',
     'key.saved': 'API key saved (in this browser only)', 'key.cleared': 'API key cleared',
@@ -498,6 +511,7 @@ function renderTasks() {
       el('td', { class: 'sel' }, box),
       cell('task.batchId', r.batchId),
       cell('task.ticketNo', r.ticketNo),
+      cell('task.batchName', r.batchName),
       cell('task.phone', el('span', { class: 'mono' }, r.phone)),
       cell('task.username', r.username),
       cell('task.ticketType', r.ticketType),
@@ -510,7 +524,7 @@ function renderTasks() {
       el('td', { class: 'actions' }, calls),
     );
   });
-  tbody.replaceChildren(...(rows.length ? rows : [emptyRow(13)]));
+  tbody.replaceChildren(...(rows.length ? rows : [emptyRow(14)]));
   const selectable = tasks.rows.filter((r) => !ENDED.has(r.status));
   const all = $('#task-select-all');
   all.checked = selectable.length > 0 && selectable.every((r) => tasks.selected.has(r.batchId));
@@ -892,9 +906,75 @@ function resetAudio() {
   showMsg($('#audio-msg'), '');
 }
 
+// ---------------------------------------------------------------- campaigns
+
+const campaigns = { rows: [], seq: 0 };
+
+async function loadCampaigns() {
+  const seq = ++campaigns.seq;
+  try {
+    const env = await post('/api/aicall/campaign/list', {});
+    if (seq !== campaigns.seq) return;
+    campaigns.rows = env.rows;
+    clearError($('#campaign-msg'));
+  } catch (e) {
+    if (seq !== campaigns.seq) return;
+    showError($('#campaign-msg'), e);
+  }
+  renderCampaigns();
+}
+
+function renderCampaigns() {
+  const cell = (label, ...content) => el('td', { 'data-label': t(label), 'data-col': label.split('.')[1] }, ...content);
+  const count = (r, status) => el('td', { 'data-label': t(`status.${status}`), 'data-col': status }, r.tasks[status] ?? 0);
+  const rows = campaigns.rows.map((r) => {
+    const toggle = el('button', { type: 'button', class: r.paused ? '' : 'secondary', 'data-action': r.paused ? 'resume' : 'pause' },
+      t(r.paused ? 'campaign.resume' : 'campaign.pause'));
+    toggle.addEventListener('click', () => setPaused(r.batchName, !r.paused));
+    const show = el('button', { type: 'button', class: 'link', title: t('campaign.tasksTitle') }, t('campaign.tasks'));
+    show.addEventListener('click', () => showTasksOf(r.batchName));
+    return el('tr', { 'data-campaign': r.batchName, 'data-paused': String(r.paused) },
+      cell('campaign.name', r.batchName),
+      cell('campaign.state', el('span', { class: `badge ${r.paused ? 'st-stopped' : 'st-calling'}` },
+        t(r.paused ? 'campaign.paused' : 'campaign.running'))),
+      cell('campaign.priority', r.settings.priority ?? 0),
+      count(r, '待呼叫'), count(r, '呼叫中'), count(r, '等待重呼'), count(r, '已完成'), count(r, '已停止'),
+      cell('campaign.todayCalls', r.today.calls),
+      cell('campaign.todayAnswered', r.today.answered),
+      el('td', { class: 'actions' }, toggle, ' ', show),
+    );
+  });
+  $('#campaign-table tbody').replaceChildren(...(rows.length ? rows : [emptyRow(11)]));
+  $('#campaign-names').replaceChildren(...campaigns.rows.map((r) => el('option', { value: r.batchName })));
+}
+
+async function setPaused(name, paused) {
+  try {
+    const env = await post(`/api/aicall/campaign/${paused ? 'pause' : 'resume'}`, { batchName: name });
+    showMsg($('#campaign-msg'), env.msg, 'ok');
+  } catch (e) {
+    showError($('#campaign-msg'), e);
+  }
+  loadCampaigns();
+}
+
+/** From a campaign row: its tasks. */
+function showTasksOf(name) {
+  const form = $('#task-filter');
+  form.reset();
+  form.elements.batchName.value = name;
+  tasks.filter = { batchName: name };
+  tasks.page = 1;
+  window.location.hash = '#tasks';
+}
+
+function setupCampaigns() {
+  $('#campaigns-refresh').addEventListener('click', loadCampaigns);
+}
+
 // ---------------------------------------------------------------- views
 
-const VIEWS = { overview: loadStats, tasks: loadTasks, calls: loadCalls };
+const VIEWS = { overview: loadStats, tasks: loadTasks, campaigns: loadCampaigns, calls: loadCalls };
 
 function currentView() {
   const name = window.location.hash.slice(1);
@@ -912,13 +992,14 @@ function showView() {
 
 const refreshView = () => VIEWS[currentView()]();
 
-/** The overview refreshes every 5 seconds, and so does the task list when asked to; not in a hidden tab. */
+/** The overview and the campaigns refresh every 5 seconds, and so does the task list when asked to; not in a hidden tab. */
 function tick() {
   // Not while the page waits for a key: saving one refreshes at once.
   if (document.hidden || !$('#banner').hidden) return;
   const view = currentView();
   if (view === 'overview') loadStats();
   else if (view === 'tasks' && $('#tasks-auto').checked) loadTasks();
+  else if (view === 'campaigns') loadCampaigns();
 }
 
 function setLanguage(next) {
@@ -927,6 +1008,7 @@ function setLanguage(next) {
   applyI18n();
   if (stats.data) renderStats();
   renderTasks();
+  renderCampaigns();
   renderCalls();
   renderPreview();
   if (!$('#banner').hidden) askForKey();
@@ -937,6 +1019,7 @@ function start() {
   setupKey();
   setupOverview();
   setupTasks();
+  setupCampaigns();
   setupCalls();
   updateStopButton();
   $('#lang-toggle').addEventListener('click', () => setLanguage(lang === 'zh' ? 'en' : 'zh'));

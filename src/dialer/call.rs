@@ -134,6 +134,7 @@ async fn converse(
         username: task.username.clone(),
         ticket_type: task.ticket_type.clone(),
         ticket_content: task.ticket_content.clone(),
+        overrides: inner.campaigns.get(&task.batch_name).agent.clone(),
     };
     let mut session = session;
     let mut dialogue = Vec::new();
@@ -255,15 +256,16 @@ pub(super) fn next_step(
 }
 
 async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: String, ended_ms: i64) {
-    let d = &inner.settings;
+    // The retry policy of the task's campaign.
+    let campaign = inner.campaigns.get(&task.batch_name);
     let next = next_step(
         &outcome.cause,
         outcome.answered_ms.is_some(),
         outcome.reason,
         task.attempt,
-        d.max_attempts,
+        campaign.max_attempts,
         ended_ms,
-        Duration::from_secs(d.retry_delay_secs),
+        campaign.retry_delay,
     );
     let attempt = FinishedAttempt {
         batch_id: task.batch_id,

@@ -1,11 +1,9 @@
-//! Calling hours: tasks wait outside the window, and the log says when it opens.
+//! Calling hours: tasks wait outside the window (the global one, or their campaign's).
 
 use std::time::Duration;
 
 use chrono::{NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
-
-use crate::domain::{ApiTime, now_ms};
 
 /// A daily window `HH:MM-HH:MM` in the configured time zone; `00:00-24:00` is always open.
 /// A window whose end is before its start runs past midnight (`20:00-08:00`).
@@ -63,28 +61,6 @@ pub fn until_open(hours: CallingHours, now: NaiveTime) -> Duration {
     let now_secs = i64::from(now.num_seconds_from_midnight());
     let start_secs = i64::from(hours.start) * 60;
     Duration::from_secs((start_secs - now_secs).rem_euclid(24 * 3600) as u64)
-}
-
-/// Returns at once inside the window; otherwise logs when it opens and sleeps until then.
-pub async fn wait_until_open(hours: CallingHours, time: ApiTime) {
-    if hours.is_always() {
-        return;
-    }
-    loop {
-        let now = time.local(now_ms()).expect("the clock's time is in range");
-        let wait = until_open(hours, now.time());
-        if wait.is_zero() {
-            return;
-        }
-        let opens = time.format(now_ms() + wait.as_millis() as i64).unwrap_or_default();
-        tracing::info!(
-            calling_hours = %String::from(hours),
-            timezone = time.0.name(),
-            "outside calling hours: tasks wait; dialing resumes at {opens}"
-        );
-        // Wake at least hourly, so a clock change cannot oversleep the window.
-        tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
-    }
 }
 
 #[cfg(test)]

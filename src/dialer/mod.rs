@@ -6,6 +6,7 @@
 //! the attempt's record and the task's next state in one transaction.
 
 mod call;
+mod campaigns;
 mod group_commit;
 mod hours;
 mod settings;
@@ -28,6 +29,8 @@ use crate::domain::{ApiTime, CallIdGenerator, now_ms};
 use crate::recording::RecordingHealth;
 use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
+pub use campaigns::CampaignSettings;
+use campaigns::{CampaignPermit, Campaigns};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
 pub use settings::{DialerSettings, NodeId};
@@ -190,6 +193,8 @@ struct Inner {
     time: ApiTime,
     ids: CallIdGenerator,
     calls: Calls,
+    /// Each campaign's settings, and its share of each claim.
+    campaigns: Campaigns,
     node: String,
     timing: Timing,
     /// Answers noted and attempts recorded, many calls to a transaction.
@@ -214,6 +219,12 @@ impl Dialer {
                 carrier,
                 agent,
                 ids: CallIdGenerator::new(&node, time.0),
+                campaigns: Campaigns::new(campaigns::Defaults {
+                    calling_hours: settings.calling_hours,
+                    time,
+                    max_attempts: settings.max_attempts,
+                    retry_delay_secs: settings.retry_delay_secs,
+                }),
                 time,
                 settings,
                 recordings_dir,
@@ -281,11 +292,9 @@ async fn claim_loop(
     // Calls stamped (calloutTime, uuid) in one calendar second: a batch claimed late in a
     // second would otherwise let a record's second hold a few more than `cps`.
     let mut stamped: (i64, u32) = (0, 0);
+    // Whether the log says that every campaign is outside its calling hours.
+    let mut said_closed = false;
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = hours::wait_until_open(d.calling_hours, inner.time) => {}
-        }
         let waiting_since = tokio::time::Instant::now();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -316,13 +325,42 @@ async fn claim_loop(
         {
             permits.push(p);
         }
+        // A wake (tasks created, a campaign saved, paused or resumed, here or on another
+        // node) reads the campaigns again at once; otherwise every second.
+        let woken = futures::FutureExt::now_or_never(signals.wake.notified()).is_some();
+        inner.campaigns.refresh(inner.store.as_ref(), woken).await;
+        let plan = inner.campaigns.plan(permits.len() as u32, now);
+        if plan.shares.is_empty() && plan.waiting_for.is_empty() {
+            drop(permits);
+            let wait = plan.opens_in.unwrap_or(IDLE_POLL).min(IDLE_POLL);
+            if plan.opens_in.is_some() && !said_closed {
+                let opens = inner.time.format(now + plan.opens_in.unwrap_or_default().as_millis() as i64);
+                tracing::info!(
+                    calling_hours = %String::from(d.calling_hours),
+                    timezone = inner.time.0.name(),
+                    "outside calling hours: tasks wait; dialing resumes at {}",
+                    opens.unwrap_or_default()
+                );
+                said_closed = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = signals.wake.notified() => inner.campaigns.refresh(inner.store.as_ref(), true).await,
+                _ = inner.campaigns.freed.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+            continue;
+        }
+        said_closed = false;
         let lease_until = now + inner.timing.lease.as_millis() as i64;
         // The lease's age counts from before the claim was sent.
         let claimed_at = Instant::now();
         let rules = claim_rules(inner, now);
         let claimed = inner
             .store
-            .claim_due(&inner.node, permits.len() as u32, now, lease_until, &rules, &|| inner.ids.next(now))
+            .claim_due(&inner.node, permits.len() as u32, &plan.shares, now, lease_until, &rules, &|| {
+                inner.ids.next(now)
+            })
             .await;
         let claimed = match claimed {
             Ok(c) => c,
@@ -336,10 +374,12 @@ async fn claim_loop(
         };
         if claimed.is_empty() {
             drop(permits);
-            let wait = idle_wait(inner).await;
+            let wait = idle_wait(inner, &plan.waiting_for).await;
+            let wait = plan.opens_in.map_or(wait, |o| o.min(wait));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = signals.wake.notified() => {}
+                _ = signals.wake.notified() => inner.campaigns.refresh(inner.store.as_ref(), true).await,
+                _ = inner.campaigns.freed.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
             continue;
@@ -351,7 +391,9 @@ async fn claim_loop(
                 pace.until_ready().await;
             }
             crate::metrics::call_started(pacing_delay);
-            start_call(inner, tracker, task, permit, claimed_at, signals.recordings.clone());
+            inner.campaigns.served(&task.batch_name);
+            let held = inner.campaigns.permit(&task.batch_name);
+            start_call(inner, tracker, task, (permit, held), claimed_at, signals.recordings.clone());
         }
     }
 }
@@ -360,7 +402,8 @@ fn start_call(
     inner: &Arc<Inner>,
     tracker: &TaskTracker,
     task: ClaimedCall,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    // The node's line and the campaign's own cap, held until the call ends.
+    permit: (tokio::sync::OwnedSemaphorePermit, CampaignPermit),
     claimed_at: Instant,
     recordings: Arc<RecordingHealth>,
 ) {
@@ -386,9 +429,12 @@ fn claim_rules(inner: &Inner, now: i64) -> ClaimRules {
     }
 }
 
-/// Until the next waiting task is due, within the idle poll.
-async fn idle_wait(inner: &Inner) -> Duration {
-    match inner.store.next_due_ms().await {
+/// Until the next waiting task of these campaigns is due, within the idle poll.
+async fn idle_wait(inner: &Inner, campaigns: &[String]) -> Duration {
+    if campaigns.is_empty() {
+        return IDLE_POLL;
+    }
+    match inner.store.next_due_ms(campaigns).await {
         Ok(Some(due)) => {
             Duration::from_millis((due - now_ms()).clamp(10, IDLE_POLL.as_millis() as i64) as u64)
         }

@@ -24,7 +24,13 @@ pub struct NewTask {
     pub username: String,
     pub ticket_type: String,
     pub ticket_content: String,
+    /// The task's campaign (the ticket's batchName, or `DEFAULT_CAMPAIGN`).
+    pub batch_name: String,
 }
+
+/// The campaign of tasks created without a batchName, and of every task from before
+/// campaigns existed.
+pub const DEFAULT_CAMPAIGN: &str = "default";
 
 /// Who spoke a line of a call's dialogue. A system prompt is never stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

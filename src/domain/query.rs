@@ -26,6 +26,8 @@ pub struct RecordFilter {
     pub callout_until_ms: Option<i64>,
     pub time_len_min: Option<i64>,
     pub time_len_max: Option<i64>,
+    /// Only the AI calls of this campaign.
+    pub batch_name: Option<String>,
     pub page: Page,
 }
 
@@ -38,5 +40,7 @@ pub struct TaskFilter {
     pub ticket_no: Option<String>,
     pub phone: Option<String>,
     pub status: Option<TaskStatus>,
+    /// Only the tasks of this campaign.
+    pub batch_name: Option<String>,
     pub page: Page,
 }

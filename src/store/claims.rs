@@ -51,6 +51,8 @@ pub struct ClaimedCall {
     /// The lease's fencing token: every write about this attempt holds only while the
     /// task still carries it (another claim bumps it).
     pub lease_gen: i64,
+    /// The task's campaign, whose settings the call follows.
+    pub batch_name: String,
 }
 
 /// Where the task goes after an attempt. A stop requested meanwhile wins over it.
@@ -105,6 +107,8 @@ impl FinishedAttempt {
             dialogue_json: serde_json::to_string(&self.dialogue).expect("dialogue serializes"),
             intent: self.intent.clone(),
             turn_latency_ms: self.turn_latency.map(|d| d.as_millis() as i64),
+            // The task's, filled in from the task the attempt moved.
+            batch_name: None,
         }
     }
 

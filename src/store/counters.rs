@@ -391,6 +391,7 @@ mod tests {
             dialogue_json: "[]".into(),
             intent: String::new(),
             turn_latency_ms: None,
+            batch_name: None,
         }
     }
 

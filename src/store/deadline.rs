@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use super::{
-    AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, TaskRow,
+    AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
+    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
+    Store, StoreError, StoreGauges, TaskRow,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -95,12 +96,13 @@ impl<S: Store> Store for Deadline<S> {
         &self,
         node: &str,
         limit: u32,
+        shares: &[CampaignShare],
         now_ms: i64,
         lease_until_ms: i64,
         rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
-        within(self.0.claim_due(node, limit, now_ms, lease_until_ms, rules, next_uuid)).await
+        within(self.0.claim_due(node, limit, shares, now_ms, lease_until_ms, rules, next_uuid)).await
     }
 
     async fn claim_orphans(
@@ -135,8 +137,32 @@ impl<S: Store> Store for Deadline<S> {
         within(self.0.finish_attempts(attempts)).await
     }
 
-    async fn next_due_ms(&self) -> Result<Option<i64>> {
-        within(self.0.next_due_ms()).await
+    async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {
+        within(self.0.next_due_ms(campaigns)).await
+    }
+
+    async fn save_campaign(&self, name: &str, settings: &str, now_ms: i64) -> Result<CampaignRow> {
+        within(self.0.save_campaign(name, settings, now_ms)).await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRow>> {
+        within(self.0.campaigns()).await
+    }
+
+    async fn campaign_counts(&self) -> Result<Vec<CampaignCount>> {
+        within(self.0.campaign_counts()).await
+    }
+
+    async fn campaign_calls(&self, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>> {
+        within(self.0.campaign_calls(from_ms, until_ms)).await
+    }
+
+    async fn pause_campaign(&self, name: &str, paused: bool, now_ms: i64) -> Result<bool> {
+        within(self.0.pause_campaign(name, paused, now_ms)).await
+    }
+
+    async fn stop_campaign(&self, name: &str, now_ms: i64) -> Result<Option<StopOutcome>> {
+        within(self.0.stop_campaign(name, now_ms)).await
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {

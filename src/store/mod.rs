@@ -8,6 +8,7 @@
 //! to a networked database (deadline). `sqlite/` and `postgres/` hold each backend's SQL,
 //! split the same way.
 
+mod campaigns;
 mod claims;
 mod counters;
 mod deadline;
@@ -28,6 +29,7 @@ use tokio::sync::Notify;
 
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
+pub use campaigns::{CampaignCalls, CampaignCount, CampaignRow, CampaignShare};
 pub use claims::{AnsweredCall, ClaimRules, ClaimedCall, FinishedAttempt, NextStep};
 pub use counters::{DAY_MS, HOUR_MS};
 pub use outbox::{CALL_ENDED, EventOutcome, OutboxEvent, TASK_ENDED};
@@ -115,14 +117,17 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- the dialer's side ----
 
-    /// Claims up to `limit` due tasks for `node` with a lease until `lease_until_ms`,
-    /// counting the attempt and giving it a uuid from `next_uuid`. On the way, a task
-    /// for a do-not-call number ends as 已拦截, and one whose number reached its daily
-    /// cap waits for tomorrow.
+    /// Claims up to `limit` due tasks of the campaigns `shares` names (in their order of
+    /// preference, see `CampaignShare`; a paused campaign's are never claimed) for `node`
+    /// with a lease until `lease_until_ms`, counting the attempt and giving it a uuid from
+    /// `next_uuid`. On the way, a task for a do-not-call number ends as 已拦截, and one
+    /// whose number reached its daily cap waits for tomorrow.
+    #[allow(clippy::too_many_arguments)]
     async fn claim_due(
         &self,
         node: &str,
         limit: u32,
+        shares: &[CampaignShare],
         now_ms: i64,
         lease_until_ms: i64,
         rules: &ClaimRules,
@@ -164,8 +169,31 @@ pub trait Store: Send + Sync + 'static {
     /// (`None`: the lease was lost and nothing was written for that attempt).
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>>;
 
-    /// When the next waiting task is due, if any.
-    async fn next_due_ms(&self) -> Result<Option<i64>>;
+    /// When the next waiting task of these campaigns is due, if any.
+    async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>>;
+
+    // ---- campaigns ----
+
+    /// Creates the campaign `name` with `settings` (JSON), or replaces the settings of the
+    /// one that exists; a pause stays as it is.
+    async fn save_campaign(&self, name: &str, settings: &str, now_ms: i64) -> Result<CampaignRow>;
+
+    /// Every campaign, by name.
+    async fn campaigns(&self) -> Result<Vec<CampaignRow>>;
+
+    /// Each campaign's tasks by status (from the counters, not the rows).
+    async fn campaign_counts(&self) -> Result<Vec<CampaignCount>>;
+
+    /// Each campaign's AI calls started in `[from_ms, until_ms)`, by hangup cause.
+    async fn campaign_calls(&self, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>>;
+
+    /// Pauses or resumes a campaign; every node's next claim sees it. `false`: no such
+    /// campaign.
+    async fn pause_campaign(&self, name: &str, paused: bool, now_ms: i64) -> Result<bool>;
+
+    /// Stops every unfinished task of a campaign, as `stop_tasks` does; `None`: no such
+    /// campaign.
+    async fn stop_campaign(&self, name: &str, now_ms: i64) -> Result<Option<StopOutcome>>;
 
     /// Numbers for /metrics, read when it is scraped.
     async fn gauges(&self) -> Result<StoreGauges>;

@@ -8,11 +8,11 @@ use crate::domain::{CallType, TaskStatus};
 
 pub(super) const OPEN: &str = "('pending', 'calling', 'retry_wait')";
 pub(super) const TASK_COLUMNS: &str = "batch_id, task_type, created_ms, stopped_ms, connected, ticket_no, phone, username, \
-     ticket_type, ticket_content, status, call_count, last_hangup_cause";
+     ticket_type, ticket_content, status, call_count, last_hangup_cause, batch_name";
 pub(super) const RECORD_COLUMNS: &str = "uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms, \
-     time_len, hangup_cause, wav_path, wav_url, dialogue, intent, turn_latency_ms";
+     time_len, hangup_cause, wav_path, wav_url, dialogue, intent, turn_latency_ms, batch_name";
 pub(super) const CLAIMED_COLUMNS: &str = "batch_id, ticket_no, phone, username, ticket_type, ticket_content, \
-     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms, lease_gen";
+     call_count AS attempt, call_uuid, call_started_ms, call_answered_ms, heartbeat_ms, lease_gen, batch_name";
 
 /// A task as calltask/list shows it. Serialized as a webhook event's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, sqlx::FromRow)]
@@ -31,6 +31,14 @@ pub struct TaskRow {
     pub status: TaskStatus,
     pub call_count: i64,
     pub last_hangup_cause: Option<String>,
+    /// The task's campaign (the spec's batchName). Events written before campaigns
+    /// existed have none: theirs was the default campaign.
+    #[serde(default = "default_campaign")]
+    pub batch_name: String,
+}
+
+fn default_campaign() -> String {
+    crate::domain::DEFAULT_CAMPAIGN.to_string()
 }
 
 /// An ended call as records/list shows it. Serialized with its columns' names, as an
@@ -62,6 +70,8 @@ pub struct CallRecord {
     /// An AI call's median voice-to-voice latency (`CallEnd::turn_latency`); not in
     /// records/list, only in the call's `call.ended` webhook.
     pub turn_latency_ms: Option<i64>,
+    /// The campaign of an AI call's task; `None` for imported calls.
+    pub batch_name: Option<String>,
 }
 
 fn call_type_code<S: Serializer>(call_type: &CallType, s: S) -> Result<S::Ok, S::Error> {

@@ -137,6 +137,7 @@ impl SeedPlan {
             dialogue_json: dialogue.to_string(),
             intent: intent.to_string(),
             turn_latency_ms: None,
+            batch_name: None,
         }
     }
 

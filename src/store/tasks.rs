@@ -45,8 +45,8 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
 
 /// calltask/list's page and its total.
 ///
-/// The total: a filter of status alone, or none, sums `task_counts`; a createTime window,
-/// with a status or not, sums the whole hours of `task_hours` and counts the tasks of the
+/// The total: a filter of status or campaign alone, or both, or none, sums `task_counts`;
+/// a createTime window, with a status or not, sums the whole hours of `task_hours` and counts the tasks of the
 /// partial hours at its edges (from `tasks_created`); others count the rows.
 ///
 /// The page: its batchIds are found first from the indexes alone (the primary key and
@@ -58,9 +58,13 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
 /// `tasks_created`, which would read the whole window to sort it.)
 pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
     let count = if countable_by_status(f) {
-        let mut count = Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts");
+        let mut count =
+            Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE 1 = 1");
         if let Some(s) = f.status {
-            count.push(" WHERE status = ").bind(s.db_name());
+            count.push(" AND status = ").bind(s.db_name());
+        }
+        if let Some(name) = &f.batch_name {
+            count.push(" AND batch_name = ").bind(name.as_str());
         }
         count
     } else if countable_by_hours(f) {
@@ -163,20 +167,37 @@ fn push_task_filter(q: &mut Sql, f: &TaskFilter, created: &str) {
             q.push(" AND ").push(created).push(op).bind(v);
         }
     }
-    for (condition, value) in [(" AND ticket_no = ", &f.ticket_no), (" AND phone = ", &f.phone)] {
+    for (condition, value) in [
+        (" AND ticket_no = ", &f.ticket_no),
+        (" AND phone = ", &f.phone),
+        (" AND batch_name = ", &f.batch_name),
+    ] {
         if let Some(v) = value {
             q.push(condition).bind(v.as_str());
         }
     }
     if let Some(s) = f.status {
-        q.push(" AND status = ").bind(s.db_name());
+        // With a campaign, SQLite (no statistics) would walk every task of the status in
+        // `tasks_status`; the `+` keeps it on the campaign's index, newest first.
+        let hint = f.batch_name.is_some() && q.dialect == Dialect::Sqlite;
+        q.push(if hint { " AND +status = " } else { " AND status = " }).bind(s.db_name());
     }
 }
 
 /// Whether a calltask/list filter's total can come from `task_counts`: nothing but the
-/// status filters it. (Every field is named, so that a new one must be decided here.)
+/// status and the campaign filter it. (Every field is named, so that a new one must be
+/// decided here.)
 fn countable_by_status(f: &TaskFilter) -> bool {
-    let TaskFilter { batch_id, created_from_ms, created_until_ms, ticket_no, phone, status: _, page: _ } = f;
+    let TaskFilter {
+        batch_id,
+        created_from_ms,
+        created_until_ms,
+        ticket_no,
+        phone,
+        status: _,
+        batch_name: _,
+        page: _,
+    } = f;
     batch_id.is_none()
         && created_from_ms.is_none()
         && created_until_ms.is_none()
@@ -194,9 +215,10 @@ fn countable_by_hours(f: &TaskFilter) -> bool {
         ticket_no,
         phone,
         status: _,
+        batch_name,
         page: _,
     } = f;
-    batch_id.is_none() && ticket_no.is_none() && phone.is_none()
+    batch_id.is_none() && ticket_no.is_none() && phone.is_none() && batch_name.is_none()
 }
 
 #[cfg(test)]
@@ -211,6 +233,7 @@ mod tests {
             username: String::new(),
             ticket_type: String::new(),
             ticket_content: String::new(),
+            batch_name: crate::domain::DEFAULT_CAMPAIGN.into(),
         }
     }
 

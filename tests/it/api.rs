@@ -36,8 +36,13 @@ async fn the_spec_create_example_answers_batch_ids_from_10001_in_input_order() {
 async fn the_spec_task_list_example_returns_the_spec_row_shape() {
     let s = TestServer::start().await;
     let before = chrono::Utc::now().timestamp_millis();
-    s.post("/api/aicall/createTasks", &spec_tickets()).await;
-    // The spec's own example, with its extra `batchName` and a date range around now.
+    // The spec's tickets, in the campaign its list example asks for.
+    let mut tickets = spec_tickets();
+    for t in tickets.as_array_mut().unwrap() {
+        t["batchName"] = json!("九月份营销活动");
+    }
+    s.post("/api/aicall/createTasks", &tickets).await;
+    // The spec's own example, with its `batchName` and a date range around now.
     let v = s
         .post(
             "/api/aicall/calltask/list",
@@ -64,9 +69,11 @@ async fn the_spec_task_list_example_returns_the_spec_row_shape() {
         "status",
         "callCount",
         "lastHangupCause",
+        "batchName",
     ] {
         assert!(keys.contains(&k), "missing {k} in {row}");
     }
+    assert_eq!(row["batchName"], "九月份营销活动");
     assert_eq!(row["batchId"], 10001);
     assert_eq!(row["taskType"], 1);
     assert!(row["createtime"].as_i64().unwrap() >= before - 1000);

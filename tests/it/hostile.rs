@@ -412,6 +412,7 @@ fn stored_record(uuid: &str, call_type: CallType, callout_ms: i64) -> CallRecord
         dialogue_json: "[]".into(),
         intent: String::new(),
         turn_latency_ms: None,
+        batch_name: None,
     }
 }
 

@@ -111,7 +111,9 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
         c.webhook.secret = "s3cret".into();
     })
     .await;
-    let ids = s.create(&[ticket("W1", "13900000001"), ticket("W2", "13900004040")]).await;
+    let mut in_campaign = ticket("W1", "13900000001");
+    in_campaign["batchName"] = json!("回访活动");
+    let ids = s.create(&[in_campaign, ticket("W2", "13900004040")]).await;
     // Two call.ended and two task.ended, despite the receiver failing the first two tries.
     let events = hook.wait_for(4, Duration::from_secs(20)).await;
     assert!(*hook.tries.lock().unwrap() >= 6, "the failed tries were retried");
@@ -135,6 +137,9 @@ async fn webhooks_are_signed_retried_after_failures_and_carry_the_list_rows() {
     assert_eq!(of("task.ended", ids[0])["task"], task_row, "the task is exactly the calltask/list row");
     assert_eq!(of("task.ended", ids[1])["task"]["lastHangupCause"], "UNALLOCATED_NUMBER:sip:404");
     assert_eq!(of("task.ended", ids[1])["record"], Value::Null);
+    // Each event names the task's campaign.
+    assert_eq!(answered["task"]["batchName"], "回访活动");
+    assert_eq!(of("task.ended", ids[1])["task"]["batchName"], "default");
     let event_ids: std::collections::HashSet<_> =
         events.iter().map(|e| e["eventId"].as_str().unwrap().to_string()).collect();
     assert_eq!(event_ids.len(), 4, "each event has its own id");

@@ -628,6 +628,7 @@ fn task() -> TaskContext {
         username: "张三".into(),
         ticket_type: "活动通知".into(),
         ticket_content: TICKET_CONTENT.into(),
+        overrides: Default::default(),
     }
 }
 

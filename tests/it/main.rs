@@ -11,6 +11,7 @@ mod support;
 
 mod api;
 mod auth;
+mod campaigns;
 mod console;
 mod crash;
 mod dialer;

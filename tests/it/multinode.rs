@@ -14,8 +14,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callcenter::domain::{NewTask, Phone};
-use callcenter::store::{ClaimRules, PgStore, Store, StoreOptions};
+use callcenter::domain::{DEFAULT_CAMPAIGN, NewTask, Phone};
+use callcenter::store::{CampaignShare, ClaimRules, PgStore, Store, StoreOptions};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -328,7 +328,13 @@ fn new_task(no: &str, phone: &str) -> NewTask {
         username: "张三".into(),
         ticket_type: "活动通知".into(),
         ticket_content: "提醒".into(),
+        batch_name: DEFAULT_CAMPAIGN.into(),
     }
+}
+
+/// The default campaign's share of a claim: up to `limit` tasks.
+fn default_share(limit: u32) -> Vec<CampaignShare> {
+    vec![CampaignShare { name: DEFAULT_CAMPAIGN.into(), priority: 0, limit }]
 }
 
 fn now_ms() -> i64 {
@@ -750,7 +756,9 @@ mod own_database {
         let rules = ClaimRules { per_number_daily_cap: 0, today_from_ms: 0, today_until_ms: i64::MAX };
         let claimed = a
             .store
-            .claim_due("01", 10, now, now + 30_000, &rules, &|| "2501010000000110001".into())
+            .claim_due("01", 10, &default_share(10), now, now + 30_000, &rules, &|| {
+                "2501010000000110001".into()
+            })
             .await
             .unwrap();
         assert_eq!(claimed.iter().map(|c| c.batch_id).collect::<Vec<_>>(), ids);
@@ -763,6 +771,31 @@ mod own_database {
         let waiting = a.store.create_tasks(&[new_task("T2", "13800001235")], now_ms()).await.unwrap();
         b.store.stop_tasks(&waiting, &[], now_ms()).await.unwrap();
         assert!(!fires(&a.stopped, Duration::from_millis(300)).await);
+
+        // A campaign paused on one node: every node is woken to read the campaigns again,
+        // and no node's claim takes its tasks, while another campaign's are taken.
+        let held = a.store.create_tasks(&[new_task("T3", "13800001236")], now_ms()).await.unwrap();
+        assert!(fires(&a.created, AT_ONCE).await && fires(&b.created, AT_ONCE).await);
+        assert!(b.store.pause_campaign(DEFAULT_CAMPAIGN, true, now_ms()).await.unwrap());
+        assert!(fires(&a.created, AT_ONCE).await, "the other node hears of the pause at once");
+        let mut other = new_task("T4", "13800001237");
+        other.batch_name = "其他".into();
+        let open = a.store.create_tasks(&[other], now_ms()).await.unwrap();
+        let mut shares = default_share(10);
+        shares.push(CampaignShare { name: "其他".into(), priority: 0, limit: 10 });
+        let now = now_ms();
+        let claimed = a
+            .store
+            .claim_due("01", 10, &shares, now, now + 30_000, &rules, &|| "2501010000000110002".into())
+            .await;
+        assert_eq!(claimed.unwrap().iter().map(|c| c.batch_id).collect::<Vec<_>>(), open);
+        assert!(b.store.pause_campaign(DEFAULT_CAMPAIGN, false, now_ms()).await.unwrap());
+        assert!(fires(&a.created, AT_ONCE).await, "and of the resume");
+        let claimed = a
+            .store
+            .claim_due("01", 10, &shares, now, now + 30_000, &rules, &|| "2501010000000110003".into())
+            .await;
+        assert_eq!(claimed.unwrap().iter().map(|c| c.batch_id).collect::<Vec<_>>(), held);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -389,6 +389,7 @@ mod tests {
             username: "张三".into(),
             ticket_type: "维修工单".into(),
             ticket_content: "含{username}".into(),
+            overrides: Default::default(),
         };
         assert_eq!(
             task.fill("{username}/{ticketType}/{ticketContent}/{x}/{"),

@@ -17,24 +17,27 @@ const RELISTEN_MIN: Duration = Duration::from_millis(250);
 const RELISTEN_MAX: Duration = Duration::from_secs(5);
 
 /// NOTIFY channels: tasks were created (dialers look for due work), calls in progress
-/// were asked to stop (the node making the call hangs it up).
+/// were asked to stop (the node making the call hangs it up), a campaign was saved,
+/// paused or resumed (dialers read the campaigns again and look for due work: it wakes
+/// them as a creation does).
 pub(super) const CREATED_CHANNEL: &str = "callcenter_tasks_created";
 pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
+pub(super) const CAMPAIGNS_CHANNEL: &str = "callcenter_campaigns_changed";
 
 /// Folds the changes of task counts that statements appended (see the migrations
 /// `0006_task_counts.sql` and `0011_task_pages.sql`) into the counters, every
-/// `FOLD_TASK_COUNTS_EVERY`, so that a count sums a few rows. Nodes may fold at the same time: a change row is deleted, and
-/// so added, once. A failure (the database away) waits for the next turn.
+/// `FOLD_TASK_COUNTS_EVERY`, so that a count sums a few rows. Nodes may fold at the same
+/// time: a change row is deleted, and so added, once. A failure (the database away) waits for the next turn.
 pub(super) async fn fold_task_counts_forever(pool: PgPool) {
     let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
         for fold in [
-            "WITH changes AS (DELETE FROM task_count_changes RETURNING status, tasks)
-             INSERT INTO task_counts_folded (status, tasks)
-             SELECT status, SUM(tasks) FROM changes GROUP BY status ORDER BY status
-             ON CONFLICT (status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
+            "WITH changes AS (DELETE FROM task_count_changes RETURNING batch_name, status, tasks)
+             INSERT INTO task_counts_folded (batch_name, status, tasks)
+             SELECT batch_name, status, SUM(tasks) FROM changes GROUP BY batch_name, status ORDER BY batch_name, status
+             ON CONFLICT (batch_name, status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
             "WITH changes AS (DELETE FROM task_hour_changes RETURNING *)
              INSERT INTO task_hours_folded (hour_ms, status, tasks, first_batch_id, last_batch_id)
              SELECT hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
@@ -65,7 +68,7 @@ pub(super) async fn listen_forever(options: PgConnectOptions, created: Arc<Notif
             .connect_lazy_with(options.clone());
         let connecting = async {
             let mut listener = PgListener::connect_with(&pool).await?;
-            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL]).await?;
+            listener.listen_all([CREATED_CHANNEL, STOPPED_CHANNEL, CAMPAIGNS_CHANNEL]).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         let error = match connecting.await {
@@ -79,7 +82,9 @@ pub(super) async fn listen_forever(options: PgConnectOptions, created: Arc<Notif
                 backoff = RELISTEN_MIN;
                 loop {
                     match listener.try_recv().await {
-                        Ok(Some(n)) if n.channel() == CREATED_CHANNEL => created.notify_one(),
+                        Ok(Some(n)) if [CREATED_CHANNEL, CAMPAIGNS_CHANNEL].contains(&n.channel()) => {
+                            created.notify_one()
+                        }
                         Ok(Some(n)) if n.channel() == STOPPED_CHANNEL => stopped.notify_one(),
                         Ok(Some(_)) => {}
                         // The connection dropped and was re-established at once.

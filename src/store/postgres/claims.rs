@@ -5,18 +5,21 @@
 //! leaving its tasks 呼叫中 with no call until the lease runs out; the node's next claim
 //! takes them back while their lease holds.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use sqlx::PgConnection;
 
 use super::{PgStore, RECORD_TYPES, outbox, records};
 use crate::domain::TaskStatus;
-use crate::store::claims::{self, ClaimSql, Due};
+use crate::store::campaigns::{self, CampaignDue};
+use crate::store::claims::{self, ClaimSql};
 use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
-use crate::store::{AnsweredCall, CallRecord, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow};
+use crate::store::{
+    AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow,
+};
 
 /// A claim that may or may not have been committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,10 +65,12 @@ impl ClaimSql for PgConnection {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the trait's, and the store's own
 pub(super) async fn claim_due(
     s: &PgStore,
     node: &str,
     limit: u32,
+    shares: &[CampaignShare],
     now_ms: i64,
     lease_until_ms: i64,
     rules: &ClaimRules,
@@ -101,19 +106,27 @@ pub(super) async fn claim_due(
             tracing::warn!(undone, "took back claims whose commit went unanswered");
         }
     }
-    // Rows another node is claiming right now are skipped, not waited for.
-    let due: Vec<Due> = sqlx::query_as(
-        "SELECT batch_id, phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = tasks.phone)
-         FROM tasks
-         WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= $1
-         ORDER BY next_attempt_ms, batch_id
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED",
+    // Each campaign's due tasks by its index, as many as the claim could take of it; rows
+    // another node is claiming right now are skipped, not waited for. A paused campaign
+    // gives none.
+    let found: Vec<CampaignDue> = sqlx::query_as(
+        "SELECT t.batch_id, t.phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = t.phone),
+                t.batch_name, t.next_attempt_ms
+         FROM UNNEST($1::text[], $2::bigint[]) AS c (name, most)
+         JOIN campaigns k ON k.name = c.name AND NOT k.paused
+         CROSS JOIN LATERAL (
+             SELECT batch_id, phone, batch_name, next_attempt_ms FROM tasks
+             WHERE batch_name = c.name AND status IN ('pending', 'retry_wait') AND next_attempt_ms <= $3
+             ORDER BY next_attempt_ms, batch_id
+             LIMIT c.most
+             FOR UPDATE SKIP LOCKED) AS t",
     )
+    .bind(shares.iter().map(|c| c.name.as_str()).collect::<Vec<_>>())
+    .bind(shares.iter().map(|c| i64::from(c.limit.min(limit))).collect::<Vec<_>>())
     .bind(now_ms)
-    .bind(limit as i64)
     .fetch_all(&mut *tx)
     .await?;
+    let due = campaigns::share_out(found, shares, limit);
     let sifted = claims::sift(&mut *tx, due, rules, now_ms, next_uuid).await?;
     outbox::emit(s, &mut tx, &NewEvent::tasks_ended(&sifted.blocked, now_ms)).await?;
     let rows: Vec<ClaimedCall> = if sifted.claim.is_empty() {
@@ -250,9 +263,15 @@ pub(super) async fn finish_attempts(
     .bind(json(&moves))
     .fetch_all(&mut *tx)
     .await?;
-    let moved: HashSet<i64> = tasks.iter().map(|t| t.batch_id).collect();
-    let records: Vec<CallRecord> =
-        attempts.iter().filter(|a| moved.contains(&a.batch_id)).map(FinishedAttempt::record).collect();
+    // Each record carries its task's campaign.
+    let moved: HashMap<i64, &str> = tasks.iter().map(|t| (t.batch_id, t.batch_name.as_str())).collect();
+    let records: Vec<CallRecord> = attempts
+        .iter()
+        .filter_map(|a| {
+            let campaign = moved.get(&a.batch_id)?;
+            Some(CallRecord { batch_name: Some(campaign.to_string()), ..a.record() })
+        })
+        .collect();
     let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
     // A record of the same uuid can stand only if this very write went through before
     // (a batch retried after its commit's answer was lost): replaced, counts adjusted.
@@ -278,6 +297,7 @@ pub(super) async fn finish_attempts(
     // their locks serialise all finishing calls until they commit; taken last, they are
     // held for one statement and the commit rather than for the whole transaction.
     records::apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
+    super::campaigns::add_hours(&mut tx, &campaigns::campaign_deltas(&before, &records)).await?;
     tx.commit().await?;
     s.events.events_written();
     Ok(statuses)

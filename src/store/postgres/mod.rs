@@ -17,6 +17,7 @@
 //! through: the next claim takes it back (see `claims`).
 
 mod background;
+mod campaigns;
 mod claims;
 mod outbox;
 mod readers;
@@ -36,8 +37,9 @@ use tokio::task::AbortHandle;
 
 use super::sql::{Arg, Sql};
 use super::{
-    AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    OutboxEvent, Paged, Result, StopOutcome, Store, StoreGauges, StoreOptions, TaskRow,
+    AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
+    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
+    Store, StoreGauges, StoreOptions, TaskRow,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -140,7 +142,7 @@ fn arguments(sql: &Sql) -> PgArguments {
 /// The types of `RECORD_COLUMNS`, for reading records from a bound JSON list.
 const RECORD_TYPES: &str = "uuid text, call_type text, batch_id bigint, telephone text, extnum text, \
      callout_ms bigint, answered_ms bigint, ended_ms bigint, time_len bigint, hangup_cause text, wav_path text, \
-     wav_url text, dialogue text, intent text, turn_latency_ms bigint";
+     wav_url text, dialogue text, intent text, turn_latency_ms bigint, batch_name text";
 
 #[async_trait]
 impl Store for PgStore {
@@ -204,12 +206,13 @@ impl Store for PgStore {
         &self,
         node: &str,
         limit: u32,
+        shares: &[CampaignShare],
         now_ms: i64,
         lease_until_ms: i64,
         rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
-        claims::claim_due(self, node, limit, now_ms, lease_until_ms, rules, next_uuid).await
+        claims::claim_due(self, node, limit, shares, now_ms, lease_until_ms, rules, next_uuid).await
     }
 
     async fn claim_orphans(
@@ -244,8 +247,32 @@ impl Store for PgStore {
         claims::finish_attempts(self, attempts).await
     }
 
-    async fn next_due_ms(&self) -> Result<Option<i64>> {
-        tasks::next_due_ms(self).await
+    async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {
+        campaigns::next_due_ms(self, campaigns).await
+    }
+
+    async fn save_campaign(&self, name: &str, settings: &str, now_ms: i64) -> Result<CampaignRow> {
+        campaigns::save(self, name, settings, now_ms).await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRow>> {
+        campaigns::all(self).await
+    }
+
+    async fn campaign_counts(&self) -> Result<Vec<CampaignCount>> {
+        campaigns::counts(self).await
+    }
+
+    async fn campaign_calls(&self, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>> {
+        campaigns::calls(self, from_ms, until_ms).await
+    }
+
+    async fn pause_campaign(&self, name: &str, paused: bool, now_ms: i64) -> Result<bool> {
+        campaigns::pause(self, name, paused, now_ms).await
+    }
+
+    async fn stop_campaign(&self, name: &str, now_ms: i64) -> Result<Option<StopOutcome>> {
+        campaigns::stop(self, name, now_ms).await
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {

@@ -20,7 +20,7 @@ struct Totalled<T> {
 }
 
 pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-    if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) {
+    if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) || has_nul(&f.batch_name) {
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;

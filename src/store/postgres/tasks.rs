@@ -34,12 +34,22 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
     let to_create = tasks::to_create(new, &ids);
     if !to_create.is_empty() {
         let column = |f: fn(&NewTask) -> &str| to_create.iter().map(|t| f(t)).collect::<Vec<&str>>();
+        // Campaigns named for the first time start with the global settings.
+        sqlx::query(
+            "INSERT INTO campaigns (name, created_ms, updated_ms) SELECT DISTINCT n, $2, $2 FROM UNNEST($1::text[]) AS n
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(column(|t| &t.batch_name))
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
         // Rows are inserted (and numbered) in input order.
         let inserted: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
-             SELECT t.ticket_no, t.phone, t.username, t.ticket_type, t.ticket_content, $6, $6
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                 WITH ORDINALITY AS t (ticket_no, phone, username, ticket_type, ticket_content, ord)
+            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, batch_name, created_ms,
+                 next_attempt_ms)
+             SELECT t.ticket_no, t.phone, t.username, t.ticket_type, t.ticket_content, t.batch_name, $6, $6
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[])
+                 WITH ORDINALITY AS t (ticket_no, phone, username, ticket_type, ticket_content, batch_name, ord)
              ORDER BY t.ord
              RETURNING ticket_no, batch_id",
         )
@@ -49,6 +59,7 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         .bind(column(|t| &t.ticket_type))
         .bind(column(|t| &t.ticket_content))
         .bind(now_ms)
+        .bind(column(|t| &t.batch_name))
         .fetch_all(&mut *tx)
         .await?;
         // The request's tasks, all waiting, in their hour of `task_hours` (appended, like
@@ -76,7 +87,7 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
 }
 
 pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-    if has_nul(&f.ticket_no) || has_nul(&f.phone) {
+    if has_nul(&f.ticket_no) || has_nul(&f.phone) || has_nul(&f.batch_name) {
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
@@ -130,10 +141,4 @@ pub(super) async fn stop(
         s.events.events_written();
     }
     Ok(StopOutcome { stopped: stopped.len() as u64, hanging_up: hanging_up.len() as u64 })
-}
-
-pub(super) async fn next_due_ms(s: &PgStore) -> Result<Option<i64>> {
-    Ok(sqlx::query_scalar("SELECT MIN(next_attempt_ms) FROM tasks WHERE status IN ('pending', 'retry_wait')")
-        .fetch_one(&s.pool)
-        .await?)
 }

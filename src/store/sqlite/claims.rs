@@ -4,19 +4,22 @@
 //! by its key; left to itself the planner walks the status index and scans the list for
 //! every task.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use sqlx::SqliteConnection;
 
 use super::records::{apply_stats, json_fields};
 use super::{SqliteStore, outbox};
 use crate::domain::TaskStatus;
-use crate::store::claims::{self, ClaimSql, Due};
+use crate::store::campaigns::{self, CampaignDue};
+use crate::store::claims::{self, ClaimSql};
 use crate::store::counters::counter_deltas;
 use crate::store::outbox::{NewEvent, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
-use crate::store::{AnsweredCall, CallRecord, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow};
+use crate::store::{
+    AnsweredCall, CallRecord, CampaignShare, ClaimRules, ClaimedCall, FinishedAttempt, Result, TaskRow,
+};
 
 impl ClaimSql for SqliteConnection {
     async fn block(&mut self, batch_id: i64, now_ms: i64) -> Result<Option<TaskRow>> {
@@ -52,27 +55,34 @@ impl ClaimSql for SqliteConnection {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the trait's, and the store's own
 pub(super) async fn claim_due(
     s: &SqliteStore,
     node: &str,
     limit: u32,
+    shares: &[CampaignShare],
     now_ms: i64,
     lease_until_ms: i64,
     rules: &ClaimRules,
     next_uuid: &(dyn Fn() -> String + Send + Sync),
 ) -> Result<Vec<ClaimedCall>> {
     let mut tx = s.writer.begin().await?;
-    // INDEXED BY: left to itself (no statistics) the planner takes the status index,
-    // reads every waiting task and sorts them, for each claim: quadratic in the backlog.
-    let due: Vec<Due> = sqlx::query_as(
-        "SELECT batch_id, phone, EXISTS (SELECT 1 FROM dnc_numbers d WHERE d.phone = tasks.phone)
-         FROM tasks INDEXED BY tasks_due WHERE status IN ('pending', 'retry_wait') AND next_attempt_ms <= ?
-         ORDER BY next_attempt_ms, batch_id LIMIT ?",
-    )
-    .bind(now_ms)
-    .bind(limit as i64)
-    .fetch_all(&mut *tx)
-    .await?;
+    // Each campaign's due tasks by its index, as many as the claim could take of it. A
+    // paused campaign gives none.
+    let paused: Vec<String> =
+        sqlx::query_scalar("SELECT name FROM campaigns WHERE paused = 1").fetch_all(&mut *tx).await?;
+    let open: Vec<&CampaignShare> = shares.iter().filter(|c| !paused.contains(&c.name)).collect();
+    let mut found: Vec<CampaignDue> = Vec::new();
+    // In chunks: SQLite takes at most 500 terms in a compound SELECT.
+    for chunk in open.chunks(100) {
+        let sql = super::campaigns::due_by_campaign(chunk.len());
+        let mut q = sqlx::query_as(&sql);
+        for c in chunk {
+            q = q.bind(c.name.as_str()).bind(now_ms).bind(i64::from(c.limit.min(limit)));
+        }
+        found.extend(q.fetch_all(&mut *tx).await?);
+    }
+    let due = campaigns::share_out(found, shares, limit);
     let sifted = claims::sift(&mut *tx, due, rules, now_ms, next_uuid).await?;
     outbox::emit(s, &mut tx, &NewEvent::tasks_ended(&sifted.blocked, now_ms)).await?;
     // All the claims in one statement. The status guard makes them safe even against
@@ -201,9 +211,15 @@ pub(super) async fn finish_attempts(
     .bind(json(&moves))
     .fetch_all(&mut *tx)
     .await?;
-    let moved: HashSet<i64> = tasks.iter().map(|t| t.batch_id).collect();
-    let records: Vec<CallRecord> =
-        attempts.iter().filter(|a| moved.contains(&a.batch_id)).map(FinishedAttempt::record).collect();
+    // Each record carries its task's campaign.
+    let moved: HashMap<i64, &str> = tasks.iter().map(|t| (t.batch_id, t.batch_name.as_str())).collect();
+    let records: Vec<CallRecord> = attempts
+        .iter()
+        .filter_map(|a| {
+            let campaign = moved.get(&a.batch_id)?;
+            Some(CallRecord { batch_name: Some(campaign.to_string()), ..a.record() })
+        })
+        .collect();
     if !records.is_empty() {
         let uuids: Vec<&str> = records.iter().map(|r| r.uuid.as_str()).collect();
         // A record of the same uuid can stand only if this very write went through
@@ -216,6 +232,7 @@ pub(super) async fn finish_attempts(
         .fetch_all(&mut *tx)
         .await?;
         apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
+        super::campaigns::add_hours(&mut tx, &campaigns::campaign_deltas(&before, &records)).await?;
         // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
         sqlx::query(&format!(
             "INSERT INTO call_records ({RECORD_COLUMNS}) SELECT {} FROM json_each(?) WHERE true

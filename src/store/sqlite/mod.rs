@@ -2,6 +2,7 @@
 //! `readers`) and a single writer connection (SQLite has one writer at a time anyway; one
 //! connection means no lock upgrades and no SQLITE_BUSY between our own writes).
 
+mod campaigns;
 mod claims;
 mod outbox;
 mod readers;
@@ -19,8 +20,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    OutboxEvent, Paged, Result, StopOutcome, Store, StoreError, StoreGauges, StoreOptions, TaskRow,
+    AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
+    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -116,12 +118,13 @@ impl Store for SqliteStore {
         &self,
         node: &str,
         limit: u32,
+        shares: &[CampaignShare],
         now_ms: i64,
         lease_until_ms: i64,
         rules: &ClaimRules,
         next_uuid: &(dyn Fn() -> String + Send + Sync),
     ) -> Result<Vec<ClaimedCall>> {
-        claims::claim_due(self, node, limit, now_ms, lease_until_ms, rules, next_uuid).await
+        claims::claim_due(self, node, limit, shares, now_ms, lease_until_ms, rules, next_uuid).await
     }
 
     async fn claim_orphans(
@@ -156,8 +159,32 @@ impl Store for SqliteStore {
         claims::finish_attempts(self, attempts).await
     }
 
-    async fn next_due_ms(&self) -> Result<Option<i64>> {
-        tasks::next_due_ms(self).await
+    async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {
+        campaigns::next_due_ms(self, campaigns).await
+    }
+
+    async fn save_campaign(&self, name: &str, settings: &str, now_ms: i64) -> Result<CampaignRow> {
+        campaigns::save(self, name, settings, now_ms).await
+    }
+
+    async fn campaigns(&self) -> Result<Vec<CampaignRow>> {
+        campaigns::all(self).await
+    }
+
+    async fn campaign_counts(&self) -> Result<Vec<CampaignCount>> {
+        campaigns::counts(self).await
+    }
+
+    async fn campaign_calls(&self, from_ms: i64, until_ms: i64) -> Result<Vec<CampaignCalls>> {
+        campaigns::calls(self, from_ms, until_ms).await
+    }
+
+    async fn pause_campaign(&self, name: &str, paused: bool, now_ms: i64) -> Result<bool> {
+        campaigns::pause(self, name, paused, now_ms).await
+    }
+
+    async fn stop_campaign(&self, name: &str, now_ms: i64) -> Result<Option<StopOutcome>> {
+        campaigns::stop(self, name, now_ms).await
     }
 
     async fn gauges(&self) -> Result<StoreGauges> {

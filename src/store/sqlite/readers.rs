@@ -141,11 +141,12 @@ pub(super) fn record(row: &Row<'_>) -> rusqlite::Result<CallRecord> {
         dialogue_json: row.get(12)?,
         intent: row.get(13)?,
         turn_latency_ms: row.get(14)?,
+        batch_name: row.get(15)?,
     })
 }
 
 /// The number of columns `record` reads.
-pub(super) const RECORD_WIDTH: usize = 15;
+pub(super) const RECORD_WIDTH: usize = 16;
 
 /// A task from the columns of `TASK_COLUMNS`, in its order.
 pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
@@ -163,5 +164,6 @@ pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         status: named(row, 10)?,
         call_count: row.get(11)?,
         last_hangup_cause: row.get(12)?,
+        batch_name: row.get(13)?,
     })
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{SqliteStore, outbox, readers};
+use super::{SqliteStore, campaigns, outbox, readers};
 use crate::domain::{NewTask, TaskFilter};
 use crate::store::outbox::NewEvent;
 use crate::store::rows::{OPEN, TASK_COLUMNS};
@@ -23,16 +23,28 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
     .await?
     .into_iter()
     .collect();
-    let to_create: Vec<[&str; 5]> = tasks::to_create(new, &ids)
+    let to_create: Vec<[&str; 6]> = tasks::to_create(new, &ids)
         .into_iter()
-        .map(|t| [t.ticket_no.as_str(), t.phone.as_str(), &t.username, &t.ticket_type, &t.ticket_content])
+        .map(|t| {
+            [
+                t.ticket_no.as_str(),
+                t.phone.as_str(),
+                &t.username,
+                &t.ticket_type,
+                &t.ticket_content,
+                &t.batch_name,
+            ]
+        })
         .collect();
     if !to_create.is_empty() {
+        let names: Vec<&str> = to_create.iter().map(|t| t[5]).collect();
+        campaigns::ensure(&mut tx, &names, now_ms).await?;
         // In one statement (a statement per ticket costs a round trip to the connection's
         // thread each), numbered in input order.
         let created: Vec<(String, i64)> = sqlx::query_as(
-            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, created_ms, next_attempt_ms)
-             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, ?2, ?2
+            "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, batch_name, created_ms,
+                 next_attempt_ms)
+             SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, ?2
              FROM json_each(?1) ORDER BY key
              RETURNING ticket_no, batch_id",
         )
@@ -108,14 +120,4 @@ pub(super) async fn stop(
         s.events.events_written();
     }
     Ok(StopOutcome { stopped: stopped.len() as u64, hanging_up })
-}
-
-pub(super) async fn next_due_ms(s: &SqliteStore) -> Result<Option<i64>> {
-    s.readers.read(|conn| {
-        // The due index's first entry; the status index would read every waiting task.
-        conn.prepare_cached(
-            "SELECT MIN(next_attempt_ms) FROM tasks INDEXED BY tasks_due WHERE status IN ('pending', 'retry_wait')",
-        )?
-        .query_row([], |row| row.get(0))
-    })
 }
