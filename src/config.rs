@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSettings;
 use crate::api::{ApiSettings, AuthSettings};
-use crate::dialer::DialerSettings;
+use crate::dialer::{DialerSettings, InboundSettings};
 use crate::domain::Timezone;
 use crate::logging::LogSettings;
 use crate::recording::RecordingSettings;
@@ -41,6 +41,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub webhook: WebhookSettings,
     pub dialer: DialerSettings,
+    pub inbound: InboundSettings,
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
@@ -183,6 +184,9 @@ impl Settings {
             self.tts.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.agent.script.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        self.inbound
+            .validate(self.dialer.max_concurrent_calls)
+            .map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),
@@ -192,6 +196,10 @@ impl Settings {
             (d.max_call_secs >= 1, "dialer.max_call_secs must be at least 1"),
             ((0.0..=1.0).contains(&self.sim.answer_rate), "sim.answer_rate must be between 0 and 1"),
             ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
+            (
+                (0.0..=6000.0).contains(&self.sim.inbound_calls_per_minute),
+                "sim.inbound_calls_per_minute must be between 0 and 6000",
+            ),
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
             (self.recordings.failing_after >= 1, "recordings.failing_after must be at least 1"),

@@ -8,6 +8,8 @@
 mod call;
 mod group_commit;
 mod hours;
+mod inbound;
+mod lines;
 mod settings;
 
 use std::collections::HashMap;
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -30,6 +32,8 @@ use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
+pub use inbound::{Answering, Inbound, InboundNumber, InboundSettings};
+use lines::{Line, Lines};
 pub use settings::{DialerSettings, NodeId};
 
 /// The shortest lease: how long a claim holds without a heartbeat; another node takes the
@@ -177,6 +181,7 @@ impl Calls {
 
 pub struct Dialer {
     inner: Arc<Inner>,
+    inbound: Option<Inbound>,
 }
 
 /// What every call task shares.
@@ -190,6 +195,8 @@ struct Inner {
     time: ApiTime,
     ids: CallIdGenerator,
     calls: Calls,
+    /// The lines outbound and inbound calls share.
+    lines: Lines,
     node: String,
     timing: Timing,
     /// Answers noted and attempts recorded, many calls to a transaction.
@@ -203,6 +210,7 @@ impl Dialer {
         carrier: Arc<dyn Carrier>,
         agent: Arc<dyn Agent>,
         settings: DialerSettings,
+        reserved_for_inbound: u32,
         time: ApiTime,
         recordings_dir: PathBuf,
     ) -> Dialer {
@@ -215,6 +223,7 @@ impl Dialer {
                 agent,
                 ids: CallIdGenerator::new(&node, time.0),
                 time,
+                lines: Lines::new(settings.max_concurrent_calls, reserved_for_inbound),
                 settings,
                 recordings_dir,
                 calls: Calls::default(),
@@ -223,6 +232,7 @@ impl Dialer {
                 node,
                 timing,
             }),
+            inbound: None,
         }
     }
 
@@ -239,6 +249,8 @@ impl Dialer {
         call::recover_orphans(&inner, true).await;
 
         signals.running.store(true, Ordering::Relaxed);
+        let inbound =
+            self.inbound.map(|i| inbound::start(&inner, i, &tracker, &shutdown, signals.recordings.clone()));
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
         claim_loop(&inner, &tracker, &signals, &shutdown).await;
@@ -252,6 +264,9 @@ impl Dialer {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(calls = inner.calls.ids().len(), "grace period over: hanging up the calls left");
             inner.calls.end_all(HangupReason::Shutdown);
+            if let Some(inbound) = &inbound {
+                inbound.hang_up_all();
+            }
             tracker.wait().await;
         }
         upkeep_stop.cancel();
@@ -268,7 +283,6 @@ async fn claim_loop(
     shutdown: &CancellationToken,
 ) {
     let d = &inner.settings;
-    let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
     let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
     // No burst: starts are spaced 1/cps apart, so no one-second window (a carrier's CPS
     // limit, or a calendar second in the records) sees more than `calls_per_second`.
@@ -289,7 +303,7 @@ async fn claim_loop(
         let waiting_since = tokio::time::Instant::now();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            line = inner.lines.outbound() => line,
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -312,7 +326,7 @@ async fn claim_loop(
         // Take as many more slots as are free right now, to claim in one transaction.
         let mut permits = vec![first];
         while permits.len() < batch.min(room)
-            && let Ok(p) = slots.clone().try_acquire_owned()
+            && let Some(p) = inner.lines.try_outbound()
         {
             permits.push(p);
         }
@@ -360,7 +374,7 @@ fn start_call(
     inner: &Arc<Inner>,
     tracker: &TaskTracker,
     task: ClaimedCall,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: Line,
     claimed_at: Instant,
     recordings: Arc<RecordingHealth>,
 ) {
