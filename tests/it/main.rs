@@ -19,6 +19,7 @@ mod faults;
 mod filters;
 mod freeswitch;
 mod hostile;
+mod inbound;
 mod integrations;
 mod llm;
 mod multinode;
