@@ -9,6 +9,10 @@ use serde_json::{Value, json};
 
 use crate::common::{TestServer, until};
 use crate::integrations::Receiver;
+use crate::sip::{loudest, recording, short_sip_calls, voice};
+use crate::support::baresip::{self, Baresip, Setup};
+use crate::support::sip_peer::Msg;
+use callcenter::config::Settings;
 use callcenter::dialer::InboundNumber;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
@@ -24,7 +28,10 @@ async fn inbound_records(s: &TestServer, filter: Value) -> Value {
 
 /// A 19-digit uuid of node `node`: `yyMMddHHmmss` + node + a counter from 10001.
 fn is_call_uuid(uuid: &str, node: &str) -> bool {
-    uuid.len() == 19 && uuid.bytes().all(|b| b.is_ascii_digit()) && &uuid[12..14] == node && &uuid[14..] >= "10001"
+    uuid.len() == 19
+        && uuid.bytes().all(|b| b.is_ascii_digit())
+        && &uuid[12..14] == node
+        && &uuid[14..] >= "10001"
 }
 
 #[tokio::test]
@@ -87,4 +94,212 @@ async fn the_sim_places_inbound_calls_that_are_listed_as_01_with_their_webhook()
     let after = inbound_records(&s, json!({})).await["total"].as_i64().unwrap();
     let answered = stats["data"]["answered"].as_i64().unwrap();
     assert!(before <= answered && answered <= after, "{before} ≤ {answered} ≤ {after}: {stats}");
+}
+
+/// The server takes SIP calls on `sip_port` for `4008001234` (the script agent's short
+/// lines, greeting first), its one trunk on loopback: by default only loopback's first
+/// address may call in.
+fn answering_sip(sip_port: u16) -> impl FnOnce(&mut Settings) {
+    move |s: &mut Settings| {
+        short_sip_calls(s);
+        s.sip.trunk = "127.0.0.1:9".into();
+        s.sip.bind = format!("127.0.0.1:{sip_port}");
+        s.dialer.max_call_secs = 60;
+        s.inbound.numbers = vec![InboundNumber {
+            number: "4008001234".into(),
+            greeting: "您好，这里是客服热线".into(),
+            confirm: "请问有什么可以帮您".into(),
+            transfer_to: Some("sip:8001@pbx.example.com".into()),
+            ..InboundNumber::default()
+        }];
+    }
+}
+
+#[tokio::test]
+async fn a_caller_dialing_in_hears_the_agent_and_the_call_is_listed_as_01_with_its_webhook() {
+    baresip::require();
+    let hook = Receiver::start(0).await;
+    let sip_port = baresip::free_port();
+    let url = hook.url.clone();
+    let s = TestServer::start_with(move |c| {
+        answering_sip(sip_port)(c);
+        c.webhook.url = url;
+    })
+    .await;
+    // The caller speaks after the agent's greeting and question.
+    let setup = Setup { dial: Some(format!("sip:4008001234@127.0.0.1:{sip_port}")), ..Setup::default() };
+    let caller = Baresip::start_with(&[("13900002222", false)], &voice(&[(3.0, 1.5)], 60.0), &setup);
+    let listed = until(CALL_LIMIT, "the inbound call listed", async || {
+        let v = inbound_records(&s, json!({ "telephone": "13900002222" })).await;
+        (v["total"] == 1).then_some(v)
+    })
+    .await;
+    let record = &listed["rows"][0];
+    assert_eq!(record["callType"], "01", "{record}");
+    assert_eq!(record["extnum"], "4008001234", "{record}");
+    assert!(is_call_uuid(record["uuid"].as_str().unwrap(), "01"), "{record}");
+    assert_ne!(record["answeredTime"], "", "{record}");
+    assert_eq!(
+        record["hangupCause"], "NORMAL_CLEARING:sip:200",
+        "we hang up once the agent is done: {record}"
+    );
+    let dialogue = record["dialogue"].as_array().unwrap();
+    assert_eq!(dialogue[0], json!({"role": "assistant", "content": "您好，这里是客服热线"}), "{record}");
+    assert!(
+        dialogue.iter().any(|t| t["role"] == "user"),
+        "the caller's words are a turn of the dialogue: {record}"
+    );
+    // Both voices are in the recording, and the agent's reached the caller.
+    let (agent, callee) = recording(&s, record).await;
+    assert!(loudest(&agent) > 500.0 && loudest(&callee) > 500.0, "both voices recorded");
+    assert!(caller.wait_log("terminated", CALL_LIMIT).await, "{}", caller.log());
+    assert!(loudest(&caller.heard()) > 500.0, "the caller heard the agent");
+
+    let events = hook.wait_for(1, CALL_LIMIT).await;
+    assert_eq!(events[0]["type"], "call.ended");
+    assert_eq!(events[0]["task"], Value::Null);
+    assert_eq!(events[0]["record"], *record, "the webhook carries the listed row");
+}
+
+/// A SIP user agent written by hand on `from` (a loopback address): sends one INVITE to
+/// `server` for `called` and gives every status it got, up to the final one, which it
+/// acknowledges. After a 2xx it keeps the call (its socket) up.
+struct RawCaller {
+    socket: tokio::net::UdpSocket,
+    server: std::net::SocketAddr,
+}
+
+impl RawCaller {
+    async fn on(from: &str, server: std::net::SocketAddr) -> RawCaller {
+        let socket = tokio::net::UdpSocket::bind((from, 0)).await.unwrap();
+        RawCaller { socket, server }
+    }
+
+    async fn invite(&self, called: &str, caller: &str) -> Vec<u16> {
+        let local = self.socket.local_addr().unwrap();
+        let ip = local.ip();
+        let n: u32 = rand::random();
+        let sdp = format!(
+            "v=0\r\no=- {n} 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP 8 0\r\n\
+             a=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n",
+            local.port() + 2
+        );
+        let head = |method: &str, cseq: &str, to_tag: &str| {
+            format!(
+                "{method} sip:{called}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{n}x;rport\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{caller}@{ip}>;tag=f{n}\r\nTo: <sip:{called}@{server}>{to_tag}\r\n\
+                 Call-ID: {n}@{ip}\r\nCSeq: {cseq}\r\nContact: <sip:{caller}@{local}>\r\n",
+                server = self.server
+            )
+        };
+        let invite = format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            head("INVITE", "1 INVITE", ""),
+            sdp.len()
+        );
+        self.socket.send_to(invite.as_bytes(), self.server).await.unwrap();
+        let mut codes = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (len, _) = tokio::time::timeout(Duration::from_secs(20), self.socket.recv_from(&mut buf))
+                .await
+                .expect("the server answers the INVITE")
+                .unwrap();
+            let msg = Msg::parse(&String::from_utf8_lossy(&buf[..len])).unwrap();
+            let Some(code) = msg.status() else { continue };
+            if codes.last() != Some(&code) {
+                codes.push(code);
+            }
+            if code >= 200 {
+                let to = msg.header("To").unwrap_or_default();
+                let tag = to.split_once(";tag=").map(|(_, t)| format!(";tag={t}")).unwrap_or_default();
+                let ack = format!("{}Content-Length: 0\r\n\r\n", head("ACK", "1 ACK", &tag));
+                self.socket.send_to(ack.as_bytes(), self.server).await.unwrap();
+                return codes;
+            }
+        }
+    }
+}
+
+async fn metric(s: &TestServer, line_start: &str) -> f64 {
+    let text = s.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn an_invite_from_an_address_not_allowed_gets_403_and_is_not_answered() {
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(answering_sip(sip_port)).await;
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let refused = r#"callcenter_inbound_refused_total{reason="not_allowed"}"#;
+    let before = metric(&s, refused).await;
+    // The trunk is at 127.0.0.1: a call from 127.0.0.2 is a stranger's.
+    let stranger = RawCaller::on("127.0.0.2", server).await;
+    assert_eq!(stranger.invite("4008001234", "13900003333").await, [403]);
+    assert_eq!(metric(&s, refused).await, before + 1.0);
+    // From the trunk's address the same call is answered.
+    let trunk = RawCaller::on("127.0.0.1", server).await;
+    assert_eq!(trunk.invite("4008001234", "13900004444").await.last(), Some(&200));
+    until(CALL_LIMIT, "the trunk's call listed", async || {
+        (inbound_records(&s, json!({ "telephone": "13900004444" })).await["total"] == 1).then_some(())
+    })
+    .await;
+    assert_eq!(inbound_records(&s, json!({ "telephone": "13900003333" })).await["total"], 0);
+}
+
+#[tokio::test]
+async fn an_allow_list_takes_calls_from_its_networks_only() {
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(move |c| {
+        answering_sip(sip_port)(c);
+        c.inbound.allow = vec!["127.0.0.2/32".into()];
+    })
+    .await;
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    assert_eq!(RawCaller::on("127.0.0.1", server).await.invite("4008001234", "13900005555").await, [403]);
+    assert_eq!(
+        RawCaller::on("127.0.0.2", server).await.invite("4008001234", "13900006666").await.last(),
+        Some(&200)
+    );
+    drop(s);
+}
+
+#[tokio::test]
+async fn a_call_to_a_number_not_answered_here_gets_404() {
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(answering_sip(sip_port)).await;
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let caller = RawCaller::on("127.0.0.1", server).await;
+    assert_eq!(caller.invite("4008009999", "13900007777").await.last(), Some(&404));
+    assert_eq!(inbound_records(&s, json!({})).await["total"], 0);
+}
+
+#[tokio::test]
+async fn with_every_line_taken_a_call_gets_486_and_is_counted() {
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(move |c| {
+        answering_sip(sip_port)(c);
+        c.dialer.max_concurrent_calls = 1;
+    })
+    .await;
+    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let busy = r#"callcenter_inbound_refused_total{reason="no_line"}"#;
+    let before = metric(&s, busy).await;
+    // The first call takes the one line (and keeps it: the agent talks for a while).
+    let first = RawCaller::on("127.0.0.1", server).await;
+    assert_eq!(first.invite("4008001234", "13900008888").await, [100, 180, 200]);
+    let second = RawCaller::on("127.0.0.1", server).await;
+    assert_eq!(second.invite("4008001234", "13900009999").await.last(), Some(&486));
+    assert_eq!(metric(&s, busy).await, before + 1.0);
+    // Once the first call is over, the line takes calls again.
+    until(CALL_LIMIT, "the first call over", async || {
+        (inbound_records(&s, json!({ "telephone": "13900008888" })).await["total"] == 1).then_some(())
+    })
+    .await;
+    let third = RawCaller::on("127.0.0.1", server).await;
+    assert_eq!(third.invite("4008001234", "13900001010").await.last(), Some(&200));
 }
