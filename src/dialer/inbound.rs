@@ -254,11 +254,6 @@ async fn take_calls(
     let Inbound { numbers, mut calls } = inbound;
     let numbers = Arc::new(numbers);
     while let Some(call) = calls.recv().await {
-        let refuse = |call: IncomingCall, status: u16, reason: &'static str| {
-            crate::metrics::inbound_refused(reason);
-            tracing::info!(source = %call.source, called = %call.called, status, reason, "inbound call turned away");
-            tokio::spawn(call.answer.refuse(status));
-        };
         if draining.is_cancelled() {
             refuse(call, 503, "shutting_down");
             continue;
@@ -267,17 +262,27 @@ async fn take_calls(
             refuse(call, 404, "unknown_number");
             continue;
         };
-        let Some(line) = inner.lines.try_inbound() else {
-            refuse(call, 486, "no_line");
-            continue;
-        };
         let (inner, numbers, hang_up, recordings) =
             (inner.clone(), numbers.clone(), hang_up.clone(), recordings.clone());
         tracker.spawn(async move {
+            let Some(line) = inner.lines.inbound(LINE_WAIT).await else {
+                refuse(call, 486, "no_line");
+                return;
+            };
             take(&inner, call, &numbers[index], &hang_up, &recordings).await;
             drop(line);
         });
     }
+}
+
+/// How long a caller waits for a line before 486 Busy Here.
+const LINE_WAIT: Duration = Duration::from_secs(1);
+
+/// Turns `call` away with SIP `status`, counted by `reason`.
+fn refuse(call: IncomingCall, status: u16, reason: &'static str) {
+    crate::metrics::inbound_refused(reason);
+    tracing::info!(source = %call.source, called = %call.called, status, reason, "inbound call turned away");
+    tokio::spawn(call.answer.refuse(status));
 }
 
 /// What the agent knows of a call to `number`. Inbound calls have no task: each gets its

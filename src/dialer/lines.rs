@@ -3,6 +3,7 @@
 //! always leaves the reserved ones to callers; an inbound call may take any line free.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -43,10 +44,12 @@ impl Lines {
         Some(Line { _line: line, _outbound: Some(outbound) })
     }
 
-    /// Any free line, for an inbound call: callers are never kept waiting for one.
-    pub(super) fn try_inbound(&self) -> Option<Line> {
-        let line = self.all.clone().try_acquire_owned().ok()?;
-        Some(Line { _line: line, _outbound: None })
+    /// Any line free within `within`, for an inbound call. A caller waits no longer: the
+    /// wait only rides over a line that the dialer holds for a moment while it looks for
+    /// due tasks.
+    pub(super) async fn inbound(&self, within: Duration) -> Option<Line> {
+        let line = tokio::time::timeout(within, self.all.clone().acquire_owned()).await.ok()?;
+        Some(Line { _line: line.expect("lines are never closed"), _outbound: None })
     }
 }
 
@@ -54,24 +57,26 @@ impl Lines {
 mod tests {
     use super::*;
 
-    #[test]
-    fn outbound_calls_leave_the_reserved_lines_to_inbound_ones() {
+    const NOW: Duration = Duration::ZERO;
+
+    #[tokio::test]
+    async fn outbound_calls_leave_the_reserved_lines_to_inbound_ones() {
         let lines = Lines::new(3, 1);
         let a = lines.try_outbound().unwrap();
         let _b = lines.try_outbound().unwrap();
         assert!(lines.try_outbound().is_none(), "the third line is reserved");
-        let inbound = lines.try_inbound().expect("the reserved line takes a caller");
-        assert!(lines.try_inbound().is_none(), "every line is taken");
+        let inbound = lines.inbound(NOW).await.expect("the reserved line takes a caller");
+        assert!(lines.inbound(NOW).await.is_none(), "every line is taken");
         drop(a);
-        assert!(lines.try_inbound().is_some(), "a line an outbound call gave back takes a caller too");
+        assert!(lines.inbound(NOW).await.is_some(), "a line an outbound call gave back takes a caller too");
         drop(inbound);
     }
 
-    #[test]
-    fn inbound_calls_may_take_the_lines_outbound_calls_would_use() {
+    #[tokio::test]
+    async fn inbound_calls_may_take_the_lines_outbound_calls_would_use() {
         let lines = Lines::new(2, 1);
-        let _first = lines.try_inbound().unwrap();
-        let _second = lines.try_inbound().unwrap();
+        let _first = lines.inbound(NOW).await.unwrap();
+        let _second = lines.inbound(NOW).await.unwrap();
         assert!(lines.try_outbound().is_none());
     }
 }

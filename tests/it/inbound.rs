@@ -197,14 +197,21 @@ impl RawCaller {
             head("INVITE", "1 INVITE", ""),
             sdp.len()
         );
-        self.socket.send_to(invite.as_bytes(), self.server).await.unwrap();
         let mut codes = Vec::new();
         let mut buf = vec![0u8; 65536];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            let (len, _) = tokio::time::timeout(Duration::from_secs(20), self.socket.recv_from(&mut buf))
-                .await
-                .expect("the server answers the INVITE")
-                .unwrap();
+            // Sent again every half second until anything comes back (RFC 3261's timer A):
+            // the server's SIP socket may still be opening.
+            if codes.is_empty() {
+                self.socket.send_to(invite.as_bytes(), self.server).await.unwrap();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the server answers the INVITE: {codes:?}");
+            let wait = if codes.is_empty() { Duration::from_millis(500) } else { Duration::from_secs(20) };
+            let Ok(received) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await else {
+                continue;
+            };
+            let (len, _) = received.unwrap();
             let msg = Msg::parse(&String::from_utf8_lossy(&buf[..len])).unwrap();
             let Some(code) = msg.status() else { continue };
             if codes.last() != Some(&code) {
