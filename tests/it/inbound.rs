@@ -11,9 +11,11 @@ use crate::common::{TestServer, until};
 use crate::integrations::Receiver;
 use crate::sip::{loudest, recording, short_sip_calls, voice};
 use crate::support::baresip::{self, Baresip, Setup};
+use crate::support::esl_server::{Callee, FakeFreeswitch, SAYS};
 use crate::support::sip_peer::Msg;
 use callcenter::config::Settings;
 use callcenter::dialer::InboundNumber;
+use callcenter::telephony::CarrierKind;
 
 /// Every call of these tests ends well within this, even on a loaded machine.
 const CALL_LIMIT: Duration = Duration::from_secs(90);
@@ -309,4 +311,100 @@ async fn with_every_line_taken_a_call_gets_486_and_is_counted() {
     .await;
     let third = RawCaller::on("127.0.0.1", server).await;
     assert_eq!(third.invite("4008001234", "13900001010").await.last(), Some(&200));
+}
+
+#[tokio::test]
+async fn outbound_calls_leave_the_reserved_lines_to_callers() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.max_concurrent_calls = 3;
+        c.inbound.reserved_calls = 1;
+        // Calls of a second or two; a caller every 400 ms.
+        c.sim.time_scale = 0.2;
+        c.sim.answer_rate = 1.0;
+        c.sim.inbound_calls_per_minute = 30.0;
+    })
+    .await;
+    let tickets: Vec<Value> =
+        (0..6).map(|i| crate::common::ticket(&format!("T-RESERVE-{i}"), &format!("1390000{i:04}"))).collect();
+    s.create(&tickets).await;
+    let mut most_calling = 0;
+    until(CALL_LIMIT, "every task called", async || {
+        let rows = s.tasks(json!({})).await["rows"].as_array().unwrap().clone();
+        let calling = rows.iter().filter(|t| t["status"] == "呼叫中").count();
+        most_calling = most_calling.max(calling);
+        assert!(calling <= 2, "at most max_concurrent_calls − reserved_calls outbound calls: {rows:#?}");
+        rows.iter().all(|t| crate::common::ENDED.contains(&t["status"].as_str().unwrap())).then_some(())
+    })
+    .await;
+    assert_eq!(most_calling, 2, "outbound calls used the lines not reserved");
+    let inbound = inbound_records(&s, json!({})).await;
+    assert!(inbound["total"].as_i64().unwrap() >= 1, "callers got through meanwhile: {inbound}");
+}
+
+/// The server on the fake FreeSWITCH, answering `4008001234`.
+async fn answering_freeswitch(fake: &FakeFreeswitch, max_calls: u32) -> TestServer {
+    let port = fake.port();
+    TestServer::start_with(move |s| {
+        s.dialer.carrier = CarrierKind::Freeswitch;
+        s.freeswitch.port = port;
+        s.dialer.max_concurrent_calls = max_calls;
+        s.inbound.numbers = vec![InboundNumber {
+            number: "4008001234".into(),
+            greeting: "您好，这里是客服热线".into(),
+            confirm: "请问有什么可以帮您".into(),
+            ..InboundNumber::default()
+        }];
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_call_freeswitch_parks_for_the_server_is_answered_recorded_and_listed_as_01() {
+    let fake = FakeFreeswitch::start().await;
+    let s = answering_freeswitch(&fake, 5).await;
+    // Once the server is connected and listening for parked calls.
+    fake.wait_for_command(CALL_LIMIT, |c| c.starts_with("event plain")).await;
+    let uuid = fake.call_in("13900001212", "4008001234", Callee::Answers { says: Some(SAYS) });
+    fake.wait_for_command(CALL_LIMIT, |c| c == format!("api uuid_answer {uuid}")).await;
+    let listed = until(CALL_LIMIT, "the FreeSWITCH inbound call listed", async || {
+        let v = inbound_records(&s, json!({ "telephone": "13900001212" })).await;
+        (v["total"] == 1).then_some(v)
+    })
+    .await;
+    let record = &listed["rows"][0];
+    assert_eq!(record["extnum"], "4008001234", "{record}");
+    assert!(is_call_uuid(record["uuid"].as_str().unwrap(), "01"), "{record}");
+    assert_eq!(record["dialogue"][0]["content"], "您好，这里是客服热线", "{record}");
+    assert!(
+        record["dialogue"].as_array().unwrap().iter().any(|t| t["role"] == "user" && t["content"] == SAYS),
+        "the caller was heard: {record}"
+    );
+    assert!(!record["wavFileUrl"].as_str().unwrap().is_empty(), "recorded: {record}");
+    let commands = fake.commands();
+    let record_cmd = commands.iter().find(|c| c.starts_with(&format!("api uuid_record {uuid} start ")));
+    assert!(
+        record_cmd.is_some_and(|c| c.ends_with(&format!("{}.wav", record["uuid"].as_str().unwrap()))),
+        "recorded under the call's uuid: {commands:#?}"
+    );
+    assert!(fake.answered(&uuid));
+}
+
+#[tokio::test]
+async fn freeswitch_calls_to_unknown_numbers_or_with_no_line_free_are_turned_away() {
+    let fake = FakeFreeswitch::start().await;
+    let s = answering_freeswitch(&fake, 1).await;
+    fake.wait_for_command(CALL_LIMIT, |c| c.starts_with("event plain")).await;
+    let unknown = fake.call_in("13900001313", "4008009999", Callee::Answers { says: None });
+    fake.wait_for_command(CALL_LIMIT, |c| c == format!("api uuid_kill {unknown} UNALLOCATED_NUMBER")).await;
+    // The one line taken by a caller who stays on; the next caller hears busy.
+    let first = fake.call_in("13900001414", "4008001234", Callee::Answers { says: None });
+    fake.wait_for_command(CALL_LIMIT, |c| c == format!("api uuid_answer {first}")).await;
+    let second = fake.call_in("13900001515", "4008001234", Callee::Answers { says: None });
+    fake.wait_for_command(CALL_LIMIT, |c| c == format!("api uuid_kill {second} USER_BUSY")).await;
+    assert!(!fake.answered(&unknown) && !fake.answered(&second));
+    fake.caller_hangs_up(&first);
+    until(CALL_LIMIT, "the first call listed", async || {
+        (inbound_records(&s, json!({})).await["total"] == 1).then_some(())
+    })
+    .await;
 }
