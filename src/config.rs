@@ -330,6 +330,24 @@ mod tests {
     }
 
     #[test]
+    fn inbound_numbers_load_from_a_file_and_bad_ones_stop_the_start() {
+        let f = file(
+            "[inbound]\nreserved_calls = 2\nallow = [\"10.0.0.0/8\"]\n\
+             [[inbound.numbers]]\nnumber = \"4008001234\"\nticket_type = \"售后\"\ntransfer_to = \"8001\"\n\
+             [[inbound.numbers]]\nnumber = \"*\"\n",
+        );
+        let s = Settings::load_from(None, Some(f.path()), &[]).unwrap().settings;
+        assert_eq!(s.inbound.reserved_calls, 2);
+        assert_eq!(s.inbound.numbers.len(), 2);
+        assert_eq!(s.inbound.numbers[0].transfer_to.as_deref(), Some("8001"));
+        assert_eq!(s.inbound.numbers[1].transfer_to, None);
+        assert_eq!(s.inbound.numbers[1].greeting, crate::dialer::InboundNumber::default().greeting);
+        let f = file("[inbound]\nreserved_calls = 30\n[[inbound.numbers]]\nnumber = \"1\"\n");
+        let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(err.contains("inbound.reserved_calls"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_key_in_a_file_stops_the_start_naming_it() {
         let f = file("[dialer]\nmax_atempts = 5\n");
         let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
