@@ -112,7 +112,7 @@ impl InboundNumber {
 impl InboundSettings {
     /// What the types do not check, with `max_calls` = `dialer.max_concurrent_calls`.
     pub fn validate(&self, max_calls: u32) -> Result<(), String> {
-        if self.reserved_calls >= max_calls && !self.numbers.is_empty() {
+        if self.reserved_calls >= max_calls {
             return Err(format!(
                 "inbound.reserved_calls ({}) must be below dialer.max_concurrent_calls ({max_calls}): \
                  outbound calls need a line",

@@ -163,6 +163,30 @@ async fn a_caller_dialing_in_hears_the_agent_and_the_call_is_listed_as_01_with_i
     assert_eq!(events[0]["record"], *record, "the webhook carries the listed row");
 }
 
+#[tokio::test]
+async fn a_caller_offering_srtp_only_is_answered_with_srtp_and_hears_the_agent() {
+    baresip::require();
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(answering_sip(sip_port)).await;
+    let setup = Setup {
+        dial: Some(format!("sip:4008001234@127.0.0.1:{sip_port}")),
+        media_encryption: Some("srtp-mand"),
+        ..Setup::default()
+    };
+    let caller = Baresip::start_with(&[("13900004040", false)], &voice(&[(3.0, 1.5)], 60.0), &setup);
+    let listed = until(CALL_LIMIT, "the SRTP call listed", async || {
+        let v = inbound_records(&s, json!({ "telephone": "13900004040" })).await;
+        (v["total"] == 1).then_some(v)
+    })
+    .await;
+    let record = &listed["rows"][0];
+    assert_ne!(record["answeredTime"], "", "{record}");
+    let (agent, callee) = recording(&s, record).await;
+    assert!(loudest(&agent) > 500.0 && loudest(&callee) > 500.0, "both voices, decrypted, recorded");
+    assert!(caller.wait_log("terminated", CALL_LIMIT).await, "{}", caller.log());
+    assert!(loudest(&caller.heard()) > 500.0, "the caller decrypted the agent's voice");
+}
+
 /// A SIP user agent written by hand on `from` (a loopback address), for one call to
 /// `server`: its INVITE (resent until the server answers at all, as RFC 3261's timer A
 /// does: the server's SIP socket may still be opening), a CANCEL, a BYE; each gives the

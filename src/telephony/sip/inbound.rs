@@ -154,6 +154,14 @@ fn source_ip(tx: &Transaction) -> Option<IpAddr> {
         .or_else(|| via.uri.host_with_port.host.to_string().trim_matches(['[', ']']).parse().ok())
 }
 
+/// Whether the offer's audio stream is RTP/SAVP (SRTP only).
+fn offers_savp(offer: &str) -> bool {
+    offer
+        .lines()
+        .find(|line| line.starts_with("m=audio"))
+        .is_some_and(|line| line.split_whitespace().nth(2) == Some("RTP/SAVP"))
+}
+
 /// One ringing call, until it is answered or turned away.
 struct SipAnswer {
     ua: Arc<Ua>,
@@ -206,14 +214,15 @@ impl Answer for SipAnswer {
             }
         };
         let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
-        // SRTP when the caller offered a key: ours in the answer, required as theirs was.
+        // SRTP when the caller offered a key: ours in the answer, on the offer's profile
+        // (RTP/SAVP, or RTP/AVP for SRTP offered as optional).
         let key = media.crypto.as_ref().map(|_| SdesKey::random());
         let srtp = key.as_ref().zip(media.crypto.as_ref()).map(|(ours, theirs)| Srtp::new(ours, theirs));
-        let crypto = key.map(|k| (k, true));
-        let telephone_event = s.telephone_event && media.telephone_event.is_some();
-        let local =
-            signalling::local_sdp(self.ua.advertised_ip, rtp_port, &[media.codec], telephone_event, crypto)
-                .render();
+        let crypto = key.map(|k| (k, offers_savp(&self.offer)));
+        let mut local = signalling::local_sdp(self.ua.advertised_ip, rtp_port, &[media.codec], false, crypto);
+        // Keys, on the payload type the caller chose (RFC 3264 §6.1).
+        local.telephone_event = media.telephone_event.filter(|_| s.telephone_event);
+        let local = local.render();
         let _ = self.local_sdp.set(local.clone());
         *self.remote.lock().expect("remote lock") = Some(media);
         if let Err(e) = self.dialog.ringing(None, None) {
@@ -273,5 +282,18 @@ impl Answer for SipAnswer {
 
     async fn refuse(self: Box<Self>, status: u16) {
         self.reject(status);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_answer_keeps_the_offers_srtp_profile() {
+        let offer = |profile: &str| format!("v=0\r\nc=IN IP4 10.0.0.9\r\nm=audio 4000 {profile} 8 0\r\n");
+        assert!(offers_savp(&offer("RTP/SAVP")));
+        assert!(!offers_savp(&offer("RTP/AVP")));
+        assert!(!offers_savp("v=0\r\n"));
     }
 }

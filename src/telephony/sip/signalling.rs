@@ -482,7 +482,7 @@ pub fn local_sdp(
         ip,
         rtp_port,
         codecs: codecs.to_vec(),
-        telephone_event,
+        telephone_event: telephone_event.then_some(sdp::TELEPHONE_EVENT_PT),
         session_id: u64::from(rand::random::<u32>()),
         crypto,
     }
