@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::common::{TestServer, until};
+use crate::common::{TestServer, log_text, of_node, until, until_logged};
 use crate::integrations::Receiver;
 use crate::sip::{loudest, recording, short_sip_calls, voice};
 use crate::support::baresip::{self, Baresip, Setup};
@@ -541,4 +541,34 @@ async fn a_caller_who_cancels_before_the_answer_gets_487_and_a_missed_call_recor
     assert_eq!(record["dialogue"], json!([]), "{record}");
     let first = inbound_records(&s, json!({ "telephone": "13900002020" })).await;
     assert_eq!(first["rows"][0]["hangupCause"], "NORMAL_CLEARING:sip:200", "the caller hung up: {first}");
+}
+
+#[tokio::test]
+async fn at_shutdown_callers_are_turned_away_and_calls_in_progress_are_hung_up_and_recorded() {
+    let s = TestServer::start_with(|c| {
+        c.dialer.node_id = "38".to_string().try_into().unwrap();
+        // A caller every 100 ms, each staying on for many seconds: the lines stay full.
+        c.sim.time_scale = 1.0;
+        c.sim.inbound_calls_per_minute = 600.0;
+        c.dialer.max_concurrent_calls = 4;
+        c.dialer.shutdown_grace_secs = 1;
+        c.inbound.numbers = vec![InboundNumber { number: "4008003838".into(), ..InboundNumber::default() }];
+    })
+    .await;
+    until_logged(CALL_LIMIT, "an inbound call answered", |l| {
+        l.contains("inbound call: answering") && of_node(l, "38")
+    })
+    .await;
+    let (mut settings, db, dir) = s.stop().await;
+    let turned_away = log_text().lines().any(|l| l.contains("4008003838") && l.contains("shutting_down"));
+    assert!(turned_away, "callers during the grace period are turned away (503)");
+    // Read back on the same database, the dialer off.
+    settings.dialer.enabled = false;
+    let s = TestServer::start_on(settings, db, dir).await;
+    let listed = inbound_records(&s, json!({ "extnum": "4008003838" })).await;
+    let rows = listed["rows"].as_array().unwrap();
+    assert!(
+        rows.iter().any(|r| r["hangupCause"] == "SYSTEM_SHUTDOWN:null" && r["answeredTime"] != ""),
+        "calls still on after the grace period are hung up and recorded: {listed}"
+    );
 }
