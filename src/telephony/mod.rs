@@ -52,7 +52,8 @@ pub struct IncomingCall {
     pub caller: String,
     /// The number called (DID): the Request-URI's user, FreeSWITCH's destination number.
     pub called: String,
-    /// Where it came from, for logs: an address, or the FreeSWITCH channel.
+    /// Where it came from, for logs (never a phone number): an address, or the
+    /// FreeSWITCH channel.
     pub source: String,
     pub answer: Box<dyn Answer>,
 }

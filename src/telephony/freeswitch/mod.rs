@@ -338,7 +338,8 @@ impl Carrier for FreeswitchCarrier {
                 let call = IncomingCall {
                     caller: header("Caller-Caller-ID-Number"),
                     called: header("Caller-Destination-Number"),
-                    source: format!("freeswitch:{}", header("Channel-Name")),
+                    // The channel, not its name: that holds the caller's number.
+                    source: format!("freeswitch:{uuid}"),
                     answer: Box::new(FsAnswer {
                         route: answered.link.adopt(&uuid, signals),
                         uuid,
