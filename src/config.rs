@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSettings;
 use crate::api::{ApiSettings, AuthSettings};
-use crate::dialer::DialerSettings;
+use crate::dialer::{DialerSettings, InboundSettings};
 use crate::domain::Timezone;
 use crate::logging::LogSettings;
 use crate::recording::RecordingSettings;
@@ -41,6 +41,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub webhook: WebhookSettings,
     pub dialer: DialerSettings,
+    pub inbound: InboundSettings,
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
@@ -183,6 +184,9 @@ impl Settings {
             self.tts.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.agent.script.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        self.inbound
+            .validate(self.dialer.max_concurrent_calls)
+            .map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),
@@ -192,6 +196,10 @@ impl Settings {
             (d.max_call_secs >= 1, "dialer.max_call_secs must be at least 1"),
             ((0.0..=1.0).contains(&self.sim.answer_rate), "sim.answer_rate must be between 0 and 1"),
             ((0.0..=1000.0).contains(&self.sim.time_scale), "sim.time_scale must be between 0 and 1000"),
+            (
+                (0.0..=6000.0).contains(&self.sim.inbound_calls_per_minute),
+                "sim.inbound_calls_per_minute must be between 0 and 6000",
+            ),
             (self.api.max_tasks_per_request >= 1, "api.max_tasks_per_request must be at least 1"),
             (self.api.max_body_bytes >= 1024, "api.max_body_bytes must be at least 1024"),
             (self.recordings.failing_after >= 1, "recordings.failing_after must be at least 1"),
@@ -319,6 +327,24 @@ mod tests {
         assert_eq!(s.timezone.0, chrono_tz::UTC);
         assert_eq!(s.dialer.max_attempts, 9);
         assert_eq!(s.dialer.node_id.0, "02", "a numeric-looking value stays a string where one belongs");
+    }
+
+    #[test]
+    fn inbound_numbers_load_from_a_file_and_bad_ones_stop_the_start() {
+        let f = file(
+            "[inbound]\nreserved_calls = 2\nallow = [\"10.0.0.0/8\"]\n\
+             [[inbound.numbers]]\nnumber = \"4008001234\"\nticket_type = \"售后\"\ntransfer_to = \"8001\"\n\
+             [[inbound.numbers]]\nnumber = \"*\"\n",
+        );
+        let s = Settings::load_from(None, Some(f.path()), &[]).unwrap().settings;
+        assert_eq!(s.inbound.reserved_calls, 2);
+        assert_eq!(s.inbound.numbers.len(), 2);
+        assert_eq!(s.inbound.numbers[0].transfer_to.as_deref(), Some("8001"));
+        assert_eq!(s.inbound.numbers[1].transfer_to, None);
+        assert_eq!(s.inbound.numbers[1].greeting, crate::dialer::InboundNumber::default().greeting);
+        let f = file("[inbound]\nreserved_calls = 30\n[[inbound.numbers]]\nnumber = \"1\"\n");
+        let err = Settings::load_from(None, Some(f.path()), &[]).err().unwrap();
+        assert!(err.contains("inbound.reserved_calls"), "{err}");
     }
 
     #[test]

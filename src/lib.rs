@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{Agent, AgentKind};
 use crate::api::{ApiConfig, AppState};
 use crate::config::Settings;
-use crate::dialer::{Dialer, DialerSignals};
+use crate::dialer::{Answering, Dialer, DialerSignals, Inbound, InboundNumber};
 use crate::domain::ApiTime;
 use crate::server::ConnectionLimits;
 use crate::store::StoreOptions;
@@ -66,14 +66,21 @@ impl App {
             false => None,
         };
         let dialer = match &carrier {
-            Some(carrier) => Some(Dialer::new(
-                store.clone(),
-                carrier.clone(),
-                agent(&settings),
-                settings.dialer.clone(),
-                time,
-                settings.recordings.dir.clone(),
-            )),
+            Some(carrier) => {
+                let dialer = Dialer::new(
+                    store.clone(),
+                    carrier.clone(),
+                    agent(&settings.agent),
+                    settings.dialer.clone(),
+                    settings.inbound.reserved_calls,
+                    time,
+                    settings.recordings.dir.clone(),
+                );
+                Some(match inbound(&settings, carrier.as_ref()) {
+                    Some(inbound) => dialer.with_inbound(inbound),
+                    None => dialer,
+                })
+            }
             None => None,
         };
         let webhooks = match settings.webhook.url.is_empty() {
@@ -136,7 +143,7 @@ impl App {
 
 /// The carrier that `dialer.carrier` names, built from its own section.
 fn carrier(settings: &Settings) -> anyhow::Result<Arc<dyn Carrier>> {
-    use telephony::{freeswitch::FreeswitchCarrier, sim::SimCarrier, sip::SipCarrier};
+    use telephony::{freeswitch::FreeswitchCarrier, sim, sim::SimCarrier, sip::SipCarrier};
     let max_call = Duration::from_secs(settings.dialer.max_call_secs);
     if settings.dialer.carrier != CarrierKind::Sim && settings.dialer.calling_hours.is_always() {
         tracing::warn!(
@@ -160,9 +167,14 @@ fn carrier(settings: &Settings) -> anyhow::Result<Arc<dyn Carrier>> {
         _ => {}
     }
     Ok(match settings.dialer.carrier {
-        CarrierKind::Sim => Arc::new(SimCarrier::new(&settings.sim)),
+        CarrierKind::Sim => {
+            let to = settings.inbound.numbers.iter().map(|n| n.number.as_str()).find(|n| *n != "*");
+            Arc::new(SimCarrier::new(&settings.sim).calling_in_to(to.unwrap_or(sim::DEFAULT_INBOUND_NUMBER)))
+        }
         CarrierKind::Sip => {
-            Arc::new(SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), ear(settings)))
+            let allow = settings.inbound.allow_list().map_err(anyhow::Error::msg)?;
+            let sip = SipCarrier::new(&settings.sip, max_call, tts::voice(&settings.tts), ear(settings));
+            Arc::new(sip.taking_calls_from(allow))
         }
         CarrierKind::Freeswitch => {
             let fs = &settings.freeswitch;
@@ -191,9 +203,27 @@ fn api_config(s: Settings) -> ApiConfig {
     }
 }
 
+/// The numbers the agent answers, each with its agent, and the carrier's calls to them;
+/// `None` when no number is answered. The sim answers its own inbound calls with the
+/// default greeting when no number is configured.
+fn inbound(settings: &Settings, carrier: &dyn Carrier) -> Option<Inbound> {
+    let mut numbers = settings.inbound.numbers.clone();
+    if numbers.is_empty() && settings.dialer.carrier == CarrierKind::Sim {
+        numbers.push(InboundNumber::any());
+    }
+    if numbers.is_empty() {
+        return None;
+    }
+    let calls = carrier.incoming()?;
+    let answering = numbers
+        .into_iter()
+        .map(|number| Answering { agent: agent(&number.agent_settings(&settings.agent)), number })
+        .collect();
+    Some(Inbound::new(answering, calls))
+}
+
 /// The agent that `agent.kind` names.
-fn agent(settings: &Settings) -> Arc<dyn Agent> {
-    let a = &settings.agent;
+fn agent(a: &agent::AgentSettings) -> Arc<dyn Agent> {
     match a.kind {
         AgentKind::Script => Arc::new(agent::script::ScriptAgent::new(&a.script)),
         AgentKind::Llm => Arc::new(agent::llm::LlmAgent::new(&a.llm, &a.script)),

@@ -114,6 +114,14 @@ fn describe() {
         "callcenter_rtp_frames_skipped_total",
         "RTP frames never made because their call's sender was more than 200 ms behind its grid"
     );
+    describe_counter!(
+        "callcenter_inbound_calls_total",
+        "Inbound calls taken (given a line and answered) on this node"
+    );
+    describe_counter!(
+        "callcenter_inbound_refused_total",
+        "Inbound calls turned away, by reason: no_line (486), unknown_number (404), not_allowed (403), shutting_down (503)"
+    );
     describe_gauge!("callcenter_tasks_waiting", "Tasks waiting to be called (待呼叫 and 等待重呼)");
     describe_gauge!("callcenter_webhook_backlog", "Webhook events not yet delivered");
     describe_gauge!("callcenter_db_pool_connections", "Database connections open, by state");
@@ -129,6 +137,18 @@ pub fn call_started(pacing_delay: Duration) {
     counter!("callcenter_calls_started_total").increment(1);
     gauge!("callcenter_calls_in_progress").increment(1.0);
     histogram!("callcenter_dialer_pacing_delay_seconds").record(pacing_delay.as_secs_f64());
+}
+
+/// An inbound call took a line: it is in progress until its `call_ended`.
+pub fn inbound_started() {
+    counter!("callcenter_inbound_calls_total").increment(1);
+    gauge!("callcenter_calls_in_progress").increment(1.0);
+}
+
+/// An inbound call turned away, and why (`no_line`, `unknown_number`, `not_allowed`,
+/// `shutting_down`).
+pub fn inbound_refused(reason: &'static str) {
+    counter!("callcenter_inbound_refused_total", "reason" => reason).increment(1);
 }
 
 /// An attempt ended; `talk` is its talk time when it was answered.

@@ -157,9 +157,7 @@ async fn converse(
     if let Some(age) = fenced {
         self_fenced(inner, task, age);
     }
-    // The outcome may take the agent a moment (a model's judgement); never forever.
-    let intent = tokio::time::timeout(INTENT_TIMEOUT, inner.agent.intent(&context, &dialogue)).await;
-    let intent = intent.unwrap_or_else(|_| crate::agent::intent_by_rules(&dialogue).to_string());
+    let intent = judge(inner.agent.as_ref(), &context, &dialogue).await;
     let reason = (reason != HangupReason::Completed).then_some(reason);
     Outcome {
         answered_ms: Some(answered_ms),
@@ -170,6 +168,17 @@ async fn converse(
         intent,
         turn_latency: end.turn_latency,
     }
+}
+
+/// The outcome of an answered call. It may take the agent a moment (a model's
+/// judgement); never forever: past `INTENT_TIMEOUT` the rules decide.
+pub(super) async fn judge(
+    agent: &dyn crate::agent::Agent,
+    context: &TaskContext,
+    dialogue: &[crate::domain::Turn],
+) -> String {
+    let intent = tokio::time::timeout(INTENT_TIMEOUT, agent.intent(context, dialogue)).await;
+    intent.unwrap_or_else(|_| crate::agent::intent_by_rules(dialogue).to_string())
 }
 
 /// Resolves once the call's lease was last renewed `fence_after` ago or more, with its

@@ -9,6 +9,8 @@ mod call;
 mod campaigns;
 mod group_commit;
 mod hours;
+mod inbound;
+mod lines;
 mod settings;
 
 use std::collections::HashMap;
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use governor::{Quota, RateLimiter};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -33,6 +35,8 @@ pub use campaigns::CampaignSettings;
 use campaigns::{CampaignPermit, Campaigns};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
+pub use inbound::{Answering, Inbound, InboundNumber, InboundSettings};
+use lines::{Line, Lines};
 pub use settings::{DialerSettings, NodeId};
 
 /// The shortest lease: how long a claim holds without a heartbeat; another node takes the
@@ -180,6 +184,7 @@ impl Calls {
 
 pub struct Dialer {
     inner: Arc<Inner>,
+    inbound: Option<Inbound>,
 }
 
 /// What every call task shares.
@@ -195,6 +200,8 @@ struct Inner {
     calls: Calls,
     /// Each campaign's settings, and its share of each claim.
     campaigns: Campaigns,
+    /// The lines outbound and inbound calls share.
+    lines: Lines,
     node: String,
     timing: Timing,
     /// Answers noted and attempts recorded, many calls to a transaction.
@@ -208,6 +215,7 @@ impl Dialer {
         carrier: Arc<dyn Carrier>,
         agent: Arc<dyn Agent>,
         settings: DialerSettings,
+        reserved_for_inbound: u32,
         time: ApiTime,
         recordings_dir: PathBuf,
     ) -> Dialer {
@@ -226,6 +234,7 @@ impl Dialer {
                     retry_delay_secs: settings.retry_delay_secs,
                 }),
                 time,
+                lines: Lines::new(settings.max_concurrent_calls, reserved_for_inbound),
                 settings,
                 recordings_dir,
                 calls: Calls::default(),
@@ -234,6 +243,7 @@ impl Dialer {
                 node,
                 timing,
             }),
+            inbound: None,
         }
     }
 
@@ -250,6 +260,8 @@ impl Dialer {
         call::recover_orphans(&inner, true).await;
 
         signals.running.store(true, Ordering::Relaxed);
+        let inbound =
+            self.inbound.map(|i| inbound::start(&inner, i, &tracker, &shutdown, signals.recordings.clone()));
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
         claim_loop(&inner, &tracker, &signals, &shutdown).await;
@@ -263,6 +275,9 @@ impl Dialer {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(calls = inner.calls.ids().len(), "grace period over: hanging up the calls left");
             inner.calls.end_all(HangupReason::Shutdown);
+            if let Some(inbound) = &inbound {
+                inbound.hang_up_all();
+            }
             tracker.wait().await;
         }
         upkeep_stop.cancel();
@@ -279,7 +294,6 @@ async fn claim_loop(
     shutdown: &CancellationToken,
 ) {
     let d = &inner.settings;
-    let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
     let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
     // No burst: starts are spaced 1/cps apart, so no one-second window (a carrier's CPS
     // limit, or a calendar second in the records) sees more than `calls_per_second`.
@@ -298,7 +312,7 @@ async fn claim_loop(
         let waiting_since = tokio::time::Instant::now();
         let first = tokio::select! {
             _ = shutdown.cancelled() => return,
-            permit = slots.clone().acquire_owned() => permit.expect("semaphore never closed"),
+            line = inner.lines.outbound() => line,
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -321,7 +335,7 @@ async fn claim_loop(
         // Take as many more slots as are free right now, to claim in one transaction.
         let mut permits = vec![first];
         while permits.len() < batch.min(room)
-            && let Ok(p) = slots.clone().try_acquire_owned()
+            && let Some(p) = inner.lines.try_outbound()
         {
             permits.push(p);
         }
@@ -403,7 +417,7 @@ fn start_call(
     tracker: &TaskTracker,
     task: ClaimedCall,
     // The node's line and the campaign's own cap, held until the call ends.
-    permit: (tokio::sync::OwnedSemaphorePermit, CampaignPermit),
+    permit: (Line, CampaignPermit),
     claimed_at: Instant,
     recordings: Arc<RecordingHealth>,
 ) {

@@ -60,6 +60,10 @@ impl<S: Store> Store for Deadline<S> {
         within(self.0.import_records(records)).await
     }
 
+    async fn record_call(&self, record: &CallRecord) -> Result<()> {
+        within(self.0.record_call(record)).await
+    }
+
     async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64> {
         within(self.0.dnc_add(phones, reason, now_ms)).await
     }

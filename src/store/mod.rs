@@ -86,6 +86,11 @@ pub trait Store: Send + Sync + 'static {
     /// already stored is skipped. Returns how many were new.
     async fn import_records(&self, records: &[CallRecord]) -> Result<u64>;
 
+    /// Stores a call this node took that has no task (an inbound call) with its counters
+    /// and, in the same transaction, its `call.ended` event. A uuid already stored is left
+    /// as it is.
+    async fn record_call(&self, record: &CallRecord) -> Result<()>;
+
     /// Adds numbers to the do-not-call list (a number already there keeps its entry);
     /// returns how many were new.
     async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64>;

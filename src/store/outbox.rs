@@ -19,7 +19,8 @@ pub struct OutboxEvent {
     pub id: i64,
     pub event_id: String,
     pub event_type: String,
-    pub task: TaskRow,
+    /// The task the event is about; `None` for a call with no task (an inbound call).
+    pub task: Option<TaskRow>,
     pub record_uuid: Option<String>,
     pub created_ms: i64,
     pub attempts: i64,
@@ -49,14 +50,15 @@ pub(super) struct NewEvent<'a> {
 impl<'a> NewEvent<'a> {
     fn new(
         event_type: &'static str,
-        task: &TaskRow,
+        task: Option<&TaskRow>,
         record_uuid: Option<&'a str>,
         at_ms: i64,
     ) -> NewEvent<'a> {
         NewEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             event_type,
-            task_json: serde_json::to_string(task).expect("task serializes"),
+            // `null` for a call without a task.
+            task_json: serde_json::to_string(&task).expect("task serializes"),
             record_uuid,
             at_ms,
         }
@@ -64,7 +66,12 @@ impl<'a> NewEvent<'a> {
 
     /// The tasks ended (stopped or blocked).
     pub(super) fn tasks_ended(tasks: &[TaskRow], at_ms: i64) -> Vec<NewEvent<'static>> {
-        tasks.iter().map(|task| NewEvent::new(TASK_ENDED, task, None, at_ms)).collect()
+        tasks.iter().map(|task| NewEvent::new(TASK_ENDED, Some(task), None, at_ms)).collect()
+    }
+
+    /// A call with no task behind it (an inbound call) ended.
+    pub(super) fn call_ended(record_uuid: &'a str, at_ms: i64) -> NewEvent<'a> {
+        NewEvent::new(CALL_ENDED, None, Some(record_uuid), at_ms)
     }
 }
 
@@ -81,9 +88,9 @@ pub(super) fn attempts_moved<'a>(
     for a in attempts {
         let task = by_id.get(&a.batch_id).copied();
         if let Some(task) = task {
-            events.push(NewEvent::new(CALL_ENDED, task, Some(&a.uuid), a.ended_ms));
+            events.push(NewEvent::new(CALL_ENDED, Some(task), Some(&a.uuid), a.ended_ms));
             if task.status.is_final() {
-                events.push(NewEvent::new(TASK_ENDED, task, None, a.ended_ms));
+                events.push(NewEvent::new(TASK_ENDED, Some(task), None, a.ended_ms));
             }
         }
         statuses.push(task.map(|t| t.status));

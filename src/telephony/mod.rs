@@ -46,6 +46,36 @@ pub enum DialResult {
     Failed(HangupCause),
 }
 
+/// A call to us, ringing: who calls, which of our numbers, and the way to answer it.
+pub struct IncomingCall {
+    /// The caller's number (SIP From user, FreeSWITCH caller id).
+    pub caller: String,
+    /// The number called (DID): the Request-URI's user, FreeSWITCH's destination number.
+    pub called: String,
+    /// Where it came from, for logs (never a phone number): an address, or the
+    /// FreeSWITCH channel.
+    pub source: String,
+    pub answer: Box<dyn Answer>,
+}
+
+/// Answers or turns away one incoming call; whichever is called first decides.
+#[async_trait]
+pub trait Answer: Send {
+    /// Rings (180), answers (200) and, once the call is up (the ACK), gives the same
+    /// session an outbound call has; the call's uuid names it in logs, and its recording
+    /// goes to `recording`. Fails with the cause to record when the caller hangs up first
+    /// (`ORIGINATOR_CANCEL:sip:487`) or the call cannot be set up.
+    async fn answer(
+        self: Box<Self>,
+        call_id: &str,
+        recording: Option<PathBuf>,
+    ) -> Result<Box<dyn CallSession>, HangupCause>;
+
+    /// Turns the call away with a SIP status: 404 (no such number), 486 (no line free),
+    /// 503 (shutting down).
+    async fn refuse(self: Box<Self>, status: u16);
+}
+
 #[async_trait]
 pub trait Carrier: Send + Sync + 'static {
     /// Places a call and resolves once it is answered or has failed (busy, rang out,
@@ -69,6 +99,13 @@ pub trait Carrier: Send + Sync + 'static {
 
     /// The server stops, its calls over: leave the network (a SIP trunk's un-REGISTER).
     async fn shutdown(&self) {}
+
+    /// Starts taking calls to us: they arrive on the receiver, to be answered or refused.
+    /// The first call takes the receiver; `None` from a carrier that takes no calls or
+    /// after the first call.
+    fn incoming(&self) -> Option<tokio::sync::mpsc::Receiver<IncomingCall>> {
+        None
+    }
 }
 
 /// The far end's timer for a carrier that can set any: within the shortest lease (30 s)

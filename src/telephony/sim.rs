@@ -19,7 +19,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::latency::{CallLatency, TurnTimes};
 use super::{
-    CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
+    Answer, CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
+    IncomingCall, KeepAlive, Said,
 };
 use crate::domain::{HangupCause, now_ms};
 use crate::recording::{self, StreamedWav};
@@ -36,11 +37,21 @@ pub struct SimSettings {
     /// A file the carrier appends one JSON line to per answered call, with the call's
     /// answer and end as the carrier's side saw them; empty: none.
     pub call_log: PathBuf,
+    /// Inbound calls the sim places to the server a minute (scaled by `time_scale`, like
+    /// every sim time), from random callers to the first of `[[inbound.numbers]]`;
+    /// 0 = none.
+    pub inbound_calls_per_minute: f64,
 }
 
 impl Default for SimSettings {
     fn default() -> Self {
-        SimSettings { answer_rate: 0.7, time_scale: 1.0, seed: 42, call_log: PathBuf::new() }
+        SimSettings {
+            answer_rate: 0.7,
+            time_scale: 1.0,
+            seed: 42,
+            call_log: PathBuf::new(),
+            inbound_calls_per_minute: 0.0,
+        }
     }
 }
 
@@ -59,6 +70,12 @@ pub struct SimCarrier {
     /// One generator for the carrier, so a seed and a call order give the same calls.
     rng: Mutex<SmallRng>,
     call_log: Option<Arc<CallLog>>,
+    /// Between two inbound calls the sim places; `None`: it places none.
+    inbound_every: Option<Duration>,
+    /// The number its inbound calls go to.
+    inbound_to: String,
+    /// Taken by the first `incoming`.
+    inbound_taken: std::sync::atomic::AtomicBool,
 }
 
 impl SimCarrier {
@@ -80,12 +97,25 @@ impl SimCarrier {
                 }
             }
         });
+        let per_minute = settings.inbound_calls_per_minute;
+        // At `time_scale = 0` every other sim time is instant; calls still come one at a time.
+        let inbound_every = (per_minute > 0.0 && per_minute.is_finite())
+            .then(|| Duration::from_secs_f64(60.0 / per_minute).mul_f64(time_scale).max(MIN_INBOUND_GAP));
         SimCarrier {
             answer_rate: settings.answer_rate,
             time_scale,
             rng: Mutex::new(SmallRng::seed_from_u64(settings.seed)),
             call_log: call_log.flatten(),
+            inbound_every,
+            inbound_to: DEFAULT_INBOUND_NUMBER.into(),
+            inbound_taken: Default::default(),
         }
+    }
+
+    /// Its inbound calls go to `number` (one of `[[inbound.numbers]]`).
+    pub fn calling_in_to(mut self, number: &str) -> SimCarrier {
+        self.inbound_to = number.to_string();
+        self
     }
 
     /// Draws everything the call needs at once, so the lock is never held across a wait.
@@ -128,6 +158,34 @@ struct Plan {
 
 #[async_trait]
 impl Carrier for SimCarrier {
+    /// Places `sim.inbound_calls_per_minute` calls to the server, if any, for as long as
+    /// the receiver is kept.
+    fn incoming(&self) -> Option<tokio::sync::mpsc::Receiver<IncomingCall>> {
+        let every = self.inbound_every?;
+        if self.inbound_taken.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let mut callers = SimInbound {
+            time_scale: self.time_scale,
+            to: self.inbound_to.clone(),
+            rng: SmallRng::seed_from_u64(self.rng.lock().expect("sim rng lock").random()),
+            log: self.call_log.clone(),
+        };
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                if tx.send(callers.call()).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Some(rx)
+    }
+
     async fn dial(&self, request: DialRequest) -> DialResult {
         let plan = self.plan(request.phone.as_str());
         if plan.ringing > request.ring_timeout {
@@ -151,6 +209,56 @@ impl Carrier for SimCarrier {
                 DialResult::Answered(Box::new(session))
             }
         }
+    }
+}
+
+/// Where the sim's inbound calls go when no number is configured.
+pub const DEFAULT_INBOUND_NUMBER: &str = "4008001234";
+/// The least time between two inbound calls of the sim, whatever the rate and scale.
+const MIN_INBOUND_GAP: Duration = Duration::from_millis(20);
+
+/// The sim's callers: what each inbound call it places is made of.
+struct SimInbound {
+    time_scale: f64,
+    to: String,
+    rng: SmallRng,
+    log: Option<Arc<CallLog>>,
+}
+
+impl SimInbound {
+    /// An inbound call from a random mobile number, its caller behaving as a callee does.
+    fn call(&mut self) -> IncomingCall {
+        let caller = format!("13{:09}", self.rng.random_range(0..1_000_000_000u32));
+        let answer =
+            SimAnswer { time_scale: self.time_scale, seed: self.rng.random(), log: self.log.clone() };
+        IncomingCall { called: self.to.clone(), source: "sim".into(), caller, answer: Box::new(answer) }
+    }
+}
+
+/// Answers a sim inbound call: at once, with a caller who behaves as a callee would.
+struct SimAnswer {
+    time_scale: f64,
+    seed: u64,
+    log: Option<Arc<CallLog>>,
+}
+
+#[async_trait]
+impl Answer for SimAnswer {
+    async fn answer(
+        self: Box<Self>,
+        call_id: &str,
+        recording: Option<PathBuf>,
+    ) -> Result<Box<dyn CallSession>, HangupCause> {
+        let mut rng = SmallRng::seed_from_u64(self.seed);
+        let caller = Callee::pick(&mut rng);
+        tracing::debug!(call_id, ?caller, "sim: inbound call answered");
+        let mut session = SimSession::new(call_id.to_string(), caller, self.time_scale, rng, recording);
+        session.log = self.log.map(|log| (log, String::new()));
+        Ok(Box::new(session))
+    }
+
+    async fn refuse(self: Box<Self>, status: u16) {
+        tracing::debug!(status, "sim: inbound call turned away");
     }
 }
 
@@ -437,7 +545,7 @@ mod tests {
     use crate::domain::Phone;
 
     fn carrier(answer_rate: f64, time_scale: f64, seed: u64) -> SimCarrier {
-        SimCarrier::new(&SimSettings { answer_rate, time_scale, seed, call_log: PathBuf::new() })
+        SimCarrier::new(&SimSettings { answer_rate, time_scale, seed, ..SimSettings::default() })
     }
 
     fn request(phone: &str) -> DialRequest {

@@ -67,7 +67,8 @@ pub struct Event {
     pub event_type: String,
     /// When the change happened, `yyyy-MM-dd HH:mm:ss`.
     pub occurred_at: String,
-    pub task: TaskRowJson,
+    /// The task, as calltask/list shows it; null for a call with no task (an inbound call).
+    pub task: Option<TaskRowJson>,
     /// The attempt's record for `call.ended`; null for `task.ended`.
     pub record: Option<RecordRow>,
     /// For `call.ended`, the call's median voice-to-voice latency in milliseconds (from
@@ -171,7 +172,7 @@ impl Deliverer {
             event_id: event.event_id.clone(),
             event_type: event.event_type.clone(),
             occurred_at: self.time.format(event.created_ms).map_err(|e| e.to_string())?,
-            task: TaskRowJson::from(event.task.clone()),
+            task: event.task.clone().map(TaskRowJson::from),
             record,
             turn_latency_ms,
         })

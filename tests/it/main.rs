@@ -20,6 +20,7 @@ mod faults;
 mod filters;
 mod freeswitch;
 mod hostile;
+mod inbound;
 mod integrations;
 mod llm;
 mod multinode;

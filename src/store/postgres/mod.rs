@@ -167,7 +167,11 @@ impl Store for PgStore {
     }
 
     async fn import_records(&self, new: &[CallRecord]) -> Result<u64> {
-        records::import(self, new).await
+        records::import(self, new, false).await
+    }
+
+    async fn record_call(&self, record: &CallRecord) -> Result<()> {
+        records::import(self, std::slice::from_ref(record), true).await.map(|_| ())
     }
 
     async fn dnc_add(&self, phones: &[String], reason: &str, now_ms: i64) -> Result<u64> {

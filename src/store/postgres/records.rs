@@ -7,6 +7,7 @@ use sqlx::PgConnection;
 use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{CounterDeltas, counter_deltas};
+use crate::store::outbox::NewEvent;
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -71,7 +72,9 @@ pub(super) async fn get(s: &PgStore, uuid: &str) -> Result<Option<CallRecord>> {
     Ok(row)
 }
 
-pub(super) async fn import(s: &PgStore, new: &[CallRecord]) -> Result<u64> {
+/// Stores `new` records (skipping uuids already stored) with their counters; with
+/// `call_ended`, also each new record's `call.ended` event (calls with no task).
+pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) -> Result<u64> {
     let mut tx = s.pool.begin().await?;
     let inserted: Vec<String> = sqlx::query_scalar(&format!(
         "INSERT INTO call_records ({RECORD_COLUMNS})
@@ -84,7 +87,16 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord]) -> Result<u64> {
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
     apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    let events: Vec<NewEvent> = new
+        .iter()
+        .filter(|r| call_ended && inserted.contains(&r.uuid))
+        .map(|r| NewEvent::call_ended(&r.uuid, r.ended_ms))
+        .collect();
+    super::outbox::emit(s, &mut tx, &events).await?;
     tx.commit().await?;
+    if !events.is_empty() {
+        s.events.events_written();
+    }
     Ok(inserted.len() as u64)
 }
 

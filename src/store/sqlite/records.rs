@@ -8,6 +8,7 @@ use sqlx::SqliteConnection;
 use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{CounterDeltas, counter_deltas};
+use crate::store::outbox::NewEvent;
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -92,7 +93,9 @@ pub(super) async fn get(s: &SqliteStore, uuid: &str) -> Result<Option<CallRecord
     })
 }
 
-pub(super) async fn import(s: &SqliteStore, new: &[CallRecord]) -> Result<u64> {
+/// Stores `new` records (skipping uuids already stored) with their counters; with
+/// `call_ended`, also each new record's `call.ended` event (calls with no task).
+pub(super) async fn import(s: &SqliteStore, new: &[CallRecord], call_ended: bool) -> Result<u64> {
     let mut tx = s.writer.begin().await?;
     // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
     let inserted: Vec<String> = sqlx::query_scalar(&format!(
@@ -106,7 +109,16 @@ pub(super) async fn import(s: &SqliteStore, new: &[CallRecord]) -> Result<u64> {
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
     apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    let events: Vec<NewEvent> = new
+        .iter()
+        .filter(|r| call_ended && inserted.contains(&r.uuid))
+        .map(|r| NewEvent::call_ended(&r.uuid, r.ended_ms))
+        .collect();
+    super::outbox::emit(s, &mut tx, &events).await?;
     tx.commit().await?;
+    if !events.is_empty() {
+        s.events.events_written();
+    }
     Ok(inserted.len() as u64)
 }
 

@@ -25,8 +25,18 @@ use super::esl::{self, Event, Frame, FrameReader};
 /// end of a spoken line (`speak` is an application: it ends with CHANNEL_EXECUTE_COMPLETE,
 /// not PLAYBACK_STOP, which only file playback sends), speech recognised on the FreeSWITCH
 /// side, keys the callee pressed, and the results of `bgapi originate`.
+/// CHANNEL_PARK announces calls to us that the dialplan parked (see `INBOUND_VARIABLE`).
 pub const EVENTS: &str = "CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER \
-     CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE DETECTED_SPEECH DTMF BACKGROUND_JOB";
+     CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE DETECTED_SPEECH DTMF BACKGROUND_JOB \
+     CHANNEL_PARK";
+
+/// The channel variable the dialplan sets (`callcenter_inbound=true`) on a call it parks
+/// for the server to answer; parked channels without it (our own outbound calls, other
+/// applications' calls) are left alone.
+pub const INBOUND_VARIABLE: &str = "variable_callcenter_inbound";
+
+/// A call to us, parked: its CHANNEL_PARK event, and its channel's signals from then on.
+pub type Parked = (Arc<Event>, mpsc::UnboundedReceiver<Signal>);
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -76,6 +86,8 @@ type Routes = Mutex<HashMap<String, mpsc::UnboundedSender<Signal>>>;
 struct Shared {
     routes: Routes,
     up: watch::Sender<bool>,
+    /// Where calls to us go, once the carrier takes them.
+    parked: Mutex<Option<mpsc::UnboundedSender<Parked>>>,
 }
 
 /// A handle on the connection; cheap to clone. The connection task ends once every
@@ -89,7 +101,11 @@ pub struct Link {
 impl Link {
     /// Starts connecting in the background (needs a Tokio runtime).
     pub fn start(endpoint: Endpoint) -> Link {
-        let shared = Arc::new(Shared { routes: Mutex::new(HashMap::new()), up: watch::channel(false).0 });
+        let shared = Arc::new(Shared {
+            routes: Mutex::new(HashMap::new()),
+            up: watch::channel(false).0,
+            parked: Mutex::new(None),
+        });
         let (requests, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(endpoint, shared.clone(), rx));
         Link { shared, requests }
@@ -106,6 +122,23 @@ impl Link {
     pub fn route(&self, uuid: &str) -> Route {
         let (tx, rx) = mpsc::unbounded_channel();
         self.shared.routes.lock().expect("routes lock").insert(uuid.to_string(), tx);
+        Route { uuid: uuid.to_string(), rx, shared: self.shared.clone() }
+    }
+
+    /// From now on, calls to us that the dialplan parks come here, their channels
+    /// already routed (`Link::adopt`); `None` if they are taken already.
+    pub fn take_parked(&self) -> Option<mpsc::UnboundedReceiver<Parked>> {
+        let mut parked = self.shared.parked.lock().expect("parked lock");
+        if parked.is_some() {
+            return None;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        *parked = Some(tx);
+        Some(rx)
+    }
+
+    /// The route of a parked call's channel, whose signals were routed from its park on.
+    pub fn adopt(&self, uuid: &str, rx: mpsc::UnboundedReceiver<Signal>) -> Route {
         Route { uuid: uuid.to_string(), rx, shared: self.shared.clone() }
     }
 
@@ -410,6 +443,16 @@ impl Conn<'_> {
             }
         }
         let tx = self.shared.routes.lock().expect("routes lock").get(&uuid).cloned();
+        if tx.is_none() && event.name() == "CHANNEL_PARK" && event.header(INBOUND_VARIABLE) == Some("true") {
+            // A call to us: its channel is routed before any later event of it is read.
+            let parked = self.shared.parked.lock().expect("parked lock").clone();
+            if let Some(parked) = parked {
+                let (route, rx) = mpsc::unbounded_channel();
+                self.shared.routes.lock().expect("routes lock").insert(uuid.clone(), route);
+                let _ = parked.send((Arc::new(event), rx));
+                return Ok(());
+            }
+        }
         if let Some(tx) = tx {
             let _ = tx.send(Signal::Event(Arc::new(event)));
         }

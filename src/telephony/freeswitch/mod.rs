@@ -22,6 +22,10 @@
 //!   and is heard too. A key the callee presses arrives as a DTMF event (`DTMF-Digit`) and
 //!   is heard as `[按键 1]`.
 //! - **Hang up**: `uuid_kill <uuid> <cause>` and the CHANNEL_HANGUP_COMPLETE that follows.
+//! - **Inbound**: a call the dialplan parks with `callcenter_inbound=true` (see
+//!   docs/telephony.md) is announced by CHANNEL_PARK; the server answers it with
+//!   `uuid_answer <uuid>` and it goes on as an outbound call does (record, say, listen,
+//!   hang up), or turns it away with `uuid_kill <uuid> <cause>` (USER_BUSY for 486).
 //!
 //! One connection serves every call; it reconnects by itself (see [`link`]).
 
@@ -44,7 +48,7 @@ use self::audio::{AudioIn, CallAudio};
 use self::esl::Event;
 use self::link::{Endpoint, Link, LinkDown, Signal};
 use super::hearing::Ear;
-use super::{Carrier, DialRequest, DialResult};
+use super::{Answer, CallSession, Carrier, DialRequest, DialResult, IncomingCall};
 use crate::domain::HangupCause;
 
 /// `[freeswitch]`: where the event socket is and how calls are placed.
@@ -143,7 +147,7 @@ pub struct FreeswitchCarrier {
     plan: Arc<Plan>,
     ear: Ear,
     /// Where calls' audio arrives, when FreeSWITCH streams it.
-    audio: Option<AudioIn>,
+    audio: Option<Arc<AudioIn>>,
 }
 
 /// What every call of this carrier is placed with.
@@ -206,7 +210,7 @@ impl FreeswitchCarrier {
             speak_prefix: format!("{}|{}|", one_line(&s.tts_engine), one_line(&s.tts_voice)),
         };
         let audio = match s.audio() {
-            Some((listen, url)) => Some(AudioIn::bind(listen, url, s.audio_module)?),
+            Some((listen, url)) => Some(Arc::new(AudioIn::bind(listen, url, s.audio_module)?)),
             None => None,
         };
         let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });
@@ -317,7 +321,64 @@ impl Carrier for FreeswitchCarrier {
         // Answered: from here on, abandoning the call hangs it up normally.
         guard.cause = Some("NORMAL_CLEARING");
         tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
-        let recording = match request.recording {
+        let session = self.answered().session(uuid, route, request.recording).await;
+        guard.cause = None;
+        DialResult::Answered(Box::new(session))
+    }
+
+    /// Answers calls the dialplan parks for us (CHANNEL_PARK with `callcenter_inbound=true`).
+    fn incoming(&self) -> Option<tokio::sync::mpsc::Receiver<IncomingCall>> {
+        let mut parked = self.link.take_parked()?;
+        let (calls, calls_rx) = tokio::sync::mpsc::channel(16);
+        let answered = self.answered();
+        tokio::spawn(async move {
+            while let Some((event, signals)) = parked.recv().await {
+                let Some(uuid) = event.unique_id().map(str::to_string) else { continue };
+                let header = |name: &str| event.header(name).unwrap_or_default().to_string();
+                let call = IncomingCall {
+                    caller: header("Caller-Caller-ID-Number"),
+                    called: header("Caller-Destination-Number"),
+                    // The channel, not its name: that holds the caller's number.
+                    source: format!("freeswitch:{uuid}"),
+                    answer: Box::new(FsAnswer {
+                        route: answered.link.adopt(&uuid, signals),
+                        uuid,
+                        answered: answered.clone(),
+                    }),
+                };
+                if calls.send(call).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Some(calls_rx)
+    }
+}
+
+/// What turns an answered channel into a call: the same for outbound and inbound calls.
+#[derive(Clone)]
+struct Answered {
+    link: Link,
+    plan: Arc<Plan>,
+    ear: Ear,
+    audio: Option<Arc<AudioIn>>,
+}
+
+impl FreeswitchCarrier {
+    fn answered(&self) -> Answered {
+        Answered {
+            link: self.link.clone(),
+            plan: self.plan.clone(),
+            ear: self.ear.clone(),
+            audio: self.audio.clone(),
+        }
+    }
+}
+
+impl Answered {
+    /// The call on an answered channel: recorded to `recording`, heard if streamed.
+    async fn session(&self, uuid: String, route: link::Route, recording: Option<PathBuf>) -> call::FsCall {
+        let recording = match recording {
             Some(path) => self.start_recording(&uuid, path).await,
             None => None,
         };
@@ -325,15 +386,10 @@ impl Carrier for FreeswitchCarrier {
             Some(audio) => self.stream_audio(&uuid, audio).await,
             None => None,
         };
-        guard.cause = None;
-        let session =
-            call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone())
-                .hearing(self.ear.clone(), audio);
-        DialResult::Answered(Box::new(session))
+        call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone())
+            .hearing(self.ear.clone(), audio)
     }
-}
 
-impl FreeswitchCarrier {
     /// `uuid_record <uuid> start <path>`; the recording if FreeSWITCH started it.
     async fn start_recording(&self, uuid: &str, server_path: PathBuf) -> Option<call::Recording> {
         // FreeSWITCH creates the hour's directory itself (as its own user, so that it can
@@ -350,7 +406,7 @@ impl FreeswitchCarrier {
     }
 }
 
-impl FreeswitchCarrier {
+impl Answered {
     /// Asks FreeSWITCH to stream the call's audio to us; the audio if it agreed. Without
     /// it the call is heard through DETECTED_SPEECH events only.
     async fn stream_audio(&self, uuid: &str, audio: &AudioIn) -> Option<CallAudio> {
@@ -362,6 +418,53 @@ impl FreeswitchCarrier {
                 None
             }
             Err(LinkDown) => None,
+        }
+    }
+}
+
+/// A call parked for us, until it is answered or turned away.
+struct FsAnswer {
+    uuid: String,
+    route: link::Route,
+    answered: Answered,
+}
+
+#[async_trait]
+impl Answer for FsAnswer {
+    /// `uuid_answer`, then the call goes on as an outbound one does. A caller who hung up
+    /// meanwhile ends it with their cause.
+    async fn answer(
+        mut self: Box<Self>,
+        call_id: &str,
+        recording: Option<PathBuf>,
+    ) -> Result<Box<dyn CallSession>, HangupCause> {
+        let uuid = self.uuid.clone();
+        while let Ok(signal) = self.route.rx.try_recv() {
+            match signal {
+                Signal::Event(event) if event.name() == "CHANNEL_HANGUP_COMPLETE" => {
+                    return Err(unanswered(hangup_cause(&event)));
+                }
+                Signal::LinkLost => return Err(temporary_failure()),
+                Signal::Event(_) => {}
+            }
+        }
+        match self.answered.link.api(&format!("uuid_answer {uuid}")).await {
+            Ok(reply) if reply.starts_with("+OK") => {}
+            Ok(reply) => {
+                tracing::info!(call_id, channel = %uuid, reply = %reply.trim(), "FreeSWITCH: the inbound call could not be answered");
+                return Err(HangupCause::from_sip(487));
+            }
+            Err(LinkDown) => return Err(temporary_failure()),
+        }
+        tracing::debug!(call_id, channel = %uuid, "FreeSWITCH: inbound call answered");
+        Ok(Box::new(self.answered.session(uuid, self.route, recording).await))
+    }
+
+    /// `uuid_kill` with the Q.850 cause FreeSWITCH sends back as `status`.
+    async fn refuse(self: Box<Self>, status: u16) {
+        let cause = HangupCause::from_sip(status).name;
+        if let Err(LinkDown) = self.answered.link.api(&format!("uuid_kill {} {cause}", self.uuid)).await {
+            tracing::debug!(channel = %self.uuid, "FreeSWITCH: could not turn the inbound call away");
         }
     }
 }

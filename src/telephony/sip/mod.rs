@@ -13,6 +13,7 @@
 //! - `srtp`: SRTP media keyed by SDES
 
 pub mod g711;
+mod inbound;
 mod pacer;
 pub mod recorder;
 pub mod registration;
@@ -40,7 +41,7 @@ use self::srtp::{SdesKey, Srtp, SrtpPolicy};
 use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
 use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
-use super::{Carrier, DialRequest, DialResult};
+use super::{Carrier, DialRequest, DialResult, IncomingCall};
 use crate::domain::HangupCause;
 
 /// `[sip]`: the trunks, where we listen, and how we speak and hear.
@@ -278,10 +279,14 @@ pub struct SipCarrier {
     settings: Arc<SipSettings>,
     trunks: Arc<Trunks>,
     ua: Arc<OnceCell<Arc<Ua>>>,
-    ports: PortRange,
+    ports: Arc<PortRange>,
     engines: Engines,
     /// Most samples a recording channel keeps (the longest call, and some).
     recording_limit: usize,
+    /// `inbound.allow`: where calls to us are taken from (empty: the trunks' addresses).
+    allow: Vec<ipnet::IpNet>,
+    /// Where the user agent hands calls to us, once `incoming` is asked for.
+    invites: signalling::Invites,
 }
 
 /// What became of one INVITE through one trunk.
@@ -315,18 +320,24 @@ impl SipCarrier {
             settings: Arc::new(s.clone()),
             trunks: Arc::new(Trunks::new(s.trunk_list())),
             ua: Arc::new(OnceCell::new()),
-            ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
+            ports: Arc::new(PortRange::new(s.rtp_port_min, s.rtp_port_max)),
             engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
+            allow: Vec::new(),
+            invites: Arc::default(),
         };
         // A trunk that registers does so when the server starts, not with the first call;
         // keep-alives too start with the server.
         let early = s.keepalive_secs > 0 || carrier.trunks.all.iter().any(|t| t.settings.register);
         if let Some(runtime) = early.then(tokio::runtime::Handle::try_current).and_then(Result::ok) {
-            let (ua, settings, trunks) =
-                (carrier.ua.clone(), carrier.settings.clone(), carrier.trunks.clone());
+            let (ua, settings, trunks, invites) = (
+                carrier.ua.clone(),
+                carrier.settings.clone(),
+                carrier.trunks.clone(),
+                carrier.invites.clone(),
+            );
             runtime.spawn(async move {
-                if let Err(e) = start_ua(&ua, &settings, &trunks).await {
+                if let Err(e) = start_ua(&ua, &settings, &trunks, &invites).await {
                     tracing::error!(error = %e, "sip: the user agent cannot start");
                 }
             });
@@ -335,7 +346,14 @@ impl SipCarrier {
     }
 
     async fn ua(&self) -> Result<&Arc<Ua>, String> {
-        start_ua(&self.ua, &self.settings, &self.trunks).await
+        start_ua(&self.ua, &self.settings, &self.trunks, &self.invites).await
+    }
+
+    /// Takes calls to us from `allow` (addresses and networks; empty: the trunks' own
+    /// addresses) once `Carrier::incoming` is asked for.
+    pub fn taking_calls_from(mut self, allow: Vec<ipnet::IpNet>) -> SipCarrier {
+        self.allow = allow;
+        self
     }
 
     /// One INVITE through `trunk` (two when the first gets 422: RFC 4028 §7.4), until
@@ -395,13 +413,14 @@ impl SipCarrier {
             let events = DialogEvents {
                 layer: ua.layer.clone(),
                 call_id: request.call_id.clone(),
-                local_sdp: local.to_string(),
+                local_sdp: Arc::new(local.to_string().into()),
                 codecs: s.codecs.clone(),
                 remote: remote.clone(),
                 ended: ended_tx.clone(),
                 timer: events_timer.clone(),
                 keys: keys.clone(),
                 responded: responded_tx,
+                confirmed: watch::channel(false).0,
             };
             tokio::spawn(events.run(state_rx));
 
@@ -500,6 +519,7 @@ async fn start_ua<'a>(
     ua: &'a OnceCell<Arc<Ua>>,
     s: &SipSettings,
     trunks: &Trunks,
+    invites: &signalling::Invites,
 ) -> Result<&'a Arc<Ua>, String> {
     ua.get_or_try_init(|| async {
         let config = UaConfig {
@@ -509,6 +529,7 @@ async fn start_ua<'a>(
             tls_ca_file: &s.tls_ca_file,
             tls_client_cert_file: &s.tls_client_cert_file,
             tls_client_key_file: &s.tls_client_key_file,
+            invites: invites.clone(),
         };
         let ua = Arc::new(Ua::start(&config).await?);
         if s.keepalive_secs > 0 {
@@ -565,6 +586,31 @@ impl Carrier for SipCarrier {
 
     fn trunk_status(&self) -> Vec<(String, String)> {
         self.trunks.all.iter().map(|t| (t.name.clone(), t.status())).collect()
+    }
+
+    /// Starts the user agent now (a trunk must reach it before the first outbound call)
+    /// and hands it the INVITEs that come in: see `inbound`.
+    fn incoming(&self) -> Option<mpsc::Receiver<IncomingCall>> {
+        let (invites, invites_rx) = mpsc::unbounded_channel();
+        self.invites.set(invites).ok()?;
+        let (calls, calls_rx) = mpsc::channel(16);
+        let answering = Arc::new(inbound::Answering {
+            settings: self.settings.clone(),
+            trunks: self.trunks.clone(),
+            allow: self.allow.clone(),
+            ports: self.ports.clone(),
+            engines: self.engines.clone(),
+            recording_limit: self.recording_limit,
+        });
+        let (ua, settings, trunks, invites) =
+            (self.ua.clone(), self.settings.clone(), self.trunks.clone(), self.invites.clone());
+        tokio::spawn(async move {
+            match start_ua(&ua, &settings, &trunks, &invites).await {
+                Ok(ua) => inbound::serve(ua.clone(), answering, invites_rx, calls).await,
+                Err(e) => tracing::error!(error = %e, "sip: the user agent cannot start: no inbound calls"),
+            }
+        });
+        Some(calls_rx)
     }
 
     /// Un-REGISTERs the trunks that registered.

@@ -18,7 +18,9 @@ pub struct LocalSdp {
     pub rtp_port: u16,
     /// In order of preference.
     pub codecs: Vec<Codec>,
-    pub telephone_event: bool,
+    /// The payload type of RFC 4733 telephone-events, if they are offered: ours
+    /// (`TELEPHONE_EVENT_PT`), or in an answer the offer's own.
+    pub telephone_event: Option<u8>,
     pub session_id: u64,
     /// Our SRTP key (SDES), and whether SRTP is required: the stream is then RTP/SAVP;
     /// otherwise a plain RTP/AVP stream offers the key too (taken if the answer has one).
@@ -31,8 +33,8 @@ impl LocalSdp {
     pub fn render(&self) -> String {
         let family = if self.ip.is_ipv6() { "IP6" } else { "IP4" };
         let mut payloads: Vec<String> = self.codecs.iter().map(|c| c.payload_type().to_string()).collect();
-        if self.telephone_event {
-            payloads.push(TELEPHONE_EVENT_PT.to_string());
+        if let Some(pt) = self.telephone_event {
+            payloads.push(pt.to_string());
         }
         let mut sdp = format!(
             "v=0\r\no=callcenter {id} {id} IN {family} {ip}\r\ns=callcenter\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
@@ -50,10 +52,8 @@ impl LocalSdp {
         for c in &self.codecs {
             sdp.push_str(&format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.name()));
         }
-        if self.telephone_event {
-            sdp.push_str(&format!(
-                "a=rtpmap:{TELEPHONE_EVENT_PT} telephone-event/8000\r\na=fmtp:{TELEPHONE_EVENT_PT} 0-16\r\n"
-            ));
+        if let Some(pt) = self.telephone_event {
+            sdp.push_str(&format!("a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-16\r\n"));
         }
         if let Some((key, _)) = &self.crypto {
             sdp.push_str(&format!("a={}\r\n", key.attribute()));
@@ -165,7 +165,7 @@ mod tests {
             ip: "10.1.2.3".parse().unwrap(),
             rtp_port: 20000,
             codecs: vec![Codec::Pcma, Codec::Pcmu],
-            telephone_event: true,
+            telephone_event: Some(TELEPHONE_EVENT_PT),
             session_id: 42,
             crypto: None,
         }
@@ -202,7 +202,7 @@ mod tests {
         assert!(sdp.contains("a=rtpmap:101 telephone-event/8000\r\n"));
         assert!(sdp.ends_with("a=sendrecv\r\n"));
 
-        let plain = LocalSdp { codecs: vec![Codec::Pcmu], telephone_event: false, ..ours() };
+        let plain = LocalSdp { codecs: vec![Codec::Pcmu], telephone_event: None, ..ours() };
         let sdp = plain.render();
         assert!(sdp.contains("m=audio 20000 RTP/AVP 0\r\n"), "{sdp}");
         assert!(!sdp.contains("telephone-event"));

@@ -37,6 +37,9 @@ use crate::telephony::dtmf;
 
 pub const USER_AGENT: &str = concat!("callcenter/", env!("CARGO_PKG_VERSION"));
 
+/// Where the user agent hands out-of-dialog INVITEs, set once the carrier takes calls.
+pub type Invites = Arc<std::sync::OnceLock<mpsc::UnboundedSender<Transaction>>>;
+
 /// The user agent: one SIP socket (plus a TCP listener when a trunk uses TCP) and the
 /// dialog layer every call of the carrier goes through, whichever trunk it takes.
 pub struct Ua {
@@ -62,6 +65,8 @@ pub struct UaConfig<'a> {
     pub tls_ca_file: &'a str,
     pub tls_client_cert_file: &'a str,
     pub tls_client_key_file: &'a str,
+    /// Where out-of-dialog INVITEs go once the carrier takes calls; until then they get 480.
+    pub invites: Invites,
 }
 
 impl Ua {
@@ -126,7 +131,7 @@ impl Ua {
             }
         });
         let layer = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        tokio::spawn(serve_requests(layer.clone(), incoming));
+        tokio::spawn(serve_requests(layer.clone(), incoming, config.invites.clone()));
         for trunk in config.trunks {
             if trunk.settings.srtp != super::srtp::SrtpPolicy::Off
                 && trunk.settings.transport != SipTransport::Tls
@@ -151,6 +156,11 @@ impl Ua {
             .map(|t| Registrar::start(endpoint.inner.clone(), t.clone()))
             .collect::<Result<_, _>>()?;
         Ok(Ua { layer, endpoint, cancel, advertised_ip, media_bind_ip: bind.ip(), sip_port, registrars })
+    }
+
+    /// `host:port` of our Contact.
+    pub fn contact_host(&self) -> String {
+        format!("{}:{}", host_for_uri(self.advertised_ip), self.sip_port)
     }
 
     /// The INVITE for `number` through `trunk`, from `caller_id`, offering `sdp`.
@@ -245,8 +255,13 @@ impl Drop for Ua {
 
 /// Requests that reach us. In-dialog ones go to their dialog (which answers BYE itself
 /// and hands the rest to `dialog_events`); out of dialog we answer OPTIONS (trunks use it
-/// as a keep-alive) and turn away the rest: this user agent places calls, it takes none.
-async fn serve_requests(layer: Arc<DialogLayer>, mut incoming: rsipstack::transaction::TransactionReceiver) {
+/// as a keep-alive), hand INVITEs to `invites` when the carrier takes calls (see
+/// `inbound`; else 480), and turn away the rest.
+async fn serve_requests(
+    layer: Arc<DialogLayer>,
+    mut incoming: rsipstack::transaction::TransactionReceiver,
+    invites: Invites,
+) {
     while let Some(mut tx) = incoming.recv().await {
         if let Some(mut dialog) = layer.match_dialog(&tx) {
             tokio::spawn(async move {
@@ -255,6 +270,14 @@ async fn serve_requests(layer: Arc<DialogLayer>, mut incoming: rsipstack::transa
                 }
             });
             continue;
+        }
+        if tx.original.method == Method::Invite
+            && let Some(invites) = invites.get()
+        {
+            match invites.send(tx) {
+                Ok(()) => continue,
+                Err(mpsc::error::SendError(back)) => tx = back,
+            }
         }
         let status = match tx.original.method {
             Method::Ack => continue,
@@ -278,7 +301,8 @@ async fn serve_requests(layer: Arc<DialogLayer>, mut incoming: rsipstack::transa
 pub struct DialogEvents {
     pub layer: Arc<DialogLayer>,
     pub call_id: String,
-    pub local_sdp: String,
+    /// Our SDP, for re-INVITEs (an inbound call's once it is answered).
+    pub local_sdp: Arc<std::sync::OnceLock<String>>,
     pub codecs: Vec<Codec>,
     /// Where our RTP goes: a re-INVITE or UPDATE may move it.
     pub remote: Arc<Mutex<Option<RemoteMedia>>>,
@@ -289,6 +313,8 @@ pub struct DialogEvents {
     pub keys: mpsc::Sender<char>,
     /// Set once the trunk answers the INVITE at all (100 Trying, or a provisional).
     pub responded: watch::Sender<bool>,
+    /// Set once the call is up: for an inbound call, the caller's ACK to our 200.
+    pub confirmed: watch::Sender<bool>,
 }
 
 impl DialogEvents {
@@ -297,6 +323,9 @@ impl DialogEvents {
             match state {
                 DialogState::Trying(_) | DialogState::Early(..) => {
                     self.responded.send_if_modified(|r| !std::mem::replace(r, true));
+                }
+                DialogState::Confirmed(..) => {
+                    self.confirmed.send_if_modified(|c| !std::mem::replace(c, true));
                 }
                 DialogState::Terminated(id, reason) => {
                     self.terminated(&id, reason);
@@ -332,6 +361,8 @@ impl DialogEvents {
     fn terminated(&self, id: &DialogId, reason: TerminatedReason) {
         let cause = match &reason {
             TerminatedReason::UasBye => HangupCause::normal_clearing(),
+            // The caller gave up on an inbound call before it was answered.
+            TerminatedReason::UacCancel => HangupCause::from_sip(487),
             TerminatedReason::Timeout => HangupCause::from_sip(408),
             TerminatedReason::UasOther(code) | TerminatedReason::UacOther(code) => {
                 HangupCause::from_sip(code.code())
@@ -395,7 +426,8 @@ impl DialogEvents {
         // A re-INVITE always gets our session (as the answer, or as the offer when it came
         // without one); an UPDATE only when it offered one.
         let with_sdp = request.method == Method::Invite || !offer.trim().is_empty();
-        reply_with(&handle, StatusCode::OK, headers, with_sdp.then(|| self.local_sdp.clone())).await;
+        let local_sdp = self.local_sdp.get().cloned();
+        reply_with(&handle, StatusCode::OK, headers, local_sdp.filter(|_| with_sdp)).await;
     }
 }
 
@@ -450,7 +482,7 @@ pub fn local_sdp(
         ip,
         rtp_port,
         codecs: codecs.to_vec(),
-        telephone_event,
+        telephone_event: telephone_event.then_some(sdp::TELEPHONE_EVENT_PT),
         session_id: u64::from(rand::random::<u32>()),
         crypto,
     }

@@ -1,4 +1,5 @@
-//! baresip (Debian's `baresip`, 1.0) as the callee on loopback: a temporary config with
+//! baresip (Debian's `baresip`, 1.0) as the callee on loopback, or as a caller that dials
+//! once it starts (`Setup::dial`): a temporary config with
 //! one account per number (auto-answering, or ringing until cancelled), the callee's voice
 //! played from a WAV (`aufile`), what it hears dumped to WAV files (`sndfile`), and its
 //! log captured for the tests to read.
@@ -67,9 +68,11 @@ impl Baresip {
                 })
                 .collect();
             std::fs::write(config_dir.join("accounts"), accounts).unwrap();
+            let dial = setup.dial.iter().flat_map(|uri| ["-e".to_string(), format!("/dial {uri}")]);
             let mut child = Command::new("baresip")
                 .arg("-f")
                 .arg(&config_dir)
+                .args(dial)
                 .env("HOME", dir.path())
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -159,6 +162,9 @@ pub struct Setup {
     /// Each account's media encryption (the srtp module): "srtp" (offered, not required)
     /// or "srtp-mand" (SRTP only).
     pub media_encryption: Option<&'static str>,
+    /// Once started, it dials this SIP URI from its first account (baresip's `/dial`),
+    /// saying its voice from the start of the call.
+    pub dial: Option<String>,
 }
 
 fn config(port: u16, voice: &Path, dir: &Path, setup: &Setup) -> String {
@@ -194,7 +200,7 @@ fn config(port: u16, voice: &Path, dir: &Path, setup: &Setup) -> String {
 }
 
 /// A UDP port free on loopback whose TCP twin is free too (baresip listens on both).
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     loop {
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = udp.local_addr().unwrap().port();

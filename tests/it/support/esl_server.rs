@@ -28,6 +28,11 @@
 //!   (in samples) and `DTMF-Source`;
 //! - `uuid_break <uuid> [all]` ends the application under way at once (its
 //!   CHANNEL_EXECUTE_COMPLETE follows);
+//! - a call to the server (`call_in`) arrives as the documented dialplan parks it: an
+//!   inbound channel (`Call-Direction: inbound`, the caller's `Caller-Caller-ID-Number`,
+//!   the DID as `Caller-Destination-Number`, `variable_callcenter_inbound: true`)
+//!   announced by CHANNEL_PARK; `uuid_answer <uuid>` → `+OK` and CHANNEL_ANSWER, or
+//!   `-ERR No such channel!` once it is gone;
 //! - `uuid_audio_stream <uuid> start <url> <mix> <rate> [<metadata>]` (mod_audio_stream)
 //!   and `uuid_audio_fork …` (mod_audio_fork, which asks for the websocket subprotocol
 //!   `audiostream.drachtio.org`) → `+OK Success`: the module connects to the url, sends the
@@ -136,6 +141,8 @@ struct Channel {
     progress: tokio::sync::watch::Sender<(usize, usize)>,
     /// Ends the application under way (`uuid_break`).
     breaker: Arc<tokio::sync::Notify>,
+    /// The caller's number, for a call to the server.
+    caller: Option<String>,
 }
 
 impl FakeFreeswitch {
@@ -190,6 +197,43 @@ impl FakeFreeswitch {
             }
         });
         FakeFreeswitch { addr, switch, accept: accept.abort_handle() }
+    }
+
+    /// A call from `caller` to the server's number `did`, parked by the dialplan for the
+    /// server and announced; the caller behaves as `callee` once answered. Its channel's uuid.
+    pub fn call_in(&self, caller: &str, did: &str, callee: Callee) -> String {
+        let uuid = format!("{}", uuid::Uuid::new_v4());
+        self.switch.lock().channels.insert(
+            uuid.clone(),
+            Channel {
+                name: format!("sofia/external/{caller}@203.0.113.7"),
+                phone: did.to_string(),
+                callee,
+                job: None,
+                originate_arg: String::new(),
+                answered: false,
+                up: true,
+                record: None,
+                lines: 0,
+                progress: tokio::sync::watch::channel((0, 0)).0,
+                breaker: Arc::new(tokio::sync::Notify::new()),
+                caller: Some(caller.to_string()),
+            },
+        );
+        self.switch.channel_event(&uuid, "CHANNEL_CREATE", &[]);
+        self.switch.channel_event(&uuid, "CHANNEL_PARK", &[]);
+        uuid
+    }
+
+    /// Whether the channel was answered.
+    pub fn answered(&self, uuid: &str) -> bool {
+        self.switch.lock().channels.get(uuid).is_some_and(|c| c.answered)
+    }
+
+    /// The caller hangs up a call to the server.
+    pub fn caller_hangs_up(&self, uuid: &str) {
+        let answered = self.answered(uuid);
+        self.switch.hang_up(uuid, "NORMAL_CLEARING", Some(if answered { 200 } else { 487 }), "");
     }
 
     pub fn port(&self) -> u16 {
@@ -415,6 +459,18 @@ impl Switch {
                     _ => "-USAGE: <uuid> [start|stop|mask|unmask] <path> [<limit>]\n".into(),
                 }
             }
+            "uuid_answer" => {
+                let uuid = arg.split_whitespace().next().unwrap_or("").to_string();
+                {
+                    let mut s = self.lock();
+                    match s.channels.get_mut(&uuid) {
+                        Some(c) if c.up => c.answered = true,
+                        _ => return "-ERR No such channel!\n".into(),
+                    }
+                }
+                self.channel_event(&uuid, "CHANNEL_ANSWER", &[("Answer-State", "answered")]);
+                "+OK\n".into()
+            }
             "uuid_break" => {
                 let uuid = arg.split_whitespace().next().unwrap_or("");
                 match self.lock().channels.get(uuid) {
@@ -510,6 +566,7 @@ impl Switch {
                     lines: 0,
                     progress: tokio::sync::watch::channel((0, 0)).0,
                     breaker: Arc::new(tokio::sync::Notify::new()),
+                    caller: None,
                 },
             );
             sw.channel_event(&uuid, "CHANNEL_CREATE", &[]);
@@ -766,8 +823,8 @@ impl Switch {
 
     /// A channel event: the channel's own headers and variables, then `extra`.
     fn channel_event(&self, uuid: &str, name: &str, extra: &[(&str, &str)]) {
-        let (channel_name, phone) = match self.lock().channels.get(uuid) {
-            Some(c) => (c.name.clone(), c.phone.clone()),
+        let (channel_name, phone, caller) = match self.lock().channels.get(uuid) {
+            Some(c) => (c.name.clone(), c.phone.clone(), c.caller.clone()),
             None => return,
         };
         let state = if name == "CHANNEL_HANGUP_COMPLETE" { "CS_REPORTING" } else { "CS_EXECUTE" };
@@ -781,6 +838,17 @@ impl Switch {
             ("variable_origination_uuid", uuid),
             ("variable_ignore_early_media", "true"),
         ];
+        if let Some(caller) = &caller {
+            // A call to the server, as the documented dialplan parks it.
+            headers.retain(|(k, _)| {
+                !["Call-Direction", "variable_origination_uuid", "variable_ignore_early_media"].contains(k)
+            });
+            headers.extend([
+                ("Call-Direction", "inbound"),
+                ("Caller-Caller-ID-Number", caller.as_str()),
+                ("variable_callcenter_inbound", "true"),
+            ]);
+        }
         headers.extend_from_slice(extra);
         self.broadcast(name, &headers, None);
     }
