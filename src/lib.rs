@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::agent::{Agent, AgentKind};
 use crate::api::{ApiConfig, AppState};
 use crate::config::Settings;
-use crate::dialer::{Answering, Dialer, DialerSignals, Inbound, InboundNumber};
+use crate::dialer::{Dialer, DialerSignals, Inbound, InboundNumber};
 use crate::domain::ApiTime;
 use crate::server::ConnectionLimits;
 use crate::store::StoreOptions;
@@ -203,7 +203,7 @@ fn api_config(s: Settings) -> ApiConfig {
     }
 }
 
-/// The numbers the agent answers, each with its agent, and the carrier's calls to them;
+/// The numbers the agent answers and the carrier's calls to them;
 /// `None` when no number is answered. The sim answers its own inbound calls with the
 /// default greeting when no number is configured.
 fn inbound(settings: &Settings, carrier: &dyn Carrier) -> Option<Inbound> {
@@ -215,11 +215,7 @@ fn inbound(settings: &Settings, carrier: &dyn Carrier) -> Option<Inbound> {
         return None;
     }
     let calls = carrier.incoming()?;
-    let answering = numbers
-        .into_iter()
-        .map(|number| Answering { agent: agent(&number.agent_settings(&settings.agent)), number })
-        .collect();
-    Some(Inbound::new(answering, calls))
+    Some(Inbound::new(numbers, calls))
 }
 
 /// The agent that `agent.kind` names.

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::{Dialer, Inner};
-use crate::agent::{Agent, AgentSettings, TaskContext};
+use crate::agent::script::ScriptLines;
+use crate::agent::{AgentOverrides, TaskContext};
 use crate::domain::{CallType, HangupCause, Turn, now_ms};
 use crate::recording::{self, RecordingHealth};
 use crate::store::CallRecord;
@@ -98,14 +99,18 @@ impl InboundNumber {
         InboundNumber { number: "*".into(), ..InboundNumber::default() }
     }
 
-    /// The agent's settings for this number: `base` with its lines and prompt.
-    pub fn agent_settings(&self, base: &AgentSettings) -> AgentSettings {
-        let mut settings = base.clone();
-        settings.script.greeting = self.greeting.clone();
-        settings.script.body = self.body.clone();
-        settings.script.confirm = self.confirm.clone();
-        settings.llm.system_prompt = self.system_prompt.clone();
-        settings
+    /// What the agent says on this number instead of the `[agent]` section's lines and
+    /// prompt, as a campaign's words are given for a task.
+    pub fn agent_words(&self) -> AgentOverrides {
+        AgentOverrides {
+            script: ScriptLines {
+                greeting: Some(self.greeting.clone()),
+                body: Some(self.body.clone()),
+                confirm: Some(self.confirm.clone()),
+                ..ScriptLines::default()
+            },
+            system_prompt: Some(self.system_prompt.clone()),
+        }
     }
 }
 
@@ -170,20 +175,24 @@ impl InboundSettings {
     }
 }
 
-/// A number's agent, ready to answer.
-pub struct Answering {
-    pub number: InboundNumber,
-    pub agent: Arc<dyn Agent>,
+/// A number the agent answers, with its words for the agent.
+pub(super) struct Answering {
+    number: InboundNumber,
+    words: Arc<AgentOverrides>,
 }
 
-/// Where the dialer takes inbound calls from, and who answers them.
+/// Where the dialer takes inbound calls from, and the numbers it answers.
 pub struct Inbound {
     numbers: Vec<Answering>,
     calls: mpsc::Receiver<IncomingCall>,
 }
 
 impl Inbound {
-    pub fn new(numbers: Vec<Answering>, calls: mpsc::Receiver<IncomingCall>) -> Inbound {
+    pub fn new(numbers: Vec<InboundNumber>, calls: mpsc::Receiver<IncomingCall>) -> Inbound {
+        let numbers = numbers
+            .into_iter()
+            .map(|number| Answering { words: Arc::new(number.agent_words()), number })
+            .collect();
         Inbound { numbers, calls }
     }
 }
@@ -288,7 +297,8 @@ fn refuse(call: IncomingCall, status: u16, reason: &'static str) {
 /// What the agent knows of a call to `number`. Inbound calls have no task: each gets its
 /// own negative id, so that an agent keeping state per call (the LLM's outcome) never
 /// mixes two calls. The number's `transfer_to` is where a transfer of this call goes.
-fn call_context(number: &InboundNumber) -> TaskContext {
+fn call_context(answering: &Answering) -> TaskContext {
+    let number = &answering.number;
     static NEXT: AtomicI64 = AtomicI64::new(-1);
     TaskContext {
         batch_id: NEXT.fetch_sub(1, Ordering::Relaxed),
@@ -296,7 +306,7 @@ fn call_context(number: &InboundNumber) -> TaskContext {
         username: number.username.clone(),
         ticket_type: number.ticket_type.clone(),
         ticket_content: number.ticket_content.clone(),
-        overrides: Default::default(),
+        overrides: answering.words.clone(),
     }
 }
 
@@ -314,7 +324,7 @@ async fn take(
         recording::relative_path(&uuid, inner.time.local(rang_ms).expect("the clock's time is in range"));
     crate::metrics::inbound_started();
     tracing::info!(uuid = %uuid, source = %call.source, called = %call.called, "inbound call: answering");
-    let context = call_context(&answering.number);
+    let context = call_context(answering);
     let mut record = CallRecord {
         uuid: uuid.clone(),
         call_type: CallType::Inbound,
@@ -352,12 +362,12 @@ async fn take(
     let mut dialogue: Vec<Turn> = Vec::new();
     let max_call = Duration::from_secs(inner.settings.max_call_secs);
     let reason = tokio::select! {
-        _ = answering.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+        _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
         _ = hang_up.cancelled() => HangupReason::Shutdown,
         _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
     };
     let end = session.hang_up(reason).await;
-    let intent = super::call::judge(answering.agent.as_ref(), &context, &dialogue).await;
+    let intent = super::call::judge(inner.agent.as_ref(), &context, &dialogue).await;
     recordings.note(end.recorded);
     let ended_ms = now_ms().max(answered_ms);
     crate::metrics::call_ended(&end.cause, Some(Duration::from_millis((ended_ms - answered_ms) as u64)));
@@ -408,15 +418,11 @@ mod tests {
 
     #[test]
     fn a_call_goes_to_its_own_number_before_the_catch_all() {
-        let agent: Arc<dyn Agent> = Arc::new(crate::agent::script::ScriptAgent::new(
-            &crate::agent::script::ScriptSettings::default(),
-        ));
-        let numbers: Vec<Answering> = ["*", "4008001234"]
-            .into_iter()
-            .map(|n| Answering { number: number(n), agent: agent.clone() })
-            .collect();
-        assert_eq!(answering(&numbers, "4008001234"), Some(1));
-        assert_eq!(answering(&numbers, "4008009999"), Some(0));
+        let (_, calls) = mpsc::channel(1);
+        let inbound = Inbound::new(vec![number("*"), number("4008001234")], calls);
+        let numbers = &inbound.numbers;
+        assert_eq!(answering(numbers, "4008001234"), Some(1));
+        assert_eq!(answering(numbers, "4008009999"), Some(0));
         assert!(answering(&numbers[1..], "4008009999").is_none());
     }
 

@@ -35,7 +35,7 @@ pub use campaigns::CampaignSettings;
 use campaigns::{CampaignPermit, Campaigns};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
-pub use inbound::{Answering, Inbound, InboundNumber, InboundSettings};
+pub use inbound::{Inbound, InboundNumber, InboundSettings};
 use lines::{Line, Lines};
 pub use settings::{DialerSettings, NodeId};
 

@@ -257,7 +257,7 @@ impl Agent for LlmAgent {
     ) -> Result<(), HungUp> {
         self.outcomes().remove(&task.batch_id);
         let mut state = CallState { batch_id: task.batch_id, ..CallState::default() };
-        // A campaign's own prompt, if it has one.
+        // The task's campaign's, or the inbound number's, own prompt if it has one.
         let system_prompt = task.overrides.system_prompt.as_deref().unwrap_or(&self.settings.system_prompt);
         let mut messages = vec![Message::system(task.fill(system_prompt)), Message::user(OPENING_CUE)];
         let max_turns = self.settings.max_turns.max(1);
