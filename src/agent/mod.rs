@@ -63,7 +63,8 @@ pub struct TaskContext {
     pub username: String,
     pub ticket_type: String,
     pub ticket_content: String,
-    /// The words the task's campaign gives the agent instead of the `[agent]` section's.
+    /// The words the task's campaign, or the inbound number called, gives the agent
+    /// instead of the `[agent]` section's.
     pub overrides: std::sync::Arc<AgentOverrides>,
 }
 
