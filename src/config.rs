@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSettings;
 use crate::api::{ApiSettings, AuthSettings};
-use crate::dialer::DialerSettings;
+use crate::dialer::{DialerSettings, TransferSettings};
 use crate::domain::Timezone;
 use crate::logging::LogSettings;
 use crate::recording::RecordingSettings;
@@ -41,6 +41,7 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub webhook: WebhookSettings,
     pub dialer: DialerSettings,
+    pub transfer: TransferSettings,
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
@@ -183,6 +184,7 @@ impl Settings {
             self.tts.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         }
         self.agent.script.validate().map_err(|why| format!("invalid configuration: {why}"))?;
+        self.transfer.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),

@@ -66,14 +66,17 @@ impl App {
             false => None,
         };
         let dialer = match &carrier {
-            Some(carrier) => Some(Dialer::new(
-                store.clone(),
-                carrier.clone(),
-                agent(&settings),
-                settings.dialer.clone(),
-                time,
-                settings.recordings.dir.clone(),
-            )),
+            Some(carrier) => Some(
+                Dialer::new(
+                    store.clone(),
+                    carrier.clone(),
+                    agent(&settings),
+                    settings.dialer.clone(),
+                    time,
+                    settings.recordings.dir.clone(),
+                )
+                .with_transfer(settings.transfer.clone()),
+            ),
             None => None,
         };
         let webhooks = match settings.webhook.url.is_empty() {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Agent, CALL_BACK, CONFIRMED, REFUSED, Reply, TaskContext, classify, intent_by_rules};
+use super::{
+    Agent, CALL_BACK, CONFIRMED, REFUSED, Reply, TRANSFER, TaskContext, classify, hand_over, intent_by_rules,
+};
 use crate::domain::{Role, Turn};
 use crate::telephony::{CallSession, Heard, HungUp, Said, dtmf};
 
@@ -25,6 +27,10 @@ pub struct ScriptSettings {
     pub on_refused: String,
     pub on_silence: String,
     pub closing: String,
+    /// Said before the call is handed to a person (the callee asked for one: `人工`).
+    pub on_transfer: String,
+    /// Said when nobody could take the call (no destination, busy, no answer).
+    pub on_transfer_failed: String,
     /// Keys the callee may press to answer (`"1" = "已确认"`), and the answer each is.
     /// A key not named here is still a turn (`[按键 9]`), but no answer.
     pub keys: BTreeMap<String, KeyAnswer>,
@@ -39,6 +45,8 @@ pub enum KeyAnswer {
     Refused,
     #[serde(rename = "需回访")]
     CallBack,
+    #[serde(rename = "转人工")]
+    Human,
 }
 
 impl KeyAnswer {
@@ -48,6 +56,7 @@ impl KeyAnswer {
             KeyAnswer::Refused => Reply::Refused,
             // A callback is what a question gets.
             KeyAnswer::CallBack => Reply::Question,
+            KeyAnswer::Human => Reply::Human,
         }
     }
 
@@ -56,6 +65,7 @@ impl KeyAnswer {
             KeyAnswer::Confirmed => CONFIRMED,
             KeyAnswer::Refused => REFUSED,
             KeyAnswer::CallBack => CALL_BACK,
+            KeyAnswer::Human => TRANSFER,
         }
     }
 }
@@ -82,6 +92,8 @@ impl Default for ScriptSettings {
             on_refused: "好的，打扰您了。".into(),
             on_silence: "抱歉，我没有听清。".into(),
             closing: "祝您生活愉快，再见。".into(),
+            on_transfer: "好的，正在为您转接人工客服，请稍候。".into(),
+            on_transfer_failed: "抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。".into(),
             keys: BTreeMap::new(),
         }
     }
@@ -120,6 +132,28 @@ impl ScriptAgent {
     }
 }
 
+impl ScriptAgent {
+    /// The callee asked for a person: says so and hands the call over; when nobody takes
+    /// it, tells them someone will call back and says goodbye.
+    pub(super) async fn transfer(
+        &self,
+        task: &TaskContext,
+        call: &mut dyn CallSession,
+        dialogue: &mut Vec<Turn>,
+    ) -> Result<(), HungUp> {
+        let s = &self.script;
+        if task.transfer_to.is_some() {
+            speak(call, dialogue, &s.on_transfer, task).await?;
+            if hand_over(task, call, dialogue).await? {
+                return Ok(());
+            }
+        }
+        speak(call, dialogue, &s.on_transfer_failed, task).await?;
+        speak(call, dialogue, &s.closing, task).await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Agent for ScriptAgent {
     async fn converse(
@@ -136,10 +170,13 @@ impl Agent for ScriptAgent {
                 continue;
             }
             // The callee spoke over the line: hear them out first. A refusal ends the
-            // introduction; so does any clear answer once the ticket is being read, or
-            // whatever they say over the question itself.
+            // introduction; so does a request for a person, any clear answer once the
+            // ticket is being read, or whatever they say over the question itself.
             let heard = self.hear(call, dialogue).await?;
-            if heard == Reply::Refused || (i > 0 && heard != Reply::Unclear) || i == intro.len() - 1 {
+            if matches!(heard, Reply::Refused | Reply::Human)
+                || (i > 0 && heard != Reply::Unclear)
+                || i == intro.len() - 1
+            {
                 answer = Some(heard);
                 break;
             }
@@ -159,6 +196,7 @@ impl Agent for ScriptAgent {
             Reply::Confirmed => &s.on_confirmed,
             Reply::Question => &s.on_question,
             Reply::Refused => &s.on_refused,
+            Reply::Human => return self.transfer(task, call, dialogue).await,
             // Still nothing clear: straight to the closing.
             Reply::Unclear => "",
         };
@@ -257,6 +295,8 @@ mod tests {
             username: "张三".into(),
             ticket_type: "维修工单".into(),
             ticket_content: "明天上午九点上门维修".into(),
+            transfer_to: None,
+            transfer_ring_timeout: Duration::from_secs(30),
         }
     }
 

@@ -7,11 +7,16 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::{CallHandles, Inner, Timing};
-use crate::agent::TaskContext;
+use async_trait::async_trait;
+
+use crate::agent::{TRANSFER, TaskContext};
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording::{self, RecordingHealth};
-use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep};
-use crate::telephony::{DialRequest, DialResult, HangupReason, KeepAlive};
+use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep, TransferNote};
+use crate::telephony::{
+    CallEnd, CallSession, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
+    TransferFailed, Transferred, extension_of,
+};
 
 /// Longest wait for the agent's judgement of an answered call.
 const INTENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +31,8 @@ struct Outcome {
     dialogue: Vec<crate::domain::Turn>,
     intent: String,
     turn_latency: Option<Duration>,
+    /// The extension of the person the call was handed to.
+    extnum: Option<String>,
 }
 
 /// Places the call, lets the agent talk, and records the attempt.
@@ -71,6 +78,7 @@ impl Outcome {
             dialogue: Vec::new(),
             intent: String::new(),
             turn_latency: None,
+            extnum: None,
         }
     }
 }
@@ -134,8 +142,10 @@ async fn converse(
         username: task.username.clone(),
         ticket_type: task.ticket_type.clone(),
         ticket_content: task.ticket_content.clone(),
+        transfer_to: inner.transfer.destination(&task.ticket_type),
+        transfer_ring_timeout: Duration::from_secs(inner.transfer.ring_timeout_secs),
     };
-    let mut session = session;
+    let mut session = Handover::new(session, inner, task);
     let mut dialogue = Vec::new();
     let max_call = Duration::from_secs(inner.settings.max_call_secs);
     let reason = match fenced {
@@ -147,11 +157,18 @@ async fn converse(
                 fenced = Some(age);
                 HangupReason::LeaseLost
             }
-            _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+            _ = async {
+                let _ = inner.agent.converse(&context, &mut session, &mut dialogue).await;
+                // Handed to a person: the call goes on between them until either hangs up.
+                if session.transferred.is_some() {
+                    session.bridged().await;
+                }
+            } => HangupReason::Completed,
             reason = early_end(ended) => reason,
             _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
         },
     };
+    let Handover { session, asked, transferred, .. } = session;
     let end = session.hang_up(reason).await;
     if let Some(age) = fenced {
         self_fenced(inner, task, age);
@@ -159,6 +176,8 @@ async fn converse(
     // The outcome may take the agent a moment (a model's judgement); never forever.
     let intent = tokio::time::timeout(INTENT_TIMEOUT, inner.agent.intent(&context, &dialogue)).await;
     let intent = intent.unwrap_or_else(|_| crate::agent::intent_by_rules(&dialogue).to_string());
+    // A call the agent tried to hand to a person is theirs to follow up, answered or not.
+    let intent = if asked { TRANSFER.to_string() } else { intent };
     let reason = (reason != HangupReason::Completed).then_some(reason);
     Outcome {
         answered_ms: Some(answered_ms),
@@ -168,6 +187,101 @@ async fn converse(
         dialogue,
         intent,
         turn_latency: end.turn_latency,
+        extnum: transferred.map(|t| extension_of(&t.to).to_string()),
+    }
+}
+
+/// The answered call as the agent has it: a transfer is noted as it happens, and one the
+/// person answered writes its `call.transferred` event at once.
+struct Handover {
+    session: Box<dyn CallSession>,
+    inner: Arc<Inner>,
+    batch_id: i64,
+    lease_gen: i64,
+    uuid: String,
+    /// The agent tried to hand the call over.
+    asked: bool,
+    transferred: Option<Transferred>,
+}
+
+impl Handover {
+    fn new(session: Box<dyn CallSession>, inner: &Arc<Inner>, task: &ClaimedCall) -> Handover {
+        Handover {
+            session,
+            inner: inner.clone(),
+            batch_id: task.batch_id,
+            lease_gen: task.lease_gen,
+            uuid: task.call_uuid.clone(),
+            asked: false,
+            transferred: None,
+        }
+    }
+
+    /// The `call.transferred` event of a transfer the person answered.
+    fn note(&self, transferred: &Transferred) -> TransferNote {
+        TransferNote {
+            batch_id: self.batch_id,
+            lease_gen: self.lease_gen,
+            uuid: self.uuid.clone(),
+            to: transferred.to.clone(),
+            extnum: extension_of(&transferred.to).to_string(),
+            answered_ms: transferred.answered_ms,
+        }
+    }
+}
+
+/// Writes a transfer's event while the call's lease holds.
+async fn note_transfer(inner: &Inner, note: TransferNote) {
+    match inner.store.note_transfer(&inner.node, &note).await {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::metrics::fenced_write("transfer");
+            tracing::warn!(uuid = %note.uuid, batch_id = note.batch_id, "transfer not noted: the lease is held by another claim");
+        }
+        Err(e) => {
+            tracing::warn!(uuid = %note.uuid, error = %e, "could not note the transfer; its webhook is lost")
+        }
+    }
+}
+
+#[async_trait]
+impl CallSession for Handover {
+    fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
+        self.session.keep_alive()
+    }
+
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
+        self.session.say(text).await
+    }
+
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+        self.session.listen(max_wait).await
+    }
+
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        self.asked = true;
+        let result = self.session.transfer(to, ring_timeout).await;
+        crate::metrics::transfer(match &result {
+            Ok(_) => "answered",
+            Err(TransferFailed::NotAnswered(_)) => "not_answered",
+            Err(TransferFailed::Unsupported) => "unsupported",
+            Err(TransferFailed::CalleeGone(_)) => "callee_gone",
+        });
+        if let Ok(transferred) = &result {
+            tracing::info!(uuid = %self.uuid, batch_id = self.batch_id, to = extension_of(to), "call handed to a person");
+            let (inner, note) = (self.inner.clone(), self.note(transferred));
+            note_transfer(&inner, note).await;
+            self.transferred = Some(transferred.clone());
+        }
+        result
+    }
+
+    async fn bridged(&mut self) -> HungUp {
+        self.session.bridged().await
+    }
+
+    async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd {
+        self.session.hang_up(reason).await
     }
 }
 
@@ -279,6 +393,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
         dialogue: outcome.dialogue,
         intent: outcome.intent,
         turn_latency: outcome.turn_latency,
+        extnum: outcome.extnum,
         next,
     };
     // The call happened: keep trying to write it down while our lease lasts. After

@@ -9,6 +9,7 @@ mod call;
 mod group_commit;
 mod hours;
 mod settings;
+mod transfer;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -31,6 +32,7 @@ use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
 pub use settings::{DialerSettings, NodeId};
+pub use transfer::TransferSettings;
 
 /// The shortest lease: how long a claim holds without a heartbeat; another node takes the
 /// call over after.
@@ -192,6 +194,8 @@ struct Inner {
     calls: Calls,
     node: String,
     timing: Timing,
+    /// Where calls are handed to a person (`[transfer]`).
+    transfer: TransferSettings,
     /// Answers noted and attempts recorded, many calls to a transaction.
     answers: GroupCommit<Answers>,
     finishes: GroupCommit<Finishes>,
@@ -218,12 +222,20 @@ impl Dialer {
                 settings,
                 recordings_dir,
                 calls: Calls::default(),
+                transfer: TransferSettings::default(),
                 answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
                 finishes: GroupCommit::spawn(Finishes(store.clone())),
                 node,
                 timing,
             }),
         }
+    }
+
+    /// Hands calls to people as `[transfer]` says (by default nowhere: the callee is
+    /// told someone will call back).
+    pub fn with_transfer(mut self, transfer: TransferSettings) -> Dialer {
+        Arc::get_mut(&mut self.inner).expect("set before the dialer runs").transfer = transfer;
+        self
     }
 
     /// Dials until `shutdown` is cancelled, then lets calls in progress end for up to

@@ -15,8 +15,8 @@ type Deliveries = Arc<Mutex<Vec<(HeaderMap, Vec<u8>)>>>;
 /// With `hang_after` set, it takes that many more and then holds every further request
 /// open without an answer (kept in `held`), as a receiver stuck mid-request does.
 #[derive(Clone)]
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Deliveries,
     held: Deliveries,
     tries: Arc<Mutex<usize>>,
@@ -27,7 +27,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    async fn start(fail_first: usize) -> Receiver {
+    pub(crate) async fn start(fail_first: usize) -> Receiver {
         let r = Receiver {
             url: String::new(),
             got: Arc::default(),
@@ -70,11 +70,11 @@ impl Receiver {
         Receiver { url, ..r }
     }
 
-    fn events(&self) -> Vec<Value> {
+    pub(crate) fn events(&self) -> Vec<Value> {
         self.got.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
     }
 
-    async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
+    pub(crate) async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Value> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let events = self.events();

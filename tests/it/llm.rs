@@ -628,6 +628,8 @@ fn task() -> TaskContext {
         username: "张三".into(),
         ticket_type: "活动通知".into(),
         ticket_content: TICKET_CONTENT.into(),
+        transfer_to: None,
+        transfer_ring_timeout: Duration::from_secs(30),
     }
 }
 

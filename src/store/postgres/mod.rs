@@ -37,7 +37,7 @@ use tokio::task::AbortHandle;
 use super::sql::{Arg, Sql};
 use super::{
     AnsweredCall, CallRecord, ClaimRules, ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat,
-    OutboxEvent, Paged, Result, StopOutcome, Store, StoreGauges, StoreOptions, TaskRow,
+    OutboxEvent, Paged, Result, StopOutcome, Store, StoreGauges, StoreOptions, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -242,6 +242,10 @@ impl Store for PgStore {
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
         claims::finish_attempts(self, attempts).await
+    }
+
+    async fn note_transfer(&self, node: &str, transfer: &TransferNote) -> Result<bool> {
+        claims::note_transfer(self, node, transfer).await
     }
 
     async fn next_due_ms(&self) -> Result<Option<i64>> {
