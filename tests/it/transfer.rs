@@ -2,12 +2,19 @@
 //! busy, `…4800` no answer, any other answers), a real SIP second leg bridged through the
 //! server, FreeSWITCH's own bridge, and click-to-call (`03`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use callcenter::config::Settings;
+use callcenter::telephony::asr::AsrEngine;
+use callcenter::telephony::sip::g711::Codec;
 use serde_json::{Value, json};
 
 use crate::common::{TestServer, ticket};
 use crate::integrations::Receiver;
+use crate::sip::{loudest, recording, short_sip_calls, voice};
+use crate::support::baresip::{self, Baresip};
+use crate::support::sip_peer::{Script, SipPeer};
 
 /// A sim callee whose number ends in 8000 asks for a person.
 const WANTS_HUMAN: &str = "13900008000";
@@ -131,4 +138,176 @@ async fn with_nowhere_to_transfer_the_callee_is_told_someone_will_call_back_and_
         "nothing to announce: {lines:?}"
     );
     assert!(lines.contains(&"抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。".to_string()), "{lines:?}");
+}
+
+/// The person's voice in the SIP tests: a steady 1 kHz tone, told apart from the agent's
+/// voice, the ringback (450 Hz) and the callee's by its pitch.
+const PERSON_HZ: f64 = 1000.0;
+
+fn tone(hz: f64, secs: f64) -> Vec<i16> {
+    (0..(secs * 8000.0) as usize)
+        .map(|n| ((n as f64 * hz * std::f64::consts::TAU / 8000.0).sin() * 8000.0) as i16)
+        .collect()
+}
+
+/// How many 20 ms frames of `samples` are a tone at `hz` (nearly all their energy at it,
+/// and loud enough to be heard).
+fn frames_of_tone(samples: &[i16], hz: f64) -> usize {
+    let coeff = 2.0 * (std::f64::consts::TAU * hz / 8000.0).cos();
+    samples
+        .chunks_exact(160)
+        .filter(|frame| {
+            let (mut s1, mut s2) = (0.0, 0.0);
+            let mut energy = 0.0;
+            for &x in *frame {
+                let x = f64::from(x);
+                energy += x * x;
+                let s0 = x + coeff * s1 - s2;
+                s2 = s1;
+                s1 = s0;
+            }
+            let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+            let rms = (energy / 160.0).sqrt();
+            rms > 300.0 && power / (energy * 80.0) > 0.7
+        })
+        .count()
+}
+
+/// The SIP carrier calls the callee through `trunk`; a recogniser that hears every turn
+/// as a request for a person; transfers go to `to`.
+fn sip_transfers(trunk: std::net::SocketAddr, to: String) -> impl FnOnce(&mut Settings) {
+    move |s: &mut Settings| {
+        short_sip_calls(s);
+        s.sip.trunk = trunk.to_string();
+        s.asr.engine = AsrEngine::Command;
+        s.asr.command = vec!["echo".into(), "我要转人工".into()];
+        s.transfer.default_to = to;
+        s.transfer.ring_timeout_secs = 5;
+    }
+}
+
+const CALL_LIMIT: Duration = Duration::from_secs(90);
+
+#[tokio::test]
+async fn over_sip_the_callee_is_bridged_to_the_person_and_each_hears_the_other_on_one_recording() {
+    baresip::require();
+    // The callee asks (its first words), then keeps talking now and then.
+    let callee = Baresip::start(
+        &[("13900001111", true)],
+        &voice(&[(2.5, 1.5), (6.0, 2.0), (2.0, 2.0), (2.0, 2.0), (2.0, 2.0)], 60.0),
+    );
+    let mut person_voice = vec![0; 4000];
+    person_voice.extend(tone(PERSON_HZ, 50.0));
+    let person = Baresip::start(&[("8001", true)], &person_voice);
+    let hook = Receiver::start(0).await;
+    let to = format!("sip:8001@{}", person.addr);
+    let url = hook.url.clone();
+    let s = TestServer::start_with(move |c| {
+        sip_transfers(callee.addr, to)(c);
+        c.webhook.url = url;
+        // The bridged call runs until this bound: neither baresip hangs up by itself.
+        c.dialer.max_call_secs = 25;
+    })
+    .await;
+    let ids = s.create(&[ticket("T-SIP", "13900001111")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = s.records(json!({})).await["rows"][0].clone();
+    assert_eq!(record["extnum"], "8001", "{record}");
+    assert_eq!(record["intent"], "转人工", "{record}");
+    assert_eq!(record["hangupCause"], "ALLOTTED_TIMEOUT:null", "bounded by max_call_secs: {record}");
+    assert!(record["timeLen"].as_i64().unwrap() >= 24, "the whole call: {record}");
+    let turns = dialogue(&record);
+    assert_eq!(turns.last().unwrap().1, "[转人工 8001]", "{turns:?}");
+
+    // Both legs were hung up.
+    assert!(person.wait_log("terminated", Duration::from_secs(10)).await, "{}", person.log());
+    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+
+    // The callee heard the person (a few seconds of their tone at least) ...
+    let heard = callee.heard();
+    assert!(
+        frames_of_tone(&heard, PERSON_HZ) > 150,
+        "the callee heard {} frames of the person",
+        frames_of_tone(&heard, PERSON_HZ)
+    );
+    // ... and the person heard the callee.
+    let person_heard = person.heard();
+    assert!(loudest(&person_heard) > 1000.0, "the person heard {}", loudest(&person_heard));
+    // One recording: the callee on one channel, the agent and then the person on the other.
+    let (agent_side, callee_side) = recording(&s, &record).await;
+    assert!(
+        frames_of_tone(&agent_side, PERSON_HZ) > 150,
+        "the person on the recording: {}",
+        frames_of_tone(&agent_side, PERSON_HZ)
+    );
+    assert_eq!(frames_of_tone(&callee_side, PERSON_HZ), 0, "the person is not on the callee's channel");
+    assert!(loudest(&callee_side) > 1000.0);
+    // The ringback the callee heard while the person's phone rang is the agent side's too.
+    let seconds = agent_side.len() as f64 / 8000.0;
+    assert!((seconds - record["timeLen"].as_f64().unwrap()).abs() <= 2.0, "recording {seconds} s: {record}");
+
+    let events = hook.wait_for(3, Duration::from_secs(20)).await;
+    let transferred = events.iter().find(|e| e["type"] == "call.transferred").expect("call.transferred");
+    assert_eq!(transferred["task"]["batchId"], ids[0]);
+    assert_eq!(transferred["transfer"]["uuid"], record["uuid"]);
+    assert_eq!(transferred["transfer"]["extnum"], "8001");
+}
+
+#[tokio::test]
+async fn over_sip_a_person_who_hangs_up_ends_the_callees_leg_and_legs_of_different_laws_hear_each_other() {
+    baresip::require();
+    let callee = Baresip::start(&[("13900002222", true)], &voice(&[(2.5, 1.5)], 60.0));
+    // The person answers in PCMU (the callee in PCMA), talks 6 s and hangs up.
+    let said: Arc<[u8]> = Codec::Pcmu.encode(&tone(PERSON_HZ, 1.0)).into();
+    let person =
+        SipPeer::start(move |_| Script::Hold { talk: Duration::from_secs(6), voice: said.clone() }).await;
+    let s = TestServer::start_with(sip_transfers(callee.addr, format!("sip:8002@{}", person.addr))).await;
+    s.create(&[ticket("T-SIP", "13900002222")]).await;
+    s.wait_all_ended(CALL_LIMIT).await;
+    let record = s.records(json!({})).await["rows"][0].clone();
+    assert_eq!(record["extnum"], "8002", "{record}");
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert!(callee.wait_log("terminated", Duration::from_secs(10)).await, "{}", callee.log());
+    let heard = callee.heard();
+    assert!(
+        frames_of_tone(&heard, PERSON_HZ) > 100,
+        "the callee heard {} frames of the person",
+        frames_of_tone(&heard, PERSON_HZ)
+    );
+    // Well before max_call_secs: the person's BYE ended the call.
+    assert!(record["timeLen"].as_i64().unwrap() < 40, "{record}");
+}
+
+#[tokio::test]
+async fn over_sip_a_busy_person_or_one_who_does_not_answer_leaves_the_callee_with_the_agent() {
+    baresip::require();
+    let callee = Baresip::start(&[("13900003333", true), ("13900004444", true)], &voice(&[(2.5, 1.5)], 60.0));
+    // 8486 is busy; 8480 rings until cancelled.
+    let busy = SipPeer::start(|_| Script::Reject(486)).await;
+    let ringing = Baresip::start(&[("8480", false)], &voice(&[], 5.0));
+    for (phone, to) in [
+        ("13900003333", format!("sip:8486@{}", busy.addr)),
+        ("13900004444", format!("sip:8480@{}", ringing.addr)),
+    ] {
+        let s = TestServer::start_with(sip_transfers(callee.addr, to.clone())).await;
+        s.create(&[ticket("T-SIP", phone)]).await;
+        s.wait_all_ended(CALL_LIMIT).await;
+        let record = s.records(json!({})).await["rows"][0].clone();
+        assert_eq!(record["extnum"], Value::Null, "{to}: {record}");
+        assert_eq!(record["intent"], "转人工", "{to}: {record}");
+        assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{to}: {record}");
+        let lines: Vec<String> = dialogue(&record).into_iter().map(|(_, l)| l).collect();
+        let tried =
+            lines.iter().position(|l| l == "好的，正在为您转接人工客服，请稍候。").expect("announced");
+        assert_eq!(
+            lines[tried + 1],
+            "抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。",
+            "{to}: {lines:?}"
+        );
+        s.stop().await;
+    }
+    // The ringing person's INVITE was cancelled at the ring timeout, never answered.
+    assert!(ringing.wait_log("session closed", Duration::from_secs(10)).await, "{}", ringing.log());
+    assert!(!ringing.log().contains("Call established"), "{}", ringing.log());
+    assert!(busy.events().iter().any(|e| e.starts_with("INVITE 8486")), "{:?}", busy.events());
 }

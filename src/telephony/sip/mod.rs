@@ -273,15 +273,28 @@ impl SipSettings {
     }
 }
 
-/// Places calls through SIP trunks. The user agent starts with the first call.
+/// Places calls through SIP trunks. The user agent starts with the first call. A clone
+/// is the same carrier (its sessions hold one, to place a transfer's second leg).
+#[derive(Clone)]
 pub struct SipCarrier {
     settings: Arc<SipSettings>,
     trunks: Arc<Trunks>,
     ua: Arc<OnceCell<Arc<Ua>>>,
-    ports: PortRange,
+    ports: Arc<PortRange>,
     engines: Engines,
     /// Most samples a recording channel keeps (the longest call, and some).
     recording_limit: usize,
+}
+
+/// One call to place: the first leg (the callee, from `DialRequest`) or a transfer's second.
+struct Leg {
+    call_id: String,
+    /// Dialled through a trunk, after its `dial_prefix`.
+    number: String,
+    ring_timeout: Duration,
+    recording: Option<std::path::PathBuf>,
+    /// The RFC 4028 interval offered; 0 = none.
+    session_expires: u64,
 }
 
 /// What became of one INVITE through one trunk.
@@ -315,7 +328,7 @@ impl SipCarrier {
             settings: Arc::new(s.clone()),
             trunks: Arc::new(Trunks::new(s.trunk_list())),
             ua: Arc::new(OnceCell::new()),
-            ports: PortRange::new(s.rtp_port_min, s.rtp_port_max),
+            ports: Arc::new(PortRange::new(s.rtp_port_min, s.rtp_port_max)),
             engines: Engines { tts, ear },
             recording_limit: crate::recording::samples_in(longest),
         };
@@ -344,12 +357,12 @@ impl SipCarrier {
         &self,
         ua: &Arc<Ua>,
         trunk: &Trunk,
-        request: &DialRequest,
+        leg: &Leg,
         rtp_port: u16,
         keys: &mpsc::Sender<char>,
         deadline: tokio::time::Instant,
     ) -> Attempt {
-        let call_id = request.call_id.as_str();
+        let call_id = leg.call_id.as_str();
         let s = &self.settings;
         // Our SRTP key, offered when the trunk's media may be SRTP: fresh for each INVITE.
         let key = (trunk.settings.srtp != SrtpPolicy::Off).then(SdesKey::random);
@@ -357,14 +370,14 @@ impl SipCarrier {
         let local =
             signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event, crypto).render();
         let local = local.as_str();
-        let number = format!("{}{}", trunk.settings.dial_prefix, request.phone.as_str());
+        let number = format!("{}{}", trunk.settings.dial_prefix, leg.number);
         let caller_id = trunk.caller_id();
         if let Err(e) = ua.connect(trunk).await {
             tracing::error!(call_id, trunk = %trunk.name, transport = ?trunk.settings.transport, error = %e, "sip: cannot connect to the trunk");
             trunk.attempted();
             return Attempt::Failed(local_failure(), TrunkOutcome::Failed);
         }
-        let mut session_expires = s.session_expires_secs;
+        let mut session_expires = leg.session_expires;
         let mut sip_call_id: Option<String> = None;
         let mut retried = false;
         loop {
@@ -394,7 +407,7 @@ impl SipCarrier {
             let events_timer = Arc::new(std::sync::OnceLock::new());
             let events = DialogEvents {
                 layer: ua.layer.clone(),
-                call_id: request.call_id.clone(),
+                call_id: leg.call_id.clone(),
                 local_sdp: local.to_string(),
                 codecs: s.codecs.clone(),
                 remote: remote.clone(),
@@ -546,11 +559,198 @@ fn local_failure() -> HangupCause {
 
 /// An answered call that cannot go on (its answer unusable, its media not started): BYE
 /// on its way, the call failed with `code`.
-fn hang_up_answered(dialog: rsipstack::dialog::invite_dialog::InviteDialog, code: u16) -> DialResult {
+fn hang_up_answered(dialog: rsipstack::dialog::invite_dialog::InviteDialog, code: u16) -> HangupCause {
     tokio::spawn(async move {
         let _ = dialog.bye().await;
     });
-    DialResult::Failed(HangupCause::from_sip(code))
+    HangupCause::from_sip(code)
+}
+
+impl SipCarrier {
+    async fn place(&self, trunks: &Trunks, leg: Leg) -> Result<SipSession, HangupCause> {
+        let call_id = leg.call_id.as_str();
+        let ua = match self.ua().await {
+            Ok(ua) => ua.clone(),
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
+                return Err(local_failure());
+            }
+        };
+        let route = trunks.route(&leg.number);
+        let socket = match self.ports.bind(ua.media_bind_ip).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::error!(call_id, error = %e, "sip: no free RTP port");
+                return Err(local_failure());
+            }
+        };
+        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
+        let s = &self.settings;
+        // Key presses, by RTP and by SIP INFO, on one channel the session reads.
+        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
+        let deadline = tokio::time::Instant::now() + leg.ring_timeout;
+        let mut next = 0;
+        let mut last_failure = None;
+        let (slot, answered) = loop {
+            let taken = tokio::time::timeout_at(deadline, trunks.take(&route, next)).await;
+            let (slot, at) = match taken {
+                Ok(Ok(taken)) => taken,
+                Ok(Err(NoTrunk::NoRoute)) => {
+                    tracing::error!(call_id, "sip: no trunk takes this number (their prefixes)");
+                    return Err(HangupCause::from_sip(404));
+                }
+                Ok(Err(NoTrunk::NotRegistered(trunk, why))) => {
+                    tracing::warn!(call_id, trunk, why, "sip: the trunk is not registered; the call fails");
+                    return Err(last_failure.unwrap_or_else(local_failure));
+                }
+                Ok(Err(NoTrunk::NoneLeft)) => {
+                    if last_failure.is_none() {
+                        tracing::warn!(call_id, "sip: every trunk for this number is out of rotation");
+                    }
+                    return Err(last_failure.unwrap_or_else(local_failure));
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        call_id,
+                        "sip: every trunk for this number stayed full for the ring timeout"
+                    );
+                    return Err(last_failure.unwrap_or_else(local_failure));
+                }
+            };
+            next = at + 1;
+            let trunk = slot.trunk.clone();
+            match self.attempt(&ua, &trunk, &leg, rtp_port, &keys, deadline).await {
+                Attempt::Answered(answered) => {
+                    self.note_outcome(&ua, &trunk, TrunkOutcome::Answered);
+                    break (slot, answered);
+                }
+                Attempt::Failed(cause, outcome) => {
+                    self.note_outcome(&ua, &trunk, outcome);
+                    if outcome != TrunkOutcome::Failed {
+                        return Err(cause);
+                    }
+                    tracing::info!(call_id, trunk = %trunk.name, %cause, "sip: the trunk failed; trying the next");
+                    last_failure = Some(cause);
+                }
+            }
+        };
+        let Answered {
+            dialog,
+            response,
+            ended_tx,
+            ended_rx,
+            remote,
+            events_timer,
+            session_expires,
+            local,
+            key,
+        } = answered;
+        let answered_at = tokio::time::Instant::now();
+        let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "sip: unusable SDP answer; hanging up");
+                return Err(hang_up_answered(dialog, 488));
+            }
+        };
+        let srtp = match (&key, &media.crypto) {
+            (Some(ours), Some(theirs)) => Some(Srtp::new(ours, theirs)),
+            (_, None) if slot.trunk.settings.srtp == SrtpPolicy::Required => {
+                tracing::warn!(call_id, trunk = %slot.trunk.name, "sip: the answer has no SRTP key, and the trunk's srtp is \"required\": hanging up");
+                return Err(hang_up_answered(dialog, 488));
+            }
+            _ => None,
+        };
+        tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, srtp = srtp.is_some(), "sip: answered");
+        *remote.lock().expect("remote lock") = Some(media);
+        let recorder = Recorder::new(leg.recording.as_deref(), self.recording_limit);
+        let timeout = (s.rtp_timeout_secs > 0)
+            .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
+        let path = PacketPath { symmetric: s.symmetric_rtp, srtp };
+        let media = match Media::start(socket, remote, recorder, (keys, keys_rx), timeout, path) {
+            Ok(media) => media,
+            Err(e) => {
+                tracing::warn!(call_id, error = %e, "sip: cannot start the call's media; hanging up");
+                return Err(hang_up_answered(dialog, 500));
+            }
+        };
+        let timer = match timer::negotiated(&response) {
+            Some(negotiated) if session_expires != 0 => {
+                let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
+                let timer = timer::SessionTimer::new(
+                    leg.call_id.clone(),
+                    Arc::new(dialog),
+                    negotiated,
+                    Duration::from_secs(s.session_expires_secs),
+                    answered_at,
+                );
+                tracing::debug!(call_id, ?negotiated, "sip: session timer");
+                let _ = events_timer.set(timer.clone());
+                if !timer.we_refresh() {
+                    tokio::spawn(timer.clone().expire_unless_refreshed(ended_rx.clone()));
+                }
+                Some(timer)
+            }
+            _ => {
+                if session_expires != 0 {
+                    tracing::debug!(
+                        call_id,
+                        "sip: the trunk does not do session timers (no Session-Expires in its 2xx): \
+                         nothing ends this call at the far end if this node dies"
+                    );
+                }
+                None
+            }
+        };
+        let session =
+            SipSession::new(leg.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
+                .with_timer(timer)
+                .with_trunk(slot);
+        Ok(session.with_legs(self.clone()))
+    }
+
+    /// The second leg of a transfer: to a SIP URI straight (`sip:8001@pbx.example.com`),
+    /// or to an extension/number through the trunks. It is not recorded (the first leg's
+    /// recording carries both sides) and offers no session timer (see docs/telephony.md).
+    pub(super) async fn transfer_leg(
+        &self,
+        call_id: &str,
+        to: &str,
+        ring_timeout: Duration,
+    ) -> Result<SipSession, HangupCause> {
+        let leg = |number: &str| Leg {
+            call_id: call_id.to_string(),
+            number: number.to_string(),
+            ring_timeout,
+            recording: None,
+            session_expires: 0,
+        };
+        match uri_leg(to) {
+            Some((user, trunk)) => self.place(&Trunks::new(vec![trunk]), leg(user)).await,
+            None => self.place(&self.trunks, leg(to)).await,
+        }
+    }
+}
+
+/// A SIP URI as a one-off trunk: its user part, and the trunk its host names
+/// (`sip:8001@10.0.0.5:5080;transport=tcp`); `None` for what is no SIP URI.
+fn uri_leg(to: &str) -> Option<(&str, TrunkSettings)> {
+    let (tls, rest) = match to.strip_prefix("sips:") {
+        Some(rest) => (true, rest),
+        None => (false, to.strip_prefix("sip:")?),
+    };
+    let (user, host) = rest.split_once('@')?;
+    let mut parts = host.split(';');
+    let address = parts.next()?.to_string();
+    let transport = match parts.find_map(|p| p.strip_prefix("transport=")) {
+        _ if tls => SipTransport::Tls,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => SipTransport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => SipTransport::Tls,
+        _ => SipTransport::Udp,
+    };
+    let trunk =
+        TrunkSettings { name: format!("transfer:{address}"), address, transport, ..TrunkSettings::default() };
+    Some((user, trunk))
 }
 
 #[async_trait]
@@ -578,145 +778,17 @@ impl Carrier for SipCarrier {
     /// (5xx, 408, silent, unreachable) hands the call to the next, all within one attempt
     /// and its ring timeout.
     async fn dial(&self, request: DialRequest) -> DialResult {
-        let call_id = request.call_id.as_str();
-        let ua = match self.ua().await {
-            Ok(ua) => ua.clone(),
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
-                return DialResult::Failed(local_failure());
-            }
+        let leg = Leg {
+            call_id: request.call_id,
+            number: request.phone.as_str().to_string(),
+            ring_timeout: request.ring_timeout,
+            recording: request.recording,
+            session_expires: self.settings.session_expires_secs,
         };
-        let route = self.trunks.route(request.phone.as_str());
-        let socket = match self.ports.bind(ua.media_bind_ip).await {
-            Ok(socket) => socket,
-            Err(e) => {
-                tracing::error!(call_id, error = %e, "sip: no free RTP port");
-                return DialResult::Failed(local_failure());
-            }
-        };
-        let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
-        let s = &self.settings;
-        // Key presses, by RTP and by SIP INFO, on one channel the session reads.
-        let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let deadline = tokio::time::Instant::now() + request.ring_timeout;
-        let mut next = 0;
-        let mut last_failure = None;
-        let (slot, answered) = loop {
-            let taken = tokio::time::timeout_at(deadline, self.trunks.take(&route, next)).await;
-            let (slot, at) = match taken {
-                Ok(Ok(taken)) => taken,
-                Ok(Err(NoTrunk::NoRoute)) => {
-                    tracing::error!(call_id, "sip: no trunk takes this number (their prefixes)");
-                    return DialResult::Failed(HangupCause::from_sip(404));
-                }
-                Ok(Err(NoTrunk::NotRegistered(trunk, why))) => {
-                    tracing::warn!(call_id, trunk, why, "sip: the trunk is not registered; the call fails");
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
-                }
-                Ok(Err(NoTrunk::NoneLeft)) => {
-                    if last_failure.is_none() {
-                        tracing::warn!(call_id, "sip: every trunk for this number is out of rotation");
-                    }
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
-                }
-                Err(_) => {
-                    tracing::warn!(
-                        call_id,
-                        "sip: every trunk for this number stayed full for the ring timeout"
-                    );
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
-                }
-            };
-            next = at + 1;
-            let trunk = slot.trunk.clone();
-            match self.attempt(&ua, &trunk, &request, rtp_port, &keys, deadline).await {
-                Attempt::Answered(answered) => {
-                    self.note_outcome(&ua, &trunk, TrunkOutcome::Answered);
-                    break (slot, answered);
-                }
-                Attempt::Failed(cause, outcome) => {
-                    self.note_outcome(&ua, &trunk, outcome);
-                    if outcome != TrunkOutcome::Failed {
-                        return DialResult::Failed(cause);
-                    }
-                    tracing::info!(call_id, trunk = %trunk.name, %cause, "sip: the trunk failed; trying the next");
-                    last_failure = Some(cause);
-                }
-            }
-        };
-        let Answered {
-            dialog,
-            response,
-            ended_tx,
-            ended_rx,
-            remote,
-            events_timer,
-            session_expires,
-            local,
-            key,
-        } = answered;
-        let answered_at = tokio::time::Instant::now();
-        let media = match sdp::parse_remote(&String::from_utf8_lossy(&response.body), &s.codecs) {
-            Ok(media) => media,
-            Err(e) => {
-                tracing::warn!(call_id, error = %e, "sip: unusable SDP answer; hanging up");
-                return hang_up_answered(dialog, 488);
-            }
-        };
-        let srtp = match (&key, &media.crypto) {
-            (Some(ours), Some(theirs)) => Some(Srtp::new(ours, theirs)),
-            (_, None) if slot.trunk.settings.srtp == SrtpPolicy::Required => {
-                tracing::warn!(call_id, trunk = %slot.trunk.name, "sip: the answer has no SRTP key, and the trunk's srtp is \"required\": hanging up");
-                return hang_up_answered(dialog, 488);
-            }
-            _ => None,
-        };
-        tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, srtp = srtp.is_some(), "sip: answered");
-        *remote.lock().expect("remote lock") = Some(media);
-        let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
-        let timeout = (s.rtp_timeout_secs > 0)
-            .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
-        let path = PacketPath { symmetric: s.symmetric_rtp, srtp };
-        let media = match Media::start(socket, remote, recorder, (keys, keys_rx), timeout, path) {
-            Ok(media) => media,
-            Err(e) => {
-                tracing::warn!(call_id, error = %e, "sip: cannot start the call's media; hanging up");
-                return hang_up_answered(dialog, 500);
-            }
-        };
-        let timer = match timer::negotiated(&response) {
-            Some(negotiated) if session_expires != 0 => {
-                let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
-                let timer = timer::SessionTimer::new(
-                    request.call_id.clone(),
-                    Arc::new(dialog),
-                    negotiated,
-                    Duration::from_secs(s.session_expires_secs),
-                    answered_at,
-                );
-                tracing::debug!(call_id, ?negotiated, "sip: session timer");
-                let _ = events_timer.set(timer.clone());
-                if !timer.we_refresh() {
-                    tokio::spawn(timer.clone().expire_unless_refreshed(ended_rx.clone()));
-                }
-                Some(timer)
-            }
-            _ => {
-                if session_expires != 0 {
-                    tracing::debug!(
-                        call_id,
-                        "sip: the trunk does not do session timers (no Session-Expires in its 2xx): \
-                         nothing ends this call at the far end if this node dies"
-                    );
-                }
-                None
-            }
-        };
-        let session =
-            SipSession::new(request.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
-                .with_timer(timer)
-                .with_trunk(slot);
-        DialResult::Answered(Box::new(session))
+        match self.place(&self.trunks, leg).await {
+            Ok(session) => DialResult::Answered(Box::new(session)),
+            Err(cause) => DialResult::Failed(cause),
+        }
     }
 }
 
