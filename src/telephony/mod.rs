@@ -224,8 +224,10 @@ pub enum TransferFailed {
 }
 
 /// The extension a transfer destination names: the user part of a SIP URI
-/// (`sip:8001@pbx.example.com` → `8001`), or the number itself.
+/// (`sip:8001@pbx.example.com` → `8001`) or of a FreeSWITCH dial string (`user/8001`,
+/// `sofia/internal/8001@pbx` → `8001`), or the number itself.
 pub fn extension_of(destination: &str) -> &str {
+    let destination = destination.rsplit('/').next().unwrap_or(destination);
     let rest =
         destination.strip_prefix("sips:").or_else(|| destination.strip_prefix("sip:")).unwrap_or(destination);
     match rest.split_once('@') {
@@ -243,6 +245,10 @@ mod transfer_tests {
         assert_eq!(extension_of("sip:8001@127.0.0.1:5070"), "8001");
         assert_eq!(extension_of("sips:8002@pbx.example.com;transport=tls"), "8002");
         assert_eq!(extension_of("8003"), "8003");
+        assert_eq!(extension_of("user/8004"), "8004");
+        assert_eq!(extension_of("sofia/internal/8005@pbx.example.com"), "8005");
+        assert_eq!(extension_of("user/8004"), "8004");
+        assert_eq!(extension_of("sofia/internal/8005@pbx.example.com"), "8005");
         assert_eq!(extension_of("+8613800138000"), "+8613800138000");
     }
 }

@@ -14,6 +14,7 @@ use crate::common::{TestServer, ticket};
 use crate::integrations::Receiver;
 use crate::sip::{loudest, recording, short_sip_calls, voice};
 use crate::support::baresip::{self, Baresip};
+use crate::support::esl_server::{Callee, FakeFreeswitch};
 use crate::support::sip_peer::{Script, SipPeer};
 
 /// A sim callee whose number ends in 8000 asks for a person.
@@ -310,4 +311,73 @@ async fn over_sip_a_busy_person_or_one_who_does_not_answer_leaves_the_callee_wit
     assert!(ringing.wait_log("session closed", Duration::from_secs(10)).await, "{}", ringing.log());
     assert!(!ringing.log().contains("Call established"), "{}", ringing.log());
     assert!(busy.events().iter().any(|e| e.starts_with("INVITE 8486")), "{:?}", busy.events());
+}
+
+// ---- FreeSWITCH: its own bridge ----
+
+async fn freeswitch_server(fake: &FakeFreeswitch, to: &str) -> TestServer {
+    let (port, to) = (fake.port(), to.to_string());
+    TestServer::start_with(move |s| {
+        s.dialer.carrier = callcenter::telephony::CarrierKind::Freeswitch;
+        s.freeswitch.port = port;
+        s.dialer.ring_timeout_secs = 1;
+        s.dialer.max_attempts = 1;
+        s.transfer.default_to = to;
+        s.transfer.ring_timeout_secs = 2;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn on_freeswitch_the_person_is_originated_parked_and_bridged_with_uuid_bridge() {
+    let fake = FakeFreeswitch::start().await;
+    fake.callee("1111", Callee::Answers { says: Some("我要转人工。") });
+    let s = freeswitch_server(&fake, "user/8001").await;
+    s.create(&[ticket("T-FS", "13900001111")]).await;
+    let bridge = fake.wait_for_command(Duration::from_secs(30), |c| c.starts_with("api uuid_bridge")).await;
+    let callee_uuid = bridge.split_whitespace().nth(2).unwrap().to_string();
+    let person_uuid = bridge.split_whitespace().nth(3).unwrap().to_string();
+    let commands = fake.commands();
+    let originate =
+        commands.iter().find(|c| c.contains(&format!("origination_uuid={person_uuid},"))).unwrap();
+    assert!(originate.contains("hangup_after_bridge=true"), "{originate}");
+    assert!(originate.contains("}user/8001 &park()"), "{originate}");
+    assert!(originate.contains("originate_timeout=2"), "the transfer's own ring timeout: {originate}");
+    // The callee heard a ringback tone until the person answered.
+    let ringback = commands.iter().position(|c| c.contains("tone_stream://")).expect("a ringback tone");
+    let stopped =
+        commands.iter().position(|c| c == &format!("api uuid_break {callee_uuid} all")).expect("uuid_break");
+    assert!(ringback < stopped, "{commands:#?}");
+
+    // The person hangs up: the call ends.
+    fake.hang_up_channel(&person_uuid);
+    s.wait_all_ended(Duration::from_secs(30)).await;
+    let record = s.records(json!({})).await["rows"][0].clone();
+    assert_eq!(record["uuid"], callee_uuid.as_str());
+    assert_eq!(record["extnum"], "8001", "{record}");
+    assert_eq!(record["intent"], "转人工", "{record}");
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert_eq!(dialogue(&record).last().unwrap().1, "[转人工 8001]");
+    assert!(!fake.channel_up(&callee_uuid) && !fake.channel_up(&person_uuid));
+}
+
+#[tokio::test]
+async fn on_freeswitch_a_busy_person_is_never_bridged_and_the_callee_is_told_someone_will_call_back() {
+    let fake = FakeFreeswitch::start().await;
+    fake.callee("1111", Callee::Answers { says: Some("我要转人工。") });
+    fake.callee("4860", Callee::Rejects { cause: "USER_BUSY", sip: 486 });
+    let s = freeswitch_server(&fake, "4860").await;
+    s.create(&[ticket("T-FS", "13900001111")]).await;
+    s.wait_all_ended(Duration::from_secs(30)).await;
+    let record = s.records(json!({})).await["rows"][0].clone();
+    assert_eq!(record["extnum"], Value::Null, "{record}");
+    assert_eq!(record["intent"], "转人工", "{record}");
+    let lines: Vec<String> = dialogue(&record).into_iter().map(|(_, l)| l).collect();
+    assert!(lines.contains(&"抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。".to_string()), "{lines:?}");
+    let commands = fake.commands();
+    assert!(
+        commands.iter().any(|c| c.contains("}sofia/gateway/trunk/4860 &park()")),
+        "dialled through the gateway: {commands:#?}"
+    );
+    assert!(!commands.iter().any(|c| c.contains("uuid_bridge")), "{commands:#?}");
 }

@@ -42,7 +42,7 @@ use tokio::time::Instant;
 pub use self::audio::AudioModule;
 use self::audio::{AudioIn, CallAudio};
 use self::esl::Event;
-use self::link::{Endpoint, Link, LinkDown, Signal};
+use self::link::{Endpoint, Link, LinkDown, Route, Signal};
 use super::hearing::Ear;
 use super::{Carrier, DialRequest, DialResult};
 use crate::domain::HangupCause;
@@ -138,12 +138,14 @@ const HANGUP_AFTER_JOB: Duration = Duration::from_secs(2);
 /// FreeSWITCH's own limit on a call (`park_timeout`) is the dialer's plus this.
 const PARK_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
+/// A clone is the same carrier (its calls hold one, to place a transfer's second leg).
+#[derive(Clone)]
 pub struct FreeswitchCarrier {
     link: Link,
     plan: Arc<Plan>,
     ear: Ear,
     /// Where calls' audio arrives, when FreeSWITCH streams it.
-    audio: Option<AudioIn>,
+    audio: Option<Arc<AudioIn>>,
 }
 
 /// What every call of this carrier is placed with.
@@ -206,7 +208,7 @@ impl FreeswitchCarrier {
             speak_prefix: format!("{}|{}|", one_line(&s.tts_engine), one_line(&s.tts_voice)),
         };
         let audio = match s.audio() {
-            Some((listen, url)) => Some(AudioIn::bind(listen, url, s.audio_module)?),
+            Some((listen, url)) => Some(Arc::new(AudioIn::bind(listen, url, s.audio_module)?)),
             None => None,
         };
         let link = Link::start(Endpoint { host: s.host.clone(), port: s.port, password: s.password.clone() });
@@ -217,9 +219,33 @@ impl FreeswitchCarrier {
 impl Plan {
     /// The `originate` command (without `bgapi`) for one call.
     fn originate(&self, request: &DialRequest) -> String {
-        let timeout_secs = request.ring_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        self.originate_to(&request.call_id, &self.target(request.phone.as_str()), request.ring_timeout, &[])
+    }
+
+    /// Where a number goes: `freeswitch.dial_string` with it.
+    fn target(&self, number: &str) -> String {
+        self.dial_string.replace("{gateway}", &self.gateway).replace("{phone}", number)
+    }
+
+    /// Where a transfer goes: a FreeSWITCH dial string as it is (`user/8001`,
+    /// `sofia/internal/8001@pbx`), a SIP URI through the `external` profile, or an
+    /// extension/number through `freeswitch.dial_string`.
+    fn transfer_target(&self, to: &str) -> String {
+        let to = one_line(to);
+        if to.contains('/') {
+            to
+        } else if to.starts_with("sip:") || to.starts_with("sips:") {
+            format!("sofia/external/{to}")
+        } else {
+            self.target(&to)
+        }
+    }
+
+    /// `originate` of `uuid` to `target`, parked once answered, with `extra` variables.
+    fn originate_to(&self, uuid: &str, target: &str, ring_timeout: Duration, extra: &[&str]) -> String {
+        let timeout_secs = ring_timeout.as_secs_f64().ceil().max(1.0) as u64;
         let mut vars = vec![
-            format!("origination_uuid={}", request.call_id),
+            format!("origination_uuid={uuid}"),
             "ignore_early_media=true".to_string(),
             format!("originate_timeout={timeout_secs}"),
             format!("park_timeout={}:ALLOTTED_TIMEOUT", self.park_timeout_secs),
@@ -227,8 +253,7 @@ impl Plan {
         if let Some(cid) = &self.caller_id_number {
             vars.push(format!("origination_caller_id_number={cid}"));
         }
-        let target =
-            self.dial_string.replace("{gateway}", &self.gateway).replace("{phone}", request.phone.as_str());
+        vars.extend(extra.iter().map(|v| v.to_string()));
         format!("originate {{{}}}{target} &park()", vars.join(","))
     }
 
@@ -242,30 +267,37 @@ impl Plan {
     }
 }
 
-#[async_trait]
-impl Carrier for FreeswitchCarrier {
-    async fn dial(&self, request: DialRequest) -> DialResult {
-        let uuid = request.call_id.clone();
-        if !self.link.wait_up(request.ring_timeout).await {
+impl FreeswitchCarrier {
+    /// Originates `command` (a channel of `uuid`) and waits for its answer: the channel's
+    /// events, and a guard that hangs it up (NORMAL_CLEARING) unless disarmed; or why it
+    /// was not answered.
+    async fn place(
+        &self,
+        uuid: &str,
+        command: &str,
+        ring_timeout: Duration,
+    ) -> Result<(Route, DialGuard), HangupCause> {
+        let uuid = uuid.to_string();
+        if !self.link.wait_up(ring_timeout).await {
             tracing::debug!(call_id = %uuid, "FreeSWITCH is not connected: the call fails for now");
-            return DialResult::Failed(temporary_failure());
+            return Err(temporary_failure());
         }
         // Routed before the originate goes out, so no event about the channel is missed.
         let mut route = self.link.route(&uuid);
         let mut guard =
             DialGuard { link: self.link.clone(), uuid: uuid.clone(), cause: Some("ORIGINATOR_CANCEL") };
-        match self.link.bgapi(&self.plan.originate(&request), &uuid).await {
+        match self.link.bgapi(command, &uuid).await {
             Ok(reply) if reply.starts_with("+OK") => {}
             Ok(reply) => {
                 tracing::warn!(call_id = %uuid, %reply, "FreeSWITCH refused the originate");
                 guard.cause = None;
-                return DialResult::Failed(temporary_failure());
+                return Err(temporary_failure());
             }
-            Err(LinkDown) => return DialResult::Failed(temporary_failure()),
+            Err(LinkDown) => return Err(temporary_failure()),
         }
-        tracing::debug!(call_id = %uuid, phone = %request.phone, "FreeSWITCH: originating");
+        tracing::debug!(call_id = %uuid, "FreeSWITCH: originating");
 
-        let give_up = Instant::now() + request.ring_timeout + ORIGINATE_GRACE;
+        let give_up = Instant::now() + ring_timeout + ORIGINATE_GRACE;
         // An `-ERR` originate result, waiting for the hangup event with the SIP code.
         let mut job_failed: Option<(HangupCause, Instant)> = None;
         loop {
@@ -278,18 +310,15 @@ impl Carrier for FreeswitchCarrier {
                 Err(_) => {
                     if let Some((cause, _)) = job_failed {
                         guard.cause = None;
-                        return DialResult::Failed(cause);
+                        return Err(cause);
                     }
                     tracing::warn!(call_id = %uuid, "FreeSWITCH reported no outcome of the originate in time; cancelling it");
-                    return DialResult::Failed(unanswered(HangupCause {
-                        name: "NO_ANSWER".into(),
-                        sip: None,
-                    }));
+                    return Err(unanswered(HangupCause { name: "NO_ANSWER".into(), sip: None }));
                 }
             };
             let event = match signal {
                 Some(Signal::Event(event)) => event,
-                Some(Signal::LinkLost) | None => return DialResult::Failed(temporary_failure()),
+                Some(Signal::LinkLost) | None => return Err(temporary_failure()),
             };
             match event.name() {
                 "CHANNEL_ANSWER" => break,
@@ -305,7 +334,7 @@ impl Carrier for FreeswitchCarrier {
                     guard.cause = None;
                     let cause = unanswered(hangup_cause(&event));
                     tracing::debug!(call_id = %uuid, %cause, "FreeSWITCH: not answered");
-                    return DialResult::Failed(cause);
+                    return Err(cause);
                 }
                 "CHANNEL_PROGRESS" | "CHANNEL_PROGRESS_MEDIA" => {
                     tracing::debug!(call_id = %uuid, event = event.name(), "FreeSWITCH: ringing");
@@ -316,6 +345,33 @@ impl Carrier for FreeswitchCarrier {
 
         // Answered: from here on, abandoning the call hangs it up normally.
         guard.cause = Some("NORMAL_CLEARING");
+        Ok((route, guard))
+    }
+
+    /// A transfer's second leg to `to`, parked once answered (see `Plan::transfer_target`),
+    /// ended by FreeSWITCH when the call it is bridged to ends.
+    async fn transfer_leg(&self, to: &str, ring_timeout: Duration) -> Result<call::Leg, HangupCause> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let command = self.plan.originate_to(
+            &uuid,
+            &self.plan.transfer_target(to),
+            ring_timeout,
+            &["hangup_after_bridge=true"],
+        );
+        let (route, guard) = self.place(&uuid, &command, ring_timeout).await?;
+        Ok(call::Leg::new(uuid, route, guard))
+    }
+}
+
+#[async_trait]
+impl Carrier for FreeswitchCarrier {
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let uuid = request.call_id.clone();
+        let (route, mut guard) =
+            match self.place(&uuid, &self.plan.originate(&request), request.ring_timeout).await {
+                Ok(placed) => placed,
+                Err(cause) => return DialResult::Failed(cause),
+            };
         tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
         let recording = match request.recording {
             Some(path) => self.start_recording(&uuid, path).await,
@@ -328,7 +384,8 @@ impl Carrier for FreeswitchCarrier {
         guard.cause = None;
         let session =
             call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone())
-                .hearing(self.ear.clone(), audio);
+                .hearing(self.ear.clone(), audio)
+                .with_legs(self.clone());
         DialResult::Answered(Box::new(session))
     }
 }
@@ -368,10 +425,10 @@ impl FreeswitchCarrier {
 
 /// Hangs the channel up if `dial` is abandoned (dropped) before it returns: with
 /// ORIGINATOR_CANCEL while it rings (a SIP CANCEL), NORMAL_CLEARING once answered.
-struct DialGuard {
+pub(super) struct DialGuard {
     link: Link,
     uuid: String,
-    cause: Option<&'static str>,
+    pub(super) cause: Option<&'static str>,
 }
 
 impl Drop for DialGuard {
