@@ -8,6 +8,7 @@ mod health;
 mod imports;
 mod lenient;
 mod limits;
+mod manual;
 mod openapi;
 mod paging;
 mod recordings;
@@ -67,7 +68,7 @@ pub const ALIASES: &[(&str, &str)] = &[
 /// The routing table: each route once, under its own name, with its method. `router()`
 /// serves it and `routes()` lists it, so a test can hold the OpenAPI document to what is
 /// really served.
-fn endpoints() -> [Endpoint; 19] {
+fn endpoints() -> [Endpoint; 20] {
     [
         endpoint("/api/aicall/stats", Method::POST, stats::day),
         endpoint("/api/aicall/records/list", Method::POST, records::list),
@@ -80,6 +81,7 @@ fn endpoints() -> [Endpoint; 19] {
         endpoint("/api/aicall/calltask/list", Method::POST, tasks::list),
         endpoint("/api/aicall/createTasks", Method::POST, tasks::create),
         endpoint("/api/aicall/stopTasks", Method::POST, tasks::stop),
+        endpoint("/api/aicall/call/manual", Method::POST, manual::call),
         endpoint("/recordings/files", Method::GET, recordings::file),
         endpoint("/api/openapi.json", Method::GET, openapi::serve),
         endpoint("/", Method::GET, console::index),

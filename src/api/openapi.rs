@@ -11,7 +11,7 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::ErrorEnvelope;
-use super::{console, dnc, health, imports, recordings, records, stats, tasks};
+use super::{console, dnc, health, imports, manual, recordings, records, stats, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -28,6 +28,7 @@ use super::{console, dnc, health, imports, recordings, records, stats, tasks};
         tasks::list,
         tasks::create,
         tasks::stop,
+        manual::call,
         imports::import,
         imports::freeswitch_cdr,
         dnc::add,

@@ -8,6 +8,7 @@
 mod call;
 mod group_commit;
 mod hours;
+mod manual;
 mod settings;
 mod transfer;
 
@@ -31,6 +32,7 @@ use crate::store::{ClaimRules, ClaimedCall, Store};
 use crate::telephony::{Carrier, HangupReason};
 use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
+pub use manual::ManualCalls;
 pub use settings::{DialerSettings, NodeId};
 pub use transfer::TransferSettings;
 
@@ -98,6 +100,8 @@ pub struct DialerSignals {
     pub running: Arc<AtomicBool>,
     /// Whether answered calls' recordings are being written (for /readyz).
     pub recordings: Arc<RecordingHealth>,
+    /// Click-to-call, once the dialer runs.
+    pub manual: Arc<std::sync::OnceLock<ManualCalls>>,
 }
 
 /// The calls in progress on this node, each with the channel that ends it early and its
@@ -196,6 +200,8 @@ struct Inner {
     timing: Timing,
     /// Where calls are handed to a person (`[transfer]`).
     transfer: TransferSettings,
+    /// The node's lines (`max_concurrent_calls`), shared by claimed calls and click-to-call.
+    lines: Arc<Semaphore>,
     /// Answers noted and attempts recorded, many calls to a transaction.
     answers: GroupCommit<Answers>,
     finishes: GroupCommit<Finishes>,
@@ -212,6 +218,7 @@ impl Dialer {
     ) -> Dialer {
         let node = settings.node_id.0.clone();
         let timing = Timing::new(carrier.far_end_expiry());
+        let lines = Arc::new(Semaphore::new(settings.max_concurrent_calls as usize));
         Dialer {
             inner: Arc::new(Inner {
                 store: store.clone(),
@@ -223,6 +230,7 @@ impl Dialer {
                 recordings_dir,
                 calls: Calls::default(),
                 transfer: TransferSettings::default(),
+                lines,
                 answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
                 finishes: GroupCommit::spawn(Finishes(store.clone())),
                 node,
@@ -250,6 +258,8 @@ impl Dialer {
         // Calls this node was making when it last died are over: record them first.
         call::recover_orphans(&inner, true).await;
 
+        let ending = CancellationToken::new();
+        let _ = signals.manual.set(ManualCalls::new(inner.clone(), tracker.clone(), ending.clone()));
         signals.running.store(true, Ordering::Relaxed);
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
@@ -264,6 +274,7 @@ impl Dialer {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(calls = inner.calls.ids().len(), "grace period over: hanging up the calls left");
             inner.calls.end_all(HangupReason::Shutdown);
+            ending.cancel();
             tracker.wait().await;
         }
         upkeep_stop.cancel();
@@ -280,7 +291,7 @@ async fn claim_loop(
     shutdown: &CancellationToken,
 ) {
     let d = &inner.settings;
-    let slots = Arc::new(Semaphore::new(d.max_concurrent_calls as usize));
+    let slots = inner.lines.clone();
     let cps = NonZeroU32::new(d.calls_per_second).unwrap_or(NonZeroU32::MIN);
     // No burst: starts are spaced 1/cps apart, so no one-second window (a carrier's CPS
     // limit, or a calendar second in the records) sees more than `calls_per_second`.

@@ -41,6 +41,18 @@ pub struct DialRequest {
     pub recording: Option<PathBuf>,
 }
 
+/// A call to a person at an extension: the first leg of a click-to-call (`03`).
+#[derive(Debug, Clone)]
+pub struct ExtensionRequest {
+    /// The call's 19-digit uuid (also the recording's file name).
+    pub call_id: String,
+    /// As a transfer's destination: a SIP URI, or an extension/number.
+    pub to: String,
+    pub ring_timeout: Duration,
+    /// Where the WAV goes; `None` records nothing.
+    pub recording: Option<PathBuf>,
+}
+
 pub enum DialResult {
     Answered(Box<dyn CallSession>),
     Failed(HangupCause),
@@ -52,6 +64,13 @@ pub trait Carrier: Send + Sync + 'static {
     /// unallocated, network error, ring timeout). Dropping the future abandons the
     /// attempt; a carrier that must tell the network (SIP CANCEL) does so on drop.
     async fn dial(&self, request: DialRequest) -> DialResult;
+
+    /// Calls a person at an extension (click-to-call); the session can then `transfer`
+    /// them to the customer. A carrier that cannot says so (`FACILITY_NOT_IMPLEMENTED`).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let _ = request;
+        DialResult::Failed(HangupCause { name: "FACILITY_NOT_IMPLEMENTED".into(), sip: None })
+    }
 
     /// How long the far end keeps an answered call up after a `KeepAlive::keep_alive` that
     /// it took, at most: the dialer's lease is derived from it. A carrier whose timer takes

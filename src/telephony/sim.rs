@@ -21,8 +21,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::latency::{CallLatency, TurnTimes};
 use super::{
-    CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
-    TransferFailed, Transferred, extension_of,
+    CallEnd, CallSession, Carrier, DialRequest, DialResult, ExtensionRequest, HangupReason, Heard, HungUp,
+    KeepAlive, Said, TransferFailed, Transferred, extension_of,
 };
 use crate::domain::{HangupCause, now_ms};
 use crate::recording::{self, StreamedWav};
@@ -162,6 +162,42 @@ impl Carrier for SimCarrier {
                 DialResult::Answered(Box::new(session))
             }
         }
+    }
+
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        self.person(request).await
+    }
+}
+
+impl SimCarrier {
+    /// A simulated person at an extension: `…4860` busy, `…4800` no answer, others
+    /// answer after a few seconds and stay silent until bridged.
+    async fn person(&self, request: ExtensionRequest) -> DialResult {
+        let extension = extension_of(&request.to);
+        let (ringing, failed, seed) = {
+            let mut rng = self.rng.lock().expect("sim rng lock");
+            let (ringing, failed) = if extension.ends_with("4860") {
+                (secs(&mut rng, 0.5..1.5), Some(HangupCause::user_busy()))
+            } else if extension.ends_with("4800") {
+                (Duration::MAX, Some(HangupCause::no_answer()))
+            } else {
+                (secs(&mut rng, 1.0..4.0), None)
+            };
+            (ringing, failed, rng.random())
+        };
+        let ringing = if ringing == Duration::MAX { ringing } else { self.scaled(ringing) };
+        if ringing > request.ring_timeout {
+            pause(request.ring_timeout).await;
+            return DialResult::Failed(HangupCause::no_answer());
+        }
+        pause(ringing).await;
+        if let Some(cause) = failed {
+            return DialResult::Failed(cause);
+        }
+        let rng = SmallRng::seed_from_u64(seed);
+        let session =
+            SimSession::new(request.call_id, Callee::Silent, self.time_scale, rng, request.recording);
+        DialResult::Answered(Box::new(session))
     }
 }
 

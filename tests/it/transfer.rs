@@ -381,3 +381,114 @@ async fn on_freeswitch_a_busy_person_is_never_bridged_and_the_callee_is_told_som
     );
     assert!(!commands.iter().any(|c| c.contains("uuid_bridge")), "{commands:#?}");
 }
+
+// ---- click-to-call (03) ----
+
+async fn manual_records(s: &TestServer, n: usize) -> Vec<Value> {
+    crate::common::until(Duration::from_secs(60), "the click-to-call records", async || {
+        let v = s.records(json!({"callType": "03"})).await;
+        let rows = v["rows"].as_array().unwrap().clone();
+        (rows.len() >= n).then_some(rows)
+    })
+    .await
+}
+
+async fn click_to_call(s: &TestServer, extnum: &str, telephone: &str) -> String {
+    let v = s.post("/api/aicall/call/manual", &json!({"extnum": extnum, "telephone": telephone})).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let uuid = v["data"]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(uuid.len(), 19, "{v}");
+    uuid
+}
+
+#[tokio::test]
+async fn click_to_call_rings_the_extension_then_the_customer_and_is_listed_as_manual_outbound() {
+    let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
+    let answered = click_to_call(&s, "8001", "13900001234").await;
+    let busy = click_to_call(&s, "8002", "13900004860").await;
+    let nobody = click_to_call(&s, "4860", "13900005678").await;
+    let rows = manual_records(&s, 3).await;
+    let of = |uuid: &str| {
+        rows.iter().find(|r| r["uuid"] == uuid).unwrap_or_else(|| panic!("{uuid}: {rows:#?}")).clone()
+    };
+
+    let record = of(&answered);
+    assert_eq!(record["callType"], "03");
+    assert_eq!(record["extnum"], "8001");
+    assert_eq!(record["telephone"], "13900001234");
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert_ne!(record["answeredTime"], "", "{record}");
+    assert_ne!(record["wavFileUrl"], "", "{record}");
+    assert_eq!(record["dialogue"], json!([]));
+    // The customer was busy: never answered.
+    let record = of(&busy);
+    assert_eq!(record["hangupCause"], "USER_BUSY:sip:486", "{record}");
+    assert_eq!(record["answeredTime"], "", "{record}");
+    assert_eq!(record["extnum"], "8002");
+    assert_eq!(record["timeLen"], 0);
+    // The extension was busy: the customer was never called.
+    let record = of(&nobody);
+    assert_eq!(record["hangupCause"], "USER_BUSY:sip:486", "{record}");
+    assert_eq!(record["wavFileUrl"], "", "{record}");
+    // Listed by extension, and never among the AI calls.
+    assert_eq!(s.records(json!({"callType": "03", "extnum": "8001"})).await["total"], 1);
+    assert_eq!(s.records(json!({"callType": "02"})).await["total"], 0);
+}
+
+#[tokio::test]
+async fn click_to_call_refuses_a_missing_or_malformed_extension_or_number_naming_the_field() {
+    let s = TestServer::start_with(|c| c.sim.answer_rate = 1.0).await;
+    for (body, field) in [
+        (json!({"telephone": "13900001234"}), "extnum"),
+        (json!({"extnum": " ", "telephone": "13900001234"}), "extnum"),
+        (json!({"extnum": "80 01", "telephone": "13900001234"}), "extnum"),
+        (json!({"extnum": "8001"}), "telephone"),
+        (json!({"extnum": "8001", "telephone": "12ab"}), "telephone"),
+        (json!(["8001"]), ""),
+    ] {
+        let (status, v) = s.post_status("/api/aicall/call/manual", &body).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(v["code"], 405, "{body}: {v}");
+        assert!(v["msg"].as_str().unwrap().contains(field), "{body}: {v}");
+    }
+    // Nothing was dialled.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.records(json!({"callType": "03"})).await["total"], 0);
+}
+
+#[tokio::test]
+async fn click_to_call_over_sip_bridges_the_extension_to_the_customer_on_one_recording() {
+    baresip::require();
+    let customer =
+        Baresip::start(&[("13900001111", true)], &voice(&[(1.0, 2.0), (2.0, 2.0), (2.0, 2.0)], 60.0));
+    let mut person_voice = vec![0; 4000];
+    person_voice.extend(tone(PERSON_HZ, 50.0));
+    let person = Baresip::start(&[("8001", true)], &person_voice);
+    let customer_addr = customer.addr;
+    let s = TestServer::start_with(move |c| {
+        short_sip_calls(c);
+        c.sip.trunk = customer_addr.to_string();
+        c.dialer.max_call_secs = 12;
+    })
+    .await;
+    let uuid = click_to_call(&s, &format!("sip:8001@{}", person.addr), "13900001111").await;
+    let record = manual_records(&s, 1).await[0].clone();
+    assert_eq!(record["uuid"], uuid.as_str());
+    assert_eq!(record["extnum"], "8001", "{record}");
+    assert_eq!(record["telephone"], "13900001111");
+    assert_eq!(record["hangupCause"], "ALLOTTED_TIMEOUT:null", "{record}");
+    assert!(customer.wait_log("terminated", Duration::from_secs(10)).await, "{}", customer.log());
+    assert!(person.wait_log("terminated", Duration::from_secs(10)).await, "{}", person.log());
+    let heard = customer.heard();
+    assert!(
+        frames_of_tone(&heard, PERSON_HZ) > 100,
+        "the customer heard {} frames of the person",
+        frames_of_tone(&heard, PERSON_HZ)
+    );
+    assert!(loudest(&person.heard()) > 1000.0, "the person heard the customer");
+    // The recording: the extension's leg on one channel, the customer on the other.
+    let (customer_side, person_side) = recording(&s, &record).await;
+    assert!(frames_of_tone(&person_side, PERSON_HZ) > 100);
+    assert_eq!(frames_of_tone(&customer_side, PERSON_HZ), 0);
+    assert!(loudest(&customer_side) > 1000.0);
+}

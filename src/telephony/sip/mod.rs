@@ -40,7 +40,7 @@ use self::srtp::{SdesKey, Srtp, SrtpPolicy};
 use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
 use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
-use super::{Carrier, DialRequest, DialResult};
+use super::{Carrier, DialRequest, DialResult, ExtensionRequest};
 use crate::domain::HangupCause;
 
 /// `[sip]`: the trunks, where we listen, and how we speak and hear.
@@ -718,11 +718,22 @@ impl SipCarrier {
         to: &str,
         ring_timeout: Duration,
     ) -> Result<SipSession, HangupCause> {
+        self.person(call_id, to, ring_timeout, None).await
+    }
+
+    /// A call to a person at `to` (see `transfer_leg`), recorded at `recording`.
+    async fn person(
+        &self,
+        call_id: &str,
+        to: &str,
+        ring_timeout: Duration,
+        recording: Option<std::path::PathBuf>,
+    ) -> Result<SipSession, HangupCause> {
         let leg = |number: &str| Leg {
             call_id: call_id.to_string(),
             number: number.to_string(),
             ring_timeout,
-            recording: None,
+            recording: recording.clone(),
             session_expires: 0,
         };
         match uri_leg(to) {
@@ -786,6 +797,15 @@ impl Carrier for SipCarrier {
             session_expires: self.settings.session_expires_secs,
         };
         match self.place(&self.trunks, leg).await {
+            Ok(session) => DialResult::Answered(Box::new(session)),
+            Err(cause) => DialResult::Failed(cause),
+        }
+    }
+
+    /// The extension's leg, recorded; no session timer (a click-to-call holds no lease).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let ExtensionRequest { call_id, to, ring_timeout, recording } = request;
+        match self.person(&call_id, &to, ring_timeout, recording).await {
             Ok(session) => DialResult::Answered(Box::new(session)),
             Err(cause) => DialResult::Failed(cause),
         }
