@@ -79,6 +79,9 @@ impl App {
             ),
             None => None,
         };
+        if let Some(dialer) = &dialer {
+            let _ = signals.manual.set(dialer.manual_calls());
+        }
         let webhooks = match settings.webhook.url.is_empty() {
             true => None,
             false => {

@@ -100,7 +100,7 @@ pub struct DialerSignals {
     pub running: Arc<AtomicBool>,
     /// Whether answered calls' recordings are being written (for /readyz).
     pub recordings: Arc<RecordingHealth>,
-    /// Click-to-call, once the dialer runs.
+    /// Click-to-call, when this server dials.
     pub manual: Arc<std::sync::OnceLock<ManualCalls>>,
 }
 
@@ -183,6 +183,10 @@ impl Calls {
 
 pub struct Dialer {
     inner: Arc<Inner>,
+    /// The calls under way, claimed and click-to-call.
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown grace is over: click-to-calls still up hang up.
+    ending: CancellationToken,
 }
 
 /// What every call task shares.
@@ -236,7 +240,15 @@ impl Dialer {
                 node,
                 timing,
             }),
+            tracker: TaskTracker::new(),
+            ending: CancellationToken::new(),
         }
+    }
+
+    /// Click-to-call on this dialer: calls may be placed from now on; they take its lines
+    /// and end with its shutdown.
+    pub fn manual_calls(&self) -> ManualCalls {
+        ManualCalls::new(self.inner.clone(), self.tracker.clone(), self.ending.clone())
     }
 
     /// Hands calls to people as `[transfer]` says (by default nowhere: the callee is
@@ -249,8 +261,7 @@ impl Dialer {
     /// Dials until `shutdown` is cancelled, then lets calls in progress end for up to
     /// `shutdown_grace_secs`, hangs up the rest and records them.
     pub async fn run(self, signals: DialerSignals, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let inner = self.inner;
-        let tracker = TaskTracker::new();
+        let Dialer { inner, tracker, ending } = self;
         let (first, last) = inner.ids.range_of_second(now_ms());
         if let Some(issued) = inner.store.max_call_uuid_between(&first, &last).await? {
             inner.ids.resume_after(&issued);
@@ -258,8 +269,6 @@ impl Dialer {
         // Calls this node was making when it last died are over: record them first.
         call::recover_orphans(&inner, true).await;
 
-        let ending = CancellationToken::new();
-        let _ = signals.manual.set(ManualCalls::new(inner.clone(), tracker.clone(), ending.clone()));
         signals.running.store(true, Ordering::Relaxed);
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
