@@ -492,3 +492,36 @@ async fn click_to_call_over_sip_bridges_the_extension_to_the_customer_on_one_rec
     assert_eq!(frames_of_tone(&customer_side, PERSON_HZ), 0);
     assert!(loudest(&customer_side) > 1000.0);
 }
+
+#[tokio::test]
+async fn click_to_call_on_freeswitch_originates_the_extension_then_bridges_the_customer() {
+    let fake = FakeFreeswitch::start().await;
+    let s = freeswitch_server(&fake, "").await;
+    let uuid = click_to_call(&s, "user/8001", "13900001111").await;
+    let bridge = fake.wait_for_command(Duration::from_secs(30), |c| c.starts_with("api uuid_bridge")).await;
+    assert!(
+        bridge.starts_with(&format!("api uuid_bridge {uuid} ")),
+        "the extension's channel is the call's: {bridge}"
+    );
+    let customer_uuid = bridge.split_whitespace().nth(3).unwrap().to_string();
+    let commands = fake.commands();
+    let extension = commands.iter().find(|c| c.contains(&format!("origination_uuid={uuid},"))).unwrap();
+    assert!(extension.contains("}user/8001 &park()"), "{extension}");
+    let customer =
+        commands.iter().find(|c| c.contains(&format!("origination_uuid={customer_uuid},"))).unwrap();
+    assert!(customer.contains("}sofia/gateway/trunk/13900001111 &park()"), "{customer}");
+    assert!(
+        commands.iter().any(|c| c.starts_with(&format!("api uuid_record {uuid} start "))),
+        "{commands:#?}"
+    );
+
+    // The customer hangs up: the call ends, and is listed as manual outbound.
+    fake.hang_up_channel(&customer_uuid);
+    let record = manual_records(&s, 1).await[0].clone();
+    assert_eq!(record["uuid"], uuid.as_str());
+    assert_eq!(record["extnum"], "8001", "{record}");
+    assert_eq!(record["hangupCause"], "NORMAL_CLEARING:sip:200", "{record}");
+    assert_ne!(record["answeredTime"], "", "{record}");
+    assert_ne!(record["wavFileUrl"], "", "{record}");
+    assert!(!fake.channel_up(&uuid));
+}

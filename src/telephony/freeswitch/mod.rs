@@ -44,7 +44,7 @@ use self::audio::{AudioIn, CallAudio};
 use self::esl::Event;
 use self::link::{Endpoint, Link, LinkDown, Route, Signal};
 use super::hearing::Ear;
-use super::{Carrier, DialRequest, DialResult};
+use super::{Carrier, DialRequest, DialResult, ExtensionRequest};
 use crate::domain::HangupCause;
 
 /// `[freeswitch]`: where the event socket is and how calls are placed.
@@ -366,14 +366,35 @@ impl FreeswitchCarrier {
 #[async_trait]
 impl Carrier for FreeswitchCarrier {
     async fn dial(&self, request: DialRequest) -> DialResult {
-        let uuid = request.call_id.clone();
-        let (route, mut guard) =
-            match self.place(&uuid, &self.plan.originate(&request), request.ring_timeout).await {
-                Ok(placed) => placed,
-                Err(cause) => return DialResult::Failed(cause),
-            };
+        let command = self.plan.originate(&request);
+        self.answered_call(request.call_id, &command, request.ring_timeout, request.recording).await
+    }
+
+    /// The extension's leg of a click-to-call: originated as a transfer's person is, then
+    /// recorded and spoken to as a callee (the session transfers it to the customer).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let target = self.plan.transfer_target(&request.to);
+        let command = self.plan.originate_to(&request.call_id, &target, request.ring_timeout, &[]);
+        self.answered_call(request.call_id, &command, request.ring_timeout, request.recording).await
+    }
+}
+
+impl FreeswitchCarrier {
+    /// Originates `command` (the channel `uuid`) and, once answered, starts its recording
+    /// and its audio stream: the call as a session.
+    async fn answered_call(
+        &self,
+        uuid: String,
+        command: &str,
+        ring_timeout: Duration,
+        recording: Option<PathBuf>,
+    ) -> DialResult {
+        let (route, mut guard) = match self.place(&uuid, command, ring_timeout).await {
+            Ok(placed) => placed,
+            Err(cause) => return DialResult::Failed(cause),
+        };
         tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
-        let recording = match request.recording {
+        let recording = match recording {
             Some(path) => self.start_recording(&uuid, path).await,
             None => None,
         };
