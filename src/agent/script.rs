@@ -241,7 +241,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{HangupCause, Role};
-    use crate::telephony::{CallEnd, HangupReason};
+    use crate::telephony::{CallEnd, HangupReason, TransferFailed, Transferred};
 
     /// A callee that answers from a list and can hang up after a number of lines.
     #[derive(Default)]
@@ -252,6 +252,9 @@ mod tests {
         speaks_over_line: Option<usize>,
         said: Vec<String>,
         listened: usize,
+        /// The person answers a transfer (else: busy); the destinations asked for.
+        person_answers: bool,
+        transfers: Vec<String>,
     }
 
     impl FakeCall {
@@ -282,6 +285,13 @@ mod tests {
             self.gone()?;
             self.listened += 1;
             Ok(self.replies.pop_front().unwrap_or(Heard::Silence))
+        }
+        async fn transfer(&mut self, to: &str, _: Duration) -> Result<Transferred, TransferFailed> {
+            self.transfers.push(to.to_string());
+            match self.person_answers {
+                true => Ok(Transferred { to: to.to_string(), answered_ms: 1 }),
+                false => Err(TransferFailed::NotAnswered(HangupCause::user_busy())),
+            }
         }
         async fn hang_up(self: Box<Self>, _: HangupReason) -> CallEnd {
             unreachable!("the agent never hangs up")
@@ -552,6 +562,8 @@ mod tests {
             ("别打了", Reply::Refused),
             ("[语音 3秒]", Reply::Unclear),
             ("", Reply::Unclear),
+            ("能帮我转人工吗？", Reply::Human),
+            ("我要找真人", Reply::Human),
         ] {
             assert_eq!(classify(text), expected, "{text}");
         }
@@ -565,5 +577,60 @@ mod tests {
             t.fill("{username}/{ticketType}/{ticketContent}/{other}/{"),
             "张三/维修工单/内容含{username}/{other}/{"
         );
+    }
+
+    async fn ask_for_a_person(person_answers: bool, to: Option<&str>) -> (FakeCall, Vec<Turn>, String) {
+        let mut call =
+            FakeCall { person_answers, ..FakeCall::replying(&[speech("不要机器人，给我转人工")]) };
+        let mut dialogue = Vec::new();
+        let task = TaskContext { transfer_to: to.map(str::to_string), ..task() };
+        let agent = ScriptAgent::new(&ScriptSettings::default());
+        assert_eq!(agent.converse(&task, &mut call, &mut dialogue).await, Ok(()));
+        let intent = agent.intent(&task, &dialogue).await;
+        (call, dialogue, intent)
+    }
+
+    const ON_TRANSFER: &str = "好的，正在为您转接人工客服，请稍候。";
+    const ON_TRANSFER_FAILED: &str = "抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。";
+
+    #[tokio::test]
+    async fn a_callee_who_asks_for_a_person_is_told_so_and_handed_over() {
+        let (call, dialogue, intent) = ask_for_a_person(true, Some("sip:8001@pbx.example.com")).await;
+        assert_eq!(call.transfers, ["sip:8001@pbx.example.com"]);
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::User, "不要机器人，给我转人工"),
+                (Role::Assistant, ON_TRANSFER),
+                (Role::Assistant, "[转人工 8001]"),
+            ]
+        );
+        // Nothing is said once the person has the call.
+        assert_eq!(call.said.last().map(String::as_str), Some(ON_TRANSFER));
+        assert_eq!(intent, TRANSFER);
+    }
+
+    #[tokio::test]
+    async fn a_person_who_is_busy_or_nowhere_to_go_leaves_the_callee_told_someone_will_call_back() {
+        let (call, dialogue, intent) = ask_for_a_person(false, Some("8001")).await;
+        assert_eq!(call.transfers, ["8001"]);
+        let said: Vec<(Role, &str)> = lines(&dialogue)[4..].to_vec();
+        assert_eq!(
+            said,
+            [
+                (Role::Assistant, ON_TRANSFER),
+                (Role::Assistant, ON_TRANSFER_FAILED),
+                (Role::Assistant, CLOSING)
+            ]
+        );
+        assert_eq!(intent, TRANSFER);
+
+        let (call, dialogue, intent) = ask_for_a_person(true, None).await;
+        assert!(call.transfers.is_empty(), "nobody to transfer to");
+        assert_eq!(
+            lines(&dialogue)[4..],
+            [(Role::Assistant, ON_TRANSFER_FAILED), (Role::Assistant, CLOSING)]
+        );
+        assert_eq!(intent, TRANSFER);
     }
 }
