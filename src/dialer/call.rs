@@ -3,12 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::{CallHandles, Inner, Timing};
-use async_trait::async_trait;
-
 use crate::agent::{TRANSFER, TaskContext};
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording::{self, RecordingHealth};

@@ -280,6 +280,27 @@ async fn over_sip_a_person_who_hangs_up_ends_the_callees_leg_and_legs_of_differe
 }
 
 #[tokio::test]
+async fn over_sip_stopping_a_bridged_call_hangs_up_both_legs() {
+    baresip::require();
+    let callee = Baresip::start(&[("13900005555", true)], &voice(&[(2.5, 1.5)], 60.0));
+    let person = Baresip::start(&[("8005", true)], &voice(&[], 60.0));
+    let s = TestServer::start_with(sip_transfers(callee.addr, format!("sip:8005@{}", person.addr))).await;
+    let ids = s.create(&[ticket("T-SIP", "13900005555")]).await;
+    // The person answered: the legs are bridged.
+    assert!(person.wait_log("Call established", Duration::from_secs(40)).await, "{}", person.log());
+    let v = s.post("/api/aicall/stopTasks", &json!({ "batchIds": ids })).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let tasks = s.wait_all_ended(CALL_LIMIT).await;
+    assert_eq!(tasks[0]["status"], "已停止");
+    let record = s.records(json!({})).await["rows"][0].clone();
+    assert_eq!(record["hangupCause"], "MANAGER_REQUEST:null", "{record}");
+    assert_eq!(record["extnum"], "8005", "{record}");
+    // Both got our BYE.
+    assert!(callee.wait_log("session closed", Duration::from_secs(10)).await, "{}", callee.log());
+    assert!(person.wait_log("session closed", Duration::from_secs(10)).await, "{}", person.log());
+}
+
+#[tokio::test]
 async fn over_sip_a_busy_person_or_one_who_does_not_answer_leaves_the_callee_with_the_agent() {
     baresip::require();
     let callee = Baresip::start(&[("13900003333", true), ("13900004444", true)], &voice(&[(2.5, 1.5)], 60.0));
