@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentSettings;
 use crate::api::{ApiSettings, AuthSettings};
-use crate::dialer::{DialerSettings, InboundSettings};
+use crate::dialer::{DialerSettings, InboundSettings, TransferSettings};
 use crate::domain::Timezone;
 use crate::logging::LogSettings;
 use crate::recording::RecordingSettings;
@@ -42,6 +42,7 @@ pub struct Settings {
     pub webhook: WebhookSettings,
     pub dialer: DialerSettings,
     pub inbound: InboundSettings,
+    pub transfer: TransferSettings,
     pub sim: SimSettings,
     pub sip: SipSettings,
     pub freeswitch: FreeswitchSettings,
@@ -187,6 +188,7 @@ impl Settings {
         self.inbound
             .validate(self.dialer.max_concurrent_calls)
             .map_err(|why| format!("invalid configuration: {why}"))?;
+        self.transfer.validate().map_err(|why| format!("invalid configuration: {why}"))?;
         let d = &self.dialer;
         let checks = [
             (d.max_concurrent_calls >= 1, "dialer.max_concurrent_calls must be at least 1"),

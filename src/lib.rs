@@ -75,7 +75,8 @@ impl App {
                     settings.inbound.reserved_calls,
                     time,
                     settings.recordings.dir.clone(),
-                );
+                )
+                .with_transfer(settings.transfer.clone());
                 Some(match inbound(&settings, carrier.as_ref()) {
                     Some(inbound) => dialer.with_inbound(inbound),
                     None => dialer,
@@ -83,6 +84,9 @@ impl App {
             }
             None => None,
         };
+        if let Some(dialer) = &dialer {
+            let _ = signals.manual.set(dialer.manual_calls());
+        }
         let webhooks = match settings.webhook.url.is_empty() {
             true => None,
             false => {

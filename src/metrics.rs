@@ -97,6 +97,11 @@ fn describe() {
         "Writes about a call refused because its lease is held by another claim, by write"
     );
     describe_counter!(
+        "callcenter_transfers_total",
+        "Calls the agent tried to hand to a person, by outcome: answered, not_answered (busy, no \
+         answer in transfer.ring_timeout_secs, failed), unsupported, callee_gone"
+    );
+    describe_counter!(
         "callcenter_self_fenced_calls_total",
         "Calls hung up by this node because it could not renew their lease in time"
     );
@@ -209,6 +214,11 @@ pub fn db_pool(open: u32, idle: u32) {
 /// A write about a call (`answer`, `finish`, `renew`) refused: another claim holds its lease.
 pub fn fenced_write(write: &'static str) {
     counter!("callcenter_fenced_writes_total", "write" => write).increment(1);
+}
+
+/// A transfer to a person, and how it went.
+pub fn transfer(outcome: &'static str) {
+    counter!("callcenter_transfers_total", "outcome" => outcome).increment(1);
 }
 
 /// A call hung up because its lease was last renewed `age` ago.

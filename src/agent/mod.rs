@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Turn;
-use crate::telephony::{CallSession, HungUp};
+use crate::telephony::{CallSession, HungUp, TransferFailed, extension_of};
 use llm::LlmSettings;
 use script::{ScriptLines, ScriptSettings};
 
@@ -66,6 +66,12 @@ pub struct TaskContext {
     /// The words the task's campaign, or the inbound number called, gives the agent
     /// instead of the `[agent]` section's.
     pub overrides: std::sync::Arc<AgentOverrides>,
+    /// Where a transfer to a person goes (a SIP URI, or an extension/number the carrier
+    /// dials), already resolved for this call; `None`: nobody to transfer to, the callee
+    /// is told someone will call back.
+    pub transfer_to: Option<String>,
+    /// How long the person's phone may ring (`transfer.ring_timeout_secs`).
+    pub transfer_ring_timeout: Duration,
 }
 
 /// A campaign's own words for the agent: script lines (those it does not name stay as
@@ -112,15 +118,20 @@ pub enum Reply {
     Confirmed,
     Question,
     Refused,
+    /// They asked for a person.
+    Human,
     /// Nothing heard, or nothing we recognise (e.g. `[语音 3秒]` without a recogniser).
     Unclear,
 }
 
-/// Sorts a reply by keywords. A question wins (it needs an answer whatever else was
+/// Sorts a reply by keywords. A request for a person wins (`能转人工吗` is a question, but
+/// what it asks for is a person), then a question (it needs an answer whatever else was
 /// said), then a refusal (`不行` and `不知道` contain confirming words), then a confirmation.
 pub fn classify(text: &str) -> Reply {
     let has = |words: &[&str]| words.iter().any(|w| text.contains(w));
-    if has(&["？", "?", "什么", "怎么", "哪", "吗"]) {
+    if has(&["人工", "真人", "客服人员"]) {
+        Reply::Human
+    } else if has(&["？", "?", "什么", "怎么", "哪", "吗"]) {
         Reply::Question
     } else if has(&["不", "没空", "别", "拒绝"]) {
         Reply::Refused
@@ -136,8 +147,10 @@ pub const CONFIRMED: &str = "已确认";
 pub const REFUSED: &str = "拒绝";
 pub const CALL_BACK: &str = "需回访";
 pub const NO_RESPONSE: &str = "无效";
+pub const TRANSFER: &str = "转人工";
 
-/// The outcome of an answered call by rules: a refusal anywhere wins, then a question
+/// The outcome of an answered call by rules: a request for a person wins (the call was
+/// handed over, or someone must call back), then a refusal anywhere, then a question
 /// (someone must call back), then a confirmation; a callee who said nothing we
 /// understood is 无效.
 pub fn intent_by_rules(dialogue: &[Turn]) -> &'static str {
@@ -146,7 +159,9 @@ pub fn intent_by_rules(dialogue: &[Turn]) -> &'static str {
         .filter(|t| t.role == crate::domain::Role::User)
         .map(|t| classify(&t.content))
         .collect();
-    if replies.contains(&Reply::Refused) {
+    if replies.contains(&Reply::Human) {
+        TRANSFER
+    } else if replies.contains(&Reply::Refused) {
         REFUSED
     } else if replies.contains(&Reply::Question) {
         CALL_BACK
@@ -154,6 +169,40 @@ pub fn intent_by_rules(dialogue: &[Turn]) -> &'static str {
         CONFIRMED
     } else {
         NO_RESPONSE
+    }
+}
+
+/// The turn that ends the dialogue of a call handed to a person: `[转人工 8001]`.
+pub fn transfer_turn(to: &str) -> Turn {
+    Turn::assistant(format!("[{TRANSFER} {}]", extension_of(to)))
+}
+
+/// Hands the call to the person the task names, once the agent has said its line:
+/// `Ok(true)` when they answered and the callee is bridged to them (the dialogue then
+/// ends with `transfer_turn`, and the agent's part is over); `Ok(false)` when there is
+/// nobody to transfer to or they did not answer (busy, no answer within the ring
+/// timeout): the agent tells the callee someone will call back.
+pub async fn hand_over(
+    task: &TaskContext,
+    call: &mut dyn CallSession,
+    dialogue: &mut Vec<Turn>,
+) -> Result<bool, HungUp> {
+    let Some(to) = task.transfer_to.as_deref() else { return Ok(false) };
+    match call.transfer(to, task.transfer_ring_timeout).await {
+        Ok(_) => {
+            dialogue.push(transfer_turn(to));
+            Ok(true)
+        }
+        Err(TransferFailed::CalleeGone(cause)) => Err(HungUp(cause)),
+        Err(why) => {
+            tracing::info!(
+                batch_id = task.batch_id,
+                to = extension_of(to),
+                ?why,
+                "transfer not answered; the callee is told someone will call back"
+            );
+            Ok(false)
+        }
     }
 }
 
@@ -192,5 +241,6 @@ mod tests {
         assert_eq!(said(&["嗯", "不需要，谢谢"]), REFUSED);
         assert_eq!(said(&[]), NO_RESPONSE);
         assert_eq!(said(&["[语音 3秒]"]), NO_RESPONSE);
+        assert_eq!(said(&["不要机器人，能转人工吗？"]), TRANSFER);
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Agent, CALL_BACK, CONFIRMED, REFUSED, Reply, TaskContext, classify, intent_by_rules};
+use super::{
+    Agent, CALL_BACK, CONFIRMED, REFUSED, Reply, TRANSFER, TaskContext, classify, hand_over, intent_by_rules,
+};
 use crate::domain::{Role, Turn};
 use crate::telephony::{CallSession, Heard, HungUp, Said, dtmf};
 
@@ -25,6 +27,10 @@ pub struct ScriptSettings {
     pub on_refused: String,
     pub on_silence: String,
     pub closing: String,
+    /// Said before the call is handed to a person (the callee asked for one: `人工`).
+    pub on_transfer: String,
+    /// Said when nobody could take the call (no destination, busy, no answer).
+    pub on_transfer_failed: String,
     /// Keys the callee may press to answer (`"1" = "已确认"`), and the answer each is.
     /// A key not named here is still a turn (`[按键 9]`), but no answer.
     pub keys: BTreeMap<String, KeyAnswer>,
@@ -109,6 +115,8 @@ pub enum KeyAnswer {
     Refused,
     #[serde(rename = "需回访")]
     CallBack,
+    #[serde(rename = "转人工")]
+    Human,
 }
 
 impl KeyAnswer {
@@ -118,6 +126,7 @@ impl KeyAnswer {
             KeyAnswer::Refused => Reply::Refused,
             // A callback is what a question gets.
             KeyAnswer::CallBack => Reply::Question,
+            KeyAnswer::Human => Reply::Human,
         }
     }
 
@@ -126,6 +135,7 @@ impl KeyAnswer {
             KeyAnswer::Confirmed => CONFIRMED,
             KeyAnswer::Refused => REFUSED,
             KeyAnswer::CallBack => CALL_BACK,
+            KeyAnswer::Human => TRANSFER,
         }
     }
 }
@@ -152,6 +162,8 @@ impl Default for ScriptSettings {
             on_refused: "好的，打扰您了。".into(),
             on_silence: "抱歉，我没有听清。".into(),
             closing: "祝您生活愉快，再见。".into(),
+            on_transfer: "好的，正在为您转接人工客服，请稍候。".into(),
+            on_transfer_failed: "抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。".into(),
             keys: BTreeMap::new(),
         }
     }
@@ -190,6 +202,28 @@ impl ScriptAgent {
     }
 }
 
+impl ScriptAgent {
+    /// The callee asked for a person: says so and hands the call over; when nobody takes
+    /// it, tells them someone will call back and says goodbye.
+    pub(super) async fn transfer(
+        &self,
+        task: &TaskContext,
+        call: &mut dyn CallSession,
+        dialogue: &mut Vec<Turn>,
+    ) -> Result<(), HungUp> {
+        let s = &self.script;
+        if task.transfer_to.is_some() {
+            speak(call, dialogue, &s.on_transfer, task).await?;
+            if hand_over(task, call, dialogue).await? {
+                return Ok(());
+            }
+        }
+        speak(call, dialogue, &s.on_transfer_failed, task).await?;
+        speak(call, dialogue, &s.closing, task).await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Agent for ScriptAgent {
     async fn converse(
@@ -206,10 +240,13 @@ impl Agent for ScriptAgent {
                 continue;
             }
             // The callee spoke over the line: hear them out first. A refusal ends the
-            // introduction; so does any clear answer once the ticket is being read, or
-            // whatever they say over the question itself.
+            // introduction; so does a request for a person, any clear answer once the
+            // ticket is being read, or whatever they say over the question itself.
             let heard = self.hear(call, dialogue).await?;
-            if heard == Reply::Refused || (i > 0 && heard != Reply::Unclear) || i == intro.len() - 1 {
+            if matches!(heard, Reply::Refused | Reply::Human)
+                || (i > 0 && heard != Reply::Unclear)
+                || i == intro.len() - 1
+            {
                 answer = Some(heard);
                 break;
             }
@@ -229,6 +266,7 @@ impl Agent for ScriptAgent {
             Reply::Confirmed => &s.on_confirmed,
             Reply::Question => &s.on_question,
             Reply::Refused => &s.on_refused,
+            Reply::Human => return self.transfer(task, call, dialogue).await,
             // Still nothing clear: straight to the closing.
             Reply::Unclear => "",
         };
@@ -273,7 +311,7 @@ mod tests {
 
     use super::*;
     use crate::domain::{HangupCause, Role};
-    use crate::telephony::{CallEnd, HangupReason};
+    use crate::telephony::{CallEnd, HangupReason, TransferFailed, Transferred};
 
     /// A callee that answers from a list and can hang up after a number of lines.
     #[derive(Default)]
@@ -284,6 +322,9 @@ mod tests {
         speaks_over_line: Option<usize>,
         said: Vec<String>,
         listened: usize,
+        /// The person answers a transfer (else: busy); the destinations asked for.
+        person_answers: bool,
+        transfers: Vec<String>,
     }
 
     impl FakeCall {
@@ -315,6 +356,13 @@ mod tests {
             self.listened += 1;
             Ok(self.replies.pop_front().unwrap_or(Heard::Silence))
         }
+        async fn transfer(&mut self, to: &str, _: Duration) -> Result<Transferred, TransferFailed> {
+            self.transfers.push(to.to_string());
+            match self.person_answers {
+                true => Ok(Transferred { to: to.to_string(), answered_ms: 1 }),
+                false => Err(TransferFailed::NotAnswered(HangupCause::user_busy())),
+            }
+        }
         async fn hang_up(self: Box<Self>, _: HangupReason) -> CallEnd {
             unreachable!("the agent never hangs up")
         }
@@ -328,6 +376,8 @@ mod tests {
             ticket_type: "维修工单".into(),
             ticket_content: "明天上午九点上门维修".into(),
             overrides: Default::default(),
+            transfer_to: None,
+            transfer_ring_timeout: Duration::from_secs(30),
         }
     }
 
@@ -583,6 +633,8 @@ mod tests {
             ("别打了", Reply::Refused),
             ("[语音 3秒]", Reply::Unclear),
             ("", Reply::Unclear),
+            ("能帮我转人工吗？", Reply::Human),
+            ("我要找真人", Reply::Human),
         ] {
             assert_eq!(classify(text), expected, "{text}");
         }
@@ -596,5 +648,60 @@ mod tests {
             t.fill("{username}/{ticketType}/{ticketContent}/{other}/{"),
             "张三/维修工单/内容含{username}/{other}/{"
         );
+    }
+
+    async fn ask_for_a_person(person_answers: bool, to: Option<&str>) -> (FakeCall, Vec<Turn>, String) {
+        let mut call =
+            FakeCall { person_answers, ..FakeCall::replying(&[speech("不要机器人，给我转人工")]) };
+        let mut dialogue = Vec::new();
+        let task = TaskContext { transfer_to: to.map(str::to_string), ..task() };
+        let agent = ScriptAgent::new(&ScriptSettings::default());
+        assert_eq!(agent.converse(&task, &mut call, &mut dialogue).await, Ok(()));
+        let intent = agent.intent(&task, &dialogue).await;
+        (call, dialogue, intent)
+    }
+
+    const ON_TRANSFER: &str = "好的，正在为您转接人工客服，请稍候。";
+    const ON_TRANSFER_FAILED: &str = "抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。";
+
+    #[tokio::test]
+    async fn a_callee_who_asks_for_a_person_is_told_so_and_handed_over() {
+        let (call, dialogue, intent) = ask_for_a_person(true, Some("sip:8001@pbx.example.com")).await;
+        assert_eq!(call.transfers, ["sip:8001@pbx.example.com"]);
+        assert_eq!(
+            lines(&dialogue)[3..],
+            [
+                (Role::User, "不要机器人，给我转人工"),
+                (Role::Assistant, ON_TRANSFER),
+                (Role::Assistant, "[转人工 8001]"),
+            ]
+        );
+        // Nothing is said once the person has the call.
+        assert_eq!(call.said.last().map(String::as_str), Some(ON_TRANSFER));
+        assert_eq!(intent, TRANSFER);
+    }
+
+    #[tokio::test]
+    async fn a_person_who_is_busy_or_nowhere_to_go_leaves_the_callee_told_someone_will_call_back() {
+        let (call, dialogue, intent) = ask_for_a_person(false, Some("8001")).await;
+        assert_eq!(call.transfers, ["8001"]);
+        let said: Vec<(Role, &str)> = lines(&dialogue)[4..].to_vec();
+        assert_eq!(
+            said,
+            [
+                (Role::Assistant, ON_TRANSFER),
+                (Role::Assistant, ON_TRANSFER_FAILED),
+                (Role::Assistant, CLOSING)
+            ]
+        );
+        assert_eq!(intent, TRANSFER);
+
+        let (call, dialogue, intent) = ask_for_a_person(true, None).await;
+        assert!(call.transfers.is_empty(), "nobody to transfer to");
+        assert_eq!(
+            lines(&dialogue)[4..],
+            [(Role::Assistant, ON_TRANSFER_FAILED), (Role::Assistant, CLOSING)]
+        );
+        assert_eq!(intent, TRANSFER);
     }
 }

@@ -9,6 +9,7 @@ mod health;
 mod imports;
 mod lenient;
 mod limits;
+mod manual;
 mod openapi;
 mod paging;
 mod recordings;
@@ -68,7 +69,7 @@ pub const ALIASES: &[(&str, &str)] = &[
 /// The routing table: each route once, under its own name, with its method. `router()`
 /// serves it and `routes()` lists it, so a test can hold the OpenAPI document to what is
 /// really served.
-fn endpoints() -> [Endpoint; 24] {
+fn endpoints() -> [Endpoint; 25] {
     [
         endpoint("/api/aicall/stats", Method::POST, stats::day),
         endpoint("/api/aicall/records/list", Method::POST, records::list),
@@ -86,6 +87,7 @@ fn endpoints() -> [Endpoint; 24] {
         endpoint("/api/aicall/campaign/pause", Method::POST, campaigns::pause),
         endpoint("/api/aicall/campaign/resume", Method::POST, campaigns::resume),
         endpoint("/api/aicall/campaign/stop", Method::POST, campaigns::stop),
+        endpoint("/api/aicall/call/manual", Method::POST, manual::call),
         endpoint("/recordings/files", Method::GET, recordings::file),
         endpoint("/api/openapi.json", Method::GET, openapi::serve),
         endpoint("/", Method::GET, console::index),

@@ -11,7 +11,7 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{OpenApi, ToSchema};
 
 use super::envelope::ErrorEnvelope;
-use super::{campaigns, console, dnc, health, imports, recordings, records, stats, tasks};
+use super::{campaigns, console, dnc, health, imports, manual, recordings, records, stats, tasks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,7 @@ use super::{campaigns, console, dnc, health, imports, recordings, records, stats
         campaigns::pause,
         campaigns::resume,
         campaigns::stop,
+        manual::call,
         imports::import,
         imports::freeswitch_cdr,
         dnc::add,

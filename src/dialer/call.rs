@@ -3,15 +3,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until, timeout_at};
 
 use super::{CallHandles, Inner, Timing};
-use crate::agent::TaskContext;
+use crate::agent::{TRANSFER, TaskContext};
 use crate::domain::{HangupCause, Phone, now_ms};
 use crate::recording::{self, RecordingHealth};
-use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep};
-use crate::telephony::{DialRequest, DialResult, HangupReason, KeepAlive};
+use crate::store::{AnsweredCall, ClaimedCall, FinishedAttempt, NextStep, TransferNote};
+use crate::telephony::{
+    CallEnd, CallSession, DialRequest, DialResult, HangupReason, Heard, HungUp, KeepAlive, Said,
+    TransferFailed, Transferred, extension_of,
+};
 
 /// Longest wait for the agent's judgement of an answered call.
 const INTENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,6 +30,8 @@ struct Outcome {
     dialogue: Vec<crate::domain::Turn>,
     intent: String,
     turn_latency: Option<Duration>,
+    /// The extension of the person the call was handed to.
+    extnum: Option<String>,
 }
 
 /// Places the call, lets the agent talk, and records the attempt.
@@ -71,6 +77,7 @@ impl Outcome {
             dialogue: Vec::new(),
             intent: String::new(),
             turn_latency: None,
+            extnum: None,
         }
     }
 }
@@ -128,15 +135,19 @@ async fn converse(
             None
         }
     };
+    // The campaign's own words and transfer destination, before the global ones.
+    let campaign = inner.campaigns.get(&task.batch_name);
     let context = TaskContext {
         batch_id: task.batch_id,
         ticket_no: task.ticket_no.clone(),
         username: task.username.clone(),
         ticket_type: task.ticket_type.clone(),
         ticket_content: task.ticket_content.clone(),
-        overrides: inner.campaigns.get(&task.batch_name).agent.clone(),
+        overrides: campaign.agent.clone(),
+        transfer_to: campaign.transfer_to.clone().or_else(|| inner.transfer.destination(&task.ticket_type)),
+        transfer_ring_timeout: Duration::from_secs(inner.transfer.ring_timeout_secs),
     };
-    let mut session = session;
+    let mut session = Handover::new(session, inner, task);
     let mut dialogue = Vec::new();
     let max_call = Duration::from_secs(inner.settings.max_call_secs);
     let reason = match fenced {
@@ -148,16 +159,25 @@ async fn converse(
                 fenced = Some(age);
                 HangupReason::LeaseLost
             }
-            _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+            _ = async {
+                let _ = inner.agent.converse(&context, &mut session, &mut dialogue).await;
+                // Handed to a person: the call goes on between them until either hangs up.
+                if session.transferred.is_some() {
+                    session.bridged().await;
+                }
+            } => HangupReason::Completed,
             reason = early_end(ended) => reason,
             _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
         },
     };
+    let Handover { session, asked, transferred, .. } = session;
     let end = session.hang_up(reason).await;
     if let Some(age) = fenced {
         self_fenced(inner, task, age);
     }
     let intent = judge(inner.agent.as_ref(), &context, &dialogue).await;
+    // A call the agent tried to hand to a person is theirs to follow up, answered or not.
+    let intent = if asked { TRANSFER.to_string() } else { intent };
     let reason = (reason != HangupReason::Completed).then_some(reason);
     Outcome {
         answered_ms: Some(answered_ms),
@@ -167,6 +187,115 @@ async fn converse(
         dialogue,
         intent,
         turn_latency: end.turn_latency,
+        extnum: transferred.map(|t| extension_of(&t.to).to_string()),
+    }
+}
+
+/// The answered call as the agent has it: a transfer is noted as it happens, and one the
+/// person answered writes its `call.transferred` event at once (for a call with a task:
+/// the event carries it, and is written only while the call's lease holds).
+pub(super) struct Handover {
+    session: Box<dyn CallSession>,
+    inner: Arc<Inner>,
+    /// The task's claim (batchId, lease generation); `None` for an inbound call.
+    lease: Option<(i64, i64)>,
+    uuid: String,
+    /// The agent tried to hand the call over.
+    pub asked: bool,
+    pub transferred: Option<Transferred>,
+}
+
+impl Handover {
+    fn new(session: Box<dyn CallSession>, inner: &Arc<Inner>, task: &ClaimedCall) -> Handover {
+        let mut handover = Handover::untasked(session, inner, &task.call_uuid);
+        handover.lease = Some((task.batch_id, task.lease_gen));
+        handover
+    }
+
+    /// A call with no task (inbound): its transfers are made and counted, with no event.
+    pub(super) fn untasked(session: Box<dyn CallSession>, inner: &Arc<Inner>, uuid: &str) -> Handover {
+        Handover {
+            session,
+            inner: inner.clone(),
+            lease: None,
+            uuid: uuid.to_string(),
+            asked: false,
+            transferred: None,
+        }
+    }
+
+    /// The call as the dialer goes on with it: ended by `hang_up`.
+    pub(super) fn into_session(self) -> Box<dyn CallSession> {
+        self.session
+    }
+
+    /// The `call.transferred` event of a transfer the person answered, for a task's call.
+    fn note(&self, transferred: &Transferred) -> Option<TransferNote> {
+        let (batch_id, lease_gen) = self.lease?;
+        Some(TransferNote {
+            batch_id,
+            lease_gen,
+            uuid: self.uuid.clone(),
+            to: transferred.to.clone(),
+            extnum: extension_of(&transferred.to).to_string(),
+            answered_ms: transferred.answered_ms,
+        })
+    }
+}
+
+/// Writes a transfer's event while the call's lease holds.
+async fn note_transfer(inner: &Inner, note: TransferNote) {
+    match inner.store.note_transfer(&inner.node, &note).await {
+        Ok(true) => {}
+        Ok(false) => {
+            crate::metrics::fenced_write("transfer");
+            tracing::warn!(uuid = %note.uuid, batch_id = note.batch_id, "transfer not noted: the lease is held by another claim");
+        }
+        Err(e) => {
+            tracing::warn!(uuid = %note.uuid, error = %e, "could not note the transfer; its webhook is lost")
+        }
+    }
+}
+
+#[async_trait]
+impl CallSession for Handover {
+    fn keep_alive(&self) -> Option<Arc<dyn KeepAlive>> {
+        self.session.keep_alive()
+    }
+
+    async fn say(&mut self, text: &str) -> Result<Said, HungUp> {
+        self.session.say(text).await
+    }
+
+    async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp> {
+        self.session.listen(max_wait).await
+    }
+
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        self.asked = true;
+        let result = self.session.transfer(to, ring_timeout).await;
+        crate::metrics::transfer(match &result {
+            Ok(_) => "answered",
+            Err(TransferFailed::NotAnswered(_)) => "not_answered",
+            Err(TransferFailed::Unsupported) => "unsupported",
+            Err(TransferFailed::CalleeGone(_)) => "callee_gone",
+        });
+        if let Ok(transferred) = &result {
+            tracing::info!(uuid = %self.uuid, to = extension_of(to), "call handed to a person");
+            if let Some(note) = self.note(transferred) {
+                note_transfer(&self.inner, note).await;
+            }
+            self.transferred = Some(transferred.clone());
+        }
+        result
+    }
+
+    async fn bridged(&mut self) -> HungUp {
+        self.session.bridged().await
+    }
+
+    async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd {
+        self.session.hang_up(reason).await
     }
 }
 
@@ -290,6 +419,7 @@ async fn finish(inner: &Inner, task: &ClaimedCall, outcome: Outcome, wav_path: S
         dialogue: outcome.dialogue,
         intent: outcome.intent,
         turn_latency: outcome.turn_latency,
+        extnum: outcome.extnum,
         next,
     };
     // The call happened: keep trying to write it down while our lease lasts. After

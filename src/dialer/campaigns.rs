@@ -146,6 +146,8 @@ pub(super) struct Campaign {
     /// Its own cap of calls on this node.
     slots: Option<Arc<Semaphore>>,
     pub agent: Arc<AgentOverrides>,
+    /// Where its calls are handed to a person, before `[transfer]`'s destinations.
+    pub transfer_to: Option<String>,
 }
 
 impl Campaign {
@@ -168,6 +170,7 @@ impl Campaign {
                 script: settings.script.clone().unwrap_or_default(),
                 system_prompt: settings.system_prompt.clone(),
             }),
+            transfer_to: settings.transfer_to.clone(),
         }
     }
 

@@ -14,13 +14,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::call::Handover;
 use super::{Dialer, Inner};
 use crate::agent::script::ScriptLines;
-use crate::agent::{AgentOverrides, TaskContext};
+use crate::agent::{AgentOverrides, TRANSFER, TaskContext};
 use crate::domain::{CallType, HangupCause, Turn, now_ms};
 use crate::recording::{self, RecordingHealth};
 use crate::store::CallRecord;
-use crate::telephony::{HangupReason, IncomingCall};
+use crate::telephony::{CallSession, HangupReason, IncomingCall, extension_of};
 
 /// The `[inbound]` section: which of our numbers the agent answers, and how.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -296,8 +297,9 @@ fn refuse(call: IncomingCall, status: u16, reason: &'static str) {
 
 /// What the agent knows of a call to `number`. Inbound calls have no task: each gets its
 /// own negative id, so that an agent keeping state per call (the LLM's outcome) never
-/// mixes two calls. The number's `transfer_to` is where a transfer of this call goes.
-fn call_context(answering: &Answering) -> TaskContext {
+/// mixes two calls. A transfer goes to the number's `transfer_to`, else where `[transfer]`
+/// sends the number's `ticket_type`.
+fn call_context(inner: &Inner, answering: &Answering) -> TaskContext {
     let number = &answering.number;
     static NEXT: AtomicI64 = AtomicI64::new(-1);
     TaskContext {
@@ -307,12 +309,14 @@ fn call_context(answering: &Answering) -> TaskContext {
         ticket_type: number.ticket_type.clone(),
         ticket_content: number.ticket_content.clone(),
         overrides: answering.words.clone(),
+        transfer_to: number.transfer_to.clone().or_else(|| inner.transfer.destination(&number.ticket_type)),
+        transfer_ring_timeout: Duration::from_secs(inner.transfer.ring_timeout_secs),
     }
 }
 
 /// Answers one call, lets the agent talk, and writes the call down.
 async fn take(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     call: IncomingCall,
     answering: &Answering,
     hang_up: &CancellationToken,
@@ -324,7 +328,7 @@ async fn take(
         recording::relative_path(&uuid, inner.time.local(rang_ms).expect("the clock's time is in range"));
     crate::metrics::inbound_started();
     tracing::info!(uuid = %uuid, source = %call.source, called = %call.called, "inbound call: answering");
-    let context = call_context(answering);
+    let context = call_context(inner, answering);
     let mut record = CallRecord {
         uuid: uuid.clone(),
         call_type: CallType::Inbound,
@@ -347,7 +351,7 @@ async fn take(
         answered = call.answer.answer(&uuid, Some(inner.recordings_dir.join(&relative))) => answered,
         _ = hang_up.cancelled() => Err(HangupCause::system_shutdown()),
     };
-    let mut session = match session {
+    let session = match session {
         Ok(session) => session,
         Err(cause) => {
             // The caller hung up while it rang (or it could not be set up): a missed call.
@@ -361,13 +365,26 @@ async fn take(
     let answered_ms = now_ms();
     let mut dialogue: Vec<Turn> = Vec::new();
     let max_call = Duration::from_secs(inner.settings.max_call_secs);
+    let mut call = Handover::untasked(session, inner, &uuid);
     let reason = tokio::select! {
-        _ = inner.agent.converse(&context, session.as_mut(), &mut dialogue) => HangupReason::Completed,
+        _ = async {
+            let _ = inner.agent.converse(&context, &mut call, &mut dialogue).await;
+            // Handed to a person: the call goes on between them until either hangs up.
+            if call.transferred.is_some() {
+                call.bridged().await;
+            }
+        } => HangupReason::Completed,
         _ = hang_up.cancelled() => HangupReason::Shutdown,
         _ = tokio::time::sleep(max_call) => HangupReason::MaxDuration,
     };
-    let end = session.hang_up(reason).await;
+    let (asked, transferred) = (call.asked, call.transferred.take());
+    let end = call.into_session().hang_up(reason).await;
     let intent = super::call::judge(inner.agent.as_ref(), &context, &dialogue).await;
+    // A caller the agent tried to hand to a person is theirs to follow up, answered or not.
+    let intent = if asked { TRANSFER.to_string() } else { intent };
+    if let Some(transferred) = transferred {
+        record.extnum = Some(extension_of(&transferred.to).to_string());
+    }
     recordings.note(end.recorded);
     let ended_ms = now_ms().max(answered_ms);
     crate::metrics::call_ended(&end.cause, Some(Duration::from_millis((ended_ms - answered_ms) as u64)));

@@ -11,7 +11,9 @@ mod group_commit;
 mod hours;
 mod inbound;
 mod lines;
+mod manual;
 mod settings;
+mod transfer;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -37,7 +39,9 @@ use group_commit::{Answers, Finishes, GroupCommit};
 pub use hours::CallingHours;
 pub use inbound::{Inbound, InboundNumber, InboundSettings};
 use lines::{Line, Lines};
+pub use manual::ManualCalls;
 pub use settings::{DialerSettings, NodeId};
+pub use transfer::TransferSettings;
 
 /// The shortest lease: how long a claim holds without a heartbeat; another node takes the
 /// call over after.
@@ -103,6 +107,8 @@ pub struct DialerSignals {
     pub running: Arc<AtomicBool>,
     /// Whether answered calls' recordings are being written (for /readyz).
     pub recordings: Arc<RecordingHealth>,
+    /// Click-to-call, when this server dials.
+    pub manual: Arc<std::sync::OnceLock<ManualCalls>>,
 }
 
 /// The calls in progress on this node, each with the channel that ends it early and its
@@ -185,6 +191,10 @@ impl Calls {
 pub struct Dialer {
     inner: Arc<Inner>,
     inbound: Option<Inbound>,
+    /// The calls under way, claimed and click-to-call.
+    tracker: TaskTracker,
+    /// Cancelled when the shutdown grace is over: click-to-calls still up hang up.
+    ending: CancellationToken,
 }
 
 /// What every call task shares.
@@ -200,10 +210,12 @@ struct Inner {
     calls: Calls,
     /// Each campaign's settings, and its share of each claim.
     campaigns: Campaigns,
-    /// The lines outbound and inbound calls share.
+    /// The lines outbound calls (claimed and click-to-call) and inbound ones share.
     lines: Lines,
     node: String,
     timing: Timing,
+    /// Where calls are handed to a person (`[transfer]`).
+    transfer: TransferSettings,
     /// Answers noted and attempts recorded, many calls to a transaction.
     answers: GroupCommit<Answers>,
     finishes: GroupCommit<Finishes>,
@@ -238,20 +250,35 @@ impl Dialer {
                 settings,
                 recordings_dir,
                 calls: Calls::default(),
+                transfer: TransferSettings::default(),
                 answers: GroupCommit::spawn(Answers { store: store.clone(), node: node.clone() }),
                 finishes: GroupCommit::spawn(Finishes(store.clone())),
                 node,
                 timing,
             }),
             inbound: None,
+            tracker: TaskTracker::new(),
+            ending: CancellationToken::new(),
         }
+    }
+
+    /// Click-to-call on this dialer: calls may be placed from now on; they take its lines
+    /// and end with its shutdown.
+    pub fn manual_calls(&self) -> ManualCalls {
+        ManualCalls::new(self.inner.clone(), self.tracker.clone(), self.ending.clone())
+    }
+
+    /// Hands calls to people as `[transfer]` says (by default nowhere: the callee is
+    /// told someone will call back).
+    pub fn with_transfer(mut self, transfer: TransferSettings) -> Dialer {
+        Arc::get_mut(&mut self.inner).expect("set before the dialer runs").transfer = transfer;
+        self
     }
 
     /// Dials until `shutdown` is cancelled, then lets calls in progress end for up to
     /// `shutdown_grace_secs`, hangs up the rest and records them.
     pub async fn run(self, signals: DialerSignals, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let inner = self.inner;
-        let tracker = TaskTracker::new();
+        let Dialer { inner, inbound, tracker, ending } = self;
         let (first, last) = inner.ids.range_of_second(now_ms());
         if let Some(issued) = inner.store.max_call_uuid_between(&first, &last).await? {
             inner.ids.resume_after(&issued);
@@ -260,8 +287,8 @@ impl Dialer {
         call::recover_orphans(&inner, true).await;
 
         signals.running.store(true, Ordering::Relaxed);
-        let inbound =
-            self.inbound.map(|i| inbound::start(&inner, i, &tracker, &shutdown, signals.recordings.clone()));
+        let taking =
+            inbound.map(|i| inbound::start(&inner, i, &tracker, &shutdown, signals.recordings.clone()));
         let upkeep_stop = CancellationToken::new();
         let upkeep = tokio::spawn(upkeep(inner.clone(), signals.clone(), upkeep_stop.clone()));
         claim_loop(&inner, &tracker, &signals, &shutdown).await;
@@ -275,9 +302,10 @@ impl Dialer {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!(calls = inner.calls.ids().len(), "grace period over: hanging up the calls left");
             inner.calls.end_all(HangupReason::Shutdown);
-            if let Some(inbound) = &inbound {
-                inbound.hang_up_all();
+            if let Some(taking) = &taking {
+                taking.hang_up_all();
             }
+            ending.cancel();
             tracker.wait().await;
         }
         upkeep_stop.cancel();

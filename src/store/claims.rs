@@ -75,6 +75,8 @@ pub struct FinishedAttempt {
     pub lease_gen: i64,
     pub uuid: String,
     pub telephone: String,
+    /// The extension of the person the call was handed to, if it was.
+    pub extnum: Option<String>,
     pub callout_ms: i64,
     pub answered_ms: Option<i64>,
     pub ended_ms: i64,
@@ -96,7 +98,7 @@ impl FinishedAttempt {
             call_type: CallType::AiOutbound,
             batch_id: Some(self.batch_id),
             telephone: self.telephone.clone(),
-            extnum: None,
+            extnum: self.extnum.clone(),
             callout_ms: self.callout_ms,
             answered_ms: self.answered_ms,
             ended_ms: self.ended_ms,

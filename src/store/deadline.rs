@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use super::{
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
     ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
-    Store, StoreError, StoreGauges, TaskRow,
+    Store, StoreError, StoreGauges, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 
@@ -139,6 +139,10 @@ impl<S: Store> Store for Deadline<S> {
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
         within(self.0.finish_attempts(attempts)).await
+    }
+
+    async fn note_transfer(&self, node: &str, transfer: &TransferNote) -> Result<bool> {
+        within(self.0.note_transfer(node, transfer)).await
     }
 
     async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {

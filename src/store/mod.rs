@@ -32,7 +32,7 @@ use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatu
 pub use campaigns::{CampaignCalls, CampaignCount, CampaignRow, CampaignShare};
 pub use claims::{AnsweredCall, ClaimRules, ClaimedCall, FinishedAttempt, NextStep};
 pub use counters::{DAY_MS, HOUR_MS};
-pub use outbox::{CALL_ENDED, EventOutcome, OutboxEvent, TASK_ENDED};
+pub use outbox::{CALL_ENDED, CALL_TRANSFERRED, EventOutcome, OutboxEvent, TASK_ENDED, TransferNote};
 pub use postgres::PgStore;
 pub use rows::{CallRecord, DncEntry, HourStat, Paged, StopOutcome, StoreGauges, TaskRow};
 pub use settings::DatabaseSettings;
@@ -173,6 +173,11 @@ pub trait Store: Send + Sync + 'static {
     /// node that took its call over wrote. Returns each task's new status, in input order
     /// (`None`: the lease was lost and nothing was written for that attempt).
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>>;
+
+    /// Writes the `call.transferred` event of a call `node` handed to a person who
+    /// answered, only while its lease (node and generation) still holds. Whether it was
+    /// written (true also when no webhook takes events).
+    async fn note_transfer(&self, node: &str, transfer: &TransferNote) -> Result<bool>;
 
     /// When the next waiting task of these campaigns is due, if any.
     async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>>;

@@ -12,6 +12,25 @@ use crate::domain::TaskStatus;
 /// Kinds of webhook events.
 pub const CALL_ENDED: &str = "call.ended";
 pub const TASK_ENDED: &str = "task.ended";
+pub const CALL_TRANSFERRED: &str = "call.transferred";
+
+/// A call handed to a person who answered, for the `call.transferred` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferNote {
+    #[serde(skip)]
+    pub batch_id: i64,
+    /// The claim's fencing token: the event is written only while it holds.
+    #[serde(skip)]
+    pub lease_gen: i64,
+    /// The call's uuid (its record's, once it ends).
+    pub uuid: String,
+    /// The destination as dialled, and its extension (the record's `extnum`).
+    pub to: String,
+    pub extnum: String,
+    /// When the person answered (epoch ms).
+    pub answered_ms: i64,
+}
 
 /// A webhook event waiting in the outbox, leased to one deliverer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +41,8 @@ pub struct OutboxEvent {
     /// The task the event is about; `None` for a call with no task (an inbound call).
     pub task: Option<TaskRow>,
     pub record_uuid: Option<String>,
+    /// What the event tells beyond its task and record (`call.transferred`: the transfer).
+    pub detail: Option<serde_json::Value>,
     pub created_ms: i64,
     pub attempts: i64,
 }
@@ -44,6 +65,7 @@ pub(super) struct NewEvent<'a> {
     event_type: &'static str,
     task_json: String,
     record_uuid: Option<&'a str>,
+    detail_json: Option<String>,
     at_ms: i64,
 }
 
@@ -60,7 +82,16 @@ impl<'a> NewEvent<'a> {
             // `null` for a call without a task.
             task_json: serde_json::to_string(&task).expect("task serializes"),
             record_uuid,
+            detail_json: None,
             at_ms,
+        }
+    }
+
+    /// The call was handed to a person who answered.
+    pub(super) fn transferred(task: &TaskRow, note: &TransferNote) -> NewEvent<'static> {
+        NewEvent {
+            detail_json: Some(serde_json::to_string(note).expect("a transfer serializes")),
+            ..NewEvent::new(CALL_TRANSFERRED, Some(task), None, note.answered_ms)
         }
     }
 
@@ -106,6 +137,7 @@ pub(super) struct OutboxRow {
     event_type: String,
     task_json: String,
     record_uuid: Option<String>,
+    detail_json: Option<String>,
     created_ms: i64,
     attempts: i64,
 }
@@ -115,12 +147,17 @@ impl TryFrom<OutboxRow> for OutboxEvent {
     fn try_from(r: OutboxRow) -> Result<OutboxEvent> {
         let task = serde_json::from_str(&r.task_json)
             .map_err(|e| StoreError::Corrupt(format!("webhook event {}: {e}", r.event_id)))?;
+        let detail = match r.detail_json.as_deref().map(serde_json::from_str).transpose() {
+            Ok(detail) => detail,
+            Err(e) => return Err(StoreError::Corrupt(format!("webhook event {}: {e}", r.event_id))),
+        };
         Ok(OutboxEvent {
             id: r.id,
             event_id: r.event_id,
             event_type: r.event_type,
             task,
             record_uuid: r.record_uuid,
+            detail,
             created_ms: r.created_ms,
             attempts: r.attempts,
         })

@@ -41,6 +41,18 @@ pub struct DialRequest {
     pub recording: Option<PathBuf>,
 }
 
+/// A call to a person at an extension: the first leg of a click-to-call (`03`).
+#[derive(Debug, Clone)]
+pub struct ExtensionRequest {
+    /// The call's 19-digit uuid (also the recording's file name).
+    pub call_id: String,
+    /// As a transfer's destination: a SIP URI, or an extension/number.
+    pub to: String,
+    pub ring_timeout: Duration,
+    /// Where the WAV goes; `None` records nothing.
+    pub recording: Option<PathBuf>,
+}
+
 pub enum DialResult {
     Answered(Box<dyn CallSession>),
     Failed(HangupCause),
@@ -82,6 +94,13 @@ pub trait Carrier: Send + Sync + 'static {
     /// unallocated, network error, ring timeout). Dropping the future abandons the
     /// attempt; a carrier that must tell the network (SIP CANCEL) does so on drop.
     async fn dial(&self, request: DialRequest) -> DialResult;
+
+    /// Calls a person at an extension (click-to-call); the session can then `transfer`
+    /// them to the customer. A carrier that cannot says so (`FACILITY_NOT_IMPLEMENTED`).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let _ = request;
+        DialResult::Failed(HangupCause { name: "FACILITY_NOT_IMPLEMENTED".into(), sip: None })
+    }
 
     /// How long the far end keeps an answered call up after a `KeepAlive::keep_alive` that
     /// it took, at most: the dialer's lease is derived from it. A carrier whose timer takes
@@ -219,7 +238,73 @@ pub trait CallSession: Send {
     async fn say(&mut self, text: &str) -> Result<Said, HungUp>;
     /// Waits up to `max_wait` for the callee to speak and finish a turn.
     async fn listen(&mut self, max_wait: Duration) -> Result<Heard, HungUp>;
+    /// Places a second leg to a human at `to` (a SIP URI, or an extension or number
+    /// dialled through the carrier's own routes) and, once it answers within
+    /// `ring_timeout`, bridges the callee to it: the agent's part is then over, and the
+    /// call goes on between the two until either hangs up (`bridged`). The callee hears
+    /// a ringback tone meanwhile where the carrier plays one. A carrier that cannot
+    /// transfer says so.
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        let _ = (to, ring_timeout);
+        Err(TransferFailed::Unsupported)
+    }
+    /// After a transfer: resolves when either side of the bridged call hangs up, with
+    /// the cause to record (hang_up then ends the other side).
+    async fn bridged(&mut self) -> HungUp {
+        std::future::pending().await
+    }
     /// Ends the call (if the callee has not already) and closes the recording.
     /// The cause is the callee's own if they hung up first.
     async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd;
+}
+
+/// A transfer the human answered: the callee is bridged to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transferred {
+    /// The destination as dialled.
+    pub to: String,
+    /// When the human answered (epoch ms).
+    pub answered_ms: i64,
+}
+
+/// Why a transfer did not happen; the callee is still on the line with the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferFailed {
+    /// The human's side was busy, did not answer within the ring timeout, or failed:
+    /// the cause the second leg ended with.
+    NotAnswered(HangupCause),
+    /// The carrier cannot transfer calls.
+    Unsupported,
+    /// The callee hung up while the human's side rang.
+    CalleeGone(HangupCause),
+}
+
+/// The extension a transfer destination names: the user part of a SIP URI
+/// (`sip:8001@pbx.example.com` → `8001`) or of a FreeSWITCH dial string (`user/8001`,
+/// `sofia/internal/8001@pbx` → `8001`), or the number itself.
+pub fn extension_of(destination: &str) -> &str {
+    let destination = destination.rsplit('/').next().unwrap_or(destination);
+    let rest =
+        destination.strip_prefix("sips:").or_else(|| destination.strip_prefix("sip:")).unwrap_or(destination);
+    match rest.split_once('@') {
+        Some((user, _)) => user,
+        None => rest.split([';', ':']).next().unwrap_or(rest),
+    }
+}
+
+#[cfg(test)]
+mod transfer_tests {
+    use super::extension_of;
+
+    #[test]
+    fn the_extension_is_the_user_part_of_a_uri_or_the_number_itself() {
+        assert_eq!(extension_of("sip:8001@127.0.0.1:5070"), "8001");
+        assert_eq!(extension_of("sips:8002@pbx.example.com;transport=tls"), "8002");
+        assert_eq!(extension_of("8003"), "8003");
+        assert_eq!(extension_of("user/8004"), "8004");
+        assert_eq!(extension_of("sofia/internal/8005@pbx.example.com"), "8005");
+        assert_eq!(extension_of("user/8004"), "8004");
+        assert_eq!(extension_of("sofia/internal/8005@pbx.example.com"), "8005");
+        assert_eq!(extension_of("+8613800138000"), "+8613800138000");
+    }
 }

@@ -2,7 +2,9 @@
 //! numbers answer at `sim.answer_rate`, and an answered callee plays one of a few
 //! behaviours. Ringing and talking take real time scaled by `sim.time_scale`, and the
 //! recording is a synthetic voice laid on the call's real timeline, written as the call
-//! goes.
+//! goes. A callee whose number ends in `8000` (and a few others) asks for a person; the
+//! person a call is transferred to is simulated too: an extension ending in `4860` is
+//! busy, one ending in `4800` does not answer, any other answers and talks with the callee.
 
 use std::io::Write;
 use std::ops::Range;
@@ -19,8 +21,8 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use super::latency::{CallLatency, TurnTimes};
 use super::{
-    Answer, CallEnd, CallSession, Carrier, DialRequest, DialResult, HangupReason, Heard, HungUp,
-    IncomingCall, KeepAlive, Said,
+    Answer, CallEnd, CallSession, Carrier, DialRequest, DialResult, ExtensionRequest, HangupReason, Heard,
+    HungUp, IncomingCall, KeepAlive, Said, TransferFailed, Transferred, extension_of,
 };
 use crate::domain::{HangupCause, now_ms};
 use crate::recording::{self, StreamedWav};
@@ -59,6 +61,11 @@ impl Default for SimSettings {
 const PER_CHAR: Duration = Duration::from_millis(250);
 const AGENT_PITCH_HZ: f32 = 120.0;
 const CALLEE_PITCH_HZ: f32 = 220.0;
+/// The person a call is handed to, on the agent's side of the recording.
+const HUMAN_PITCH_HZ: f32 = 160.0;
+const WANTS_HUMAN: &str = "我要转人工。";
+/// A callee whose number ends so asks for a person.
+const WANTS_HUMAN_SUFFIX: &str = "8000";
 
 const CONFIRMS: &[&str] = &["好的，我知道了。", "嗯，可以，明白了。", "行，知道了，谢谢。"];
 const QUESTIONS: &[&str] = &["请问具体是什么时间？", "这个要怎么处理呢？", "需要我准备什么材料吗？"];
@@ -201,7 +208,10 @@ impl Carrier for SimCarrier {
             }
             None => {
                 let mut rng = SmallRng::seed_from_u64(plan.session_seed);
-                let callee = Callee::pick(&mut rng);
+                let callee = match request.phone.as_str().ends_with(WANTS_HUMAN_SUFFIX) {
+                    true => Callee::WantsHuman,
+                    false => Callee::pick(&mut rng),
+                };
                 tracing::debug!(call_id = %request.call_id, phone = %request.phone, ?callee, "sim: answered");
                 let mut session =
                     SimSession::new(request.call_id, callee, self.time_scale, rng, request.recording);
@@ -209,6 +219,42 @@ impl Carrier for SimCarrier {
                 DialResult::Answered(Box::new(session))
             }
         }
+    }
+
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        self.person(request).await
+    }
+}
+
+impl SimCarrier {
+    /// A simulated person at an extension: `…4860` busy, `…4800` no answer, others
+    /// answer after a few seconds and stay silent until bridged.
+    async fn person(&self, request: ExtensionRequest) -> DialResult {
+        let extension = extension_of(&request.to);
+        let (ringing, failed, seed) = {
+            let mut rng = self.rng.lock().expect("sim rng lock");
+            let (ringing, failed) = if extension.ends_with("4860") {
+                (secs(&mut rng, 0.5..1.5), Some(HangupCause::user_busy()))
+            } else if extension.ends_with("4800") {
+                (Duration::MAX, Some(HangupCause::no_answer()))
+            } else {
+                (secs(&mut rng, 1.0..4.0), None)
+            };
+            (ringing, failed, rng.random())
+        };
+        let ringing = if ringing == Duration::MAX { ringing } else { self.scaled(ringing) };
+        if ringing > request.ring_timeout {
+            pause(request.ring_timeout).await;
+            return DialResult::Failed(HangupCause::no_answer());
+        }
+        pause(ringing).await;
+        if let Some(cause) = failed {
+            return DialResult::Failed(cause);
+        }
+        let rng = SmallRng::seed_from_u64(seed);
+        let session =
+            SimSession::new(request.call_id, Callee::Silent, self.time_scale, rng, request.recording);
+        DialResult::Answered(Box::new(session))
     }
 }
 
@@ -272,6 +318,8 @@ enum Callee {
     Silent,
     /// Hangs up a moment after the greeting.
     HangsUp,
+    /// Asks for a person.
+    WantsHuman,
 }
 
 impl Callee {
@@ -281,7 +329,8 @@ impl Callee {
             45..65 => Callee::Asks,
             65..80 => Callee::Refuses,
             80..90 => Callee::Silent,
-            _ => Callee::HangsUp,
+            90..96 => Callee::HangsUp,
+            _ => Callee::WantsHuman,
         }
     }
 }
@@ -304,6 +353,8 @@ struct SimSession {
     log: Option<(Arc<CallLog>, String)>,
     /// How long the agent took to answer the callee's replies.
     latency: CallLatency,
+    /// Handed to a person, who answered.
+    transferred: bool,
 }
 
 /// The network's dead man's switch (a SIP session timer, FreeSWITCH's `sched_hangup`):
@@ -367,6 +418,7 @@ impl SimSession {
             far_end: Arc::default(),
             log: None,
             latency: CallLatency::default(),
+            transferred: false,
         }
     }
 
@@ -435,6 +487,7 @@ impl SimSession {
             Callee::Asks if self.turns_heard == 0 => QUESTIONS,
             Callee::Asks => CONFIRMS,
             Callee::Refuses => REFUSALS,
+            Callee::WantsHuman => &[WANTS_HUMAN],
             Callee::Silent | Callee::HangsUp => return None,
         };
         self.turns_heard += 1;
@@ -481,6 +534,54 @@ impl CallSession for SimSession {
         self.speak(reply, CALLEE_PITCH_HZ, max_wait - think).await?;
         self.latency.heard(TurnTimes::at(Instant::now()));
         Ok(Heard::Speech(reply.to_string()))
+    }
+
+    /// The simulated person: busy (an extension ending in `4860`), no answer (`4800`:
+    /// rings past any ring timeout), or answers after a few seconds' ringing (the callee
+    /// hears silence meanwhile) and talks with the callee for a while, until the callee
+    /// hangs up.
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        self.check_line().map_err(|HungUp(cause)| TransferFailed::CalleeGone(cause))?;
+        let extension = extension_of(to);
+        let (ringing, failed) = if extension.ends_with("4860") {
+            (secs(&mut self.rng, 0.5..1.5), Some(HangupCause::user_busy()))
+        } else if extension.ends_with("4800") {
+            (Duration::MAX, Some(HangupCause::no_answer()))
+        } else {
+            (secs(&mut self.rng, 2.0..6.0), None)
+        };
+        let ringing = if ringing == Duration::MAX { ringing } else { self.scaled(ringing) };
+        let (wait, failed) = match ringing > ring_timeout {
+            true => (ring_timeout, Some(HangupCause::no_answer())),
+            false => (ringing, failed),
+        };
+        self.spend(wait).await.map_err(|HungUp(cause)| TransferFailed::CalleeGone(cause))?;
+        if let Some(cause) = failed {
+            tracing::debug!(call_id = %self.call_id, extension, %cause, "sim: the person did not answer");
+            return Err(TransferFailed::NotAnswered(cause));
+        }
+        let talk = secs(&mut self.rng, 15.0..60.0);
+        let talk = self.scaled(talk);
+        self.hangup_at = Some(Instant::now() + talk);
+        self.transferred = true;
+        tracing::debug!(call_id = %self.call_id, extension, "sim: the person answered");
+        Ok(Transferred { to: to.to_string(), answered_ms: now_ms() })
+    }
+
+    /// The person and the callee take turns until the callee hangs up.
+    async fn bridged(&mut self) -> HungUp {
+        if !self.transferred {
+            return std::future::pending().await;
+        }
+        loop {
+            let line = "您好，我是人工客服，请问有什么可以帮您？";
+            if let Err(gone) = self.speak(line, HUMAN_PITCH_HZ, Duration::MAX).await {
+                return gone;
+            }
+            if let Err(gone) = self.speak("好的，谢谢。", CALLEE_PITCH_HZ, Duration::MAX).await {
+                return gone;
+            }
+        }
     }
 
     async fn hang_up(self: Box<Self>, reason: HangupReason) -> CallEnd {

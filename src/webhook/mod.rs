@@ -76,6 +76,10 @@ pub struct Event {
     /// answer was measured, and for `task.ended`. Beside the record, which is exactly
     /// records/list's row.
     pub turn_latency_ms: Option<i64>,
+    /// For `call.transferred` only: the call's `uuid`, where it went (`to`, and its
+    /// `extnum`) and when the person answered (`answeredTime`, `yyyy-MM-dd HH:mm:ss`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<serde_json::Value>,
 }
 
 pub struct Deliverer {
@@ -175,6 +179,7 @@ impl Deliverer {
             task: event.task.clone().map(TaskRowJson::from),
             record,
             turn_latency_ms,
+            transfer: event.detail.as_ref().map(|d| self.transfer_view(d)).transpose()?,
         })
         .expect("event serializes");
         let timestamp = (now_ms() / 1000).to_string();
@@ -195,6 +200,20 @@ impl Deliverer {
         } else {
             Err(format!("receiver answered HTTP {}", res.status()))
         }
+    }
+}
+
+impl Deliverer {
+    /// A transfer as stored, with its answer time as the records show times.
+    fn transfer_view(&self, detail: &serde_json::Value) -> Result<serde_json::Value, String> {
+        let mut view = detail.clone();
+        if let Some(ms) = detail["answeredMs"].as_i64() {
+            let at = self.time.format(ms).map_err(|e| e.to_string())?;
+            let fields = view.as_object_mut().ok_or("a transfer's detail is not an object")?;
+            fields.remove("answeredMs");
+            fields.insert("answeredTime".into(), at.into());
+        }
+        Ok(view)
     }
 }
 

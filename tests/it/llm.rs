@@ -195,6 +195,7 @@ enum Callee {
     Refuses,
     Silent,
     HangsUp,
+    WantsHuman,
 }
 
 /// The first seed whose first answered call has the wanted callee (found by placing that
@@ -217,6 +218,7 @@ async fn seed_for(wanted: Callee) -> u64 {
             Ok(Heard::Speech(text)) => match classify(&text) {
                 Reply::Question => Callee::Asks,
                 Reply::Refused => Callee::Refuses,
+                Reply::Human => Callee::WantsHuman,
                 _ => Callee::Confirms,
             },
         };
@@ -420,18 +422,43 @@ async fn a_model_without_tools_ends_the_call_with_a_control_token_that_is_never_
 }
 
 #[tokio::test]
-async fn a_callee_who_asks_for_a_person_is_recorded_as_transfer_to_human() {
-    const HANDOVER: &str = "好的，稍后会有人工客服给您回电。";
+async fn a_callee_who_asks_for_a_person_is_handed_over_by_transfer_to_human() {
+    const HANDOVER: &str = "好的，马上为您转接人工客服。";
     let model = FakeModel::start(|_, body: &Value| match callee_lines(body).is_empty() {
         true => answer(false, GREETING, None),
         false => answer(false, HANDOVER, Some(("transfer_to_human", json!({"reason": "想问细节"})))),
     })
     .await;
+    // Nobody to transfer to: the callee is told someone will call back.
     let s = server(&model, Callee::Confirms, |l| l.stream = false).await;
     let record = one_call(&s).await;
-    assert_eq!(roles(&record), ["assistant", "user", "assistant"]);
+    assert_eq!(roles(&record), ["assistant", "user", "assistant", "assistant", "assistant"]);
     assert_eq!(dialogue(&record)[2], assistant(HANDOVER));
+    assert_eq!(dialogue(&record)[3], assistant("抱歉，人工客服暂时无法接听，稍后会有专人回电联系您。"));
     assert_eq!(record["intent"], "转人工");
+    assert_eq!(record["extnum"], Value::Null);
+
+    // With a destination, the model's words announce it and the call is handed over.
+    let seed = seed_for(Callee::Confirms).await;
+    let base_url = model.base_url.clone();
+    let s = TestServer::start_with(move |c| {
+        c.agent.kind = AgentKind::Llm;
+        c.agent.llm.base_url = base_url;
+        c.agent.llm.stream = false;
+        c.sim.answer_rate = 1.0;
+        c.sim.seed = seed;
+        c.transfer.default_to = "8001".into();
+    })
+    .await;
+    let record = one_call(&s).await;
+    assert_eq!(dialogue(&record)[2], assistant(HANDOVER));
+    assert_eq!(
+        dialogue(&record).last().unwrap(),
+        &assistant("[转人工 8001]"),
+        "no script line after the model's own"
+    );
+    assert_eq!(record["intent"], "转人工");
+    assert_eq!(record["extnum"], "8001");
 }
 
 #[tokio::test]
@@ -629,6 +656,8 @@ fn task() -> TaskContext {
         ticket_type: "活动通知".into(),
         ticket_content: TICKET_CONTENT.into(),
         overrides: Default::default(),
+        transfer_to: None,
+        transfer_ring_timeout: Duration::from_secs(30),
     }
 }
 

@@ -32,4 +32,5 @@ mod schemathesis;
 mod sip;
 mod slow_clients;
 mod stats;
+mod transfer;
 mod trunks;

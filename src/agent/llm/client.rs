@@ -113,7 +113,7 @@ pub fn tools() -> Value {
             "type": "function",
             "function": {
                 "name": "transfer_to_human",
-                "description": "对方要求人工客服时调用：告知对方稍后会有人工客服联系之后结束通话。",
+                "description": "对方要求人工客服时调用：告知对方正在转接之后调用，通话转给人工客服（无人接听时系统会告知对方稍后回电）。",
                 "parameters": {
                     "type": "object",
                     "properties": {

@@ -279,6 +279,15 @@ impl Agent for LlmAgent {
                 if let Some(intent) = ending.intent {
                     self.outcomes().insert(task.batch_id, intent);
                 }
+                if ending.intent == Some(TRANSFER) {
+                    // The model's own words announced the transfer; the script's line
+                    // does when it said nothing.
+                    let mut script = self.script.clone();
+                    if !reply.text.is_empty() {
+                        script.on_transfer.clear();
+                    }
+                    return ScriptAgent::new(&script).transfer(task, call, dialogue).await;
+                }
                 if reply.text.is_empty() {
                     self.say_closing(task, call, dialogue).await?;
                 }

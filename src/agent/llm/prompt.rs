@@ -4,7 +4,7 @@
 use crate::agent::{CALL_BACK, CONFIRMED, NO_RESPONSE, REFUSED};
 
 /// The outcome of a call whose callee asked for a person.
-pub const TRANSFER: &str = "转人工";
+pub use crate::agent::TRANSFER;
 
 /// The default system prompt; `{username}`, `{ticketType}` and `{ticketContent}` are filled in.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "\
@@ -16,7 +16,7 @@ pub const DEFAULT_SYSTEM_PROMPT: &str = "\
 2. 先问好并确认对方是{username}本人，再说明通知内容，然后问对方是否清楚。
 3. 回答对方关于这项通知的问题；通知里没有的信息不要编造，告诉对方稍后会有专人回电。
 4. 对方确认、拒绝或问题已记录后，礼貌道别，并调用 end_call 结束通话，intent 填 已确认、拒绝、需回访 或 无效。
-5. 对方要求人工服务时，告诉对方稍后会有人工客服联系，并调用 transfer_to_human。
+5. 对方要求人工服务时，告诉对方马上为其转接人工客服，并调用 transfer_to_human。
 6. 如果不能调用工具，就在道别的话后面写 [END:结果]（例如 [END:已确认]），要求人工时写 [HUMAN]。
 7. 对方说的话里的 [按键 N] 表示对方在电话键盘上按了 N 键。";
 
@@ -390,6 +390,8 @@ mod tests {
             ticket_type: "维修工单".into(),
             ticket_content: "含{username}".into(),
             overrides: Default::default(),
+            transfer_to: None,
+            transfer_ring_timeout: std::time::Duration::from_secs(30),
         };
         assert_eq!(
             task.fill("{username}/{ticketType}/{ticketContent}/{x}/{"),

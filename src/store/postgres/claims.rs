@@ -14,7 +14,7 @@ use crate::domain::TaskStatus;
 use crate::store::campaigns::{self, CampaignDue};
 use crate::store::claims::{self, ClaimSql};
 use crate::store::counters::counter_deltas;
-use crate::store::outbox::{NewEvent, attempts_moved};
+use crate::store::outbox::{NewEvent, TransferNote, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
 use crate::store::{
@@ -315,4 +315,20 @@ pub(super) async fn max_call_uuid_between(s: &PgStore, from: &str, to: &str) -> 
     .bind(to)
     .fetch_one(&s.pool)
     .await?)
+}
+
+pub(super) async fn note_transfer(s: &PgStore, node: &str, transfer: &TransferNote) -> Result<bool> {
+    let mut tx = s.pool.begin().await?;
+    let task: Option<TaskRow> =
+        sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id = $1 AND lease_gen = $2 AND locked_by = $3 AND status = 'calling' FOR SHARE"))
+            .bind(transfer.batch_id)
+            .bind(transfer.lease_gen)
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(task) = task else { return Ok(false) };
+    outbox::emit(s, &mut tx, &[NewEvent::transferred(&task, transfer)]).await?;
+    tx.commit().await?;
+    s.events.events_written();
+    Ok(true)
 }

@@ -39,7 +39,7 @@ use super::sql::{Arg, Sql};
 use super::{
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
     ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
-    Store, StoreGauges, StoreOptions, TaskRow,
+    Store, StoreGauges, StoreOptions, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -249,6 +249,10 @@ impl Store for PgStore {
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
         claims::finish_attempts(self, attempts).await
+    }
+
+    async fn note_transfer(&self, node: &str, transfer: &TransferNote) -> Result<bool> {
+        claims::note_transfer(self, node, transfer).await
     }
 
     async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {

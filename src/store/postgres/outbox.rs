@@ -11,10 +11,11 @@ use crate::store::{EventOutcome, OutboxEvent, Result};
 pub(super) async fn emit(s: &PgStore, tx: &mut PgConnection, events: &[NewEvent<'_>]) -> Result<()> {
     let Some(events) = s.events.to_emit(events) else { return Ok(()) };
     sqlx::query(
-        "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, created_ms, next_attempt_ms)
-         SELECT event_id, event_type, task_json, record_uuid, at_ms, at_ms
+        "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, detail_json, created_ms, next_attempt_ms)
+         SELECT event_id, event_type, task_json, record_uuid, detail_json, at_ms, at_ms
          FROM json_to_recordset($1::json)
-              AS e (event_id text, event_type text, task_json text, record_uuid text, at_ms bigint)",
+              AS e (event_id text, event_type text, task_json text, record_uuid text, detail_json text,
+                   at_ms bigint)",
     )
     .bind(json(events))
     .execute(tx)
@@ -33,7 +34,7 @@ pub(super) async fn claim(
          WHERE id IN (SELECT id FROM webhook_outbox
                       WHERE next_attempt_ms <= $2 AND (locked_until_ms IS NULL OR locked_until_ms < $2)
                       ORDER BY next_attempt_ms, id LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING id, event_id, event_type, task_json, record_uuid, created_ms, attempts",
+         RETURNING id, event_id, event_type, task_json, record_uuid, detail_json, created_ms, attempts",
     )
     .bind(lease_until_ms)
     .bind(now_ms)

@@ -14,7 +14,7 @@ use crate::domain::TaskStatus;
 use crate::store::campaigns::{self, CampaignDue};
 use crate::store::claims::{self, ClaimSql};
 use crate::store::counters::counter_deltas;
-use crate::store::outbox::{NewEvent, attempts_moved};
+use crate::store::outbox::{NewEvent, TransferNote, attempts_moved};
 use crate::store::rows::{CLAIMED_COLUMNS, RECORD_COLUMNS, TASK_COLUMNS};
 use crate::store::sql::json;
 use crate::store::{
@@ -263,4 +263,20 @@ pub(super) async fn max_call_uuid_between(s: &SqliteStore, from: &str, to: &str)
         )?
         .query_row([from, to], |row| row.get(0))
     })
+}
+
+pub(super) async fn note_transfer(s: &SqliteStore, node: &str, transfer: &TransferNote) -> Result<bool> {
+    let mut tx = s.writer.begin().await?;
+    let task: Option<TaskRow> =
+        sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id = ? AND lease_gen = ? AND locked_by = ? AND status = 'calling'"))
+            .bind(transfer.batch_id)
+            .bind(transfer.lease_gen)
+            .bind(node)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(task) = task else { return Ok(false) };
+    outbox::emit(s, &mut tx, &[NewEvent::transferred(&task, transfer)]).await?;
+    tx.commit().await?;
+    s.events.events_written();
+    Ok(true)
 }

@@ -22,7 +22,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
     ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow,
+    Store, StoreError, StoreGauges, StoreOptions, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;
@@ -161,6 +161,10 @@ impl Store for SqliteStore {
 
     async fn finish_attempts(&self, attempts: &[FinishedAttempt]) -> Result<Vec<Option<TaskStatus>>> {
         claims::finish_attempts(self, attempts).await
+    }
+
+    async fn note_transfer(&self, node: &str, transfer: &TransferNote) -> Result<bool> {
+        claims::note_transfer(self, node, transfer).await
     }
 
     async fn next_due_ms(&self, campaigns: &[String]) -> Result<Option<i64>> {

@@ -11,8 +11,9 @@ use crate::store::{EventOutcome, OutboxEvent, Result};
 pub(super) async fn emit(s: &SqliteStore, tx: &mut SqliteConnection, events: &[NewEvent<'_>]) -> Result<()> {
     let Some(events) = s.events.to_emit(events) else { return Ok(()) };
     sqlx::query(
-        "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, created_ms, next_attempt_ms)
+        "INSERT INTO webhook_outbox (event_id, event_type, task_json, record_uuid, detail_json, created_ms, next_attempt_ms)
          SELECT value ->> 'event_id', value ->> 'event_type', value ->> 'task_json', value ->> 'record_uuid',
+                value ->> 'detail_json',
                 value ->> 'at_ms', value ->> 'at_ms'
          FROM json_each(?)",
     )
@@ -33,7 +34,7 @@ pub(super) async fn claim(
          WHERE id IN (SELECT id FROM webhook_outbox
                       WHERE next_attempt_ms <= ?2 AND (locked_until_ms IS NULL OR locked_until_ms < ?2)
                       ORDER BY next_attempt_ms, id LIMIT ?3)
-         RETURNING id, event_id, event_type, task_json, record_uuid, created_ms, attempts",
+         RETURNING id, event_id, event_type, task_json, record_uuid, detail_json, created_ms, attempts",
     )
     .bind(lease_until_ms)
     .bind(now_ms)

@@ -15,6 +15,11 @@
 //! `<uuid> <path> [leg]`), so a line with a space in it would be cut short. The
 //! `Event-UUID` comes back as `Application-UUID` on the CHANNEL_EXECUTE_COMPLETE that ends
 //! the line, so that event is known to be this line's and no earlier one's.
+//!
+//! A transfer plays a ringback tone to the callee (`playback` of a `tone_stream`),
+//! originates the person's leg parked, and once it answers stops the tone (`uuid_break`)
+//! and bridges the two with FreeSWITCH's own `uuid_bridge`: the media flow within
+//! FreeSWITCH, and `uuid_record` on the callee's channel goes on recording both sides.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -27,13 +32,15 @@ use tokio::time::Instant;
 use super::audio::CallAudio;
 use super::esl::Event;
 use super::link::{Link, LinkDown, Route, Signal};
-use super::{hangup_cause, one_line, temporary_failure};
-use crate::domain::HangupCause;
+use super::{DialGuard, FreeswitchCarrier, hangup_cause, one_line, temporary_failure};
+use crate::domain::{HangupCause, now_ms};
 use crate::telephony::dtmf;
 use crate::telephony::hearing::Ear;
 use crate::telephony::latency::CallLatency;
 use crate::telephony::vad::Turn;
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
+use crate::telephony::{
+    CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said, TransferFailed, Transferred,
+};
 
 /// Waiting for a spoken line ends after this, plus [`SAY_PER_CHAR`] per character
 /// (a TTS engine first synthesises, then speaks at about four characters a second).
@@ -43,6 +50,8 @@ const SAY_PER_CHAR: Duration = Duration::from_millis(400);
 const HANGUP_WAIT: Duration = Duration::from_secs(5);
 /// How long a command refused because the channel is gone waits for its hangup event.
 const GONE_WAIT: Duration = Duration::from_secs(2);
+/// What the callee hears while the person's phone rings: China's ringback tone.
+const RINGBACK: &str = "tone_stream://%(1000,4000,450);loops=-1";
 /// How long the closed recording may take to appear on the shared storage.
 const RECORDING_WAIT: Duration = Duration::from_secs(2);
 
@@ -80,6 +89,51 @@ pub(super) struct FsCall {
     /// The ear on the call's streamed audio; `None`: heard through events only.
     hearing: Option<Hearing>,
     latency: CallLatency,
+    /// The carrier, for a transfer's second leg.
+    legs: Option<FreeswitchCarrier>,
+    /// After a transfer: the person's leg, bridged to this call.
+    leg: Option<Leg>,
+}
+
+/// A transfer's second leg, answered and parked, then bridged to the callee.
+pub(super) struct Leg {
+    uuid: String,
+    route: Route,
+    /// Hangs it up if the call is dropped without `hang_up`.
+    guard: DialGuard,
+    ended: Option<HangupCause>,
+}
+
+impl Leg {
+    pub(super) fn new(uuid: String, route: Route, guard: DialGuard) -> Leg {
+        Leg { uuid, route, guard, ended: None }
+    }
+
+    fn absorb(&mut self, signal: Option<Signal>) {
+        match signal {
+            Some(Signal::Event(event)) if event.name() == "CHANNEL_HANGUP_COMPLETE" => {
+                self.ended.get_or_insert_with(|| hangup_cause(&event));
+            }
+            Some(Signal::Event(_)) => {}
+            Some(Signal::LinkLost) | None => {
+                self.ended.get_or_insert_with(temporary_failure);
+            }
+        }
+    }
+
+    /// Ends the leg unless the person hung up already.
+    async fn hang_up(mut self, link: &Link) {
+        self.guard.cause = None;
+        if self.ended.is_none() {
+            match link.api(&format!("uuid_kill {} NORMAL_CLEARING", self.uuid)).await {
+                Ok(reply) if reply.starts_with("+OK") => {}
+                Ok(reply) => {
+                    tracing::debug!(leg = %self.uuid, %reply, "FreeSWITCH: uuid_kill of the transfer leg")
+                }
+                Err(LinkDown) => link.kill(&self.uuid, "NORMAL_CLEARING"),
+            }
+        }
+    }
 }
 
 /// The call's streamed audio and what hears it.
@@ -162,7 +216,15 @@ impl FsCall {
             link,
             hearing: None,
             latency: CallLatency::default(),
+            legs: None,
+            leg: None,
         }
+    }
+
+    /// The carrier that placed the call: the call can be transferred.
+    pub(super) fn with_legs(mut self, carrier: FreeswitchCarrier) -> FsCall {
+        self.legs = Some(carrier);
+        self
     }
 
     /// Hears the call through `ear` when FreeSWITCH streams its audio.
@@ -434,7 +496,80 @@ impl CallSession for FsCall {
         heard
     }
 
+    /// Rings the person while the callee hears a ringback tone, then bridges them.
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        self.drain();
+        self.check().map_err(|HungUp(cause)| TransferFailed::CalleeGone(cause))?;
+        let Some(legs) = self.legs.clone() else { return Err(TransferFailed::Unsupported) };
+        let ringback =
+            [("call-command", "execute"), ("execute-app-name", "playback"), ("execute-app-arg", RINGBACK)];
+        if let Err(LinkDown) = self.link.sendmsg(&self.uuid, &ringback).await {
+            tracing::debug!(call_id = %self.uuid, "FreeSWITCH: no ringback, the link is down");
+        }
+        let placing = legs.transfer_leg(to, ring_timeout);
+        tokio::pin!(placing);
+        let placed = loop {
+            tokio::select! {
+                placed = &mut placing => break placed,
+                signal = self.route.rx.recv() => {
+                    self.absorb(signal);
+                    // Dropping the originate cancels it.
+                    if let Some(cause) = self.cause() {
+                        return Err(TransferFailed::CalleeGone(cause));
+                    }
+                }
+            }
+        };
+        let _ = self.link.api(&format!("uuid_break {} all", self.uuid)).await;
+        let leg = placed.map_err(TransferFailed::NotAnswered)?;
+        match self.link.api(&format!("uuid_bridge {} {}", self.uuid, leg.uuid)).await {
+            Ok(reply) if reply.starts_with("+OK") => {}
+            reply => {
+                tracing::warn!(call_id = %self.uuid, ?reply, "FreeSWITCH did not bridge the transfer");
+                leg.hang_up(&self.link).await;
+                return Err(TransferFailed::NotAnswered(temporary_failure()));
+            }
+        }
+        tracing::debug!(call_id = %self.uuid, leg = %leg.uuid, "FreeSWITCH: transferred");
+        self.leg = Some(leg);
+        Ok(Transferred { to: to.to_string(), answered_ms: now_ms() })
+    }
+
+    /// Either channel's hangup: the callee's, or the person's.
+    async fn bridged(&mut self) -> HungUp {
+        if self.leg.is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            if let Some(cause) = self.cause() {
+                return HungUp(cause);
+            }
+            let leg = self.leg.as_mut().expect("bridged");
+            if let Some(cause) = &leg.ended {
+                return HungUp(cause.clone());
+            }
+            tokio::select! {
+                signal = self.route.rx.recv() => {
+                    self.absorb(signal);
+                }
+                signal = leg.route.rx.recv() => leg.absorb(signal),
+            }
+        }
+    }
+
     async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
+        let end = self.end(reason).await;
+        // The person's leg goes with the callee's.
+        if let Some(leg) = self.leg.take() {
+            leg.hang_up(&self.link).await;
+        }
+        end
+    }
+}
+
+impl FsCall {
+    /// Ends the callee's channel (unless it has ended) and closes the recording.
+    async fn end(&mut self, reason: HangupReason) -> CallEnd {
         self.drain();
         if let Some(cause) = self.cause() {
             self.timer.cancel().await;

@@ -46,9 +46,9 @@ use tokio::time::Instant;
 pub use self::audio::AudioModule;
 use self::audio::{AudioIn, CallAudio};
 use self::esl::Event;
-use self::link::{Endpoint, Link, LinkDown, Signal};
+use self::link::{Endpoint, Link, LinkDown, Route, Signal};
 use super::hearing::Ear;
-use super::{Answer, CallSession, Carrier, DialRequest, DialResult, IncomingCall};
+use super::{Answer, CallSession, Carrier, DialRequest, DialResult, ExtensionRequest, IncomingCall};
 use crate::domain::HangupCause;
 
 /// `[freeswitch]`: where the event socket is and how calls are placed.
@@ -142,6 +142,8 @@ const HANGUP_AFTER_JOB: Duration = Duration::from_secs(2);
 /// FreeSWITCH's own limit on a call (`park_timeout`) is the dialer's plus this.
 const PARK_TIMEOUT_MARGIN: Duration = Duration::from_secs(60);
 
+/// A clone is the same carrier (its calls hold one, to place a transfer's second leg).
+#[derive(Clone)]
 pub struct FreeswitchCarrier {
     link: Link,
     plan: Arc<Plan>,
@@ -221,9 +223,33 @@ impl FreeswitchCarrier {
 impl Plan {
     /// The `originate` command (without `bgapi`) for one call.
     fn originate(&self, request: &DialRequest) -> String {
-        let timeout_secs = request.ring_timeout.as_secs_f64().ceil().max(1.0) as u64;
+        self.originate_to(&request.call_id, &self.target(request.phone.as_str()), request.ring_timeout, &[])
+    }
+
+    /// Where a number goes: `freeswitch.dial_string` with it.
+    fn target(&self, number: &str) -> String {
+        self.dial_string.replace("{gateway}", &self.gateway).replace("{phone}", number)
+    }
+
+    /// Where a transfer goes: a FreeSWITCH dial string as it is (`user/8001`,
+    /// `sofia/internal/8001@pbx`), a SIP URI through the `external` profile, or an
+    /// extension/number through `freeswitch.dial_string`.
+    fn transfer_target(&self, to: &str) -> String {
+        let to = one_line(to);
+        if to.contains('/') {
+            to
+        } else if to.starts_with("sip:") || to.starts_with("sips:") {
+            format!("sofia/external/{to}")
+        } else {
+            self.target(&to)
+        }
+    }
+
+    /// `originate` of `uuid` to `target`, parked once answered, with `extra` variables.
+    fn originate_to(&self, uuid: &str, target: &str, ring_timeout: Duration, extra: &[&str]) -> String {
+        let timeout_secs = ring_timeout.as_secs_f64().ceil().max(1.0) as u64;
         let mut vars = vec![
-            format!("origination_uuid={}", request.call_id),
+            format!("origination_uuid={uuid}"),
             "ignore_early_media=true".to_string(),
             format!("originate_timeout={timeout_secs}"),
             format!("park_timeout={}:ALLOTTED_TIMEOUT", self.park_timeout_secs),
@@ -231,8 +257,7 @@ impl Plan {
         if let Some(cid) = &self.caller_id_number {
             vars.push(format!("origination_caller_id_number={cid}"));
         }
-        let target =
-            self.dial_string.replace("{gateway}", &self.gateway).replace("{phone}", request.phone.as_str());
+        vars.extend(extra.iter().map(|v| v.to_string()));
         format!("originate {{{}}}{target} &park()", vars.join(","))
     }
 
@@ -246,30 +271,37 @@ impl Plan {
     }
 }
 
-#[async_trait]
-impl Carrier for FreeswitchCarrier {
-    async fn dial(&self, request: DialRequest) -> DialResult {
-        let uuid = request.call_id.clone();
-        if !self.link.wait_up(request.ring_timeout).await {
+impl FreeswitchCarrier {
+    /// Originates `command` (a channel of `uuid`) and waits for its answer: the channel's
+    /// events, and a guard that hangs it up (NORMAL_CLEARING) unless disarmed; or why it
+    /// was not answered.
+    async fn place(
+        &self,
+        uuid: &str,
+        command: &str,
+        ring_timeout: Duration,
+    ) -> Result<(Route, DialGuard), HangupCause> {
+        let uuid = uuid.to_string();
+        if !self.link.wait_up(ring_timeout).await {
             tracing::debug!(call_id = %uuid, "FreeSWITCH is not connected: the call fails for now");
-            return DialResult::Failed(temporary_failure());
+            return Err(temporary_failure());
         }
         // Routed before the originate goes out, so no event about the channel is missed.
         let mut route = self.link.route(&uuid);
         let mut guard =
             DialGuard { link: self.link.clone(), uuid: uuid.clone(), cause: Some("ORIGINATOR_CANCEL") };
-        match self.link.bgapi(&self.plan.originate(&request), &uuid).await {
+        match self.link.bgapi(command, &uuid).await {
             Ok(reply) if reply.starts_with("+OK") => {}
             Ok(reply) => {
                 tracing::warn!(call_id = %uuid, %reply, "FreeSWITCH refused the originate");
                 guard.cause = None;
-                return DialResult::Failed(temporary_failure());
+                return Err(temporary_failure());
             }
-            Err(LinkDown) => return DialResult::Failed(temporary_failure()),
+            Err(LinkDown) => return Err(temporary_failure()),
         }
-        tracing::debug!(call_id = %uuid, phone = %request.phone, "FreeSWITCH: originating");
+        tracing::debug!(call_id = %uuid, "FreeSWITCH: originating");
 
-        let give_up = Instant::now() + request.ring_timeout + ORIGINATE_GRACE;
+        let give_up = Instant::now() + ring_timeout + ORIGINATE_GRACE;
         // An `-ERR` originate result, waiting for the hangup event with the SIP code.
         let mut job_failed: Option<(HangupCause, Instant)> = None;
         loop {
@@ -282,18 +314,15 @@ impl Carrier for FreeswitchCarrier {
                 Err(_) => {
                     if let Some((cause, _)) = job_failed {
                         guard.cause = None;
-                        return DialResult::Failed(cause);
+                        return Err(cause);
                     }
                     tracing::warn!(call_id = %uuid, "FreeSWITCH reported no outcome of the originate in time; cancelling it");
-                    return DialResult::Failed(unanswered(HangupCause {
-                        name: "NO_ANSWER".into(),
-                        sip: None,
-                    }));
+                    return Err(unanswered(HangupCause { name: "NO_ANSWER".into(), sip: None }));
                 }
             };
             let event = match signal {
                 Some(Signal::Event(event)) => event,
-                Some(Signal::LinkLost) | None => return DialResult::Failed(temporary_failure()),
+                Some(Signal::LinkLost) | None => return Err(temporary_failure()),
             };
             match event.name() {
                 "CHANNEL_ANSWER" => break,
@@ -309,7 +338,7 @@ impl Carrier for FreeswitchCarrier {
                     guard.cause = None;
                     let cause = unanswered(hangup_cause(&event));
                     tracing::debug!(call_id = %uuid, %cause, "FreeSWITCH: not answered");
-                    return DialResult::Failed(cause);
+                    return Err(cause);
                 }
                 "CHANNEL_PROGRESS" | "CHANNEL_PROGRESS_MEDIA" => {
                     tracing::debug!(call_id = %uuid, event = event.name(), "FreeSWITCH: ringing");
@@ -320,17 +349,44 @@ impl Carrier for FreeswitchCarrier {
 
         // Answered: from here on, abandoning the call hangs it up normally.
         guard.cause = Some("NORMAL_CLEARING");
-        tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
-        let session = self.answered().session(uuid, route, request.recording).await;
-        guard.cause = None;
-        DialResult::Answered(Box::new(session))
+        Ok((route, guard))
+    }
+
+    /// A transfer's second leg to `to`, parked once answered (see `Plan::transfer_target`),
+    /// ended by FreeSWITCH when the call it is bridged to ends.
+    async fn transfer_leg(&self, to: &str, ring_timeout: Duration) -> Result<call::Leg, HangupCause> {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let command = self.plan.originate_to(
+            &uuid,
+            &self.plan.transfer_target(to),
+            ring_timeout,
+            &["hangup_after_bridge=true"],
+        );
+        let (route, guard) = self.place(&uuid, &command, ring_timeout).await?;
+        Ok(call::Leg::new(uuid, route, guard))
+    }
+}
+
+#[async_trait]
+impl Carrier for FreeswitchCarrier {
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let command = self.plan.originate(&request);
+        self.answered_call(request.call_id, &command, request.ring_timeout, request.recording).await
+    }
+
+    /// The extension's leg of a click-to-call: originated as a transfer's person is, then
+    /// recorded and spoken to as a callee (the session transfers it to the customer).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let target = self.plan.transfer_target(&request.to);
+        let command = self.plan.originate_to(&request.call_id, &target, request.ring_timeout, &[]);
+        self.answered_call(request.call_id, &command, request.ring_timeout, request.recording).await
     }
 
     /// Answers calls the dialplan parks for us (CHANNEL_PARK with `callcenter_inbound=true`).
     fn incoming(&self) -> Option<tokio::sync::mpsc::Receiver<IncomingCall>> {
         let mut parked = self.link.take_parked()?;
         let (calls, calls_rx) = tokio::sync::mpsc::channel(16);
-        let answered = self.answered();
+        let carrier = self.clone();
         tokio::spawn(async move {
             while let Some((event, signals)) = parked.recv().await {
                 let Some(uuid) = event.unique_id().map(str::to_string) else { continue };
@@ -341,9 +397,9 @@ impl Carrier for FreeswitchCarrier {
                     // The channel, not its name: that holds the caller's number.
                     source: format!("freeswitch:{uuid}"),
                     answer: Box::new(FsAnswer {
-                        route: answered.link.adopt(&uuid, signals),
+                        route: carrier.link.adopt(&uuid, signals),
                         uuid,
-                        answered: answered.clone(),
+                        carrier: carrier.clone(),
                     }),
                 };
                 if calls.send(call).await.is_err() {
@@ -355,28 +411,28 @@ impl Carrier for FreeswitchCarrier {
     }
 }
 
-/// What turns an answered channel into a call: the same for outbound and inbound calls.
-#[derive(Clone)]
-struct Answered {
-    link: Link,
-    plan: Arc<Plan>,
-    ear: Ear,
-    audio: Option<Arc<AudioIn>>,
-}
-
 impl FreeswitchCarrier {
-    fn answered(&self) -> Answered {
-        Answered {
-            link: self.link.clone(),
-            plan: self.plan.clone(),
-            ear: self.ear.clone(),
-            audio: self.audio.clone(),
-        }
+    /// Originates `command` (the channel `uuid`) and, once answered, starts its recording
+    /// and its audio stream: the call as a session.
+    async fn answered_call(
+        &self,
+        uuid: String,
+        command: &str,
+        ring_timeout: Duration,
+        recording: Option<PathBuf>,
+    ) -> DialResult {
+        let (route, mut guard) = match self.place(&uuid, command, ring_timeout).await {
+            Ok(placed) => placed,
+            Err(cause) => return DialResult::Failed(cause),
+        };
+        tracing::debug!(call_id = %uuid, "FreeSWITCH: answered");
+        let session = self.session(uuid, route, recording).await;
+        guard.cause = None;
+        DialResult::Answered(Box::new(session))
     }
-}
 
-impl Answered {
-    /// The call on an answered channel: recorded to `recording`, heard if streamed.
+    /// The call on an answered channel, outbound or inbound: recorded to `recording`,
+    /// heard if streamed, and able to place a transfer's second leg.
     async fn session(&self, uuid: String, route: link::Route, recording: Option<PathBuf>) -> call::FsCall {
         let recording = match recording {
             Some(path) => self.start_recording(&uuid, path).await,
@@ -388,6 +444,7 @@ impl Answered {
         };
         call::FsCall::new(uuid, self.link.clone(), route, recording, self.plan.speak_prefix.clone())
             .hearing(self.ear.clone(), audio)
+            .with_legs(self.clone())
     }
 
     /// `uuid_record <uuid> start <path>`; the recording if FreeSWITCH started it.
@@ -404,9 +461,7 @@ impl Answered {
             Err(LinkDown) => None,
         }
     }
-}
 
-impl Answered {
     /// Asks FreeSWITCH to stream the call's audio to us; the audio if it agreed. Without
     /// it the call is heard through DETECTED_SPEECH events only.
     async fn stream_audio(&self, uuid: &str, audio: &AudioIn) -> Option<CallAudio> {
@@ -426,7 +481,7 @@ impl Answered {
 struct FsAnswer {
     uuid: String,
     route: link::Route,
-    answered: Answered,
+    carrier: FreeswitchCarrier,
 }
 
 #[async_trait]
@@ -448,7 +503,7 @@ impl Answer for FsAnswer {
                 Signal::Event(_) => {}
             }
         }
-        match self.answered.link.api(&format!("uuid_answer {uuid}")).await {
+        match self.carrier.link.api(&format!("uuid_answer {uuid}")).await {
             Ok(reply) if reply.starts_with("+OK") => {}
             Ok(reply) => {
                 tracing::info!(call_id, channel = %uuid, reply = %reply.trim(), "FreeSWITCH: the inbound call could not be answered");
@@ -457,13 +512,13 @@ impl Answer for FsAnswer {
             Err(LinkDown) => return Err(temporary_failure()),
         }
         tracing::debug!(call_id, channel = %uuid, "FreeSWITCH: inbound call answered");
-        Ok(Box::new(self.answered.session(uuid, self.route, recording).await))
+        Ok(Box::new(self.carrier.session(uuid, self.route, recording).await))
     }
 
     /// `uuid_kill` with the Q.850 cause FreeSWITCH sends back as `status`.
     async fn refuse(self: Box<Self>, status: u16) {
         let cause = HangupCause::from_sip(status).name;
-        if let Err(LinkDown) = self.answered.link.api(&format!("uuid_kill {} {cause}", self.uuid)).await {
+        if let Err(LinkDown) = self.carrier.link.api(&format!("uuid_kill {} {cause}", self.uuid)).await {
             tracing::debug!(channel = %self.uuid, "FreeSWITCH: could not turn the inbound call away");
         }
     }
@@ -471,10 +526,10 @@ impl Answer for FsAnswer {
 
 /// Hangs the channel up if `dial` is abandoned (dropped) before it returns: with
 /// ORIGINATOR_CANCEL while it rings (a SIP CANCEL), NORMAL_CLEARING once answered.
-struct DialGuard {
+pub(super) struct DialGuard {
     link: Link,
     uuid: String,
-    cause: Option<&'static str>,
+    pub(super) cause: Option<&'static str>,
 }
 
 impl Drop for DialGuard {

@@ -20,33 +20,21 @@ use rsipstack::rsip::{Header, Param, StatusCode, Uri};
 use rsipstack::transaction::transaction::Transaction;
 use tokio::sync::{mpsc, watch};
 
-use super::SipSettings;
+use super::SipCarrier;
 use super::recorder::Recorder;
-use super::rtp::{KEY_BACKLOG, Media, PacketPath, PortRange, RtpTimeout};
+use super::rtp::{KEY_BACKLOG, Media, PacketPath, RtpTimeout};
 use super::sdp;
-use super::session::{Engines, SipSession};
+use super::session::SipSession;
 use super::signalling::{self, DialogEvents, Ua};
 use super::srtp::{SdesKey, Srtp};
-use super::trunks::Trunks;
 use crate::domain::HangupCause;
 use crate::telephony::{Answer, CallSession, IncomingCall};
 
 /// How long we wait for the caller's ACK to our 200 (RFC 3261's Timer H, 64 × T1).
 const ACK_WAIT: Duration = Duration::from_secs(32);
 
-/// What answering a call needs of the carrier.
-pub struct Answering {
-    pub settings: Arc<SipSettings>,
-    pub trunks: Arc<Trunks>,
-    /// `inbound.allow`; empty = the trunks' addresses.
-    pub allow: Vec<ipnet::IpNet>,
-    pub ports: Arc<PortRange>,
-    pub engines: Engines,
-    pub recording_limit: usize,
-}
-
-impl Answering {
-    /// Whether INVITEs from `ip` are taken.
+impl SipCarrier {
+    /// Whether INVITEs from `ip` are taken (`inbound.allow`; empty = the trunks' addresses).
     fn allows(&self, ip: IpAddr) -> bool {
         if !self.allow.is_empty() {
             return self.allow.iter().any(|net| net.contains(&ip));
@@ -61,13 +49,13 @@ impl Answering {
 /// side is gone.
 pub async fn serve(
     ua: Arc<Ua>,
-    answering: Arc<Answering>,
+    carrier: SipCarrier,
     mut invites: mpsc::UnboundedReceiver<Transaction>,
     calls: mpsc::Sender<IncomingCall>,
 ) {
     while let Some(mut tx) = invites.recv().await {
         let source = source_ip(&tx);
-        if !source.is_some_and(|ip| answering.allows(ip)) {
+        if !source.is_some_and(|ip| carrier.allows(ip)) {
             crate::metrics::inbound_refused("not_allowed");
             tracing::warn!(source = ?source, "sip: INVITE from an address not in inbound.allow: 403");
             tokio::spawn(async move {
@@ -103,7 +91,7 @@ pub async fn serve(
         let offer = String::from_utf8_lossy(&request.body).into_owned();
         let call = SipAnswer {
             ua: ua.clone(),
-            answering: answering.clone(),
+            carrier: carrier.clone(),
             dialog: dialog.clone(),
             offer,
             remote: remote.clone(),
@@ -116,7 +104,7 @@ pub async fn serve(
             layer: ua.layer.clone(),
             call_id: request.call_id_header().map(|h| h.value().to_string()).unwrap_or_default(),
             local_sdp: call.local_sdp.clone(),
-            codecs: answering.settings.codecs.clone(),
+            codecs: carrier.settings.codecs.clone(),
             remote,
             ended: ended_tx,
             timer: Arc::new(std::sync::OnceLock::new()),
@@ -165,7 +153,8 @@ fn offers_savp(offer: &str) -> bool {
 /// One ringing call, until it is answered or turned away.
 struct SipAnswer {
     ua: Arc<Ua>,
-    answering: Arc<Answering>,
+    /// The carrier the call came in on: it also places a transfer's second leg.
+    carrier: SipCarrier,
     dialog: InviteDialog,
     /// The INVITE's SDP.
     offer: String,
@@ -198,7 +187,7 @@ impl Answer for SipAnswer {
         if let Some(cause) = ended.borrow().clone() {
             return Err(cause);
         }
-        let s = &self.answering.settings;
+        let s = &self.carrier.settings;
         let media = match sdp::parse_remote(&self.offer, &s.codecs) {
             Ok(media) => media,
             Err(e) => {
@@ -206,7 +195,7 @@ impl Answer for SipAnswer {
                 return Err(self.reject(488));
             }
         };
-        let socket = match self.answering.ports.bind(self.ua.media_bind_ip).await {
+        let socket = match self.carrier.ports.bind(self.ua.media_bind_ip).await {
             Ok(socket) => socket,
             Err(e) => {
                 tracing::error!(call_id, error = %e, "sip: no free RTP port");
@@ -251,7 +240,7 @@ impl Answer for SipAnswer {
             }
         }
         let answered_at = tokio::time::Instant::now();
-        let recorder = Recorder::new(recording.as_deref(), self.answering.recording_limit);
+        let recorder = Recorder::new(recording.as_deref(), self.carrier.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0).then(|| RtpTimeout {
             after: Duration::from_secs(s.rtp_timeout_secs),
             ended: self.ended.0.clone(),
@@ -274,9 +263,10 @@ impl Answer for SipAnswer {
             self.dialog,
             media,
             self.ended.1,
-            self.answering.engines.clone(),
+            self.carrier.engines.clone(),
             answered_at,
-        );
+        )
+        .with_legs(self.carrier.clone());
         Ok(Box::new(session))
     }
 

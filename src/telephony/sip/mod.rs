@@ -41,7 +41,7 @@ use self::srtp::{SdesKey, Srtp, SrtpPolicy};
 use self::trunks::{NoTrunk, Trunk, TrunkOutcome, TrunkSettings, Trunks};
 use super::hearing::Ear;
 use super::tts::{Tts, TtsEngine};
-use super::{Carrier, DialRequest, DialResult, IncomingCall};
+use super::{Carrier, DialRequest, DialResult, ExtensionRequest, IncomingCall};
 use crate::domain::HangupCause;
 
 /// `[sip]`: the trunks, where we listen, and how we speak and hear.
@@ -274,7 +274,9 @@ impl SipSettings {
     }
 }
 
-/// Places calls through SIP trunks. The user agent starts with the first call.
+/// Places calls through SIP trunks. The user agent starts with the first call. A clone
+/// is the same carrier (its sessions hold one, to place a transfer's second leg).
+#[derive(Clone)]
 pub struct SipCarrier {
     settings: Arc<SipSettings>,
     trunks: Arc<Trunks>,
@@ -287,6 +289,17 @@ pub struct SipCarrier {
     allow: Vec<ipnet::IpNet>,
     /// Where the user agent hands calls to us, once `incoming` is asked for.
     invites: signalling::Invites,
+}
+
+/// One call to place: the first leg (the callee, from `DialRequest`) or a transfer's second.
+struct Leg {
+    call_id: String,
+    /// Dialled through a trunk, after its `dial_prefix`.
+    number: String,
+    ring_timeout: Duration,
+    recording: Option<std::path::PathBuf>,
+    /// The RFC 4028 interval offered; 0 = none.
+    session_expires: u64,
 }
 
 /// What became of one INVITE through one trunk.
@@ -362,12 +375,12 @@ impl SipCarrier {
         &self,
         ua: &Arc<Ua>,
         trunk: &Trunk,
-        request: &DialRequest,
+        leg: &Leg,
         rtp_port: u16,
         keys: &mpsc::Sender<char>,
         deadline: tokio::time::Instant,
     ) -> Attempt {
-        let call_id = request.call_id.as_str();
+        let call_id = leg.call_id.as_str();
         let s = &self.settings;
         // Our SRTP key, offered when the trunk's media may be SRTP: fresh for each INVITE.
         let key = (trunk.settings.srtp != SrtpPolicy::Off).then(SdesKey::random);
@@ -375,14 +388,14 @@ impl SipCarrier {
         let local =
             signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event, crypto).render();
         let local = local.as_str();
-        let number = format!("{}{}", trunk.settings.dial_prefix, request.phone.as_str());
+        let number = format!("{}{}", trunk.settings.dial_prefix, leg.number);
         let caller_id = trunk.caller_id();
         if let Err(e) = ua.connect(trunk).await {
             tracing::error!(call_id, trunk = %trunk.name, transport = ?trunk.settings.transport, error = %e, "sip: cannot connect to the trunk");
             trunk.attempted();
             return Attempt::Failed(local_failure(), TrunkOutcome::Failed);
         }
-        let mut session_expires = s.session_expires_secs;
+        let mut session_expires = leg.session_expires;
         let mut sip_call_id: Option<String> = None;
         let mut retried = false;
         loop {
@@ -412,7 +425,7 @@ impl SipCarrier {
             let events_timer = Arc::new(std::sync::OnceLock::new());
             let events = DialogEvents {
                 layer: ua.layer.clone(),
-                call_id: request.call_id.clone(),
+                call_id: leg.call_id.clone(),
                 local_sdp: Arc::new(local.to_string().into()),
                 codecs: s.codecs.clone(),
                 remote: remote.clone(),
@@ -567,115 +580,67 @@ fn local_failure() -> HangupCause {
 
 /// An answered call that cannot go on (its answer unusable, its media not started): BYE
 /// on its way, the call failed with `code`.
-fn hang_up_answered(dialog: rsipstack::dialog::invite_dialog::InviteDialog, code: u16) -> DialResult {
+fn hang_up_answered(dialog: rsipstack::dialog::invite_dialog::InviteDialog, code: u16) -> HangupCause {
     tokio::spawn(async move {
         let _ = dialog.bye().await;
     });
-    DialResult::Failed(HangupCause::from_sip(code))
+    HangupCause::from_sip(code)
 }
 
-#[async_trait]
-impl Carrier for SipCarrier {
-    /// The session interval, and the lag a refresh may have behind the renewal it follows.
-    fn far_end_expiry(&self) -> Duration {
-        match self.settings.session_expires_secs {
-            0 => super::FAR_END_EXPIRY,
-            secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
-        }
-    }
-
-    fn trunk_status(&self) -> Vec<(String, String)> {
-        self.trunks.all.iter().map(|t| (t.name.clone(), t.status())).collect()
-    }
-
-    /// Starts the user agent now (a trunk must reach it before the first outbound call)
-    /// and hands it the INVITEs that come in: see `inbound`.
-    fn incoming(&self) -> Option<mpsc::Receiver<IncomingCall>> {
-        let (invites, invites_rx) = mpsc::unbounded_channel();
-        self.invites.set(invites).ok()?;
-        let (calls, calls_rx) = mpsc::channel(16);
-        let answering = Arc::new(inbound::Answering {
-            settings: self.settings.clone(),
-            trunks: self.trunks.clone(),
-            allow: self.allow.clone(),
-            ports: self.ports.clone(),
-            engines: self.engines.clone(),
-            recording_limit: self.recording_limit,
-        });
-        let (ua, settings, trunks, invites) =
-            (self.ua.clone(), self.settings.clone(), self.trunks.clone(), self.invites.clone());
-        tokio::spawn(async move {
-            match start_ua(&ua, &settings, &trunks, &invites).await {
-                Ok(ua) => inbound::serve(ua.clone(), answering, invites_rx, calls).await,
-                Err(e) => tracing::error!(error = %e, "sip: the user agent cannot start: no inbound calls"),
-            }
-        });
-        Some(calls_rx)
-    }
-
-    /// Un-REGISTERs the trunks that registered.
-    async fn shutdown(&self) {
-        if let Some(ua) = self.ua.get() {
-            futures::future::join_all(ua.registrars.iter().map(|r| r.unregister())).await;
-        }
-    }
-
-    /// Through the trunks `trunks::Trunks::route` orders for the number: a trunk that fails
-    /// (5xx, 408, silent, unreachable) hands the call to the next, all within one attempt
-    /// and its ring timeout.
-    async fn dial(&self, request: DialRequest) -> DialResult {
-        let call_id = request.call_id.as_str();
+impl SipCarrier {
+    async fn place(&self, trunks: &Trunks, leg: Leg) -> Result<SipSession, HangupCause> {
+        let call_id = leg.call_id.as_str();
         let ua = match self.ua().await {
             Ok(ua) => ua.clone(),
             Err(e) => {
                 tracing::error!(call_id, error = %e, "sip: the user agent cannot start");
-                return DialResult::Failed(local_failure());
+                return Err(local_failure());
             }
         };
-        let route = self.trunks.route(request.phone.as_str());
+        let route = trunks.route(&leg.number);
         let socket = match self.ports.bind(ua.media_bind_ip).await {
             Ok(socket) => socket,
             Err(e) => {
                 tracing::error!(call_id, error = %e, "sip: no free RTP port");
-                return DialResult::Failed(local_failure());
+                return Err(local_failure());
             }
         };
         let rtp_port = socket.local_addr().map(|a| a.port()).unwrap_or_default();
         let s = &self.settings;
         // Key presses, by RTP and by SIP INFO, on one channel the session reads.
         let (keys, keys_rx) = mpsc::channel(KEY_BACKLOG);
-        let deadline = tokio::time::Instant::now() + request.ring_timeout;
+        let deadline = tokio::time::Instant::now() + leg.ring_timeout;
         let mut next = 0;
         let mut last_failure = None;
         let (slot, answered) = loop {
-            let taken = tokio::time::timeout_at(deadline, self.trunks.take(&route, next)).await;
+            let taken = tokio::time::timeout_at(deadline, trunks.take(&route, next)).await;
             let (slot, at) = match taken {
                 Ok(Ok(taken)) => taken,
                 Ok(Err(NoTrunk::NoRoute)) => {
                     tracing::error!(call_id, "sip: no trunk takes this number (their prefixes)");
-                    return DialResult::Failed(HangupCause::from_sip(404));
+                    return Err(HangupCause::from_sip(404));
                 }
                 Ok(Err(NoTrunk::NotRegistered(trunk, why))) => {
                     tracing::warn!(call_id, trunk, why, "sip: the trunk is not registered; the call fails");
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                    return Err(last_failure.unwrap_or_else(local_failure));
                 }
                 Ok(Err(NoTrunk::NoneLeft)) => {
                     if last_failure.is_none() {
                         tracing::warn!(call_id, "sip: every trunk for this number is out of rotation");
                     }
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                    return Err(last_failure.unwrap_or_else(local_failure));
                 }
                 Err(_) => {
                     tracing::warn!(
                         call_id,
                         "sip: every trunk for this number stayed full for the ring timeout"
                     );
-                    return DialResult::Failed(last_failure.unwrap_or_else(local_failure));
+                    return Err(last_failure.unwrap_or_else(local_failure));
                 }
             };
             next = at + 1;
             let trunk = slot.trunk.clone();
-            match self.attempt(&ua, &trunk, &request, rtp_port, &keys, deadline).await {
+            match self.attempt(&ua, &trunk, &leg, rtp_port, &keys, deadline).await {
                 Attempt::Answered(answered) => {
                     self.note_outcome(&ua, &trunk, TrunkOutcome::Answered);
                     break (slot, answered);
@@ -683,7 +648,7 @@ impl Carrier for SipCarrier {
                 Attempt::Failed(cause, outcome) => {
                     self.note_outcome(&ua, &trunk, outcome);
                     if outcome != TrunkOutcome::Failed {
-                        return DialResult::Failed(cause);
+                        return Err(cause);
                     }
                     tracing::info!(call_id, trunk = %trunk.name, %cause, "sip: the trunk failed; trying the next");
                     last_failure = Some(cause);
@@ -706,20 +671,20 @@ impl Carrier for SipCarrier {
             Ok(media) => media,
             Err(e) => {
                 tracing::warn!(call_id, error = %e, "sip: unusable SDP answer; hanging up");
-                return hang_up_answered(dialog, 488);
+                return Err(hang_up_answered(dialog, 488));
             }
         };
         let srtp = match (&key, &media.crypto) {
             (Some(ours), Some(theirs)) => Some(Srtp::new(ours, theirs)),
             (_, None) if slot.trunk.settings.srtp == SrtpPolicy::Required => {
                 tracing::warn!(call_id, trunk = %slot.trunk.name, "sip: the answer has no SRTP key, and the trunk's srtp is \"required\": hanging up");
-                return hang_up_answered(dialog, 488);
+                return Err(hang_up_answered(dialog, 488));
             }
             _ => None,
         };
         tracing::debug!(call_id, trunk = %slot.trunk.name, to = %media.addr, codec = ?media.codec, srtp = srtp.is_some(), "sip: answered");
         *remote.lock().expect("remote lock") = Some(media);
-        let recorder = Recorder::new(request.recording.as_deref(), self.recording_limit);
+        let recorder = Recorder::new(leg.recording.as_deref(), self.recording_limit);
         let timeout = (s.rtp_timeout_secs > 0)
             .then(|| RtpTimeout { after: Duration::from_secs(s.rtp_timeout_secs), ended: ended_tx.clone() });
         let path = PacketPath { symmetric: s.symmetric_rtp, srtp };
@@ -727,14 +692,14 @@ impl Carrier for SipCarrier {
             Ok(media) => media,
             Err(e) => {
                 tracing::warn!(call_id, error = %e, "sip: cannot start the call's media; hanging up");
-                return hang_up_answered(dialog, 500);
+                return Err(hang_up_answered(dialog, 500));
             }
         };
         let timer = match timer::negotiated(&response) {
             Some(negotiated) if session_expires != 0 => {
                 let dialog = timer::SipDialog { dialog: dialog.clone(), local_sdp: local, ended: ended_tx };
                 let timer = timer::SessionTimer::new(
-                    request.call_id.clone(),
+                    leg.call_id.clone(),
                     Arc::new(dialog),
                     negotiated,
                     Duration::from_secs(s.session_expires_secs),
@@ -759,10 +724,130 @@ impl Carrier for SipCarrier {
             }
         };
         let session =
-            SipSession::new(request.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
+            SipSession::new(leg.call_id, dialog, media, ended_rx, self.engines.clone(), answered_at)
                 .with_timer(timer)
                 .with_trunk(slot);
-        DialResult::Answered(Box::new(session))
+        Ok(session.with_legs(self.clone()))
+    }
+
+    /// The second leg of a transfer: to a SIP URI straight (`sip:8001@pbx.example.com`),
+    /// or to an extension/number through the trunks. It is not recorded (the first leg's
+    /// recording carries both sides) and offers no session timer (see docs/telephony.md).
+    pub(super) async fn transfer_leg(
+        &self,
+        call_id: &str,
+        to: &str,
+        ring_timeout: Duration,
+    ) -> Result<SipSession, HangupCause> {
+        self.person(call_id, to, ring_timeout, None).await
+    }
+
+    /// A call to a person at `to` (see `transfer_leg`), recorded at `recording`.
+    async fn person(
+        &self,
+        call_id: &str,
+        to: &str,
+        ring_timeout: Duration,
+        recording: Option<std::path::PathBuf>,
+    ) -> Result<SipSession, HangupCause> {
+        let leg = |number: &str| Leg {
+            call_id: call_id.to_string(),
+            number: number.to_string(),
+            ring_timeout,
+            recording: recording.clone(),
+            session_expires: 0,
+        };
+        match uri_leg(to) {
+            Some((user, trunk)) => self.place(&Trunks::new(vec![trunk]), leg(user)).await,
+            None => self.place(&self.trunks, leg(to)).await,
+        }
+    }
+}
+
+/// A SIP URI as a one-off trunk: its user part, and the trunk its host names
+/// (`sip:8001@10.0.0.5:5080;transport=tcp`); `None` for what is no SIP URI.
+fn uri_leg(to: &str) -> Option<(&str, TrunkSettings)> {
+    let (tls, rest) = match to.strip_prefix("sips:") {
+        Some(rest) => (true, rest),
+        None => (false, to.strip_prefix("sip:")?),
+    };
+    let (user, host) = rest.split_once('@')?;
+    let mut parts = host.split(';');
+    let address = parts.next()?.to_string();
+    let transport = match parts.find_map(|p| p.strip_prefix("transport=")) {
+        _ if tls => SipTransport::Tls,
+        Some(t) if t.eq_ignore_ascii_case("tcp") => SipTransport::Tcp,
+        Some(t) if t.eq_ignore_ascii_case("tls") => SipTransport::Tls,
+        _ => SipTransport::Udp,
+    };
+    let trunk =
+        TrunkSettings { name: format!("transfer:{address}"), address, transport, ..TrunkSettings::default() };
+    Some((user, trunk))
+}
+
+#[async_trait]
+impl Carrier for SipCarrier {
+    /// The session interval, and the lag a refresh may have behind the renewal it follows.
+    fn far_end_expiry(&self) -> Duration {
+        match self.settings.session_expires_secs {
+            0 => super::FAR_END_EXPIRY,
+            secs => Duration::from_secs(secs) + timer::REFRESH_LAG,
+        }
+    }
+
+    fn trunk_status(&self) -> Vec<(String, String)> {
+        self.trunks.all.iter().map(|t| (t.name.clone(), t.status())).collect()
+    }
+
+    /// Starts the user agent now (a trunk must reach it before the first outbound call)
+    /// and hands it the INVITEs that come in: see `inbound`.
+    fn incoming(&self) -> Option<mpsc::Receiver<IncomingCall>> {
+        let (invites, invites_rx) = mpsc::unbounded_channel();
+        self.invites.set(invites).ok()?;
+        let (calls, calls_rx) = mpsc::channel(16);
+        let carrier = self.clone();
+        let (ua, settings, trunks, invites) =
+            (self.ua.clone(), self.settings.clone(), self.trunks.clone(), self.invites.clone());
+        tokio::spawn(async move {
+            match start_ua(&ua, &settings, &trunks, &invites).await {
+                Ok(ua) => inbound::serve(ua.clone(), carrier, invites_rx, calls).await,
+                Err(e) => tracing::error!(error = %e, "sip: the user agent cannot start: no inbound calls"),
+            }
+        });
+        Some(calls_rx)
+    }
+
+    /// Un-REGISTERs the trunks that registered.
+    async fn shutdown(&self) {
+        if let Some(ua) = self.ua.get() {
+            futures::future::join_all(ua.registrars.iter().map(|r| r.unregister())).await;
+        }
+    }
+
+    /// Through the trunks `trunks::Trunks::route` orders for the number: a trunk that fails
+    /// (5xx, 408, silent, unreachable) hands the call to the next, all within one attempt
+    /// and its ring timeout.
+    async fn dial(&self, request: DialRequest) -> DialResult {
+        let leg = Leg {
+            call_id: request.call_id,
+            number: request.phone.as_str().to_string(),
+            ring_timeout: request.ring_timeout,
+            recording: request.recording,
+            session_expires: self.settings.session_expires_secs,
+        };
+        match self.place(&self.trunks, leg).await {
+            Ok(session) => DialResult::Answered(Box::new(session)),
+            Err(cause) => DialResult::Failed(cause),
+        }
+    }
+
+    /// The extension's leg, recorded; no session timer (a click-to-call holds no lease).
+    async fn dial_extension(&self, request: ExtensionRequest) -> DialResult {
+        let ExtensionRequest { call_id, to, ring_timeout, recording } = request;
+        match self.person(&call_id, &to, ring_timeout, recording).await {
+            Ok(session) => DialResult::Answered(Box::new(session)),
+            Err(cause) => DialResult::Failed(cause),
+        }
     }
 }
 

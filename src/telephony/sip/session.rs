@@ -1,26 +1,31 @@
 //! One answered SIP call as a `CallSession`: `say` speaks through the TTS and streams
 //! the audio as RTP in real time, `listen` waits for a turn of the callee's (energy VAD)
-//! and hands it to the ASR, or for a key press (`[按键 1]`), `hang_up` sends BYE (unless the callee already did) and
-//! writes the recording.
+//! and hands it to the ASR, or for a key press (`[按键 1]`), `transfer` calls a person and
+//! bridges the two legs' media through this server, `hang_up` sends BYE (unless the callee
+//! already did; to both legs of a bridged call) and writes the recording.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::StreamExt;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::SipCarrier;
 use super::rtp::{Media, Playing};
 use super::timer::SessionTimer;
 use super::trunks::TrunkSlot;
-use crate::domain::HangupCause;
+use crate::domain::{HangupCause, now_ms};
 use crate::telephony::dtmf;
 use crate::telephony::hearing::{Ear, SpokenOver};
 use crate::telephony::latency::CallLatency;
 use crate::telephony::tts::{self, Tts};
 use crate::telephony::vad::Turn;
-use crate::telephony::{CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said};
+use crate::telephony::{
+    CallEnd, CallSession, HangupReason, Heard, HungUp, KeepAlive, Said, TransferFailed, Transferred,
+};
 
 /// How long `hang_up` waits for the answer to its BYE before it lets it go on alone.
 const BYE_WAIT: Duration = Duration::from_secs(2);
@@ -48,6 +53,20 @@ pub struct SipSession {
     latency: CallLatency,
     /// The call's place on its trunk, given back when the session goes.
     _trunk: Option<TrunkSlot>,
+    /// The carrier, for a transfer's second leg.
+    legs: Option<SipCarrier>,
+    /// After a transfer: the person's leg, bridged to this one.
+    bridge: Option<Bridge>,
+}
+
+/// A person's leg bridged to the callee's: each leg's audio, as it arrives, is played to
+/// the other through its paced sender (decoded and encoded again, so legs that took
+/// different G.711 laws hear each other). The relays stop when either leg's media does.
+struct Bridge {
+    leg: Box<SipSession>,
+    /// The relays, each a line that lasts as long as the audio coming; dropping them
+    /// cuts them.
+    _relays: [Playing; 2],
 }
 
 impl SipSession {
@@ -71,7 +90,15 @@ impl SipSession {
             barged_in: None,
             latency: CallLatency::default(),
             _trunk: None,
+            legs: None,
+            bridge: None,
         }
+    }
+
+    /// The carrier that placed the call: its sessions can transfer.
+    pub fn with_legs(mut self, carrier: SipCarrier) -> SipSession {
+        self.legs = Some(carrier);
+        self
     }
 
     /// The call's RFC 4028 session timer, when the peer took one.
@@ -96,6 +123,31 @@ impl SipSession {
     fn media(&mut self) -> &mut Media {
         self.media.as_mut().expect("media runs until hang_up")
     }
+}
+
+/// The callee's audio as it arrives, taken from the session's ear for a relay.
+fn relayed(media: &mut Media) -> tts::Speech {
+    let (_, none) = tokio::sync::mpsc::channel(1);
+    let heard = std::mem::replace(&mut media.heard, none);
+    futures::stream::unfold(heard, |mut heard| async move {
+        let pcm = heard.recv().await?;
+        Some((Ok(tts::Audio::from(pcm)), heard))
+    })
+    .boxed()
+}
+
+/// What the callee hears while the person's phone rings: a ringback tone as China's
+/// networks play it (450 Hz, 1 s on, 4 s off), for `ring` at most.
+fn ringback(ring: Duration) -> tts::Speech {
+    const RATE: usize = crate::recording::SAMPLE_RATE as usize;
+    let cycle: tts::Audio = (0..5 * RATE)
+        .map(|n| match n < RATE {
+            true => ((n as f64 * 450.0 * std::f64::consts::TAU / RATE as f64).sin() * 6000.0) as i16,
+            false => 0,
+        })
+        .collect();
+    let cycles = ring.as_secs().div_ceil(5).clamp(1, 120) as usize;
+    futures::stream::iter(std::iter::repeat_n(Ok(cycle), cycles)).boxed()
 }
 
 /// Resolves when the callee's side ends the call, with its cause.
@@ -202,7 +254,44 @@ impl CallSession for SipSession {
         Ok(Heard::Speech(text))
     }
 
+    /// Calls the person (the callee hears a ringback tone meanwhile) and, once they
+    /// answer, bridges the two legs; busy, no answer within `ring_timeout` or a failure
+    /// leaves the callee with the agent.
+    async fn transfer(&mut self, to: &str, ring_timeout: Duration) -> Result<Transferred, TransferFailed> {
+        self.check_line().map_err(|HungUp(cause)| TransferFailed::CalleeGone(cause))?;
+        let Some(legs) = self.legs.clone() else { return Err(TransferFailed::Unsupported) };
+        let ringing = self.media().play(ringback(ring_timeout));
+        let mut ended = self.ended.clone();
+        let leg = tokio::select! {
+            leg = legs.transfer_leg(&self.call_id, to, ring_timeout) => leg,
+            HungUp(cause) = callee_gone(&mut ended) => return Err(TransferFailed::CalleeGone(cause)),
+        };
+        // Dropping it stops the tone where it got to.
+        drop(ringing);
+        let mut leg = leg.map_err(TransferFailed::NotAnswered)?;
+        let to_person = relayed(self.media());
+        let to_callee = relayed(leg.media());
+        let relays = [leg.media().play(to_person), self.media().play(to_callee)];
+        self.bridge = Some(Bridge { leg: Box::new(leg), _relays: relays });
+        tracing::debug!(call_id = %self.call_id, "sip: transferred; the legs are bridged");
+        Ok(Transferred { to: to.to_string(), answered_ms: now_ms() })
+    }
+
+    /// Either leg's end: the callee's, or the person's (BYE, or their media gone).
+    async fn bridged(&mut self) -> HungUp {
+        let Some(bridge) = &self.bridge else { return std::future::pending().await };
+        let (mut callee, mut person) = (self.ended.clone(), bridge.leg.ended.clone());
+        tokio::select! {
+            gone = callee_gone(&mut callee) => gone,
+            gone = callee_gone(&mut person) => gone,
+        }
+    }
+
     async fn hang_up(mut self: Box<Self>, reason: HangupReason) -> CallEnd {
+        // The person's leg ends with the callee's (a BYE unless they hung up).
+        if let Some(bridge) = self.bridge.take() {
+            bridge.leg.hang_up(reason).await;
+        }
         self.hung_up = true;
         let talk = self.answered_at.elapsed();
         let ended = self.ended.borrow().clone();

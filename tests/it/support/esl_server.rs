@@ -33,6 +33,10 @@
 //!   the DID as `Caller-Destination-Number`, `variable_callcenter_inbound: true`)
 //!   announced by CHANNEL_PARK; `uuid_answer <uuid>` → `+OK` and CHANNEL_ANSWER, or
 //!   `-ERR No such channel!` once it is gone;
+//! - `uuid_bridge <uuid> <other>` → `+OK <other>` for two answered channels, then a
+//!   CHANNEL_BRIDGE event (with `Other-Leg-Unique-ID`); `-ERR no such channel` otherwise.
+//!   When one of two bridged channels hangs up, the other is hung up too (the leg was
+//!   originated with `hangup_after_bridge=true`);
 //! - `uuid_audio_stream <uuid> start <url> <mix> <rate> [<metadata>]` (mod_audio_stream)
 //!   and `uuid_audio_fork …` (mod_audio_fork, which asks for the websocket subprotocol
 //!   `audiostream.drachtio.org`) → `+OK Success`: the module connects to the url, sends the
@@ -143,6 +147,8 @@ struct Channel {
     breaker: Arc<tokio::sync::Notify>,
     /// The caller's number, for a call to the server.
     caller: Option<String>,
+    /// The channel it is bridged to (`uuid_bridge`).
+    bridged_to: Option<String>,
 }
 
 impl FakeFreeswitch {
@@ -218,6 +224,7 @@ impl FakeFreeswitch {
                 progress: tokio::sync::watch::channel((0, 0)).0,
                 breaker: Arc::new(tokio::sync::Notify::new()),
                 caller: Some(caller.to_string()),
+                bridged_to: None,
             },
         );
         self.switch.channel_event(&uuid, "CHANNEL_CREATE", &[]);
@@ -267,6 +274,16 @@ impl FakeFreeswitch {
 
     pub fn channel_up(&self, uuid: &str) -> bool {
         self.switch.lock().channels.get(uuid).is_some_and(|c| c.up)
+    }
+
+    /// The far end of an answered channel hangs up (a BYE).
+    pub fn hang_up_channel(&self, uuid: &str) {
+        self.switch.hang_up(uuid, "NORMAL_CLEARING", Some(200), "NORMAL_CLEARING");
+    }
+
+    /// The uuids of the channels made so far, and the dial string of each.
+    pub fn channels(&self) -> Vec<(String, String)> {
+        self.switch.lock().channels.iter().map(|(u, c)| (u.clone(), c.name.clone())).collect()
     }
 
     pub fn channel_exists(&self, uuid: &str) -> bool {
@@ -482,6 +499,21 @@ impl Switch {
                 }
             }
             "uuid_audio_stream" | "uuid_audio_fork" => self.stream_audio(cmd, arg),
+            "uuid_bridge" => {
+                let mut words = arg.split_whitespace();
+                let (a, b) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
+                {
+                    let mut s = self.lock();
+                    let answered = |u: &str| s.channels.get(u).is_some_and(|c| c.up && c.answered);
+                    if a == b || !answered(&a) || !answered(&b) {
+                        return "-ERR no such channel\n".into();
+                    }
+                    s.channels.get_mut(&a).expect("up").bridged_to = Some(b.clone());
+                    s.channels.get_mut(&b).expect("up").bridged_to = Some(a.clone());
+                }
+                self.channel_event(&a, "CHANNEL_BRIDGE", &[("Other-Leg-Unique-ID", b.as_str())]);
+                format!("+OK {b}\n")
+            }
             "sched_api" => {
                 let mut words = arg.splitn(3, ' ');
                 let (when, group, command) = (words.next(), words.next(), words.next());
@@ -567,6 +599,7 @@ impl Switch {
                     progress: tokio::sync::watch::channel((0, 0)).0,
                     breaker: Arc::new(tokio::sync::Notify::new()),
                     caller: None,
+                    bridged_to: None,
                 },
             );
             sw.channel_event(&uuid, "CHANNEL_CREATE", &[]);
@@ -772,17 +805,25 @@ impl Switch {
     }
 
     /// Ends a channel: the recording is closed, CHANNEL_HANGUP_COMPLETE sent, and an
-    /// originate still waiting gets `-ERR <job_cause>`.
+    /// originate still waiting gets `-ERR <job_cause>`; a channel bridged to it is hung up
+    /// too.
     fn hang_up(&self, uuid: &str, cause: &str, sip: Option<u16>, job_cause: &str) {
-        let (record, answered, job) = {
+        let (record, answered, job, bridged_to) = {
             let mut s = self.lock();
             let Some(c) = s.channels.get_mut(uuid) else { return };
             if !c.up {
                 return;
             }
             c.up = false;
-            (c.record.take(), c.answered, c.job.clone())
+            (c.record.take(), c.answered, c.job.clone(), c.bridged_to.take())
         };
+        if let Some(other) = bridged_to {
+            let sw = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                sw.hang_up(&other, "NORMAL_CLEARING", Some(200), "NORMAL_CLEARING");
+            });
+        }
         if let Some(path) = record {
             // FreeSWITCH closes the file before the hangup completes; it creates the
             // directory (switch_ivr_record_session: switch_dir_make_recursive).
