@@ -53,6 +53,7 @@ pub(super) async fn place(
                 phone,
                 ring_timeout: Duration::from_secs(d.ring_timeout_secs),
                 recording: Some(inner.recordings_dir.join(&relative)),
+                caller_id: inner.campaigns.get(&task.batch_name).caller_id(),
             };
             converse(inner, &task, request, &mut handles).await
         }

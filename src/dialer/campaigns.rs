@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -112,12 +112,14 @@ impl CampaignSettings {
             if ids.is_empty() {
                 return bad("caller_ids", "不能为空列表");
             }
-            for id in ids {
-                text("caller_ids", id, 64)?;
+            if let Some(id) = ids.iter().find(|id| !super::transfer::is_caller_id(id)) {
+                return bad("caller_ids", &format!("`{id}` 应为 1 到 32 个数字、字母或 + * # . _ -"));
             }
         }
         if let Some(to) = &self.transfer_to {
-            text("transfer_to", to, 200)?;
+            if !super::transfer::is_destination(to) {
+                return bad("transfer_to", "应为 SIP URI（sip:8001@pbx.example.com）、分机号或号码");
+            }
         }
         Ok(())
     }
@@ -148,9 +150,19 @@ pub(super) struct Campaign {
     pub agent: Arc<AgentOverrides>,
     /// Where its calls are handed to a person, before `[transfer]`'s destinations.
     pub transfer_to: Option<String>,
+    /// The numbers its calls show, in turn; empty: the carrier's own.
+    caller_ids: Vec<String>,
+    next_caller: AtomicUsize,
 }
 
 impl Campaign {
+    /// The caller id of its next call, in turn over its `caller_ids`; `None`: the
+    /// carrier's own.
+    pub fn caller_id(&self) -> Option<String> {
+        let ids = &self.caller_ids;
+        (!ids.is_empty()).then(|| ids[self.next_caller.fetch_add(1, Ordering::Relaxed) % ids.len()].clone())
+    }
+
     fn new(stored: &str, settings: &CampaignSettings, d: &Defaults) -> Campaign {
         Campaign {
             stored: stored.to_string(),
@@ -171,6 +183,8 @@ impl Campaign {
                 system_prompt: settings.system_prompt.clone(),
             }),
             transfer_to: settings.transfer_to.clone(),
+            caller_ids: settings.caller_ids.clone().unwrap_or_default(),
+            next_caller: AtomicUsize::new(0),
         }
     }
 

@@ -144,12 +144,7 @@ impl InboundSettings {
                 return Err(format!("{key}.number `{number}` is listed twice"));
             }
             if let Some(to) = &n.transfer_to {
-                let extension =
-                    !to.is_empty() && to.chars().all(|c| c.is_ascii_alphanumeric() || "+*#".contains(c));
-                let uri = (to.starts_with("sip:") || to.starts_with("sips:"))
-                    && to.len() > 5
-                    && !to.contains(char::is_whitespace);
-                if !extension && !uri {
+                if !super::transfer::is_destination(to) {
                     return Err(format!(
                         "{key}.transfer_to `{to}` must be a SIP URI (sip:8001@pbx.example.com) or an extension (8001)"
                     ));

@@ -27,6 +27,21 @@ impl Default for TransferSettings {
     }
 }
 
+/// Whether `to` can be a transfer's destination: a SIP URI (`sip:8001@pbx.example.com`),
+/// an extension or number (`8001`), or a FreeSWITCH dial string (`user/8001`). One word,
+/// with nothing that would end a FreeSWITCH originate's target or its variables.
+pub fn is_destination(to: &str) -> bool {
+    !to.is_empty()
+        && to.len() <= 200
+        && !to.chars().any(|c| c.is_whitespace() || c.is_control() || "{}'\"".contains(c))
+}
+
+/// A caller id a campaign may send: 1…32 of the characters FreeSWITCH's and SIP's caller
+/// ids take as they are (digits, letters, `+ * # . _ -`).
+pub fn is_caller_id(id: &str) -> bool {
+    (1..=32).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || "+*#._-".contains(c))
+}
+
 impl TransferSettings {
     /// The destination of a transfer from a call about `ticket_type`, if any.
     pub fn destination(&self, ticket_type: &str) -> Option<String> {
@@ -42,7 +57,7 @@ impl TransferSettings {
         let named = std::iter::once(("transfer.default_to".to_string(), &self.default_to))
             .chain(self.by_ticket_type.iter().map(|(t, to)| (format!("transfer.by_ticket_type.{t}"), to)));
         for (key, to) in named {
-            if to.chars().any(char::is_whitespace) && !to.trim().is_empty() {
+            if !to.trim().is_empty() && !is_destination(to.trim()) {
                 return Err(format!("{key} `{to}` is neither a SIP URI nor a number"));
             }
         }

@@ -39,6 +39,9 @@ pub struct DialRequest {
     pub ring_timeout: Duration,
     /// Where the WAV goes; `None` records nothing.
     pub recording: Option<PathBuf>,
+    /// The number shown to the callee, chosen by the task's campaign; `None`: the
+    /// carrier's own (a trunk's `caller_ids`, `freeswitch.caller_id_number`).
+    pub caller_id: Option<String>,
 }
 
 /// A call to a person at an extension: the first leg of a click-to-call (`03`).

@@ -655,6 +655,7 @@ mod tests {
             phone: Phone::parse(phone).unwrap(),
             ring_timeout: Duration::from_secs(45),
             recording: None,
+            caller_id: None,
         }
     }
 

@@ -52,6 +52,7 @@ fn request(call_id: &str, phone: &str, recordings: &Path) -> DialRequest {
         phone: Phone::parse(phone).unwrap(),
         ring_timeout: Duration::from_secs(1),
         recording: Some(recordings.join(format!("ai_call/2025/08/16/21/{call_id}.wav"))),
+        caller_id: None,
     }
 }
 
@@ -617,4 +618,58 @@ async fn a_dropped_event_socket_is_recorded_as_a_temporary_failure_and_dialing_g
     s.wait_all_ended(WAIT).await;
     assert_eq!(record_of(&s, "13912345678").await["hangupCause"], "NORMAL_CLEARING:sip:200");
     assert_eq!(fake.auths(), 2);
+}
+
+#[tokio::test]
+async fn a_campaigns_calls_show_its_caller_ids_in_turn_and_others_the_configured_one() {
+    let fake = FakeFreeswitch::start().await;
+    let port = fake.port();
+    let s = TestServer::start_with(move |s| {
+        s.dialer.carrier = CarrierKind::Freeswitch;
+        s.freeswitch.port = port;
+        s.freeswitch.caller_id_number = "4000000000".into();
+        s.dialer.max_attempts = 1;
+    })
+    .await;
+    let saved = s
+        .post(
+            "/api/aicall/campaign/save",
+            &json!({"batchName": "回访", "settings": {"caller_ids": ["4001110001", "4001110002"]}}),
+        )
+        .await;
+    assert_eq!(saved["code"], 0, "{saved}");
+    let refused = s
+        .post("/api/aicall/campaign/save", &json!({"batchName": "回访", "settings": {"caller_ids": ["400,x=1"]}}))
+        .await;
+    assert_eq!(refused["code"], 405, "a caller id that would end the originate's variables: {refused}");
+    assert!(refused["msg"].as_str().unwrap().contains("caller_ids"), "{refused}");
+
+    let mut tickets: Vec<Value> = (0..2)
+        .map(|i| {
+            let mut t = ticket(&format!("C{i}"), &format!("1391234500{i}"));
+            t["batchName"] = json!("回访");
+            t
+        })
+        .collect();
+    tickets.push(ticket("D0", "13912345009"));
+    s.create(&tickets).await;
+    s.wait_all_ended(WAIT).await;
+
+    let originate_of = |phone: &str| {
+        let phone = phone.to_string();
+        let commands = fake.commands();
+        commands.into_iter().find(|c| c.contains("originate") && c.contains(&format!("/{phone} &park()"))).unwrap()
+    };
+    let campaign: Vec<String> = ["13912345000", "13912345001"].map(originate_of).into();
+    let mut shown: Vec<&str> = campaign
+        .iter()
+        .map(|c| c.split("origination_caller_id_number=").nth(1).unwrap().split([',', '}']).next().unwrap())
+        .collect();
+    shown.sort();
+    assert_eq!(shown, ["4001110001", "4001110002"], "{campaign:?}");
+    for c in &campaign {
+        assert_eq!(c.matches("origination_caller_id_number=").count(), 1, "{c}");
+    }
+    let other = originate_of("13912345009");
+    assert!(other.contains("origination_caller_id_number=4000000000"), "{other}");
 }

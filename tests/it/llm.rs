@@ -209,6 +209,7 @@ async fn seed_for(wanted: Callee) -> u64 {
             phone: Phone::parse("13912345678").unwrap(),
             ring_timeout: Duration::from_secs(45),
             recording: None,
+            caller_id: None,
         };
         let DialResult::Answered(mut call) = sim.dial(request).await else { panic!("answer_rate 1") };
         let _ = call.say("您好").await;

@@ -318,6 +318,7 @@ async fn a_session_hears_a_turn_by_its_length_and_speaks_in_real_time() {
         phone: Phone::parse("13900007777").unwrap(),
         ring_timeout: Duration::from_secs(20),
         recording: Some(wav.clone()),
+        caller_id: None,
     };
     let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
 
@@ -596,6 +597,7 @@ async fn a_key_pressed_while_the_agent_speaks_answers_the_next_listen_once() {
         phone: Phone::parse("13900003005").unwrap(),
         ring_timeout: Duration::from_secs(20),
         recording: None,
+        caller_id: None,
     };
     let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
     // The agent speaks until the callee has pressed their key, and no one listens.
@@ -661,6 +663,7 @@ async fn a_line_from_a_speech_server_is_heard_while_the_server_is_still_sending_
         phone: Phone::parse("13900003008").unwrap(),
         ring_timeout: Duration::from_secs(20),
         recording: None,
+        caller_id: None,
     };
     let DialResult::Answered(mut call) = carrier.dial(request).await else { panic!("not answered") };
     let saying = tokio::spawn(async move {

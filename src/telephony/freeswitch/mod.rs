@@ -223,7 +223,9 @@ impl FreeswitchCarrier {
 impl Plan {
     /// The `originate` command (without `bgapi`) for one call.
     fn originate(&self, request: &DialRequest) -> String {
-        self.originate_to(&request.call_id, &self.target(request.phone.as_str()), request.ring_timeout, &[])
+        let caller_id = request.caller_id.as_ref().map(|cid| format!("origination_caller_id_number={cid}"));
+        let extra: Vec<&str> = caller_id.iter().map(String::as_str).collect();
+        self.originate_to(&request.call_id, &self.target(request.phone.as_str()), request.ring_timeout, &extra)
     }
 
     /// Where a number goes: `freeswitch.dial_string` with it.
@@ -254,7 +256,9 @@ impl Plan {
             format!("originate_timeout={timeout_secs}"),
             format!("park_timeout={}:ALLOTTED_TIMEOUT", self.park_timeout_secs),
         ];
-        if let Some(cid) = &self.caller_id_number {
+        // A campaign's caller id (in `extra`) replaces the configured one.
+        let chosen = extra.iter().any(|v| v.starts_with("origination_caller_id_number="));
+        if let Some(cid) = self.caller_id_number.as_ref().filter(|_| !chosen) {
             vars.push(format!("origination_caller_id_number={cid}"));
         }
         vars.extend(extra.iter().map(|v| v.to_string()));
@@ -606,6 +610,7 @@ mod tests {
             phone: Phone::parse("13912345678").unwrap(),
             ring_timeout,
             recording: None,
+            caller_id: None,
         }
     }
 

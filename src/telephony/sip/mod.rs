@@ -300,6 +300,8 @@ struct Leg {
     recording: Option<std::path::PathBuf>,
     /// The RFC 4028 interval offered; 0 = none.
     session_expires: u64,
+    /// The caller id to send; `None`: the trunk's.
+    caller_id: Option<String>,
 }
 
 /// What became of one INVITE through one trunk.
@@ -389,7 +391,7 @@ impl SipCarrier {
             signalling::local_sdp(ua.advertised_ip, rtp_port, &s.codecs, s.telephone_event, crypto).render();
         let local = local.as_str();
         let number = format!("{}{}", trunk.settings.dial_prefix, leg.number);
-        let caller_id = trunk.caller_id();
+        let caller_id = leg.caller_id.clone().unwrap_or_else(|| trunk.caller_id());
         if let Err(e) = ua.connect(trunk).await {
             tracing::error!(call_id, trunk = %trunk.name, transport = ?trunk.settings.transport, error = %e, "sip: cannot connect to the trunk");
             trunk.attempted();
@@ -756,6 +758,7 @@ impl SipCarrier {
             ring_timeout,
             recording: recording.clone(),
             session_expires: 0,
+            caller_id: None,
         };
         match uri_leg(to) {
             Some((user, trunk)) => self.place(&Trunks::new(vec![trunk]), leg(user)).await,
@@ -834,6 +837,7 @@ impl Carrier for SipCarrier {
             ring_timeout: request.ring_timeout,
             recording: request.recording,
             session_expires: self.settings.session_expires_secs,
+            caller_id: request.caller_id,
         };
         match self.place(&self.trunks, leg).await {
             Ok(session) => DialResult::Answered(Box::new(session)),
