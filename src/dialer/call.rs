@@ -193,8 +193,8 @@ async fn converse(
 }
 
 /// The answered call as the agent has it: a transfer is noted as it happens, and one the
-/// person answered writes its `call.transferred` event at once (for a call with a task:
-/// the event carries it, and is written only while the call's lease holds).
+/// person answered writes its `call.transferred` event at once (a task's call: with the
+/// task, and only while the call's lease holds; an inbound call: with no task).
 pub(super) struct Handover {
     session: Box<dyn CallSession>,
     inner: Arc<Inner>,
@@ -213,7 +213,7 @@ impl Handover {
         handover
     }
 
-    /// A call with no task (inbound): its transfers are made and counted, with no event.
+    /// A call with no task (inbound).
     pub(super) fn untasked(session: Box<dyn CallSession>, inner: &Arc<Inner>, uuid: &str) -> Handover {
         Handover {
             session,
@@ -230,27 +230,25 @@ impl Handover {
         self.session
     }
 
-    /// The `call.transferred` event of a transfer the person answered, for a task's call.
-    fn note(&self, transferred: &Transferred) -> Option<TransferNote> {
-        let (batch_id, lease_gen) = self.lease?;
-        Some(TransferNote {
-            batch_id,
-            lease_gen,
+    /// The `call.transferred` event of a transfer the person answered.
+    fn note(&self, transferred: &Transferred) -> TransferNote {
+        TransferNote {
+            claim: self.lease,
             uuid: self.uuid.clone(),
             to: transferred.to.clone(),
             extnum: extension_of(&transferred.to).to_string(),
             answered_ms: transferred.answered_ms,
-        })
+        }
     }
 }
 
-/// Writes a transfer's event while the call's lease holds.
+/// Writes a transfer's event (a task's call: while its lease holds).
 async fn note_transfer(inner: &Inner, note: TransferNote) {
     match inner.store.note_transfer(&inner.node, &note).await {
         Ok(true) => {}
         Ok(false) => {
             crate::metrics::fenced_write("transfer");
-            tracing::warn!(uuid = %note.uuid, batch_id = note.batch_id, "transfer not noted: the lease is held by another claim");
+            tracing::warn!(uuid = %note.uuid, "transfer not noted: the lease is held by another claim");
         }
         Err(e) => {
             tracing::warn!(uuid = %note.uuid, error = %e, "could not note the transfer; its webhook is lost")
@@ -283,9 +281,7 @@ impl CallSession for Handover {
         });
         if let Ok(transferred) = &result {
             tracing::info!(uuid = %self.uuid, to = extension_of(to), "call handed to a person");
-            if let Some(note) = self.note(transferred) {
-                note_transfer(&self.inner, note).await;
-            }
+            note_transfer(&self.inner, self.note(transferred)).await;
             self.transferred = Some(transferred.clone());
         }
         result

@@ -385,11 +385,8 @@ async fn claim_loop(
                 );
                 said_closed = true;
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = signals.wake.notified() => inner.campaigns.refresh(inner.store.as_ref(), true).await,
-                _ = inner.campaigns.freed.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if !idle(inner, signals, shutdown, wait).await {
+                return;
             }
             continue;
         }
@@ -418,11 +415,8 @@ async fn claim_loop(
             drop(permits);
             let wait = idle_wait(inner, &plan.waiting_for).await;
             let wait = plan.opens_in.map_or(wait, |o| o.min(wait));
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = signals.wake.notified() => inner.campaigns.refresh(inner.store.as_ref(), true).await,
-                _ = inner.campaigns.freed.notified() => {}
-                _ = tokio::time::sleep(wait) => {}
+            if !idle(inner, signals, shutdown, wait).await {
+                return;
             }
             continue;
         }
@@ -437,6 +431,20 @@ async fn claim_loop(
             let held = inner.campaigns.permit(&task.batch_name);
             start_call(inner, tracker, task, (permit, held), claimed_at, signals.recordings.clone());
         }
+    }
+}
+
+/// Waits `wait`, or until tasks are created or a campaign changes (read again at once), or a
+/// campaign's own line is freed; `false` once the dialer shuts down.
+async fn idle(inner: &Inner, signals: &DialerSignals, shutdown: &CancellationToken, wait: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = signals.wake.notified() => {
+            inner.campaigns.refresh(inner.store.as_ref(), true).await;
+            true
+        }
+        _ = inner.campaigns.freed.notified() => true,
+        _ = tokio::time::sleep(wait) => true,
     }
 }
 

@@ -18,11 +18,10 @@ pub const CALL_TRANSFERRED: &str = "call.transferred";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TransferNote {
+    /// The task's claim (batchId, lease generation): the event is written only while it
+    /// holds. `None` for a call with no task (inbound), whose event carries no task.
     #[serde(skip)]
-    pub batch_id: i64,
-    /// The claim's fencing token: the event is written only while it holds.
-    #[serde(skip)]
-    pub lease_gen: i64,
+    pub claim: Option<(i64, i64)>,
     /// The call's uuid (its record's, once it ends).
     pub uuid: String,
     /// The destination as dialled, and its extension (the record's `extnum`).
@@ -88,10 +87,10 @@ impl<'a> NewEvent<'a> {
     }
 
     /// The call was handed to a person who answered.
-    pub(super) fn transferred(task: &TaskRow, note: &TransferNote) -> NewEvent<'static> {
+    pub(super) fn transferred(task: Option<&TaskRow>, note: &TransferNote) -> NewEvent<'static> {
         NewEvent {
             detail_json: Some(serde_json::to_string(note).expect("a transfer serializes")),
-            ..NewEvent::new(CALL_TRANSFERRED, Some(task), None, note.answered_ms)
+            ..NewEvent::new(CALL_TRANSFERRED, task, None, note.answered_ms)
         }
     }
 

@@ -639,7 +639,10 @@ async fn a_campaigns_calls_show_its_caller_ids_in_turn_and_others_the_configured
         .await;
     assert_eq!(saved["code"], 0, "{saved}");
     let refused = s
-        .post("/api/aicall/campaign/save", &json!({"batchName": "回访", "settings": {"caller_ids": ["400,x=1"]}}))
+        .post(
+            "/api/aicall/campaign/save",
+            &json!({"batchName": "回访", "settings": {"caller_ids": ["400,x=1"]}}),
+        )
         .await;
     assert_eq!(refused["code"], 405, "a caller id that would end the originate's variables: {refused}");
     assert!(refused["msg"].as_str().unwrap().contains("caller_ids"), "{refused}");
@@ -658,7 +661,10 @@ async fn a_campaigns_calls_show_its_caller_ids_in_turn_and_others_the_configured
     let originate_of = |phone: &str| {
         let phone = phone.to_string();
         let commands = fake.commands();
-        commands.into_iter().find(|c| c.contains("originate") && c.contains(&format!("/{phone} &park()"))).unwrap()
+        commands
+            .into_iter()
+            .find(|c| c.contains("originate") && c.contains(&format!("/{phone} &park()")))
+            .unwrap()
     };
     let campaign: Vec<String> = ["13912345000", "13912345001"].map(originate_of).into();
     let mut shown: Vec<&str> = campaign

@@ -572,3 +572,43 @@ async fn at_shutdown_callers_are_turned_away_and_calls_in_progress_are_hung_up_a
         "calls still on after the grace period are hung up and recorded: {listed}"
     );
 }
+
+#[tokio::test]
+async fn a_caller_who_asks_for_a_person_is_handed_to_the_numbers_transfer_destination() {
+    let hook = Receiver::start(0).await;
+    let url = hook.url.clone();
+    let s = TestServer::start_with(move |c| {
+        // Many short sim calls: a few of the callers ask for a person.
+        c.sim.inbound_calls_per_minute = 600.0;
+        c.sim.time_scale = 0.02;
+        c.inbound.numbers = vec![InboundNumber {
+            number: "4008005555".into(),
+            transfer_to: Some("8001".into()),
+            ..InboundNumber::default()
+        }];
+        c.webhook.url = url;
+    })
+    .await;
+    let handed = until(CALL_LIMIT * 3, "a caller handed to a person", async || {
+        let v = inbound_records(&s, json!({ "extnum": "8001" })).await;
+        v["rows"].as_array().unwrap().first().cloned()
+    })
+    .await;
+    assert_eq!(handed["intent"], "转人工", "{handed}");
+    assert_eq!(handed["callType"], "01", "{handed}");
+    let turns = handed["dialogue"].as_array().unwrap();
+    assert_eq!(
+        turns.last().unwrap()["content"],
+        "[转人工 8001]",
+        "the dialogue ends with the hand-over: {handed}"
+    );
+    let uuid = handed["uuid"].as_str().unwrap().to_string();
+    let event = until(CALL_LIMIT, "its call.transferred event", async || {
+        hook.events()
+            .into_iter()
+            .find(|e| e["type"] == "call.transferred" && e["transfer"]["uuid"] == uuid.as_str())
+    })
+    .await;
+    assert_eq!(event["task"], Value::Null, "an inbound call has no task: {event}");
+    assert_eq!(event["transfer"]["extnum"], "8001", "{event}");
+}

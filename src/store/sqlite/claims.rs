@@ -267,15 +267,20 @@ pub(super) async fn max_call_uuid_between(s: &SqliteStore, from: &str, to: &str)
 
 pub(super) async fn note_transfer(s: &SqliteStore, node: &str, transfer: &TransferNote) -> Result<bool> {
     let mut tx = s.writer.begin().await?;
-    let task: Option<TaskRow> =
-        sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id = ? AND lease_gen = ? AND locked_by = ? AND status = 'calling'"))
-            .bind(transfer.batch_id)
-            .bind(transfer.lease_gen)
-            .bind(node)
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some(task) = task else { return Ok(false) };
-    outbox::emit(s, &mut tx, &[NewEvent::transferred(&task, transfer)]).await?;
+    let task: Option<TaskRow> = match transfer.claim {
+        None => None,
+        Some((batch_id, lease_gen)) => {
+            let held = sqlx::query_as(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id = ? AND lease_gen = ? AND locked_by = ? AND status = 'calling'"))
+                .bind(batch_id)
+                .bind(lease_gen)
+                .bind(node)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(task) = held else { return Ok(false) };
+            Some(task)
+        }
+    };
+    outbox::emit(s, &mut tx, &[NewEvent::transferred(task.as_ref(), transfer)]).await?;
     tx.commit().await?;
     s.events.events_written();
     Ok(true)

@@ -225,7 +225,12 @@ impl Plan {
     fn originate(&self, request: &DialRequest) -> String {
         let caller_id = request.caller_id.as_ref().map(|cid| format!("origination_caller_id_number={cid}"));
         let extra: Vec<&str> = caller_id.iter().map(String::as_str).collect();
-        self.originate_to(&request.call_id, &self.target(request.phone.as_str()), request.ring_timeout, &extra)
+        self.originate_to(
+            &request.call_id,
+            &self.target(request.phone.as_str()),
+            request.ring_timeout,
+            &extra,
+        )
     }
 
     /// Where a number goes: `freeswitch.dial_string` with it.
