@@ -400,6 +400,14 @@ bench_filters() {
         "{\"callType\":\"02\",\"calloutTimeStart\":$wfrom,\"calloutTimeEnd\":$to,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1000,\"pageSize\":10}"
     add "deep: callType 01 + extnum, last page" $rec \
         "{\"callType\":\"01\",\"extnum\":\"$ext\",\"pageNum\":LAST,\"pageSize\":10}"
+    # The seed puts every AI call and task in the default campaign: a campaign as large as
+    # the table.
+    add "batchName default (every AI call)" $rec \
+        '{"callType":"02","batchName":"default","pageNum":1,"pageSize":10}'
+    add "batchName default + week + timeLen 60..120" $rec \
+        "{\"callType\":\"02\",\"batchName\":\"default\",\"calloutTimeStart\":$wfrom,\"calloutTimeEnd\":$to,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1,\"pageSize\":10}"
+    add "deep: batchName default + timeLenStart 1, page 1000 of 10" $rec \
+        '{"callType":"02","batchName":"default","timeLenStart":1,"pageNum":1000,"pageSize":10}'
     add "tasks: createTime one day" $task \
         "{\"createTimeStart\":$from,\"createTimeEnd\":$to,\"pageNum\":1,\"pageSize\":10}"
     add "tasks: createTime week + status 已完成" $task \
@@ -408,6 +416,10 @@ bench_filters() {
         "{\"createTimeStart\":$wfrom,\"createTimeEnd\":$to,\"pageNum\":1000,\"pageSize\":10}"
     add "deep: tasks status 已停止, page 1000 of 10" $task \
         '{"status":"已停止","pageNum":1000,"pageSize":10}'
+    add "tasks: batchName default + createTime week + status 已完成" $task \
+        "{\"batchName\":\"default\",\"createTimeStart\":$wfrom,\"createTimeEnd\":$to,\"status\":\"已完成\",\"pageNum\":1,\"pageSize\":10}"
+    add "deep: tasks batchName default + createTime week, page 1000 of 10" $task \
+        "{\"batchName\":\"default\",\"createTimeStart\":$wfrom,\"createTimeEnd\":$to,\"pageNum\":1000,\"pageSize\":10}"
     local i name body total ratio
     for i in "${!names[@]}"; do
         name=${names[$i]} body=${bodies[$i]}

@@ -1,6 +1,6 @@
 //! The counters beside the call records: `record_stats` (calls and talk time per call
 //! type, hour and outcome), `record_days` (calls per call type and day) and `record_talk`
-//! (calls per call type, hour or day, and talk-time bucket), kept exact in the
+//! (calls per call type, campaign, hour or day, and talk-time bucket), kept exact in the
 //! transaction of every write of records, and what a total sums from them.
 
 use std::collections::BTreeMap;
@@ -207,6 +207,8 @@ pub(super) fn talk_buckets(min: Option<i64>, max: Option<i64>) -> Vec<TalkBucket
 #[derive(Debug, PartialEq, Eq, Serialize)]
 pub(super) struct TalkDelta {
     pub call_type: &'static str,
+    /// `EVERY_CAMPAIGN` or one campaign.
+    pub batch_name: String,
     pub span_ms: i64,
     pub level: u32,
     pub bucket: i64,
@@ -214,26 +216,37 @@ pub(super) struct TalkDelta {
     pub calls: i64,
 }
 
-/// Changes to `record_talk`, summed per call type, hour and talk time, then spread over
-/// its spans and levels (a seed's ten million calls are a few hundred thousand entries).
+/// `record_talk`'s and `task_hours`' campaign of the rows that count every call or task,
+/// whatever their campaign.
+pub const EVERY_CAMPAIGN: &str = "";
+
+/// Changes to `record_talk`, summed per call type, campaign, hour and talk time, then
+/// spread over its spans and levels (a seed's ten million calls are a few hundred
+/// thousand entries). A call counts in the rows of every campaign and, if it has one, of
+/// its campaign.
 #[derive(Default)]
-pub(super) struct TalkTally(BTreeMap<(&'static str, i64, i64), i64>);
+pub(super) struct TalkTally(BTreeMap<(&'static str, String, i64, i64), i64>);
 
 impl TalkTally {
     /// Counts `record` in (`sign` 1) or out (-1).
     pub(super) fn add(&mut self, record: &CallRecord, sign: i64) {
         let hour_ms = record.callout_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        *self.0.entry((record.call_type.code(), hour_ms, record.time_len)).or_default() += sign;
+        let campaigns = std::iter::once(EVERY_CAMPAIGN).chain(record.batch_name.as_deref());
+        for campaign in campaigns {
+            let key = (record.call_type.code(), campaign.to_string(), hour_ms, record.time_len);
+            *self.0.entry(key).or_default() += sign;
+        }
     }
 
     /// The rows that change, in key order (see `stats_deltas`).
     pub(super) fn deltas(self) -> Vec<TalkDelta> {
-        let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
-        for ((call_type, hour_ms, time_len), calls) in self.0 {
+        let mut rows: BTreeMap<(&'static str, String, i64, u32, i64, i64), i64> = BTreeMap::new();
+        for ((call_type, campaign, hour_ms, time_len), calls) in self.0 {
             for span_ms in TALK_SPANS {
                 for level in 0..TALK_LEVELS {
                     let key = (
                         call_type,
+                        campaign.clone(),
                         span_ms,
                         level,
                         time_len / talk_width(level),
@@ -245,8 +258,9 @@ impl TalkTally {
         }
         rows.into_iter()
             .filter(|(_, calls)| *calls != 0)
-            .map(|((call_type, span_ms, level, bucket, start_ms), calls)| TalkDelta {
+            .map(|((call_type, batch_name, span_ms, level, bucket, start_ms), calls)| TalkDelta {
                 call_type,
+                batch_name,
                 span_ms,
                 level,
                 bucket,
@@ -393,6 +407,24 @@ mod tests {
             turn_latency_ms: None,
             batch_name: None,
         }
+    }
+
+    #[test]
+    fn a_call_of_a_campaign_counts_in_every_calls_rows_and_its_campaigns() {
+        let mut in_campaign = record("a", 7, "NORMAL_CLEARING:200", true, 20);
+        in_campaign.batch_name = Some("春季".into());
+        let without = record("b", 7, "NORMAL_CLEARING:200", true, 20);
+        let mut tally = TalkTally::default();
+        tally.add(&in_campaign, 1);
+        tally.add(&without, 1);
+        let deltas = tally.deltas();
+        let calls = |campaign: &str| -> Vec<i64> {
+            deltas.iter().filter(|d| d.batch_name == campaign).map(|d| d.calls).collect()
+        };
+        // Two spans of four levels each: 8 rows, every one counting both calls, or the one.
+        assert_eq!(calls(EVERY_CAMPAIGN), vec![2; 8]);
+        assert_eq!(calls("春季"), vec![1; 8]);
+        assert_eq!(deltas.len(), 16);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! records/list: its statements for either backend (a page, its total, and for deep
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
-use super::counters::{DAY_MS, HOUR_MS, TALK_CAP, TalkBuckets, talk_buckets, total_plan, whole_buckets};
+use super::counters::{
+    DAY_MS, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets, talk_buckets, total_plan,
+    whole_buckets,
+};
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
 use crate::domain::RecordFilter;
@@ -45,11 +48,12 @@ pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
 }
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
-/// sums counters and its deep pages seek by them, or it skips few rows (a timeLen
-/// filter's total is summed too; an exact uuid, telephone or extension has few rows).
-/// Other pages skip rows in proportion to the table.
+/// sums counters and its deep pages seek by them over the whole range, or it skips few
+/// rows (the total of a timeLen filter or a campaign is summed too; an exact uuid,
+/// telephone or extension has few rows). Other pages skip rows in proportion to the
+/// table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
-    countable_by_buckets(f) || f.page.offset() <= BOUNDED_OFFSET
+    seeks_every_hour(f) || f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The most rows a bounded read skips (page 1,000 of 10; each an index step); also
@@ -69,11 +73,12 @@ pub(super) struct Seek {
 /// then skips whole hours by their counters instead of row by row (page 1,000 of 10 at 10M
 /// records: 10,000 index steps become three hours' counters and a few hundred steps).
 pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
-    if exact_lookup(f) || f.page.offset() < SEEK_OFFSET {
+    let campaign = counted_campaign(f)?;
+    if f.page.offset() < SEEK_OFFSET {
         return None;
     }
-    if let Some(talk) = talk_filter(f) {
-        return seek_talk_hours(dialect, f, &talk);
+    if !seeks_every_hour(f) {
+        return seek_talk_hours(dialect, f, campaign);
     }
     let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
     let mut q = Sql::new(
@@ -88,66 +93,57 @@ pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
     Some(q)
 }
 
-/// The hours a deep page under a timeLen filter reads the counts of: the newest week of
-/// its range (each hour costs a seek per bucket). A page deeper than the week's calls
-/// seeks below the week and walks the rest.
+/// The hours a deep page under a timeLen filter or a campaign reads the counts of: the
+/// newest week of its range (each hour costs a seek per bucket). A page deeper than the
+/// week's calls seeks below the week and walks the rest.
 const SEEK_TALK_HOURS: i64 = 7 * 24;
 
-/// `seek_hours` for a timeLen filter: each hour's calls in the range's buckets (or every
-/// call less those outside it), for the newest `SEEK_TALK_HOURS` whole hours of the range.
-fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, talk: &TalkPlan) -> Option<Sql> {
+/// `seek_hours` from `record_talk`: each hour's calls of the campaign in the range's
+/// buckets (or every call less those outside it), for the newest `SEEK_TALK_HOURS` whole
+/// hours of the range.
+fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, campaign: &str) -> Option<Sql> {
     let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
+    let terms = talk_terms(f);
+    if terms.is_empty() {
+        // Nothing is in the range: no hour to skip.
+        return None;
+    }
     let code = f.call_type.code();
-    let mut q = Sql::new(
-        dialect,
-        "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ",
-    );
-    q.bind(code).push(" AND callout_ms >= ").bind(hi);
-    q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
-    push_talk_filter(&mut q, f);
+    let mut q =
+        Sql::new(dialect, "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records");
+    push_record_filter(&mut q, &RecordFilter { callout_from_ms: Some(hi), ..f.clone() });
     q.push(") FROM (");
-    // The newest week of the range: below its top, or below the newest hour with calls.
+    // The newest week of the range: below its top, or below the hour of the newest call.
     // One lower bound (the greater), so that the planner seeks to it rather than to the
     // range's start.
-    let in_week = |q: &mut Sql, column: &str| {
+    let in_week = |q: &mut Sql| {
         match f.callout_until_ms {
             Some(_) => {
-                q.push(&format!(" AND {column} >= "))
-                    .bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
+                q.push(" AND start_ms >= ").bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
             }
             None => {
                 let greatest = if dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" };
-                q.push(&format!(" AND {column} >= {greatest}(")).bind(lo);
-                q.push(", (SELECT COALESCE(MAX(hour_ms), 0) FROM record_stats WHERE call_type = ").bind(code);
-                q.push(") - ").bind((SEEK_TALK_HOURS - 1) * HOUR_MS).push(")");
+                q.push(&format!(" AND start_ms >= {greatest}(")).bind(lo);
+                q.push(", (SELECT COALESCE(MAX(callout_ms), 0) FROM call_records");
+                push_record_filter(q, &RecordFilter { time_len_min: None, time_len_max: None, ..f.clone() });
+                q.push(") / ").bind(HOUR_MS).push(" * ").bind(HOUR_MS);
+                q.push(" - ").bind((SEEK_TALK_HOURS - 1) * HOUR_MS).push(")");
             }
         }
-        q.push(&format!(" AND {column} < ")).bind(hi);
+        q.push(" AND start_ms < ").bind(hi);
     };
-    let (sign, buckets) = match talk {
-        TalkPlan::Direct(buckets) => ("", buckets),
-        TalkPlan::Complement(buckets) => {
-            q.push("SELECT hour_ms, calls FROM record_stats WHERE call_type = ").bind(code);
-            in_week(&mut q, "hour_ms");
-            q.push(" UNION ALL ");
-            ("-", buckets)
-        }
-    };
-    for (i, level) in buckets.iter().enumerate() {
+    for (i, (sign, buckets)) in terms.iter().enumerate() {
         if i > 0 {
             q.push(" UNION ALL ");
         }
+        let sign = if *sign < 0 { "-" } else { "" };
         q.push(&format!(
             "SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "
         ))
         .bind(code);
-        q.push(" AND span_ms = ").bind(HOUR_MS);
-        push_talk_buckets(&mut q, level);
-        in_week(&mut q, "start_ms");
-    }
-    if buckets.is_empty() {
-        // Nothing is in the range: no hour to skip.
-        return None;
+        q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(HOUR_MS);
+        push_talk_buckets(&mut q, buckets);
+        in_week(&mut q);
     }
     q.push(") AS hours GROUP BY hour_ms ORDER BY hour_ms DESC");
     Some(q)
@@ -175,19 +171,20 @@ pub(super) fn seek(offset: i64, above: i64, hours: impl IntoIterator<Item = (i64
     seek
 }
 
-/// records/list's total as a scalar expression: for a filter of call type, time and talk
-/// time, summed from the counters (see `total_plan`, `talk_buckets`); with an exact
-/// uuid, telephone or extension, a COUNT of that column's few index entries.
+/// records/list's total as a scalar expression: for a filter of call type, time, talk
+/// time and campaign, summed from the counters (see `total_plan`, `talk_buckets`); with
+/// an exact uuid, telephone or extension, a COUNT of that column's few index entries.
 fn push_record_total(q: &mut Sql, f: &RecordFilter) {
-    if exact_lookup(f) {
+    let Some(campaign) = counted_campaign(f) else {
         q.push("(SELECT COUNT(*) FROM call_records");
         push_record_filter(q, f);
         q.push(")");
         return;
-    }
+    };
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
     q.push("(0");
-    let Some(talk) = talk_filter(f) else {
+    if seeks_every_hour(f) {
+        // Every call of the type: the calls per day and hour.
         for (aggregate, column, (lo, hi)) in plan.parts() {
             q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
             q.push(&format!(" AND {column} >= ")).bind(lo);
@@ -195,50 +192,28 @@ fn push_record_total(q: &mut Sql, f: &RecordFilter) {
         }
         q.push(")");
         return;
-    };
-    let (sign, buckets) = match &talk {
-        TalkPlan::Direct(buckets) => (" + ", buckets),
-        TalkPlan::Complement(buckets) => {
-            // Every call of the whole days and hours, less those outside the range.
-            for (aggregate, column, (lo, hi)) in plan.parts().filter(|(_, column, _)| *column != "callout_ms")
-            {
-                q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
-                q.push(&format!(" AND {column} >= ")).bind(lo);
-                q.push(&format!(" AND {column} < ")).bind(hi).push(")");
-            }
-            (" - ", buckets)
-        }
-    };
+    }
+    let terms = talk_terms(f);
     let spans = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
     for (span_ms, (lo, hi)) in spans.into_iter().filter(|(_, (lo, hi))| lo < hi) {
-        for level in buckets {
-            push_talk_sum(q, f, sign, span_ms, (lo, hi), level);
+        for (sign, buckets) in &terms {
+            q.push(if *sign < 0 { " - " } else { " + " })
+                .push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
+                .bind(f.call_type.code());
+            q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(span_ms);
+            push_talk_buckets(q, buckets);
+            q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
         }
     }
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
-        q.push(" + (SELECT COUNT(*) FROM call_records WHERE call_type = ").bind(f.call_type.code());
-        q.push(" AND callout_ms >= ").bind(lo).push(" AND callout_ms < ").bind(hi);
-        push_talk_filter(q, f);
+        q.push(" + (SELECT COUNT(*) FROM call_records");
+        push_record_filter(
+            q,
+            &RecordFilter { callout_from_ms: Some(lo), callout_until_ms: Some(hi), ..f.clone() },
+        );
         q.push(")");
     }
     q.push(")");
-}
-
-/// ` <sign> (the calls of one level's buckets over [lo, hi) in spans of span_ms)`.
-fn push_talk_sum(
-    q: &mut Sql,
-    f: &RecordFilter,
-    sign: &str,
-    span_ms: i64,
-    (lo, hi): (i64, i64),
-    buckets: &TalkBuckets,
-) {
-    q.push(sign)
-        .push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
-        .bind(f.call_type.code());
-    q.push(" AND span_ms = ").bind(span_ms);
-    push_talk_buckets(q, buckets);
-    q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
 }
 
 /// ` AND level = … AND bucket …` for one level's buckets.
@@ -252,7 +227,7 @@ fn push_talk_buckets(q: &mut Sql, buckets: &TalkBuckets) {
             q.push(")");
         }
         TalkBuckets::Range { first, last } => {
-            q.push(" AND level = ").bind(i64::from(super::counters::TALK_LEVELS - 1));
+            q.push(" AND level = ").bind(i64::from(TALK_LEVELS - 1));
             q.push(" AND bucket >= ").bind(*first);
             if let Some(last) = last {
                 q.push(" AND bucket <= ").bind(*last);
@@ -261,37 +236,38 @@ fn push_talk_buckets(q: &mut Sql, buckets: &TalkBuckets) {
     }
 }
 
-/// How a total over a timeLen range sums `record_talk`: the range's own buckets, or,
-/// when fewer, every call less the buckets outside it (`timeLenStart` 5: the calls of
-/// talk time 0 to 4, five buckets, against 41 for 5 and up).
-#[derive(Debug)]
-enum TalkPlan {
-    Direct(Vec<TalkBuckets>),
-    Complement(Vec<TalkBuckets>),
-}
-
-/// A filter's `TalkPlan`; `None` when its timeLen range keeps every call.
-fn talk_filter(f: &RecordFilter) -> Option<TalkPlan> {
+/// A filter's timeLen range, clamped (see `TALK_CAP`); `None` when it keeps every call.
+fn talk_range(f: &RecordFilter) -> Option<(Option<i64>, Option<i64>)> {
     let clamp = |m: i64| m.min(TALK_CAP);
     let (min, max) = (f.time_len_min.filter(|&m| m > 0).map(clamp), f.time_len_max.map(clamp));
-    if min.is_none() && max.is_none() {
-        return None;
-    }
+    (min.is_some() || max.is_some()).then_some((min, max))
+}
+
+/// The `record_talk` buckets a total sums, each added (1) or taken away (-1):
+/// every call (the top level's buckets) without a timeLen range; else the range's own
+/// buckets, or, when fewer, every call less the buckets outside it (`timeLenStart` 5: the
+/// calls of talk time 0 to 4, five buckets, against 41 for 5 and up). Empty when no talk
+/// time is in the range.
+fn talk_terms(f: &RecordFilter) -> Vec<(i64, TalkBuckets)> {
+    let every_call = || TalkBuckets::Range { first: 0, last: None };
+    let Some((min, max)) = talk_range(f) else {
+        return vec![(1, every_call())];
+    };
     let direct = talk_buckets(min, max);
     let mut complement = min.map_or_else(Vec::new, |m| talk_buckets(None, Some(m - 1)));
     if let Some(m) = max {
         complement.extend(talk_buckets(Some(m + 1), None));
     }
-    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows.
+    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows (and
+    // every call is one more).
     let seeks = |plan: &[TalkBuckets]| -> usize {
         plan.iter().map(|b| if let TalkBuckets::Listed(_, list) = b { list.len() } else { 2 }).sum()
     };
-    // The complement also reads the calls of every day and hour: one more seek.
-    Some(if seeks(&complement) + 1 < seeks(&direct) {
-        TalkPlan::Complement(complement)
+    if seeks(&complement) + 2 < seeks(&direct) {
+        std::iter::once((1, every_call())).chain(complement.into_iter().map(|b| (-1, b))).collect()
     } else {
-        TalkPlan::Direct(direct)
-    })
+        direct.into_iter().map(|b| (1, b)).collect()
+    }
 }
 
 fn push_talk_filter(q: &mut Sql, f: &RecordFilter) {
@@ -305,11 +281,10 @@ fn push_talk_filter(q: &mut Sql, f: &RecordFilter) {
 fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
     // With an exact uuid or telephone, that column's index finds the few rows. On SQLite
     // the `+` keeps the planner (which has no statistics) from walking the call-type index
-    // instead, because that one avoids a sort: 0.5 s a query at a million records (a
-    // campaign's index is in the page's order, and the hint keeps the planner on it). The
-    // extension's index starts with the call type too, in the page's order: no hint.
-    let hint =
-        (f.uuid.is_some() || f.telephone.is_some() || f.batch_name.is_some()) && q.dialect == Dialect::Sqlite;
+    // instead, because that one avoids a sort: 0.5 s a query at a million records. The
+    // extension's and the campaign's indexes are followed by the call type, in the page's
+    // order: no hint.
+    let hint = (f.uuid.is_some() || f.telephone.is_some()) && q.dialect == Dialect::Sqlite;
     q.push(if hint { " WHERE +call_type = " } else { " WHERE call_type = " }).bind(f.call_type.code());
     for (column, value) in
         [("uuid", &f.uuid), ("telephone", &f.telephone), ("extnum", &f.extnum), ("batch_name", &f.batch_name)]
@@ -328,16 +303,18 @@ fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
     push_talk_filter(q, f);
 }
 
-/// Whether a records/list filter's total comes from the counters and its deep pages seek
-/// by the hour counters: only the call type and the time range filter it.
-fn countable_by_buckets(f: &RecordFilter) -> bool {
-    !exact_lookup(f) && talk_filter(f).is_none()
+/// The campaign of the `record_talk` rows a filter's total sums (`EVERY_CAMPAIGN` without
+/// one); `None` for an exact uuid, telephone or extension, whose total counts that
+/// column's index entries.
+fn counted_campaign(f: &RecordFilter) -> Option<&str> {
+    let exact = f.uuid.is_some() || f.telephone.is_some() || f.extnum.is_some();
+    (!exact).then(|| f.batch_name.as_deref().unwrap_or(EVERY_CAMPAIGN))
 }
 
-/// Whether a records/list filter names an exact uuid, telephone, extension or campaign:
-/// its total counts that column's index entries (`records_by_campaign` for a campaign).
-fn exact_lookup(f: &RecordFilter) -> bool {
-    f.uuid.is_some() || f.telephone.is_some() || f.extnum.is_some() || f.batch_name.is_some()
+/// Whether only the call type and the time range filter the records: the total sums the
+/// calls per day and hour, and a deep page seeks by the hours of the whole range.
+fn seeks_every_hour(f: &RecordFilter) -> bool {
+    counted_campaign(f) == Some(EVERY_CAMPAIGN) && talk_range(f).is_none()
 }
 
 #[cfg(test)]

@@ -9,6 +9,9 @@ use chrono::{DateTime, Datelike, FixedOffset, Timelike};
 use super::CallRecord;
 use crate::domain::CallType;
 
+/// The campaign of every seeded AI call and task: the one tasks of no named campaign are in.
+pub(super) const SEED_CAMPAIGN: &str = crate::domain::DEFAULT_CAMPAIGN;
+
 /// Seeded data spreads over this many days before now.
 pub(super) const SPAN_MS: i64 = 90 * 24 * 3600 * 1000;
 
@@ -137,7 +140,7 @@ impl SeedPlan {
             dialogue_json: dialogue.to_string(),
             intent: intent.to_string(),
             turn_latency_ms: None,
-            batch_name: None,
+            batch_name: (call_type == CallType::AiOutbound).then(|| SEED_CAMPAIGN.to_string()),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::counters::{HOUR_MS, whole_buckets};
+use super::counters::{EVERY_CAMPAIGN, HOUR_MS, whole_buckets};
 use super::records::BOUNDED_OFFSET;
 use super::rows::TASK_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -31,11 +31,35 @@ pub(super) fn batch_ids(tasks: &[NewTask], ids: &HashMap<String, i64>) -> Result
         .collect()
 }
 
-/// The smallest and largest batchId of tasks just created (ticketNo, batchId), for their
-/// row of `task_hours`.
-pub(super) fn id_bounds(created: &[(String, i64)]) -> (i64, i64) {
-    let ids = created.iter().map(|(_, id)| *id);
-    (ids.clone().min().unwrap_or(0), ids.max().unwrap_or(0))
+/// A `task_hours` row of tasks just created, all waiting.
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub(super) struct CreatedHour {
+    pub batch_name: String,
+    pub hour_ms: i64,
+    pub tasks: i64,
+    pub first_batch_id: i64,
+    pub last_batch_id: i64,
+}
+
+/// The `task_hours` rows of tasks just created at `now_ms` (ticketNo, batchId, campaign):
+/// one of every task (`EVERY_CAMPAIGN`) and one per campaign, in key order.
+pub(super) fn created_hours(created: &[(String, i64, String)], now_ms: i64) -> Vec<CreatedHour> {
+    let mut rows: std::collections::BTreeMap<&str, CreatedHour> = Default::default();
+    for (_, id, campaign) in created {
+        for name in [EVERY_CAMPAIGN, campaign.as_str()] {
+            let row = rows.entry(name).or_insert_with(|| CreatedHour {
+                batch_name: name.to_string(),
+                hour_ms: task_hour(now_ms),
+                tasks: 0,
+                first_batch_id: *id,
+                last_batch_id: *id,
+            });
+            row.tasks += 1;
+            row.first_batch_id = row.first_batch_id.min(*id);
+            row.last_batch_id = row.last_batch_id.max(*id);
+        }
+    }
+    rows.into_values().collect()
 }
 
 /// The `task_hours` row of a task created at `created_ms`.
@@ -46,8 +70,10 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
 /// calltask/list's page and its total.
 ///
 /// The total: a filter of status or campaign alone, or both, or none, sums `task_counts`;
-/// a createTime window, with a status or not, sums the whole hours of `task_hours` and counts the tasks of the
-/// partial hours at its edges (from `tasks_created`); others count the rows.
+/// a createTime window, with a status or a campaign or both, sums the whole hours of
+/// `task_hours` (the campaign's rows, or those of every task) and counts the tasks of the
+/// partial hours at its edges (from `tasks_created` or `tasks_campaign_created`); others
+/// count the rows.
 ///
 /// The page: its batchIds are found first from the indexes alone (the primary key and
 /// `tasks_status` carry createTime and status), then only its own rows are read, so that
@@ -85,7 +111,8 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
             (" AND batch_id >= (SELECT MIN(", "first_batch_id"),
             (" AND batch_id <= (SELECT MAX(", "last_batch_id"),
         ] {
-            q.push(bound).push(edge).push(") FROM task_hours WHERE hour_ms >= ").bind(from);
+            q.push(bound).push(edge).push(") FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
+            q.push(" AND hour_ms >= ").bind(from);
             q.push(" AND hour_ms < ").bind(until).push(")");
         }
         push_task_filter(&mut q, f, "+created_ms");
@@ -122,6 +149,9 @@ fn window_total(dialect: Dialect, f: &TaskFilter) -> Sql {
     let mut q = Sql::new(dialect, "SELECT (0");
     let rows = |q: &mut Sql, lo: Option<i64>, hi: Option<i64>| {
         q.push(" + (SELECT COUNT(*) FROM tasks WHERE 1 = 1");
+        if let Some(name) = &f.batch_name {
+            q.push(" AND batch_name = ").bind(name.as_str());
+        }
         if let Some(lo) = lo {
             q.push(" AND created_ms >= ").bind(lo);
         }
@@ -136,10 +166,9 @@ fn window_total(dialect: Dialect, f: &TaskFilter) -> Sql {
     match whole_buckets(from, until, HOUR_MS) {
         None => rows(&mut q, from, until),
         Some((lo, hi)) => {
-            q.push(" + (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE hour_ms >= ")
-                .bind(lo)
-                .push(" AND hour_ms < ")
-                .bind(hi);
+            q.push(" + (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE batch_name = ")
+                .bind(campaign_of(f));
+            q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
             if let Some(s) = status {
                 q.push(" AND status = ").bind(s);
             }
@@ -206,7 +235,7 @@ fn countable_by_status(f: &TaskFilter) -> bool {
 }
 
 /// Whether a calltask/list filter's total can come from `task_hours`: nothing but a
-/// createTime window and a status filters it.
+/// createTime window, a status and a campaign filters it.
 fn countable_by_hours(f: &TaskFilter) -> bool {
     let TaskFilter {
         batch_id,
@@ -215,10 +244,15 @@ fn countable_by_hours(f: &TaskFilter) -> bool {
         ticket_no,
         phone,
         status: _,
-        batch_name,
+        batch_name: _,
         page: _,
     } = f;
-    batch_id.is_none() && ticket_no.is_none() && phone.is_none() && batch_name.is_none()
+    batch_id.is_none() && ticket_no.is_none() && phone.is_none()
+}
+
+/// The `task_hours` rows a filter reads: its campaign's, or those of every task.
+fn campaign_of(f: &TaskFilter) -> &str {
+    f.batch_name.as_deref().unwrap_or(EVERY_CAMPAIGN)
 }
 
 #[cfg(test)]
@@ -235,6 +269,25 @@ mod tests {
             ticket_content: String::new(),
             batch_name: crate::domain::DEFAULT_CAMPAIGN.into(),
         }
+    }
+
+    #[test]
+    fn created_tasks_count_in_every_tasks_hour_and_their_campaigns() {
+        let created = [("A", 7, "春季"), ("B", 8, "default"), ("C", 9, "春季")]
+            .map(|(no, id, campaign)| (no.to_string(), id, campaign.to_string()));
+        let now = 5 * HOUR_MS + 10;
+        let row = |name: &str, tasks, first_batch_id, last_batch_id| CreatedHour {
+            batch_name: name.into(),
+            hour_ms: 5 * HOUR_MS,
+            tasks,
+            first_batch_id,
+            last_batch_id,
+        };
+        assert_eq!(
+            created_hours(&created, now),
+            vec![row(EVERY_CAMPAIGN, 3, 7, 9), row("default", 1, 8, 8), row("春季", 2, 7, 9)]
+        );
+        assert!(created_hours(&[], now).is_empty());
     }
 
     #[test]

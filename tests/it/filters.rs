@@ -1,7 +1,8 @@
 //! records/list and calltask/list under random combinations of every filter, on any page,
 //! over a seeded database: each page and each total must equal what a plain
 //! `SELECT … WHERE … ORDER BY … LIMIT/OFFSET` and `COUNT(*)` give on the same rows — on the
-//! seeded rows, then again after imports, after FreeSWITCH CDRs and after AI calls.
+//! seeded rows (every AI call and task in the default campaign), then again after imports,
+//! after FreeSWITCH CDRs and after AI calls of tasks in campaigns of their own.
 //!
 //! The seed is `CALLCENTER_FILTERS_RECORDS` call records (default 300,000) and a tenth as
 //! many tasks; `CALLCENTER_FILTERS_CASES` sets the random cases per list and round
@@ -27,6 +28,8 @@ struct Samples {
     uuids: Vec<String>,
     phones: Vec<String>,
     extnums: Vec<String>,
+    /// Campaigns of tasks and of records.
+    campaigns: Vec<String>,
     batch_ids: Vec<i64>,
     tickets: Vec<String>,
     task_phones: Vec<String>,
@@ -49,6 +52,13 @@ impl Samples {
             )
             .await;
         extnums.push("9999".into());
+        let mut campaigns = plain
+            .texts(
+                "SELECT batch_name FROM tasks UNION SELECT batch_name FROM call_records WHERE batch_name IS NOT NULL
+                 ORDER BY 1",
+            )
+            .await;
+        campaigns.push("no-such-campaign".into());
         let mut batch_ids = plain.ints("SELECT batch_id FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
         batch_ids.push(1);
         let mut tickets = plain.texts("SELECT ticket_no FROM tasks ORDER BY batch_id DESC LIMIT 40").await;
@@ -57,7 +67,7 @@ impl Samples {
         task_phones.push("13000000000".into());
         let from_ms = plain.count("SELECT MIN(callout_ms) FROM call_records").await;
         let until_ms = plain.count("SELECT MAX(callout_ms) FROM call_records").await + 1;
-        Samples { uuids, phones, extnums, batch_ids, tickets, task_phones, from_ms, until_ms }
+        Samples { uuids, phones, extnums, campaigns, batch_ids, tickets, task_phones, from_ms, until_ms }
     }
 }
 
@@ -130,6 +140,7 @@ struct RecordCase {
     uuid: Option<Index>,
     phone: Option<Index>,
     extnum: Option<Index>,
+    campaign: Option<Index>,
     from: Option<Bound>,
     until: Option<Bound>,
     talk: (Option<i64>, Option<i64>),
@@ -142,17 +153,19 @@ fn record_case() -> impl Strategy<Value = RecordCase> {
         prop::option::weighted(0.05, any::<Index>()),
         prop::option::weighted(0.08, any::<Index>()),
         prop::option::weighted(0.25, any::<Index>()),
-        bound(),
-        bound(),
+        (prop::option::weighted(0.4, any::<Index>()), prop::bool::weighted(0.8)),
+        (bound(), bound()),
         (talk(), talk()),
         page_at(),
     )
-        .prop_map(|(call_type, uuid, phone, extnum, from, until, (a, b), page)| {
+        .prop_map(|(call_type, uuid, phone, extnum, (campaign, ai), (from, until), (a, b), page)| {
             let talk = match (a, b) {
                 (Some(a), Some(b)) if a > b => (Some(b), Some(a)),
                 t => t,
             };
-            RecordCase { call_type, uuid, phone, extnum, from, until, talk, page }
+            // A campaign's calls are AI calls: mostly look for those.
+            let call_type = if campaign.is_some() && ai { "02" } else { call_type };
+            RecordCase { call_type, uuid, phone, extnum, campaign, from, until, talk, page }
         })
 }
 
@@ -168,9 +181,10 @@ async fn check_records(
     let mut wheres = vec![format!("call_type = '{}'", c.call_type)];
     let picks =
         [("uuid", "uuid", c.uuid, &samples.uuids), ("telephone", "telephone", c.phone, &samples.phones)];
-    for (field, column, pick, values) in
-        picks.into_iter().chain([("extnum", "extnum", c.extnum, &samples.extnums)])
-    {
+    for (field, column, pick, values) in picks.into_iter().chain([
+        ("extnum", "extnum", c.extnum, &samples.extnums),
+        ("batchName", "batch_name", c.campaign, &samples.campaigns),
+    ]) {
         if let Some(i) = pick {
             let v = i.get(values);
             body[field] = json!(v);
@@ -228,6 +242,7 @@ struct TaskCase {
     batch_id: Option<Index>,
     ticket: Option<Index>,
     phone: Option<Index>,
+    campaign: Option<Index>,
     status: Option<(&'static str, &'static str)>,
     from: Option<Bound>,
     until: Option<Bound>,
@@ -247,15 +262,17 @@ fn task_case() -> impl Strategy<Value = TaskCase> {
         prop::option::weighted(0.08, any::<Index>()),
         prop::option::weighted(0.08, any::<Index>()),
         prop::option::weighted(0.08, any::<Index>()),
+        prop::option::weighted(0.3, any::<Index>()),
         prop::option::weighted(0.4, prop::sample::select(statuses)),
         bound(),
         bound(),
         page_at(),
     )
-        .prop_map(|(batch_id, ticket, phone, status, from, until, page)| TaskCase {
+        .prop_map(|(batch_id, ticket, phone, campaign, status, from, until, page)| TaskCase {
             batch_id,
             ticket,
             phone,
+            campaign,
             status,
             from,
             until,
@@ -275,6 +292,7 @@ async fn check_tasks(s: &TestServer, plain: &Plain, samples: &Samples, c: &TaskC
     for (field, column, pick, values) in [
         ("ticketNo", "ticket_no", c.ticket, &samples.tickets),
         ("phone", "phone", c.phone, &samples.task_phones),
+        ("batchName", "batch_name", c.campaign, &samples.campaigns),
     ] {
         if let Some(i) = pick {
             let v = i.get(values);
@@ -427,7 +445,20 @@ async fn every_filter_combination_and_page_equals_a_plain_select() {
     }
     check_round(&s, &plain, "after CDRs").await;
 
-    let tickets: Vec<Value> = (0..80).map(|i| ticket(&format!("F{i}"), &format!("1390001{i:04}"))).collect();
+    // Two campaigns of their own, besides the default one, and tasks in each.
+    for name in ["春季回访", "F-2"] {
+        let v = s.post("/api/aicall/campaign/save", &json!({"batchName": name})).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    let tickets: Vec<Value> = (0..80)
+        .map(|i| {
+            let mut t = ticket(&format!("F{i}"), &format!("1390001{i:04}"));
+            if let Some(name) = ["春季回访", "F-2"].get(i % 3) {
+                t["batchName"] = json!(name);
+            }
+            t
+        })
+        .collect();
     let ids = s.create(&tickets).await;
     s.post("/api/aicall/stopTasks", &json!({"batchIds": ids[..8]})).await;
     s.wait_all_ended(Duration::from_secs(60)).await;

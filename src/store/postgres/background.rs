@@ -25,7 +25,7 @@ pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 pub(super) const CAMPAIGNS_CHANNEL: &str = "callcenter_campaigns_changed";
 
 /// Folds the changes of task counts that statements appended (see the migrations
-/// `0006_task_counts.sql` and `0011_task_pages.sql`) into the counters, every
+/// `0006_task_counts.sql`, `0011_task_pages.sql` and `0013_campaign_counters.sql`) into the counters, every
 /// `FOLD_TASK_COUNTS_EVERY`, so that a count sums a few rows. Nodes may fold at the same
 /// time: a change row is deleted, and so added, once. A failure (the database away) waits for the next turn.
 pub(super) async fn fold_task_counts_forever(pool: PgPool) {
@@ -39,10 +39,10 @@ pub(super) async fn fold_task_counts_forever(pool: PgPool) {
              SELECT batch_name, status, SUM(tasks) FROM changes GROUP BY batch_name, status ORDER BY batch_name, status
              ON CONFLICT (batch_name, status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
             "WITH changes AS (DELETE FROM task_hour_changes RETURNING *)
-             INSERT INTO task_hours_folded (hour_ms, status, tasks, first_batch_id, last_batch_id)
-             SELECT hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
-             FROM changes GROUP BY hour_ms, status ORDER BY hour_ms, status
-             ON CONFLICT (hour_ms, status) DO UPDATE SET
+             INSERT INTO task_hours_folded (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT batch_name, hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
+             FROM changes GROUP BY batch_name, hour_ms, status ORDER BY batch_name, hour_ms, status
+             ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
                  tasks = task_hours_folded.tasks + EXCLUDED.tasks,
                  first_batch_id = LEAST(task_hours_folded.first_batch_id, EXCLUDED.first_batch_id),
                  last_batch_id = GREATEST(task_hours_folded.last_batch_id, EXCLUDED.last_batch_id)",

@@ -131,12 +131,13 @@ pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> R
     .execute(&mut *tx)
     .await?;
     sqlx::query(
-        "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
-         SELECT call_type, span_ms, level, bucket, start_ms, calls
+        "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+         SELECT call_type, batch_name, span_ms, level, bucket, start_ms, calls
          FROM json_to_recordset($1::json)
-              AS d (call_type text, span_ms bigint, level int, bucket bigint, start_ms bigint, calls bigint)
-         ORDER BY call_type, span_ms, level, bucket, start_ms
-         ON CONFLICT (call_type, span_ms, level, bucket, start_ms)
+              AS d (call_type text, batch_name text, span_ms bigint, level int, bucket bigint, start_ms bigint,
+                    calls bigint)
+         ORDER BY call_type, batch_name, span_ms, level, bucket, start_ms
+         ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
          DO UPDATE SET calls = record_talk.calls + EXCLUDED.calls",
     )
     .bind(json(&all.talk))

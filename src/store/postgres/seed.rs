@@ -5,31 +5,33 @@ use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
 use crate::store::seed;
 
-/// Recounts `task_hours` from the tasks, after the seed's load.
+/// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
+/// (`counters::EVERY_CAMPAIGN`) and of each campaign.
 const RECOUNT_TASK_HOURS: [&str; 3] = [
     "DELETE FROM task_hour_changes",
     "DELETE FROM task_hours_folded",
-    "INSERT INTO task_hours_folded (hour_ms, status, tasks, first_batch_id, last_batch_id)
-     SELECT (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id)
-     FROM tasks GROUP BY 1, 2 ORDER BY 1, 2",
+    "INSERT INTO task_hours_folded (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+     SELECT scope.batch_name, (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id)
+     FROM tasks CROSS JOIN LATERAL (VALUES (''), (tasks.batch_name)) AS scope (batch_name)
+     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
 ];
 
-/// Recounts `record_stats`, `record_days` and `record_talk` from the rows after the seed's load, by
-/// `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a call type's hours lie
-/// together in the table: a day's total then reads a few pages, against some forty in the
-/// order of a hash aggregate.
-fn recount() -> [String; 6] {
+/// Recounts `record_stats`, `record_days`, `record_talk` and `campaign_hours` from the rows
+/// after the seed's load, by `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a
+/// call type's hours lie together in the table: a day's total then reads a few pages,
+/// against some forty in the order of a hash aggregate.
+fn recount() -> [String; 8] {
     let classes: String = OUTCOME_OF_CAUSE
         .iter()
         .map(|(cause, class)| format!("WHEN hangup_cause LIKE '{cause}:%' THEN '{class}' "))
         .collect();
+    let outcome = format!("CASE WHEN answered_ms IS NOT NULL THEN 'answered' {classes}ELSE 'failed' END");
     [
         "DELETE FROM record_stats".into(),
         format!(
             "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
              SELECT call_type, (callout_ms / 3600000) * 3600000,
-                    CASE WHEN answered_ms IS NOT NULL THEN 'answered' {classes}ELSE 'failed' END,
-                    COUNT(*), SUM(time_len)
+                    {outcome}, COUNT(*), SUM(time_len)
              FROM call_records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ),
         "DELETE FROM record_days".into(),
@@ -37,15 +39,25 @@ fn recount() -> [String; 6] {
          SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2"
             .into(),
         "DELETE FROM record_talk".into(),
-        // The levels and spans of `counters::TalkTally`.
+        // The levels, spans and campaigns of `counters::TalkTally`.
         "WITH levels (level, width) AS (VALUES (0, 1), (1, 16), (2, 256), (3, 4096)),
               spans (span_ms) AS (VALUES (3600000), (86400000)),
-              base AS (SELECT call_type, (callout_ms / 3600000) * 3600000 AS hour_ms, time_len, COUNT(*) AS calls
-                       FROM call_records GROUP BY 1, 2, 3)
-         INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
-         SELECT call_type, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
-         FROM base, levels, spans GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5"
+              base AS (SELECT call_type, batch_name, (callout_ms / 3600000) * 3600000 AS hour_ms, time_len,
+                              COUNT(*) AS calls
+                       FROM call_records GROUP BY 1, 2, 3, 4),
+              scoped AS (SELECT call_type, '' AS batch_name, hour_ms, time_len, calls FROM base
+                         UNION ALL
+                         SELECT * FROM base WHERE batch_name IS NOT NULL)
+         INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+         SELECT call_type, batch_name, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
+         FROM scoped, levels, spans GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
             .into(),
+        "DELETE FROM campaign_hours".into(),
+        format!(
+            "INSERT INTO campaign_hours (batch_name, hour_ms, outcome, calls)
+             SELECT batch_name, (callout_ms / 3600000) * 3600000, {outcome}, COUNT(*)
+             FROM call_records WHERE batch_name IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ),
     ]
 }
 
@@ -92,7 +104,7 @@ pub(super) async fn load(
                         to_char(to_timestamp(t / 1000) AT TIME ZONE 'UTC' + make_interval(secs => $4), 'YYYY/MM/DD/HH24/') AS dir
                  FROM base)
              INSERT INTO call_records (uuid, call_type, batch_id, telephone, extnum, callout_ms, answered_ms, ended_ms,
-                                       time_len, hangup_cause, wav_path, wav_url, dialogue, intent)
+                                       time_len, hangup_cause, wav_path, wav_url, dialogue, intent, batch_name)
              SELECT uuid, call_type, NULL,
                     '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
                     CASE WHEN call_type = '02' THEN NULL ELSE '8' || lpad((pick % 1000)::text, 3, '0') END,
@@ -111,7 +123,8 @@ pub(super) async fn load(
                     CASE WHEN answered AND call_type = '02'
                          THEN CASE pick % 3 WHEN 0 THEN $5 WHEN 1 THEN $6 ELSE $7 END ELSE '[]' END,
                     CASE WHEN answered AND call_type = '02'
-                         THEN CASE pick % 3 WHEN 0 THEN $8 WHEN 1 THEN $9 ELSE $10 END ELSE '' END
+                         THEN CASE pick % 3 WHEN 0 THEN $8 WHEN 1 THEN $9 ELSE $10 END ELSE '' END,
+                    CASE WHEN call_type = '02' THEN $11 END
              FROM calls
              ON CONFLICT (uuid) DO NOTHING",
         )
@@ -125,6 +138,7 @@ pub(super) async fn load(
         .bind(seed::DIALOGUES[0].1)
         .bind(seed::DIALOGUES[1].1)
         .bind(seed::DIALOGUES[2].1)
+        .bind(seed::SEED_CAMPAIGN)
         .execute(&mut *tx)
         .await?;
         for sql in recount() {
@@ -137,17 +151,18 @@ pub(super) async fn load(
             "WITH base AS (SELECT i, $2 + i * $3 AS t, (i * 2654435761 + 40503) % 4294967296 / 7 AS pick
                            FROM generate_series(0::bigint, $1 - 1) AS i)
              INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
-                                stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
+                                stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms, batch_name)
              SELECT 'SEED-' || t || '-' || i, '1' || (3 + pick % 7) || lpad((pick % 1000000000)::text, 9, '0'),
                     '客户' || (pick % 10000), '活动通知', '尊敬的客户，提醒您参加本周末的线下优惠活动。',
                     CASE WHEN pick % 20 = 0 THEN 'stopped' ELSE 'completed' END, t, t + 600000,
                     pick % 3 <> 0, 1 + pick % 3,
-                    CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t
+                    CASE WHEN pick % 3 <> 0 THEN 'NORMAL_CLEARING:sip:200' ELSE 'NO_ANSWER:sip:480' END, t, $4
              FROM base",
         )
         .bind(tasks as i64)
         .bind(start)
         .bind(step)
+        .bind(seed::SEED_CAMPAIGN)
         .execute(&mut *tx)
         .await?;
         for sql in RECOUNT_TASK_HOURS {

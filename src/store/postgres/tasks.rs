@@ -7,7 +7,7 @@ use super::{PgStore, arguments, has_nul, outbox};
 use crate::domain::{NewTask, TaskFilter, TaskStatus};
 use crate::store::outbox::NewEvent;
 use crate::store::rows::{OPEN, TASK_COLUMNS};
-use crate::store::sql::Dialect;
+use crate::store::sql::{Dialect, json};
 use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
 
 /// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
@@ -44,14 +44,14 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         .execute(&mut *tx)
         .await?;
         // Rows are inserted (and numbered) in input order.
-        let inserted: Vec<(String, i64)> = sqlx::query_as(
+        let inserted: Vec<(String, i64, String)> = sqlx::query_as(
             "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, batch_name, created_ms,
                  next_attempt_ms)
              SELECT t.ticket_no, t.phone, t.username, t.ticket_type, t.ticket_content, t.batch_name, $6, $6
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $7::text[])
                  WITH ORDINALITY AS t (ticket_no, phone, username, ticket_type, ticket_content, batch_name, ord)
              ORDER BY t.ord
-             RETURNING ticket_no, batch_id",
+             RETURNING ticket_no, batch_id, batch_name",
         )
         .bind(column(|t| &t.ticket_no))
         .bind(column(|t| t.phone.as_str()))
@@ -64,15 +64,13 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         .await?;
         // The request's tasks, all waiting, in their hour of `task_hours` (appended, like
         // the triggers' moves between statuses, and folded later).
-        let (first, last) = tasks::id_bounds(&inserted);
         sqlx::query(
-            "INSERT INTO task_hour_changes (hour_ms, status, tasks, first_batch_id, last_batch_id)
-             VALUES ($1, 'pending', $2, $3, $4)",
+            "INSERT INTO task_hour_changes (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT batch_name, hour_ms, 'pending', tasks, first_batch_id, last_batch_id
+             FROM json_to_recordset($1::json) AS d (batch_name text, hour_ms bigint, tasks bigint,
+                                                   first_batch_id bigint, last_batch_id bigint)",
         )
-        .bind(tasks::task_hour(now_ms))
-        .bind(inserted.len() as i64)
-        .bind(first)
-        .bind(last)
+        .bind(json(&tasks::created_hours(&inserted, now_ms)))
         .execute(&mut *tx)
         .await?;
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -80,7 +78,7 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
             .bind(inserted.len().to_string())
             .execute(&mut *tx)
             .await?;
-        ids.extend(inserted);
+        ids.extend(inserted.into_iter().map(|(ticket_no, id, _)| (ticket_no, id)));
     }
     tx.commit().await?;
     tasks::batch_ids(new, &ids)

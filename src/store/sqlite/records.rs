@@ -34,11 +34,12 @@ pub(super) const ADD_DAYS: &str = "INSERT INTO record_days (call_type, day_ms, c
      ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls";
 
 /// Adds a JSON list of `TalkDelta`s to `record_talk`.
-pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
-     SELECT value ->> 'call_type', value ->> 'span_ms', value ->> 'level', value ->> 'bucket', value ->> 'start_ms',
-            value ->> 'calls'
+pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+     SELECT value ->> 'call_type', value ->> 'batch_name', value ->> 'span_ms', value ->> 'level', value ->> 'bucket',
+            value ->> 'start_ms', value ->> 'calls'
      FROM json_each(?) WHERE true
-     ON CONFLICT (call_type, span_ms, level, bucket, start_ms) DO UPDATE SET calls = record_talk.calls + excluded.calls";
+     ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
+     DO UPDATE SET calls = record_talk.calls + excluded.calls";
 
 /// Keeps `record_stats`, `record_days` and `record_talk` exact, in the caller's
 /// transaction.

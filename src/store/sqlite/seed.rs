@@ -13,21 +13,35 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::records::{ADD_DAYS, ADD_STATS};
 use crate::store::counters::{StatsTally, TalkTally};
-use crate::store::seed::SeedPlan;
+use crate::store::seed::{SEED_CAMPAIGN, SeedPlan};
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
 
-/// Recounts `task_hours` from the tasks, after the seed's load.
+/// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
+/// (`counters::EVERY_CAMPAIGN`) and of each campaign.
 const RECOUNT_TASK_HOURS: [&str; 2] = [
     "DELETE FROM task_hours",
-    "INSERT INTO task_hours (hour_ms, status, tasks, first_batch_id, last_batch_id)
-     SELECT (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id) FROM tasks GROUP BY 1, 2",
+    "INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+     SELECT '', (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id)
+     FROM tasks GROUP BY 2, 3
+     UNION ALL
+     SELECT batch_name, (created_ms / 3600000) * 3600000, status, COUNT(*), MIN(batch_id), MAX(batch_id)
+     FROM tasks GROUP BY 1, 2, 3",
 ];
 
 /// Adds one `TalkDelta` to `record_talk`.
-const ADD_TALK_ROW: &str = "INSERT INTO record_talk (call_type, span_ms, level, bucket, start_ms, calls)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-     ON CONFLICT (call_type, span_ms, level, bucket, start_ms) DO UPDATE SET calls = record_talk.calls + excluded.calls";
+const ADD_TALK_ROW: &str =
+    "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+     ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
+     DO UPDATE SET calls = record_talk.calls + excluded.calls";
+
+/// Adds the seeded AI calls (all in `seed::SEED_CAMPAIGN`) to `campaign_hours`, from the
+/// `record_stats` changes of the load.
+const ADD_CAMPAIGN_HOURS: &str = "INSERT INTO campaign_hours (batch_name, hour_ms, outcome, calls)
+     SELECT ?2, value ->> 'hour_ms', value ->> 'outcome', value ->> 'calls'
+     FROM json_each(?1) WHERE value ->> 'call_type' = '02'
+     ON CONFLICT (batch_name, hour_ms, outcome) DO UPDATE SET calls = campaign_hours.calls + excluded.calls";
 
 /// Rows handed from the making thread to the inserting one at a time.
 const BATCH: u64 = 4096;
@@ -76,17 +90,26 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     let deltas = json(&stats.deltas());
     tx.execute(ADD_STATS, [&deltas])?;
     tx.execute(ADD_DAYS, [&deltas])?;
+    tx.execute(ADD_CAMPAIGN_HOURS, params![&deltas, SEED_CAMPAIGN])?;
     // Row by row through a prepared statement: as one JSON list (a million entries at
     // 10M records) the parse cost a seed several seconds.
     let mut add_talk = tx.prepare(ADD_TALK_ROW)?;
     for d in talk.deltas() {
-        add_talk.execute(params![d.call_type, d.span_ms, d.level, d.bucket, d.start_ms, d.calls])?;
+        add_talk.execute(params![
+            d.call_type,
+            d.batch_name,
+            d.span_ms,
+            d.level,
+            d.bucket,
+            d.start_ms,
+            d.calls
+        ])?;
     }
     drop(add_talk);
     let mut insert = tx.prepare(
         "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
-                            stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7)",
+                            stopped_ms, connected, call_count, last_hangup_cause, next_attempt_ms, batch_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?7, ?12)",
     )?;
     for i in 0..plan.tasks {
         let t = plan.task(i);
@@ -101,7 +124,8 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
             t.stopped_ms,
             t.connected,
             t.call_count,
-            t.last_hangup_cause
+            t.last_hangup_cause,
+            SEED_CAMPAIGN
         ])?;
     }
     drop(insert);
@@ -120,8 +144,8 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
 fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTally)> {
     let mut insert = tx.prepare(
         "INSERT INTO call_records (uuid, call_type, telephone, extnum, callout_ms, answered_ms, ended_ms,
-                                   time_len, hangup_cause, wav_path, dialogue, intent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                   time_len, hangup_cause, wav_path, dialogue, intent, batch_name)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (uuid) DO NOTHING",
     )?;
     let mut tally = StatsTally::default();
@@ -150,7 +174,8 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTa
                     r.hangup_cause,
                     r.wav_path,
                     r.dialogue_json,
-                    r.intent
+                    r.intent,
+                    r.batch_name
                 ])?;
                 if inserted == 1 {
                     tally.add(r, 1);
@@ -181,9 +206,19 @@ mod tests {
         assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
+        let ai_calls = count("SELECT COUNT(*) FROM call_records WHERE call_type = '02'");
+        assert_eq!(ai_calls, count("SELECT COUNT(*) FROM call_records WHERE batch_name = 'default'"));
         for level in 0..4 {
-            assert_eq!(count(&format!("SELECT SUM(calls) FROM record_talk WHERE level = {level}")), 6_000);
+            let talk = |campaign: &str| {
+                count(&format!(
+                    "SELECT SUM(calls) FROM record_talk WHERE level = {level} AND batch_name = '{campaign}'"
+                ))
+            };
+            // An hour's and a day's rows of every call, and of the campaign's.
+            assert_eq!(talk(""), 6_000);
+            assert_eq!(talk("default"), 2 * ai_calls);
         }
+        assert_eq!(count("SELECT SUM(calls) FROM campaign_hours WHERE batch_name = 'default'"), ai_calls);
         assert_eq!(
             count("SELECT SUM(talk_secs) FROM record_stats"),
             count("SELECT SUM(time_len) FROM call_records")
@@ -193,7 +228,9 @@ mod tests {
             200,
             "tasks have no natural key: each seed adds its own"
         );
-        assert_eq!(count("SELECT SUM(tasks) FROM task_hours"), 200);
+        assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = ''"), 200);
+        assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = 'default'"), 200);
+        assert_eq!(count("SELECT SUM(tasks) FROM task_counts WHERE batch_name = 'default'"), 200);
         assert_eq!(
             count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_by_phone'"),
             1,

@@ -41,35 +41,34 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
         campaigns::ensure(&mut tx, &names, now_ms).await?;
         // In one statement (a statement per ticket costs a round trip to the connection's
         // thread each), numbered in input order.
-        let created: Vec<(String, i64)> = sqlx::query_as(
+        let created: Vec<(String, i64, String)> = sqlx::query_as(
             "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, batch_name, created_ms,
                  next_attempt_ms)
              SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value ->> 5, ?2, ?2
              FROM json_each(?1) ORDER BY key
-             RETURNING ticket_no, batch_id",
+             RETURNING ticket_no, batch_id, batch_name",
         )
         .bind(json(&to_create))
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
         // The request's tasks, all waiting, in their hour of `task_hours` (the triggers
-        // move them between statuses from then on).
-        let (first, last) = tasks::id_bounds(&created);
+        // move them between statuses from then on). `WHERE true`: without it SQLite would
+        // read ON CONFLICT as a join constraint.
         sqlx::query(
-            "INSERT INTO task_hours (hour_ms, status, tasks, first_batch_id, last_batch_id)
-             VALUES (?1, 'pending', ?2, ?3, ?4)
-             ON CONFLICT (hour_ms, status) DO UPDATE SET
+            "INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT value ->> 'batch_name', value ->> 'hour_ms', 'pending', value ->> 'tasks',
+                    value ->> 'first_batch_id', value ->> 'last_batch_id'
+             FROM json_each(?) WHERE true
+             ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
                  tasks = tasks + excluded.tasks,
                  first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
                  last_batch_id = MAX(last_batch_id, excluded.last_batch_id)",
         )
-        .bind(tasks::task_hour(now_ms))
-        .bind(created.len() as i64)
-        .bind(first)
-        .bind(last)
+        .bind(json(&tasks::created_hours(&created, now_ms)))
         .execute(&mut *tx)
         .await?;
-        ids.extend(created);
+        ids.extend(created.into_iter().map(|(ticket_no, id, _)| (ticket_no, id)));
     }
     let ids = tasks::batch_ids(new, &ids)?;
     tx.commit().await?;
