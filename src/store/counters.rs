@@ -220,54 +220,61 @@ pub(super) struct TalkDelta {
 /// whatever their campaign.
 pub const EVERY_CAMPAIGN: &str = "";
 
-/// Changes to `record_talk`, summed per call type, campaign, hour and talk time, then
+/// Changes to `record_talk`, summed per campaign, call type, hour and talk time, then
 /// spread over its spans and levels (a seed's ten million calls are a few hundred
-/// thousand entries). A call counts in the rows of every campaign and, if it has one, of
-/// its campaign.
+/// thousand entries per campaign). A call counts in the rows of every campaign and, if it
+/// has one, of its campaign.
 #[derive(Default)]
-pub(super) struct TalkTally(BTreeMap<(&'static str, String, i64, i64), i64>);
+pub(super) struct TalkTally(BTreeMap<String, BTreeMap<(&'static str, i64, i64), i64>>);
 
 impl TalkTally {
     /// Counts `record` in (`sign` 1) or out (-1).
     pub(super) fn add(&mut self, record: &CallRecord, sign: i64) {
         let hour_ms = record.callout_ms.div_euclid(HOUR_MS) * HOUR_MS;
-        let campaigns = std::iter::once(EVERY_CAMPAIGN).chain(record.batch_name.as_deref());
-        for campaign in campaigns {
-            let key = (record.call_type.code(), campaign.to_string(), hour_ms, record.time_len);
-            *self.0.entry(key).or_default() += sign;
+        for campaign in std::iter::once(EVERY_CAMPAIGN).chain(record.batch_name.as_deref()) {
+            // Looked up by `&str` first: a seed's adds allocate nothing.
+            let calls = match self.0.get_mut(campaign) {
+                Some(calls) => calls,
+                None => self.0.entry(campaign.to_string()).or_default(),
+            };
+            *calls.entry((record.call_type.code(), hour_ms, record.time_len)).or_default() += sign;
         }
     }
 
-    /// The rows that change, in key order (see `stats_deltas`).
+    /// The rows that change, campaign by campaign, each in key order (see
+    /// `stats_deltas`).
     pub(super) fn deltas(self) -> Vec<TalkDelta> {
-        let mut rows: BTreeMap<(&'static str, String, i64, u32, i64, i64), i64> = BTreeMap::new();
-        for ((call_type, campaign, hour_ms, time_len), calls) in self.0 {
-            for span_ms in TALK_SPANS {
-                for level in 0..TALK_LEVELS {
-                    let key = (
-                        call_type,
-                        campaign.clone(),
-                        span_ms,
-                        level,
-                        time_len / talk_width(level),
-                        hour_ms.div_euclid(span_ms) * span_ms,
-                    );
-                    *rows.entry(key).or_default() += calls;
+        let mut out = Vec::new();
+        self.each_delta(|d| out.push(d));
+        out
+    }
+
+    /// `deltas` one by one, a campaign's rows summed at a time: a seed of ten million
+    /// calls never holds them all.
+    pub(super) fn each_delta(self, mut f: impl FnMut(TalkDelta)) {
+        for (campaign, calls) in self.0 {
+            let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
+            for ((call_type, hour_ms, time_len), calls) in calls {
+                for span_ms in TALK_SPANS {
+                    for level in 0..TALK_LEVELS {
+                        let key = (
+                            call_type,
+                            span_ms,
+                            level,
+                            time_len / talk_width(level),
+                            hour_ms.div_euclid(span_ms) * span_ms,
+                        );
+                        *rows.entry(key).or_default() += calls;
+                    }
+                }
+            }
+            for ((call_type, span_ms, level, bucket, start_ms), calls) in rows {
+                if calls != 0 {
+                    let batch_name = campaign.clone();
+                    f(TalkDelta { call_type, batch_name, span_ms, level, bucket, start_ms, calls });
                 }
             }
         }
-        rows.into_iter()
-            .filter(|(_, calls)| *calls != 0)
-            .map(|((call_type, batch_name, span_ms, level, bucket, start_ms), calls)| TalkDelta {
-                call_type,
-                batch_name,
-                span_ms,
-                level,
-                bucket,
-                start_ms,
-                calls,
-            })
-            .collect()
     }
 }
 
