@@ -3,7 +3,9 @@
 -- a campaign can hold every row of the table.
 --
 -- record_talk and task_hours gain the campaign: batch_name '' rows count every call or
--- task, as before; a campaign's rows count its own. A write of a campaign's call or task
+-- task, as before; a campaign's rows count its own. record_talk also gains level 4, every
+-- call whatever its talk time (bucket 0): a total of every call of a campaign, or every
+-- call less some talk times, seeks one row per day or hour. A write of a campaign's call or task
 -- keeps both exact in the same transaction (task_hours through its appended changes).
 ALTER TABLE record_talk ADD COLUMN batch_name TEXT NOT NULL DEFAULT '';
 ALTER TABLE record_talk DROP CONSTRAINT record_talk_pkey,
@@ -17,6 +19,10 @@ INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms
 SELECT call_type, batch_name, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
 FROM base, levels, spans
 GROUP BY 1, 2, 3, 4, 5, 6;
+
+INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+SELECT call_type, batch_name, span_ms, 4, 0, start_ms, SUM(calls) FROM record_talk WHERE level = 3
+GROUP BY 1, 2, 3, 6;
 
 -- A campaign's calls of one call type in time order, with time_len: the partial hours of
 -- its totals and its pages read the index alone.

@@ -3,13 +3,15 @@
 -- a campaign can hold every row of the table.
 --
 -- record_talk and task_hours gain the campaign: batch_name '' rows count every call or
--- task, as before; a campaign's rows count its own. A write of a campaign's call or task
+-- task, as before; a campaign's rows count its own. record_talk also gains level 4, every
+-- call whatever its talk time (bucket 0): a total of every call of a campaign, or every
+-- call less some talk times, seeks one row per day or hour. A write of a campaign's call or task
 -- keeps both exact in the same transaction.
 CREATE TABLE record_talk_by_campaign (
     call_type  TEXT    NOT NULL,
     batch_name TEXT    NOT NULL,   -- '' for every call of the call type, else one campaign's calls
     span_ms    INTEGER NOT NULL,   -- 3600000 (an hour) or 86400000 (a UTC day)
-    level      INTEGER NOT NULL,   -- 0..3: buckets of 1, 16, 256 and 4096 seconds
+    level      INTEGER NOT NULL,   -- 0..3: buckets of 1, 16, 256 and 4096 seconds; 4: every call
     bucket     INTEGER NOT NULL,   -- time_len / 16^level
     start_ms   INTEGER NOT NULL,   -- start of the hour or day, epoch ms
     calls      INTEGER NOT NULL,
@@ -27,6 +29,10 @@ INSERT INTO record_talk_by_campaign (call_type, batch_name, span_ms, level, buck
 SELECT call_type, batch_name, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
 FROM base, levels, spans
 GROUP BY 1, 2, 3, 4, 5, 6;
+
+INSERT INTO record_talk_by_campaign (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+SELECT call_type, batch_name, span_ms, 4, 0, start_ms, SUM(calls) FROM record_talk_by_campaign WHERE level = 3
+GROUP BY 1, 2, 3, 6;
 
 DROP TABLE record_talk;
 ALTER TABLE record_talk_by_campaign RENAME TO record_talk;

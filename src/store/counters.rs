@@ -136,6 +136,11 @@ pub(super) const TALK_BASE: i64 = 16;
 /// leave of a range as one range of buckets.
 pub(super) const TALK_LEVELS: u32 = 4;
 
+/// The level above them: every call, whatever its talk time, in bucket 0. A total of every
+/// call then seeks one row per day or hour (a range of the top level's buckets from 0
+/// would read each of its rows in the table).
+pub(super) const EVERY_CALL_LEVEL: u32 = TALK_LEVELS;
+
 /// The spans `record_talk` counts calls over: hours, and UTC days.
 pub(super) const TALK_SPANS: [i64; 2] = [HOUR_MS, DAY_MS];
 
@@ -256,16 +261,13 @@ impl TalkTally {
             let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
             for ((call_type, hour_ms, time_len), calls) in calls {
                 for span_ms in TALK_SPANS {
+                    let start_ms = hour_ms.div_euclid(span_ms) * span_ms;
                     for level in 0..TALK_LEVELS {
-                        let key = (
-                            call_type,
-                            span_ms,
-                            level,
-                            time_len / talk_width(level),
-                            hour_ms.div_euclid(span_ms) * span_ms,
-                        );
-                        *rows.entry(key).or_default() += calls;
+                        *rows
+                            .entry((call_type, span_ms, level, time_len / talk_width(level), start_ms))
+                            .or_default() += calls;
                     }
+                    *rows.entry((call_type, span_ms, EVERY_CALL_LEVEL, 0, start_ms)).or_default() += calls;
                 }
             }
             for ((call_type, span_ms, level, bucket, start_ms), calls) in rows {
@@ -428,10 +430,11 @@ mod tests {
         let calls = |campaign: &str| -> Vec<i64> {
             deltas.iter().filter(|d| d.batch_name == campaign).map(|d| d.calls).collect()
         };
-        // Two spans of four levels each: 8 rows, every one counting both calls, or the one.
-        assert_eq!(calls(EVERY_CAMPAIGN), vec![2; 8]);
-        assert_eq!(calls("春季"), vec![1; 8]);
-        assert_eq!(deltas.len(), 16);
+        // Two spans of four levels and every call each: 10 rows, every one counting both
+        // calls, or the one.
+        assert_eq!(calls(EVERY_CAMPAIGN), vec![2; 10]);
+        assert_eq!(calls("春季"), vec![1; 10]);
+        assert_eq!(deltas.len(), 20);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
 use super::counters::{
-    DAY_MS, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets, talk_buckets, total_plan,
-    whole_buckets,
+    DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets, talk_buckets,
+    total_plan, whole_buckets,
 };
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -244,12 +244,12 @@ fn talk_range(f: &RecordFilter) -> Option<(Option<i64>, Option<i64>)> {
 }
 
 /// The `record_talk` buckets a total sums, each added (1) or taken away (-1):
-/// every call (the top level's buckets) without a timeLen range; else the range's own
+/// every call (`EVERY_CALL_LEVEL`) without a timeLen range; else the range's own
 /// buckets, or, when fewer, every call less the buckets outside it (`timeLenStart` 5: the
 /// calls of talk time 0 to 4, five buckets, against 41 for 5 and up). Empty when no talk
 /// time is in the range.
 fn talk_terms(f: &RecordFilter) -> Vec<(i64, TalkBuckets)> {
-    let every_call = || TalkBuckets::Range { first: 0, last: None };
+    let every_call = || TalkBuckets::Listed(EVERY_CALL_LEVEL, vec![0]);
     let Some((min, max)) = talk_range(f) else {
         return vec![(1, every_call())];
     };
@@ -258,12 +258,12 @@ fn talk_terms(f: &RecordFilter) -> Vec<(i64, TalkBuckets)> {
     if let Some(m) = max {
         complement.extend(talk_buckets(Some(m + 1), None));
     }
-    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows (and
-    // every call is one more).
+    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows; every
+    // call one more seek.
     let seeks = |plan: &[TalkBuckets]| -> usize {
         plan.iter().map(|b| if let TalkBuckets::Listed(_, list) = b { list.len() } else { 2 }).sum()
     };
-    if seeks(&complement) + 2 < seeks(&direct) {
+    if seeks(&complement) + 1 < seeks(&direct) {
         std::iter::once((1, every_call())).chain(complement.into_iter().map(|b| (-1, b))).collect()
     } else {
         direct.into_iter().map(|b| (1, b)).collect()

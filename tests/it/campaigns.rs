@@ -528,7 +528,7 @@ async fn a_higher_priority_campaign_created_mid_run_takes_the_lines_from_the_nex
 // ---- the migration ----
 
 #[tokio::test]
-async fn the_migration_puts_existing_tasks_in_the_default_campaign_with_their_batch_ids() {
+async fn the_migrations_put_existing_tasks_in_the_default_campaign_with_their_batch_ids_and_counts() {
     let dir = tempfile::tempdir().unwrap();
     let db = TestDb::new(dir.path()).await;
     // The schema as it was before campaigns, with tasks and an AI call's record.
@@ -583,6 +583,24 @@ async fn the_migration_puts_existing_tasks_in_the_default_campaign_with_their_ba
     let records = s.records(json!({"batchName": "default"})).await;
     assert_eq!(records["total"], 1, "{records}");
     assert_eq!(records["rows"][0]["uuid"], "2311150613200110001");
+    // Counted in the campaign's counters too (migration 0013): by talk time, and the
+    // tasks of a day of creation.
+    for (talk, total) in [(json!({"timeLenStart": 5}), 1), (json!({"timeLenStart": 10}), 0)] {
+        let mut filter = json!({"batchName": "default", "timeLenEnd": 100});
+        filter.as_object_mut().unwrap().extend(talk.as_object().unwrap().clone());
+        assert_eq!(s.records(filter.clone()).await["total"], total, "{filter}");
+    }
+    let day = json!({"batchName": "default", "createTimeStart": "2023-11-15 00:00:00",
+                     "createTimeEnd": "2023-11-15 23:59:59"});
+    assert_eq!(s.tasks(day.clone()).await["total"], 2);
+    let mut pending = day;
+    pending["status"] = json!("待呼叫");
+    let page = s.tasks(pending).await;
+    assert_eq!(
+        (page["total"].as_i64(), page["rows"][0]["batchId"].as_i64()),
+        (Some(1), Some(10002)),
+        "{page}"
+    );
     // Counted in the campaign's day (2023-11-15 in Asia/Shanghai).
     let day = s.post("/api/aicall/stats", &json!({"date": "2023-11-15"})).await;
     let campaigns = day["data"]["campaigns"].as_array().unwrap();

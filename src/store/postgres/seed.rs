@@ -39,8 +39,9 @@ fn recount() -> [String; 8] {
          SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2"
             .into(),
         "DELETE FROM record_talk".into(),
-        // The levels, spans and campaigns of `counters::TalkTally`.
-        "WITH levels (level, width) AS (VALUES (0, 1), (1, 16), (2, 256), (3, 4096)),
+        // The levels, spans and campaigns of `counters::TalkTally` (level 4: every call, in
+        // bucket 0).
+        "WITH levels (level, width) AS (VALUES (0, 1), (1, 16), (2, 256), (3, 4096), (4, 9223372036854775807)),
               spans (span_ms) AS (VALUES (3600000), (86400000)),
               base AS (SELECT call_type, batch_name, (callout_ms / 3600000) * 3600000 AS hour_ms, time_len,
                               COUNT(*) AS calls

@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
         let ai_calls = count("SELECT COUNT(*) FROM call_records WHERE call_type = '02'");
         assert_eq!(ai_calls, count("SELECT COUNT(*) FROM call_records WHERE batch_name = 'default'"));
-        for level in 0..4 {
+        for level in 0..=4 {
             let talk = |campaign: &str| {
                 count(&format!(
                     "SELECT SUM(calls) FROM record_talk WHERE level = {level} AND batch_name = '{campaign}'"
