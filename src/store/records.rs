@@ -3,7 +3,7 @@
 
 use super::counters::{
     DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets, talk_buckets,
-    total_plan, whole_buckets,
+    total_plan,
 };
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -48,12 +48,11 @@ pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
 }
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
-/// sums counters and its deep pages seek by them over the whole range, or it skips few
-/// rows (the total of a timeLen filter or a campaign is summed too; an exact uuid,
+/// sums counters and its deep pages seek by them, or it skips few rows (an exact uuid,
 /// telephone or extension has few rows). Other pages skip rows in proportion to the
 /// table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
-    seeks_every_hour(f) || f.page.offset() <= BOUNDED_OFFSET
+    counted_campaign(f).is_some() || f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The most rows a bounded read skips (page 1,000 of 10; each an index step); also
@@ -67,108 +66,121 @@ pub(super) struct Seek {
     pub offset: i64,
 }
 
-/// For a deep page of a filter of call type and time alone: the calls of each whole hour
-/// of its range, newest first (`hour_ms`, `calls`), each row also carrying `above`, the
-/// rows above the newest whole hour (the partial hour at the top of the range). The page
-/// then skips whole hours by their counters instead of row by row (page 1,000 of 10 at 10M
-/// records: 10,000 index steps become three hours' counters and a few hundred steps).
-pub(super) fn seek_hours(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
+/// A deep page's seek: the calls of each whole day and hour of its range, newest first,
+/// from the counters (`seek_parts`); if the page starts inside a day, that day's hours
+/// (`SeekStep::Within`). The page then skips whole days and hours by their counts instead
+/// of row by row, and walks only within the hour it starts in (page 1,000 of 10 at 10M
+/// records: 10,000 index steps become a few hundred counter rows and steps).
+///
+/// Each row of both statements: (start_ms, span_ms, calls, above), `above` being the rows
+/// above the newest whole hour of the range (the partial hour at its top).
+pub(super) fn seek_parts(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
     let campaign = counted_campaign(f)?;
     if f.page.offset() < SEEK_OFFSET {
         return None;
     }
-    if !seeks_every_hour(f) {
-        return seek_talk_hours(dialect, f, campaign);
-    }
-    let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
+    let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
+    let top = plan.rows[1].0.max(plan.hours[1].1).max(plan.days.1).max(plan.hours[0].1);
     let mut q = Sql::new(
         dialect,
-        "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records WHERE call_type = ",
+        "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records",
     );
-    q.bind(f.call_type.code()).push(" AND callout_ms >= ").bind(hi);
-    q.push(" AND callout_ms < ").bind(f.callout_until_ms.unwrap_or(hi));
-    q.push(") FROM record_stats WHERE call_type = ").bind(f.call_type.code());
-    q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
-    q.push(" GROUP BY hour_ms ORDER BY hour_ms DESC");
-    Some(q)
-}
-
-/// The hours a deep page under a timeLen filter or a campaign reads the counts of: the
-/// newest week of its range (each hour costs a seek per bucket). A page deeper than the
-/// week's calls seeks below the week and walks the rest.
-const SEEK_TALK_HOURS: i64 = 7 * 24;
-
-/// `seek_hours` from `record_talk`: each hour's calls of the campaign in the range's
-/// buckets (or every call less those outside it), for the newest `SEEK_TALK_HOURS` whole
-/// hours of the range.
-fn seek_talk_hours(dialect: Dialect, f: &RecordFilter, campaign: &str) -> Option<Sql> {
-    let (lo, hi) = whole_buckets(f.callout_from_ms, f.callout_until_ms, HOUR_MS)?;
-    let terms = talk_terms(f);
-    if terms.is_empty() {
-        // Nothing is in the range: no hour to skip.
-        return None;
-    }
-    let code = f.call_type.code();
-    let mut q =
-        Sql::new(dialect, "SELECT hour_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records");
-    push_record_filter(&mut q, &RecordFilter { callout_from_ms: Some(hi), ..f.clone() });
+    // The partial hour at the top: from the top of the whole hours (none when the range
+    // is open: its top is past every call).
+    push_record_filter(&mut q, &RecordFilter { callout_from_ms: Some(top), ..f.clone() });
     q.push(") FROM (");
-    // The newest week of the range: below its top, or below the hour of the newest call.
-    // One lower bound (the greater), so that the planner seeks to it rather than to the
-    // range's start.
-    let in_week = |q: &mut Sql| {
-        match f.callout_until_ms {
-            Some(_) => {
-                q.push(" AND start_ms >= ").bind(lo.max(hi.saturating_sub(SEEK_TALK_HOURS * HOUR_MS)));
-            }
-            None => {
-                let greatest = if dialect == Dialect::Sqlite { "MAX" } else { "GREATEST" };
-                q.push(&format!(" AND start_ms >= {greatest}(")).bind(lo);
-                q.push(", (SELECT COALESCE(MAX(callout_ms), 0) FROM call_records");
-                push_record_filter(q, &RecordFilter { time_len_min: None, time_len_max: None, ..f.clone() });
-                q.push(") / ").bind(HOUR_MS).push(" * ").bind(HOUR_MS);
-                q.push(" - ").bind((SEEK_TALK_HOURS - 1) * HOUR_MS).push(")");
-            }
-        }
-        q.push(" AND start_ms < ").bind(hi);
-    };
-    for (i, (sign, buckets)) in terms.iter().enumerate() {
-        if i > 0 {
-            q.push(" UNION ALL ");
-        }
-        let sign = if *sign < 0 { "-" } else { "" };
-        q.push(&format!(
-            "SELECT start_ms AS hour_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "
-        ))
-        .bind(code);
-        q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(HOUR_MS);
-        push_talk_buckets(&mut q, buckets);
-        in_week(&mut q);
-    }
-    q.push(") AS hours GROUP BY hour_ms ORDER BY hour_ms DESC");
+    // Newest first: the whole hours at the top, the whole days, the whole hours below.
+    let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
+    push_counts(&mut q, f, campaign, &parts);
+    q.push(") AS parts GROUP BY start_ms, span_ms ORDER BY start_ms DESC");
     Some(q)
 }
 
-/// The seek of `seek_hours`' rows: (hour_ms, calls, above).
-pub(super) fn seek_by_hours(f: &RecordFilter, hours: &[(i64, i64, i64)]) -> Option<Seek> {
-    let above = hours.first().map_or(0, |h| h.2);
-    seek(f.page.offset(), above, hours.iter().map(|&(hour_ms, calls, _)| (hour_ms, calls)))
+/// What `seek_parts`' rows give: the seek, or the statement of the hours of the day the
+/// page starts in, with what to go on from.
+pub(super) enum SeekStep {
+    Done(Option<Seek>),
+    Within(Sql, Within),
 }
 
-/// Where a page that skips `offset` rows starts, given the rows `above` the newest whole
-/// hour and the whole hours' calls, newest first: below the last hour it skips whole, if
-/// any.
-pub(super) fn seek(offset: i64, above: i64, hours: impl IntoIterator<Item = (i64, i64)>) -> Option<Seek> {
+/// A day the page starts inside: the rows above it, and the seek past the parts before it.
+pub(super) struct Within {
+    offset: i64,
+    skipped: i64,
+    before: Option<Seek>,
+}
+
+pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, rows: &[(i64, i64, i64, i64)]) -> SeekStep {
+    let above = rows.first().map_or(0, |r| r.3);
+    let offset = f.page.offset();
+    let parts = rows.iter().map(|&(start_ms, span_ms, calls, _)| (start_ms, span_ms, calls));
+    match walk(offset, above, parts) {
+        (before, Some((day_ms, skipped))) => {
+            let campaign = counted_campaign(f).unwrap_or(EVERY_CAMPAIGN);
+            let mut q = Sql::new(
+                dialect,
+                "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), CAST(0 AS BIGINT) FROM (",
+            );
+            push_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
+            q.push(") AS hours GROUP BY start_ms, span_ms ORDER BY start_ms DESC");
+            SeekStep::Within(q, Within { offset, skipped, before })
+        }
+        (seek, None) => SeekStep::Done(seek),
+    }
+}
+
+impl Within {
+    /// The seek, given the day's hours (rows of the statement of `SeekStep::Within`).
+    pub(super) fn seek(self, hours: &[(i64, i64, i64, i64)]) -> Option<Seek> {
+        let hours = hours.iter().map(|&(start_ms, span_ms, calls, _)| (start_ms, span_ms, calls));
+        walk(self.offset, self.skipped, hours).0.or(self.before)
+    }
+}
+
+/// The counts of `record_talk` in the filter's buckets and campaign over `parts` (span,
+/// [lo, hi)), as rows (start_ms, span_ms, calls) to sum (no row when there is nothing to
+/// count: no part, or no talk time in the range).
+fn push_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i64, i64))]) {
+    let terms = talk_terms(f);
+    let mut first = true;
+    for &(span_ms, (lo, hi)) in parts.iter().filter(|(_, (lo, hi))| lo < hi) {
+        for (sign, buckets) in &terms {
+            q.push(if first { "" } else { " UNION ALL " });
+            first = false;
+            let sign = if *sign < 0 { "-" } else { "" };
+            q.push(&format!(
+                "SELECT start_ms, span_ms, {sign}calls AS calls FROM record_talk WHERE call_type = "
+            ))
+            .bind(f.call_type.code());
+            q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(span_ms);
+            push_talk_buckets(q, buckets);
+            q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi);
+        }
+    }
+    if first {
+        q.push("SELECT CAST(0 AS BIGINT) AS start_ms, CAST(0 AS BIGINT) AS span_ms, CAST(0 AS BIGINT) AS calls WHERE 1 = 0");
+    }
+}
+
+/// Where a page that skips `offset` rows starts, given the rows `above` the parts and the
+/// parts (start_ms, span_ms, calls), newest first, each reaching up to the one before: below
+/// the last part it skips whole, if any; and, if it starts inside a day, that day and the
+/// rows above it.
+fn walk(
+    offset: i64,
+    above: i64,
+    parts: impl IntoIterator<Item = (i64, i64, i64)>,
+) -> (Option<Seek>, Option<(i64, i64)>) {
     let mut skipped = above;
     let mut seek = None;
-    for (hour_ms, calls) in hours {
+    for (start_ms, span_ms, calls) in parts {
         if skipped + calls > offset {
-            break;
+            return (seek, (span_ms == DAY_MS).then_some((start_ms, skipped)));
         }
         skipped += calls;
-        seek = Some(Seek { until_ms: hour_ms, offset: offset - skipped });
+        seek = Some(Seek { until_ms: start_ms, offset: offset - skipped });
     }
-    seek
+    (seek, None)
 }
 
 /// records/list's total as a scalar expression: for a filter of call type, time, talk
@@ -183,7 +195,7 @@ fn push_record_total(q: &mut Sql, f: &RecordFilter) {
     };
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
     q.push("(0");
-    if seeks_every_hour(f) {
+    if counts_every_call(f) {
         // Every call of the type: the calls per day and hour.
         for (aggregate, column, (lo, hi)) in plan.parts() {
             q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
@@ -193,18 +205,10 @@ fn push_record_total(q: &mut Sql, f: &RecordFilter) {
         q.push(")");
         return;
     }
-    let terms = talk_terms(f);
-    let spans = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
-    for (span_ms, (lo, hi)) in spans.into_iter().filter(|(_, (lo, hi))| lo < hi) {
-        for (sign, buckets) in &terms {
-            q.push(if *sign < 0 { " - " } else { " + " })
-                .push("(SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_talk WHERE call_type = ")
-                .bind(f.call_type.code());
-            q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(span_ms);
-            push_talk_buckets(q, buckets);
-            q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi).push(")");
-        }
-    }
+    let parts = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
+    q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
+    push_counts(q, f, campaign, &parts);
+    q.push(") AS parts)");
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
         q.push(" + (SELECT COUNT(*) FROM call_records");
         push_record_filter(
@@ -312,8 +316,8 @@ fn counted_campaign(f: &RecordFilter) -> Option<&str> {
 }
 
 /// Whether only the call type and the time range filter the records: the total sums the
-/// calls per day and hour, and a deep page seeks by the hours of the whole range.
-fn seeks_every_hour(f: &RecordFilter) -> bool {
+/// calls per day and hour of `record_days` and `record_stats`.
+fn counts_every_call(f: &RecordFilter) -> bool {
     counted_campaign(f) == Some(EVERY_CAMPAIGN) && talk_range(f).is_none()
 }
 
@@ -322,15 +326,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_deep_page_seeks_below_the_whole_hours_it_skips() {
-        let hours = [(3_000, 5), (2_000, 5), (1_000, 5)];
+    fn a_deep_page_seeks_below_the_whole_parts_it_skips_and_looks_inside_the_day_it_starts_in() {
+        let h = |start_ms, calls| (start_ms, HOUR_MS, calls);
+        let hours = [h(3_000, 5), h(2_000, 5), h(1_000, 5)];
         // 2 rows above the hours, then 5 in the newest: skipping 11 passes them and 4 more.
-        assert_eq!(seek(11, 2, hours), Some(Seek { until_ms: 3_000, offset: 4 }));
-        assert_eq!(seek(12, 2, hours), Some(Seek { until_ms: 2_000, offset: 0 }));
+        assert_eq!(walk(11, 2, hours), (Some(Seek { until_ms: 3_000, offset: 4 }), None));
+        assert_eq!(walk(12, 2, hours), (Some(Seek { until_ms: 2_000, offset: 0 }), None));
         // Not even the newest hour is skipped whole: no seek.
-        assert_eq!(seek(6, 2, hours), None);
+        assert_eq!(walk(6, 2, hours), (None, None));
         // Past the end: below the oldest hour, with what is left to skip.
-        assert_eq!(seek(100, 2, hours), Some(Seek { until_ms: 1_000, offset: 83 }));
-        assert_eq!(seek(100, 0, []), None);
+        assert_eq!(walk(100, 2, hours), (Some(Seek { until_ms: 1_000, offset: 83 }), None));
+        assert_eq!(walk(100, 0, []), (None, None));
+        // Starting inside a day: the seek past the hours above it, and the day with the
+        // rows above it, whose hours then take the walk on.
+        let parts = [h(5 * DAY_MS, 5), (4 * DAY_MS, DAY_MS, 100), (3 * DAY_MS, DAY_MS, 100)];
+        let (before, day) = walk(50, 0, parts);
+        assert_eq!((before, day), (Some(Seek { until_ms: 5 * DAY_MS, offset: 45 }), Some((4 * DAY_MS, 5))));
+        let within = Within { offset: 50, skipped: 5, before };
+        let hours = [(4 * DAY_MS + 2 * HOUR_MS, HOUR_MS, 30, 0), (4 * DAY_MS + HOUR_MS, HOUR_MS, 30, 0)];
+        assert_eq!(within.seek(&hours), Some(Seek { until_ms: 4 * DAY_MS + 2 * HOUR_MS, offset: 15 }));
+        // A day skipped whole is a part like an hour.
+        assert_eq!(
+            walk(150, 0, parts),
+            (Some(Seek { until_ms: 4 * DAY_MS, offset: 45 }), Some((3 * DAY_MS, 105)))
+        );
     }
 }

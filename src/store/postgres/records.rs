@@ -8,6 +8,7 @@ use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
+use crate::store::records::SeekStep;
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -25,11 +26,16 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let seek = match records::seek_hours(Dialect::Postgres, f) {
-        Some(q) => records::seek_by_hours(
-            f,
-            &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?,
-        ),
+    let seek = match records::seek_parts(Dialect::Postgres, f) {
+        Some(q) => {
+            let parts = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+            match records::seek_step(Dialect::Postgres, f, &parts) {
+                SeekStep::Done(seek) => seek,
+                SeekStep::Within(q, within) => {
+                    within.seek(&sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?)
+                }
+            }
+        }
         None => None,
     };
     let q = records::page(Dialect::Postgres, f, seek);

@@ -9,8 +9,9 @@ use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
+use crate::store::records::SeekStep;
 use crate::store::rows::RECORD_COLUMNS;
-use crate::store::sql::{Dialect, json};
+use crate::store::sql::{Dialect, Sql, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
 
 /// `value ->> 'a', value ->> 'b'` for the columns `a, b`: a `json_each` row's fields.
@@ -58,11 +59,12 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
     let f = f.clone();
     let bounded = records::read_is_bounded(&f);
     let read = move |conn: &rusqlite::Connection| {
-        let seek = match records::seek_hours(Dialect::Sqlite, &f) {
-            Some(q) => records::seek_by_hours(
-                &f,
-                &readers::query(conn, &q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?,
-            ),
+        let parts = |q: &Sql| readers::query(conn, q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+        let seek = match records::seek_parts(Dialect::Sqlite, &f) {
+            Some(q) => match records::seek_step(Dialect::Sqlite, &f, &parts(&q)?) {
+                SeekStep::Done(seek) => seek,
+                SeekStep::Within(q, within) => within.seek(&parts(&q)?),
+            },
             None => None,
         };
         let page = records::page(Dialect::Sqlite, &f, seek);
