@@ -80,15 +80,22 @@ pub(super) fn seek_parts(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
         return None;
     }
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
-    let top = plan.rows[1].0.max(plan.hours[1].1).max(plan.days.1).max(plan.hours[0].1);
-    let mut q = Sql::new(
-        dialect,
-        "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), (SELECT COUNT(*) FROM call_records",
-    );
-    // The partial hour at the top: from the top of the whole hours (none when the range
-    // is open: its top is past every call).
-    push_record_filter(&mut q, &RecordFilter { callout_from_ms: Some(top), ..f.clone() });
-    q.push(") FROM (");
+    let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), ");
+    // The partial hour at the top (none when the range is open), bounded on both sides:
+    // with one bound, PostgreSQL's generic plan expects a third of the table and starts
+    // parallel workers for it (4 ms).
+    match plan.rows[1] {
+        (lo, hi) if lo < hi => {
+            q.push("(SELECT COUNT(*) FROM call_records");
+            let top = RecordFilter { callout_from_ms: Some(lo), callout_until_ms: Some(hi), ..f.clone() };
+            push_record_filter(&mut q, &top);
+            q.push(")");
+        }
+        _ => {
+            q.push("CAST(0 AS BIGINT)");
+        }
+    }
+    q.push(" FROM (");
     // Newest first: the whole hours at the top, the whole days, the whole hours below.
     let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
     push_counts(&mut q, f, campaign, &parts);
