@@ -81,8 +81,9 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
 /// the smallest and largest batchId of its hours (`task_hours`), so its page walks the
 /// primary key, or `tasks_status`, down from the largest: a page costs what it skips, not
 /// the tasks created since the window. (`+created_ms` keeps the planners off
-/// `tasks_created`, which would read the whole window to sort it.)
-pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
+/// `tasks_created`, which would read the whole window to sort it.) With a `TaskSeek`, the
+/// page walks down from below its bound instead, after its rows to skip there.
+pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>) -> (Sql, Sql) {
     let count = if countable_by_status(f) {
         let mut count =
             Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE 1 = 1");
@@ -105,12 +106,17 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
         format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id IN (SELECT batch_id FROM tasks WHERE 1 = 1"),
     );
     let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
+    if let Some(seek) = seek {
+        q.push(" AND batch_id < ").bind(seek.below_batch_id);
+    }
     if windowed && f.batch_id.is_none() {
         let (from, until) = hour_span(f);
-        for (bound, edge) in [
+        let bounds = [
             (" AND batch_id >= (SELECT MIN(", "first_batch_id"),
             (" AND batch_id <= (SELECT MAX(", "last_batch_id"),
-        ] {
+        ];
+        // The seek's bound replaces the window's top (it is never above it).
+        for (bound, edge) in &bounds[..if seek.is_some() { 1 } else { 2 }] {
             q.push(bound).push(edge).push(") FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
             q.push(" AND hour_ms >= ").bind(from);
             q.push(" AND hour_ms < ").bind(until).push(")");
@@ -120,9 +126,75 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter) -> (Sql, Sql) {
         push_task_filter(&mut q, f, "created_ms");
     }
     q.push(" ORDER BY batch_id DESC");
-    q.push_page(f.page.size, f.page.offset());
+    q.push_page(f.page.size, seek.map_or(f.page.offset(), |s| s.offset));
     q.push(") ORDER BY batch_id DESC");
     (q, count)
+}
+
+/// calltask/list pages that skip at least this many tasks seek by `task_hours`.
+const SEEK_OFFSET: i64 = 1000;
+
+/// Where a deep page starts: below `below_batch_id`, after `offset` tasks there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct TaskSeek {
+    pub below_batch_id: i64,
+    pub offset: i64,
+}
+
+/// For a deep page of a filter of createTime window, status and campaign alone: each
+/// hour of `task_hours` the filter's tasks are in, highest batchIds first, as (hour_ms,
+/// tasks, first_batch_id, last_batch_id, above), `above` being the tasks of the window's
+/// partial hour at the top. The page then skips whole hours by their counts instead of
+/// task by task, as long as their batchIds lie above every hour after them (tasks are
+/// numbered as they are created, but nodes' clocks may disagree at the edges of hours).
+pub(super) fn seek_hours(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
+    if !countable_by_hours(f) || f.page.offset() < SEEK_OFFSET {
+        return None;
+    }
+    let (from, until) = hour_span(f);
+    let mut q = Sql::new(
+        dialect,
+        "SELECT hour_ms, CAST(SUM(tasks) AS BIGINT), MIN(first_batch_id), MAX(last_batch_id), ",
+    );
+    match (whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS), f.created_until_ms) {
+        (Some((_, hi)), Some(until)) if hi < until => {
+            window_rows(&mut q, f, Some(hi), Some(until));
+        }
+        _ => {
+            q.push("CAST(0 AS BIGINT)");
+        }
+    }
+    q.push(" FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
+    q.push(" AND hour_ms >= ").bind(from).push(" AND hour_ms < ").bind(until);
+    if let Some(s) = f.status {
+        q.push(" AND status = ").bind(s.db_name());
+    }
+    q.push(" GROUP BY hour_ms HAVING SUM(tasks) > 0 ORDER BY MAX(last_batch_id) DESC");
+    Some(q)
+}
+
+/// The seek of `seek_hours`' rows: below the last hour skipped whole. Only whole hours of
+/// the window are skipped, and the partial one at its top (its tasks counted); the walk
+/// stops at the first hour whose batchIds reach into the hours after it.
+pub(super) fn seek(f: &TaskFilter, hours: &[(i64, i64, i64, i64, i64)]) -> Option<TaskSeek> {
+    let whole = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS);
+    let offset = f.page.offset();
+    let mut skipped = 0;
+    let mut seek = None;
+    for (i, &(hour_ms, tasks, first, _, above)) in hours.iter().enumerate() {
+        let tasks = match whole {
+            Some((lo, hi)) if hour_ms >= lo && hour_ms < hi => tasks,
+            Some((_, hi)) if hour_ms == hi => above,
+            _ => break,
+        };
+        let below = hours.get(i + 1).map_or(i64::MIN, |h| h.3);
+        if below >= first || skipped + tasks > offset {
+            break;
+        }
+        skipped += tasks;
+        seek = Some(TaskSeek { below_batch_id: first, offset: offset - skipped });
+    }
+    seek
 }
 
 /// Whether calltask/list's query reads a number of index entries bounded by its page:
@@ -145,44 +217,51 @@ fn hour_span(f: &TaskFilter) -> (i64, i64) {
 /// `tasks_created` (which carries the status).
 fn window_total(dialect: Dialect, f: &TaskFilter) -> Sql {
     let (from, until) = (f.created_from_ms, f.created_until_ms);
-    let status = f.status.map(|s| s.db_name());
     let mut q = Sql::new(dialect, "SELECT (0");
-    let rows = |q: &mut Sql, lo: Option<i64>, hi: Option<i64>| {
-        q.push(" + (SELECT COUNT(*) FROM tasks WHERE 1 = 1");
-        if let Some(name) = &f.batch_name {
-            q.push(" AND batch_name = ").bind(name.as_str());
-        }
-        if let Some(lo) = lo {
-            q.push(" AND created_ms >= ").bind(lo);
-        }
-        if let Some(hi) = hi {
-            q.push(" AND created_ms < ").bind(hi);
-        }
-        if let Some(s) = status {
-            q.push(" AND status = ").bind(s);
-        }
-        q.push(")");
-    };
     match whole_buckets(from, until, HOUR_MS) {
-        None => rows(&mut q, from, until),
+        None => {
+            q.push(" + ");
+            window_rows(&mut q, f, from, until);
+        }
         Some((lo, hi)) => {
             q.push(" + (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE batch_name = ")
                 .bind(campaign_of(f));
             q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
-            if let Some(s) = status {
-                q.push(" AND status = ").bind(s);
+            if let Some(s) = f.status {
+                q.push(" AND status = ").bind(s.db_name());
             }
             q.push(")");
             if let Some(from) = from.filter(|&f| f < lo) {
-                rows(&mut q, Some(from), Some(lo));
+                q.push(" + ");
+                window_rows(&mut q, f, Some(from), Some(lo));
             }
             if let Some(until) = until.filter(|&u| u > hi) {
-                rows(&mut q, Some(hi), Some(until));
+                q.push(" + ");
+                window_rows(&mut q, f, Some(hi), Some(until));
             }
         }
     }
     q.push(")");
     q
+}
+
+/// `(SELECT COUNT(*) …)` of the filter's tasks created in `[lo, hi)`, from
+/// `tasks_created` (or `tasks_campaign_created`), which carry the status.
+fn window_rows(q: &mut Sql, f: &TaskFilter, lo: Option<i64>, hi: Option<i64>) {
+    q.push("(SELECT COUNT(*) FROM tasks WHERE 1 = 1");
+    if let Some(name) = &f.batch_name {
+        q.push(" AND batch_name = ").bind(name.as_str());
+    }
+    if let Some(lo) = lo {
+        q.push(" AND created_ms >= ").bind(lo);
+    }
+    if let Some(hi) = hi {
+        q.push(" AND created_ms < ").bind(hi);
+    }
+    if let Some(s) = f.status {
+        q.push(" AND status = ").bind(s.db_name());
+    }
+    q.push(")");
 }
 
 /// The filter's conditions, after a `WHERE`; `created` names the createTime column as the
@@ -269,6 +348,43 @@ mod tests {
             ticket_content: String::new(),
             batch_name: crate::domain::DEFAULT_CAMPAIGN.into(),
         }
+    }
+
+    fn filter(from: Option<i64>, until: Option<i64>, num: u32) -> TaskFilter {
+        TaskFilter {
+            batch_id: None,
+            created_from_ms: from,
+            created_until_ms: until,
+            ticket_no: None,
+            phone: None,
+            status: None,
+            batch_name: None,
+            page: crate::domain::Page { num, size: 10 },
+        }
+    }
+
+    #[test]
+    fn a_deep_task_page_skips_whole_hours_while_their_batch_ids_lie_above_the_rest() {
+        let h = HOUR_MS;
+        // (hour, tasks, first, last, above): hours 9, 8, 7 with 500 tasks each.
+        let hours = [(9 * h, 500, 1001, 1500, 0), (8 * h, 500, 501, 1000, 0), (7 * h, 500, 1, 500, 0)];
+        // Page 120 of 10 skips 1,190: hours 9 and 8 whole, then 190 more below 501.
+        let seek = super::seek(&filter(None, None, 120), &hours);
+        assert_eq!(seek, Some(TaskSeek { below_batch_id: 501, offset: 190 }));
+        // Hour 8's batchIds reach into hour 7's (another node's clock): stop above it.
+        let mut crossed = hours;
+        crossed[2].3 = 600;
+        assert_eq!(
+            super::seek(&filter(None, None, 120), &crossed),
+            Some(TaskSeek { below_batch_id: 1001, offset: 690 })
+        );
+        // A window from 7:30 to 9:30: hour 9 is its partial top (200 of its tasks in the
+        // window, counted), hour 8 whole, hour 7 partial at the bottom: never skipped.
+        let window = filter(Some(7 * h + h / 2), Some(9 * h + h / 2), 100);
+        let hours = [(9 * h, 500, 1001, 1500, 200), (8 * h, 500, 501, 1000, 200), (7 * h, 500, 1, 500, 200)];
+        assert_eq!(super::seek(&window, &hours), Some(TaskSeek { below_batch_id: 501, offset: 290 }));
+        // Not past the first hour: no seek.
+        assert_eq!(super::seek(&filter(None, None, 50), &hours), None);
     }
 
     #[test]

@@ -89,7 +89,11 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let (q, count) = tasks::page(Dialect::Postgres, f);
+    let seek = match tasks::seek_hours(Dialect::Postgres, f) {
+        Some(q) => tasks::seek(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?),
+        None => None,
+    };
+    let (q, count) = tasks::page(Dialect::Postgres, f, seek);
     let total: i64 = sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?;
     let rows: Vec<TaskRow> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
     conn.done();

@@ -76,11 +76,20 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
 }
 
 pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
-    let (q, count) = tasks::page(Dialect::Sqlite, f);
+    let bounded = tasks::read_is_bounded(f);
+    let f = f.clone();
     let read = move |conn: &rusqlite::Connection| {
+        let seek = match tasks::seek_hours(Dialect::Sqlite, &f) {
+            Some(q) => tasks::seek(
+                &f,
+                &readers::query(conn, &q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
+            ),
+            None => None,
+        };
+        let (q, count) = tasks::page(Dialect::Sqlite, &f, seek);
         Ok(Paged { total: readers::query_one(conn, &count)?, rows: readers::query(conn, &q, readers::task)? })
     };
-    if tasks::read_is_bounded(f) { s.readers.read(read) } else { s.readers.read_blocking(read).await }
+    if bounded { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }
 
 pub(super) async fn stop(
