@@ -9,8 +9,9 @@ use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
 use crate::domain::RecordFilter;
 
-/// records/list pages that skip at least this many rows seek by the hour counters.
-const SEEK_OFFSET: i64 = 1000;
+/// records/list pages that skip at least this many rows seek by the counters; also
+/// calltask/list's.
+pub(super) const SEEK_OFFSET: i64 = 1000;
 
 /// records/list's query: the page's records, each with the list's total beside it (the
 /// database computes it once), so that a request is one query and one round trip. With a

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counters::{EVERY_CAMPAIGN, HOUR_MS, whole_buckets};
-use super::records::BOUNDED_OFFSET;
+use super::records::{BOUNDED_OFFSET, SEEK_OFFSET};
 use super::rows::TASK_COLUMNS;
 use super::sql::{Dialect, Sql};
 use super::{Result, StoreError};
@@ -130,9 +130,6 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>) -> 
     q.push(") ORDER BY batch_id DESC");
     (q, count)
 }
-
-/// calltask/list pages that skip at least this many tasks seek by `task_hours`.
-const SEEK_OFFSET: i64 = 1000;
 
 /// What reading an hour of `task_hours` for a seek costs, in index entries walked
 /// (measured on SQLite at 1M tasks: a seek over every hour of 90 days cost more than
