@@ -250,13 +250,16 @@ impl TalkTally {
     /// `stats_deltas`).
     pub(super) fn deltas(self) -> Vec<TalkDelta> {
         let mut out = Vec::new();
-        self.each_delta(|d| out.push(d));
+        let Ok(()) = self.each_delta(|d| {
+            out.push(d);
+            Ok::<(), std::convert::Infallible>(())
+        });
         out
     }
 
-    /// `deltas` one by one, a campaign's rows summed at a time: a seed of ten million
-    /// calls never holds them all.
-    pub(super) fn each_delta(self, mut f: impl FnMut(TalkDelta)) {
+    /// `deltas` one by one, a campaign's rows summed at a time (a seed of ten million
+    /// calls never holds them all), until `f` fails.
+    pub(super) fn each_delta<E>(self, mut f: impl FnMut(TalkDelta) -> Result<(), E>) -> Result<(), E> {
         for (campaign, calls) in self.0 {
             let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
             for ((call_type, hour_ms, time_len), calls) in calls {
@@ -273,10 +276,11 @@ impl TalkTally {
             for ((call_type, span_ms, level, bucket, start_ms), calls) in rows {
                 if calls != 0 {
                     let batch_name = campaign.clone();
-                    f(TalkDelta { call_type, batch_name, span_ms, level, bucket, start_ms, calls });
+                    f(TalkDelta { call_type, batch_name, span_ms, level, bucket, start_ms, calls })?;
                 }
             }
         }
+        Ok(())
     }
 }
 

@@ -117,6 +117,18 @@ fn answering_sip(sip_port: u16) -> impl FnOnce(&mut Settings) {
     }
 }
 
+/// A server answering SIP calls as `answering_sip` sets it up, then changed by `more`, and
+/// the address it takes them on.
+async fn sip_server(more: impl FnOnce(&mut Settings)) -> (TestServer, std::net::SocketAddr) {
+    let sip_port = baresip::free_port();
+    let s = TestServer::start_with(move |c| {
+        answering_sip(sip_port)(c);
+        more(c);
+    })
+    .await;
+    (s, format!("127.0.0.1:{sip_port}").parse().unwrap())
+}
+
 #[tokio::test]
 async fn a_caller_dialing_in_hears_the_agent_and_the_call_is_listed_as_01_with_its_webhook() {
     baresip::require();
@@ -343,9 +355,7 @@ async fn metric(s: &TestServer, line_start: &str) -> f64 {
 
 #[tokio::test]
 async fn an_invite_from_an_address_not_allowed_gets_403_and_is_not_answered() {
-    let sip_port = baresip::free_port();
-    let s = TestServer::start_with(answering_sip(sip_port)).await;
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let (s, server) = sip_server(|_| {}).await;
     let refused = r#"callcenter_inbound_refused_total{reason="not_allowed"}"#;
     let before = metric(&s, refused).await;
     // The trunk is at 127.0.0.1: a call from 127.0.0.2 is a stranger's.
@@ -364,13 +374,7 @@ async fn an_invite_from_an_address_not_allowed_gets_403_and_is_not_answered() {
 
 #[tokio::test]
 async fn an_allow_list_takes_calls_from_its_networks_only() {
-    let sip_port = baresip::free_port();
-    let s = TestServer::start_with(move |c| {
-        answering_sip(sip_port)(c);
-        c.inbound.allow = vec!["127.0.0.2/32".into()];
-    })
-    .await;
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let (s, server) = sip_server(|c| c.inbound.allow = vec!["127.0.0.2/32".into()]).await;
     assert_eq!(RawCaller::on("127.0.0.1", server).await.invite("4008001234", "13900005555").await, [403]);
     assert_eq!(
         RawCaller::on("127.0.0.2", server).await.invite("4008001234", "13900006666").await.last(),
@@ -381,9 +385,7 @@ async fn an_allow_list_takes_calls_from_its_networks_only() {
 
 #[tokio::test]
 async fn a_call_to_a_number_not_answered_here_gets_404() {
-    let sip_port = baresip::free_port();
-    let s = TestServer::start_with(answering_sip(sip_port)).await;
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let (s, server) = sip_server(|_| {}).await;
     let caller = RawCaller::on("127.0.0.1", server).await;
     assert_eq!(caller.invite("4008009999", "13900007777").await.last(), Some(&404));
     assert_eq!(inbound_records(&s, json!({})).await["total"], 0);
@@ -391,13 +393,7 @@ async fn a_call_to_a_number_not_answered_here_gets_404() {
 
 #[tokio::test]
 async fn with_every_line_taken_a_call_gets_486_and_is_counted() {
-    let sip_port = baresip::free_port();
-    let s = TestServer::start_with(move |c| {
-        answering_sip(sip_port)(c);
-        c.dialer.max_concurrent_calls = 1;
-    })
-    .await;
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let (s, server) = sip_server(|c| c.dialer.max_concurrent_calls = 1).await;
     let busy = r#"callcenter_inbound_refused_total{reason="no_line"}"#;
     let before = metric(&s, busy).await;
     // The first call takes the one line (and keeps it: the agent talks for a while).
@@ -513,13 +509,7 @@ async fn freeswitch_calls_to_unknown_numbers_or_with_no_line_free_are_turned_awa
 
 #[tokio::test]
 async fn a_caller_who_cancels_before_the_answer_gets_487_and_a_missed_call_record() {
-    let sip_port = baresip::free_port();
-    let s = TestServer::start_with(move |c| {
-        answering_sip(sip_port)(c);
-        c.dialer.max_concurrent_calls = 1;
-    })
-    .await;
-    let server = format!("127.0.0.1:{sip_port}").parse().unwrap();
+    let (s, server) = sip_server(|c| c.dialer.max_concurrent_calls = 1).await;
     // The one line is taken, so the next call rings (waiting for a line) until the
     // caller gives up: then the first call ends and frees it.
     let first = RawCaller::on("127.0.0.1", server).await;

@@ -94,14 +94,18 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     // Row by row through a prepared statement: as one JSON list (a million entries at
     // 10M records) the parse cost a seed several seconds.
     let mut add_talk = tx.prepare(ADD_TALK_ROW)?;
-    let mut added = Ok(0);
     talk.each_delta(|d| {
-        if added.is_ok() {
-            let row = params![d.call_type, d.batch_name, d.span_ms, d.level, d.bucket, d.start_ms, d.calls];
-            added = add_talk.execute(row);
-        }
-    });
-    added?;
+        add_talk.execute(params![
+            d.call_type,
+            d.batch_name,
+            d.span_ms,
+            d.level,
+            d.bucket,
+            d.start_ms,
+            d.calls
+        ])?;
+        Ok::<(), rusqlite::Error>(())
+    })?;
     drop(add_talk);
     let mut insert = tx.prepare(
         "INSERT INTO tasks (ticket_no, phone, username, ticket_type, ticket_content, status, created_ms,
