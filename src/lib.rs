@@ -55,6 +55,7 @@ impl App {
         let options = StoreOptions {
             emit_events: !settings.webhook.url.is_empty(),
             events_written: events_written.clone(),
+            ..StoreOptions::in_zone(settings.timezone.0)
         };
         let store = store::connect(&settings.database.url, options).await.with_context(|| {
             format!("opening database {}", store::redact_password(&settings.database.url))

@@ -1,7 +1,7 @@
 //! The counters beside the call records: `record_stats` (calls and talk time per call
-//! type, hour and outcome), `record_days` (calls per call type and day) and `record_talk`
-//! (calls per call type, campaign, hour or day, and talk-time bucket), kept exact in the
-//! transaction of every write of records, and what a total sums from them.
+//! type, hour and outcome) and `record_talk` (calls per call type, campaign, hour or day,
+//! and talk-time bucket), kept exact in the transaction of every write of records, and
+//! what a total sums from them.
 
 use std::collections::BTreeMap;
 
@@ -12,8 +12,60 @@ use super::CallRecord;
 /// The width of a `record_stats` bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// The width of a `record_days` bucket (UTC days).
+/// The width of a `record_talk` day (see `CounterDays`).
 pub const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Where `record_talk`'s days start: midnight at a UTC offset of whole hours, the
+/// configured zone's standard offset, so that the zone's local days and weeks are whole
+/// days of the counters (a week of Asia/Shanghai summed over UTC days also read the hours
+/// of the partial days at its ends: three spans instead of one, bench/RESULTS.md). Whole
+/// hours, so that a day is made of the hours of `record_stats` and `record_talk`; a zone
+/// of half hours (Asia/Kolkata) keeps the hour below its offset, a zone in summer time its
+/// standard one (the local days then start an hour off, and a local week sums a day's
+/// worth of hours more). Fixed per database (`counter_days`), chosen at the first start
+/// on its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CounterDays {
+    pub offset_ms: i64,
+}
+
+/// The days a database keeps (`offset_ms` from `counter_days`), saying so when they are
+/// not the configured zone's.
+pub(super) fn kept_days(offset_ms: i64, wanted: CounterDays) -> CounterDays {
+    if offset_ms != wanted.offset_ms {
+        tracing::warn!(
+            kept_hours = offset_ms / HOUR_MS,
+            zone_hours = wanted.offset_ms / HOUR_MS,
+            "the database's day counters start at another UTC offset than the configured timezone's: \
+             totals stay exact, but a local day's sums its hours"
+        );
+    }
+    CounterDays { offset_ms }
+}
+
+impl CounterDays {
+    pub fn of_zone(zone: chrono_tz::Tz) -> CounterDays {
+        use chrono::TimeZone;
+        use chrono_tz::OffsetComponents;
+        let offset = zone.offset_from_utc_datetime(&chrono::Utc::now().naive_utc());
+        let offset_ms = offset.base_utc_offset().num_milliseconds();
+        CounterDays { offset_ms: offset_ms.div_euclid(HOUR_MS) * HOUR_MS }
+    }
+
+    /// The start of the day `ms` is in.
+    pub(super) fn start(self, ms: i64) -> i64 {
+        (ms + self.offset_ms).div_euclid(DAY_MS) * DAY_MS - self.offset_ms
+    }
+
+    /// The whole days inside `[from, until)` (open ends unbounded), if any.
+    fn whole(self, from: Option<i64>, until: Option<i64>) -> Option<(i64, i64)> {
+        let shift = |ms: Option<i64>| ms.map(|ms| ms.saturating_add(self.offset_ms));
+        let (lo, hi) = whole_buckets(shift(from), shift(until), DAY_MS)?;
+        // Open ends stay at the extremes.
+        let back = |ms: i64| if ms == i64::MIN || ms == i64::MAX { ms } else { ms - self.offset_ms };
+        Some((back(lo), back(hi)))
+    }
+}
 
 /// The whole buckets of `width` inside `[from, until)` (open ends unbounded) as
 /// `[lo, hi)`, if any.
@@ -26,10 +78,9 @@ pub(super) fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -
 /// An empty `[lo, hi)`: a part with nothing to add.
 const NOTHING: (i64, i64) = (0, 0);
 
-/// How a records/list total of one call type over `[from, until)` is summed: whole days
-/// from `record_days`, the whole hours around them from `record_stats`, and only the rows
-/// of the partial hours at the edges counted one by one. Each part is a `[lo, hi)`,
-/// empty ones `(0, 0)`.
+/// How a records/list total over `[from, until)` is summed: whole days and the whole
+/// hours around them from `record_talk`, and only the rows of the partial hours at the
+/// edges counted one by one. Each part is a `[lo, hi)`, empty ones `(0, 0)`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TotalPlan {
     pub days: (i64, i64),
@@ -37,29 +88,7 @@ pub(super) struct TotalPlan {
     pub rows: [(i64, i64); 2],
 }
 
-impl TotalPlan {
-    /// The plan's non-empty parts as `(SELECT <aggregate> FROM <table> WHERE call_type = ?
-    /// AND <column> >= lo AND <column> < hi)`: the aggregate and table, the column, the
-    /// range. Portable SQL; each backend binds them. Empty parts are left out of the
-    /// statement rather than bound empty: PostgreSQL's generic plan still runs each one
-    /// (bench/RESULTS.md).
-    pub(super) fn parts(&self) -> impl Iterator<Item = (&'static str, &'static str, (i64, i64))> {
-        const DAYS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_days";
-        const HOURS: &str = "CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_stats";
-        const ROWS: &str = "COUNT(*) FROM call_records";
-        [
-            (DAYS, "day_ms", self.days),
-            (HOURS, "hour_ms", self.hours[0]),
-            (HOURS, "hour_ms", self.hours[1]),
-            (ROWS, "callout_ms", self.rows[0]),
-            (ROWS, "callout_ms", self.rows[1]),
-        ]
-        .into_iter()
-        .filter(|(_, _, (lo, hi))| lo < hi)
-    }
-}
-
-pub(super) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
+pub(super) fn total_plan(from: Option<i64>, until: Option<i64>, days: CounterDays) -> TotalPlan {
     let span = |lo: i64, hi: i64| if lo < hi { (lo, hi) } else { NOTHING };
     let Some((lo_h, hi_h)) = whole_buckets(from, until, HOUR_MS) else {
         // No whole hour inside: both ends are set, and every row is counted.
@@ -69,7 +98,7 @@ pub(super) fn total_plan(from: Option<i64>, until: Option<i64>) -> TotalPlan {
     let rows = [from.map_or(NOTHING, |f| span(f, lo_h)), until.map_or(NOTHING, |u| span(hi_h, u))];
     // Open ends stay open (and unrounded, so nothing overflows).
     let open = |ms: i64, end: i64| (ms != end).then_some(ms);
-    match whole_buckets(open(lo_h, i64::MIN), open(hi_h, i64::MAX), DAY_MS) {
+    match days.whole(open(lo_h, i64::MIN), open(hi_h, i64::MAX)) {
         Some((lo_d, hi_d)) => {
             TotalPlan { days: (lo_d, hi_d), hours: [span(lo_h, lo_d), span(hi_d, hi_h)], rows }
         }
@@ -129,19 +158,22 @@ impl StatsTally {
     }
 }
 
-/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`.
-pub(super) const TALK_BASE: i64 = 16;
+/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`. Each
+/// bucket a range needs is an index seek per span of a total; a range needs up to
+/// `2 * (TALK_BASE - 1)` per level: 7 for 60–120 s in base 4, 16 in base 16, for 3 more
+/// rows written per call and span (bench/RESULTS.md).
+pub(super) const TALK_BASE: i64 = 4;
 
-/// `record_talk`'s levels, 0 to `TALK_LEVELS - 1`; the top one takes what the lower ones
-/// leave of a range as one range of buckets.
-pub(super) const TALK_LEVELS: u32 = 4;
+/// `record_talk`'s levels, 0 to `TALK_LEVELS - 1` (buckets of 1 s to 4,096 s); the top
+/// one takes what the lower ones leave of a range as one range of buckets.
+pub(super) const TALK_LEVELS: u32 = 7;
 
 /// The level above them: every call, whatever its talk time, in bucket 0. A total of every
 /// call then seeks one row per day or hour (a range of the top level's buckets from 0
 /// would read each of its rows in the table).
 pub(super) const EVERY_CALL_LEVEL: u32 = TALK_LEVELS;
 
-/// The spans `record_talk` counts calls over: hours, and UTC days.
+/// The spans `record_talk` counts calls over: hours, and days (see `CounterDays`).
 pub(super) const TALK_SPANS: [i64; 2] = [HOUR_MS, DAY_MS];
 
 /// Above every stored talk time (call times are checked to lie between 2000 and now; a
@@ -229,18 +261,24 @@ pub const EVERY_CAMPAIGN: &str = "";
 /// spread over its spans and levels (a seed's ten million calls are a few hundred
 /// thousand entries per campaign). A call counts in the rows of every campaign and, if it
 /// has one, of its campaign.
-#[derive(Default)]
-pub(super) struct TalkTally(BTreeMap<String, BTreeMap<(&'static str, i64, i64), i64>>);
+pub(super) struct TalkTally {
+    days: CounterDays,
+    calls: BTreeMap<String, BTreeMap<(&'static str, i64, i64), i64>>,
+}
 
 impl TalkTally {
+    pub(super) fn new(days: CounterDays) -> TalkTally {
+        TalkTally { days, calls: BTreeMap::new() }
+    }
+
     /// Counts `record` in (`sign` 1) or out (-1).
     pub(super) fn add(&mut self, record: &CallRecord, sign: i64) {
         let hour_ms = record.callout_ms.div_euclid(HOUR_MS) * HOUR_MS;
         for campaign in std::iter::once(EVERY_CAMPAIGN).chain(record.batch_name.as_deref()) {
             // Looked up by `&str` first: a seed's adds allocate nothing.
-            let calls = match self.0.get_mut(campaign) {
+            let calls = match self.calls.get_mut(campaign) {
                 Some(calls) => calls,
-                None => self.0.entry(campaign.to_string()).or_default(),
+                None => self.calls.entry(campaign.to_string()).or_default(),
             };
             *calls.entry((record.call_type.code(), hour_ms, record.time_len)).or_default() += sign;
         }
@@ -260,11 +298,11 @@ impl TalkTally {
     /// `deltas` one by one, a campaign's rows summed at a time (a seed of ten million
     /// calls never holds them all), until `f` fails.
     pub(super) fn each_delta<E>(self, mut f: impl FnMut(TalkDelta) -> Result<(), E>) -> Result<(), E> {
-        for (campaign, calls) in self.0 {
+        for (campaign, calls) in self.calls {
             let mut rows: BTreeMap<(&'static str, i64, u32, i64, i64), i64> = BTreeMap::new();
             for ((call_type, hour_ms, time_len), calls) in calls {
                 for span_ms in TALK_SPANS {
-                    let start_ms = hour_ms.div_euclid(span_ms) * span_ms;
+                    let start_ms = if span_ms == DAY_MS { self.days.start(hour_ms) } else { hour_ms };
                     for level in 0..TALK_LEVELS {
                         *rows
                             .entry((call_type, span_ms, level, time_len / talk_width(level), start_ms))
@@ -284,8 +322,36 @@ impl TalkTally {
     }
 }
 
-/// What a write of records does to every counter: `record_stats` (and `record_days`,
-/// summed from the same changes) and `record_talk`.
+/// The statements that rebuild `record_talk` from its rows of level 0 by hour (every other
+/// row sums some of them), with the days of `days`: at the first start on a schema that
+/// changed its levels or days, and after PostgreSQL's seed. Portable SQL.
+pub(super) fn respread_talk(days: CounterDays) -> [String; 2] {
+    let widths: Vec<String> = (0..=EVERY_CALL_LEVEL)
+        .map(|level| {
+            let width = if level == EVERY_CALL_LEVEL { i64::MAX } else { talk_width(level) };
+            format!("({level}, {width})")
+        })
+        .collect();
+    let offset = days.offset_ms;
+    [
+        format!("DELETE FROM record_talk WHERE span_ms <> {HOUR_MS} OR level <> 0"),
+        format!(
+            "WITH levels (level, width) AS (VALUES {}),
+                  spans (span_ms) AS (VALUES ({HOUR_MS}), ({DAY_MS}))
+             INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+             SELECT h.call_type, h.batch_name, spans.span_ms, levels.level, h.bucket / levels.width,
+                    CASE WHEN spans.span_ms = {HOUR_MS} THEN h.start_ms
+                         ELSE (h.start_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset} END,
+                    SUM(h.calls)
+             FROM record_talk h, levels, spans
+             WHERE h.span_ms = {HOUR_MS} AND h.level = 0 AND (spans.span_ms = {DAY_MS} OR levels.level > 0)
+             GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
+            widths.join(", ")
+        ),
+    ]
+}
+
+/// What a write of records does to every counter: `record_stats` and `record_talk`.
 pub(super) struct CounterDeltas {
     pub stats: Vec<StatsDelta>,
     pub talk: Vec<TalkDelta>,
@@ -293,10 +359,11 @@ pub(super) struct CounterDeltas {
 
 /// What replacing the records `removed` by `added` does to the counters.
 pub(super) fn counter_deltas<'a>(
+    days: CounterDays,
     removed: impl IntoIterator<Item = &'a CallRecord> + Clone,
     added: impl IntoIterator<Item = &'a CallRecord> + Clone,
 ) -> CounterDeltas {
-    let mut talk = TalkTally::default();
+    let mut talk = TalkTally::new(days);
     removed.clone().into_iter().for_each(|r| talk.add(r, -1));
     added.clone().into_iter().for_each(|r| talk.add(r, 1));
     CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas() }
@@ -365,12 +432,13 @@ mod tests {
         assert!(!talk_buckets(Some(i64::MAX), None).is_empty());
         assert!(!talk_buckets(Some(0), Some(i64::MAX)).is_empty());
         assert!(!talk_buckets(Some(i64::MAX), Some(i64::MAX)).is_empty());
-        // timeLenStart 60, timeLenEnd 120: 60..=63, 64..=111, 112..=120.
+        // timeLenStart 60, timeLenEnd 120: 120, 60..=63 and 112..=119, 64..=111.
         assert_eq!(
             talk_buckets(Some(60), Some(120)),
             vec![
-                TalkBuckets::Listed(0, (60..64).chain(112..121).collect()),
-                TalkBuckets::Listed(1, vec![4, 5, 6])
+                TalkBuckets::Listed(0, vec![120]),
+                TalkBuckets::Listed(1, vec![15, 28, 29]),
+                TalkBuckets::Listed(2, vec![4, 5, 6])
             ]
         );
     }
@@ -378,27 +446,37 @@ mod tests {
     #[test]
     fn totals_sum_whole_days_then_whole_hours_and_count_only_the_rows_at_the_edges() {
         let (h, d) = (HOUR_MS, DAY_MS);
-        // A local day in UTC+8: 16:00 to 16:00 UTC, less a second.
-        let plan = total_plan(Some(d + 16 * h), Some(2 * d + 16 * h - 1000));
+        let (utc, beijing) = (CounterDays { offset_ms: 0 }, CounterDays::of_zone(chrono_tz::Asia::Shanghai));
+        assert_eq!(beijing.offset_ms, 8 * h);
+        // A local day in UTC+8, 16:00 to 16:00 UTC less a second: over UTC days, the hours
+        // of two partial days; over the zone's, a day.
+        let (from, until) = (Some(d + 16 * h), Some(2 * d + 16 * h - 1000));
         assert_eq!(
-            plan,
+            total_plan(from, until, utc),
             TotalPlan {
                 days: NOTHING,
                 hours: [(d + 16 * h, 2 * d + 15 * h), NOTHING],
                 rows: [NOTHING, (2 * d + 15 * h, 2 * d + 16 * h - 1000)]
             }
         );
+        let plan = total_plan(from, Some(8 * d + 16 * h), beijing);
+        assert_eq!(plan, TotalPlan { days: (d + 16 * h, 8 * d + 16 * h), hours: [NOTHING; 2], rows: [NOTHING; 2] });
+        assert_eq!(beijing.start(d + 16 * h - 1), 16 * h);
+        assert_eq!(beijing.start(d + 16 * h), d + 16 * h);
         // A week from mid-hour to mid-hour.
-        let plan = total_plan(Some(d + 30 * 60_000), Some(8 * d + h + 1));
+        let plan = total_plan(Some(d + 30 * 60_000), Some(8 * d + h + 1), utc);
         assert_eq!(plan.days, (2 * d, 8 * d));
         assert_eq!(plan.hours, [(d + h, 2 * d), (8 * d, 8 * d + h)]);
         assert_eq!(plan.rows, [(d + 30 * 60_000, d + h), (8 * d + h, 8 * d + h + 1)]);
-        // No range: all days.
-        let plan = total_plan(None, None);
-        assert!(plan.days.0 < -1_000_000 * d && plan.days.1 > 1_000_000 * d);
-        assert_eq!(plan.rows, [NOTHING; 2]);
+        // No range: all days, whatever the offset (the open ends overflow nothing).
+        for days in [utc, beijing, CounterDays { offset_ms: -5 * h }] {
+            let plan = total_plan(None, None, days);
+            assert_eq!(plan.days, (i64::MIN, i64::MAX));
+            assert_eq!(plan.rows, [NOTHING; 2]);
+            assert_eq!(total_plan(Some(d + 16 * h), None, days).days.1, i64::MAX);
+        }
         // Within one hour: rows only.
-        assert_eq!(total_plan(Some(10), Some(h - 10)).rows, [(10, h - 10), NOTHING]);
+        assert_eq!(total_plan(Some(10), Some(h - 10), beijing).rows, [(10, h - 10), NOTHING]);
     }
 
     fn record(uuid: &str, hour: i64, cause: &str, answered: bool, time_len: i64) -> CallRecord {
@@ -427,18 +505,22 @@ mod tests {
         let mut in_campaign = record("a", 7, "NORMAL_CLEARING:200", true, 20);
         in_campaign.batch_name = Some("春季".into());
         let without = record("b", 7, "NORMAL_CLEARING:200", true, 20);
-        let mut tally = TalkTally::default();
+        let mut tally = TalkTally::new(CounterDays::of_zone(chrono_tz::Asia::Shanghai));
         tally.add(&in_campaign, 1);
         tally.add(&without, 1);
         let deltas = tally.deltas();
         let calls = |campaign: &str| -> Vec<i64> {
             deltas.iter().filter(|d| d.batch_name == campaign).map(|d| d.calls).collect()
         };
-        // Two spans of four levels and every call each: 10 rows, every one counting both
+        // Two spans of seven levels and every call each: 16 rows, every one counting both
         // calls, or the one.
-        assert_eq!(calls(EVERY_CAMPAIGN), vec![2; 10]);
-        assert_eq!(calls("春季"), vec![1; 10]);
-        assert_eq!(deltas.len(), 20);
+        assert_eq!(calls(EVERY_CAMPAIGN), vec![2; 16]);
+        assert_eq!(calls("春季"), vec![1; 16]);
+        assert_eq!(deltas.len(), 32);
+        // Hour 7 of UTC day 0 is in the Beijing day that started at 16:00 the day before.
+        let starts: std::collections::BTreeSet<(i64, i64)> =
+            deltas.iter().map(|d| (d.span_ms, d.start_ms)).collect();
+        assert_eq!(starts, [(HOUR_MS, 7 * HOUR_MS), (DAY_MS, -8 * HOUR_MS)].into());
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatu
 
 pub use campaigns::{CampaignCalls, CampaignCount, CampaignRow, CampaignShare};
 pub use claims::{AnsweredCall, ClaimRules, ClaimedCall, FinishedAttempt, NextStep};
-pub use counters::{DAY_MS, HOUR_MS};
+pub use counters::{CounterDays, DAY_MS, HOUR_MS};
 pub use outbox::{CALL_ENDED, CALL_TRANSFERRED, EventOutcome, OutboxEvent, TASK_ENDED, TransferNote};
 pub use postgres::PgStore;
 pub use rows::{CallRecord, DncEntry, HourStat, Paged, StopOutcome, StoreGauges, TaskRow};
@@ -65,6 +65,16 @@ pub struct StoreOptions {
     pub emit_events: bool,
     /// Notified after a transaction that wrote events, to wake the deliverer.
     pub events_written: Arc<Notify>,
+    /// The days the counters keep, for a database that has not chosen them yet: the
+    /// configured zone's (see `CounterDays`).
+    pub days: CounterDays,
+}
+
+impl StoreOptions {
+    /// Options whose counters keep the days of `zone`, writing no events.
+    pub fn in_zone(zone: chrono_tz::Tz) -> StoreOptions {
+        StoreOptions { days: CounterDays::of_zone(zone), ..Default::default() }
+    }
 }
 
 #[async_trait]

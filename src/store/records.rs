@@ -2,8 +2,8 @@
 //! pages a seek by the hour counters), and which of its reads are bounded by the page.
 
 use super::counters::{
-    DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets, talk_buckets,
-    total_plan,
+    CounterDays, DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets,
+    talk_buckets, total_plan,
 };
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -16,9 +16,9 @@ pub(super) const SEEK_OFFSET: i64 = 1000;
 /// records/list's query: the page's records, each with the list's total beside it (the
 /// database computes it once), so that a request is one query and one round trip. With a
 /// `Seek`, the page is read below its bound, after its rows to skip there.
-pub(super) fn page(dialect: Dialect, f: &RecordFilter, seek: Option<Seek>) -> Sql {
+pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, seek: Option<Seek>) -> Sql {
     let mut q = Sql::new(dialect, format!("SELECT {}, ", RECORD_COLUMNS));
-    push_record_total(&mut q, f);
+    push_record_total(&mut q, days, f);
     let offset = seek.map_or(f.page.offset(), |s| s.offset);
     // A page that skips rows takes its uuids from the index alone, then their rows: the
     // rows it skips cost an index step each, not a fetch of the whole record each
@@ -42,9 +42,9 @@ pub(super) fn page(dialect: Dialect, f: &RecordFilter, seek: Option<Seek>) -> Sq
 }
 
 /// records/list's total alone: for a page past the end (a page that has rows carries it).
-pub(super) fn total(dialect: Dialect, f: &RecordFilter) -> Sql {
+pub(super) fn total(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Sql {
     let mut q = Sql::new(dialect, "SELECT ");
-    push_record_total(&mut q, f);
+    push_record_total(&mut q, days, f);
     q
 }
 
@@ -75,12 +75,12 @@ pub(super) struct Seek {
 ///
 /// Each row of both statements: (start_ms, span_ms, calls, above), `above` being the rows
 /// above the newest whole hour of the range (the partial hour at its top).
-pub(super) fn seek_parts(dialect: Dialect, f: &RecordFilter) -> Option<Sql> {
+pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Option<Sql> {
     let campaign = counted_campaign(f)?;
     if f.page.offset() < SEEK_OFFSET {
         return None;
     }
-    let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
+    let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
     let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), ");
     // The partial hour at the top (none when the range is open), bounded on both sides:
     // with one bound, PostgreSQL's generic plan expects a third of the table and starts
@@ -192,29 +192,18 @@ fn walk(
 }
 
 /// records/list's total as a scalar expression: for a filter of call type, time, talk
-/// time and campaign, summed from the counters (see `total_plan`, `talk_buckets`); with
+/// time and campaign, summed from the counters (see `total_plan`, `talk_terms`); with
 /// an exact uuid, telephone or extension, a COUNT of that column's few index entries.
-fn push_record_total(q: &mut Sql, f: &RecordFilter) {
+fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
     let Some(campaign) = counted_campaign(f) else {
         q.push("(SELECT COUNT(*) FROM call_records");
         push_record_filter(q, f);
         q.push(")");
         return;
     };
-    let plan = total_plan(f.callout_from_ms, f.callout_until_ms);
-    q.push("(0");
-    if counts_every_call(f) {
-        // Every call of the type: the calls per day and hour.
-        for (aggregate, column, (lo, hi)) in plan.parts() {
-            q.push(&format!(" + (SELECT {aggregate} WHERE call_type = ")).bind(f.call_type.code());
-            q.push(&format!(" AND {column} >= ")).bind(lo);
-            q.push(&format!(" AND {column} < ")).bind(hi).push(")");
-        }
-        q.push(")");
-        return;
-    }
+    let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
     let parts = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
-    q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
+    q.push("((SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
     push_counts(q, f, campaign, &parts);
     q.push(") AS parts)");
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
@@ -321,12 +310,6 @@ fn push_record_filter(q: &mut Sql, f: &RecordFilter) {
 fn counted_campaign(f: &RecordFilter) -> Option<&str> {
     let exact = f.uuid.is_some() || f.telephone.is_some() || f.extnum.is_some();
     (!exact).then(|| f.batch_name.as_deref().unwrap_or(EVERY_CAMPAIGN))
-}
-
-/// Whether only the call type and the time range filter the records: the total sums the
-/// calls per day and hour of `record_days` and `record_stats`.
-fn counts_every_call(f: &RecordFilter) -> bool {
-    counted_campaign(f) == Some(EVERY_CAMPAIGN) && talk_range(f).is_none()
 }
 
 #[cfg(test)]

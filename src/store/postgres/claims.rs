@@ -296,7 +296,7 @@ pub(super) async fn finish_attempts(
     // The counts last: every call of the hour updates the same `record_stats` rows, so
     // their locks serialise all finishing calls until they commit; taken last, they are
     // held for one statement and the commit rather than for the whole transaction.
-    records::apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
+    records::apply_stats(&mut tx, &counter_deltas(s.days, &before, &records)).await?;
     super::campaigns::add_hours(&mut tx, &campaigns::campaign_deltas(&before, &records)).await?;
     tx.commit().await?;
     s.events.events_written();

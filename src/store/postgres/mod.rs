@@ -37,6 +37,7 @@ use tokio::task::AbortHandle;
 
 use super::sql::{Arg, Sql};
 use super::{
+    CounterDays,
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
     ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
     Store, StoreGauges, StoreOptions, TaskRow, TransferNote,
@@ -66,6 +67,8 @@ pub struct PgStore {
     events: StoreOptions,
     /// Claims whose COMMIT got no answer (see `claims`).
     unsure: Mutex<Vec<claims::UnsureClaim>>,
+    /// The days of `record_talk`.
+    days: CounterDays,
 }
 
 impl PgStore {
@@ -99,6 +102,7 @@ impl PgStore {
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        let days = records::counter_days(&pool, events.days).await?;
         let fold = tokio::spawn(background::fold_task_counts_forever(pool.clone()));
         Ok(PgStore {
             pool,
@@ -107,6 +111,7 @@ impl PgStore {
             background: Mutex::new(vec![fold.abort_handle()]),
             events,
             unsure: Mutex::new(Vec::new()),
+            days,
         })
     }
 }

@@ -6,7 +6,7 @@ use sqlx::PgConnection;
 
 use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
-use crate::store::counters::{CounterDeltas, counter_deltas};
+use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
 use crate::store::records::SeekStep;
 use crate::store::rows::RECORD_COLUMNS;
@@ -21,12 +21,31 @@ struct Totalled<T> {
     total: i64,
 }
 
+/// The days `record_talk` keeps: those chosen for this database, or at its first start on a
+/// schema without them, `wanted`, its counters respread to them. Chosen once: a node
+/// configured for another zone keeps the database's (its totals stay exact; a local day
+/// of its zone sums hours). Nodes starting together choose one after the other.
+pub(super) async fn counter_days(pool: &sqlx::PgPool, wanted: CounterDays) -> Result<CounterDays> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("LOCK TABLE counter_days IN EXCLUSIVE MODE").execute(&mut *tx).await?;
+    let kept: Option<i64> = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
+    if let Some(offset_ms) = kept {
+        return Ok(counters::kept_days(offset_ms, wanted));
+    }
+    for statement in counters::respread_talk(wanted) {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES ($1)").bind(wanted.offset_ms).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(wanted)
+}
+
 pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallRecord>> {
     if has_nul(&f.uuid) || has_nul(&f.telephone) || has_nul(&f.extnum) || has_nul(&f.batch_name) {
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let seek = match records::seek_parts(Dialect::Postgres, f) {
+    let seek = match records::seek_parts(Dialect::Postgres, s.days, f) {
         Some(q) => {
             let parts = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
             match records::seek_step(Dialect::Postgres, f, &parts) {
@@ -38,13 +57,13 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
         }
         None => None,
     };
-    let q = records::page(Dialect::Postgres, f, seek);
+    let q = records::page(Dialect::Postgres, s.days, f, seek);
     let rows: Vec<Totalled<CallRecord>> =
         sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
     let total = match rows.first() {
         Some(row) => row.total,
         None => {
-            let q = records::total(Dialect::Postgres, f);
+            let q = records::total(Dialect::Postgres, s.days, f);
             sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?
         }
     };
@@ -92,7 +111,7 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) ->
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
     let events: Vec<NewEvent> = new
         .iter()
         .filter(|r| call_ended && inserted.contains(&r.uuid))
@@ -106,7 +125,7 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) ->
     Ok(inserted.len() as u64)
 }
 
-/// Keeps `record_stats`, `record_days` and `record_talk` exact, in the caller's
+/// Keeps `record_stats` and `record_talk` exact, in the caller's
 /// transaction. The rows are changed in key order, so that nodes writing at once never
 /// deadlock.
 pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> Result<()> {
@@ -122,16 +141,6 @@ pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> R
          ORDER BY call_type, hour_ms, outcome
          ON CONFLICT (call_type, hour_ms, outcome)
          DO UPDATE SET calls = record_stats.calls + EXCLUDED.calls, talk_secs = record_stats.talk_secs + EXCLUDED.talk_secs",
-    )
-    .bind(json(deltas))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO record_days (call_type, day_ms, calls)
-         SELECT call_type, hour_ms / 86400000 * 86400000, SUM(calls)
-         FROM json_to_recordset($1::json) AS d (call_type text, hour_ms bigint, calls bigint)
-         GROUP BY 1, 2 ORDER BY 1, 2
-         ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + EXCLUDED.calls",
     )
     .bind(json(deltas))
     .execute(&mut *tx)

@@ -3,6 +3,7 @@
 use super::PgStore;
 use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
+use crate::store::counters::{CounterDays, respread_talk};
 use crate::store::seed;
 
 /// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
@@ -16,17 +17,19 @@ const RECOUNT_TASK_HOURS: [&str; 3] = [
      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
 ];
 
-/// Recounts `record_stats`, `record_days`, `record_talk` and `campaign_hours` from the rows
-/// after the seed's load, by `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a
-/// call type's hours lie together in the table: a day's total then reads a few pages,
-/// against some forty in the order of a hash aggregate.
-fn recount() -> [String; 8] {
+/// Recounts `record_stats`, `record_talk` and `campaign_hours` from the rows after the
+/// seed's load, by `domain::OUTCOME_OF_CAUSE`. Written in key order, so that a call type's
+/// hours lie together in the table: a day's total then reads a few pages, against some
+/// forty in the order of a hash aggregate. `record_talk`: the calls of each talk time by
+/// hour (level 0), of every call and each campaign, then spread over the levels and days
+/// of `counters::TalkTally`.
+fn recount(days: CounterDays) -> Vec<String> {
     let classes: String = OUTCOME_OF_CAUSE
         .iter()
         .map(|(cause, class)| format!("WHEN hangup_cause LIKE '{cause}:%' THEN '{class}' "))
         .collect();
     let outcome = format!("CASE WHEN answered_ms IS NOT NULL THEN 'answered' {classes}ELSE 'failed' END");
-    [
+    let mut statements = vec![
         "DELETE FROM record_stats".into(),
         format!(
             "INSERT INTO record_stats (call_type, hour_ms, outcome, calls, talk_secs)
@@ -34,24 +37,12 @@ fn recount() -> [String; 8] {
                     {outcome}, COUNT(*), SUM(time_len)
              FROM call_records GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ),
-        "DELETE FROM record_days".into(),
-        "INSERT INTO record_days (call_type, day_ms, calls)
-         SELECT call_type, (hour_ms / 86400000) * 86400000, SUM(calls) FROM record_stats GROUP BY 1, 2 ORDER BY 1, 2"
-            .into(),
         "DELETE FROM record_talk".into(),
-        // The levels, spans and campaigns of `counters::TalkTally` (level 4: every call, in
-        // bucket 0).
-        "WITH levels (level, width) AS (VALUES (0, 1), (1, 16), (2, 256), (3, 4096), (4, 9223372036854775807)),
-              spans (span_ms) AS (VALUES (3600000), (86400000)),
-              base AS (SELECT call_type, batch_name, (callout_ms / 3600000) * 3600000 AS hour_ms, time_len,
-                              COUNT(*) AS calls
-                       FROM call_records GROUP BY 1, 2, 3, 4),
-              scoped AS (SELECT call_type, '' AS batch_name, hour_ms, time_len, calls FROM base
-                         UNION ALL
-                         SELECT * FROM base WHERE batch_name IS NOT NULL)
-         INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
-         SELECT call_type, batch_name, span_ms, level, time_len / width, (hour_ms / span_ms) * span_ms, SUM(calls)
-         FROM scoped, levels, spans GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6"
+        "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+         SELECT call_type, scope.batch_name, 3600000, 0, time_len, (callout_ms / 3600000) * 3600000, COUNT(*)
+         FROM call_records CROSS JOIN LATERAL (VALUES (''), (call_records.batch_name)) AS scope (batch_name)
+         WHERE scope.batch_name IS NOT NULL
+         GROUP BY 1, 2, 5, 6 ORDER BY 1, 2, 5, 6"
             .into(),
         "DELETE FROM campaign_hours".into(),
         format!(
@@ -59,7 +50,9 @@ fn recount() -> [String; 8] {
              SELECT batch_name, (callout_ms / 3600000) * 3600000, {outcome}, COUNT(*)
              FROM call_records WHERE batch_name IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
         ),
-    ]
+    ];
+    statements.extend(respread_talk(days));
+    statements
 }
 
 /// The rows `seed::SeedPlan` makes, made here in SQL inside the server: an
@@ -142,7 +135,7 @@ pub(super) async fn load(
         .bind(seed::SEED_CAMPAIGN)
         .execute(&mut *tx)
         .await?;
-        for sql in recount() {
+        for sql in recount(s.days) {
             sqlx::query(&sql).execute(&mut *tx).await?;
         }
     }

@@ -231,7 +231,7 @@ pub(super) async fn finish_attempts(
         .bind(json(&uuids))
         .fetch_all(&mut *tx)
         .await?;
-        apply_stats(&mut tx, &counter_deltas(&before, &records)).await?;
+        apply_stats(&mut tx, &counter_deltas(s.days, &before, &records)).await?;
         super::campaigns::add_hours(&mut tx, &campaigns::campaign_deltas(&before, &records)).await?;
         // `WHERE true`: without it SQLite would read ON CONFLICT as a join constraint.
         sqlx::query(&format!(

@@ -20,6 +20,7 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
+    CounterDays,
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
     ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
     Store, StoreError, StoreGauges, StoreOptions, TaskRow, TransferNote,
@@ -33,6 +34,8 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     writer: SqlitePool,
     events: StoreOptions,
+    /// The days of `record_talk`.
+    days: CounterDays,
 }
 
 impl SqliteStore {
@@ -51,8 +54,9 @@ impl SqliteStore {
         let pool = || SqlitePoolOptions::new().test_before_acquire(false);
         let writer = pool().max_connections(1).connect_with(options.clone()).await?;
         sqlx::migrate!("migrations/sqlite").run(&writer).await?;
+        let days = records::counter_days(&writer, events.days).await?;
         let path = options.get_filename().to_path_buf();
-        Ok(SqliteStore { readers: Readers::new(path.clone()), path, writer, events })
+        Ok(SqliteStore { readers: Readers::new(path.clone()), path, writer, events, days })
     }
 }
 

@@ -7,7 +7,7 @@ use sqlx::SqliteConnection;
 
 use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
-use crate::store::counters::{CounterDeltas, counter_deltas};
+use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
 use crate::store::records::SeekStep;
 use crate::store::rows::RECORD_COLUMNS;
@@ -28,12 +28,6 @@ pub(super) const ADD_STATS: &str = "INSERT INTO record_stats (call_type, hour_ms
      ON CONFLICT (call_type, hour_ms, outcome)
      DO UPDATE SET calls = record_stats.calls + excluded.calls, talk_secs = record_stats.talk_secs + excluded.talk_secs";
 
-/// Adds the same list to `record_days`.
-pub(super) const ADD_DAYS: &str = "INSERT INTO record_days (call_type, day_ms, calls)
-     SELECT value ->> 'call_type', (value ->> 'hour_ms') / 86400000 * 86400000, SUM(value ->> 'calls')
-     FROM json_each(?) WHERE true GROUP BY 1, 2
-     ON CONFLICT (call_type, day_ms) DO UPDATE SET calls = record_days.calls + excluded.calls";
-
 /// Adds a JSON list of `TalkDelta`s to `record_talk`.
 pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
      SELECT value ->> 'call_type', value ->> 'batch_name', value ->> 'span_ms', value ->> 'level', value ->> 'bucket',
@@ -42,37 +36,53 @@ pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, batch_nam
      ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
      DO UPDATE SET calls = record_talk.calls + excluded.calls";
 
-/// Keeps `record_stats`, `record_days` and `record_talk` exact, in the caller's
+/// Keeps `record_stats` and `record_talk` exact, in the caller's
 /// transaction.
 pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDeltas) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
-    let stats = json(&deltas.stats);
-    sqlx::query(ADD_STATS).bind(&stats).execute(&mut *tx).await?;
-    sqlx::query(ADD_DAYS).bind(&stats).execute(&mut *tx).await?;
+    sqlx::query(ADD_STATS).bind(json(&deltas.stats)).execute(&mut *tx).await?;
     sqlx::query(ADD_TALK).bind(json(&deltas.talk)).execute(tx).await?;
     Ok(())
 }
 
+/// The days `record_talk` keeps: those chosen for this database, or at its first start on a
+/// schema without them, `wanted`, its counters respread to them. Chosen once: a node
+/// configured for another zone keeps the database's (its totals stay exact; a local day
+/// of its zone sums hours).
+pub(super) async fn counter_days(writer: &sqlx::SqlitePool, wanted: CounterDays) -> Result<CounterDays> {
+    let mut tx = writer.begin().await?;
+    let kept: Option<i64> = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
+    if let Some(offset_ms) = kept {
+        return Ok(counters::kept_days(offset_ms, wanted));
+    }
+    for statement in counters::respread_talk(wanted) {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES (?)").bind(wanted.offset_ms).execute(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(wanted)
+}
+
 pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<CallRecord>> {
-    let f = f.clone();
+    let (f, days) = (f.clone(), s.days);
     let bounded = records::read_is_bounded(&f);
     let read = move |conn: &rusqlite::Connection| {
         let parts = |q: &Sql| readers::query(conn, q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
-        let seek = match records::seek_parts(Dialect::Sqlite, &f) {
+        let seek = match records::seek_parts(Dialect::Sqlite, days, &f) {
             Some(q) => match records::seek_step(Dialect::Sqlite, &f, &parts(&q)?) {
                 SeekStep::Done(seek) => seek,
                 SeekStep::Within(q, within) => within.seek(&parts(&q)?),
             },
             None => None,
         };
-        let page = records::page(Dialect::Sqlite, &f, seek);
+        let page = records::page(Dialect::Sqlite, days, &f, seek);
         let rows =
             readers::query(conn, &page, |row| Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?)))?;
         let total = match rows.first() {
             Some((_, total)) => *total,
-            None => readers::query_one(conn, &records::total(Dialect::Sqlite, &f))?,
+            None => readers::query_one(conn, &records::total(Dialect::Sqlite, days, &f))?,
         };
         Ok(Paged { total, rows: rows.into_iter().map(|(r, _)| r).collect() })
     };
@@ -111,7 +121,7 @@ pub(super) async fn import(s: &SqliteStore, new: &[CallRecord], call_ended: bool
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &counter_deltas([], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
     let events: Vec<NewEvent> = new
         .iter()
         .filter(|r| call_ended && inserted.contains(&r.uuid))

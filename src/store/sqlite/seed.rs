@@ -11,8 +11,8 @@ use std::sync::mpsc;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
-use super::records::{ADD_DAYS, ADD_STATS};
-use crate::store::counters::{StatsTally, TalkTally};
+use super::records::ADD_STATS;
+use crate::store::counters::{CounterDays, StatsTally, TalkTally};
 use crate::store::seed::{SEED_CAMPAIGN, SeedPlan};
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
@@ -60,15 +60,15 @@ pub(super) async fn load(
     // file's old end, which is where a load goes. Switched here, on the connection
     // that put the file in WAL mode, while it is the only one open.
     sqlx::query("PRAGMA journal_mode = DELETE").execute(&s.writer).await?;
-    let path = s.path.clone();
-    let loaded = tokio::task::spawn_blocking(move || load_file(&path, plan))
+    let (path, days) = (s.path.clone(), s.days);
+    let loaded = tokio::task::spawn_blocking(move || load_file(&path, plan, days))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     sqlx::query("PRAGMA journal_mode = WAL").execute(&s.writer).await?;
     loaded
 }
 
-fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
+fn load_file(path: &Path, plan: SeedPlan, days: CounterDays) -> Result<()> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // Helper threads for the sorts of the index builds, which sort runs of the page
@@ -86,10 +86,9 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
     for (name, _) in &indexes {
         tx.execute(&format!("DROP INDEX {name}"), [])?;
     }
-    let (stats, talk) = insert_records(&tx, plan)?;
+    let (stats, talk) = insert_records(&tx, plan, days)?;
     let deltas = json(&stats.deltas());
     tx.execute(ADD_STATS, [&deltas])?;
-    tx.execute(ADD_DAYS, [&deltas])?;
     tx.execute(ADD_CAMPAIGN_HOURS, params![&deltas, SEED_CAMPAIGN])?;
     // Row by row through a prepared statement: as one JSON list (a million entries at
     // 10M records) the parse cost a seed several seconds.
@@ -142,7 +141,7 @@ fn load_file(path: &Path, plan: SeedPlan) -> Result<()> {
 
 /// Inserts the plan's records, made on a thread of their own, and counts the ones that
 /// went in (a uuid already present keeps its row).
-fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTally)> {
+fn insert_records(tx: &Connection, plan: SeedPlan, days: CounterDays) -> Result<(StatsTally, TalkTally)> {
     let mut insert = tx.prepare(
         "INSERT INTO call_records (uuid, call_type, telephone, extnum, callout_ms, answered_ms, ended_ms,
                                    time_len, hangup_cause, wav_path, dialogue, intent, batch_name)
@@ -150,7 +149,7 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTa
          ON CONFLICT (uuid) DO NOTHING",
     )?;
     let mut tally = StatsTally::default();
-    let mut talk = TalkTally::default();
+    let mut talk = TalkTally::new(days);
     std::thread::scope(|scope| {
         let (batches, received) = mpsc::sync_channel::<Vec<CallRecord>>(4);
         scope.spawn(move || {
@@ -192,6 +191,7 @@ fn insert_records(tx: &Connection, plan: SeedPlan) -> Result<(StatsTally, TalkTa
 mod tests {
     use super::*;
     use crate::store::Store;
+    use crate::store::counters::EVERY_CALL_LEVEL;
 
     #[tokio::test]
     async fn seeding_twice_adds_nothing_and_keeps_the_counters_exact() {
@@ -206,10 +206,9 @@ mod tests {
         let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
         assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
-        assert_eq!(count("SELECT SUM(calls) FROM record_days"), 3_000);
         let ai_calls = count("SELECT COUNT(*) FROM call_records WHERE call_type = '02'");
         assert_eq!(ai_calls, count("SELECT COUNT(*) FROM call_records WHERE batch_name = 'default'"));
-        for level in 0..=4 {
+        for level in 0..=EVERY_CALL_LEVEL {
             let talk = |campaign: &str| {
                 count(&format!(
                     "SELECT SUM(calls) FROM record_talk WHERE level = {level} AND batch_name = '{campaign}'"
