@@ -59,7 +59,7 @@ pub enum StoreError {
 }
 
 /// How a store is opened.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct StoreOptions {
     /// Write webhook events to the outbox (only when a webhook is configured).
     pub emit_events: bool,
@@ -73,7 +73,14 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// Options whose counters keep the days of `zone`, writing no events.
     pub fn in_zone(zone: chrono_tz::Tz) -> StoreOptions {
-        StoreOptions { days: CounterDays::of_zone(zone), ..Default::default() }
+        StoreOptions { emit_events: false, events_written: Default::default(), days: CounterDays::of_zone(zone) }
+    }
+}
+
+/// The default settings' (`timezone` Asia/Shanghai).
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions::in_zone(crate::domain::Timezone::default().0)
     }
 }
 

@@ -17,6 +17,9 @@ use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
+use callcenter::domain::Timezone;
+use callcenter::store::StoreOptions;
+
 use crate::common::{Plain, TestDb, TestServer, test_settings, ticket};
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -420,10 +423,12 @@ async fn every_filter_combination_and_page_equals_a_plain_select() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = TestDb::new(dir.path()).await;
     let now_ms = Utc::now().timestamp_millis();
-    let store = callcenter::store::connect(&db.url, Default::default()).await.expect("store");
+    let mut settings = test_settings(&db, dir.path());
+    // The counters' days: the configured zone's (Asia/Shanghai), chosen by the seed's store.
+    let options = StoreOptions::in_zone(settings.timezone.0);
+    let store = callcenter::store::connect(&db.url, options).await.expect("store");
     store.seed(records, records / 10, now_ms, 8 * 3600).await.expect("seed");
     drop(store);
-    let mut settings = test_settings(&db, dir.path());
     settings.dialer.enabled = true;
     settings.sim.answer_rate = 0.6;
     settings.dialer.retry_delay_secs = 0;
@@ -463,4 +468,11 @@ async fn every_filter_combination_and_page_equals_a_plain_select() {
     s.post("/api/aicall/stopTasks", &json!({"batchIds": ids[..8]})).await;
     s.wait_all_ended(Duration::from_secs(60)).await;
     check_round(&s, &plain, "after calls").await;
+
+    // A node configured for another zone (of summer time) keeps the database's days: its
+    // local days are not the counters', and every total stays exact.
+    let (mut settings, db, dir) = s.stop().await;
+    settings.timezone = Timezone(chrono_tz::America::New_York);
+    let s = TestServer::start_on(settings, db, dir).await;
+    check_round(&s, &plain, "in another zone").await;
 }
