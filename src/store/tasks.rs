@@ -67,24 +67,10 @@ pub(super) fn task_hour(created_ms: i64) -> i64 {
     created_ms.div_euclid(HOUR_MS) * HOUR_MS
 }
 
-/// calltask/list's page and its total.
-///
-/// The total: a filter of status or campaign alone, or both, or none, sums `task_counts`;
-/// a createTime window, with a status or a campaign or both, sums the whole hours of
-/// `task_hours` (the campaign's rows, or those of every task) and counts the tasks of the
-/// partial hours at its edges (from `tasks_created` or `tasks_campaign_created`); others
-/// count the rows.
-///
-/// The page: its batchIds are found first from the indexes alone (the primary key and
-/// `tasks_status` carry createTime and status), then only its own rows are read, so that
-/// the rows skipped to reach a deep page cost index entries. A window's tasks lie between
-/// the smallest and largest batchId of its hours (`task_hours`), so its page walks the
-/// primary key, or `tasks_status`, down from the largest: a page costs what it skips, not
-/// the tasks created since the window. (`+created_ms` keeps the planners off
-/// `tasks_created`, which would read the whole window to sort it.) With a `TaskSeek`, the
-/// page walks down from below its bound instead, after its rows to skip there.
-pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>) -> (Sql, Sql) {
-    let count = if countable_by_status(f) {
+/// calltask/list's total, when `window` did not give it: a filter of status or campaign
+/// alone, or both, or none, sums `task_counts`; others count the rows.
+pub(super) fn count(dialect: Dialect, f: &TaskFilter) -> Sql {
+    if countable_by_status(f) {
         let mut count =
             Sql::new(dialect, "SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_counts WHERE 1 = 1");
         if let Some(s) = f.status {
@@ -94,41 +80,104 @@ pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>) -> 
             count.push(" AND batch_name = ").bind(name.as_str());
         }
         count
-    } else if countable_by_hours(f) {
-        window_total(dialect, f)
     } else {
         let mut count = Sql::new(dialect, "SELECT COUNT(*) FROM tasks WHERE 1 = 1");
         push_task_filter(&mut count, f, "created_ms");
         count
-    };
+    }
+}
+
+/// What a createTime window's hours of `task_hours` give: the smallest and largest batchId
+/// created in them (`None`: no task), and the filter's total when the counters count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Window {
+    pub first_batch_id: Option<i64>,
+    pub last_batch_id: Option<i64>,
+    pub total: Option<i64>,
+}
+
+/// For a filter with a createTime window (and no batchId), one read of the window's hours
+/// of `task_hours` (the campaign's rows, or those of every task) as a row of `Window`: the
+/// bounds of their batchIds, and, when nothing but the window, a status and a campaign
+/// filter the tasks, the total: the whole hours' counts, and the tasks of the partial hours
+/// at the edges counted from `tasks_created` (or `tasks_campaign_created`), which carry the
+/// status. One scan of the hours, not one for each bound and the total (a week of them
+/// read three times cost a week's calltask/list by status 70 µs of SQLite's time).
+pub(super) fn window(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
+    let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
+    if !windowed || f.batch_id.is_some() {
+        return None;
+    }
+    let mut q = Sql::new(dialect, "SELECT MIN(first_batch_id), MAX(last_batch_id), ");
+    if countable_by_hours(f) {
+        let (from, until) = (f.created_from_ms, f.created_until_ms);
+        q.push("CAST((0");
+        match whole_buckets(from, until, HOUR_MS) {
+            None => {
+                q.push(" + ");
+                window_rows(&mut q, f, from, until);
+            }
+            Some((lo, hi)) => {
+                q.push(" + COALESCE(SUM(CASE WHEN hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
+                if let Some(s) = f.status {
+                    q.push(" AND status = ").bind(s.db_name());
+                }
+                q.push(" THEN tasks ELSE 0 END), 0)");
+                if let Some(from) = from.filter(|&f| f < lo) {
+                    q.push(" + ");
+                    window_rows(&mut q, f, Some(from), Some(lo));
+                }
+                if let Some(until) = until.filter(|&u| u > hi) {
+                    q.push(" + ");
+                    window_rows(&mut q, f, Some(hi), Some(until));
+                }
+            }
+        }
+        q.push(") AS BIGINT)");
+    } else {
+        q.push("CAST(NULL AS BIGINT)");
+    }
+    let (from, until) = hour_span(f);
+    q.push(" FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
+    q.push(" AND hour_ms >= ").bind(from).push(" AND hour_ms < ").bind(until);
+    Some(q)
+}
+
+/// calltask/list's page: its batchIds are found first from the indexes alone (the primary
+/// key and `tasks_status` carry createTime and status), then only its own rows are read,
+/// so that the rows skipped to reach a deep page cost index entries. A window's tasks lie
+/// between the bounds of its hours (`Window`), so its page walks the primary key, or
+/// `tasks_status`, down from the largest: a page costs what it skips, not the tasks
+/// created since the window (`None`: the window holds no task). (`+created_ms` keeps the
+/// planners off `tasks_created`, which would read the whole window to sort it.) With a
+/// `TaskSeek`, the page walks down from below its bound instead, after its rows to skip
+/// there.
+pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>, window: Option<Window>) -> Option<Sql> {
     let mut q = Sql::new(
         dialect,
         format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id IN (SELECT batch_id FROM tasks WHERE 1 = 1"),
     );
-    let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
     if let Some(seek) = seek {
         q.push(" AND batch_id < ").bind(seek.below_batch_id);
     }
-    if windowed && f.batch_id.is_none() {
-        let (from, until) = hour_span(f);
-        let bounds = [
-            (" AND batch_id >= (SELECT MIN(", "first_batch_id"),
-            (" AND batch_id <= (SELECT MAX(", "last_batch_id"),
-        ];
-        // The seek's bound replaces the window's top (it is never above it).
-        for (bound, edge) in &bounds[..if seek.is_some() { 1 } else { 2 }] {
-            q.push(bound).push(edge).push(") FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
-            q.push(" AND hour_ms >= ").bind(from);
-            q.push(" AND hour_ms < ").bind(until).push(")");
+    match window {
+        Some(w) => {
+            let (Some(first), Some(last)) = (w.first_batch_id, w.last_batch_id) else {
+                return None;
+            };
+            q.push(" AND batch_id >= ").bind(first);
+            // The seek's bound replaces the window's top (it is never above it).
+            if seek.is_none() {
+                q.push(" AND batch_id <= ").bind(last);
+            }
+            push_task_filter(&mut q, f, "+created_ms");
         }
-        push_task_filter(&mut q, f, "+created_ms");
-    } else {
-        push_task_filter(&mut q, f, "created_ms");
+        None => push_task_filter(&mut q, f, "created_ms"),
     }
     q.push(" ORDER BY batch_id DESC");
     q.push_page(f.page.size, seek.map_or(f.page.offset(), |s| s.offset));
     q.push(") ORDER BY batch_id DESC");
-    (q, count)
+    Some(q)
 }
 
 /// What reading an hour of `task_hours` for a seek costs, in index entries walked
@@ -217,39 +266,6 @@ fn hour_span(f: &TaskFilter) -> (i64, i64) {
     let until =
         f.created_until_ms.map_or(i64::MAX, |u| task_hour(u.saturating_sub(1)).saturating_add(HOUR_MS));
     (from, until)
-}
-
-/// The tasks created in the filter's window, of its status if it has one: the whole
-/// hours' counters, and the tasks of the partial hours at the edges counted from
-/// `tasks_created` (which carries the status).
-fn window_total(dialect: Dialect, f: &TaskFilter) -> Sql {
-    let (from, until) = (f.created_from_ms, f.created_until_ms);
-    let mut q = Sql::new(dialect, "SELECT (0");
-    match whole_buckets(from, until, HOUR_MS) {
-        None => {
-            q.push(" + ");
-            window_rows(&mut q, f, from, until);
-        }
-        Some((lo, hi)) => {
-            q.push(" + (SELECT CAST(COALESCE(SUM(tasks), 0) AS BIGINT) FROM task_hours WHERE batch_name = ")
-                .bind(campaign_of(f));
-            q.push(" AND hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
-            if let Some(s) = f.status {
-                q.push(" AND status = ").bind(s.db_name());
-            }
-            q.push(")");
-            if let Some(from) = from.filter(|&f| f < lo) {
-                q.push(" + ");
-                window_rows(&mut q, f, Some(from), Some(lo));
-            }
-            if let Some(until) = until.filter(|&u| u > hi) {
-                q.push(" + ");
-                window_rows(&mut q, f, Some(hi), Some(until));
-            }
-        }
-    }
-    q.push(")");
-    q
 }
 
 /// `(SELECT COUNT(*) …)` of the filter's tasks created in `[lo, hi)`, from

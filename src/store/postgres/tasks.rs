@@ -93,9 +93,25 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         Some(q) => tasks::seek(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?),
         None => None,
     };
-    let (q, count) = tasks::page(Dialect::Postgres, f, seek);
-    let total: i64 = sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?;
-    let rows: Vec<TaskRow> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+    let window = match tasks::window(Dialect::Postgres, f) {
+        Some(q) => {
+            let (first_batch_id, last_batch_id, total) =
+                sqlx::query_as_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?;
+            Some(tasks::Window { first_batch_id, last_batch_id, total })
+        }
+        None => None,
+    };
+    let total: i64 = match window.and_then(|w| w.total) {
+        Some(total) => total,
+        None => {
+            let count = tasks::count(Dialect::Postgres, f);
+            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?
+        }
+    };
+    let rows: Vec<TaskRow> = match tasks::page(Dialect::Postgres, f, seek, window) {
+        Some(q) => sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?,
+        None => Vec::new(),
+    };
     conn.done();
     Ok(Paged { total, rows })
 }

@@ -86,8 +86,21 @@ pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRo
             ),
             None => None,
         };
-        let (q, count) = tasks::page(Dialect::Sqlite, &f, seek);
-        Ok(Paged { total: readers::query_one(conn, &count)?, rows: readers::query(conn, &q, readers::task)? })
+        let window = match tasks::window(Dialect::Sqlite, &f) {
+            Some(q) => Some(readers::query_row(conn, &q, |r| {
+                Ok(tasks::Window { first_batch_id: r.get(0)?, last_batch_id: r.get(1)?, total: r.get(2)? })
+            })?),
+            None => None,
+        };
+        let total = match window.and_then(|w| w.total) {
+            Some(total) => total,
+            None => readers::query_one(conn, &tasks::count(Dialect::Sqlite, &f))?,
+        };
+        let rows = match tasks::page(Dialect::Sqlite, &f, seek, window) {
+            Some(q) => readers::query(conn, &q, readers::task)?,
+            None => Vec::new(),
+        };
+        Ok(Paged { total, rows })
     };
     if bounded { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }
