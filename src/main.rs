@@ -60,11 +60,19 @@ async fn main() -> anyhow::Result<()> {
     let settings = loaded.settings;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate => {
-            callcenter::store::connect(&settings.database.url, callcenter::store::StoreOptions::in_zone(settings.timezone.0)).await?;
+            callcenter::store::connect(
+                &settings.database.url,
+                callcenter::store::StoreOptions::in_zone(settings.timezone.0),
+            )
+            .await?;
             tracing::info!("database is up to date");
         }
         Command::Seed { records, tasks } => {
-            let store = callcenter::store::connect(&settings.database.url, callcenter::store::StoreOptions::in_zone(settings.timezone.0)).await?;
+            let store = callcenter::store::connect(
+                &settings.database.url,
+                callcenter::store::StoreOptions::in_zone(settings.timezone.0),
+            )
+            .await?;
             let now = chrono::Utc::now();
             let offset =
                 settings.timezone.0.offset_from_utc_datetime(&now.naive_utc()).fix().local_minus_utc();

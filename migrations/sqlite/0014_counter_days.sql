@@ -9,3 +9,14 @@ CREATE TABLE counter_days (
 
 -- The days of every call now come from record_talk's level 7: record_days is no longer read.
 DROP TABLE record_days;
+
+-- Calls per call type, extension and day (counter_days' days): an extension's total sums
+-- its days and counts only the calls of the partial days at the edges of a range. Filled
+-- by the server at the same first start.
+CREATE TABLE extension_days (
+    call_type TEXT   NOT NULL,
+    extnum    TEXT   NOT NULL,
+    day_ms    BIGINT NOT NULL,
+    calls     BIGINT NOT NULL,
+    PRIMARY KEY (call_type, extnum, day_ms)
+) WITHOUT ROWID;

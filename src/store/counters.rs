@@ -1,7 +1,8 @@
 //! The counters beside the call records: `record_stats` (calls and talk time per call
-//! type, hour and outcome) and `record_talk` (calls per call type, campaign, hour or day,
-//! and talk-time bucket), kept exact in the transaction of every write of records, and
-//! what a total sums from them.
+//! type, hour and outcome), `record_talk` (calls per call type, campaign, hour or day,
+//! and talk-time bucket) and `extension_days` (calls per call type, extension and day),
+//! kept exact in the transaction of every write of records, and what a total sums from
+//! them.
 
 use std::collections::BTreeMap;
 
@@ -58,7 +59,7 @@ impl CounterDays {
     }
 
     /// The whole days inside `[from, until)` (open ends unbounded), if any.
-    fn whole(self, from: Option<i64>, until: Option<i64>) -> Option<(i64, i64)> {
+    pub(super) fn whole(self, from: Option<i64>, until: Option<i64>) -> Option<(i64, i64)> {
         let shift = |ms: Option<i64>| ms.map(|ms| ms.saturating_add(self.offset_ms));
         let (lo, hi) = whole_buckets(shift(from), shift(until), DAY_MS)?;
         // Open ends stay at the extremes.
@@ -351,10 +352,34 @@ pub(super) fn respread_talk(days: CounterDays) -> [String; 2] {
     ]
 }
 
-/// What a write of records does to every counter: `record_stats` and `record_talk`.
+/// A change to one `extension_days` row.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(super) struct ExtensionDelta {
+    pub call_type: &'static str,
+    pub extnum: String,
+    pub day_ms: i64,
+    pub calls: i64,
+}
+
+/// The statements that recount `extension_days` from the records, with the days of `days`:
+/// at the first start on its schema, and after a seed. Portable SQL.
+pub(super) fn recount_extensions(days: CounterDays) -> [String; 2] {
+    let offset = days.offset_ms;
+    [
+        "DELETE FROM extension_days".into(),
+        format!(
+            "INSERT INTO extension_days (call_type, extnum, day_ms, calls)
+             SELECT call_type, extnum, (callout_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset}, COUNT(*)
+             FROM call_records WHERE extnum IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ),
+    ]
+}
+
+/// What a write of records does to every counter.
 pub(super) struct CounterDeltas {
     pub stats: Vec<StatsDelta>,
     pub talk: Vec<TalkDelta>,
+    pub extensions: Vec<ExtensionDelta>,
 }
 
 /// What replacing the records `removed` by `added` does to the counters.
@@ -364,14 +389,33 @@ pub(super) fn counter_deltas<'a>(
     added: impl IntoIterator<Item = &'a CallRecord> + Clone,
 ) -> CounterDeltas {
     let mut talk = TalkTally::new(days);
-    removed.clone().into_iter().for_each(|r| talk.add(r, -1));
-    added.clone().into_iter().for_each(|r| talk.add(r, 1));
-    CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas() }
+    let mut extensions: BTreeMap<(&'static str, &str, i64), i64> = BTreeMap::new();
+    let signed =
+        removed.clone().into_iter().map(|r| (r, -1)).chain(added.clone().into_iter().map(|r| (r, 1)));
+    for (r, sign) in signed {
+        talk.add(r, sign);
+        if let Some(extnum) = &r.extnum {
+            *extensions
+                .entry((r.call_type.code(), extnum.as_str(), days.start(r.callout_ms)))
+                .or_default() += sign;
+        }
+    }
+    let extensions = extensions
+        .into_iter()
+        .filter(|(_, calls)| *calls != 0)
+        .map(|((call_type, extnum, day_ms), calls)| ExtensionDelta {
+            call_type,
+            extnum: extnum.to_string(),
+            day_ms,
+            calls,
+        })
+        .collect();
+    CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas(), extensions }
 }
 
 impl CounterDeltas {
     pub(super) fn is_empty(&self) -> bool {
-        self.stats.is_empty() && self.talk.is_empty()
+        self.stats.is_empty() && self.talk.is_empty() && self.extensions.is_empty()
     }
 }
 
@@ -460,7 +504,10 @@ mod tests {
             }
         );
         let plan = total_plan(from, Some(8 * d + 16 * h), beijing);
-        assert_eq!(plan, TotalPlan { days: (d + 16 * h, 8 * d + 16 * h), hours: [NOTHING; 2], rows: [NOTHING; 2] });
+        assert_eq!(
+            plan,
+            TotalPlan { days: (d + 16 * h, 8 * d + 16 * h), hours: [NOTHING; 2], rows: [NOTHING; 2] }
+        );
         assert_eq!(beijing.start(d + 16 * h - 1), 16 * h);
         assert_eq!(beijing.start(d + 16 * h), d + 16 * h);
         // A week from mid-hour to mid-hour.

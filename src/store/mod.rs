@@ -73,7 +73,11 @@ pub struct StoreOptions {
 impl StoreOptions {
     /// Options whose counters keep the days of `zone`, writing no events.
     pub fn in_zone(zone: chrono_tz::Tz) -> StoreOptions {
-        StoreOptions { emit_events: false, events_written: Default::default(), days: CounterDays::of_zone(zone) }
+        StoreOptions {
+            emit_events: false,
+            events_written: Default::default(),
+            days: CounterDays::of_zone(zone),
+        }
     }
 }
 

@@ -152,7 +152,12 @@ pub(super) fn window(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
 /// planners off `tasks_created`, which would read the whole window to sort it.) With a
 /// `TaskSeek`, the page walks down from below its bound instead, after its rows to skip
 /// there.
-pub(super) fn page(dialect: Dialect, f: &TaskFilter, seek: Option<TaskSeek>, window: Option<Window>) -> Option<Sql> {
+pub(super) fn page(
+    dialect: Dialect,
+    f: &TaskFilter,
+    seek: Option<TaskSeek>,
+    window: Option<Window>,
+) -> Option<Sql> {
     let mut q = Sql::new(
         dialect,
         format!("SELECT {TASK_COLUMNS} FROM tasks WHERE batch_id IN (SELECT batch_id FROM tasks WHERE 1 = 1"),

@@ -417,6 +417,64 @@ fn cdr(i: u32, s: &Samples) -> Value {
     json!({ "variables": v })
 }
 
+/// The counters' days are the configured zone's: an extension's calls either side of local
+/// midnight, and of UTC midnight (08:00 in Beijing), count in their own local days, whether
+/// a range takes whole days of the counters or counts the calls at its edges.
+#[tokio::test]
+async fn an_extensions_calls_count_in_their_own_local_days() {
+    let s = TestServer::start().await;
+    let tz = s.settings.timezone.0;
+    let day = |d: u32, time: &str| format!("2026-11-{d:02} {time}");
+    let times = [
+        day(9, "23:59:30"),
+        day(10, "00:00:30"),
+        day(10, "07:59:30"),
+        day(10, "08:00:30"),
+        day(10, "23:59:30"),
+        day(11, "00:00:30"),
+    ];
+    let rows: Vec<Value> = times
+        .iter()
+        .enumerate()
+        .map(|(i, time)| {
+            json!({"uuid": format!("EXT-{i}"), "telephone": "13912340000", "callType": "01", "calloutTime": time,
+                   "answeredTime": time, "callEndTime": time, "hangupCause": "NORMAL_CLEARING:sip:200", "extnum": "8801"})
+        })
+        .collect();
+    let v = s.post("/api/aicall/records/import", &json!(rows)).await;
+    assert_eq!(v["code"], 0, "{v}");
+    let total = |from: Option<String>, until: Option<String>| {
+        let mut body = json!({"callType": "01", "extnum": "8801", "pageNum": 1, "pageSize": 1});
+        if let Some(from) = from {
+            body["calloutTimeStart"] = json!(from);
+        }
+        if let Some(until) = until {
+            body["calloutTimeEnd"] = json!(until);
+        }
+        let s = &s;
+        async move {
+            let v = s.post("/api/aicall/records/list", &body).await;
+            assert_eq!(v["code"], 0, "{v}");
+            v["total"].as_i64().unwrap()
+        }
+    };
+    let whole = |d: u32| (Some(day(d, "00:00:00")), Some(day(d, "23:59:59")));
+    for (range, expected) in [
+        (whole(9), 1),
+        (whole(10), 4),
+        (whole(11), 1),
+        ((Some(day(9, "00:00:00")), Some(day(11, "23:59:59"))), 6),
+        ((Some(day(10, "00:00:00")), None), 5),
+        ((None, Some(day(10, "23:59:59"))), 5),
+        ((Some(day(10, "08:00:00")), Some(day(11, "07:59:59"))), 3),
+        ((Some(day(9, "12:00:00")), Some(day(11, "00:00:00"))), 5),
+        ((None, None), 6),
+    ] {
+        let (from, until) = range.clone();
+        assert_eq!(total(from, until).await, expected, "{range:?} in {tz}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_combination_and_page_equals_a_plain_select() {
     let records = env_or("CALLCENTER_FILTERS_RECORDS", 300_000);

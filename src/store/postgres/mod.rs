@@ -37,10 +37,9 @@ use tokio::task::AbortHandle;
 
 use super::sql::{Arg, Sql};
 use super::{
-    CounterDays,
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
-    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
-    Store, StoreGauges, StoreOptions, TaskRow, TransferNote,
+    ClaimedCall, CounterDays, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result,
+    StopOutcome, Store, StoreGauges, StoreOptions, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;

@@ -28,14 +28,18 @@ struct Totalled<T> {
 pub(super) async fn counter_days(pool: &sqlx::PgPool, wanted: CounterDays) -> Result<CounterDays> {
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE counter_days IN EXCLUSIVE MODE").execute(&mut *tx).await?;
-    let kept: Option<i64> = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
+    let kept: Option<i64> =
+        sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
     if let Some(offset_ms) = kept {
         return Ok(counters::kept_days(offset_ms, wanted));
     }
-    for statement in counters::respread_talk(wanted) {
+    for statement in counters::respread_talk(wanted).into_iter().chain(counters::recount_extensions(wanted)) {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
-    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES ($1)").bind(wanted.offset_ms).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES ($1)")
+        .bind(wanted.offset_ms)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(wanted)
 }
@@ -111,7 +115,8 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) ->
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid))))
+        .await?;
     let events: Vec<NewEvent> = new
         .iter()
         .filter(|r| call_ended && inserted.contains(&r.uuid))
@@ -125,7 +130,7 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) ->
     Ok(inserted.len() as u64)
 }
 
-/// Keeps `record_stats` and `record_talk` exact, in the caller's
+/// Keeps `record_stats`, `record_talk` and `extension_days` exact, in the caller's
 /// transaction. The rows are changed in key order, so that nodes writing at once never
 /// deadlock.
 pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> Result<()> {
@@ -156,8 +161,20 @@ pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> R
          DO UPDATE SET calls = record_talk.calls + EXCLUDED.calls",
     )
     .bind(json(&all.talk))
-    .execute(tx)
+    .execute(&mut *tx)
     .await?;
+    if !all.extensions.is_empty() {
+        sqlx::query(
+            "INSERT INTO extension_days (call_type, extnum, day_ms, calls)
+             SELECT call_type, extnum, day_ms, calls
+             FROM json_to_recordset($1::json) AS d (call_type text, extnum text, day_ms bigint, calls bigint)
+             ORDER BY call_type, extnum, day_ms
+             ON CONFLICT (call_type, extnum, day_ms) DO UPDATE SET calls = extension_days.calls + EXCLUDED.calls",
+        )
+        .bind(json(&all.extensions))
+        .execute(tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -20,10 +20,9 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{
-    CounterDays,
     AnsweredCall, CallRecord, CampaignCalls, CampaignCount, CampaignRow, CampaignShare, ClaimRules,
-    ClaimedCall, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result, StopOutcome,
-    Store, StoreError, StoreGauges, StoreOptions, TaskRow, TransferNote,
+    ClaimedCall, CounterDays, DncEntry, EventOutcome, FinishedAttempt, HourStat, OutboxEvent, Paged, Result,
+    StopOutcome, Store, StoreError, StoreGauges, StoreOptions, TaskRow, TransferNote,
 };
 use crate::domain::{CallType, NewTask, Page, RecordFilter, TaskFilter, TaskStatus};
 use readers::Readers;

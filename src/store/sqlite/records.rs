@@ -36,14 +36,23 @@ pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, batch_nam
      ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
      DO UPDATE SET calls = record_talk.calls + excluded.calls";
 
-/// Keeps `record_stats` and `record_talk` exact, in the caller's
+/// Adds a JSON list of `ExtensionDelta`s to `extension_days`.
+const ADD_EXTENSIONS: &str = "INSERT INTO extension_days (call_type, extnum, day_ms, calls)
+     SELECT value ->> 'call_type', value ->> 'extnum', value ->> 'day_ms', value ->> 'calls'
+     FROM json_each(?) WHERE true
+     ON CONFLICT (call_type, extnum, day_ms) DO UPDATE SET calls = extension_days.calls + excluded.calls";
+
+/// Keeps `record_stats`, `record_talk` and `extension_days` exact, in the caller's
 /// transaction.
 pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDeltas) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
     sqlx::query(ADD_STATS).bind(json(&deltas.stats)).execute(&mut *tx).await?;
-    sqlx::query(ADD_TALK).bind(json(&deltas.talk)).execute(tx).await?;
+    sqlx::query(ADD_TALK).bind(json(&deltas.talk)).execute(&mut *tx).await?;
+    if !deltas.extensions.is_empty() {
+        sqlx::query(ADD_EXTENSIONS).bind(json(&deltas.extensions)).execute(tx).await?;
+    }
     Ok(())
 }
 
@@ -53,14 +62,18 @@ pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDelta
 /// of its zone sums hours).
 pub(super) async fn counter_days(writer: &sqlx::SqlitePool, wanted: CounterDays) -> Result<CounterDays> {
     let mut tx = writer.begin().await?;
-    let kept: Option<i64> = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
+    let kept: Option<i64> =
+        sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
     if let Some(offset_ms) = kept {
         return Ok(counters::kept_days(offset_ms, wanted));
     }
-    for statement in counters::respread_talk(wanted) {
+    for statement in counters::respread_talk(wanted).into_iter().chain(counters::recount_extensions(wanted)) {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
-    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES (?)").bind(wanted.offset_ms).execute(&mut *tx).await?;
+    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES (?)")
+        .bind(wanted.offset_ms)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(wanted)
 }
@@ -121,7 +134,8 @@ pub(super) async fn import(s: &SqliteStore, new: &[CallRecord], call_ended: bool
     .fetch_all(&mut *tx)
     .await?;
     let inserted: HashSet<String> = inserted.into_iter().collect();
-    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid)))).await?;
+    apply_stats(&mut tx, &counter_deltas(s.days, [], new.iter().filter(|r| inserted.contains(&r.uuid))))
+        .await?;
     let events: Vec<NewEvent> = new
         .iter()
         .filter(|r| call_ended && inserted.contains(&r.uuid))
