@@ -325,31 +325,29 @@ impl TalkTally {
 
 /// The statements that rebuild `record_talk` from its rows of level 0 by hour (every other
 /// row sums some of them), with the days of `days`: at the first start on a schema that
-/// changed its levels or days, and after PostgreSQL's seed. Portable SQL.
-pub(super) fn respread_talk(days: CounterDays) -> [String; 2] {
-    let widths: Vec<String> = (0..=EVERY_CALL_LEVEL)
-        .map(|level| {
-            let width = if level == EVERY_CALL_LEVEL { i64::MAX } else { talk_width(level) };
-            format!("({level}, {width})")
-        })
-        .collect();
+/// changed its levels or days, and after PostgreSQL's seed. A statement per span and
+/// level, each sorting the hours once (all at once, SQLite sorted fifteen times as many
+/// rows in memory: 1.7 GB at 10M records). Portable SQL.
+pub(super) fn respread_talk(days: CounterDays) -> Vec<String> {
     let offset = days.offset_ms;
-    [
-        format!("DELETE FROM record_talk WHERE span_ms <> {HOUR_MS} OR level <> 0"),
-        format!(
-            "WITH levels (level, width) AS (VALUES {}),
-                  spans (span_ms) AS (VALUES ({HOUR_MS}), ({DAY_MS}))
-             INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
-             SELECT h.call_type, h.batch_name, spans.span_ms, levels.level, h.bucket / levels.width,
-                    CASE WHEN spans.span_ms = {HOUR_MS} THEN h.start_ms
-                         ELSE (h.start_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset} END,
-                    SUM(h.calls)
-             FROM record_talk h, levels, spans
-             WHERE h.span_ms = {HOUR_MS} AND h.level = 0 AND (spans.span_ms = {DAY_MS} OR levels.level > 0)
-             GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6",
-            widths.join(", ")
-        ),
-    ]
+    let mut statements = vec![format!("DELETE FROM record_talk WHERE span_ms <> {HOUR_MS} OR level <> 0")];
+    for span_ms in TALK_SPANS {
+        let start = match span_ms {
+            DAY_MS => format!("(start_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset}"),
+            _ => "start_ms".to_string(),
+        };
+        for level in (0..=EVERY_CALL_LEVEL).filter(|&level| span_ms == DAY_MS || level > 0) {
+            let bucket =
+                if level == EVERY_CALL_LEVEL { "0".to_string() } else { format!("bucket / {}", talk_width(level)) };
+            statements.push(format!(
+                "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+                 SELECT call_type, batch_name, {span_ms}, {level}, {bucket}, {start}, SUM(calls)
+                 FROM record_talk WHERE span_ms = {HOUR_MS} AND level = 0
+                 GROUP BY call_type, batch_name, 5, 6 ORDER BY call_type, batch_name, 5, 6"
+            ));
+        }
+    }
+    statements
 }
 
 /// A change to one `extension_days` row.
