@@ -337,8 +337,11 @@ pub(super) fn respread_talk(days: CounterDays) -> Vec<String> {
             _ => "start_ms".to_string(),
         };
         for level in (0..=EVERY_CALL_LEVEL).filter(|&level| span_ms == DAY_MS || level > 0) {
-            let bucket =
-                if level == EVERY_CALL_LEVEL { "0".to_string() } else { format!("bucket / {}", talk_width(level)) };
+            let bucket = if level == EVERY_CALL_LEVEL {
+                "0".to_string()
+            } else {
+                format!("bucket / {}", talk_width(level))
+            };
             statements.push(format!(
                 "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
                  SELECT call_type, batch_name, {span_ms}, {level}, {bucket}, {start}, SUM(calls)

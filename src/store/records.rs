@@ -50,10 +50,10 @@ pub(super) fn total(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Sq
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
 /// sums counters and its deep pages seek by them, or it skips few rows (an exact uuid,
-/// telephone or extension has few rows). Other pages skip rows in proportion to the
+/// telephone, or extension with more filters, has few rows). Other pages skip rows in proportion to the
 /// table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
-    counted_campaign(f).is_some() || f.page.offset() <= BOUNDED_OFFSET
+    counted_campaign(f).is_some() || counted_extension(f).is_some() || f.page.offset() <= BOUNDED_OFFSET
 }
 
 /// The most rows a bounded read skips (page 1,000 of 10; each an index step); also
@@ -67,6 +67,30 @@ pub(super) struct Seek {
     pub offset: i64,
 }
 
+/// `seek_parts` of an extension's filter: its whole days of `extension_days`, newest first,
+/// with the calls of the partial day at the top of the range.
+fn extension_days(dialect: Dialect, days: CounterDays, f: &RecordFilter, extnum: &str) -> Option<Sql> {
+    let (lo, hi) = days.whole(f.callout_from_ms, f.callout_until_ms)?;
+    let mut q = Sql::new(dialect, format!("SELECT day_ms, CAST({DAY_MS} AS BIGINT), calls, "));
+    match f.callout_until_ms.filter(|&until| until > hi) {
+        Some(until) => {
+            q.push("(SELECT COUNT(*) FROM call_records");
+            push_record_filter(
+                &mut q,
+                &RecordFilter { callout_from_ms: Some(hi), callout_until_ms: Some(until), ..f.clone() },
+            );
+            q.push(")");
+        }
+        None => {
+            q.push("CAST(0 AS BIGINT)");
+        }
+    }
+    q.push(" FROM extension_days WHERE call_type = ").bind(f.call_type.code());
+    q.push(" AND extnum = ").bind(extnum);
+    q.push(" AND day_ms >= ").bind(lo).push(" AND day_ms < ").bind(hi).push(" ORDER BY day_ms DESC");
+    Some(q)
+}
+
 /// A deep page's seek: the calls of each whole day and hour of its range, newest first,
 /// from the counters (`seek_parts`); if the page starts inside a day, that day's hours
 /// (`SeekStep::Within`). The page then skips whole days and hours by their counts instead
@@ -76,10 +100,13 @@ pub(super) struct Seek {
 /// Each row of both statements: (start_ms, span_ms, calls, above), `above` being the rows
 /// above the newest whole hour of the range (the partial hour at its top).
 pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Option<Sql> {
-    let campaign = counted_campaign(f)?;
     if f.page.offset() < SEEK_OFFSET {
         return None;
     }
+    if let Some(extnum) = counted_extension(f) {
+        return extension_days(dialect, days, f, extnum);
+    }
+    let campaign = counted_campaign(f)?;
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
     let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), ");
     // The partial hour at the top (none when the range is open), bounded on both sides:
@@ -123,6 +150,8 @@ pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, rows: &[(i64, i64, i
     let offset = f.page.offset();
     let parts = rows.iter().map(|&(start_ms, span_ms, calls, _)| (start_ms, span_ms, calls));
     match walk(offset, above, parts) {
+        // An extension's day holds some tens of its calls: walked, not split into hours.
+        (before, Some(_)) if counted_extension(f).is_some() => SeekStep::Done(before),
         (before, Some((day_ms, skipped))) => {
             let campaign = counted_campaign(f).unwrap_or(EVERY_CAMPAIGN);
             let mut q = Sql::new(

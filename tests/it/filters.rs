@@ -475,6 +475,66 @@ async fn an_extensions_calls_count_in_their_own_local_days() {
     }
 }
 
+/// An extension's deep pages skip its whole days by their counts (`extension_days`) and
+/// walk only within the day they start in: every page past the thousandth call, with and
+/// without a range, is the calls in order.
+#[tokio::test]
+async fn an_extensions_deep_pages_are_its_calls_in_order() {
+    let s = TestServer::start().await;
+    let tz = s.settings.timezone.0;
+    // 1,500 calls 17 minutes apart (about 18 days), two at each time; plus another
+    // extension's and another call type's at the same times.
+    let start = Utc.with_ymd_and_hms(2026, 10, 1, 3, 0, 0).unwrap().timestamp_millis();
+    let time = |i: i64| start + i / 2 * 17 * 60_000;
+    let row = |uuid: String, call_type: &str, extnum: &str, ms: i64| {
+        json!({"uuid": uuid, "telephone": "13912340000", "callType": call_type, "calloutTime": api_time(ms, tz),
+               "answeredTime": "", "callEndTime": api_time(ms, tz), "hangupCause": "NO_ANSWER:sip:480", "extnum": extnum})
+    };
+    for batch in 0..5 {
+        let rows: Vec<Value> = (batch * 300..(batch + 1) * 300)
+            .flat_map(|i| {
+                [
+                    row(format!("DEEP-{i:04}"), "01", "8802", time(i)),
+                    row(format!("OTHER-{i:04}"), "01", "8803", time(i)),
+                    row(format!("MANUAL-{i:04}"), "03", "8802", time(i)),
+                ]
+            })
+            .collect();
+        let v = s.post("/api/aicall/records/import", &json!(rows)).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    // Newest first; two calls of one time by uuid, descending.
+    let newest_first: Vec<String> = (0..1500).rev().map(|i| format!("DEEP-{i:04}")).collect();
+    let ranges = [
+        (None, None, 0..1500),
+        // A range from mid-day to mid-day: the calls of its partial days at both ends.
+        (Some(time(100) + 1000), Some(time(1400)), 102..1400),
+    ];
+    for (from, until, calls) in ranges {
+        let expected: Vec<&String> =
+            newest_first.iter().filter(|u| calls.contains(&u[5..].parse::<i64>().unwrap())).collect();
+        for (page, size) in [(101, 10), (120, 11), (137, 10), (139, 10), (1300, 1), (1301, 1), (1500, 1)] {
+            let mut body = json!({"callType": "01", "extnum": "8802", "pageNum": page, "pageSize": size});
+            if let Some(from) = from {
+                body["calloutTimeStart"] = json!(api_time(from, tz));
+            }
+            if let Some(until) = until {
+                // calloutTimeEnd takes its whole second.
+                body["calloutTimeEnd"] = json!(api_time(until - 1000, tz));
+            }
+            let v = s.post("/api/aicall/records/list", &body).await;
+            assert_eq!(v["code"], 0, "{v}");
+            assert_eq!(v["total"], expected.len(), "{body}");
+            let got: Vec<&str> =
+                v["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap()).collect();
+            let offset = ((page - 1) * size).min(expected.len());
+            let want: Vec<&str> =
+                expected[offset..(offset + size).min(expected.len())].iter().map(|u| u.as_str()).collect();
+            assert_eq!(got, want, "{body}");
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_combination_and_page_equals_a_plain_select() {
     let records = env_or("CALLCENTER_FILTERS_RECORDS", 300_000);
