@@ -13,26 +13,37 @@ use super::CallRecord;
 /// The width of a `record_stats` bucket.
 pub const HOUR_MS: i64 = 3_600_000;
 
-/// The width of a `record_talk` day (see `CounterDays`).
+/// The width of a counters' day (see `CounterDays`).
 pub const DAY_MS: i64 = 24 * HOUR_MS;
 
-/// Where `record_talk`'s days start: midnight at a UTC offset of whole hours, the
-/// configured zone's standard offset, so that the zone's local days and weeks are whole
-/// days of the counters (a week of Asia/Shanghai summed over UTC days also read the hours
-/// of the partial days at its ends: three spans instead of one, bench/RESULTS.md). Whole
-/// hours, so that a day is made of the hours of `record_stats` and `record_talk`; a zone
-/// of half hours (Asia/Kolkata) keeps the hour below its offset, a zone in summer time its
-/// standard one (the local days then start an hour off, and a local week sums a day's
-/// worth of hours more). Fixed per database (`counter_days`), chosen at the first start
-/// on its schema.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Where the counters' days (`record_talk`'s, `extension_days`') start: midnight at a UTC
+/// offset of whole hours, the configured zone's standard offset, so that the zone's local
+/// days and weeks are whole days of the counters (a week of Asia/Shanghai summed over UTC
+/// days also read the hours of the partial days at its ends: three spans instead of one,
+/// bench/RESULTS.md). Whole hours, so that a day is made of the hours of `record_talk`; a
+/// zone of half hours (Asia/Kolkata) keeps the hour below its offset, a zone in summer
+/// time its standard one (its local days then start an hour off, and a local week sums
+/// the hours at its edges). Fixed per database (`counter_days`), chosen at its first start
+/// on schema 0014 (`settle_days`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CounterDays {
     pub offset_ms: i64,
 }
 
-/// The days a database keeps (`offset_ms` from `counter_days`), saying so when they are
-/// not the configured zone's.
-pub(super) fn kept_days(offset_ms: i64, wanted: CounterDays) -> CounterDays {
+/// The days a database's counters keep, given the offset `counter_days` holds (`kept`)
+/// and the configured zone's (`wanted`), and the statements that settle them: none when it
+/// has days (a node of another zone keeps them, saying so: its totals stay exact, and its
+/// local days sum hours at their edges); at its first start on schema 0014, those that
+/// respread `record_talk` and count `extension_days` with `wanted`'s days, then write them
+/// down. Run in one transaction, which on PostgreSQL first locks `counter_days` (nodes
+/// starting together then choose one after the other).
+pub(super) fn settle_days(kept: Option<i64>, wanted: CounterDays) -> (CounterDays, Vec<String>) {
+    let Some(offset_ms) = kept else {
+        let mut statements = respread_talk(wanted);
+        statements.extend(recount_extensions(wanted));
+        statements.push(format!("INSERT INTO counter_days (offset_ms) VALUES ({})", wanted.offset_ms));
+        return (wanted, statements);
+    };
     if offset_ms != wanted.offset_ms {
         tracing::warn!(
             kept_hours = offset_ms / HOUR_MS,
@@ -41,10 +52,11 @@ pub(super) fn kept_days(offset_ms: i64, wanted: CounterDays) -> CounterDays {
              totals stay exact, but a local day's sums its hours"
         );
     }
-    CounterDays { offset_ms }
+    (CounterDays { offset_ms }, Vec::new())
 }
 
 impl CounterDays {
+    /// The days of `zone`: its standard offset, rounded down to whole hours.
     pub fn of_zone(zone: chrono_tz::Tz) -> CounterDays {
         use chrono::TimeZone;
         use chrono_tz::OffsetComponents;
@@ -159,10 +171,10 @@ impl StatsTally {
     }
 }
 
-/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`. Each
-/// bucket a range needs is an index seek per span of a total; a range needs up to
-/// `2 * (TALK_BASE - 1)` per level: 7 for 60–120 s in base 4, 16 in base 16, for 3 more
-/// rows written per call and span (bench/RESULTS.md).
+/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`. A
+/// range needs up to `2 * (TALK_BASE - 1)` buckets a level, each an index seek per span of
+/// a total: 60–120 s is 7 in base 4 (16 in base 16), for 3 more rows written per call,
+/// span and campaign (bench/RESULTS.md).
 pub(super) const TALK_BASE: i64 = 4;
 
 /// `record_talk`'s levels, 0 to `TALK_LEVELS - 1` (buckets of 1 s to 4,096 s); the top

@@ -56,26 +56,16 @@ pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDelta
     Ok(())
 }
 
-/// The days `record_talk` keeps: those chosen for this database, or at its first start on a
-/// schema without them, `wanted`, its counters respread to them. Chosen once: a node
-/// configured for another zone keeps the database's (its totals stay exact; a local day
-/// of its zone sums hours).
+/// The days of the database's counters (see `counters::settle_days`).
 pub(super) async fn counter_days(writer: &sqlx::SqlitePool, wanted: CounterDays) -> Result<CounterDays> {
     let mut tx = writer.begin().await?;
-    let kept: Option<i64> =
-        sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
-    if let Some(offset_ms) = kept {
-        return Ok(counters::kept_days(offset_ms, wanted));
-    }
-    for statement in counters::respread_talk(wanted).into_iter().chain(counters::recount_extensions(wanted)) {
+    let kept = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
+    let (days, statements) = counters::settle_days(kept, wanted);
+    for statement in statements {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
-    sqlx::query("INSERT INTO counter_days (offset_ms) VALUES (?)")
-        .bind(wanted.offset_ms)
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
-    Ok(wanted)
+    Ok(days)
 }
 
 pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<CallRecord>> {
