@@ -479,13 +479,15 @@ async fn equal_campaigns_share_the_lines_evenly_in_every_second_of_the_run() {
     for (uuid, name) in &claims {
         per_second.entry(&uuid[..12]).or_default()[usize::from(name == "乙")] += 1;
     }
-    // Every whole second (the first and last are partial).
+    // Every whole second (the first and last are partial), within a tenth, or one call
+    // (claims alternate: a second cut short, by a machine too loaded to dial, can end
+    // between the two claims of a pair: 3 against 2).
     let seconds: Vec<_> = per_second.iter().collect();
     assert!(seconds.len() >= 3, "{per_second:?}");
     for (second, [a, b]) in &seconds[1..seconds.len() - 1] {
         let (a, b) = (*a as f64, *b as f64);
         assert!(
-            (a - b).abs() <= 0.1 * a.max(b),
+            (a - b).abs() <= (0.1 * a.max(b)).max(1.0),
             "second {second}: 甲 {a} against 乙 {b}; all: {per_second:?}"
         );
     }
