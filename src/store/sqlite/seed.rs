@@ -210,6 +210,9 @@ mod tests {
         let count = |sql: &str| conn.query_row(sql, [], |row| row.get::<_, i64>(0)).unwrap();
         assert_eq!(count("SELECT COUNT(*) FROM call_records"), 3_000);
         assert_eq!(count("SELECT SUM(calls) FROM record_stats"), 3_000);
+        let with_extensions = count("SELECT COUNT(*) FROM call_records WHERE extnum IS NOT NULL");
+        assert!(with_extensions > 0);
+        assert_eq!(count("SELECT SUM(calls) FROM extension_days"), with_extensions);
         let ai_calls = count("SELECT COUNT(*) FROM call_records WHERE call_type = '02'");
         assert_eq!(ai_calls, count("SELECT COUNT(*) FROM call_records WHERE batch_name = 'default'"));
         for level in 0..=EVERY_CALL_LEVEL {
