@@ -49,9 +49,9 @@ pub(super) fn total(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Sq
 }
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
-/// sums counters and its deep pages seek by them, or it skips few rows (an exact uuid,
-/// telephone, or extension with more filters, has few rows). Other pages skip rows in proportion to the
-/// table.
+/// sums counters and its deep pages seek by them, or it skips few rows (an exact uuid or
+/// telephone, or an extension with more filters, has few rows). Other pages skip rows in
+/// proportion to the table.
 pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
     counted_campaign(f).is_some() || counted_extension(f).is_some() || f.page.offset() <= BOUNDED_OFFSET
 }
@@ -69,23 +69,14 @@ pub(super) struct Seek {
 
 /// `seek_parts` of an extension's filter: its whole days of `extension_days`, newest first,
 /// with the calls of the partial day at the top of the range.
-fn extension_days(dialect: Dialect, days: CounterDays, f: &RecordFilter, extnum: &str) -> Option<Sql> {
+fn extension_seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter, extnum: &str) -> Option<Sql> {
     let (lo, hi) = days.whole(f.callout_from_ms, f.callout_until_ms)?;
-    let mut q = Sql::new(dialect, format!("SELECT day_ms, CAST({DAY_MS} AS BIGINT), calls, "));
-    match f.callout_until_ms.filter(|&until| until > hi) {
-        Some(until) => {
-            q.push("(SELECT COUNT(*) FROM call_records");
-            push_record_filter(
-                &mut q,
-                &RecordFilter { callout_from_ms: Some(hi), callout_until_ms: Some(until), ..f.clone() },
-            );
-            q.push(")");
-        }
-        None => {
-            q.push("CAST(0 AS BIGINT)");
-        }
+    let mut q =
+        Sql::new(dialect, format!("SELECT day_ms, CAST({DAY_MS} AS BIGINT), calls, (CAST(0 AS BIGINT)"));
+    if let Some(until) = f.callout_until_ms.filter(|&until| until > hi) {
+        push_rows(&mut q, f, hi, until);
     }
-    q.push(" FROM extension_days WHERE call_type = ").bind(f.call_type.code());
+    q.push(") FROM extension_days WHERE call_type = ").bind(f.call_type.code());
     q.push(" AND extnum = ").bind(extnum);
     q.push(" AND day_ms >= ").bind(lo).push(" AND day_ms < ").bind(hi).push(" ORDER BY day_ms DESC");
     Some(q)
@@ -104,7 +95,7 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
         return None;
     }
     if let Some(extnum) = counted_extension(f) {
-        return extension_days(dialect, days, f, extnum);
+        return extension_seek_parts(dialect, days, f, extnum);
     }
     let campaign = counted_campaign(f)?;
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
@@ -112,18 +103,12 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
     // The partial hour at the top (none when the range is open), bounded on both sides:
     // with one bound, PostgreSQL's generic plan expects a third of the table and starts
     // parallel workers for it (4 ms).
-    match plan.rows[1] {
-        (lo, hi) if lo < hi => {
-            q.push("(SELECT COUNT(*) FROM call_records");
-            let top = RecordFilter { callout_from_ms: Some(lo), callout_until_ms: Some(hi), ..f.clone() };
-            push_record_filter(&mut q, &top);
-            q.push(")");
-        }
-        _ => {
-            q.push("CAST(0 AS BIGINT)");
-        }
+    q.push("(CAST(0 AS BIGINT)");
+    let (lo, hi) = plan.rows[1];
+    if lo < hi {
+        push_rows(&mut q, f, lo, hi);
     }
-    q.push(" FROM (");
+    q.push(") FROM (");
     // Newest first: the whole hours at the top, the whole days, the whole hours below.
     let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
     push_counts(&mut q, f, campaign, &parts);
