@@ -4,8 +4,10 @@
 
 FROM rust:1-slim-bookworm AS build
 WORKDIR /src
-# Dependencies first, so that a source change does not rebuild them.
+# Dependencies first, so that a source change does not rebuild them (with the build's
+# settings: the bundled SQLite's flags).
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo .cargo
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && cargo build --release --locked && rm -rf src
 COPY . .
