@@ -676,6 +676,30 @@ async fn a_node_losing_its_leases_never_doubles_a_call(loss: LeaseLoss) {
 mod own_database {
     use super::*;
 
+    /// Nodes starting together on a database whose counters have no days yet (as at the
+    /// first start after migration 0014) choose them once, under `counter_days`' lock: one
+    /// row, one node's zone, which the other keeps.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_starting_together_choose_the_counters_days_once() {
+        let db = Db::create();
+        drop(PgStore::connect(&db.url, StoreOptions::default()).await.unwrap());
+        let pool = db.pool().await;
+        let offsets = async || -> Vec<i64> {
+            sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_all(&pool).await.unwrap()
+        };
+        for _ in 0..5 {
+            sqlx::query("DELETE FROM counter_days").execute(&pool).await.unwrap();
+            let (beijing, new_york) = tokio::join!(
+                PgStore::connect(&db.url, StoreOptions::in_zone(chrono_tz::Asia::Shanghai)),
+                PgStore::connect(&db.url, StoreOptions::in_zone(chrono_tz::America::New_York)),
+            );
+            drop((beijing.unwrap(), new_york.unwrap()));
+            let chosen = offsets().await;
+            assert_eq!(chosen.len(), 1, "{chosen:?}");
+            assert!([8 * 3_600_000, -5 * 3_600_000].contains(&chosen[0]), "{chosen:?}");
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn two_nodes_share_2000_tasks_and_never_dial_one_task_twice_at_once() {
         const TASKS: usize = 2000;
