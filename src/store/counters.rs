@@ -49,7 +49,7 @@ pub(super) fn settle_days(kept: Option<i64>, wanted: CounterDays) -> (CounterDay
             kept_hours = offset_ms / HOUR_MS,
             zone_hours = wanted.offset_ms / HOUR_MS,
             "the database's day counters start at another UTC offset than the configured timezone's: \
-             totals stay exact, but a local day's sums its hours"
+             totals stay exact, but a local day's total sums hours at its edges"
         );
     }
     (CounterDays { offset_ms }, Vec::new())
@@ -68,6 +68,13 @@ impl CounterDays {
     /// The start of the day `ms` is in.
     pub(super) fn start(self, ms: i64) -> i64 {
         (ms + self.offset_ms).div_euclid(DAY_MS) * DAY_MS - self.offset_ms
+    }
+
+    /// `start` in SQL, of the epoch ms in `column` (times since 2000: SQL's division of
+    /// positive integers is `div_euclid`'s).
+    fn start_sql(self, column: &str) -> String {
+        let offset = self.offset_ms;
+        format!("({column} + {offset}) / {DAY_MS} * {DAY_MS} - {offset}")
     }
 
     /// The whole days inside `[from, until)` (open ends unbounded), if any.
@@ -341,11 +348,10 @@ impl TalkTally {
 /// level, each sorting the hours once (all at once, SQLite sorted fifteen times as many
 /// rows in memory: 1.7 GB at 10M records). Portable SQL.
 pub(super) fn respread_talk(days: CounterDays) -> Vec<String> {
-    let offset = days.offset_ms;
     let mut statements = vec![format!("DELETE FROM record_talk WHERE span_ms <> {HOUR_MS} OR level <> 0")];
     for span_ms in TALK_SPANS {
         let start = match span_ms {
-            DAY_MS => format!("(start_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset}"),
+            DAY_MS => days.start_sql("start_ms"),
             _ => "start_ms".to_string(),
         };
         for level in (0..=EVERY_CALL_LEVEL).filter(|&level| span_ms == DAY_MS || level > 0) {
@@ -377,13 +383,13 @@ pub(super) struct ExtensionDelta {
 /// The statements that recount `extension_days` from the records, with the days of `days`:
 /// at the first start on its schema, and after a seed. Portable SQL.
 pub(super) fn recount_extensions(days: CounterDays) -> [String; 2] {
-    let offset = days.offset_ms;
     [
         "DELETE FROM extension_days".into(),
         format!(
             "INSERT INTO extension_days (call_type, extnum, day_ms, calls)
-             SELECT call_type, extnum, (callout_ms + {offset}) / {DAY_MS} * {DAY_MS} - {offset}, COUNT(*)
-             FROM call_records WHERE extnum IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+             SELECT call_type, extnum, {}, COUNT(*)
+             FROM call_records WHERE extnum IS NOT NULL GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            days.start_sql("callout_ms")
         ),
     ]
 }
