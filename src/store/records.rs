@@ -15,27 +15,30 @@ pub(super) const SEEK_OFFSET: i64 = 1000;
 
 /// records/list's query: the page's records, each with the list's total beside it (the
 /// database computes it once), so that a request is one query and one round trip. With a
-/// `Seek`, the page is read below its bound, after its rows to skip there.
+/// `Seek`, the page is read below its bound, or up from the bottom of its part.
 pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, seek: Option<Seek>) -> Sql {
     let mut q = Sql::new(dialect, format!("SELECT {}, ", RECORD_COLUMNS));
     push_record_total(&mut q, days, f);
-    let offset = seek.map_or(f.page.offset(), |s| s.offset);
+    // The seek's bounds replace the range's (they are never outside it): as a second
+    // bound, the planner would walk the index from the first and filter.
+    let (from, until, offset, up) = match seek {
+        None => (f.callout_from_ms, f.callout_until_ms, f.page.offset(), false),
+        Some(Seek::Below { until_ms, offset }) => (f.callout_from_ms, Some(until_ms), offset, false),
+        Some(Seek::Up { from_ms, until_ms, offset }) => (Some(from_ms), Some(until_ms), offset, true),
+    };
     // A page that skips rows takes its uuids from the index alone, then their rows: the
     // rows it skips cost an index step each, not a fetch of the whole record each
-    // (bench/RESULTS.md).
-    let deep = offset > 0;
-    q.push(if deep {
+    // (bench/RESULTS.md). A page read upwards is put back in the list's order.
+    let nested = offset > 0 || up;
+    q.push(if nested {
         " AS total FROM call_records WHERE uuid IN (SELECT uuid FROM call_records"
     } else {
         " AS total FROM call_records"
     });
-    // The seek's bound replaces the range's top (it is never above it): as a second
-    // upper bound, the planner would walk the index from the first and filter.
-    let until = seek.map(|s| s.until_ms).or(f.callout_until_ms);
-    push_record_filter(&mut q, &RecordFilter { callout_until_ms: until, ..f.clone() });
-    q.push(" ORDER BY callout_ms DESC, uuid DESC");
+    push_record_filter(&mut q, &RecordFilter { callout_from_ms: from, callout_until_ms: until, ..f.clone() });
+    q.push(if up { " ORDER BY callout_ms, uuid" } else { " ORDER BY callout_ms DESC, uuid DESC" });
     q.push_page(f.page.size, offset);
-    if deep {
+    if nested {
         q.push(") ORDER BY callout_ms DESC, uuid DESC");
     }
     q
@@ -60,36 +63,45 @@ pub(super) fn read_is_bounded(f: &RecordFilter) -> bool {
 /// calltask/list's.
 pub(super) const BOUNDED_OFFSET: i64 = 10_000;
 
-/// Where a deep page starts: below `until_ms`, after `offset` rows there.
+/// Where a deep page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Seek {
-    pub until_ms: i64,
-    pub offset: i64,
+pub(super) enum Seek {
+    /// Below `until_ms`, after `offset` rows there (newest first).
+    Below { until_ms: i64, offset: i64 },
+    /// Inside the part `[from_ms, until_ms)`, `offset` rows up from its oldest: a page
+    /// nearer a part's bottom than its top is read upwards from there.
+    Up { from_ms: i64, until_ms: i64, offset: i64 },
 }
 
-/// `seek_parts` of an extension's filter: its whole days of `extension_days`, newest first,
-/// with the calls of the partial day at the top of the range.
+/// A part of a seek: (start_ms, span_ms, calls), the filter's calls in
+/// `[start_ms, start_ms + span_ms)`.
+pub(super) type Part = (i64, i64, i64);
+
+/// `seek_parts` of an extension's filter: the partial day at the top of the range, then its
+/// whole days of `extension_days`, newest first.
 fn extension_seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter, extnum: &str) -> Option<Sql> {
     let (lo, hi) = days.whole(f.callout_from_ms, f.callout_until_ms)?;
-    let mut q =
-        Sql::new(dialect, format!("SELECT day_ms, CAST({DAY_MS} AS BIGINT), calls, (CAST(0 AS BIGINT)"));
-    if let Some(until) = f.callout_until_ms.filter(|&until| until > hi) {
-        push_rows(&mut q, f, hi, until);
-    }
-    q.push(") FROM extension_days WHERE call_type = ").bind(f.call_type.code());
+    let mut q = Sql::new(dialect, "");
+    push_partial_top(&mut q, f, hi);
+    q.push("SELECT day_ms AS start_ms, CAST(")
+        .push(&DAY_MS.to_string())
+        .push(" AS BIGINT) AS span_ms, calls");
+    q.push(" FROM extension_days WHERE call_type = ").bind(f.call_type.code());
     q.push(" AND extnum = ").bind(extnum);
-    q.push(" AND day_ms >= ").bind(lo).push(" AND day_ms < ").bind(hi).push(" ORDER BY day_ms DESC");
+    q.push(" AND day_ms >= ").bind(lo).push(" AND day_ms < ").bind(hi).push(" ORDER BY start_ms DESC");
     Some(q)
 }
 
-/// A deep page's seek: the calls of each whole day and hour of its range, newest first,
-/// from the counters (`seek_parts`); if the page starts inside a day, that day's hours
-/// (`SeekStep::Within`). The page then skips whole days and hours by their counts instead
-/// of row by row, and walks only within the hour it starts in (page 1,000 of 10 at 10M
-/// records: 10,000 index steps become a few hundred counter rows and steps).
+/// A deep page's seek: the calls of the partial hour at the top of its range and of each
+/// whole hour and day below, newest first, from the counters; if the page starts inside a
+/// day, that day's hours (`SeekStep::Within`). The page then skips whole days and hours by
+/// their counts instead of row by row, and walks only within the hour it starts in, from
+/// its nearer end (page 1,000 of 10 at 10M records: 10,000 index steps become some tens of
+/// counter rows and a few hundred steps).
 ///
-/// Each row of both statements: (start_ms, span_ms, calls, above), `above` being the rows
-/// above the newest whole hour of the range (the partial hour at its top).
+/// Its rows are parts (`Part`), one row per bucket, merged newest first by the database
+/// from the counters' index (no sort), to be summed by `parts`: a walk reads only the
+/// rows down to the part its page starts in.
 pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Option<Sql> {
     if f.page.offset() < SEEK_OFFSET {
         return None;
@@ -99,24 +111,43 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
     }
     let campaign = counted_campaign(f)?;
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
-    let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), ");
-    // The partial hour at the top (none when the range is open), bounded on both sides:
-    // with one bound, PostgreSQL's generic plan expects a third of the table and starts
-    // parallel workers for it (4 ms).
-    q.push("(CAST(0 AS BIGINT)");
+    let mut q = Sql::new(dialect, "");
     let (lo, hi) = plan.rows[1];
     if lo < hi {
-        push_rows(&mut q, f, lo, hi);
+        push_partial_top(&mut q, f, lo);
     }
-    q.push(") FROM (");
-    // Newest first: the whole hours at the top, the whole days, the whole hours below.
     let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
-    push_counts(&mut q, f, campaign, &parts);
-    q.push(") AS parts GROUP BY start_ms, span_ms ORDER BY start_ms DESC");
+    push_bucket_counts(&mut q, f, campaign, &parts);
+    q.push(" ORDER BY start_ms DESC");
     Some(q)
 }
 
-/// What `seek_parts`' rows give: the seek, or the statement of the hours of the day the
+/// The first row of a seek's statement: the range's calls from `lo` to its top (those above
+/// its whole hours or days), as a part. Counted between both bounds: with one, PostgreSQL's
+/// generic plan expects a third of the table and starts parallel workers for it (4 ms).
+fn push_partial_top(q: &mut Sql, f: &RecordFilter, lo: i64) {
+    if let Some(until) = f.callout_until_ms.filter(|&until| until > lo) {
+        q.push("SELECT CAST(").bind(lo).push(" AS BIGINT) AS start_ms, CAST(").bind(until - lo);
+        q.push(" AS BIGINT) AS span_ms, (CAST(0 AS BIGINT)");
+        push_rows(q, f, lo, until);
+        q.push(") AS calls UNION ALL ");
+    }
+}
+
+/// The rows of a seek's statement (one per part and bucket, newest first) summed into its
+/// parts, read no further than the walk needs.
+pub(super) fn parts(rows: impl Iterator<Item = Part>) -> impl Iterator<Item = Part> {
+    let mut rows = rows.peekable();
+    std::iter::from_fn(move || {
+        let (start_ms, span_ms, mut calls) = rows.next()?;
+        while let Some(row) = rows.next_if(|row| row.0 == start_ms) {
+            calls += row.2;
+        }
+        Some((start_ms, span_ms, calls))
+    })
+}
+
+/// What `seek_parts`' parts give: the seek, or the statement of the hours of the day the
 /// page starts in, with what to go on from.
 pub(super) enum SeekStep {
     Done(Option<Seek>),
@@ -126,47 +157,82 @@ pub(super) enum SeekStep {
 /// A day the page starts inside: the rows above it, and the seek past the parts before it.
 pub(super) struct Within {
     offset: i64,
+    size: i64,
     skipped: i64,
     before: Option<Seek>,
 }
 
-pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, rows: &[(i64, i64, i64, i64)]) -> SeekStep {
-    let above = rows.first().map_or(0, |r| r.3);
-    let offset = f.page.offset();
-    let parts = rows.iter().map(|&(start_ms, span_ms, calls, _)| (start_ms, span_ms, calls));
-    match walk(offset, above, parts) {
+pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, parts: impl Iterator<Item = Part>) -> SeekStep {
+    let (offset, size) = (f.page.offset(), i64::from(f.page.size));
+    match walk(offset, 0, parts) {
         // An extension's day holds some tens of its calls: walked, not split into hours.
-        (before, Some(_)) if counted_extension(f).is_some() => SeekStep::Done(before),
-        (before, Some((day_ms, skipped))) => {
+        (before, Some(((day_ms, DAY_MS, _), skipped))) if counted_extension(f).is_none() => {
             let campaign = counted_campaign(f).unwrap_or(EVERY_CAMPAIGN);
-            let mut q = Sql::new(
-                dialect,
-                "SELECT start_ms, span_ms, CAST(SUM(calls) AS BIGINT), CAST(0 AS BIGINT) FROM (",
-            );
-            push_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
-            q.push(") AS hours GROUP BY start_ms, span_ms ORDER BY start_ms DESC");
-            SeekStep::Within(q, Within { offset, skipped, before })
+            let mut q = Sql::new(dialect, "");
+            push_bucket_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
+            q.push(" ORDER BY start_ms DESC");
+            SeekStep::Within(q, Within { offset, size, skipped, before })
         }
+        (before, Some((part, skipped))) => SeekStep::Done(into_part(before, part, offset - skipped, size)),
         (seek, None) => SeekStep::Done(seek),
     }
 }
 
 impl Within {
-    /// The seek, given the day's hours (rows of the statement of `SeekStep::Within`).
-    pub(super) fn seek(self, hours: &[(i64, i64, i64, i64)]) -> Option<Seek> {
-        let hours = hours.iter().map(|&(start_ms, span_ms, calls, _)| (start_ms, span_ms, calls));
-        walk(self.offset, self.skipped, hours).0.or(self.before)
+    /// The seek, given the day's hours (the parts of the statement of `SeekStep::Within`).
+    pub(super) fn seek(self, hours: impl Iterator<Item = Part>) -> Option<Seek> {
+        match walk(self.offset, self.skipped, hours) {
+            (before, Some((hour, skipped))) => {
+                into_part(before.or(self.before), hour, self.offset - skipped, self.size)
+            }
+            (seek, None) => seek.or(self.before),
+        }
+    }
+}
+
+/// The seek of a page that starts `into` rows inside `part`: up from the part's oldest row
+/// when fewer rows lie below the page than above it (and the page ends inside the part),
+/// else down from `before`.
+fn into_part(before: Option<Seek>, part: Part, into: i64, size: i64) -> Option<Seek> {
+    let (start_ms, span_ms, calls) = part;
+    let below = calls - into - size;
+    if below >= 0 && below < into {
+        Some(Seek::Up { from_ms: start_ms, until_ms: start_ms + span_ms, offset: below })
+    } else {
+        before
     }
 }
 
 /// The counts of `record_talk` in the filter's buckets and campaign over `parts` (span,
+/// [lo, hi)), as rows (start_ms, span_ms, calls) of one bucket each, so that each is read
+/// from the index in time order and the database merges them (no row when there is nothing
+/// to count: no part, or no talk time in the range).
+fn push_bucket_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i64, i64))]) {
+    let terms: Vec<(i64, TalkBuckets)> = talk_terms(f)
+        .into_iter()
+        .flat_map(|(sign, buckets)| match buckets {
+            TalkBuckets::Listed(level, list) => {
+                list.into_iter().map(|b| (sign, TalkBuckets::Listed(level, vec![b]))).collect()
+            }
+            range => vec![(sign, range)],
+        })
+        .collect();
+    push_counts(q, f, campaign, &terms, parts);
+}
+
+/// The counts of `record_talk` in the filter's campaign of `terms` over `parts` (span,
 /// [lo, hi)), as rows (start_ms, span_ms, calls) to sum (no row when there is nothing to
 /// count: no part, or no talk time in the range).
-fn push_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i64, i64))]) {
-    let terms = talk_terms(f);
+fn push_counts(
+    q: &mut Sql,
+    f: &RecordFilter,
+    campaign: &str,
+    terms: &[(i64, TalkBuckets)],
+    parts: &[(i64, (i64, i64))],
+) {
     let mut first = true;
     for &(span_ms, (lo, hi)) in parts.iter().filter(|(_, (lo, hi))| lo < hi) {
-        for (sign, buckets) in &terms {
+        for (sign, buckets) in terms {
             q.push(if first { "" } else { " UNION ALL " });
             first = false;
             let sign = if *sign < 0 { "-" } else { "" };
@@ -184,23 +250,22 @@ fn push_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i6
     }
 }
 
-/// Where a page that skips `offset` rows starts, given the rows `above` the parts and the
-/// parts (start_ms, span_ms, calls), newest first, each reaching up to the one before: below
-/// the last part it skips whole, if any; and, if it starts inside a day, that day and the
-/// rows above it.
+/// Where a page that skips `offset` rows starts, given the rows `skipped` above the parts
+/// and the parts, newest first, each reaching up to the one before: below the last part
+/// it skips whole, if any; and the part it starts in, if any, with the rows above it.
 fn walk(
     offset: i64,
-    above: i64,
-    parts: impl IntoIterator<Item = (i64, i64, i64)>,
-) -> (Option<Seek>, Option<(i64, i64)>) {
-    let mut skipped = above;
+    mut skipped: i64,
+    parts: impl IntoIterator<Item = Part>,
+) -> (Option<Seek>, Option<(Part, i64)>) {
     let mut seek = None;
-    for (start_ms, span_ms, calls) in parts {
+    for part in parts {
+        let (start_ms, _, calls) = part;
         if skipped + calls > offset {
-            return (seek, (span_ms == DAY_MS).then_some((start_ms, skipped)));
+            return (seek, Some((part, skipped)));
         }
         skipped += calls;
-        seek = Some(Seek { until_ms: start_ms, offset: offset - skipped });
+        seek = Some(Seek::Below { until_ms: start_ms, offset: offset - skipped });
     }
     (seek, None)
 }
@@ -223,7 +288,7 @@ fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
     let parts = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
     q.push("((SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
-    push_counts(q, f, campaign, &parts);
+    push_counts(q, f, campaign, &talk_terms(f), &parts);
     q.push(") AS parts)");
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
         push_rows(q, f, lo, hi);
@@ -377,28 +442,43 @@ mod tests {
 
     #[test]
     fn a_deep_page_seeks_below_the_whole_parts_it_skips_and_looks_inside_the_day_it_starts_in() {
+        let below = |until_ms, offset| Some(Seek::Below { until_ms, offset });
         let h = |start_ms, calls| (start_ms, HOUR_MS, calls);
-        let hours = [h(3_000, 5), h(2_000, 5), h(1_000, 5)];
+        let hours = [h(3 * HOUR_MS, 5), h(2 * HOUR_MS, 5), h(HOUR_MS, 5)];
         // 2 rows above the hours, then 5 in the newest: skipping 11 passes them and 4 more.
-        assert_eq!(walk(11, 2, hours), (Some(Seek { until_ms: 3_000, offset: 4 }), None));
-        assert_eq!(walk(12, 2, hours), (Some(Seek { until_ms: 2_000, offset: 0 }), None));
+        assert_eq!(walk(11, 2, hours), (below(3 * HOUR_MS, 4), Some((hours[1], 7))));
+        assert_eq!(walk(12, 2, hours), (below(2 * HOUR_MS, 0), Some((hours[2], 12))));
         // Not even the newest hour is skipped whole: no seek.
-        assert_eq!(walk(6, 2, hours), (None, None));
+        assert_eq!(walk(6, 2, hours), (None, Some((hours[0], 2))));
         // Past the end: below the oldest hour, with what is left to skip.
-        assert_eq!(walk(100, 2, hours), (Some(Seek { until_ms: 1_000, offset: 83 }), None));
+        assert_eq!(walk(100, 2, hours), (below(HOUR_MS, 83), None));
         assert_eq!(walk(100, 0, []), (None, None));
-        // Starting inside a day: the seek past the hours above it, and the day with the
-        // rows above it, whose hours then take the walk on.
-        let parts = [h(5 * DAY_MS, 5), (4 * DAY_MS, DAY_MS, 100), (3 * DAY_MS, DAY_MS, 100)];
-        let (before, day) = walk(50, 0, parts);
-        assert_eq!((before, day), (Some(Seek { until_ms: 5 * DAY_MS, offset: 45 }), Some((4 * DAY_MS, 5))));
-        let within = Within { offset: 50, skipped: 5, before };
-        let hours = [(4 * DAY_MS + 2 * HOUR_MS, HOUR_MS, 30, 0), (4 * DAY_MS + HOUR_MS, HOUR_MS, 30, 0)];
-        assert_eq!(within.seek(&hours), Some(Seek { until_ms: 4 * DAY_MS + 2 * HOUR_MS, offset: 15 }));
         // A day skipped whole is a part like an hour.
-        assert_eq!(
-            walk(150, 0, parts),
-            (Some(Seek { until_ms: 4 * DAY_MS, offset: 45 }), Some((3 * DAY_MS, 105)))
-        );
+        let parts = [h(5 * DAY_MS, 5), (4 * DAY_MS, DAY_MS, 100), (3 * DAY_MS, DAY_MS, 100)];
+        assert_eq!(walk(150, 0, parts), (below(4 * DAY_MS, 45), Some((parts[2], 105))));
+        // Starting inside a day: its hours take the walk on, after the rows above it.
+        let (before, day) = walk(50, 0, parts);
+        assert_eq!((before, day), (below(5 * DAY_MS, 45), Some((parts[1], 5))));
+        let within = |offset, size, skipped| Within { offset, size, skipped, before };
+        let hours = [(4 * DAY_MS + 2 * HOUR_MS, HOUR_MS, 30), (4 * DAY_MS + HOUR_MS, HOUR_MS, 70)];
+        // 50 skips the first hour's 30 and 15 of the second's 70, and reads down from there.
+        assert_eq!(within(50, 10, 5).seek(hours.into_iter()), below(4 * DAY_MS + 2 * HOUR_MS, 15));
+        // 90 is 55 rows into the second hour: 5 lie below its page, read upwards past them.
+        let up = Seek::Up { from_ms: 4 * DAY_MS + HOUR_MS, until_ms: 4 * DAY_MS + 2 * HOUR_MS, offset: 5 };
+        assert_eq!(within(90, 10, 5).seek(hours.into_iter()), Some(up));
+        // A page that runs past the hour's bottom is read downwards.
+        assert_eq!(within(100, 10, 5).seek(hours.into_iter()), below(4 * DAY_MS + 2 * HOUR_MS, 65));
+    }
+
+    #[test]
+    fn a_seeks_rows_of_one_start_are_summed_into_one_part() {
+        let rows = [(9, 1, 5), (9, 1, -2), (8, 1, 4), (7, 1, 1), (7, 1, 1)];
+        assert_eq!(parts(rows.into_iter()).collect::<Vec<_>>(), [(9, 1, 3), (8, 1, 4), (7, 1, 2)]);
+        // Read no further than asked: one row past the part taken.
+        let mut read = 0;
+        let mut summed = parts(rows.into_iter().inspect(|_| read += 1));
+        assert_eq!(summed.next(), Some((9, 1, 3)));
+        drop(summed);
+        assert_eq!(read, 3);
     }
 }

@@ -8,7 +8,7 @@ use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
-use crate::store::records::SeekStep;
+use crate::store::records::{Part, SeekStep};
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -41,11 +41,13 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
     let mut conn = s.readers.get().await?;
     let seek = match records::seek_parts(Dialect::Postgres, s.days, f) {
         Some(q) => {
-            let parts = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
-            match records::seek_step(Dialect::Postgres, f, &parts) {
+            let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+            match records::seek_step(Dialect::Postgres, f, records::parts(rows.into_iter())) {
                 SeekStep::Done(seek) => seek,
                 SeekStep::Within(q, within) => {
-                    within.seek(&sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?)
+                    let rows: Vec<Part> =
+                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+                    within.seek(records::parts(rows.into_iter()))
                 }
             }
         }

@@ -109,6 +109,22 @@ pub(super) fn query<T>(
     statement.query_map(params_from_iter(&q.args), decode)?.collect()
 }
 
+/// `q`'s rows, decoded by `decode`, handed to `take` as they are read: it may stop before
+/// the end, and the rest is never read. A row that fails ends them, and its error is
+/// returned.
+pub(super) fn query_lazily<T, R>(
+    conn: &Connection,
+    q: &Sql,
+    decode: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    take: impl FnOnce(&mut dyn Iterator<Item = T>) -> R,
+) -> rusqlite::Result<R> {
+    let mut statement = conn.prepare_cached(&q.text)?;
+    let mut rows = statement.query_map(params_from_iter(&q.args), decode)?;
+    let mut error = None;
+    let taken = take(&mut rows.by_ref().map_while(|row| row.map_err(|e| error = Some(e)).ok()));
+    error.map_or(Ok(taken), Err)
+}
+
 /// `q`'s single row, decoded by `decode`.
 pub(super) fn query_row<T>(
     conn: &Connection,

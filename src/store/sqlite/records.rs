@@ -9,9 +9,9 @@ use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
-use crate::store::records::SeekStep;
+use crate::store::records::{Part, SeekStep};
 use crate::store::rows::RECORD_COLUMNS;
-use crate::store::sql::{Dialect, Sql, json};
+use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
 
 /// `value ->> 'a', value ->> 'b'` for the columns `a, b`: a `json_each` row's fields.
@@ -72,11 +72,17 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
     let (f, days) = (f.clone(), s.days);
     let bounded = records::read_is_bounded(&f);
     let read = move |conn: &rusqlite::Connection| {
-        let parts = |q: &Sql| readers::query(conn, q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)));
+        // The seek's rows are read only as far as its walk goes.
+        let part =
+            |r: &rusqlite::Row<'_>| -> rusqlite::Result<Part> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
         let seek = match records::seek_parts(Dialect::Sqlite, days, &f) {
-            Some(q) => match records::seek_step(Dialect::Sqlite, &f, &parts(&q)?) {
+            Some(q) => match readers::query_lazily(conn, &q, part, |rows| {
+                records::seek_step(Dialect::Sqlite, &f, records::parts(rows))
+            })? {
                 SeekStep::Done(seek) => seek,
-                SeekStep::Within(q, within) => within.seek(&parts(&q)?),
+                SeekStep::Within(q, within) => {
+                    readers::query_lazily(conn, &q, part, |rows| within.seek(records::parts(rows)))?
+                }
             },
             None => None,
         };
