@@ -535,6 +535,83 @@ async fn an_extensions_deep_pages_are_its_calls_in_order() {
     }
 }
 
+/// A createTime window's deep pages skip its whole hours by their counts (`task_hours`)
+/// and read the hour they start in from its nearer end: every page, with a status or a
+/// campaign or neither, windows on the hour and inside hours, equals the plain `SELECT`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_windows_deep_pages_are_its_tasks_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = TestDb::new(dir.path()).await;
+    let mut settings = test_settings(&db, dir.path());
+    settings.dialer.enabled = false;
+    let store =
+        callcenter::store::connect(&db.url, StoreOptions::in_zone(settings.timezone.0)).await.expect("store");
+    // 200,000 tasks over 90 days, about 90 an hour.
+    store.seed(0, 200_000, Utc::now().timestamp_millis(), 8 * 3600).await.expect("seed");
+    drop(store);
+    let s = TestServer::start_on(settings, db, dir).await;
+    let plain = Plain::connect(&s.db.url).await;
+    let tz = s.settings.timezone.0;
+    let day = |d: i64| (Utc::now().with_timezone(&tz).date_naive() - chrono::Duration::days(d)).to_string();
+    let windows = [
+        (format!("{} 00:00:00", day(12)), format!("{} 23:59:59", day(9)), None, None),
+        (format!("{} 10:30:00", day(30)), format!("{} 15:45:10", day(27)), None, None),
+        (
+            format!("{} 10:30:00", day(30)),
+            format!("{} 15:45:10", day(27)),
+            Some(("已完成", "completed")),
+            None,
+        ),
+        (format!("{} 00:00:00", day(12)), format!("{} 23:59:59", day(9)), None, Some("default")),
+    ];
+    let mut pages = 0;
+    for (from, until, status, campaign) in windows {
+        let mut wheres = vec![
+            format!("created_ms >= {}", local_ms(&from, tz)),
+            format!("created_ms < {}", local_ms(&until, tz) + 1000),
+        ];
+        let mut body = json!({"createTimeStart": from, "createTimeEnd": until});
+        if let Some((label, name)) = status {
+            body["status"] = json!(label);
+            wheres.push(format!("status = '{name}'"));
+        }
+        if let Some(name) = campaign {
+            body["batchName"] = json!(name);
+            wheres.push(format!("batch_name = '{name}'"));
+        }
+        let wheres = wheres.join(" AND ");
+        let total = plain.count(&format!("SELECT COUNT(*) FROM tasks WHERE {wheres}")).await;
+        assert!(total > 5_000, "{body}: {total}");
+        // Pages from the thousandth task to past the end, at offsets all over their hours.
+        for size in [10, 37] {
+            for offset in (1_000..total + size).step_by(331) {
+                let num = offset / size + 1;
+                body["pageNum"] = json!(num);
+                body["pageSize"] = json!(size);
+                let v = s.tasks(body.clone()).await;
+                assert_eq!(v["total"], total, "{body}");
+                let got: Vec<i64> =
+                    v["rows"].as_array().unwrap().iter().map(|t| t["batchId"].as_i64().unwrap()).collect();
+                let want = plain
+                    .ints(&format!(
+                        "SELECT batch_id FROM tasks WHERE {wheres} ORDER BY batch_id DESC LIMIT {size} OFFSET {}",
+                        (num - 1) * size
+                    ))
+                    .await;
+                assert_eq!(got, want, "{body}");
+                pages += 1;
+            }
+        }
+    }
+    assert!(pages > 100, "{pages} pages");
+}
+
+/// Epoch ms of a local time of the API (`YYYY-MM-DD HH:MM:SS`).
+fn local_ms(time: &str, tz: Tz) -> i64 {
+    let local = chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").unwrap();
+    local.and_local_timezone(tz).unwrap().timestamp_millis()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_filter_combination_and_page_equals_a_plain_select() {
     let records = env_or("CALLCENTER_FILTERS_RECORDS", 300_000);

@@ -89,17 +89,16 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let seek = match tasks::seek_hours(Dialect::Postgres, f) {
-        Some(q) => tasks::seek(f, &sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?),
-        None => None,
-    };
-    let window = match tasks::window(Dialect::Postgres, f) {
-        Some(q) => {
-            let (first_batch_id, last_batch_id, total) =
-                sqlx::query_as_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?;
-            Some(tasks::Window { first_batch_id, last_batch_id, total })
-        }
-        None => None,
+    let (seek, window) = if let Some(q) = tasks::seek_hours(Dialect::Postgres, f) {
+        let hours = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+        let (seek, window) = tasks::seek(f, &hours);
+        (seek, Some(window))
+    } else if let Some(q) = tasks::window(Dialect::Postgres, f) {
+        let (first_batch_id, last_batch_id, total) =
+            sqlx::query_as_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?;
+        (None, Some(tasks::Window { first_batch_id, last_batch_id, total }))
+    } else {
+        (None, None)
     };
     let total: i64 = match window.and_then(|w| w.total) {
         Some(total) => total,

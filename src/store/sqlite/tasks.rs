@@ -79,18 +79,19 @@ pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRo
     let bounded = tasks::read_is_bounded(f);
     let f = f.clone();
     let read = move |conn: &rusqlite::Connection| {
-        let seek = match tasks::seek_hours(Dialect::Sqlite, &f) {
-            Some(q) => tasks::seek(
-                &f,
-                &readers::query(conn, &q, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?,
-            ),
-            None => None,
-        };
-        let window = match tasks::window(Dialect::Sqlite, &f) {
-            Some(q) => Some(readers::query_row(conn, &q, |r| {
+        let (seek, window) = if let Some(q) = tasks::seek_hours(Dialect::Sqlite, &f) {
+            let hours = readers::query(conn, &q, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
+            let (seek, window) = tasks::seek(&f, &hours);
+            (seek, Some(window))
+        } else if let Some(q) = tasks::window(Dialect::Sqlite, &f) {
+            let window = readers::query_row(conn, &q, |r| {
                 Ok(tasks::Window { first_batch_id: r.get(0)?, last_batch_id: r.get(1)?, total: r.get(2)? })
-            })?),
-            None => None,
+            })?;
+            (None, Some(window))
+        } else {
+            (None, None)
         };
         let total = match window.and_then(|w| w.total) {
             Some(total) => total,
