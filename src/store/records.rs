@@ -1,5 +1,6 @@
 //! records/list: its statements for either backend (a page, its total, and for deep
-//! pages a seek by the hour counters), and which of its reads are bounded by the page.
+//! pages a seek by the day and hour counters), and which of its reads are bounded by the
+//! page.
 
 use super::counters::{
     CounterDays, DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets,
