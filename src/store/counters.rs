@@ -34,13 +34,19 @@ pub struct CounterDays {
 /// and the configured zone's (`wanted`), and the statements that settle them: none when it
 /// has days (a node of another zone keeps them, saying so: its totals stay exact, and its
 /// local days sum hours at their edges); at its first start on schema 0014, those that
-/// respread `record_talk` and count `extension_days` with `wanted`'s days, then write them
-/// down. Run in one transaction, which on PostgreSQL first locks `counter_days` (nodes
-/// starting together then choose one after the other).
-pub(super) fn settle_days(kept: Option<i64>, wanted: CounterDays) -> (CounterDays, Vec<String>) {
+/// respread `record_talk` and count `extension_days` and `task_days` (kept in the backend's
+/// `task_tables`) with `wanted`'s days, then write them down. Run in one transaction,
+/// which on PostgreSQL first locks `counter_days` (nodes starting together then choose one
+/// after the other).
+pub(super) fn settle_days(
+    kept: Option<i64>,
+    wanted: CounterDays,
+    task_tables: TaskTables,
+) -> (CounterDays, Vec<String>) {
     let Some(offset_ms) = kept else {
         let mut statements = respread_talk(wanted);
         statements.extend(recount_extensions(wanted));
+        statements.extend(recount_task_days(wanted, task_tables));
         statements.push(format!("INSERT INTO counter_days (offset_ms) VALUES ({})", wanted.offset_ms));
         return (wanted, statements);
     };
@@ -72,7 +78,7 @@ impl CounterDays {
 
     /// `start` in SQL, of the epoch ms in `column` (times since 2000: SQL's division of
     /// positive integers is `div_euclid`'s).
-    fn start_sql(self, column: &str) -> String {
+    pub(super) fn start_sql(self, column: &str) -> String {
         let offset = self.offset_ms;
         format!("({column} + {offset}) / {DAY_MS} * {DAY_MS} - {offset}")
     }
@@ -369,6 +375,23 @@ pub(super) fn respread_talk(days: CounterDays) -> Vec<String> {
         }
     }
     statements
+}
+
+/// The tables a backend keeps its task counters in: (hours, days) that a recount of the
+/// days reads and writes (PostgreSQL's views add changes not folded yet: not these).
+pub(super) type TaskTables = (&'static str, &'static str);
+
+/// The statements that count `task_days` afresh from `task_hours`, with `days`' days.
+pub(super) fn recount_task_days(days: CounterDays, (hours, day_table): TaskTables) -> [String; 2] {
+    let start = days.start_sql("hour_ms");
+    [
+        format!("DELETE FROM {day_table}"),
+        format!(
+            "INSERT INTO {day_table} (batch_name, day_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT batch_name, {start}, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
+             FROM {hours} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        ),
+    ]
 }
 
 /// A change to one `extension_days` row.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::counters::{EVERY_CAMPAIGN, HOUR_MS, whole_buckets};
+use super::counters::{CounterDays, DAY_MS, EVERY_CAMPAIGN, HOUR_MS, total_plan, whole_buckets};
 use super::records::{BOUNDED_OFFSET, SEEK_OFFSET};
 use super::rows::TASK_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -87,8 +87,8 @@ pub(super) fn count(dialect: Dialect, f: &TaskFilter) -> Sql {
     }
 }
 
-/// What a createTime window's hours of `task_hours` give: the smallest and largest batchId
-/// created in them (`None`: no task), and the filter's total when the counters count it.
+/// What a createTime window's counters give: the smallest and largest batchId created in
+/// it (`None`: no task), and the filter's total when the counters count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Window {
     pub first_batch_id: Option<i64>,
@@ -96,41 +96,76 @@ pub(super) struct Window {
     pub total: Option<i64>,
 }
 
-/// For a filter with a createTime window (and no batchId), one read of the window's hours
-/// of `task_hours` (the campaign's rows, or those of every task) as a row of `Window`: the
-/// bounds of their batchIds, and, when nothing but the window, a status and a campaign
-/// filter the tasks, the total: the whole hours' counts, and the tasks of the partial hours
-/// at the edges counted from `tasks_created` (or `tasks_campaign_created`), which carry the
-/// status. One scan of the hours, not one for each bound and the total (a week of them
-/// read three times cost a week's calltask/list by status 70 µs of SQLite's time).
-pub(super) fn window(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
+/// A row of `counters` or `day_hours`: (start_ms, span_ms, tasks, first_batch_id,
+/// last_batch_id, top, bottom): the filter's tasks of a day of `task_days` or an hour of
+/// `task_hours` and a status, the bounds of their batchIds, and the window's tasks in its
+/// partial hours at the top and at the bottom (the same in every row; 0 in `day_hours`).
+pub(super) type CounterRow = (i64, i64, i64, i64, i64, i64, i64);
+
+/// For a filter with a createTime window (and no batchId), and for a deep page of nothing
+/// but a status and a campaign: one read of the window's counters, as they are stored
+/// (`CounterRow`), summed up by `read_counters`: its whole days from `task_days` and only
+/// the hours at its edges from `task_hours` (a week of Asia/Shanghai is seven rows per
+/// status, not 168: reading the hours cost a week's page twice a day's), and the tasks of
+/// the partial hours at the edges counted from `tasks_created` (or
+/// `tasks_campaign_created`), which carry the status, when the counters give the total.
+/// Without a window, every day of the tasks' history: a row per day and status.
+pub(super) fn counters(dialect: Dialect, days: CounterDays, f: &TaskFilter) -> Option<Sql> {
     let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
-    if !windowed || f.batch_id.is_some() {
+    if f.batch_id.is_some() || !(windowed || seeks(f)) {
         return None;
     }
-    let mut q = Sql::new(dialect, "SELECT MIN(first_batch_id), MAX(last_batch_id), ");
-    if countable_by_hours(f) {
-        q.push("CAST((0");
-        if let Some((lo, hi)) = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS) {
-            q.push(" + COALESCE(SUM(CASE WHEN hour_ms >= ").bind(lo).push(" AND hour_ms < ").bind(hi);
-            if let Some(s) = f.status {
-                q.push(" AND status = ").bind(s.db_name());
-            }
-            q.push(" THEN tasks ELSE 0 END), 0)");
-        }
-        let (top, bottom) = partial_hours(f);
-        for edge in [bottom, top].into_iter().flatten() {
+    let (from, until) = hour_span(f);
+    let (lo_d, hi_d) = total_plan(f.created_from_ms, f.created_until_ms, days).days;
+    let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, tasks, first_batch_id, last_batch_id");
+    let (top, bottom) = if countable_by_hours(f) { partial_hours(f) } else { (None, None) };
+    for edge in [top, bottom] {
+        q.push(", CAST((0");
+        if let Some(edge) = edge {
             q.push(" + ");
             window_rows(&mut q, f, edge);
         }
         q.push(") AS BIGINT)");
-    } else {
-        q.push("CAST(NULL AS BIGINT)");
     }
-    let (from, until) = hour_span(f);
-    q.push(" FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
-    q.push(" AND hour_ms >= ").bind(from).push(" AND hour_ms < ").bind(until);
+    q.push(" FROM (");
+    let parts = if lo_d < hi_d {
+        [(DAY_MS, (lo_d, hi_d)), (HOUR_MS, (from, lo_d)), (HOUR_MS, (hi_d, until))]
+    } else {
+        [(HOUR_MS, (from, until)), (HOUR_MS, (0, 0)), (HOUR_MS, (0, 0))]
+    };
+    let mut arms = parts.into_iter().filter(|(_, (lo, hi))| lo < hi).peekable();
+    while let Some((span_ms, span)) = arms.next() {
+        push_counters(&mut q, f, span_ms, span);
+        if arms.peek().is_some() {
+            q.push(" UNION ALL ");
+        }
+    }
+    q.push(") AS counters");
     Some(q)
+}
+
+/// The hours of a whole day of the window a deep page lands in (`Walk::Day`), as
+/// `CounterRow`s.
+pub(super) fn day_hours(dialect: Dialect, f: &TaskFilter, day_ms: i64) -> Sql {
+    let mut q = Sql::new(
+        dialect,
+        "SELECT start_ms, span_ms, tasks, first_batch_id, last_batch_id, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM (",
+    );
+    push_counters(&mut q, f, HOUR_MS, (day_ms, day_ms + DAY_MS));
+    q.push(") AS counters");
+    q
+}
+
+/// `SELECT start_ms, span_ms, tasks, first_batch_id, last_batch_id` of the filter's
+/// campaign and status, from the days (`span_ms` `DAY_MS`) or the hours in `[lo, hi)`.
+fn push_counters(q: &mut Sql, f: &TaskFilter, span_ms: i64, (lo, hi): Span) {
+    let (table, start) = if span_ms == DAY_MS { ("task_days", "day_ms") } else { ("task_hours", "hour_ms") };
+    q.push(&format!("SELECT {start} AS start_ms, CAST({span_ms} AS BIGINT) AS span_ms, tasks, first_batch_id, last_batch_id"));
+    q.push(&format!(" FROM {table} WHERE batch_name = ")).bind(campaign_of(f));
+    q.push(&format!(" AND {start} >= ")).bind(lo).push(&format!(" AND {start} < ")).bind(hi);
+    if let Some(s) = f.status {
+        q.push(" AND status = ").bind(s.db_name());
+    }
 }
 
 /// A `[lo, hi)` of createTime, epoch ms.
@@ -198,11 +233,6 @@ pub(super) fn page(
     Some(q)
 }
 
-/// What reading an hour of `task_hours` for a seek costs, in index entries walked
-/// (measured on SQLite at 1M tasks: a seek over every hour of 90 days cost more than
-/// walking 10,000 entries).
-const ENTRIES_PER_HOUR: i64 = 10;
-
 /// Where a deep page starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TaskSeek {
@@ -213,101 +243,159 @@ pub(super) enum TaskSeek {
     Up { first_batch_id: i64, last_batch_id: i64, offset: i64 },
 }
 
-/// A row of `seek_hours`: (hour_ms, tasks, first_batch_id, last_batch_id, top, bottom): the
-/// filter's tasks of an hour and status and the bounds of their batchIds, and the window's
-/// tasks in its partial hours at the top and at the bottom (the same in every row).
-pub(super) type SeekHour = (i64, i64, i64, i64, i64, i64);
-
-/// For a deep page of a filter of createTime window (of fewer hours than a tenth of its
-/// offset), status and campaign alone: the window's rows of `task_hours` (`SeekHour`), as
-/// they are stored, summed up by `seek`. One read gives both the window (`Window`: its
-/// bounds and its total) and the seek: the page then skips whole hours by their counts
-/// instead of task by task, as long as their batchIds lie above every older hour's (tasks
-/// are numbered as they are created, but nodes' clocks may disagree at the edges of hours).
-pub(super) fn seek_hours(dialect: Dialect, f: &TaskFilter) -> Option<Sql> {
-    let (from, until) = hour_span(f);
-    // Each hour read costs about ten index entries walked: a window of more hours than a
-    // tenth of the offset is walked instead, as is a page with no window.
-    let cost = (until.saturating_sub(from) / HOUR_MS).saturating_mul(ENTRIES_PER_HOUR);
-    if !countable_by_hours(f) || f.page.offset() < SEEK_OFFSET || cost >= f.page.offset() {
-        return None;
-    }
-    let mut q = Sql::new(dialect, "SELECT hour_ms, tasks, first_batch_id, last_batch_id");
-    let (top, bottom) = partial_hours(f);
-    for edge in [top, bottom] {
-        q.push(", CAST((0");
-        if let Some(edge) = edge {
-            q.push(" + ");
-            window_rows(&mut q, f, edge);
-        }
-        q.push(") AS BIGINT)");
-    }
-    q.push(" FROM task_hours WHERE batch_name = ").bind(campaign_of(f));
-    q.push(" AND hour_ms >= ").bind(from).push(" AND hour_ms < ").bind(until);
-    if let Some(s) = f.status {
-        q.push(" AND status = ").bind(s.db_name());
-    }
-    Some(q)
+/// Whether a page is deep enough to seek by the counters: past `SEEK_OFFSET`, of a filter
+/// they count.
+fn seeks(f: &TaskFilter) -> bool {
+    countable_by_hours(f) && f.page.offset() >= SEEK_OFFSET
 }
 
-/// The window and the seek of `seek_hours`' rows. The seek passes the whole hours of the
-/// window, and the partial one at its top (its tasks counted), newest first, while each
-/// one's batchIds lie above those of every older hour, down to the hour the page starts
-/// in, which it reads up from its lowest batchId when that is nearer; never the partial
-/// hour at the bottom. (Summed here rather than grouped and sorted by the database: that
-/// cost a week's deep page 135 µs of SQLite's time.)
-pub(super) fn seek(f: &TaskFilter, rows: &[SeekHour]) -> (Option<TaskSeek>, Window) {
-    let whole = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS);
-    let in_whole = |hour_ms: i64| whole.is_some_and(|(lo, hi)| hour_ms >= lo && hour_ms < hi);
-    let (top, bottom) = rows.first().map_or((0, 0), |r| (r.4, r.5));
-    // Each hour's tasks and the bounds of their batchIds, oldest first; an hour without the
-    // filter's tasks holds nothing to skip (a row left at 0 keeps its bounds).
-    let mut hours: BTreeMap<i64, (i64, i64, i64)> = BTreeMap::new();
-    for &(hour_ms, tasks, first, last, _, _) in rows {
-        let hour = hours.entry(hour_ms).or_insert((0, first, last));
-        *hour = (hour.0 + tasks, hour.1.min(first), hour.2.max(last));
+/// The filter's tasks of a day or an hour and the bounds of their batchIds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Part {
+    span_ms: i64,
+    tasks: i64,
+    first: i64,
+    last: i64,
+}
+
+/// `CounterRow`s summed per day or hour (the rows of each status), oldest first; a part
+/// without the filter's tasks holds nothing to skip (a row left at 0 keeps its bounds).
+fn parts(rows: &[CounterRow]) -> BTreeMap<i64, Part> {
+    let mut parts: BTreeMap<i64, Part> = BTreeMap::new();
+    for &(start, span_ms, tasks, first, last, _, _) in rows {
+        let part = parts.entry(start).or_insert(Part { span_ms, tasks: 0, first, last });
+        *part = Part {
+            span_ms,
+            tasks: part.tasks + tasks,
+            first: part.first.min(first),
+            last: part.last.max(last),
+        };
     }
-    hours.retain(|_, hour| hour.0 > 0);
+    parts.retain(|_, part| part.tasks > 0);
+    parts
+}
+
+/// What a deep page's walk down the counters has passed: `tasks`, all of batchIds at or
+/// above `below` (`None`: nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Passed {
+    tasks: i64,
+    below: Option<i64>,
+}
+
+/// A whole day a deep page starts in: what the walk passed above it, and the largest
+/// batchId of the parts older than it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Landing {
+    pub day_ms: i64,
+    passed: Passed,
+    older_last: i64,
+}
+
+/// Where `read_counters`' walk stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Walk {
+    /// The page's seek (`None`: the page walks the index from the window's top).
+    Seek(Option<TaskSeek>),
+    /// Inside a whole day: its hours (`day_hours`) go on with `walk_day`.
+    Day(Landing),
+}
+
+/// The window and the walk of `counters`' rows. A deep page passes the whole parts of the
+/// window (days, and the hours around them; the partial hour at its top with its tasks
+/// counted), newest first, while each one's batchIds lie above those of every older part,
+/// down to the part the page starts in (an hour: read up from its lowest batchId when that
+/// is nearer; a day: `Walk::Day`); never the partial hour at the bottom. (Summed here
+/// rather than grouped and sorted by the database: that cost a week's deep page 135 µs of
+/// SQLite's time.)
+pub(super) fn read_counters(f: &TaskFilter, rows: &[CounterRow]) -> (Window, Walk) {
+    let whole = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS);
+    let in_whole = |start: i64| whole.is_some_and(|(lo, hi)| start >= lo && start < hi);
+    let (top, bottom) = rows.first().map_or((0, 0), |r| (r.5, r.6));
+    let parts = parts(rows);
     let window = Window {
-        first_batch_id: hours.values().map(|h| h.1).min(),
-        last_batch_id: hours.values().map(|h| h.2).max(),
-        total: Some(
-            top + bottom + hours.iter().filter(|(ms, _)| in_whole(**ms)).map(|(_, h)| h.0).sum::<i64>(),
-        ),
+        first_batch_id: parts.values().map(|p| p.first).min(),
+        last_batch_id: parts.values().map(|p| p.last).max(),
+        total: countable_by_hours(f).then(|| {
+            top + bottom
+                + parts.iter().filter(|(start, _)| in_whole(**start)).map(|(_, p)| p.tasks).sum::<i64>()
+        }),
     };
-    // The largest batchId of the hours older than each.
-    let older_last: Vec<i64> = hours
+    if !seeks(f) {
+        return (window, Walk::Seek(None));
+    }
+    // The partial hour at the top counts its tasks in the window; the one at the bottom
+    // is never passed.
+    let tasks_of = |start: i64, part: &Part| match whole {
+        _ if in_whole(start) => Some(part.tasks),
+        Some((_, hi)) if start == hi => Some(top),
+        _ => None,
+    };
+    let nothing = Passed { tasks: 0, below: None };
+    let walk = match walk(f, &parts, tasks_of, i64::MIN, nothing) {
+        (passed, Some((day_ms, part, older_last))) if part.span_ms == DAY_MS => {
+            Walk::Day(Landing { day_ms, passed, older_last })
+        }
+        (passed, landing) => Walk::Seek(seek(f, passed, landing.map(|l| l.1))),
+    };
+    (window, walk)
+}
+
+/// The seek of a deep page that lands in a whole day (`Walk::Day`), from its hours.
+pub(super) fn walk_day(f: &TaskFilter, day: Landing, rows: &[CounterRow]) -> Option<TaskSeek> {
+    let (passed, landing) = walk(f, &parts(rows), |_, part| Some(part.tasks), day.older_last, day.passed);
+    seek(f, passed, landing.map(|l| l.1))
+}
+
+/// Passes `parts` newest first, on from `passed`: each one whose tasks count
+/// (`tasks_of`), while its batchIds lie above those of every older part and
+/// `older_last`, and the page starts below it. Returns what it passed, and the part the
+/// page starts in (start, part, the largest batchId older than it), if it reached one.
+fn walk(
+    f: &TaskFilter,
+    parts: &BTreeMap<i64, Part>,
+    tasks_of: impl Fn(i64, &Part) -> Option<i64>,
+    older_last: i64,
+    mut passed: Passed,
+) -> (Passed, Option<(i64, Part, i64)>) {
+    // The largest batchId of the parts older than each.
+    let older: Vec<i64> = parts
         .values()
-        .scan(i64::MIN, |max, h| {
+        .scan(older_last, |max, part| {
             let older = *max;
-            *max = older.max(h.2);
+            *max = older.max(part.last);
             Some(older)
         })
         .collect();
-    let (offset, size) = (f.page.offset(), i64::from(f.page.size));
-    let mut skipped = 0;
-    let mut seek = None;
-    for ((&hour_ms, &(tasks, first, last)), older_last) in hours.iter().zip(older_last).rev() {
-        let tasks = match whole {
-            _ if in_whole(hour_ms) => tasks,
-            Some((_, hi)) if hour_ms == hi => top,
-            _ => break,
-        };
-        if older_last >= first {
+    for ((&start, part), older_last) in parts.iter().zip(older).rev() {
+        let Some(tasks) = tasks_of(start, part) else { break };
+        if older_last >= part.first {
             break;
         }
-        if skipped + tasks > offset {
-            let into = offset - skipped;
-            let under = tasks - into - size;
-            if under >= 0 && under < into {
-                seek = Some(TaskSeek::Up { first_batch_id: first, last_batch_id: last, offset: under });
-            }
-            break;
+        if passed.tasks + tasks > f.page.offset() {
+            return (passed, Some((start, Part { tasks, ..*part }, older_last)));
         }
-        skipped += tasks;
-        seek = Some(TaskSeek::Below { below_batch_id: first, offset: offset - skipped });
+        passed = Passed { tasks: passed.tasks + tasks, below: Some(part.first) };
     }
-    (seek, window)
+    (passed, None)
+}
+
+/// The seek of a page after the walk passed `passed` and, if it reached one, stopped at
+/// the part the page starts in: read up from its lowest batchId when fewer of its tasks
+/// lie below the page than above it.
+fn seek(f: &TaskFilter, passed: Passed, landing: Option<Part>) -> Option<TaskSeek> {
+    let offset = f.page.offset() - passed.tasks;
+    if let Some(part) = landing {
+        let under = part.tasks - offset - i64::from(f.page.size);
+        if under >= 0 && under < offset {
+            return Some(TaskSeek::Up {
+                first_batch_id: part.first,
+                last_batch_id: part.last,
+                offset: under,
+            });
+        }
+    }
+    passed.below.map(|below_batch_id| TaskSeek::Below { below_batch_id, offset })
 }
 
 /// Whether calltask/list's query reads a number of index entries bounded by its page:
@@ -438,43 +526,88 @@ mod tests {
         }
     }
 
+    /// The seek of a page whose walk does not land in a whole day.
+    fn seek_of(f: &TaskFilter, rows: &[CounterRow]) -> Option<TaskSeek> {
+        match read_counters(f, rows).1 {
+            Walk::Seek(seek) => seek,
+            Walk::Day(day) => panic!("landed in day {day:?}"),
+        }
+    }
+
     #[test]
     fn a_deep_task_page_skips_whole_hours_while_their_batch_ids_lie_above_the_rest() {
         let h = HOUR_MS;
         let below = |below_batch_id, offset| Some(TaskSeek::Below { below_batch_id, offset });
-        // (hour, tasks, first, last, top, bottom): hours 9, 8, 7 with 500 tasks each.
-        let hours =
-            [(9 * h, 500, 1001, 1500, 0, 0), (8 * h, 500, 501, 1000, 0, 0), (7 * h, 500, 1, 500, 0, 0)];
-        // Page 120 of 10 skips 1,190: hours 9 and 8 whole, then 190 more below 501.
-        let (seek, window) = super::seek(&filter(None, None, 120), &hours);
-        assert_eq!(seek, below(501, 190));
-        assert_eq!(window, Window { first_batch_id: Some(1), last_batch_id: Some(1500), total: Some(1500) });
+        // (start, span, tasks, first, last, top, bottom): hours 9, 8, 7 with 5,000 tasks each.
+        let hours = [
+            (9 * h, h, 5000, 10001, 15000, 0, 0),
+            (8 * h, h, 5000, 5001, 10000, 0, 0),
+            (7 * h, h, 5000, 1, 5000, 0, 0),
+        ];
+        // Page 1,200 of 10 skips 11,990: hours 9 and 8 whole, then 1,990 more below 5001.
+        assert_eq!(seek_of(&filter(None, None, 1200), &hours), below(5001, 1990));
+        let window = read_counters(&filter(None, None, 1200), &hours).0;
+        assert_eq!(
+            window,
+            Window { first_batch_id: Some(1), last_batch_id: Some(15000), total: Some(15000) }
+        );
         // An hour's rows of each status are summed: the same seek.
-        let by_status = [(9 * h, 300, 1001, 1400, 0, 0), (9 * h, 200, 1010, 1500, 0, 0), hours[1], hours[2]];
-        assert_eq!(super::seek(&filter(None, None, 120), &by_status), (below(501, 190), window));
-        // Page 140 of 10 starts 390 tasks into hour 7: 100 lie below its page, read upwards.
-        let up = TaskSeek::Up { first_batch_id: 1, last_batch_id: 500, offset: 100 };
-        assert_eq!(super::seek(&filter(None, None, 140), &hours).0, Some(up));
+        let by_status =
+            [(9 * h, h, 3000, 10001, 14000, 0, 0), (9 * h, h, 2000, 10010, 15000, 0, 0), hours[1], hours[2]];
+        assert_eq!(seek_of(&filter(None, None, 1200), &by_status), below(5001, 1990));
+        // Page 1,400 starts 3,990 tasks into hour 7: 1,000 lie below its page, read upwards.
+        let up = TaskSeek::Up { first_batch_id: 1, last_batch_id: 5000, offset: 1000 };
+        assert_eq!(seek_of(&filter(None, None, 1400), &hours), Some(up));
         // Hour 8's batchIds reach into hour 7's (another node's clock): stop above it.
         let mut crossed = hours;
-        crossed[2].3 = 600;
-        assert_eq!(super::seek(&filter(None, None, 120), &crossed).0, below(1001, 690));
-        assert_eq!(super::seek(&filter(None, None, 140), &crossed).0, below(1001, 890));
-        // A window from 7:30 to 9:30: hour 9 is its partial top (200 of its tasks in the
-        // window, counted), hour 8 whole, hour 7 partial at the bottom (150 in the window):
-        // never skipped, and its tasks are walked down to.
-        let window = filter(Some(7 * h + h / 2), Some(9 * h + h / 2), 100);
-        let hours = hours.map(|(hour, tasks, first, last, _, _)| (hour, tasks, first, last, 200, 150));
-        let (seek, counted) = super::seek(&window, &hours);
-        assert_eq!(seek, below(501, 290));
-        assert_eq!(counted.total, Some(200 + 500 + 150));
-        let up = TaskSeek::Up { first_batch_id: 501, last_batch_id: 1000, offset: 100 };
-        assert_eq!(super::seek(&filter(Some(7 * h + h / 2), Some(9 * h + h / 2), 60), &hours).0, Some(up));
-        // Not past the first hour and nearer its top: no seek; an hour without the filter's
-        // tasks holds nothing.
-        assert_eq!(super::seek(&filter(None, None, 5), &hours).0, None);
-        let empty = [(9 * h, 0, 1001, 1500, 0, 0), (8 * h, 500, 501, 1000, 0, 0)];
-        assert_eq!(super::seek(&filter(None, None, 60), &empty).0, below(501, 90));
+        crossed[2].4 = 6000;
+        assert_eq!(seek_of(&filter(None, None, 1200), &crossed), below(10001, 6990));
+        assert_eq!(seek_of(&filter(None, None, 1400), &crossed), below(10001, 8990));
+        // A window from 7:30 to 9:30: hour 9 is its partial top (2,000 of its tasks in the
+        // window, counted), hour 8 whole, hour 7 partial at the bottom (1,500 in the
+        // window): never skipped, and its tasks are walked down to.
+        let window = |num| filter(Some(7 * h + h / 2), Some(9 * h + h / 2), num);
+        let hours =
+            hours.map(|(hour, span, tasks, first, last, _, _)| (hour, span, tasks, first, last, 2000, 1500));
+        assert_eq!(seek_of(&window(1000), &hours), below(5001, 2990));
+        assert_eq!(read_counters(&window(1000), &hours).0.total, Some(2000 + 5000 + 1500));
+        let up = TaskSeek::Up { first_batch_id: 5001, last_batch_id: 10000, offset: 1000 };
+        assert_eq!(seek_of(&window(600), &hours), Some(up));
+        // Not past the first hour and nearer its top, or above `SEEK_OFFSET`: no seek; an
+        // hour without the filter's tasks holds nothing.
+        assert_eq!(seek_of(&filter(None, None, 150), &hours), None);
+        assert_eq!(seek_of(&filter(None, None, 5), &hours), None);
+        let empty = [(9 * h, h, 0, 10001, 15000, 0, 0), (8 * h, h, 5000, 5001, 10000, 0, 0)];
+        assert_eq!(seek_of(&filter(None, None, 600), &empty), below(5001, 990));
+    }
+
+    #[test]
+    fn a_deep_task_page_skips_whole_days_then_the_hours_of_the_day_it_lands_in() {
+        let (h, d) = (HOUR_MS, DAY_MS);
+        // Day 2 holds batchIds 5001..10000, day 1 1..5000 in two hours of 2,500.
+        let days = [(2 * d, d, 5000, 5001, 10000, 0, 0), (d, d, 5000, 1, 5000, 0, 0)];
+        let day_1 = [(d + h, h, 2500, 2501, 5000, 0, 0), (d, h, 2500, 1, 2500, 0, 0)];
+        let walk = |num, hours: &[CounterRow]| match read_counters(&filter(None, None, num), &days).1 {
+            Walk::Day(day) => {
+                assert_eq!(day.day_ms, d);
+                walk_day(&filter(None, None, num), day, hours)
+            }
+            Walk::Seek(seek) => panic!("did not land in a day: {seek:?}"),
+        };
+        // Page 700 of 10 skips 6,990: day 2, then 1,990 into day 1's later hour, whose 500
+        // tasks below the page are nearer: read upwards.
+        let up = TaskSeek::Up { first_batch_id: 2501, last_batch_id: 5000, offset: 500 };
+        assert_eq!(walk(700, &day_1), Some(up));
+        // Page 800: day 2 and the later hour passed, 490 into the earlier one.
+        assert_eq!(walk(800, &day_1), Some(TaskSeek::Below { below_batch_id: 2501, offset: 490 }));
+        // The earlier hour's batchIds reach into the later one's: stop below day 2.
+        let mut crossed = day_1;
+        crossed[1].4 = 2600;
+        assert_eq!(walk(800, &crossed), Some(TaskSeek::Below { below_batch_id: 5001, offset: 2990 }));
+        // Page 300 lands in day 2, its newest; a page above `SEEK_OFFSET` does not seek.
+        let landed = read_counters(&filter(None, None, 300), &days).1;
+        assert!(matches!(landed, Walk::Day(Landing { day_ms, .. }) if day_ms == 2 * d));
+        assert_eq!(seek_of(&filter(None, None, 50), &days), None);
     }
 
     #[test]

@@ -535,9 +535,10 @@ async fn an_extensions_deep_pages_are_its_calls_in_order() {
     }
 }
 
-/// A createTime window's deep pages skip its whole hours by their counts (`task_hours`)
-/// and read the hour they start in from its nearer end: every page, with a status or a
-/// campaign or neither, windows on the hour and inside hours, equals the plain `SELECT`.
+/// A createTime window's deep pages skip its whole days and hours by their counts
+/// (`task_days`, `task_hours`) and read the hour they start in from its nearer end: every
+/// page, with a status or a campaign or neither, windows of whole days, inside hours, open
+/// at an end or not at all, equals the plain `SELECT`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_windows_deep_pages_are_its_tasks_in_order() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -553,24 +554,29 @@ async fn a_task_windows_deep_pages_are_its_tasks_in_order() {
     let plain = Plain::connect(&s.db.url).await;
     let tz = s.settings.timezone.0;
     let day = |d: i64| (Utc::now().with_timezone(&tz).date_naive() - chrono::Duration::days(d)).to_string();
+    let (days, inside) =
+        ((day(12) + " 00:00:00", day(9) + " 23:59:59"), (day(30) + " 10:30:00", day(27) + " 15:45:10"));
+    let (completed, stopped) = (Some(("已完成", "completed")), Some(("已停止", "stopped")));
     let windows = [
-        (format!("{} 00:00:00", day(12)), format!("{} 23:59:59", day(9)), None, None),
-        (format!("{} 10:30:00", day(30)), format!("{} 15:45:10", day(27)), None, None),
-        (
-            format!("{} 10:30:00", day(30)),
-            format!("{} 15:45:10", day(27)),
-            Some(("已完成", "completed")),
-            None,
-        ),
-        (format!("{} 00:00:00", day(12)), format!("{} 23:59:59", day(9)), None, Some("default")),
+        (Some(&days.0), Some(&days.1), None, None),
+        (Some(&inside.0), Some(&inside.1), None, None),
+        (Some(&inside.0), Some(&inside.1), completed, None),
+        (Some(&days.0), Some(&days.1), None, Some("default")),
+        (Some(&inside.0), None, None, None),
+        (None, None, stopped, Some("default")),
     ];
     let mut pages = 0;
     for (from, until, status, campaign) in windows {
-        let mut wheres = vec![
-            format!("created_ms >= {}", local_ms(&from, tz)),
-            format!("created_ms < {}", local_ms(&until, tz) + 1000),
-        ];
-        let mut body = json!({"createTimeStart": from, "createTimeEnd": until});
+        let mut wheres = vec!["1 = 1".to_string()];
+        let mut body = json!({});
+        if let Some(from) = from {
+            wheres.push(format!("created_ms >= {}", local_ms(from, tz)));
+            body["createTimeStart"] = json!(from);
+        }
+        if let Some(until) = until {
+            wheres.push(format!("created_ms < {}", local_ms(until, tz) + 1000));
+            body["createTimeEnd"] = json!(until);
+        }
         if let Some((label, name)) = status {
             body["status"] = json!(label);
             wheres.push(format!("status = '{name}'"));

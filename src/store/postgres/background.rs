@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::ACQUIRE_TIMEOUT;
+use crate::store::counters::CounterDays;
 
 /// How often a node folds the changes of task counts into the counters.
 const FOLD_TASK_COUNTS_EVERY: Duration = Duration::from_secs(1);
@@ -25,12 +26,33 @@ pub(super) const STOPPED_CHANNEL: &str = "callcenter_tasks_stopped";
 pub(super) const CAMPAIGNS_CHANNEL: &str = "callcenter_campaigns_changed";
 
 /// Folds the changes of task counts that statements appended (see the migrations
-/// `0006_task_counts.sql`, `0011_task_pages.sql` and `0013_campaign_counters.sql`) into the counters, every
-/// `FOLD_TASK_COUNTS_EVERY`, so that a count sums a few rows. Nodes may fold at the same
-/// time: a change row is deleted, and so added, once. A failure (the database away) waits for the next turn.
-pub(super) async fn fold_task_counts_forever(pool: PgPool) {
+/// `0006_task_counts.sql`, `0011_task_pages.sql`, `0013_campaign_counters.sql` and
+/// `0015_task_days.sql`) into the counters, every `FOLD_TASK_COUNTS_EVERY`, so that a
+/// count sums a few rows: an hour's changes into its hour and its day (`days`) in one
+/// statement. Nodes may fold at the same time: a change row is deleted, and so added,
+/// once. A failure (the database away) waits for the next turn.
+pub(super) async fn fold_task_counts_forever(pool: PgPool, days: CounterDays) {
     let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let fold_hours = format!(
+        "WITH changes AS (DELETE FROM task_hour_changes RETURNING *),
+         hours AS (
+             INSERT INTO task_hours_folded (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+             SELECT batch_name, hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
+             FROM changes GROUP BY batch_name, hour_ms, status ORDER BY batch_name, hour_ms, status
+             ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
+                 tasks = task_hours_folded.tasks + EXCLUDED.tasks,
+                 first_batch_id = LEAST(task_hours_folded.first_batch_id, EXCLUDED.first_batch_id),
+                 last_batch_id = GREATEST(task_hours_folded.last_batch_id, EXCLUDED.last_batch_id))
+         INSERT INTO task_days_folded (batch_name, day_ms, status, tasks, first_batch_id, last_batch_id)
+         SELECT batch_name, {day}, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
+         FROM changes GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+         ON CONFLICT (batch_name, day_ms, status) DO UPDATE SET
+             tasks = task_days_folded.tasks + EXCLUDED.tasks,
+             first_batch_id = LEAST(task_days_folded.first_batch_id, EXCLUDED.first_batch_id),
+             last_batch_id = GREATEST(task_days_folded.last_batch_id, EXCLUDED.last_batch_id)",
+        day = days.start_sql("hour_ms")
+    );
     loop {
         every.tick().await;
         for fold in [
@@ -38,14 +60,7 @@ pub(super) async fn fold_task_counts_forever(pool: PgPool) {
              INSERT INTO task_counts_folded (batch_name, status, tasks)
              SELECT batch_name, status, SUM(tasks) FROM changes GROUP BY batch_name, status ORDER BY batch_name, status
              ON CONFLICT (batch_name, status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
-            "WITH changes AS (DELETE FROM task_hour_changes RETURNING *)
-             INSERT INTO task_hours_folded (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
-             SELECT batch_name, hour_ms, status, SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
-             FROM changes GROUP BY batch_name, hour_ms, status ORDER BY batch_name, hour_ms, status
-             ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
-                 tasks = task_hours_folded.tasks + EXCLUDED.tasks,
-                 first_batch_id = LEAST(task_hours_folded.first_batch_id, EXCLUDED.first_batch_id),
-                 last_batch_id = GREATEST(task_hours_folded.last_batch_id, EXCLUDED.last_batch_id)",
+            &fold_hours,
         ] {
             if let Err(e) = sqlx::query(fold).execute(&pool).await {
                 tracing::debug!(error = %e, "could not fold task counts yet");

@@ -102,7 +102,7 @@ impl PgStore {
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         let days = records::counter_days(&pool, events.days).await?;
-        let fold = tokio::spawn(background::fold_task_counts_forever(pool.clone()));
+        let fold = tokio::spawn(background::fold_task_counts_forever(pool.clone(), days));
         Ok(PgStore {
             pool,
             readers: Readers::new(options.clone(), MAX_CONNECTIONS),

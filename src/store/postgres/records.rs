@@ -26,7 +26,7 @@ pub(super) async fn counter_days(pool: &sqlx::PgPool, wanted: CounterDays) -> Re
     let mut tx = pool.begin().await?;
     sqlx::query("LOCK TABLE counter_days IN EXCLUSIVE MODE").execute(&mut *tx).await?;
     let kept = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
-    let (days, statements) = counters::settle_days(kept, wanted);
+    let (days, statements) = counters::settle_days(kept, wanted, super::tasks::COUNTER_TABLES);
     for statement in statements {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }

@@ -1,12 +1,13 @@
 //! `callcenter seed` on PostgreSQL.
 
 use super::PgStore;
+use super::tasks::COUNTER_TABLES;
 use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
-use crate::store::counters::{CounterDays, recount_extensions, respread_talk};
+use crate::store::counters::{CounterDays, recount_extensions, recount_task_days, respread_talk};
 use crate::store::seed;
 
-/// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
+/// Recounts `task_hours` from the tasks (then `task_days` from them), after the seed's load: the rows of every task
 /// (`counters::EVERY_CAMPAIGN`) and of each campaign.
 const RECOUNT_TASK_HOURS: [&str; 3] = [
     "DELETE FROM task_hour_changes",
@@ -162,6 +163,9 @@ pub(super) async fn load(
         .await?;
         for sql in RECOUNT_TASK_HOURS {
             sqlx::query(sql).execute(&mut *tx).await?;
+        }
+        for sql in recount_task_days(s.days, COUNTER_TABLES) {
+            sqlx::query(&sql).execute(&mut *tx).await?;
         }
     }
     for (_, sql) in &indexes {

@@ -5,13 +5,18 @@ use std::collections::HashMap;
 use super::background::{CREATED_CHANNEL, STOPPED_CHANNEL};
 use super::{PgStore, arguments, has_nul, outbox};
 use crate::domain::{NewTask, TaskFilter, TaskStatus};
+use crate::store::counters::TaskTables;
 use crate::store::outbox::NewEvent;
 use crate::store::rows::{OPEN, TASK_COLUMNS};
 use crate::store::sql::{Dialect, json};
+use crate::store::tasks::CounterRow;
 use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
 
 /// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
 const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
+
+/// The tables of `task_hours` and `task_days` a recount writes.
+pub(super) const COUNTER_TABLES: TaskTables = ("task_hours_folded", "task_days_folded");
 
 pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
     let ticket_nos: Vec<&str> = new.iter().map(|t| t.ticket_no.as_str()).collect();
@@ -89,16 +94,23 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let (seek, window) = if let Some(q) = tasks::seek_hours(Dialect::Postgres, f) {
-        let hours = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
-        let (seek, window) = tasks::seek(f, &hours);
-        (seek, Some(window))
-    } else if let Some(q) = tasks::window(Dialect::Postgres, f) {
-        let (first_batch_id, last_batch_id, total) =
-            sqlx::query_as_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?;
-        (None, Some(tasks::Window { first_batch_id, last_batch_id, total }))
-    } else {
-        (None, None)
+    let (seek, window) = match tasks::counters(Dialect::Postgres, s.days, f) {
+        Some(q) => {
+            let rows: Vec<CounterRow> =
+                sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+            let (window, walk) = tasks::read_counters(f, &rows);
+            let seek = match walk {
+                tasks::Walk::Seek(seek) => seek,
+                tasks::Walk::Day(day) => {
+                    let q = tasks::day_hours(Dialect::Postgres, f, day.day_ms);
+                    let hours: Vec<CounterRow> =
+                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+                    tasks::walk_day(f, day, &hours)
+                }
+            };
+            (seek, Some(window))
+        }
+        None => (None, None),
     };
     let total: i64 = match window.and_then(|w| w.total) {
         Some(total) => total,

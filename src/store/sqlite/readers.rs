@@ -125,15 +125,6 @@ pub(super) fn query_lazily<T, R>(
     error.map_or(Ok(taken), Err)
 }
 
-/// `q`'s single row, decoded by `decode`.
-pub(super) fn query_row<T>(
-    conn: &Connection,
-    q: &Sql,
-    decode: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
-) -> rusqlite::Result<T> {
-    conn.prepare_cached(&q.text)?.query_row(params_from_iter(&q.args), decode)
-}
-
 /// `q`'s single value.
 pub(super) fn query_one<T: rusqlite::types::FromSql>(conn: &Connection, q: &Sql) -> rusqlite::Result<T> {
     conn.prepare_cached(&q.text)?.query_row(params_from_iter(&q.args), |row| row.get(0))

@@ -60,7 +60,7 @@ pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDelta
 pub(super) async fn counter_days(writer: &sqlx::SqlitePool, wanted: CounterDays) -> Result<CounterDays> {
     let mut tx = writer.begin().await?;
     let kept = sqlx::query_scalar("SELECT offset_ms FROM counter_days").fetch_optional(&mut *tx).await?;
-    let (days, statements) = counters::settle_days(kept, wanted);
+    let (days, statements) = counters::settle_days(kept, wanted, super::tasks::COUNTER_TABLES);
     for statement in statements {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }

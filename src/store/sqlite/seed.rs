@@ -18,7 +18,7 @@ use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
 
 /// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
-/// (`counters::EVERY_CAMPAIGN`) and of each campaign.
+/// (`counters::EVERY_CAMPAIGN`) and of each campaign (`task_days` follows by its triggers).
 const RECOUNT_TASK_HOURS: [&str; 2] = [
     "DELETE FROM task_hours",
     "INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
@@ -237,6 +237,16 @@ mod tests {
         );
         assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = ''"), 200);
         assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = 'default'"), 200);
+        // Each day of `task_days` is its hours' sum (by the triggers on `task_hours`).
+        assert_eq!(count("SELECT SUM(tasks) FROM task_days WHERE batch_name = 'default'"), 200);
+        assert_eq!(
+            count(
+                "SELECT COUNT(*) FROM task_days d WHERE tasks <> (SELECT SUM(tasks) FROM task_hours h
+                 WHERE h.batch_name = d.batch_name AND h.status = d.status
+                   AND h.hour_ms >= d.day_ms AND h.hour_ms < d.day_ms + 86400000)"
+            ),
+            0
+        );
         assert_eq!(count("SELECT SUM(tasks) FROM task_counts WHERE batch_name = 'default'"), 200);
         assert_eq!(
             count("SELECT COUNT(*) FROM sqlite_master WHERE name = 'records_by_phone'"),

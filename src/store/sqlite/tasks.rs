@@ -4,10 +4,14 @@ use std::collections::HashMap;
 
 use super::{SqliteStore, campaigns, outbox, readers};
 use crate::domain::{NewTask, TaskFilter};
+use crate::store::counters::TaskTables;
 use crate::store::outbox::NewEvent;
 use crate::store::rows::{OPEN, TASK_COLUMNS};
 use crate::store::sql::{Dialect, json};
 use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
+
+/// The tables of `task_hours` and `task_days` a recount writes.
+pub(super) const COUNTER_TABLES: TaskTables = ("task_hours", "task_days");
 
 pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
     let ticket_nos: Vec<&str> = new.iter().map(|t| t.ticket_no.as_str()).collect();
@@ -77,21 +81,24 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
 
 pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRow>> {
     let bounded = tasks::read_is_bounded(f);
-    let f = f.clone();
+    let (f, days) = (f.clone(), s.days);
     let read = move |conn: &rusqlite::Connection| {
-        let (seek, window) = if let Some(q) = tasks::seek_hours(Dialect::Sqlite, &f) {
-            let hours = readers::query(conn, &q, |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
-            })?;
-            let (seek, window) = tasks::seek(&f, &hours);
-            (seek, Some(window))
-        } else if let Some(q) = tasks::window(Dialect::Sqlite, &f) {
-            let window = readers::query_row(conn, &q, |r| {
-                Ok(tasks::Window { first_batch_id: r.get(0)?, last_batch_id: r.get(1)?, total: r.get(2)? })
-            })?;
-            (None, Some(window))
-        } else {
-            (None, None)
+        let counter_row = |r: &rusqlite::Row<'_>| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+        };
+        let (seek, window) = match tasks::counters(Dialect::Sqlite, days, &f) {
+            Some(q) => {
+                let (window, walk) = tasks::read_counters(&f, &readers::query(conn, &q, counter_row)?);
+                let seek = match walk {
+                    tasks::Walk::Seek(seek) => seek,
+                    tasks::Walk::Day(day) => {
+                        let hours = tasks::day_hours(Dialect::Sqlite, &f, day.day_ms);
+                        tasks::walk_day(&f, day, &readers::query(conn, &hours, counter_row)?)
+                    }
+                };
+                (seek, Some(window))
+            }
+            None => (None, None),
         };
         let total = match window.and_then(|w| w.total) {
             Some(total) => total,
