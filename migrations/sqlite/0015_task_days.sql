@@ -3,9 +3,9 @@
 -- and bounds read its whole days here and only the hours at its edges in task_hours; a
 -- deep page skips whole days, then whole hours of the day it lands in.
 --
--- The triggers below keep each day the sum of its hours, whatever writes task_hours
--- (createTasks, the seed, the status trigger): in the same transaction, always exact. A
--- row left at 0 tasks keeps its bounds, like the hours'.
+-- createTasks and the seed add the tasks they create to both; the trigger below moves a
+-- task between statuses in its hour and its day, in the same transaction. A row left at
+-- 0 tasks keeps its bounds, like the hours'.
 CREATE TABLE task_days (
     batch_name     TEXT    NOT NULL,   -- '' for every task, else one campaign's tasks
     day_ms         INTEGER NOT NULL,   -- start of the counters' day of creation, epoch ms
@@ -23,31 +23,30 @@ SELECT batch_name, (hour_ms + offset_ms) / 86400000 * 86400000 - offset_ms, stat
        SUM(tasks), MIN(first_batch_id), MAX(last_batch_id)
 FROM task_hours CROSS JOIN counter_days GROUP BY 1, 2, 3;
 
-CREATE TRIGGER task_days_insert AFTER INSERT ON task_hours BEGIN
-    INSERT INTO task_days (batch_name, day_ms, status, tasks, first_batch_id, last_batch_id)
-    SELECT NEW.batch_name, (NEW.hour_ms + offset_ms) / 86400000 * 86400000 - offset_ms, NEW.status,
-           NEW.tasks, NEW.first_batch_id, NEW.last_batch_id
-    FROM (SELECT COALESCE((SELECT offset_ms FROM counter_days), 0) AS offset_ms) WHERE true
-    ON CONFLICT (batch_name, day_ms, status) DO UPDATE SET
-        tasks = tasks + excluded.tasks,
+-- The trigger of 0013, now also moving the task in its day's rows (of every task and of
+-- its campaign).
+DROP TRIGGER task_hours_update;
+CREATE TRIGGER task_hours_update AFTER UPDATE OF status ON tasks
+WHEN OLD.status <> NEW.status BEGIN
+    UPDATE task_hours SET tasks = tasks - 1
+    WHERE batch_name IN ('', OLD.batch_name)
+      AND hour_ms = (OLD.created_ms / 3600000) * 3600000 AND status = OLD.status;
+    INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
+    VALUES ('', (NEW.created_ms / 3600000) * 3600000, NEW.status, 1, NEW.batch_id, NEW.batch_id),
+           (NEW.batch_name, (NEW.created_ms / 3600000) * 3600000, NEW.status, 1, NEW.batch_id, NEW.batch_id)
+    ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
+        tasks = tasks + 1,
         first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
         last_batch_id = MAX(last_batch_id, excluded.last_batch_id);
-END;
-
--- An upsert's update of an hour lands here too.
-CREATE TRIGGER task_days_update AFTER UPDATE ON task_hours BEGIN
-    UPDATE task_days SET
-        tasks = tasks + NEW.tasks - OLD.tasks,
-        first_batch_id = MIN(first_batch_id, NEW.first_batch_id),
-        last_batch_id = MAX(last_batch_id, NEW.last_batch_id)
-    WHERE batch_name = NEW.batch_name AND status = NEW.status
-      AND day_ms = (SELECT (NEW.hour_ms + offset_ms) / 86400000 * 86400000 - offset_ms
-                    FROM (SELECT COALESCE((SELECT offset_ms FROM counter_days), 0) AS offset_ms));
-END;
-
-CREATE TRIGGER task_days_delete AFTER DELETE ON task_hours BEGIN
-    UPDATE task_days SET tasks = tasks - OLD.tasks
-    WHERE batch_name = OLD.batch_name AND status = OLD.status
-      AND day_ms = (SELECT (OLD.hour_ms + offset_ms) / 86400000 * 86400000 - offset_ms
-                    FROM (SELECT COALESCE((SELECT offset_ms FROM counter_days), 0) AS offset_ms));
+    UPDATE task_days SET tasks = tasks - 1
+    WHERE batch_name IN ('', OLD.batch_name) AND status = OLD.status
+      AND day_ms = (SELECT (OLD.created_ms + offset_ms) / 86400000 * 86400000 - offset_ms FROM counter_days);
+    INSERT INTO task_days (batch_name, day_ms, status, tasks, first_batch_id, last_batch_id)
+    SELECT scope.batch_name, (NEW.created_ms + offset_ms) / 86400000 * 86400000 - offset_ms, NEW.status, 1,
+           NEW.batch_id, NEW.batch_id
+    FROM counter_days, (SELECT '' AS batch_name UNION ALL SELECT NEW.batch_name) AS scope WHERE true
+    ON CONFLICT (batch_name, day_ms, status) DO UPDATE SET
+        tasks = tasks + 1,
+        first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
+        last_batch_id = MAX(last_batch_id, excluded.last_batch_id);
 END;

@@ -31,25 +31,26 @@ pub(super) fn batch_ids(tasks: &[NewTask], ids: &HashMap<String, i64>) -> Result
         .collect()
 }
 
-/// A `task_hours` row of tasks just created, all waiting.
+/// A `task_hours` or `task_days` row of tasks just created, all waiting.
 #[derive(Debug, PartialEq, Eq, serde::Serialize)]
-pub(super) struct CreatedHour {
+pub(super) struct CreatedCount {
     pub batch_name: String,
-    pub hour_ms: i64,
+    pub start_ms: i64,
     pub tasks: i64,
     pub first_batch_id: i64,
     pub last_batch_id: i64,
 }
 
-/// The `task_hours` rows of tasks just created at `now_ms` (ticketNo, batchId, campaign):
-/// one of every task (`EVERY_CAMPAIGN`) and one per campaign, in key order.
-pub(super) fn created_hours(created: &[(String, i64, String)], now_ms: i64) -> Vec<CreatedHour> {
-    let mut rows: std::collections::BTreeMap<&str, CreatedHour> = Default::default();
+/// The rows of tasks just created (ticketNo, batchId, campaign) in the hour or day that
+/// starts at `start_ms`: one of every task (`EVERY_CAMPAIGN`) and one per campaign, in
+/// key order.
+pub(super) fn created_counts(created: &[(String, i64, String)], start_ms: i64) -> Vec<CreatedCount> {
+    let mut rows: BTreeMap<&str, CreatedCount> = BTreeMap::new();
     for (_, id, campaign) in created {
         for name in [EVERY_CAMPAIGN, campaign.as_str()] {
-            let row = rows.entry(name).or_insert_with(|| CreatedHour {
+            let row = rows.entry(name).or_insert_with(|| CreatedCount {
                 batch_name: name.to_string(),
-                hour_ms: task_hour(now_ms),
+                start_ms,
                 tasks: 0,
                 first_batch_id: *id,
                 last_batch_id: *id,
@@ -623,19 +624,19 @@ mod tests {
     fn created_tasks_count_in_every_tasks_hour_and_their_campaigns() {
         let created = [("A", 7, "春季"), ("B", 8, "default"), ("C", 9, "春季")]
             .map(|(no, id, campaign)| (no.to_string(), id, campaign.to_string()));
-        let now = 5 * HOUR_MS + 10;
-        let row = |name: &str, tasks, first_batch_id, last_batch_id| CreatedHour {
+        let hour = 5 * HOUR_MS;
+        let row = |name: &str, tasks, first_batch_id, last_batch_id| CreatedCount {
             batch_name: name.into(),
-            hour_ms: 5 * HOUR_MS,
+            start_ms: hour,
             tasks,
             first_batch_id,
             last_batch_id,
         };
         assert_eq!(
-            created_hours(&created, now),
+            created_counts(&created, hour),
             vec![row(EVERY_CAMPAIGN, 3, 7, 9), row("default", 1, 8, 8), row("春季", 2, 7, 9)]
         );
-        assert!(created_hours(&[], now).is_empty());
+        assert!(created_counts(&[], hour).is_empty());
     }
 
     #[test]

@@ -71,11 +71,11 @@ pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<
         // the triggers' moves between statuses, and folded later).
         sqlx::query(
             "INSERT INTO task_hour_changes (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
-             SELECT batch_name, hour_ms, 'pending', tasks, first_batch_id, last_batch_id
-             FROM json_to_recordset($1::json) AS d (batch_name text, hour_ms bigint, tasks bigint,
+             SELECT batch_name, start_ms, 'pending', tasks, first_batch_id, last_batch_id
+             FROM json_to_recordset($1::json) AS d (batch_name text, start_ms bigint, tasks bigint,
                                                    first_batch_id bigint, last_batch_id bigint)",
         )
-        .bind(json(&tasks::created_hours(&inserted, now_ms)))
+        .bind(json(&tasks::created_counts(&inserted, tasks::task_hour(now_ms))))
         .execute(&mut *tx)
         .await?;
         sqlx::query("SELECT pg_notify($1, $2)")

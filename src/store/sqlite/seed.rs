@@ -12,13 +12,14 @@ use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use super::records::ADD_STATS;
-use crate::store::counters::{CounterDays, StatsTally, TalkTally, recount_extensions};
+use super::tasks::COUNTER_TABLES;
+use crate::store::counters::{CounterDays, StatsTally, TalkTally, recount_extensions, recount_task_days};
 use crate::store::seed::{SEED_CAMPAIGN, SeedPlan};
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
 
 /// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
-/// (`counters::EVERY_CAMPAIGN`) and of each campaign (`task_days` follows by its triggers).
+/// (`counters::EVERY_CAMPAIGN`) and of each campaign (then `task_days` from them).
 const RECOUNT_TASK_HOURS: [&str; 2] = [
     "DELETE FROM task_hours",
     "INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
@@ -132,6 +133,9 @@ fn load_file(path: &Path, plan: SeedPlan, days: CounterDays) -> Result<()> {
     for sql in RECOUNT_TASK_HOURS {
         tx.execute(sql, [])?;
     }
+    for sql in recount_task_days(days, COUNTER_TABLES) {
+        tx.execute(&sql, [])?;
+    }
     for (_, sql) in &indexes {
         tx.execute(sql, [])?;
     }
@@ -237,7 +241,7 @@ mod tests {
         );
         assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = ''"), 200);
         assert_eq!(count("SELECT SUM(tasks) FROM task_hours WHERE batch_name = 'default'"), 200);
-        // Each day of `task_days` is its hours' sum (by the triggers on `task_hours`).
+        // Each day of `task_days` is its hours' sum.
         assert_eq!(count("SELECT SUM(tasks) FROM task_days WHERE batch_name = 'default'"), 200);
         assert_eq!(
             count(

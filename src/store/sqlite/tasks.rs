@@ -56,22 +56,27 @@ pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Res
         .bind(now_ms)
         .fetch_all(&mut *tx)
         .await?;
-        // The request's tasks, all waiting, in their hour of `task_hours` (the triggers
-        // move them between statuses from then on). `WHERE true`: without it SQLite would
-        // read ON CONFLICT as a join constraint.
-        sqlx::query(
-            "INSERT INTO task_hours (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
-             SELECT value ->> 'batch_name', value ->> 'hour_ms', 'pending', value ->> 'tasks',
-                    value ->> 'first_batch_id', value ->> 'last_batch_id'
-             FROM json_each(?) WHERE true
-             ON CONFLICT (batch_name, hour_ms, status) DO UPDATE SET
-                 tasks = tasks + excluded.tasks,
-                 first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
-                 last_batch_id = MAX(last_batch_id, excluded.last_batch_id)",
-        )
-        .bind(json(&tasks::created_hours(&created, now_ms)))
-        .execute(&mut *tx)
-        .await?;
+        // The request's tasks, all waiting, in their hour of `task_hours` and their day of
+        // `task_days` (the trigger moves them between statuses from then on). `WHERE true`:
+        // without it SQLite would read ON CONFLICT as a join constraint.
+        for (table, start, start_ms) in [
+            ("task_hours", "hour_ms", tasks::task_hour(now_ms)),
+            ("task_days", "day_ms", s.days.start(now_ms)),
+        ] {
+            sqlx::query(&format!(
+                "INSERT INTO {table} (batch_name, {start}, status, tasks, first_batch_id, last_batch_id)
+                 SELECT value ->> 'batch_name', value ->> 'start_ms', 'pending', value ->> 'tasks',
+                        value ->> 'first_batch_id', value ->> 'last_batch_id'
+                 FROM json_each(?) WHERE true
+                 ON CONFLICT (batch_name, {start}, status) DO UPDATE SET
+                     tasks = tasks + excluded.tasks,
+                     first_batch_id = MIN(first_batch_id, excluded.first_batch_id),
+                     last_batch_id = MAX(last_batch_id, excluded.last_batch_id)"
+            ))
+            .bind(json(&tasks::created_counts(&created, start_ms)))
+            .execute(&mut *tx)
+            .await?;
+        }
         ids.extend(created.into_iter().map(|(ticket_no, id, _)| (ticket_no, id)));
     }
     let ids = tasks::batch_ids(new, &ids)?;
