@@ -130,16 +130,15 @@ pub(super) fn counters(dialect: Dialect, days: CounterDays, f: &TaskFilter) -> O
     }
     q.push(" FROM (");
     let parts = if lo_d < hi_d {
-        [(DAY_MS, (lo_d, hi_d)), (HOUR_MS, (from, lo_d)), (HOUR_MS, (hi_d, until))]
+        vec![(DAY_MS, (lo_d, hi_d)), (HOUR_MS, (from, lo_d)), (HOUR_MS, (hi_d, until))]
     } else {
-        [(HOUR_MS, (from, until)), (HOUR_MS, (0, 0)), (HOUR_MS, (0, 0))]
+        vec![(HOUR_MS, (from, until))]
     };
-    let mut arms = parts.into_iter().filter(|(_, (lo, hi))| lo < hi).peekable();
-    while let Some((span_ms, span)) = arms.next() {
-        push_counters(&mut q, f, span_ms, span);
-        if arms.peek().is_some() {
+    for (i, (span_ms, span)) in parts.into_iter().filter(|(_, (lo, hi))| lo < hi).enumerate() {
+        if i > 0 {
             q.push(" UNION ALL ");
         }
+        push_counters(&mut q, f, span_ms, span);
     }
     q.push(") AS counters");
     Some(q)

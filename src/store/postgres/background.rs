@@ -34,7 +34,7 @@ pub(super) const CAMPAIGNS_CHANNEL: &str = "callcenter_campaigns_changed";
 pub(super) async fn fold_task_counts_forever(pool: PgPool, days: CounterDays) {
     let mut every = tokio::time::interval(FOLD_TASK_COUNTS_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let fold_hours = format!(
+    let fold_hours_and_days = format!(
         "WITH changes AS (DELETE FROM task_hour_changes RETURNING *),
          hours AS (
              INSERT INTO task_hours_folded (batch_name, hour_ms, status, tasks, first_batch_id, last_batch_id)
@@ -60,7 +60,7 @@ pub(super) async fn fold_task_counts_forever(pool: PgPool, days: CounterDays) {
              INSERT INTO task_counts_folded (batch_name, status, tasks)
              SELECT batch_name, status, SUM(tasks) FROM changes GROUP BY batch_name, status ORDER BY batch_name, status
              ON CONFLICT (batch_name, status) DO UPDATE SET tasks = task_counts_folded.tasks + EXCLUDED.tasks",
-            &fold_hours,
+            &fold_hours_and_days,
         ] {
             if let Err(e) = sqlx::query(fold).execute(&pool).await {
                 tracing::debug!(error = %e, "could not fold task counts yet");

@@ -7,8 +7,8 @@ use crate::store::Result;
 use crate::store::counters::{CounterDays, recount_extensions, recount_task_days, respread_talk};
 use crate::store::seed;
 
-/// Recounts `task_hours` from the tasks (then `task_days` from them), after the seed's load: the rows of every task
-/// (`counters::EVERY_CAMPAIGN`) and of each campaign.
+/// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
+/// (`counters::EVERY_CAMPAIGN`) and of each campaign (then `task_days` from them).
 const RECOUNT_TASK_HOURS: [&str; 3] = [
     "DELETE FROM task_hour_changes",
     "DELETE FROM task_hours_folded",

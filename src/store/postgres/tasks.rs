@@ -15,7 +15,7 @@ use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
 /// The advisory lock key that serialises `create_tasks` across nodes ("callcent").
 const CREATE_LOCK: i64 = 0x6361_6c6c_6365_6e74;
 
-/// The tables of `task_hours` and `task_days` a recount writes.
+/// The tables a recount of `task_days` reads its hours from and writes its days to.
 pub(super) const COUNTER_TABLES: TaskTables = ("task_hours_folded", "task_days_folded");
 
 pub(super) async fn create(s: &PgStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {

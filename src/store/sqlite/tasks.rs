@@ -10,7 +10,7 @@ use crate::store::rows::{OPEN, TASK_COLUMNS};
 use crate::store::sql::{Dialect, json};
 use crate::store::{Paged, Result, StopOutcome, TaskRow, tasks};
 
-/// The tables of `task_hours` and `task_days` a recount writes.
+/// The tables a recount of `task_days` reads its hours from and writes its days to.
 pub(super) const COUNTER_TABLES: TaskTables = ("task_hours", "task_days");
 
 pub(super) async fn create(s: &SqliteStore, new: &[NewTask], now_ms: i64) -> Result<Vec<i64>> {
