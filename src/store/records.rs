@@ -2,8 +2,6 @@
 //! pages a seek by the day and hour counters), and which of its reads are bounded by the
 //! page.
 
-use std::collections::BTreeMap;
-
 use super::counters::{
     CounterDays, DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets,
     talk_buckets, total_plan,
@@ -104,9 +102,7 @@ fn extension_seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter, e
 ///
 /// Its rows are parts (`Part`), one row per bucket, merged newest first by the database
 /// from the counters' index (no sort), to be summed by `parts`: a walk reads only the
-/// rows down to the part its page starts in. (The day's hours are read unordered and
-/// summed in the server: at most 24 rows a bucket, and merging them cost SQLite more than
-/// reading them.)
+/// rows down to the part its page starts in.
 pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Option<Sql> {
     if f.page.offset() < SEEK_OFFSET {
         return None;
@@ -122,7 +118,7 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
         push_partial_top(&mut q, f, lo);
     }
     let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
-    push_counts(&mut q, f, campaign, &parts);
+    push_bucket_counts(&mut q, f, campaign, &parts);
     q.push(" ORDER BY start_ms DESC");
     Some(q)
 }
@@ -174,7 +170,8 @@ pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, parts: impl Iterator
         (before, Some(((day_ms, DAY_MS, _), skipped))) if counted_extension(f).is_none() => {
             let campaign = counted_campaign(f).unwrap_or(EVERY_CAMPAIGN);
             let mut q = Sql::new(dialect, "");
-            push_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
+            push_bucket_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
+            q.push(" ORDER BY start_ms DESC");
             SeekStep::Within(q, Within { offset, size, skipped, before })
         }
         (before, Some((part, skipped))) => SeekStep::Done(into_part(before, part, offset - skipped, size)),
@@ -183,14 +180,8 @@ pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, parts: impl Iterator
 }
 
 impl Within {
-    /// The seek, given the rows of the statement of `SeekStep::Within` (the day's hours'
-    /// buckets, in any order).
-    pub(super) fn seek(self, rows: impl Iterator<Item = Part>) -> Option<Seek> {
-        let mut hours = BTreeMap::new();
-        for (start_ms, _, calls) in rows {
-            *hours.entry(start_ms).or_insert(0) += calls;
-        }
-        let hours = hours.into_iter().rev().map(|(start_ms, calls)| (start_ms, HOUR_MS, calls));
+    /// The seek, given the day's hours (the parts of the statement of `SeekStep::Within`).
+    pub(super) fn seek(self, hours: impl Iterator<Item = Part>) -> Option<Seek> {
         match walk(self.offset, self.skipped, hours) {
             (before, Some((hour, skipped))) => {
                 into_part(before.or(self.before), hour, self.offset - skipped, self.size)
@@ -213,15 +204,36 @@ fn into_part(before: Option<Seek>, part: Part, into: i64, size: i64) -> Option<S
     }
 }
 
-/// The counts of `record_talk` in the filter's buckets (`talk_terms`) and campaign over
-/// `parts` (span, [lo, hi)), as rows (start_ms, span_ms, calls) of one bucket each, to sum:
-/// each is read from the index in time order (no row when there is nothing to count: no
-/// part, or no talk time in the range).
-fn push_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i64, i64))]) {
-    let terms = talk_terms(f);
+/// The counts of `record_talk` in the filter's buckets and campaign over `parts` (span,
+/// [lo, hi)), as rows (start_ms, span_ms, calls) of one bucket each, so that each is read
+/// from the index in time order and the database merges them (no row when there is nothing
+/// to count: no part, or no talk time in the range).
+fn push_bucket_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i64, i64))]) {
+    let terms: Vec<(i64, TalkBuckets)> = talk_terms(f)
+        .into_iter()
+        .flat_map(|(sign, buckets)| match buckets {
+            TalkBuckets::Listed(level, list) => {
+                list.into_iter().map(|b| (sign, TalkBuckets::Listed(level, vec![b]))).collect()
+            }
+            range => vec![(sign, range)],
+        })
+        .collect();
+    push_counts(q, f, campaign, &terms, parts);
+}
+
+/// The counts of `record_talk` in the filter's campaign of `terms` over `parts` (span,
+/// [lo, hi)), as rows (start_ms, span_ms, calls) to sum (no row when there is nothing to
+/// count: no part, or no talk time in the range).
+fn push_counts(
+    q: &mut Sql,
+    f: &RecordFilter,
+    campaign: &str,
+    terms: &[(i64, TalkBuckets)],
+    parts: &[(i64, (i64, i64))],
+) {
     let mut first = true;
     for &(span_ms, (lo, hi)) in parts.iter().filter(|(_, (lo, hi))| lo < hi) {
-        for (sign, term) in &terms {
+        for (sign, buckets) in terms {
             q.push(if first { "" } else { " UNION ALL " });
             first = false;
             let sign = if *sign < 0 { "-" } else { "" };
@@ -230,7 +242,7 @@ fn push_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, parts: &[(i64, (i6
             ))
             .bind(f.call_type.code());
             q.push(" AND batch_name = ").bind(campaign).push(" AND span_ms = ").bind(span_ms);
-            push_term(q, term);
+            push_talk_buckets(q, buckets);
             q.push(" AND start_ms >= ").bind(lo).push(" AND start_ms < ").bind(hi);
         }
     }
@@ -277,7 +289,7 @@ fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
     let parts = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
     q.push("((SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
-    push_counts(q, f, campaign, &parts);
+    push_counts(q, f, campaign, &talk_terms(f), &parts);
     q.push(") AS parts)");
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
         push_rows(q, f, lo, hi);
@@ -322,24 +334,21 @@ fn push_rows(q: &mut Sql, f: &RecordFilter, lo: i64, hi: i64) {
     q.push(")");
 }
 
-/// One `record_talk` series a total sums: a bucket of one level, or a range of the top
-/// level's buckets.
-enum Term {
-    Bucket(u32, i64),
-    Top { first: i64, last: Option<i64> },
-}
-
-/// ` AND level = … AND bucket …` of one term.
-fn push_term(q: &mut Sql, term: &Term) {
-    match *term {
-        Term::Bucket(level, bucket) => {
-            q.push(" AND level = ").bind(i64::from(level)).push(" AND bucket = ").bind(bucket);
+/// ` AND level = … AND bucket …` for one level's buckets.
+fn push_talk_buckets(q: &mut Sql, buckets: &TalkBuckets) {
+    match buckets {
+        TalkBuckets::Listed(level, list) => {
+            q.push(" AND level = ").bind(i64::from(*level)).push(" AND bucket IN (");
+            for (i, bucket) in list.iter().enumerate() {
+                q.push(if i == 0 { "" } else { ", " }).bind(*bucket);
+            }
+            q.push(")");
         }
-        Term::Top { first, last } => {
+        TalkBuckets::Range { first, last } => {
             q.push(" AND level = ").bind(i64::from(TALK_LEVELS - 1));
-            q.push(" AND bucket >= ").bind(first);
+            q.push(" AND bucket >= ").bind(*first);
             if let Some(last) = last {
-                q.push(" AND bucket <= ").bind(last);
+                q.push(" AND bucket <= ").bind(*last);
             }
         }
     }
@@ -352,42 +361,30 @@ fn talk_range(f: &RecordFilter) -> Option<(Option<i64>, Option<i64>)> {
     (min.is_some() || max.is_some()).then_some((min, max))
 }
 
-/// The `record_talk` series a total sums, each added (1) or taken away (-1): every call
-/// (`EVERY_CALL_LEVEL`) without a timeLen range; else the range's own buckets, or, when
-/// fewer, every call less the buckets outside it (`timeLenStart` 5: the calls of talk
-/// time 0 to 4, five buckets, against 41 for 5 and up). Empty when no talk time is in the
-/// range. One bucket a term, each its own seek: a list of buckets (`bucket IN (…)`) cost
-/// SQLite an ephemeral table at each run, four times the seeks (bench/RESULTS.md).
-fn talk_terms(f: &RecordFilter) -> Vec<(i64, Term)> {
-    let every_call = (1, Term::Bucket(EVERY_CALL_LEVEL, 0));
+/// The `record_talk` buckets a total sums, each added (1) or taken away (-1):
+/// every call (`EVERY_CALL_LEVEL`) without a timeLen range; else the range's own
+/// buckets, or, when fewer, every call less the buckets outside it (`timeLenStart` 5: the
+/// calls of talk time 0 to 4, five buckets, against 41 for 5 and up). Empty when no talk
+/// time is in the range.
+fn talk_terms(f: &RecordFilter) -> Vec<(i64, TalkBuckets)> {
+    let every_call = || TalkBuckets::Listed(EVERY_CALL_LEVEL, vec![0]);
     let Some((min, max)) = talk_range(f) else {
-        return vec![every_call];
+        return vec![(1, every_call())];
     };
-    let terms = |sign: i64, plan: Vec<TalkBuckets>| -> Vec<(i64, Term)> {
-        plan.into_iter()
-            .flat_map(|buckets| match buckets {
-                TalkBuckets::Listed(level, list) => {
-                    list.into_iter().map(|bucket| (sign, Term::Bucket(level, bucket))).collect()
-                }
-                TalkBuckets::Range { first, last } => vec![(sign, Term::Top { first, last })],
-            })
-            .collect()
-    };
-    let direct = terms(1, talk_buckets(min, max));
+    let direct = talk_buckets(min, max);
     let mut complement = min.map_or_else(Vec::new, |m| talk_buckets(None, Some(m - 1)));
     if let Some(m) = max {
         complement.extend(talk_buckets(Some(m + 1), None));
     }
-    // Each bucket is a seek per day or hour; a range, a scan of a few rows; every call one
-    // more seek.
-    let seeks = |terms: &[(i64, Term)]| -> usize {
-        terms.iter().map(|(_, term)| if let Term::Top { .. } = term { 2 } else { 1 }).sum()
+    // Each listed bucket is a seek per day or hour; a range, a scan of a few rows; every
+    // call one more seek.
+    let seeks = |plan: &[TalkBuckets]| -> usize {
+        plan.iter().map(|b| if let TalkBuckets::Listed(_, list) = b { list.len() } else { 2 }).sum()
     };
-    let complement = terms(-1, complement);
     if seeks(&complement) + 1 < seeks(&direct) {
-        std::iter::once(every_call).chain(complement).collect()
+        std::iter::once((1, every_call())).chain(complement.into_iter().map(|b| (-1, b))).collect()
     } else {
-        direct
+        direct.into_iter().map(|b| (1, b)).collect()
     }
 }
 
@@ -472,11 +469,6 @@ mod tests {
         assert_eq!(within(90, 10, 5).seek(hours.into_iter()), Some(up));
         // A page that runs past the hour's bottom is read downwards.
         assert_eq!(within(100, 10, 5).seek(hours.into_iter()), below(4 * DAY_MS + 2 * HOUR_MS, 65));
-        // The day's rows come a bucket at a time, in any order, some taken away: summed by hour.
-        let (newer, older) = (4 * DAY_MS + 2 * HOUR_MS, 4 * DAY_MS + HOUR_MS);
-        let rows = [(older, HOUR_MS, 90), (newer, HOUR_MS, 40), (older, HOUR_MS, -20), (newer, HOUR_MS, -10)];
-        assert_eq!(within(50, 10, 5).seek(rows.into_iter()), below(newer, 15));
-        assert_eq!(within(90, 10, 5).seek(rows.into_iter()), Some(up));
     }
 
     #[test]

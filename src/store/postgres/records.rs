@@ -47,7 +47,7 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
                 SeekStep::Within(q, within) => {
                     let rows: Vec<Part> =
                         sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
-                    within.seek(rows.into_iter())
+                    within.seek(records::parts(rows.into_iter()))
                 }
             }
         }

@@ -81,7 +81,7 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
             })? {
                 SeekStep::Done(seek) => seek,
                 SeekStep::Within(q, within) => {
-                    readers::query_lazily(conn, &q, part, |rows| within.seek(rows))?
+                    readers::query_lazily(conn, &q, part, |rows| within.seek(records::parts(rows)))?
                 }
             },
             None => None,
