@@ -105,8 +105,8 @@ pub(super) fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -
 const NOTHING: (i64, i64) = (0, 0);
 
 /// How a records/list total over `[from, until)` is summed: whole days and the whole
-/// hours around them from `record_talk`, and only the rows of the partial hours at the
-/// edges counted one by one. Each part is a `[lo, hi)`, empty ones `(0, 0)`.
+/// hours around them from `record_talk`, and only the partial hours at the edges counted
+/// row by row (see `records::push_partial`). Each part is a `[lo, hi)`, empty ones `(0, 0)`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TotalPlan {
     pub days: (i64, i64),

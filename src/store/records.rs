@@ -83,7 +83,7 @@ pub(super) type Part = (i64, i64, i64);
 fn extension_seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter, extnum: &str) -> Option<Sql> {
     let (lo, hi) = days.whole(f.callout_from_ms, f.callout_until_ms)?;
     let mut q = Sql::new(dialect, "");
-    push_partial_top(&mut q, f, hi);
+    push_partial_top(&mut q, f, hi, None);
     q.push("SELECT day_ms AS start_ms, CAST(")
         .push(&DAY_MS.to_string())
         .push(" AS BIGINT) AS span_ms, calls");
@@ -115,7 +115,7 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
     let mut q = Sql::new(dialect, "");
     let (lo, hi) = plan.rows[1];
     if lo < hi {
-        push_partial_top(&mut q, f, lo);
+        push_partial_top(&mut q, f, lo, Some(campaign));
     }
     let parts = [(HOUR_MS, plan.hours[1]), (DAY_MS, plan.days), (HOUR_MS, plan.hours[0])];
     push_bucket_counts(&mut q, f, campaign, &parts);
@@ -124,13 +124,18 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
 }
 
 /// The first row of a seek's statement: the range's calls from `lo` to its top (those above
-/// its whole hours or days), as a part. Counted between both bounds: with one, PostgreSQL's
-/// generic plan expects a third of the table and starts parallel workers for it (4 ms).
-fn push_partial_top(q: &mut Sql, f: &RecordFilter, lo: i64) {
+/// its whole hours or days), as a part: counted by the hour (`push_partial`) with the
+/// campaign of the counters, else row by row. Counted between both bounds: with one,
+/// PostgreSQL's generic plan expects a third of the table and starts parallel workers for
+/// it (4 ms).
+fn push_partial_top(q: &mut Sql, f: &RecordFilter, lo: i64, campaign: Option<&str>) {
     if let Some(until) = f.callout_until_ms.filter(|&until| until > lo) {
         q.push("SELECT CAST(").bind(lo).push(" AS BIGINT) AS start_ms, CAST(").bind(until - lo);
         q.push(" AS BIGINT) AS span_ms, (CAST(0 AS BIGINT)");
-        push_rows(q, f, lo, until);
+        match campaign {
+            Some(campaign) => push_partial(q, f, campaign, lo, until),
+            None => push_rows(q, f, lo, until),
+        }
         q.push(") AS calls UNION ALL ");
     }
 }
@@ -292,7 +297,7 @@ fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
     push_counts(q, f, campaign, &talk_terms(f), &parts);
     q.push(") AS parts)");
     for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
-        push_rows(q, f, lo, hi);
+        push_partial(q, f, campaign, lo, hi);
     }
     q.push(")");
 }
@@ -322,6 +327,31 @@ fn push_extension_total(q: &mut Sql, days: CounterDays, f: &RecordFilter, extnum
         }
     }
     q.push(")");
+}
+
+/// ` + …` the filter's calls in `[lo, hi)`, a span with no whole hour in it (a range's
+/// edges), in the campaign's counters: each piece of it within an hour counted row by row,
+/// either its own rows or, when it is the longer part of its hour, the hour's counters
+/// less the rows of the rest of the hour (a range from 10:10 counts ten minutes of calls,
+/// not fifty; one from 10:30, half an hour either way).
+fn push_partial(q: &mut Sql, f: &RecordFilter, campaign: &str, lo: i64, hi: i64) {
+    let mut start = lo;
+    while start < hi {
+        let hour = start.div_euclid(HOUR_MS) * HOUR_MS;
+        let end = hi.min(hour + HOUR_MS);
+        if 2 * (end - start) <= HOUR_MS {
+            push_rows(q, f, start, end);
+        } else {
+            q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
+            push_counts(q, f, campaign, &talk_terms(f), &[(HOUR_MS, (hour, hour + HOUR_MS))]);
+            q.push(") AS hour) - (0");
+            for (lo, hi) in [(hour, start), (end, hour + HOUR_MS)].into_iter().filter(|(lo, hi)| lo < hi) {
+                push_rows(q, f, lo, hi);
+            }
+            q.push(")");
+        }
+        start = end;
+    }
 }
 
 /// ` + (SELECT COUNT(*) …)` of the filter's records of `[lo, hi)`.

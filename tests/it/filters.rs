@@ -535,6 +535,77 @@ async fn an_extensions_deep_pages_are_its_calls_in_order() {
     }
 }
 
+/// A range's partial hours are counted from whichever side is shorter: the edge's own
+/// calls, or its hour's counters less the calls of the rest of the hour. Edges on both
+/// sides of the half hour, with and without a talk-time range, give the exact total and,
+/// deep into the range, the calls in order.
+#[tokio::test]
+async fn a_ranges_edges_count_exactly_from_either_side_of_their_hour() {
+    let s = TestServer::start().await;
+    let tz = s.settings.timezone.0;
+    // Ten calls a minute from 09:00 to 12:59 UTC (2,400), talk times 0 to 199 s.
+    let start = Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap().timestamp_millis();
+    let call = |i: i64| (start + i / 10 * 60_000 + i % 10 * 1000, i * 7 % 200);
+    for batch in 0..4 {
+        let rows: Vec<Value> = (batch * 600..(batch + 1) * 600)
+            .map(|i| {
+                let (ms, talk) = call(i);
+                let answered = if talk > 0 { api_time(ms, tz) } else { String::new() };
+                json!({"uuid": format!("EDGE-{i:04}"), "telephone": "13912340000", "callType": "01",
+                       "calloutTime": api_time(ms, tz), "answeredTime": answered,
+                       "callEndTime": api_time(ms + talk * 1000, tz), "hangupCause": "NORMAL_CLEARING:sip:200"})
+            })
+            .collect();
+        let v = s.post("/api/aicall/records/import", &json!(rows)).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    let minute = |hour: i64, minute: i64| start + (hour - 9) * 3_600_000 + minute * 60_000;
+    // [from, until): each edge inside an hour, shorter or longer than half of it.
+    let ranges = [
+        (minute(9, 10), minute(12, 50)),
+        (minute(9, 50), minute(12, 10)),
+        (minute(9, 10), minute(12, 10)),
+        (minute(10, 40), minute(11, 20)),
+        (minute(10, 5), minute(10, 55)),
+    ];
+    for (from, until) in ranges {
+        for (talk_from, talk_to) in [(None, None), (Some(1), None), (Some(60), Some(120))] {
+            // Newest first; calls of one time by uuid, descending.
+            let expected: Vec<String> = (0..2400)
+                .rev()
+                .filter(|&i| {
+                    let (ms, talk) = call(i);
+                    (from..until).contains(&ms)
+                        && talk_from.is_none_or(|t| talk >= t)
+                        && talk_to.is_none_or(|t| talk <= t)
+                })
+                .map(|i| format!("EDGE-{i:04}"))
+                .collect();
+            for (page, size) in [(1, 10), (101, 10), (112, 10), (150, 10), (1000, 1)] {
+                let mut body = json!({"callType": "01", "calloutTimeStart": api_time(from, tz),
+                                      "calloutTimeEnd": api_time(until - 1000, tz), "pageNum": page, "pageSize": size});
+                if let Some(t) = talk_from {
+                    body["timeLenStart"] = json!(t);
+                }
+                if let Some(t) = talk_to {
+                    body["timeLenEnd"] = json!(t);
+                }
+                let v = s.post("/api/aicall/records/list", &body).await;
+                assert_eq!(v["code"], 0, "{v}");
+                assert_eq!(v["total"], expected.len(), "{body}");
+                let got: Vec<&str> =
+                    v["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap()).collect();
+                let offset = ((page - 1) * size).min(expected.len());
+                let want: Vec<&str> = expected[offset..(offset + size).min(expected.len())]
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect();
+                assert_eq!(got, want, "{body}");
+            }
+        }
+    }
+}
+
 /// A createTime window's deep pages skip its whole days and hours by their counts
 /// (`task_days`, `task_hours`) and read the hour they start in from its nearer end: every
 /// page, with a status or a campaign or neither, windows of whole days, inside hours, open
