@@ -108,8 +108,9 @@ pub(super) type CounterRow = (i64, i64, i64, i64, i64, i64, i64);
 /// (`CounterRow`), summed up by `read_counters`: its whole days from `task_days` and only
 /// the hours at its edges from `task_hours` (a week of Asia/Shanghai is seven rows per
 /// status, not 168: reading the hours cost a week's page twice a day's), and the tasks of
-/// the partial hours at the edges counted from `tasks_created` (or
-/// `tasks_campaign_created`), which carry the status, when the counters give the total.
+/// the partial hours at the edges (or of the rest of their hours, when shorter: `Edge`)
+/// counted from `tasks_created` (or `tasks_campaign_created`), which carry the status,
+/// when the counters give the total.
 /// Without a window, every day of the tasks' history: a row per day and status.
 pub(super) fn counters(dialect: Dialect, days: CounterDays, f: &TaskFilter) -> Option<Sql> {
     let windowed = f.created_from_ms.is_some() || f.created_until_ms.is_some();
@@ -119,12 +120,12 @@ pub(super) fn counters(dialect: Dialect, days: CounterDays, f: &TaskFilter) -> O
     let (from, until) = hour_span(f);
     let (lo_d, hi_d) = total_plan(f.created_from_ms, f.created_until_ms, days).days;
     let mut q = Sql::new(dialect, "SELECT start_ms, span_ms, tasks, first_batch_id, last_batch_id");
-    let (top, bottom) = if countable_by_hours(f) { partial_hours(f) } else { (None, None) };
+    let (top, bottom) = if countable_by_hours(f) { edges(f) } else { (None, None) };
     for edge in [top, bottom] {
         q.push(", CAST((0");
         if let Some(edge) = edge {
             q.push(" + ");
-            window_rows(&mut q, f, edge);
+            window_rows(&mut q, f, edge.counted);
         }
         q.push(") AS BIGINT)");
     }
@@ -182,6 +183,32 @@ fn partial_hours(f: &TaskFilter) -> (Option<Span>, Option<Span>) {
             (until.filter(|&u| u > hi).map(|u| (hi, u)), from.filter(|&f| f < lo).map(|f| (f, lo)))
         }
     }
+}
+
+/// A partial hour at a window's edge, as its tasks are counted one by one: its own
+/// (`counted` is the edge), or, when it is the longer part of its hour, the rest of the
+/// hour, taken from the hour's count in `task_hours` (`less_from_hour`, the hour's start:
+/// a window from 10:10 counts ten minutes of tasks, not fifty).
+#[derive(Clone, Copy)]
+struct Edge {
+    counted: Span,
+    less_from_hour: Option<i64>,
+}
+
+/// `partial_hours`, as `Edge`s. A window with no whole hour is counted as it is.
+fn edges(f: &TaskFilter) -> (Option<Edge>, Option<Edge>) {
+    let whole = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS).is_some();
+    let edge = |(lo, hi): Span| {
+        let hour = task_hour(lo);
+        if whole && 2 * (hi - lo) > HOUR_MS {
+            let rest = if lo == hour { (hi, hour + HOUR_MS) } else { (hour, lo) };
+            Edge { counted: rest, less_from_hour: Some(hour) }
+        } else {
+            Edge { counted: (lo, hi), less_from_hour: None }
+        }
+    };
+    let (top, bottom) = partial_hours(f);
+    (top.map(edge), bottom.map(edge))
 }
 
 /// calltask/list's page: its batchIds are found first from the indexes alone (the primary
@@ -311,8 +338,15 @@ pub(super) enum Walk {
 pub(super) fn read_counters(f: &TaskFilter, rows: &[CounterRow]) -> (Window, Walk) {
     let whole = whole_buckets(f.created_from_ms, f.created_until_ms, HOUR_MS);
     let in_whole = |start: i64| whole.is_some_and(|(lo, hi)| start >= lo && start < hi);
-    let (top, bottom) = rows.first().map_or((0, 0), |r| (r.5, r.6));
     let parts = parts(rows);
+    let (top, bottom) = rows.first().map_or((0, 0), |r| (r.5, r.6));
+    let (top_edge, bottom_edge) = if countable_by_hours(f) { edges(f) } else { (None, None) };
+    let [top, bottom] = [(top_edge, top), (bottom_edge, bottom)].map(|(edge, counted)| {
+        match edge.and_then(|edge| edge.less_from_hour) {
+            Some(hour) => parts.get(&hour).map_or(0, |p| p.tasks) - counted,
+            None => counted,
+        }
+    });
     let window = Window {
         first_batch_id: parts.values().map(|p| p.first).min(),
         last_batch_id: parts.values().map(|p| p.last).max(),

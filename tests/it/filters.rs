@@ -625,8 +625,13 @@ async fn a_task_windows_deep_pages_are_its_tasks_in_order() {
     let plain = Plain::connect(&s.db.url).await;
     let tz = s.settings.timezone.0;
     let day = |d: i64| (Utc::now().with_timezone(&tz).date_naive() - chrono::Duration::days(d)).to_string();
-    let (days, inside) =
-        ((day(12) + " 00:00:00", day(9) + " 23:59:59"), (day(30) + " 10:30:00", day(27) + " 15:45:10"));
+    // Windows of whole days, and inside hours: edges shorter and longer than half their
+    // hour (counted from either side).
+    let (days, inside, edges) = (
+        (day(12) + " 00:00:00", day(9) + " 23:59:59"),
+        (day(30) + " 10:30:00", day(27) + " 15:45:10"),
+        (day(24) + " 08:10:00", day(19) + " 08:09:59"),
+    );
     let (completed, stopped) = (Some(("已完成", "completed")), Some(("已停止", "stopped")));
     let windows = [
         (Some(&days.0), Some(&days.1), None, None),
@@ -634,6 +639,8 @@ async fn a_task_windows_deep_pages_are_its_tasks_in_order() {
         (Some(&inside.0), Some(&inside.1), completed, None),
         (Some(&days.0), Some(&days.1), None, Some("default")),
         (Some(&inside.0), None, None, None),
+        (Some(&edges.0), Some(&edges.1), None, None),
+        (Some(&edges.0), Some(&edges.1), completed, Some("default")),
         (None, None, stopped, Some("default")),
     ];
     let mut pages = 0;
