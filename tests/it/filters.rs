@@ -522,17 +522,28 @@ async fn an_extensions_deep_pages_are_its_calls_in_order() {
                 // calloutTimeEnd takes its whole second.
                 body["calloutTimeEnd"] = json!(api_time(until - 1000, tz));
             }
-            let v = s.post("/api/aicall/records/list", &body).await;
-            assert_eq!(v["code"], 0, "{v}");
-            assert_eq!(v["total"], expected.len(), "{body}");
-            let got: Vec<&str> =
-                v["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap()).collect();
-            let offset = ((page - 1) * size).min(expected.len());
-            let want: Vec<&str> =
-                expected[offset..(offset + size).min(expected.len())].iter().map(|u| u.as_str()).collect();
-            assert_eq!(got, want, "{body}");
+            assert_records_page(&s, &body, &expected, page, size).await;
         }
     }
+}
+
+/// records/list answers `body`, page `page` of `size`, with the total and the page of
+/// `expected` (uuids, newest first).
+async fn assert_records_page(
+    s: &TestServer,
+    body: &Value,
+    expected: &[impl AsRef<str>],
+    page: usize,
+    size: usize,
+) {
+    let v = s.post("/api/aicall/records/list", body).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(v["total"], expected.len(), "{body}");
+    let got: Vec<&str> = v["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap()).collect();
+    let offset = ((page - 1) * size).min(expected.len());
+    let want: Vec<&str> =
+        expected[offset..(offset + size).min(expected.len())].iter().map(|u| u.as_ref()).collect();
+    assert_eq!(got, want, "{body}");
 }
 
 /// A range's partial hours are counted from whichever side is shorter: the edge's own
@@ -590,17 +601,7 @@ async fn a_ranges_edges_count_exactly_from_either_side_of_their_hour() {
                 if let Some(t) = talk_to {
                     body["timeLenEnd"] = json!(t);
                 }
-                let v = s.post("/api/aicall/records/list", &body).await;
-                assert_eq!(v["code"], 0, "{v}");
-                assert_eq!(v["total"], expected.len(), "{body}");
-                let got: Vec<&str> =
-                    v["rows"].as_array().unwrap().iter().map(|r| r["uuid"].as_str().unwrap()).collect();
-                let offset = ((page - 1) * size).min(expected.len());
-                let want: Vec<&str> = expected[offset..(offset + size).min(expected.len())]
-                    .iter()
-                    .map(|u| u.as_str())
-                    .collect();
-                assert_eq!(got, want, "{body}");
+                assert_records_page(&s, &body, &expected, page, size).await;
             }
         }
     }
