@@ -54,17 +54,23 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
         None => None,
     };
     let q = records::page(Dialect::Postgres, s.days, f, seek);
-    let rows: Vec<Totalled<CallRecord>> =
-        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
-    let total = match rows.first() {
-        Some(row) => row.total,
-        None => {
-            let q = records::total(Dialect::Postgres, s.days, f);
-            sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?
+    let mut reads = 0;
+    loop {
+        reads += 1;
+        let rows: Vec<Totalled<CallRecord>> =
+            sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+        let total = match rows.first() {
+            Some(row) => row.total,
+            None => {
+                let q = records::total(Dialect::Postgres, s.days, f);
+                sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?
+            }
+        };
+        if !rows.is_empty() || !records::page_missed_rows(f, total) || reads == records::PAGE_READS {
+            conn.done();
+            return Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() });
         }
-    };
-    conn.done();
-    Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() })
+    }
 }
 
 pub(super) async fn call_type_of(s: &PgStore, uuid: &str) -> Result<Option<CallType>> {

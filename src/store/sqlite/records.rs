@@ -87,13 +87,20 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
             None => None,
         };
         let page = records::page(Dialect::Sqlite, days, &f, seek);
-        let rows =
-            readers::query(conn, &page, |row| Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?)))?;
-        let total = match rows.first() {
-            Some((_, total)) => *total,
-            None => readers::query_one(conn, &records::total(Dialect::Sqlite, days, &f))?,
-        };
-        Ok(Paged { total, rows: rows.into_iter().map(|(r, _)| r).collect() })
+        let mut reads = 0;
+        loop {
+            reads += 1;
+            let rows = readers::query(conn, &page, |row| {
+                Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?))
+            })?;
+            let total = match rows.first() {
+                Some((_, total)) => *total,
+                None => readers::query_one(conn, &records::total(Dialect::Sqlite, days, &f))?,
+            };
+            if !rows.is_empty() || !records::page_missed_rows(&f, total) || reads == records::PAGE_READS {
+                return Ok(Paged { total, rows: rows.into_iter().map(|(r, _)| r).collect() });
+            }
+        }
     };
     if bounded { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }
