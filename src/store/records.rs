@@ -46,23 +46,11 @@ pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, seek: 
 }
 
 /// records/list's total alone: for a page past the end (a page that has rows carries it).
-/// Read by a second statement, it may count a record written after the page was read:
-/// `page_missed_rows`.
 pub(super) fn total(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Sql {
     let mut q = Sql::new(dialect, "SELECT ");
     push_record_total(&mut q, days, f);
     q
 }
-
-/// Whether an empty page and its `total`, read by two statements, disagree: the total
-/// counts rows the page should have shown, written in between (a call ending as a
-/// dashboard polls). The page is then read again, at most `PAGE_READS` times in all.
-pub(super) fn page_missed_rows(f: &RecordFilter, total: i64) -> bool {
-    total > f.page.offset()
-}
-
-/// How many times a page whose total disagrees with it is read.
-pub(super) const PAGE_READS: u32 = 3;
 
 /// Whether records/list's query reads a number of rows bounded by its page: its total
 /// sums counters and its deep pages seek by them, or it skips few rows (an exact uuid or

@@ -756,3 +756,83 @@ async fn every_filter_combination_and_page_equals_a_plain_select() {
     let s = TestServer::start_on(settings, db, dir).await;
     check_round(&s, &plain, "in another zone").await;
 }
+
+/// A list that takes several statements (a task window's counters and its page; a page
+/// past the end and its total) reads them from one snapshot: polled while tasks are
+/// created and calls imported, every page shows exactly the rows its total counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_and_its_total_agree_while_rows_are_written() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = TestServer::start().await;
+    let tz = s.settings.timezone.0;
+    let now = Utc::now().timestamp_millis();
+    let (streams, per_stream) = (4, 60);
+    let window = json!({
+        "createTimeStart": api_time(now - 3_600_000, tz),
+        "createTimeEnd": api_time(now + 3_600_000, tz),
+        "pageNum": 1,
+        "pageSize": streams * per_stream,
+    });
+    let every_task = json!({"pageNum": 1, "pageSize": streams * per_stream});
+    // The second page of 60: empty until the 61st call, then the calls past the 60th.
+    let past_the_first = json!({"callType": "03", "pageNum": 2, "pageSize": 60});
+    let writing = AtomicUsize::new(streams + 1);
+    let create = |stream: usize| {
+        let writing = &writing;
+        let s = &s;
+        async move {
+            for i in 0..per_stream {
+                s.create(&[ticket(&format!("S{stream}-{i}"), &format!("139{stream}002{i:04}"))]).await;
+            }
+            writing.fetch_sub(1, Ordering::SeqCst);
+        }
+    };
+    let import = async {
+        for i in 0..120 {
+            let start = now - 600_000 + i * 1000;
+            let call = json!([{
+                "uuid": format!("SNAP-{i}"),
+                "telephone": "13912340000",
+                "callType": "03",
+                "calloutTime": api_time(start, tz),
+                "answeredTime": api_time(start, tz),
+                "callEndTime": api_time(start + 30_000, tz),
+                "hangupCause": "NORMAL_CLEARING:sip:200",
+                "extnum": "8001",
+            }]);
+            assert_eq!(s.post("/api/aicall/records/import", &call).await["code"], 0);
+        }
+        writing.fetch_sub(1, Ordering::SeqCst);
+    };
+    let poll = || async {
+        let mut polls = 0;
+        while writing.load(Ordering::SeqCst) > 0 {
+            for filter in [&window, &every_task] {
+                let v = s.post("/api/aicall/calltask/list", filter).await;
+                let (total, rows) = (v["total"].as_u64().unwrap(), v["rows"].as_array().unwrap().len());
+                assert_eq!(
+                    rows as u64, total,
+                    "calltask/list {filter}: a page of {rows} tasks with total {total}"
+                );
+            }
+            let v = s.post("/api/aicall/records/list", &past_the_first).await;
+            let (total, rows) = (v["total"].as_u64().unwrap(), v["rows"].as_array().unwrap().len());
+            assert_eq!(
+                rows as u64,
+                total.saturating_sub(60),
+                "records/list page 2: {rows} rows with total {total}"
+            );
+            polls += 1;
+        }
+        polls
+    };
+    let writers = futures::future::join_all((0..streams).map(create));
+    let readers = futures::future::join_all((0..4).map(|_| poll()));
+    let (_, _, polls) = tokio::join!(writers, import, readers);
+    let polls: usize = polls.iter().sum();
+    assert!(polls > 20, "the lists were read only {polls} times while rows were written");
+    let v = s.post("/api/aicall/calltask/list", &window).await;
+    assert_eq!(v["total"], streams * per_stream, "{v}");
+    let v = s.post("/api/aicall/records/list", &past_the_first).await;
+    assert_eq!((v["total"].as_u64(), v["rows"].as_array().unwrap().len()), (Some(120), 60), "{v}");
+}

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{ConnectOptions, Connection, Postgres, Transaction};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::super::Result;
@@ -67,6 +67,12 @@ impl Readers {
 
 impl Reader<'_> {
     /// Hands the connection back for reuse, after a read that finished.
+    /// A read-only transaction of one snapshot (REPEATABLE READ): a list's statements, its
+    /// seek, page and total, agree while calls and tasks are written.
+    pub(super) async fn snapshot(&mut self) -> Result<Transaction<'_, Postgres>> {
+        Ok(self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
+    }
+
     pub(super) fn done(mut self) {
         if let Some(conn) = self.conn.take() {
             self.readers.idle.lock().expect("readers lock").push((conn, Instant::now()));

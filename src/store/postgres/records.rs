@@ -39,38 +39,54 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
-    let seek = match records::seek_parts(Dialect::Postgres, s.days, f) {
+    let seek_parts = records::seek_parts(Dialect::Postgres, s.days, f);
+    // A page with rows and no seek is one statement, its total on its rows. More statements
+    // (a deep page's seek, a page past the end and its total) run in one snapshot, so that
+    // they agree while calls are written; its two round trips are paid only then.
+    if seek_parts.is_none() {
+        let rows = page(&mut conn, s.days, f, None).await?;
+        if let Some(total) = rows.first().map(|row| row.total) {
+            conn.done();
+            return Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() });
+        }
+    }
+    let mut tx = conn.snapshot().await?;
+    let seek = match seek_parts {
         Some(q) => {
-            let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+            let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
             match records::seek_step(Dialect::Postgres, f, records::parts(rows.into_iter())) {
                 SeekStep::Done(seek) => seek,
                 SeekStep::Within(q, within) => {
                     let rows: Vec<Part> =
-                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
                     within.seek(records::parts(rows.into_iter()))
                 }
             }
         }
         None => None,
     };
-    let q = records::page(Dialect::Postgres, s.days, f, seek);
-    let mut reads = 0;
-    loop {
-        reads += 1;
-        let rows: Vec<Totalled<CallRecord>> =
-            sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
-        let total = match rows.first() {
-            Some(row) => row.total,
-            None => {
-                let q = records::total(Dialect::Postgres, s.days, f);
-                sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *conn).await?
-            }
-        };
-        if !rows.is_empty() || !records::page_missed_rows(f, total) || reads == records::PAGE_READS {
-            conn.done();
-            return Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() });
+    let rows = page(&mut tx, s.days, f, seek).await?;
+    let total = match rows.first() {
+        Some(row) => row.total,
+        None => {
+            let q = records::total(Dialect::Postgres, s.days, f);
+            sqlx::query_scalar_with(&q.text, arguments(&q)).fetch_one(&mut *tx).await?
         }
-    }
+    };
+    tx.commit().await?;
+    conn.done();
+    Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() })
+}
+
+/// records/list's page, each row with the list's total.
+async fn page(
+    conn: &mut PgConnection,
+    days: CounterDays,
+    f: &RecordFilter,
+    seek: Option<records::Seek>,
+) -> Result<Vec<Totalled<CallRecord>>> {
+    let q = records::page(Dialect::Postgres, days, f, seek);
+    Ok(sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(conn).await?)
 }
 
 pub(super) async fn call_type_of(s: &PgStore, uuid: &str) -> Result<Option<CallType>> {

@@ -94,17 +94,18 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         return Ok(Paged { total: 0, rows: Vec::new() });
     }
     let mut conn = s.readers.get().await?;
+    let mut tx = conn.snapshot().await?;
     let (seek, window) = match tasks::counters(Dialect::Postgres, s.days, f) {
         Some(q) => {
             let rows: Vec<CounterRow> =
-                sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+                sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
             let (window, walk) = tasks::read_counters(f, &rows);
             let seek = match walk {
                 tasks::Walk::Seek(seek) => seek,
                 tasks::Walk::Day(day) => {
                     let q = tasks::day_hours(Dialect::Postgres, f, day.day_ms);
                     let hours: Vec<CounterRow> =
-                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?;
+                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
                     tasks::walk_day(f, day, &hours)
                 }
             };
@@ -116,13 +117,14 @@ pub(super) async fn list(s: &PgStore, f: &TaskFilter) -> Result<Paged<TaskRow>> 
         Some(total) => total,
         None => {
             let count = tasks::count(Dialect::Postgres, f);
-            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *conn).await?
+            sqlx::query_scalar_with(&count.text, arguments(&count)).fetch_one(&mut *tx).await?
         }
     };
     let rows: Vec<TaskRow> = match tasks::page(Dialect::Postgres, f, seek, window) {
-        Some(q) => sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *conn).await?,
+        Some(q) => sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?,
         None => Vec::new(),
     };
+    tx.commit().await?;
     conn.done();
     Ok(Paged { total, rows })
 }

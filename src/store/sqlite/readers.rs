@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Type};
-use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
+use rusqlite::{Connection, OpenFlags, Row, ToSql, Transaction, TransactionBehavior, params_from_iter};
 
 use crate::store::sql::{Arg, Sql};
 use crate::store::{CallRecord, Result, StoreError, TaskRow};
@@ -97,6 +97,18 @@ impl ToSql for Arg {
             Arg::Text(v) => ToSqlOutput::from(v.as_str()),
         })
     }
+}
+
+/// Runs `read`'s statements in one read transaction: they see one snapshot of the
+/// database (WAL), so that a list's seek, page and total agree while calls are written.
+pub(super) fn snapshot<T>(
+    conn: &Connection,
+    read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
+    let result = read(&tx)?;
+    tx.commit()?;
+    Ok(result)
 }
 
 /// `q`'s rows, each decoded by `decode`.

@@ -72,24 +72,22 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
     let (f, days) = (f.clone(), s.days);
     let bounded = records::read_is_bounded(&f);
     let read = move |conn: &rusqlite::Connection| {
-        // The seek's rows are read only as far as its walk goes.
-        let part =
-            |r: &rusqlite::Row<'_>| -> rusqlite::Result<Part> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
-        let seek = match records::seek_parts(Dialect::Sqlite, days, &f) {
-            Some(q) => match readers::query_lazily(conn, &q, part, |rows| {
-                records::seek_step(Dialect::Sqlite, &f, records::parts(rows))
-            })? {
-                SeekStep::Done(seek) => seek,
-                SeekStep::Within(q, within) => {
-                    readers::query_lazily(conn, &q, part, |rows| within.seek(records::parts(rows)))?
-                }
-            },
-            None => None,
-        };
-        let page = records::page(Dialect::Sqlite, days, &f, seek);
-        let mut reads = 0;
-        loop {
-            reads += 1;
+        readers::snapshot(conn, |conn| {
+            // The seek's rows are read only as far as its walk goes.
+            let part =
+                |r: &rusqlite::Row<'_>| -> rusqlite::Result<Part> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
+            let seek = match records::seek_parts(Dialect::Sqlite, days, &f) {
+                Some(q) => match readers::query_lazily(conn, &q, part, |rows| {
+                    records::seek_step(Dialect::Sqlite, &f, records::parts(rows))
+                })? {
+                    SeekStep::Done(seek) => seek,
+                    SeekStep::Within(q, within) => {
+                        readers::query_lazily(conn, &q, part, |rows| within.seek(records::parts(rows)))?
+                    }
+                },
+                None => None,
+            };
+            let page = records::page(Dialect::Sqlite, days, &f, seek);
             let rows = readers::query(conn, &page, |row| {
                 Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?))
             })?;
@@ -97,10 +95,8 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
                 Some((_, total)) => *total,
                 None => readers::query_one(conn, &records::total(Dialect::Sqlite, days, &f))?,
             };
-            if !rows.is_empty() || !records::page_missed_rows(&f, total) || reads == records::PAGE_READS {
-                return Ok(Paged { total, rows: rows.into_iter().map(|(r, _)| r).collect() });
-            }
-        }
+            Ok(Paged { total, rows: rows.into_iter().map(|(r, _)| r).collect() })
+        })
     };
     if bounded { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }

@@ -88,32 +88,34 @@ pub(super) async fn list(s: &SqliteStore, f: &TaskFilter) -> Result<Paged<TaskRo
     let bounded = tasks::read_is_bounded(f);
     let (f, days) = (f.clone(), s.days);
     let read = move |conn: &rusqlite::Connection| {
-        let counter_row = |r: &rusqlite::Row<'_>| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
-        };
-        let (seek, window) = match tasks::counters(Dialect::Sqlite, days, &f) {
-            Some(q) => {
-                let (window, walk) = tasks::read_counters(&f, &readers::query(conn, &q, counter_row)?);
-                let seek = match walk {
-                    tasks::Walk::Seek(seek) => seek,
-                    tasks::Walk::Day(day) => {
-                        let hours = tasks::day_hours(Dialect::Sqlite, &f, day.day_ms);
-                        tasks::walk_day(&f, day, &readers::query(conn, &hours, counter_row)?)
-                    }
-                };
-                (seek, Some(window))
-            }
-            None => (None, None),
-        };
-        let total = match window.and_then(|w| w.total) {
-            Some(total) => total,
-            None => readers::query_one(conn, &tasks::count(Dialect::Sqlite, &f))?,
-        };
-        let rows = match tasks::page(Dialect::Sqlite, &f, seek, window) {
-            Some(q) => readers::query(conn, &q, readers::task)?,
-            None => Vec::new(),
-        };
-        Ok(Paged { total, rows })
+        readers::snapshot(conn, |conn| {
+            let counter_row = |r: &rusqlite::Row<'_>| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            };
+            let (seek, window) = match tasks::counters(Dialect::Sqlite, days, &f) {
+                Some(q) => {
+                    let (window, walk) = tasks::read_counters(&f, &readers::query(conn, &q, counter_row)?);
+                    let seek = match walk {
+                        tasks::Walk::Seek(seek) => seek,
+                        tasks::Walk::Day(day) => {
+                            let hours = tasks::day_hours(Dialect::Sqlite, &f, day.day_ms);
+                            tasks::walk_day(&f, day, &readers::query(conn, &hours, counter_row)?)
+                        }
+                    };
+                    (seek, Some(window))
+                }
+                None => (None, None),
+            };
+            let total = match window.and_then(|w| w.total) {
+                Some(total) => total,
+                None => readers::query_one(conn, &tasks::count(Dialect::Sqlite, &f))?,
+            };
+            let rows = match tasks::page(Dialect::Sqlite, &f, seek, window) {
+                Some(q) => readers::query(conn, &q, readers::task)?,
+                None => Vec::new(),
+            };
+            Ok(Paged { total, rows })
+        })
     };
     if bounded { s.readers.read(read) } else { s.readers.read_blocking(read).await }
 }
