@@ -292,7 +292,7 @@ fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
         return;
     };
     let plan = total_plan(f.callout_from_ms, f.callout_until_ms, days);
-    let parts = [(DAY_MS, plan.days), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
+    let parts = [plan.days_part(), (HOUR_MS, plan.hours[0]), (HOUR_MS, plan.hours[1])];
     q.push("((SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
     push_counts(q, f, campaign, &talk_terms(f), &parts);
     q.push(") AS parts)");

@@ -94,6 +94,14 @@ impl Plain {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            Plain::Sqlite(p) => sqlx::query(sql).execute(p).await.map(drop),
+            Plain::Postgres(p) => sqlx::query(sql).execute(p).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     pub async fn ints(&self, sql: &str) -> Vec<i64> {
         match self {
             Plain::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,

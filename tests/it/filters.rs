@@ -836,3 +836,59 @@ async fn a_page_and_its_total_agree_while_rows_are_written() {
     let v = s.post("/api/aicall/records/list", &past_the_first).await;
     assert_eq!((v["total"].as_u64(), v["rows"].as_array().unwrap().len()), (Some(120), 60), "{v}");
 }
+
+/// A database of the schema before the counters of all time (its days settled) gets them
+/// from its days when the server migrates it: totals with no time range, which read only
+/// those rows, stay exact.
+#[tokio::test]
+async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() {
+    let s = TestServer::start().await;
+    let tz = s.settings.timezone.0;
+    let start = Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap().timestamp_millis();
+    let calls: Vec<Value> = (0..90i64)
+        .map(|i| {
+            // Over nine days, talk times 0 to 178 s.
+            let callout = start + i * 2_400_000;
+            let talk = i * 2 * 1000;
+            let call_type = ["01", "03"][i as usize % 2];
+            json!({
+                "uuid": format!("ALL-{i}"),
+                "telephone": "13912340000",
+                "callType": call_type,
+                "calloutTime": api_time(callout, tz),
+                "answeredTime": if talk > 0 { api_time(callout, tz) } else { String::new() },
+                "callEndTime": api_time(callout + talk, tz),
+                "hangupCause": if talk > 0 { "NORMAL_CLEARING:sip:200" } else { "NO_ANSWER:sip:480" },
+            })
+        })
+        .collect();
+    assert_eq!(s.post("/api/aicall/records/import", &json!(calls)).await["code"], 0);
+    let filters = [
+        json!({}),
+        json!({"timeLenStart": 5}),
+        json!({"timeLenEnd": 0}),
+        json!({"timeLenStart": 60, "timeLenEnd": 120}),
+    ];
+    let totals = async |s: &TestServer| {
+        let mut totals = Vec::new();
+        for call_type in ["01", "03"] {
+            for filter in &filters {
+                let mut body = filter.clone();
+                body["callType"] = json!(call_type);
+                totals.push(s.records(body).await["total"].as_i64().unwrap());
+            }
+        }
+        totals
+    };
+    let before = totals(&s).await;
+    // 45 calls of each type: inbound of 0, 4, … 176 s, manual of 2, 6, … 178 s.
+    assert_eq!(before, [45, 43, 1, 16, 45, 44, 0, 15]);
+    // Back to the schema before: no rows of all time, their migration not run.
+    let (settings, db, dir) = s.stop().await;
+    let plain = Plain::connect(&db.url).await;
+    plain.execute("DELETE FROM record_talk WHERE span_ms = 0").await;
+    plain.execute("DELETE FROM _sqlx_migrations WHERE version = 16").await;
+    drop(plain);
+    let s = TestServer::start_on(settings, db, dir).await;
+    assert_eq!(totals(&s).await, before);
+}

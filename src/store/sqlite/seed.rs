@@ -225,9 +225,9 @@ mod tests {
                     "SELECT SUM(calls) FROM record_talk WHERE level = {level} AND batch_name = '{campaign}'"
                 ))
             };
-            // An hour's and a day's rows of every call, and of the campaign's.
-            assert_eq!(talk(""), 6_000);
-            assert_eq!(talk("default"), 2 * ai_calls);
+            // An hour's, a day's and all time's rows of every call, and of the campaign's.
+            assert_eq!(talk(""), 9_000);
+            assert_eq!(talk("default"), 3 * ai_calls);
         }
         assert_eq!(count("SELECT SUM(calls) FROM campaign_hours WHERE batch_name = 'default'"), ai_calls);
         assert_eq!(
