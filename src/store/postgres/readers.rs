@@ -66,13 +66,13 @@ impl Readers {
 }
 
 impl Reader<'_> {
-    /// Hands the connection back for reuse, after a read that finished.
     /// A read-only transaction of one snapshot (REPEATABLE READ): a list's statements, its
     /// seek, page and total, agree while calls and tasks are written.
     pub(super) async fn snapshot(&mut self) -> Result<Transaction<'_, Postgres>> {
         Ok(self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await?)
     }
 
+    /// Hands the connection back for reuse, after a read that finished.
     pub(super) fn done(mut self) {
         if let Some(conn) = self.conn.take() {
             self.readers.idle.lock().expect("readers lock").push((conn, Instant::now()));
