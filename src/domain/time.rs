@@ -105,6 +105,16 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_hour_means_its_first_instant_and_a_skipped_one_nothing() {
+        let t = ApiTime(chrono_tz::America::New_York);
+        // 2026-11-01 01:30 happens at 05:30 UTC (EDT) and again at 06:30 UTC (EST).
+        assert_eq!(t.parse("2026-11-01 01:30:00"), Some(1_793_511_000_000));
+        assert_eq!(t.format(1_793_514_600_000).unwrap(), "2026-11-01 01:30:00");
+        // 2026-03-08 02:30 never happens: clocks go from 02:00 EST to 03:00 EDT.
+        assert_eq!(t.parse("2026-03-08 02:30:00"), None);
+    }
+
+    #[test]
     fn formats_as_the_pattern_does_with_padding_and_zones() {
         for zone in [chrono_tz::Asia::Shanghai, chrono_tz::America::New_York, chrono_tz::UTC] {
             let t = ApiTime(zone);
