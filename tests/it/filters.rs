@@ -765,9 +765,10 @@ async fn every_filter_combination_and_page_equals_a_plain_select() {
     check_round(&s, &plain, "in another zone").await;
 }
 
-/// A list that takes several statements (a task window's counters and its page; a page
-/// past the end and its total) reads them from one snapshot: polled while tasks are
-/// created and calls imported, every page shows exactly the rows its total counts.
+/// A list that takes several statements (a task total from its counters and its page; a
+/// records page past the end and its total) reads them from one snapshot: polled while
+/// tasks are created and calls imported, every page shows exactly the rows its total
+/// counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_and_its_total_agree_while_rows_are_written() {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -855,7 +856,7 @@ async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() 
     let start = Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap().timestamp_millis();
     let calls: Vec<Value> = (0..90i64)
         .map(|i| {
-            // Over nine days, talk times 0 to 178 s.
+            // One every 40 minutes over two and a half days, talk times 0 to 178 s.
             let callout = start + i * 2_400_000;
             let talk = i * 2 * 1000;
             let call_type = ["01", "03"][i as usize % 2];
