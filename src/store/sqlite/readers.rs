@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::types::{ToSqlOutput, Type};
-use rusqlite::{Connection, OpenFlags, Row, ToSql, Transaction, TransactionBehavior, params_from_iter};
+use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 
 use crate::store::sql::{Arg, Sql};
 use crate::store::{CallRecord, Result, StoreError, TaskRow};
@@ -48,7 +48,8 @@ impl Readers {
         };
         let result = read(&conn);
         let mut idle = self.idle.lock().expect("readers lock");
-        if idle.len() < IDLE_READERS {
+        // One left inside a transaction would hold its snapshot, and fail its next BEGIN.
+        if idle.len() < IDLE_READERS && conn.is_autocommit() {
             idle.push(conn);
         } else {
             self.open.fetch_sub(1, Ordering::Relaxed);
@@ -101,14 +102,18 @@ impl ToSql for Arg {
 
 /// Runs `read`'s statements in one read transaction: they see one snapshot of the
 /// database (WAL), so that a list's seek, page and total agree while calls are written.
+/// `BEGIN` and `COMMIT` are cached statements: rusqlite's `Transaction` prepares both anew
+/// each time, a twentieth of a records/list request's CPU (bench/RESULTS.md). Ended
+/// whatever the read gives (it commits nothing); a connection left in a transaction anyway
+/// is closed, not kept (`Readers::read`).
 pub(super) fn snapshot<T>(
     conn: &Connection,
     read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
 ) -> rusqlite::Result<T> {
-    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Deferred)?;
-    let result = read(&tx)?;
-    tx.commit()?;
-    Ok(result)
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let result = read(conn);
+    conn.prepare_cached("COMMIT")?.execute([])?;
+    result
 }
 
 /// `q`'s rows, each decoded by `decode`.
@@ -194,4 +199,40 @@ pub(super) fn task(row: &Row<'_>) -> rusqlite::Result<TaskRow> {
         last_hangup_cause: row.get(12)?,
         batch_name: row.get(13)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(conn: &Connection) -> rusqlite::Result<i64> {
+        conn.query_row("SELECT COUNT(*) FROM calls", [], |row| row.get(0))
+    }
+
+    #[test]
+    fn a_read_that_fails_inside_its_snapshot_leaves_no_snapshot_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("calls.db");
+        let writer = Connection::open(&path).unwrap();
+        writer
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE calls (n); INSERT INTO calls VALUES (1);")
+            .unwrap();
+        let readers = Readers::new(path);
+        // The read has taken its snapshot (one call) when it fails.
+        let failed = readers.read(|conn| {
+            snapshot(conn, |conn| {
+                assert_eq!(count(conn)?, 1);
+                Err::<(), _>(rusqlite::Error::InvalidQuery)
+            })
+        });
+        assert!(failed.is_err());
+        assert_eq!(readers.connections(), (1, 1), "the connection is kept for the next read");
+        writer.execute("INSERT INTO calls VALUES (2)", []).unwrap();
+        assert_eq!(readers.read(|conn| snapshot(conn, count)).unwrap(), 2);
+        // A read that leaves a transaction open anyway has its connection closed.
+        readers.read(|conn| conn.execute_batch("BEGIN; SELECT COUNT(*) FROM calls;")).unwrap();
+        assert_eq!(readers.connections(), (0, 0));
+        writer.execute("INSERT INTO calls VALUES (3)", []).unwrap();
+        assert_eq!(readers.read(|conn| snapshot(conn, count)).unwrap(), 3);
+    }
 }
