@@ -17,9 +17,10 @@ pub(super) const SEEK_OFFSET: i64 = 1000;
 /// records/list's query: the page's records, each with the list's total beside it (the
 /// database computes it once), so that a request is one query and one round trip. With a
 /// `Seek`, the page is read below its bound, or up from the bottom of its part.
-pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, seek: Option<Seek>) -> Sql {
+pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, start: Start) -> Sql {
     let mut q = Sql::new(dialect, format!("SELECT {}, ", RECORD_COLUMNS));
-    push_record_total(&mut q, days, f);
+    push_record_total(&mut q, days, f, start.top_calls);
+    let seek = start.seek;
     // The seek's bounds replace the range's (they are never outside it): as a second
     // bound, the planner would walk the index from the first and filter.
     let (from, until, offset, up) = match seek {
@@ -48,7 +49,7 @@ pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, seek: 
 /// records/list's total alone: for a page past the end (a page that has rows carries it).
 pub(super) fn total(dialect: Dialect, days: CounterDays, f: &RecordFilter) -> Sql {
     let mut q = Sql::new(dialect, "SELECT ");
-    push_record_total(&mut q, days, f);
+    push_record_total(&mut q, days, f, None);
     q
 }
 
@@ -72,6 +73,15 @@ pub(super) enum Seek {
     /// Inside the part `[from_ms, until_ms)`, `offset` rows up from its oldest: a page
     /// nearer a part's bottom than its top is read upwards from there.
     Up { from_ms: i64, until_ms: i64, offset: i64 },
+}
+
+/// Where a page starts (`seek`: `None` from the range's top), and the range's calls above
+/// its whole hours when the seek has counted them: the page's total adds that count rather
+/// than count the same rows again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Start {
+    pub seek: Option<Seek>,
+    pub top_calls: Option<i64>,
 }
 
 /// A part of a seek: (start_ms, span_ms, calls), the filter's calls in
@@ -156,20 +166,38 @@ pub(super) fn parts(rows: impl Iterator<Item = Part>) -> impl Iterator<Item = Pa
 /// What `seek_parts`' parts give: the seek, or the statement of the hours of the day the
 /// page starts in, with what to go on from.
 pub(super) enum SeekStep {
-    Done(Option<Seek>),
+    Done(Start),
     Within(Sql, Within),
 }
 
-/// A day the page starts inside: the rows above it, and the seek past the parts before it.
+/// A day the page starts inside: the rows above it, the seek past the parts before it, and
+/// the calls of the range's partial top.
 pub(super) struct Within {
     offset: i64,
     size: i64,
     skipped: i64,
     before: Option<Seek>,
+    top_calls: Option<i64>,
 }
 
-pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, parts: impl Iterator<Item = Part>) -> SeekStep {
+pub(super) fn seek_step(
+    dialect: Dialect,
+    days: CounterDays,
+    f: &RecordFilter,
+    parts: impl Iterator<Item = Part>,
+) -> SeekStep {
     let (offset, size) = (f.page.offset(), i64::from(f.page.size));
+    let mut parts = parts.peekable();
+    // The first part is the partial top of `seek_parts`, if it has one (an extension's
+    // differs from the total's: not taken).
+    let (lo, hi) = total_plan(f.callout_from_ms, f.callout_until_ms, days).rows[1];
+    let top_calls = parts
+        .peek()
+        .filter(|&&(start_ms, span_ms, _)| {
+            counted_extension(f).is_none() && lo < hi && (start_ms, span_ms) == (lo, hi - lo)
+        })
+        .map(|part| part.2);
+    let done = |seek| SeekStep::Done(Start { seek, top_calls });
     match walk(offset, 0, parts) {
         // An extension's day holds some tens of its calls: walked, not split into hours.
         (before, Some(((day_ms, DAY_MS, _), skipped))) if counted_extension(f).is_none() => {
@@ -177,22 +205,24 @@ pub(super) fn seek_step(dialect: Dialect, f: &RecordFilter, parts: impl Iterator
             let mut q = Sql::new(dialect, "");
             push_bucket_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
             q.push(" ORDER BY start_ms DESC");
-            SeekStep::Within(q, Within { offset, size, skipped, before })
+            SeekStep::Within(q, Within { offset, size, skipped, before, top_calls })
         }
-        (before, Some((part, skipped))) => SeekStep::Done(into_part(before, part, offset - skipped, size)),
-        (seek, None) => SeekStep::Done(seek),
+        (before, Some((part, skipped))) => done(into_part(before, part, offset - skipped, size)),
+        (seek, None) => done(seek),
     }
 }
 
 impl Within {
-    /// The seek, given the day's hours (the parts of the statement of `SeekStep::Within`).
-    pub(super) fn seek(self, hours: impl Iterator<Item = Part>) -> Option<Seek> {
-        match walk(self.offset, self.skipped, hours) {
+    /// Where the page starts, given the day's hours (the parts of the statement of
+    /// `SeekStep::Within`).
+    pub(super) fn start(self, hours: impl Iterator<Item = Part>) -> Start {
+        let seek = match walk(self.offset, self.skipped, hours) {
             (before, Some((hour, skipped))) => {
                 into_part(before.or(self.before), hour, self.offset - skipped, self.size)
             }
             (seek, None) => seek.or(self.before),
-        }
+        };
+        Start { seek, top_calls: self.top_calls }
     }
 }
 
@@ -277,10 +307,11 @@ fn walk(
 }
 
 /// records/list's total as a scalar expression: for a filter of call type, time, talk
-/// time and campaign, summed from the counters (see `total_plan`, `talk_terms`); of call
-/// type, time and extension, from `extension_days`; with an exact uuid or telephone, or
-/// an extension and more, a COUNT of that column's few index entries.
-fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
+/// time and campaign, summed from the counters (see `total_plan`, `talk_terms`), with the
+/// partial top's `top_calls` if a seek has counted them; of call type, time and extension,
+/// from `extension_days`; with an exact uuid or telephone, or an extension and more, a
+/// COUNT of that column's few index entries.
+fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter, top_calls: Option<i64>) {
     if let Some(extnum) = counted_extension(f) {
         push_extension_total(q, days, f, extnum);
         return;
@@ -296,8 +327,14 @@ fn push_record_total(q: &mut Sql, days: CounterDays, f: &RecordFilter) {
     q.push("((SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
     push_counts(q, f, campaign, &talk_terms(f), &parts);
     q.push(") AS parts)");
-    for (lo, hi) in plan.rows.into_iter().filter(|(lo, hi)| lo < hi) {
-        push_partial(q, f, campaign, lo, hi);
+    let [bottom, top] = plan.rows;
+    for (lo, hi) in [bottom, top].into_iter().filter(|(lo, hi)| lo < hi) {
+        match top_calls.filter(|_| (lo, hi) == top) {
+            Some(calls) => {
+                q.push(" + CAST(").bind(calls).push(" AS BIGINT)");
+            }
+            None => push_partial(q, f, campaign, lo, hi),
+        }
     }
     q.push(")");
 }
@@ -470,6 +507,7 @@ fn counted_campaign(f: &RecordFilter) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::Arg;
 
     #[test]
     fn a_deep_page_seeks_below_the_whole_parts_it_skips_and_looks_inside_the_day_it_starts_in() {
@@ -490,15 +528,58 @@ mod tests {
         // Starting inside a day: its hours take the walk on, after the rows above it.
         let (before, day) = walk(50, 0, parts);
         assert_eq!((before, day), (below(5 * DAY_MS, 45), Some((parts[1], 5))));
-        let within = |offset, size, skipped| Within { offset, size, skipped, before };
+        let within = |offset, size, skipped| Within { offset, size, skipped, before, top_calls: None };
         let hours = [(4 * DAY_MS + 2 * HOUR_MS, HOUR_MS, 30), (4 * DAY_MS + HOUR_MS, HOUR_MS, 70)];
         // 50 skips the first hour's 30 and 15 of the second's 70, and reads down from there.
-        assert_eq!(within(50, 10, 5).seek(hours.into_iter()), below(4 * DAY_MS + 2 * HOUR_MS, 15));
+        assert_eq!(within(50, 10, 5).start(hours.into_iter()).seek, below(4 * DAY_MS + 2 * HOUR_MS, 15));
         // 90 is 55 rows into the second hour: 5 lie below its page, read upwards past them.
         let up = Seek::Up { from_ms: 4 * DAY_MS + HOUR_MS, until_ms: 4 * DAY_MS + 2 * HOUR_MS, offset: 5 };
-        assert_eq!(within(90, 10, 5).seek(hours.into_iter()), Some(up));
+        assert_eq!(within(90, 10, 5).start(hours.into_iter()).seek, Some(up));
         // A page that runs past the hour's bottom is read downwards.
-        assert_eq!(within(100, 10, 5).seek(hours.into_iter()), below(4 * DAY_MS + 2 * HOUR_MS, 65));
+        assert_eq!(within(100, 10, 5).start(hours.into_iter()).seek, below(4 * DAY_MS + 2 * HOUR_MS, 65));
+    }
+
+    #[test]
+    fn a_deep_pages_total_takes_the_partial_top_its_seek_counted() {
+        let days = CounterDays { offset_ms: 0 };
+        // 10:10 one day to 10:20 four days later: the top's 20 minutes lie above whole hours.
+        let (from, until) = (DAY_MS + 10 * HOUR_MS + 600_000, 5 * DAY_MS + 10 * HOUR_MS + 1_200_000);
+        let f = RecordFilter {
+            call_type: crate::domain::CallType::AiOutbound,
+            uuid: None,
+            telephone: None,
+            extnum: None,
+            callout_from_ms: Some(from),
+            callout_until_ms: Some(until),
+            time_len_min: Some(60),
+            time_len_max: Some(120),
+            batch_name: None,
+            page: crate::domain::Page { num: 101, size: 10 },
+        };
+        let top = (5 * DAY_MS + 10 * HOUR_MS, 1_200_000, 7);
+        let parts = [top, (5 * DAY_MS + 9 * HOUR_MS, HOUR_MS, 900), (5 * DAY_MS + 8 * HOUR_MS, HOUR_MS, 600)];
+        let SeekStep::Done(start) = seek_step(Dialect::Sqlite, days, &f, parts.into_iter()) else {
+            panic!("the page starts in an hour: no day to split");
+        };
+        assert_eq!(
+            start,
+            Start {
+                seek: Some(Seek::Below { until_ms: 5 * DAY_MS + 9 * HOUR_MS, offset: 93 }),
+                top_calls: Some(7)
+            }
+        );
+        // The total adds the 7 rather than count the top's rows again.
+        let rows_counted = |start| page(Dialect::Sqlite, days, &f, start).text.matches("COUNT(*)").count();
+        assert_eq!(rows_counted(start) + 1, rows_counted(Start { top_calls: None, ..start }));
+        assert!(page(Dialect::Sqlite, days, &f, start).args.contains(&Arg::Int(7)));
+        // Without a partial top (a range to the hour) the seek has none to give.
+        let to_the_hour = RecordFilter { callout_until_ms: Some(5 * DAY_MS + 10 * HOUR_MS), ..f.clone() };
+        let SeekStep::Done(start) =
+            seek_step(Dialect::Sqlite, days, &to_the_hour, parts[1..].iter().copied())
+        else {
+            panic!("the page starts in an hour");
+        };
+        assert_eq!(start.top_calls, None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::{PgStore, RECORD_TYPES, arguments, has_nul};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
-use crate::store::records::{Part, SeekStep};
+use crate::store::records::{Part, SeekStep, Start};
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -44,28 +44,28 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
     // (a deep page's seek, a page past the end and its total) run in one snapshot, so that
     // they agree while calls are written; its two round trips are paid only then.
     if seek_parts.is_none() {
-        let rows = page(&mut conn, s.days, f, None).await?;
+        let rows = page(&mut conn, s.days, f, Start::default()).await?;
         if let Some(total) = rows.first().map(|row| row.total) {
             conn.done();
             return Ok(Paged { total, rows: rows.into_iter().map(|r| r.row).collect() });
         }
     }
     let mut tx = conn.snapshot().await?;
-    let seek = match seek_parts {
+    let start = match seek_parts {
         Some(q) => {
             let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
-            match records::seek_step(Dialect::Postgres, f, records::parts(rows.into_iter())) {
-                SeekStep::Done(seek) => seek,
+            match records::seek_step(Dialect::Postgres, s.days, f, records::parts(rows.into_iter())) {
+                SeekStep::Done(start) => start,
                 SeekStep::Within(q, within) => {
                     let rows: Vec<Part> =
                         sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
-                    within.seek(records::parts(rows.into_iter()))
+                    within.start(records::parts(rows.into_iter()))
                 }
             }
         }
-        None => None,
+        None => Start::default(),
     };
-    let rows = page(&mut tx, s.days, f, seek).await?;
+    let rows = page(&mut tx, s.days, f, start).await?;
     let total = match rows.first() {
         Some(row) => row.total,
         None => {
@@ -83,9 +83,9 @@ async fn page(
     conn: &mut PgConnection,
     days: CounterDays,
     f: &RecordFilter,
-    seek: Option<records::Seek>,
+    start: Start,
 ) -> Result<Vec<Totalled<CallRecord>>> {
-    let q = records::page(Dialect::Postgres, days, f, seek);
+    let q = records::page(Dialect::Postgres, days, f, start);
     Ok(sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(conn).await?)
 }
 

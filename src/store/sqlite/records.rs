@@ -9,7 +9,7 @@ use super::{SqliteStore, readers};
 use crate::domain::{CallType, Page, RecordFilter};
 use crate::store::counters::{self, CounterDays, CounterDeltas, counter_deltas};
 use crate::store::outbox::NewEvent;
-use crate::store::records::{Part, SeekStep};
+use crate::store::records::{Part, SeekStep, Start};
 use crate::store::rows::RECORD_COLUMNS;
 use crate::store::sql::{Dialect, json};
 use crate::store::{CallRecord, DncEntry, HourStat, Paged, Result, records};
@@ -76,18 +76,18 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
             // The seek's rows are read only as far as its walk goes.
             let part =
                 |r: &rusqlite::Row<'_>| -> rusqlite::Result<Part> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
-            let seek = match records::seek_parts(Dialect::Sqlite, days, &f) {
+            let start = match records::seek_parts(Dialect::Sqlite, days, &f) {
                 Some(q) => match readers::query_lazily(conn, &q, part, |rows| {
-                    records::seek_step(Dialect::Sqlite, &f, records::parts(rows))
+                    records::seek_step(Dialect::Sqlite, days, &f, records::parts(rows))
                 })? {
-                    SeekStep::Done(seek) => seek,
+                    SeekStep::Done(start) => start,
                     SeekStep::Within(q, within) => {
-                        readers::query_lazily(conn, &q, part, |rows| within.seek(records::parts(rows)))?
+                        readers::query_lazily(conn, &q, part, |rows| within.start(records::parts(rows)))?
                     }
                 },
-                None => None,
+                None => Start::default(),
             };
-            let page = records::page(Dialect::Sqlite, days, &f, seek);
+            let page = records::page(Dialect::Sqlite, days, &f, start);
             let rows = readers::query(conn, &page, |row| {
                 Ok((readers::record(row)?, row.get(readers::RECORD_WIDTH)?))
             })?;
