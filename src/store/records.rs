@@ -15,15 +15,15 @@ use crate::domain::RecordFilter;
 pub(super) const SEEK_OFFSET: i64 = 1000;
 
 /// records/list's query: the page's records, each with the list's total beside it (the
-/// database computes it once), so that a request is one query and one round trip. With a
-/// `Seek`, the page is read below its bound, or up from the bottom of its part.
+/// database computes it once), so that a request is one query and one round trip. With
+/// the `start`'s seek, the page is read below its bound, or up from the bottom of its part;
+/// with its `top_calls`, the total adds them.
 pub(super) fn page(dialect: Dialect, days: CounterDays, f: &RecordFilter, start: Start) -> Sql {
     let mut q = Sql::new(dialect, format!("SELECT {}, ", RECORD_COLUMNS));
     push_record_total(&mut q, days, f, start.top_calls);
-    let seek = start.seek;
     // The seek's bounds replace the range's (they are never outside it): as a second
     // bound, the planner would walk the index from the first and filter.
-    let (from, until, offset, up) = match seek {
+    let (from, until, offset, up) = match start.seek {
         None => (f.callout_from_ms, f.callout_until_ms, f.page.offset(), false),
         Some(Seek::Below { until_ms, offset }) => (f.callout_from_ms, Some(until_ms), offset, false),
         Some(Seek::Up { from_ms, until_ms, offset }) => (Some(from_ms), Some(until_ms), offset, true),
