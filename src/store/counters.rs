@@ -192,15 +192,18 @@ impl StatsTally {
     }
 }
 
-/// `record_talk`'s buckets nest in this base: level `L` is `time_len / TALK_BASE^L`. A
-/// range needs up to `2 * (TALK_BASE - 1)` buckets a level, each an index seek per span of
-/// a total: 60–120 s is 7 in base 4 (16 in base 16), for 3 more rows written per call,
-/// span and campaign (bench/RESULTS.md).
-pub(super) const TALK_BASE: i64 = 4;
+/// The widths in seconds of `record_talk`'s talk-time buckets, by level (level `L`'s bucket
+/// of a call is `time_len / TALK_WIDTHS[L]`): each divides the next, and they fall on the
+/// round numbers a dashboard filters by (5 and 15 s, a minute, 5 and 15 minutes, an hour),
+/// so that such a range is a bucket or two a level, each an index seek per span of a
+/// total: 60–120 s is 2 (the second minute, and second 120), where widths in powers of 4
+/// took 7 (bench/RESULTS.md). A range needs at most `2 * (ratio - 1)` buckets a level,
+/// `ratio` the next level's width over its own.
+pub(super) const TALK_WIDTHS: [i64; 7] = [1, 5, 15, 60, 300, 900, 3600];
 
-/// `record_talk`'s levels, 0 to `TALK_LEVELS - 1` (buckets of 1 s to 4,096 s); the top
-/// one takes what the lower ones leave of a range as one range of buckets.
-pub(super) const TALK_LEVELS: u32 = 7;
+/// `record_talk`'s levels, 0 to `TALK_LEVELS - 1` (buckets of 1 s to an hour); the top one
+/// takes what the lower ones leave of a range as one range of buckets.
+pub(super) const TALK_LEVELS: u32 = TALK_WIDTHS.len() as u32;
 
 /// The level above them: every call, whatever its talk time, in bucket 0. A total of every
 /// call then seeks one row per day or hour (a range of the top level's buckets from 0
@@ -223,14 +226,14 @@ pub(super) const TALK_CAP: i64 = 1 << 40;
 
 /// The width in seconds of a bucket of `level`.
 pub(super) fn talk_width(level: u32) -> i64 {
-    TALK_BASE.pow(level)
+    TALK_WIDTHS[level as usize]
 }
 
 /// The `record_talk` buckets of one level that a talk-time range covers: `first` to `last`
 /// (`None`: no end), and below the top level each bucket listed.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum TalkBuckets {
-    /// Lower levels: at most `2 * (TALK_BASE - 1)` buckets.
+    /// Lower levels: at most `2 * (ratio - 1)` buckets (see `TALK_WIDTHS`).
     Listed(u32, Vec<i64>),
     /// The top level: `first..=last`.
     Range { first: i64, last: Option<i64> },
@@ -257,7 +260,7 @@ pub(super) fn talk_buckets(min: Option<i64>, max: Option<i64>) -> Vec<TalkBucket
             }
             break;
         }
-        let parent = width * TALK_BASE;
+        let parent = talk_width(level + 1);
         let mut listed = Vec::new();
         while lo % parent != 0 && hi.is_none_or(|h| lo < h) {
             listed.push(lo / width);
@@ -503,32 +506,22 @@ mod tests {
     #[test]
     fn talk_buckets_cover_exactly_the_range_with_few_buckets() {
         let limit = 3 * talk_width(TALK_LEVELS - 1) + 100;
-        let bounds = [
-            None,
-            Some(0),
-            Some(1),
-            Some(5),
-            Some(15),
-            Some(16),
-            Some(60),
-            Some(120),
-            Some(255),
-            Some(256),
-            Some(4095),
-            Some(4096),
-            Some(5000),
-            Some(9000),
-        ];
-        for min in bounds {
-            for max in bounds {
+        // Each width's edges, and bounds between them.
+        let mut bounds = vec![None, Some(0), Some(1), Some(4), Some(120), Some(5000), Some(9000)];
+        for width in TALK_WIDTHS {
+            bounds.extend([Some(width - 1), Some(width), Some(2 * width + 1)]);
+        }
+        for &min in &bounds {
+            for &max in &bounds {
                 let buckets = talk_buckets(min, max);
                 let expected: Vec<i64> = (0..limit)
                     .filter(|&t| min.is_none_or(|m| t >= m) && max.is_none_or(|m| t <= m))
                     .collect();
                 assert_eq!(covered(&buckets, limit), expected, "{min:?}..={max:?}: {buckets:?}");
                 for b in &buckets {
-                    if let TalkBuckets::Listed(_, list) = b {
-                        assert!(list.len() <= 2 * (TALK_BASE as usize - 1), "{min:?}..={max:?}: {buckets:?}");
+                    if let TalkBuckets::Listed(level, list) = b {
+                        let ratio = talk_width(level + 1) / talk_width(*level);
+                        assert!(list.len() as i64 <= 2 * (ratio - 1), "{min:?}..={max:?}: {buckets:?}");
                     }
                 }
             }
@@ -537,15 +530,14 @@ mod tests {
         assert!(!talk_buckets(Some(i64::MAX), None).is_empty());
         assert!(!talk_buckets(Some(0), Some(i64::MAX)).is_empty());
         assert!(!talk_buckets(Some(i64::MAX), Some(i64::MAX)).is_empty());
-        // timeLenStart 60, timeLenEnd 120: 120, 60..=63 and 112..=119, 64..=111.
+        // timeLenStart 60, timeLenEnd 120: second 120 and the second minute.
         assert_eq!(
             talk_buckets(Some(60), Some(120)),
-            vec![
-                TalkBuckets::Listed(0, vec![120]),
-                TalkBuckets::Listed(1, vec![15, 28, 29]),
-                TalkBuckets::Listed(2, vec![4, 5, 6])
-            ]
+            vec![TalkBuckets::Listed(0, vec![120]), TalkBuckets::Listed(3, vec![1])]
         );
+        // 30 s and up: the first two quarter-minutes are what it leaves (records' `talk_terms`
+        // counts every call less those).
+        assert_eq!(talk_buckets(None, Some(29)), vec![TalkBuckets::Listed(2, vec![0, 1])]);
     }
 
     #[test]

@@ -113,7 +113,8 @@ fn talk() -> impl Strategy<Value = Option<i64>> {
         0.5,
         prop_oneof![
             prop::sample::select(vec![
-                0, 1, 5, 7, 15, 16, 17, 60, 64, 100, 120, 200, 255, 256, 4095, 4096, 5000
+                0, 1, 4, 5, 7, 14, 15, 16, 29, 30, 59, 60, 61, 100, 119, 120, 121, 200, 299, 300, 899, 900,
+                3599, 3600, 5000
             ]),
             0i64..260,
         ],
@@ -846,17 +847,14 @@ async fn a_page_and_its_total_agree_while_rows_are_written() {
     assert_eq!((v["total"].as_u64(), v["rows"].as_array().unwrap().len()), (Some(120), 60), "{v}");
 }
 
-/// A database of the schema before the counters of all time (its days settled) gets them
-/// from its days when the server migrates it: totals with no time range, which read only
-/// those rows, stay exact.
-#[tokio::test]
-async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() {
-    let s = TestServer::start().await;
+/// 90 calls over two and a half days from 2026-10-01 09:00 UTC, one every 40 minutes,
+/// inbound of 0, 4, … 176 s of talk and manual of 2, 6, … 178 s, imported; and the totals
+/// of each call type under `talk_totals`' filters.
+async fn import_spread_calls(s: &TestServer) {
     let tz = s.settings.timezone.0;
     let start = Utc.with_ymd_and_hms(2026, 10, 1, 9, 0, 0).unwrap().timestamp_millis();
     let calls: Vec<Value> = (0..90i64)
         .map(|i| {
-            // One every 40 minutes over two and a half days, talk times 0 to 178 s.
             let callout = start + i * 2_400_000;
             let talk = i * 2 * 1000;
             let call_type = ["01", "03"][i as usize % 2];
@@ -872,26 +870,49 @@ async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() 
         })
         .collect();
     assert_eq!(s.post("/api/aicall/records/import", &json!(calls)).await["code"], 0);
-    let filters = [
+}
+
+/// records/list's totals of each call type of `import_spread_calls` under talk-time
+/// filters, with no time range and with one of whole days, hours and minutes.
+async fn talk_totals(s: &TestServer) -> Vec<i64> {
+    let talk = [
         json!({}),
         json!({"timeLenStart": 5}),
         json!({"timeLenEnd": 0}),
         json!({"timeLenStart": 60, "timeLenEnd": 120}),
+        json!({"timeLenStart": 17, "timeLenEnd": 151}),
     ];
-    let totals = async |s: &TestServer| {
-        let mut totals = Vec::new();
-        for call_type in ["01", "03"] {
-            for filter in &filters {
+    let windows = [
+        json!({}),
+        json!({"calloutTimeStart": "2026-10-01 17:10:00", "calloutTimeEnd": "2026-10-03 20:49:59"}),
+    ];
+    let mut totals = Vec::new();
+    for call_type in ["01", "03"] {
+        for window in &windows {
+            for filter in &talk {
                 let mut body = filter.clone();
                 body["callType"] = json!(call_type);
+                for (key, value) in window.as_object().unwrap() {
+                    body[key] = value.clone();
+                }
                 totals.push(s.records(body).await["total"].as_i64().unwrap());
             }
         }
-        totals
-    };
-    let before = totals(&s).await;
-    // 45 calls of each type: inbound of 0, 4, … 176 s, manual of 2, 6, … 178 s.
-    assert_eq!(before, [45, 43, 1, 16, 45, 44, 0, 15]);
+    }
+    totals
+}
+
+/// A database of the schema before the counters of all time (its days settled) gets them
+/// from its days when the server migrates it: totals with no time range, which read only
+/// those rows, stay exact.
+#[tokio::test]
+async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() {
+    let s = TestServer::start().await;
+    import_spread_calls(&s).await;
+    let before = talk_totals(&s).await;
+    // 45 calls of each type, with no time range: inbound of 0, 4, … 176 s, manual of 2, 6,
+    // … 178 s.
+    assert_eq!([&before[0..5], &before[10..15]].concat(), [45, 43, 1, 16, 33, 45, 44, 0, 15, 34]);
     // Back to the schema before: no rows of all time, their migration not run.
     let (settings, db, dir) = s.stop().await;
     let plain = Plain::connect(&db.url).await;
@@ -899,5 +920,32 @@ async fn the_counters_of_all_time_are_summed_from_the_days_of_an_older_schema() 
     plain.execute("DELETE FROM _sqlx_migrations WHERE version = 16").await;
     drop(plain);
     let s = TestServer::start_on(settings, db, dir).await;
-    assert_eq!(totals(&s).await, before);
+    assert_eq!(talk_totals(&s).await, before);
+}
+
+/// A database whose talk-time buckets are those of the schema before (widths in powers of
+/// 4) has them summed again at the new widths when the server migrates it: every total
+/// under a talk-time range, which reads them, stays exact.
+#[tokio::test]
+async fn the_talk_buckets_of_an_older_schema_are_summed_again_at_the_new_widths() {
+    let s = TestServer::start().await;
+    import_spread_calls(&s).await;
+    let before = talk_totals(&s).await;
+    let (settings, db, dir) = s.stop().await;
+    let plain = Plain::connect(&db.url).await;
+    plain.execute("DELETE FROM record_talk WHERE level BETWEEN 1 AND 6").await;
+    for level in 1..=6 {
+        let width = 4i64.pow(level);
+        plain
+            .execute(&format!(
+                "INSERT INTO record_talk (call_type, batch_name, span_ms, level, bucket, start_ms, calls)
+                 SELECT call_type, batch_name, span_ms, {level}, bucket / {width}, start_ms, SUM(calls)
+                 FROM record_talk WHERE level = 0 GROUP BY call_type, batch_name, span_ms, bucket / {width}, start_ms"
+            ))
+            .await;
+    }
+    plain.execute("DELETE FROM _sqlx_migrations WHERE version = 17").await;
+    drop(plain);
+    let s = TestServer::start_on(settings, db, dir).await;
+    assert_eq!(talk_totals(&s).await, before);
 }
