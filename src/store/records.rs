@@ -431,8 +431,8 @@ fn talk_range(f: &RecordFilter) -> Option<(Option<i64>, Option<i64>)> {
 /// The `record_talk` buckets a total sums, each added (1) or taken away (-1):
 /// every call (`EVERY_CALL_LEVEL`) without a timeLen range; else the range's own
 /// buckets, or, when fewer, every call less the buckets outside it (`timeLenStart` 5: the
-/// calls of talk time 0 to 4, five buckets, against 41 for 5 and up). Empty when no talk
-/// time is in the range.
+/// calls of talk time 0 to 4, one bucket of 5 s, against 14 and a range for 5 and up).
+/// Empty when no talk time is in the range.
 fn talk_terms(f: &RecordFilter) -> Vec<(i64, TalkBuckets)> {
     let every_call = || TalkBuckets::Listed(EVERY_CALL_LEVEL, vec![0]);
     let Some((min, max)) = talk_range(f) else {
