@@ -1,8 +1,9 @@
 //! The counters beside the call records: `record_stats` (calls and talk time per call
 //! type, hour and outcome), `record_talk` (calls per call type, campaign, hour, day or
-//! all time, and talk-time bucket) and `extension_days` (calls per call type, extension
-//! and day), kept exact in the transaction of every write of records, and what a total
-//! sums from them.
+//! all time, and talk-time bucket), `record_slots` (calls per call type, campaign, ten
+//! minutes and talk time) and `extension_days` (calls per call type, extension and day),
+//! kept exact in the transaction of every write of records, and what a total sums from
+//! them.
 
 use std::collections::BTreeMap;
 
@@ -105,8 +106,9 @@ pub(super) fn whole_buckets(from: Option<i64>, until: Option<i64>, width: i64) -
 const NOTHING: (i64, i64) = (0, 0);
 
 /// How a records/list total over `[from, until)` is summed: whole days and the whole
-/// hours around them from `record_talk`, and only the partial hours at the edges counted
-/// row by row (see `records::push_partial`). Each part is a `[lo, hi)`, empty ones `(0, 0)`.
+/// hours around them from `record_talk`, and only the partial hours at the edges counted,
+/// by ten-minute slots and rows (see `records::push_partial`). Each part is a `[lo, hi)`,
+/// empty ones `(0, 0)`.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct TotalPlan {
     pub days: (i64, i64),
@@ -439,10 +441,44 @@ pub(super) fn recount_extensions(days: CounterDays) -> [String; 2] {
     ]
 }
 
+/// The width of a `record_slots` slot: the edges of a range inside its hours are summed
+/// by the slot, and only what lies outside whole slots is counted row by row (at most five
+/// minutes an edge, from the shorter side of its slot).
+pub const SLOT_MS: i64 = 600_000;
+
+/// A change to one `record_slots` row.
+#[derive(Debug, PartialEq, Eq, Serialize)]
+pub(super) struct SlotDelta {
+    pub call_type: &'static str,
+    /// `EVERY_CAMPAIGN` or one campaign.
+    pub batch_name: String,
+    pub slot_ms: i64,
+    pub time_len: i64,
+    pub calls: i64,
+}
+
+/// The statements that count `record_slots` afresh from the records: after a seed. Portable
+/// SQL (call times are after 2000: SQL's division is `div_euclid`'s).
+pub(super) fn recount_slots() -> [String; 2] {
+    [
+        "DELETE FROM record_slots".into(),
+        format!(
+            "INSERT INTO record_slots (call_type, batch_name, slot_ms, time_len, calls)
+             SELECT call_type, '', callout_ms / {SLOT_MS} * {SLOT_MS}, time_len, COUNT(*)
+             FROM call_records GROUP BY 1, 3, 4
+             UNION ALL
+             SELECT call_type, batch_name, callout_ms / {SLOT_MS} * {SLOT_MS}, time_len, COUNT(*)
+             FROM call_records WHERE batch_name IS NOT NULL GROUP BY 1, 2, 3, 4
+             ORDER BY 1, 2, 3, 4"
+        ),
+    ]
+}
+
 /// What a write of records does to every counter.
 pub(super) struct CounterDeltas {
     pub stats: Vec<StatsDelta>,
     pub talk: Vec<TalkDelta>,
+    pub slots: Vec<SlotDelta>,
     pub extensions: Vec<ExtensionDelta>,
 }
 
@@ -453,11 +489,16 @@ pub(super) fn counter_deltas<'a>(
     added: impl IntoIterator<Item = &'a CallRecord> + Clone,
 ) -> CounterDeltas {
     let mut talk = TalkTally::new(days);
+    let mut slots: BTreeMap<(&'static str, &str, i64, i64), i64> = BTreeMap::new();
     let mut extensions: BTreeMap<(&'static str, &str, i64), i64> = BTreeMap::new();
     let signed =
         removed.clone().into_iter().map(|r| (r, -1)).chain(added.clone().into_iter().map(|r| (r, 1)));
     for (r, sign) in signed {
         talk.add(r, sign);
+        let slot_ms = r.callout_ms.div_euclid(SLOT_MS) * SLOT_MS;
+        for campaign in std::iter::once(EVERY_CAMPAIGN).chain(r.batch_name.as_deref()) {
+            *slots.entry((r.call_type.code(), campaign, slot_ms, r.time_len)).or_default() += sign;
+        }
         if let Some(extnum) = &r.extnum {
             *extensions
                 .entry((r.call_type.code(), extnum.as_str(), days.start(r.callout_ms)))
@@ -474,12 +515,23 @@ pub(super) fn counter_deltas<'a>(
             calls,
         })
         .collect();
-    CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas(), extensions }
+    let slots = slots
+        .into_iter()
+        .filter(|(_, calls)| *calls != 0)
+        .map(|((call_type, campaign, slot_ms, time_len), calls)| SlotDelta {
+            call_type,
+            batch_name: campaign.to_string(),
+            slot_ms,
+            time_len,
+            calls,
+        })
+        .collect();
+    CounterDeltas { stats: stats_deltas(removed, added), talk: talk.deltas(), slots, extensions }
 }
 
 impl CounterDeltas {
     pub(super) fn is_empty(&self) -> bool {
-        self.stats.is_empty() && self.talk.is_empty() && self.extensions.is_empty()
+        self.stats.is_empty() && self.talk.is_empty() && self.slots.is_empty() && self.extensions.is_empty()
     }
 }
 

@@ -3,8 +3,8 @@
 //! page.
 
 use super::counters::{
-    CounterDays, DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, TALK_CAP, TALK_LEVELS, TalkBuckets,
-    talk_buckets, total_plan,
+    CounterDays, DAY_MS, EVERY_CALL_LEVEL, EVERY_CAMPAIGN, HOUR_MS, SLOT_MS, TALK_CAP, TALK_LEVELS,
+    TalkBuckets, talk_buckets, total_plan,
 };
 use super::rows::RECORD_COLUMNS;
 use super::sql::{Dialect, Sql};
@@ -134,8 +134,8 @@ pub(super) fn seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter) 
 }
 
 /// The first row of a seek's statement: the range's calls from `lo` to its top (those above
-/// its whole hours or days), as a part: counted by the hour (`push_partial`) with the
-/// campaign of the counters, else row by row. Counted between both bounds: with one,
+/// its whole hours or days), as a part: counted by the hour and the slot (`push_partial`)
+/// with the campaign of the counters, else row by row. Counted between both bounds: with one,
 /// PostgreSQL's generic plan expects a third of the table and starts parallel workers for
 /// it (4 ms).
 fn push_partial_top(q: &mut Sql, f: &RecordFilter, lo: i64, campaign: Option<&str>) {
@@ -367,27 +367,64 @@ fn push_extension_total(q: &mut Sql, days: CounterDays, f: &RecordFilter, extnum
 }
 
 /// ` + …` the filter's calls in `[lo, hi)`, a span with no whole hour in it (a range's
-/// edges), in the campaign's counters: each piece of it within an hour counted row by row,
-/// either its own rows or, when it is the longer part of its hour, the hour's counters
-/// less the rows of the rest of the hour (a range from 10:10 counts ten minutes of calls,
-/// not fifty; one from 10:30, half an hour either way).
+/// edges), in the campaign's counters: each piece of it within an hour from the shorter
+/// side of its hour, its own slots and rows (`push_slots`) or, when it is the longer part
+/// of its hour, the hour's counters less the slots and rows of the rest of the hour (a
+/// range from 10:10 sums the ten minutes before it, not the fifty after).
 fn push_partial(q: &mut Sql, f: &RecordFilter, campaign: &str, lo: i64, hi: i64) {
     let mut start = lo;
     while start < hi {
         let hour = start.div_euclid(HOUR_MS) * HOUR_MS;
         let end = hi.min(hour + HOUR_MS);
         if 2 * (end - start) <= HOUR_MS {
-            push_rows(q, f, start, end);
+            push_slots(q, f, campaign, &[(start, end)]);
         } else {
             q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM (");
             push_counts(q, f, campaign, &talk_terms(f), &[(HOUR_MS, (hour, hour + HOUR_MS))]);
             q.push(") AS hour) - (0");
-            for (lo, hi) in [(hour, start), (end, hour + HOUR_MS)].into_iter().filter(|(lo, hi)| lo < hi) {
-                push_rows(q, f, lo, hi);
-            }
+            push_slots(q, f, campaign, &[(hour, start), (end, hour + HOUR_MS)]);
             q.push(")");
         }
         start = end;
+    }
+}
+
+/// ` + …` the filter's calls in `spans` (each a `[lo, hi)` inside one hour): the whole
+/// ten-minute slots they hold summed from `record_slots` (a seek a slot, then the slot's
+/// talk times in the filter's range), and each partial slot from its shorter side, its own
+/// rows or its slot less the rows of the rest of the slot: at most five minutes of rows a
+/// slot.
+fn push_slots(q: &mut Sql, f: &RecordFilter, campaign: &str, spans: &[(i64, i64)]) {
+    let (mut slots, mut rows) = (Vec::new(), Vec::new());
+    for &(lo, hi) in spans {
+        let mut start = lo;
+        while start < hi {
+            let slot = start.div_euclid(SLOT_MS) * SLOT_MS;
+            let end = hi.min(slot + SLOT_MS);
+            if 2 * (end - start) <= SLOT_MS {
+                rows.push((" + (0", (start, end)));
+            } else {
+                slots.push(slot);
+                rows.extend([(" - (0", (slot, start)), (" - (0", (end, slot + SLOT_MS))]);
+            }
+            start = end;
+        }
+    }
+    if !slots.is_empty() {
+        q.push(" + (SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM record_slots WHERE call_type = ")
+            .bind(f.call_type.code());
+        q.push(" AND batch_name = ").bind(campaign).push(" AND slot_ms IN (");
+        for (i, &slot) in slots.iter().enumerate() {
+            q.push(if i == 0 { "" } else { ", " }).bind(slot);
+        }
+        q.push(")");
+        push_talk_filter(q, f);
+        q.push(")");
+    }
+    for (sign, (lo, hi)) in rows.into_iter().filter(|(_, (lo, hi))| lo < hi) {
+        q.push(sign);
+        push_rows(q, f, lo, hi);
+        q.push(")");
     }
 }
 
@@ -568,9 +605,12 @@ mod tests {
                 top_calls: Some(7)
             }
         );
-        // The total adds the 7 rather than count the top's rows again.
-        let rows_counted = |start| page(Dialect::Sqlite, days, &f, start).text.matches("COUNT(*)").count();
-        assert_eq!(rows_counted(start) + 1, rows_counted(Start { top_calls: None, ..start }));
+        // The total adds the 7 rather than count the top's calls again (its two slots).
+        let top_counted = |start| {
+            let text = page(Dialect::Sqlite, days, &f, start).text;
+            text.matches("COUNT(*)").count() + text.matches("FROM record_slots").count()
+        };
+        assert_eq!(top_counted(start) + 1, top_counted(Start { top_calls: None, ..start }));
         assert!(page(Dialect::Sqlite, days, &f, start).args.contains(&Arg::Int(7)));
         // Without a partial top (a range to the hour) the seek has none to give.
         let to_the_hour = RecordFilter { callout_until_ms: Some(5 * DAY_MS + 10 * HOUR_MS), ..f.clone() };

@@ -555,9 +555,11 @@ async fn assert_records_page(
 }
 
 /// A range's partial hours are counted from whichever side is shorter: the edge's own
-/// calls, or its hour's counters less the calls of the rest of the hour. Edges on both
-/// sides of the half hour, with and without a talk-time range, give the exact total and,
-/// deep into the range, the calls in order.
+/// calls, or its hour's counters less the calls of the rest of the hour; and that side by
+/// its whole ten-minute slots, each partial slot again from its shorter side. Edges on both
+/// sides of the half hour and of a slot's half, on a slot's edge, to the second, and ranges
+/// inside one hour or one slot, with and without a talk-time range, give the exact total
+/// and, deep into the range, the calls in order.
 #[tokio::test]
 async fn a_ranges_edges_count_exactly_from_either_side_of_their_hour() {
     let s = TestServer::start().await;
@@ -586,6 +588,10 @@ async fn a_ranges_edges_count_exactly_from_either_side_of_their_hour() {
         (minute(9, 10), minute(12, 10)),
         (minute(10, 40), minute(11, 20)),
         (minute(10, 5), minute(10, 55)),
+        (minute(9, 7), minute(12, 43)),
+        (minute(9, 33) + 30_000, minute(12, 18)),
+        (minute(10, 4), minute(10, 16)),
+        (minute(10, 2), minute(10, 8)),
     ];
     for (from, until) in ranges {
         for (talk_from, talk_to) in [(None, None), (Some(1), None), (Some(60), Some(120))] {

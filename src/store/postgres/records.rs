@@ -144,8 +144,8 @@ pub(super) async fn import(s: &PgStore, new: &[CallRecord], call_ended: bool) ->
     Ok(inserted.len() as u64)
 }
 
-/// Keeps `record_stats`, `record_talk` and `extension_days` exact, in the caller's
-/// transaction. The rows are changed in key order, so that nodes writing at once never
+/// Keeps `record_stats`, `record_talk`, `record_slots` and `extension_days` exact, in the
+/// caller's transaction. The rows are changed in key order, so that nodes writing at once never
 /// deadlock.
 pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> Result<()> {
     if all.is_empty() {
@@ -175,6 +175,17 @@ pub(super) async fn apply_stats(tx: &mut PgConnection, all: &CounterDeltas) -> R
          DO UPDATE SET calls = record_talk.calls + EXCLUDED.calls",
     )
     .bind(json(&all.talk))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO record_slots (call_type, batch_name, slot_ms, time_len, calls)
+         SELECT call_type, batch_name, slot_ms, time_len, calls
+         FROM json_to_recordset($1::json)
+              AS d (call_type text, batch_name text, slot_ms bigint, time_len bigint, calls bigint)
+         ORDER BY call_type, batch_name, slot_ms, time_len
+         ON CONFLICT (call_type, batch_name, slot_ms, time_len) DO UPDATE SET calls = record_slots.calls + EXCLUDED.calls",
+    )
+    .bind(json(&all.slots))
     .execute(&mut *tx)
     .await?;
     if !all.extensions.is_empty() {

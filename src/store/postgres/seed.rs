@@ -4,7 +4,9 @@ use super::PgStore;
 use super::tasks::COUNTER_TABLES;
 use crate::domain::OUTCOME_OF_CAUSE;
 use crate::store::Result;
-use crate::store::counters::{CounterDays, recount_extensions, recount_task_days, respread_talk};
+use crate::store::counters::{
+    CounterDays, recount_extensions, recount_slots, recount_task_days, respread_talk,
+};
 use crate::store::seed;
 
 /// Recounts `task_hours` from the tasks, after the seed's load: the rows of every task
@@ -18,7 +20,7 @@ const RECOUNT_TASK_HOURS: [&str; 3] = [
      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
 ];
 
-/// Recounts `record_stats`, `record_talk`, `extension_days` and `campaign_hours` from the
+/// Recounts `record_stats`, `record_talk`, `record_slots`, `extension_days` and `campaign_hours` from the
 /// rows after the seed's load, by `domain::OUTCOME_OF_CAUSE`. Written in key order, so that
 /// a call type's hours lie together in the table: a day's total then reads a few pages,
 /// against some forty in the order of a hash aggregate. `record_talk`: the calls of each talk time by
@@ -54,6 +56,7 @@ fn recount(days: CounterDays) -> Vec<String> {
     ];
     statements.extend(respread_talk(days));
     statements.extend(recount_extensions(days));
+    statements.extend(recount_slots());
     statements
 }
 

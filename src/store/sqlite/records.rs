@@ -36,20 +36,27 @@ pub(super) const ADD_TALK: &str = "INSERT INTO record_talk (call_type, batch_nam
      ON CONFLICT (call_type, batch_name, span_ms, level, bucket, start_ms)
      DO UPDATE SET calls = record_talk.calls + excluded.calls";
 
+/// Adds a JSON list of `SlotDelta`s to `record_slots`.
+const ADD_SLOTS: &str = "INSERT INTO record_slots (call_type, batch_name, slot_ms, time_len, calls)
+     SELECT value ->> 'call_type', value ->> 'batch_name', value ->> 'slot_ms', value ->> 'time_len', value ->> 'calls'
+     FROM json_each(?) WHERE true
+     ON CONFLICT (call_type, batch_name, slot_ms, time_len) DO UPDATE SET calls = record_slots.calls + excluded.calls";
+
 /// Adds a JSON list of `ExtensionDelta`s to `extension_days`.
 const ADD_EXTENSIONS: &str = "INSERT INTO extension_days (call_type, extnum, day_ms, calls)
      SELECT value ->> 'call_type', value ->> 'extnum', value ->> 'day_ms', value ->> 'calls'
      FROM json_each(?) WHERE true
      ON CONFLICT (call_type, extnum, day_ms) DO UPDATE SET calls = extension_days.calls + excluded.calls";
 
-/// Keeps `record_stats`, `record_talk` and `extension_days` exact, in the caller's
-/// transaction.
+/// Keeps `record_stats`, `record_talk`, `record_slots` and `extension_days` exact, in the
+/// caller's transaction.
 pub(super) async fn apply_stats(tx: &mut SqliteConnection, deltas: &CounterDeltas) -> Result<()> {
     if deltas.is_empty() {
         return Ok(());
     }
     sqlx::query(ADD_STATS).bind(json(&deltas.stats)).execute(&mut *tx).await?;
     sqlx::query(ADD_TALK).bind(json(&deltas.talk)).execute(&mut *tx).await?;
+    sqlx::query(ADD_SLOTS).bind(json(&deltas.slots)).execute(&mut *tx).await?;
     if !deltas.extensions.is_empty() {
         sqlx::query(ADD_EXTENSIONS).bind(json(&deltas.extensions)).execute(tx).await?;
     }

@@ -13,7 +13,9 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::records::ADD_STATS;
 use super::tasks::COUNTER_TABLES;
-use crate::store::counters::{CounterDays, StatsTally, TalkTally, recount_extensions, recount_task_days};
+use crate::store::counters::{
+    CounterDays, StatsTally, TalkTally, recount_extensions, recount_slots, recount_task_days,
+};
 use crate::store::seed::{SEED_CAMPAIGN, SeedPlan};
 use crate::store::sql::json;
 use crate::store::{CallRecord, Result};
@@ -139,8 +141,9 @@ fn load_file(path: &Path, plan: SeedPlan, days: CounterDays) -> Result<()> {
     for (_, sql) in &indexes {
         tx.execute(sql, [])?;
     }
-    // From the extensions' index, once it is built (a few seconds at 10M records).
-    for sql in recount_extensions(days) {
+    // From the indexes of the extensions, call types and campaigns, once they are built (a
+    // few seconds each at 10M records).
+    for sql in recount_extensions(days).into_iter().chain(recount_slots()) {
         tx.execute(&sql, [])?;
     }
     tx.commit()?;
