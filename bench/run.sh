@@ -374,13 +374,15 @@ bench_filters() {
     BENCH_BODY="" wrk_run "$BASE/healthz" "$CONNECTIONS" "$THREADS" "$DURATION"
     local floor=$W_RPS
     result "$backend" "$h" "GET /healthz (filters)" "$W_RPS" "req/s" "$W_P50" "$W_P99" "" "" ""
-    local day day2 week from to wfrom mfrom mto ext
+    local day day2 week from to wfrom mfrom mto sfrom sto ext
     day=$(TZ=Asia/Shanghai date -d yesterday +%F)
     day2=$(TZ=Asia/Shanghai date -d '2 days ago' +%F)
     week=$(TZ=Asia/Shanghai date -d '7 days ago' +%F)
     from="\"$day 00:00:00\"" to="\"$day 23:59:59\"" wfrom="\"$week 00:00:00\""
-    # 24 hours to the minute, as "the last day" is sent: edges inside hours.
+    # 24 hours to the minute, as "the last day" is sent: edges inside hours; and to the
+    # second, edges inside ten-minute slots too.
     mfrom="\"$day2 10:10:00\"" mto="\"$day 10:09:59\""
+    sfrom="\"$day2 10:13:27\"" sto="\"$day 10:13:26\""
     ext=$(post $rec '{"callType":"01","pageNum":1,"pageSize":1}' | jq -r '.rows[0].extnum')
     [[ $ext =~ ^[0-9]+$ ]] || die "no extension on the newest inbound call"
     local -a names bodies paths
@@ -405,6 +407,8 @@ bench_filters() {
         "{\"callType\":\"02\",\"calloutTimeStart\":$mfrom,\"calloutTimeEnd\":$mto,\"pageNum\":1,\"pageSize\":10}"
     add "callType 02 + 24 h from 10:10 + timeLen 60..120" $rec \
         "{\"callType\":\"02\",\"calloutTimeStart\":$mfrom,\"calloutTimeEnd\":$mto,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1,\"pageSize\":10}"
+    add "callType 02 + 24 h from 10:13:27 + timeLen 60..120" $rec \
+        "{\"callType\":\"02\",\"calloutTimeStart\":$sfrom,\"calloutTimeEnd\":$sto,\"timeLenStart\":60,\"timeLenEnd\":120,\"pageNum\":1,\"pageSize\":10}"
     add "deep: callType 02 + 24 h from 10:10 + timeLenStart 1, page 1000 of 10" $rec \
         "{\"callType\":\"02\",\"calloutTimeStart\":$mfrom,\"calloutTimeEnd\":$mto,\"timeLenStart\":1,\"pageNum\":1000,\"pageSize\":10}"
     add "deep: callType 01 + extnum, last page" $rec \
