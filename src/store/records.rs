@@ -105,11 +105,10 @@ fn extension_seek_parts(dialect: Dialect, days: CounterDays, f: &RecordFilter, e
 
 /// A deep page's seek: the calls of the partial hour at the top of its range and of each
 /// whole hour and day below, newest first, from the counters; if the page starts inside a
-/// day, that day's hours, and inside an hour, its ten-minute slots (`SeekStep::Within`).
-/// The page then skips whole days, hours and slots by their counts instead of row by row,
-/// and walks only within the slot it starts in, from its nearer end (page 1,000 of 10 at
-/// 10M records: 10,000 index steps become some tens of counter rows and at most five
-/// minutes of steps).
+/// day, that day's hours (`SeekStep::Within`). The page then skips whole days and hours by
+/// their counts instead of row by row, and walks only within the hour it starts in, from
+/// its nearer end (page 1,000 of 10 at 10M records: 10,000 index steps become some tens of
+/// counter rows and a few hundred steps).
 ///
 /// Its rows are parts (`Part`), one row per bucket, merged newest first by the database
 /// from the counters' index (no sort), to be summed by `parts`: a walk reads only the
@@ -165,15 +164,17 @@ pub(super) fn parts(rows: impl Iterator<Item = Part>) -> impl Iterator<Item = Pa
 }
 
 /// What `seek_parts`' parts give: the seek, or the statement of the hours of the day the
-/// page starts in, or of the ten-minute slots of its hour, with what to go on from.
+/// page starts in, with what to go on from.
 pub(super) enum SeekStep {
     Done(Start),
     Within(Sql, Within),
 }
 
-/// A day or an hour the page starts inside: the rows above it, the seek past the parts
-/// before it, and the calls of the range's partial top.
+/// A day the page starts inside: the rows above it, the seek past the parts before it, and
+/// the calls of the range's partial top.
 pub(super) struct Within {
+    offset: i64,
+    size: i64,
     skipped: i64,
     before: Option<Seek>,
     top_calls: Option<i64>,
@@ -185,6 +186,7 @@ pub(super) fn seek_step(
     f: &RecordFilter,
     parts: impl Iterator<Item = Part>,
 ) -> SeekStep {
+    let (offset, size) = (f.page.offset(), i64::from(f.page.size));
     let mut parts = parts.peekable();
     // The first part is the partial top of `seek_parts`, if it has one (an extension's
     // differs from the total's: not taken).
@@ -195,66 +197,33 @@ pub(super) fn seek_step(
             counted_extension(f).is_none() && lo < hi && (start_ms, span_ms) == (lo, hi - lo)
         })
         .map(|part| part.2);
-    Within { skipped: 0, before: None, top_calls }.step(dialect, f, parts)
+    let done = |seek| SeekStep::Done(Start { seek, top_calls });
+    match walk(offset, 0, parts) {
+        // An extension's day holds some tens of its calls: walked, not split into hours.
+        (before, Some(((day_ms, DAY_MS, _), skipped))) if counted_extension(f).is_none() => {
+            let campaign = counted_campaign(f).unwrap_or(EVERY_CAMPAIGN);
+            let mut q = Sql::new(dialect, "");
+            push_bucket_counts(&mut q, f, campaign, &[(HOUR_MS, (day_ms, day_ms + DAY_MS))]);
+            q.push(" ORDER BY start_ms DESC");
+            SeekStep::Within(q, Within { offset, size, skipped, before, top_calls })
+        }
+        (before, Some((part, skipped))) => done(into_part(before, part, offset - skipped, size)),
+        (seek, None) => done(seek),
+    }
 }
 
 impl Within {
-    /// The next step, given the parts of the statement of `SeekStep::Within` (or of
-    /// `seek_parts`): the walk past them goes on from the rows above them.
-    pub(super) fn step(
-        self,
-        dialect: Dialect,
-        f: &RecordFilter,
-        parts: impl Iterator<Item = Part>,
-    ) -> SeekStep {
-        let Within { skipped, before, top_calls } = self;
-        match walk(f.page.offset(), skipped, parts) {
-            (passed, Some((part, skipped))) => {
-                land(dialect, f, part, Within { skipped, before: passed.or(before), top_calls })
+    /// Where the page starts, given the day's hours (the parts of the statement of
+    /// `SeekStep::Within`).
+    pub(super) fn start(self, hours: impl Iterator<Item = Part>) -> Start {
+        let seek = match walk(self.offset, self.skipped, hours) {
+            (before, Some((hour, skipped))) => {
+                into_part(before.or(self.before), hour, self.offset - skipped, self.size)
             }
-            (passed, None) => SeekStep::Done(Start { seek: passed.or(before), top_calls }),
-        }
+            (seek, None) => seek.or(self.before),
+        };
+        Start { seek, top_calls: self.top_calls }
     }
-}
-
-/// Where a page goes on from the part it starts in (`at`: the rows above the part, and the
-/// seek past those): a whole day of the counters' campaign is read by its hours, a whole
-/// hour by its ten-minute slots (each one more step: `SeekStep::Within`); any other part
-/// (an extension's day, a slot, a partial hour at the top) is walked from its nearer end.
-fn land(dialect: Dialect, f: &RecordFilter, part: Part, at: Within) -> SeekStep {
-    let (start_ms, span_ms, _) = part;
-    let mut q = Sql::new(dialect, "");
-    match (counted_campaign(f), span_ms) {
-        (Some(campaign), DAY_MS) => {
-            push_bucket_counts(&mut q, f, campaign, &[(HOUR_MS, (start_ms, start_ms + DAY_MS))]);
-            q.push(" ORDER BY start_ms DESC");
-        }
-        (Some(campaign), HOUR_MS) => push_slot_counts(&mut q, f, campaign, start_ms),
-        _ => {
-            let (into, size) = (f.page.offset() - at.skipped, i64::from(f.page.size));
-            return SeekStep::Done(Start {
-                seek: into_part(at.before, part, into, size),
-                top_calls: at.top_calls,
-            });
-        }
-    }
-    SeekStep::Within(q, at)
-}
-
-/// The filter's calls in each ten-minute slot of the hour at `hour_ms`, as rows (start_ms,
-/// span_ms, calls) of a slot and a talk time each, newest slot first (a seek a slot).
-fn push_slot_counts(q: &mut Sql, f: &RecordFilter, campaign: &str, hour_ms: i64) {
-    q.push(&format!(
-        "SELECT slot_ms AS start_ms, CAST({SLOT_MS} AS BIGINT) AS span_ms, calls FROM record_slots"
-    ));
-    q.push(" WHERE call_type = ").bind(f.call_type.code()).push(" AND batch_name = ").bind(campaign);
-    q.push(" AND slot_ms IN (");
-    for (i, slot) in (hour_ms..hour_ms + HOUR_MS).step_by(SLOT_MS as usize).enumerate() {
-        q.push(if i == 0 { "" } else { ", " }).bind(slot);
-    }
-    q.push(")");
-    push_talk_filter(q, f);
-    q.push(" ORDER BY slot_ms DESC");
 }
 
 /// The seek of a page that starts `into` rows inside `part`: up from the part's oldest row
@@ -578,7 +547,7 @@ mod tests {
     use crate::store::sql::Arg;
 
     #[test]
-    fn a_deep_page_seeks_below_the_whole_parts_it_skips_and_looks_inside_the_day_and_hour_it_starts_in() {
+    fn a_deep_page_seeks_below_the_whole_parts_it_skips_and_looks_inside_the_day_it_starts_in() {
         let below = |until_ms, offset| Some(Seek::Below { until_ms, offset });
         let h = |start_ms, calls| (start_ms, HOUR_MS, calls);
         let hours = [h(3 * HOUR_MS, 5), h(2 * HOUR_MS, 5), h(HOUR_MS, 5)];
@@ -593,53 +562,18 @@ mod tests {
         // A day skipped whole is a part like an hour.
         let parts = [h(5 * DAY_MS, 5), (4 * DAY_MS, DAY_MS, 100), (3 * DAY_MS, DAY_MS, 100)];
         assert_eq!(walk(150, 0, parts), (below(4 * DAY_MS, 45), Some((parts[2], 105))));
-        // Starting inside a day: its hours take the walk on, after the rows above it, then
-        // the slots of the hour it starts in.
+        // Starting inside a day: its hours take the walk on, after the rows above it.
         let (before, day) = walk(50, 0, parts);
         assert_eq!((before, day), (below(5 * DAY_MS, 45), Some((parts[1], 5))));
+        let within = |offset, size, skipped| Within { offset, size, skipped, before, top_calls: None };
         let hours = [(4 * DAY_MS + 2 * HOUR_MS, HOUR_MS, 30), (4 * DAY_MS + HOUR_MS, HOUR_MS, 70)];
-        let hour = 4 * DAY_MS + HOUR_MS;
-        let slot = |minute: i64, calls| (hour + minute * 60_000, SLOT_MS, calls);
-        let slots = [slot(50, 12), slot(40, 20), slot(30, 30), slot(20, 8)];
-        let seek = |page_num| {
-            let f = RecordFilter { page: crate::domain::Page { num: page_num, size: 10 }, ..every_ai_call() };
-            let days = CounterDays { offset_ms: 0 };
-            let mut step = seek_step(Dialect::Sqlite, days, &f, parts.into_iter());
-            for (read, table) in [(&hours[..], "FROM record_talk"), (&slots[..], "FROM record_slots")] {
-                let SeekStep::Within(q, within) = step else {
-                    panic!("page {page_num} lands in a day's hour")
-                };
-                assert!(q.text.contains(table), "{}", q.text);
-                step = within.step(Dialect::Sqlite, &f, read.iter().copied());
-            }
-            let SeekStep::Done(start) = step else { panic!("a slot is walked") };
-            start.seek
-        };
-        // 50 skips the first hour's 30, the newest slot's 12 of the second, and 3 of the next.
-        assert_eq!(seek(6), below(hour + 50 * 60_000, 3));
-        // 80 is 13 rows into the third slot: 7 lie below its page, read upwards past them.
-        assert_eq!(
-            seek(9),
-            Some(Seek::Up { from_ms: hour + 30 * 60_000, until_ms: hour + 40 * 60_000, offset: 7 })
-        );
-        // A page that runs past the slot's bottom is read downwards.
-        assert_eq!(seek(10), below(hour + 40 * 60_000, 23));
-    }
-
-    /// `callType` 02, no other filter, the first page.
-    fn every_ai_call() -> RecordFilter {
-        RecordFilter {
-            call_type: crate::domain::CallType::AiOutbound,
-            uuid: None,
-            telephone: None,
-            extnum: None,
-            callout_from_ms: None,
-            callout_until_ms: None,
-            time_len_min: None,
-            time_len_max: None,
-            batch_name: None,
-            page: crate::domain::Page { num: 1, size: 10 },
-        }
+        // 50 skips the first hour's 30 and 15 of the second's 70, and reads down from there.
+        assert_eq!(within(50, 10, 5).start(hours.into_iter()).seek, below(4 * DAY_MS + 2 * HOUR_MS, 15));
+        // 90 is 55 rows into the second hour: 5 lie below its page, read upwards past them.
+        let up = Seek::Up { from_ms: 4 * DAY_MS + HOUR_MS, until_ms: 4 * DAY_MS + 2 * HOUR_MS, offset: 5 };
+        assert_eq!(within(90, 10, 5).start(hours.into_iter()).seek, Some(up));
+        // A page that runs past the hour's bottom is read downwards.
+        assert_eq!(within(100, 10, 5).start(hours.into_iter()).seek, below(4 * DAY_MS + 2 * HOUR_MS, 65));
     }
 
     #[test]
@@ -648,28 +582,22 @@ mod tests {
         // 10:10 one day to 10:20 four days later: the top's 20 minutes lie above whole hours.
         let (from, until) = (DAY_MS + 10 * HOUR_MS + 600_000, 5 * DAY_MS + 10 * HOUR_MS + 1_200_000);
         let f = RecordFilter {
+            call_type: crate::domain::CallType::AiOutbound,
+            uuid: None,
+            telephone: None,
+            extnum: None,
             callout_from_ms: Some(from),
             callout_until_ms: Some(until),
             time_len_min: Some(60),
             time_len_max: Some(120),
+            batch_name: None,
             page: crate::domain::Page { num: 101, size: 10 },
-            ..every_ai_call()
         };
         let top = (5 * DAY_MS + 10 * HOUR_MS, 1_200_000, 7);
         let parts = [top, (5 * DAY_MS + 9 * HOUR_MS, HOUR_MS, 900), (5 * DAY_MS + 8 * HOUR_MS, HOUR_MS, 600)];
-        // The page starts in the hour at 08:00, 93 calls into its newest slot of 100.
-        let slots = [(5 * DAY_MS + 8 * HOUR_MS + 50 * 60_000, SLOT_MS, 100)];
-        let walked = |f: &RecordFilter, parts: &[Part]| {
-            let SeekStep::Within(_, within) = seek_step(Dialect::Sqlite, days, f, parts.iter().copied())
-            else {
-                panic!("the page starts in an hour: its slots are read");
-            };
-            let SeekStep::Done(start) = within.step(Dialect::Sqlite, f, slots.into_iter()) else {
-                panic!("a slot is walked");
-            };
-            start
+        let SeekStep::Done(start) = seek_step(Dialect::Sqlite, days, &f, parts.into_iter()) else {
+            panic!("the page starts in an hour: no day to split");
         };
-        let start = walked(&f, &parts);
         assert_eq!(
             start,
             Start {
@@ -686,7 +614,12 @@ mod tests {
         assert!(page(Dialect::Sqlite, days, &f, start).args.contains(&Arg::Int(7)));
         // Without a partial top (a range to the hour) the seek has none to give.
         let to_the_hour = RecordFilter { callout_until_ms: Some(5 * DAY_MS + 10 * HOUR_MS), ..f.clone() };
-        assert_eq!(walked(&to_the_hour, &parts[1..]).top_calls, None);
+        let SeekStep::Done(start) =
+            seek_step(Dialect::Sqlite, days, &to_the_hour, parts[1..].iter().copied())
+        else {
+            panic!("the page starts in an hour");
+        };
+        assert_eq!(start.top_calls, None);
     }
 
     #[test]

@@ -51,21 +51,19 @@ pub(super) async fn list(s: &PgStore, f: &RecordFilter) -> Result<Paged<CallReco
         }
     }
     let mut tx = conn.snapshot().await?;
-    let mut step = match seek_parts {
+    let start = match seek_parts {
         Some(q) => {
             let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
-            records::seek_step(Dialect::Postgres, s.days, f, records::parts(rows.into_iter()))
-        }
-        None => SeekStep::Done(Start::default()),
-    };
-    let start = loop {
-        match step {
-            SeekStep::Done(start) => break start,
-            SeekStep::Within(q, within) => {
-                let rows: Vec<Part> = sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
-                step = within.step(Dialect::Postgres, f, records::parts(rows.into_iter()));
+            match records::seek_step(Dialect::Postgres, s.days, f, records::parts(rows.into_iter())) {
+                SeekStep::Done(start) => start,
+                SeekStep::Within(q, within) => {
+                    let rows: Vec<Part> =
+                        sqlx::query_as_with(&q.text, arguments(&q)).fetch_all(&mut *tx).await?;
+                    within.start(records::parts(rows.into_iter()))
+                }
             }
         }
+        None => Start::default(),
     };
     let rows = page(&mut tx, s.days, f, start).await?;
     let total = match rows.first() {

@@ -83,21 +83,16 @@ pub(super) async fn list(s: &SqliteStore, f: &RecordFilter) -> Result<Paged<Call
             // The seek's rows are read only as far as its walk goes.
             let part =
                 |r: &rusqlite::Row<'_>| -> rusqlite::Result<Part> { Ok((r.get(0)?, r.get(1)?, r.get(2)?)) };
-            let mut step = match records::seek_parts(Dialect::Sqlite, days, &f) {
-                Some(q) => readers::query_lazily(conn, &q, part, |rows| {
+            let start = match records::seek_parts(Dialect::Sqlite, days, &f) {
+                Some(q) => match readers::query_lazily(conn, &q, part, |rows| {
                     records::seek_step(Dialect::Sqlite, days, &f, records::parts(rows))
-                })?,
-                None => SeekStep::Done(Start::default()),
-            };
-            let start = loop {
-                match step {
-                    SeekStep::Done(start) => break start,
+                })? {
+                    SeekStep::Done(start) => start,
                     SeekStep::Within(q, within) => {
-                        step = readers::query_lazily(conn, &q, part, |rows| {
-                            within.step(Dialect::Sqlite, &f, records::parts(rows))
-                        })?;
+                        readers::query_lazily(conn, &q, part, |rows| within.start(records::parts(rows)))?
                     }
-                }
+                },
+                None => Start::default(),
             };
             let page = records::page(Dialect::Sqlite, days, &f, start);
             let rows = readers::query(conn, &page, |row| {
