@@ -20,12 +20,12 @@ const RECOUNT_TASK_HOURS: [&str; 3] = [
      GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
 ];
 
-/// Recounts `record_stats`, `record_talk`, `record_slots`, `extension_days` and `campaign_hours` from the
-/// rows after the seed's load, by `domain::OUTCOME_OF_CAUSE`. Written in key order, so that
-/// a call type's hours lie together in the table: a day's total then reads a few pages,
-/// against some forty in the order of a hash aggregate. `record_talk`: the calls of each talk time by
-/// hour (level 0), of every call and each campaign, then spread over the levels and days
-/// of `counters::TalkTally`.
+/// Recounts `record_stats`, `record_talk`, `record_slots`, `extension_days` and
+/// `campaign_hours` from the rows after the seed's load, by `domain::OUTCOME_OF_CAUSE`.
+/// Written in key order, so that a call type's hours lie together in the table: a day's
+/// total then reads a few pages, against some forty in the order of a hash aggregate.
+/// `record_talk`: the calls of each talk time by hour (level 0), of every call and each
+/// campaign, then spread over the levels and days of `counters::TalkTally`.
 fn recount(days: CounterDays) -> Vec<String> {
     let classes: String = OUTCOME_OF_CAUSE
         .iter()
